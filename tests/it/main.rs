@@ -1,0 +1,6 @@
+//! Integration tests against a real PostgreSQL: one binary, a fresh database per test.
+
+mod harness;
+mod lifecycle;
+mod messages;
+mod refusals;

@@ -1,0 +1,276 @@
+-- Inserted messages: validate and default each row (BEFORE ROW), then do the set-based work
+-- once per statement (AFTER STATEMENT, transition table): queue rows, audit events, thread
+-- counters and one NOTIFY per wake-up channel. A refused row aborts the whole statement.
+
+CREATE OR REPLACE FUNCTION et_refuse(p_column text, p_message text, p_detail text DEFAULT NULL,
+                                     p_hint text DEFAULT NULL, p_errcode text DEFAULT 'check_violation')
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'et_messages.%: %', p_column, p_message
+    USING ERRCODE = p_errcode, COLUMN = p_column, TABLE = 'et_messages',
+          DETAIL = coalesce(p_detail, ''), HINT = coalesce(p_hint, 'nothing was written');
+END
+$$;
+
+-- Content rules shared by insert and by edits while pending approval: addresses normalised per
+-- channel, at least one recipient, a body within the channel's limit.
+CREATE OR REPLACE FUNCTION et_message_check_content(m et_messages) RETURNS et_messages
+LANGUAGE plpgsql AS $$
+DECLARE
+  limit_chars integer;
+  body_len integer;
+BEGIN
+  m.recipients := et_normalize_addresses(m.channel, 'recipients', m.recipients);
+  m.cc         := et_normalize_addresses(m.channel, 'cc', m.cc);
+  m.bcc        := et_normalize_addresses(m.channel, 'bcc', m.bcc);
+  IF m.sender IS NOT NULL THEN
+    m.sender := (et_normalize_addresses(m.channel, 'sender', ARRAY[m.sender]))[1];
+  END IF;
+  IF m.reply_to IS NOT NULL THEN
+    m.reply_to := (et_normalize_addresses(m.channel, 'reply_to', ARRAY[m.reply_to]))[1];
+  END IF;
+  IF m.direction = 'inbound' THEN
+    IF m.sender IS NULL THEN
+      PERFORM et_refuse('sender', 'an inbound message needs a sender',
+                        'the sender is the contact the thread is keyed on');
+    END IF;
+    RETURN m;
+  END IF;
+
+  -- outbound
+  IF cardinality(m.recipients) = 0 THEN
+    PERFORM et_refuse('recipients', 'an outbound message needs at least one recipient',
+                      format('channel %s, recipients is empty', m.channel),
+                      'put the destination in recipients (cc and bcc add to it on email)');
+  END IF;
+  IF m.channel <> 'email' AND (cardinality(m.cc) > 0 OR cardinality(m.bcc) > 0) THEN
+    PERFORM et_refuse(CASE WHEN cardinality(m.cc) > 0 THEN 'cc' ELSE 'bcc' END,
+                      format('cc and bcc exist only on email, not on %s', m.channel));
+  END IF;
+  IF m.body_text IS NULL AND m.body_html IS NULL AND NOT (m.metadata ? 'template') THEN
+    PERFORM et_refuse('body_text', 'an outbound message needs body_text, body_html or metadata.template');
+  END IF;
+  IF m.channel = 'email' THEN
+    IF octet_length(m.body_text) > 2097152 OR octet_length(m.body_html) > 2097152 THEN
+      body_len := greatest(octet_length(m.body_text), octet_length(m.body_html));
+      PERFORM et_refuse(CASE WHEN octet_length(m.body_text) > 2097152 THEN 'body_text' ELSE 'body_html' END,
+                        format('body is %s bytes; email bodies are limited to 2 MiB (2097152 bytes)', body_len));
+    END IF;
+  ELSE
+    limit_chars := CASE m.channel WHEN 'sms' THEN 1600 WHEN 'whatsapp' THEN 4096 WHEN 'telegram' THEN 4096 ELSE 65536 END;
+    body_len := char_length(m.body_text);
+    IF body_len > limit_chars THEN
+      PERFORM et_refuse('body_text', format('body is %s characters; %s bodies are limited to %s characters',
+                                            body_len, m.channel, limit_chars));
+    END IF;
+    IF m.body_html IS NOT NULL THEN
+      PERFORM et_refuse('body_html', format('body_html exists only on email, not on %s', m.channel),
+                        NULL, 'send the text in body_text');
+    END IF;
+  END IF;
+  RETURN m;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION et_message_id_form(v text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN v IS NULL OR btrim(v) = '' THEN NULL
+              WHEN btrim(v) LIKE '<%>' THEN btrim(v)
+              ELSE '<' || btrim(v, ' <>') || '>' END
+$$;
+
+CREATE OR REPLACE FUNCTION et_messages_before_insert() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  s record;
+  v_contact text;
+  keys text[];
+  suppressed text[];
+BEGIN
+  -- direction
+  IF NEW.direction IS NULL THEN
+    PERFORM et_refuse('direction', 'direction is required (inbound or outbound)', NULL, NULL, 'not_null_violation');
+  ELSIF NEW.direction NOT IN ('inbound', 'outbound') THEN
+    PERFORM et_refuse('direction', format('unknown direction %L; expected inbound or outbound', NEW.direction));
+  END IF;
+
+  -- tenant and session: the session must belong to the row's tenant.
+  SELECT cs.channel, cs.address, cs.requires_approval, cs.status,
+         t.active AS tenant_active, coalesce((t.settings->>'requires_approval')::boolean, false) AS tenant_approval
+    INTO s
+    FROM et_channel_sessions cs JOIN et_tenants t ON t.id = cs.tenant_id
+   WHERE cs.tenant_id = NEW.tenant_id AND cs.id = NEW.channel_session_id;
+  IF NOT FOUND THEN
+    PERFORM et_refuse('channel_session_id',
+                      format('no channel session %s for tenant %L', coalesce(NEW.channel_session_id::text, 'NULL'),
+                             coalesce(NEW.tenant_id, 'NULL')),
+                      'a message must name a session of its own tenant', NULL, 'foreign_key_violation');
+  END IF;
+  IF NOT s.tenant_active THEN
+    PERFORM et_refuse('tenant_id', format('tenant %L is not active', NEW.tenant_id));
+  END IF;
+
+  -- channel: defaults from the session, and must match it.
+  IF NEW.channel IS NULL THEN
+    NEW.channel := s.channel;
+  ELSIF NEW.channel NOT IN ('email', 'whatsapp', 'telegram', 'sms', 'webhook') THEN
+    PERFORM et_refuse('channel', format('unknown channel %L; expected email, whatsapp, telegram, sms or webhook', NEW.channel));
+  ELSIF NEW.channel <> s.channel THEN
+    PERFORM et_refuse('channel', format('channel %L does not match session %s, which is %L',
+                                        NEW.channel, NEW.channel_session_id, s.channel));
+  END IF;
+
+  IF NEW.direction = 'outbound' THEN
+    NEW.sender := coalesce(NEW.sender, s.address);
+  ELSIF NEW.idempotency_key IS NOT NULL THEN
+    PERFORM et_refuse('idempotency_key', 'idempotency_key is for outbound messages; inbound rows dedupe on external_message_id');
+  END IF;
+  NEW := et_message_check_content(NEW);
+
+  -- initial status
+  IF NEW.direction = 'inbound' THEN
+    IF coalesce(NEW.delivery_status, 'received') <> 'received' THEN
+      PERFORM et_refuse('delivery_status', format('an inbound message starts as received, not %L', NEW.delivery_status));
+    END IF;
+    NEW.delivery_status := 'received';
+  ELSE
+    IF coalesce(NEW.delivery_status, 'queued') NOT IN ('queued', 'pending_approval') THEN
+      PERFORM et_refuse('delivery_status', format('an outbound message starts as queued or pending_approval, not %L',
+                                                  NEW.delivery_status));
+    END IF;
+    IF NEW.delivery_status = 'pending_approval' OR s.requires_approval OR s.tenant_approval THEN
+      NEW.delivery_status := 'pending_approval';
+    ELSE
+      NEW.delivery_status := 'queued';
+    END IF;
+    -- suppression: drop suppressed recipients; when none is left the message is suppressed.
+    SELECT coalesce(array_agg(r), '{}') INTO suppressed
+      FROM unnest(NEW.recipients || NEW.cc || NEW.bcc) r
+     WHERE EXISTS (SELECT 1 FROM et_suppressions x
+                    WHERE x.tenant_id = NEW.tenant_id AND x.channel = NEW.channel
+                      AND x.address = et_contact(NEW.channel, r)
+                      AND (x.expires_at IS NULL OR x.expires_at > now()));
+    IF cardinality(suppressed) > 0 THEN
+      NEW.suppressed_recipients := suppressed;
+      NEW.recipients := array(SELECT r FROM unnest(NEW.recipients) r WHERE r <> ALL (suppressed));
+      NEW.cc := array(SELECT r FROM unnest(NEW.cc) r WHERE r <> ALL (suppressed));
+      NEW.bcc := array(SELECT r FROM unnest(NEW.bcc) r WHERE r <> ALL (suppressed));
+      IF cardinality(NEW.recipients) + cardinality(NEW.cc) + cardinality(NEW.bcc) = 0 THEN
+        NEW.delivery_status := 'suppressed';
+      END IF;
+    END IF;
+    -- email Message-ID: <public_id@sender-domain>, known before sending so replies can thread.
+    IF NEW.channel = 'email' AND NEW.external_message_id IS NULL THEN
+      NEW.external_message_id := '<' || NEW.public_id || '@' || split_part(et_email_address(NEW.sender), '@', 2) || '>';
+    END IF;
+  END IF;
+
+  -- email Message-IDs are stored in their <angle-bracket> form, whatever the bridge wrote.
+  IF NEW.channel = 'email' THEN
+    NEW.external_message_id := et_message_id_form(NEW.external_message_id);
+    NEW.in_reply_to := et_message_id_form(NEW.in_reply_to);
+    NEW."references" := array(SELECT et_message_id_form(r) FROM unnest(NEW."references") r WHERE btrim(r) <> '');
+  END IF;
+
+  -- thread
+  IF NEW.thread_id IS NOT NULL THEN
+    PERFORM 1 FROM et_threads th
+     WHERE th.tenant_id = NEW.tenant_id AND th.id = NEW.thread_id AND th.channel_session_id = NEW.channel_session_id;
+    IF NOT FOUND THEN
+      PERFORM et_refuse('thread_id', format('no thread %s on session %s for tenant %L',
+                                            NEW.thread_id, NEW.channel_session_id, NEW.tenant_id),
+                        'a message may only join a thread of its own tenant and session', NULL, 'foreign_key_violation');
+    END IF;
+    RETURN NEW;
+  END IF;
+  IF NEW.channel = 'email' AND (NEW.in_reply_to IS NOT NULL OR cardinality(NEW."references") > 0) THEN
+    keys := array_remove(NEW.in_reply_to || NEW."references", NULL);
+    SELECT m.thread_id INTO NEW.thread_id
+      FROM et_messages m
+     WHERE m.tenant_id = NEW.tenant_id AND m.channel_session_id = NEW.channel_session_id
+       AND m.external_message_id = ANY (keys)
+     ORDER BY (m.external_message_id = NEW.in_reply_to) DESC NULLS LAST, m.id DESC
+     LIMIT 1;
+    IF NEW.thread_id IS NOT NULL THEN
+      RETURN NEW;
+    END IF;
+  END IF;
+  v_contact := CASE WHEN NEW.direction = 'inbound' THEN et_contact(NEW.channel, NEW.sender)
+                  ELSE et_contact(NEW.channel, NEW.recipients[1]) END;
+  -- a fully suppressed message has no recipient left: thread it on the first suppressed one.
+  v_contact := coalesce(v_contact, et_contact(NEW.channel, NEW.suppressed_recipients[1]));
+  SELECT th.id INTO NEW.thread_id FROM et_threads th
+   WHERE th.tenant_id = NEW.tenant_id AND th.channel_session_id = NEW.channel_session_id AND th.contact = v_contact;
+  IF NEW.thread_id IS NULL THEN
+    INSERT INTO et_threads (tenant_id, channel_session_id, channel, contact, subject)
+    VALUES (NEW.tenant_id, NEW.channel_session_id, NEW.channel, v_contact,
+            nullif(regexp_replace(NEW.subject, '^\s*((re|fwd?|aw|sv)\s*:\s*)+', '', 'i'), ''))
+    ON CONFLICT ON CONSTRAINT et_threads_contact DO NOTHING
+    RETURNING id INTO NEW.thread_id;
+    IF NEW.thread_id IS NULL THEN  -- a concurrent insert created it first
+      SELECT th.id INTO NEW.thread_id FROM et_threads th
+       WHERE th.tenant_id = NEW.tenant_id AND th.channel_session_id = NEW.channel_session_id AND th.contact = v_contact;
+    END IF;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION et_messages_after_insert() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  queued integer;
+BEGIN
+  INSERT INTO et_outbound_queue (tenant_id, message_id, channel_session_id, priority, run_at, max_attempts)
+  SELECT n.tenant_id, n.id, n.channel_session_id, n.priority, greatest(coalesce(n.scheduled_at, now()), now()), cs.max_attempts
+    FROM new_rows n
+    JOIN et_channel_sessions cs ON cs.tenant_id = n.tenant_id AND cs.id = n.channel_session_id
+   WHERE n.delivery_status = 'queued';
+  GET DIAGNOSTICS queued = ROW_COUNT;
+
+  INSERT INTO et_message_events (tenant_id, message_id, from_status, to_status, actor, detail)
+  SELECT n.tenant_id, n.id, NULL, n.delivery_status, et_actor(),
+         CASE WHEN cardinality(n.suppressed_recipients) > 0
+              THEN jsonb_build_object('suppressed_recipients', to_jsonb(n.suppressed_recipients))
+              ELSE '{}'::jsonb END
+    FROM new_rows n;
+
+  -- thread counters, locking threads in id order so concurrent bulk inserts cannot deadlock.
+  PERFORM 1 FROM et_threads th
+   WHERE (th.tenant_id, th.id) IN (SELECT DISTINCT n.tenant_id, n.thread_id FROM new_rows n)
+   ORDER BY th.id FOR NO KEY UPDATE;
+  UPDATE et_threads th
+     SET message_count    = th.message_count + c.total,
+         inbound_count    = th.inbound_count + c.inbound,
+         outbound_count   = th.outbound_count + c.outbound,
+         last_inbound_at  = greatest(th.last_inbound_at, c.last_inbound_at),
+         last_outbound_at = greatest(th.last_outbound_at, c.last_outbound_at),
+         state            = 'open',
+         insights_due_at  = coalesce(th.insights_due_at, now()),
+         updated_at       = now()
+    FROM (SELECT n.tenant_id, n.thread_id, count(*) AS total,
+                 count(*) FILTER (WHERE n.direction = 'inbound') AS inbound,
+                 count(*) FILTER (WHERE n.direction = 'outbound') AS outbound,
+                 max(n.created_at) FILTER (WHERE n.direction = 'inbound') AS last_inbound_at,
+                 max(n.created_at) FILTER (WHERE n.direction = 'outbound') AS last_outbound_at
+            FROM new_rows n GROUP BY n.tenant_id, n.thread_id) c
+   WHERE th.tenant_id = c.tenant_id AND th.id = c.thread_id;
+
+  IF queued > 0 THEN
+    PERFORM pg_notify('et_outbound', 'et_outbound');
+  END IF;
+  IF EXISTS (SELECT 1 FROM new_rows n WHERE n.direction = 'inbound') THEN
+    PERFORM pg_notify('et_inbound', 'et_inbound');
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER et_messages_before_insert
+  BEFORE INSERT ON et_messages
+  FOR EACH ROW EXECUTE FUNCTION et_messages_before_insert();
+
+CREATE OR REPLACE TRIGGER et_messages_after_insert
+  AFTER INSERT ON et_messages
+  REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION et_messages_after_insert();

@@ -1,0 +1,133 @@
+-- Updated messages. Per row, and only when the WHEN clause says so: identity columns never
+-- change, content is frozen once a message leaves pending_approval, and a status change without
+-- an explicit updated_at gets one. Per statement (transition tables): the lifecycle guard against
+-- et_status_transitions, audit events, queue rows for approved / retried / cancelled messages,
+-- and the wake-up NOTIFY.
+
+CREATE OR REPLACE FUNCTION et_messages_before_update_content() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.id IS DISTINCT FROM OLD.id
+     OR NEW.public_id IS DISTINCT FROM OLD.public_id OR NEW.direction IS DISTINCT FROM OLD.direction
+     OR NEW.channel IS DISTINCT FROM OLD.channel OR NEW.channel_session_id IS DISTINCT FROM OLD.channel_session_id THEN
+    PERFORM et_refuse('id', format('message %s: tenant_id, id, public_id, direction, channel and channel_session_id never change', OLD.id),
+                      NULL, 'insert a new message instead');
+  END IF;
+  IF NEW.direction = 'inbound' OR OLD.delivery_status <> 'pending_approval' OR NEW.delivery_status <> 'pending_approval' THEN
+    PERFORM et_refuse(
+      CASE WHEN NEW.sender IS DISTINCT FROM OLD.sender THEN 'sender'
+           WHEN NEW.recipients IS DISTINCT FROM OLD.recipients THEN 'recipients'
+           WHEN NEW.cc IS DISTINCT FROM OLD.cc THEN 'cc'
+           WHEN NEW.bcc IS DISTINCT FROM OLD.bcc THEN 'bcc'
+           WHEN NEW.reply_to IS DISTINCT FROM OLD.reply_to THEN 'reply_to'
+           WHEN NEW.subject IS DISTINCT FROM OLD.subject THEN 'subject'
+           WHEN NEW.body_text IS DISTINCT FROM OLD.body_text THEN 'body_text'
+           WHEN NEW.body_html IS DISTINCT FROM OLD.body_html THEN 'body_html'
+           ELSE 'variables' END,
+      format('message %s is %s: its content (sender, recipients, cc, bcc, reply_to, subject, bodies, variables) is frozen',
+             OLD.id, OLD.delivery_status),
+      'content can change only while an outbound message is pending_approval',
+      'cancel it and insert a corrected message');
+  END IF;
+  NEW := et_message_check_content(NEW);
+  NEW.updated_at := now();
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION et_messages_touch() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.updated_at := now();
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION et_messages_after_update() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  bad record;
+  reason text := nullif(current_setting('pgcourier.reason', true), '');
+  requeued integer;
+  reinbound boolean;
+BEGIN
+  -- lifecycle guard: every status change must be a row of et_status_transitions.
+  SELECT o.id, o.direction, o.delivery_status AS from_status, n.delivery_status AS to_status INTO bad
+    FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
+   WHERE n.delivery_status <> o.delivery_status
+     AND NOT EXISTS (SELECT 1 FROM et_status_transitions t
+                      WHERE t.direction = o.direction AND t.from_status = o.delivery_status
+                        AND t.to_status = n.delivery_status)
+   LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'et_messages.delivery_status: % message % cannot go from % to %',
+                    bad.direction, bad.id, bad.from_status, bad.to_status
+      USING ERRCODE = 'check_violation', COLUMN = 'delivery_status', TABLE = 'et_messages',
+            DETAIL = (SELECT format('allowed from %s: %s', bad.from_status, coalesce(string_agg(t.to_status, ', ' ORDER BY t.to_status), 'nothing (final state)'))
+                        FROM et_status_transitions t WHERE t.direction = bad.direction AND t.from_status = bad.from_status),
+            HINT = 'use et_approve, et_reject, et_retry or et_cancel; see et_status_transitions';
+  END IF;
+
+  INSERT INTO et_message_events (tenant_id, message_id, from_status, to_status, actor, detail)
+  SELECT n.tenant_id, n.id, o.delivery_status, n.delivery_status, et_actor(),
+         jsonb_strip_nulls(jsonb_build_object(
+           'reason', reason,
+           'attempts', CASE WHEN n.direction = 'outbound' AND o.delivery_status = 'sending' THEN n.attempts END,
+           'error', CASE WHEN n.last_error IS DISTINCT FROM o.last_error THEN n.last_error END,
+           'error_class', CASE WHEN n.error_class IS DISTINCT FROM o.error_class THEN n.error_class END))
+    FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
+   WHERE n.delivery_status <> o.delivery_status;
+
+  -- approved or retried by an operator: (re)enter the queue with fresh attempts.
+  INSERT INTO et_outbound_queue AS q (tenant_id, message_id, channel_session_id, priority, run_at, max_attempts)
+  SELECT n.tenant_id, n.id, n.channel_session_id, n.priority, greatest(coalesce(n.scheduled_at, now()), now()), cs.max_attempts
+    FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
+    JOIN et_channel_sessions cs ON cs.tenant_id = n.tenant_id AND cs.id = n.channel_session_id
+   WHERE n.delivery_status = 'queued' AND o.delivery_status IN ('pending_approval', 'failed')
+  ON CONFLICT (tenant_id, message_id) DO UPDATE
+     SET state = 'ready', run_at = excluded.run_at, attempts = 0, max_attempts = excluded.max_attempts,
+         leased_by = NULL, lease_expires_at = NULL, last_error = NULL, updated_at = now();
+  GET DIAGNOSTICS requeued = ROW_COUNT;
+
+  -- finished before sending: nothing left to dispatch.
+  DELETE FROM et_outbound_queue q
+   USING old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
+   WHERE q.tenant_id = n.tenant_id AND q.message_id = n.id
+     AND n.delivery_status IN ('cancelled', 'rejected', 'suppressed') AND o.delivery_status <> n.delivery_status;
+
+  IF requeued > 0 THEN
+    PERFORM pg_notify('et_outbound', 'et_outbound');
+  END IF;
+  SELECT EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
+                  WHERE n.delivery_status = 'received' AND o.delivery_status <> 'received') INTO reinbound;
+  IF reinbound THEN
+    PERFORM pg_notify('et_inbound', 'et_inbound');
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER et_messages_before_update_content
+  BEFORE UPDATE ON et_messages
+  FOR EACH ROW
+  WHEN (NEW.sender IS DISTINCT FROM OLD.sender OR NEW.recipients IS DISTINCT FROM OLD.recipients
+        OR NEW.cc IS DISTINCT FROM OLD.cc OR NEW.bcc IS DISTINCT FROM OLD.bcc
+        OR NEW.reply_to IS DISTINCT FROM OLD.reply_to OR NEW.subject IS DISTINCT FROM OLD.subject
+        OR NEW.body_text IS DISTINCT FROM OLD.body_text OR NEW.body_html IS DISTINCT FROM OLD.body_html
+        OR NEW.variables IS DISTINCT FROM OLD.variables
+        OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.id IS DISTINCT FROM OLD.id
+        OR NEW.public_id IS DISTINCT FROM OLD.public_id OR NEW.direction IS DISTINCT FROM OLD.direction
+        OR NEW.channel IS DISTINCT FROM OLD.channel OR NEW.channel_session_id IS DISTINCT FROM OLD.channel_session_id)
+  EXECUTE FUNCTION et_messages_before_update_content();
+
+-- Writers that change a status without setting updated_at (a DBA in psql) still get a fresh one.
+CREATE OR REPLACE TRIGGER et_messages_touch
+  BEFORE UPDATE ON et_messages
+  FOR EACH ROW
+  WHEN (NEW.delivery_status IS DISTINCT FROM OLD.delivery_status AND NEW.updated_at = OLD.updated_at)
+  EXECUTE FUNCTION et_messages_touch();
+
+CREATE OR REPLACE TRIGGER et_messages_after_update
+  AFTER UPDATE ON et_messages
+  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION et_messages_after_update();

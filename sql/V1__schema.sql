@@ -233,6 +233,7 @@ INSERT INTO et_status_transitions (direction, from_status, to_status, descriptio
   ('outbound', 'sending',            'sent',                   'the provider accepted it'),
   ('outbound', 'sending',            'queued',                 'transient error or expired lease: retry later'),
   ('outbound', 'sending',            'failed',                 'permanent error or attempts exhausted: dead letter'),
+  ('outbound', 'sending',            'suppressed',             'every recipient was suppressed after it was queued'),
   ('outbound', 'failed',             'queued',                 'operator retry'),
   ('inbound',  'received',           'inbound_processing',     'claimed by the inbound worker'),
   ('inbound',  'inbound_processing', 'received',               'lease expired: decide again'),

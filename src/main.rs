@@ -2,6 +2,10 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use pgcourier::config::Config;
+use pgcourier::{cluster, daemon, db, status, telemetry};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "pgcourier", version, about = "A Postgres-native messaging daemon")]
@@ -12,31 +16,106 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply the schema migrations and triggers to DATABASE_URL.
-    Migrate {
-        /// PostgreSQL connection string.
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: String,
+    /// Start here: run the daemon on DATABASE_URL, or on a private PostgreSQL under ./.pgcourier/.
+    Up {
+        /// Where the private cluster and the demo outbox live.
+        #[arg(long, default_value = ".pgcourier")]
+        data_dir: PathBuf,
     },
+    /// Run the daemon against DATABASE_URL (migrates first).
+    Run,
+    /// Apply the schema migrations and triggers to DATABASE_URL.
+    Migrate,
+    /// Queue health per channel and state, message counts and the newest dead letters.
+    Status,
+}
+
+fn database(config: &Config) -> anyhow::Result<tokio_postgres::Config> {
+    let url = config.database_url.as_deref().context("DATABASE_URL is not set")?;
+    url.parse().context("DATABASE_URL is not a valid PostgreSQL connection string")
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        }
+        t.cancel();
+    });
+    token
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let config = Config::from_env()?;
+    telemetry::init(config.log_format);
     match cli.command {
-        Command::Migrate { database_url } => {
-            let config: tokio_postgres::Config = database_url.parse().context("DATABASE_URL is not a valid connection string")?;
-            let mut client = pgcourier::db::connect(&config).await.context("connecting to DATABASE_URL")?;
-            let report = pgcourier::db::migrate::migrate(&mut client).await?;
+        Command::Migrate => {
+            let mut client = db::connect(&database(&config)?).await.context("connecting to DATABASE_URL")?;
+            let report = db::migrate::migrate(&mut client).await?;
+            for m in &report.applied {
+                println!("applied {m}");
+            }
             if report.applied.is_empty() {
                 println!("schema is current");
-            } else {
-                for m in &report.applied {
-                    println!("applied {m}");
-                }
             }
             println!("triggers {}", if report.triggers_applied { "applied" } else { "already current" });
         }
+        Command::Status => {
+            let client = db::connect(&database(&config)?).await.context("connecting to DATABASE_URL")?;
+            print!("{}", status::render(&client).await?);
+        }
+        Command::Run => {
+            let db = database(&config)?;
+            daemon::run(config, db, shutdown_on_signals()).await?;
+        }
+        Command::Up { data_dir } => up(config, data_dir).await?,
     }
+    Ok(())
+}
+
+/// `pgcourier up`: the embedded default a new user starts with.
+async fn up(mut config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    let cluster = match &config.database_url {
+        Some(_) => None,
+        None => {
+            println!("starting a private PostgreSQL under {} ...", data_dir.display());
+            let c = cluster::Cluster::start(cluster::ClusterConfig { data_dir: data_dir.clone(), port: None }).await?;
+            config.database_url = Some(c.url());
+            Some(c)
+        }
+    };
+    let db = database(&config)?;
+    let mut client = db::connect(&db).await.context("connecting to the database")?;
+    db::migrate::migrate(&mut client).await?;
+    let outbox = data_dir.join("outbox");
+    let demo = db::demo::ensure(&client, &outbox.to_string_lossy()).await?;
+    drop(client);
+    let url = config.database_url.clone().unwrap_or_default();
+    println!(
+        "\npgcourier is up. Send a first message from another terminal:\n\n  \
+         psql '{url}' -c \"INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text) \
+         VALUES ('demo', {}, 'outbound', ARRAY['you@example.com'], 'Hello', 'It works')\"\n\n\
+         The .eml lands in {}; watch its lifecycle with:\n\n  \
+         psql '{url}' -c \"SELECT * FROM et_thread_timeline\"\n\n\
+         A chat message to the log session ({}) is written to this terminal. Ctrl-C stops everything.\n",
+        demo.email_session,
+        outbox.display(),
+        demo.chat_session,
+    );
+    let result = daemon::run(config, db, shutdown_on_signals()).await;
+    if let Some(c) = cluster {
+        println!("stopping the private PostgreSQL ...");
+        c.stop().await?;
+    }
+    result?;
     Ok(())
 }

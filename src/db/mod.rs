@@ -1,6 +1,10 @@
 //! All SQL that the daemon runs lives under this module (and in `sql/`, `triggers/`).
 
+pub mod demo;
+pub mod health;
+pub mod listener;
 pub mod migrate;
+pub mod outbound;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;

@@ -179,6 +179,7 @@ pub const TRANSITIONS: &[Transition] = &[
     t(Out, Sending, Sent, "the provider accepted it"),
     t(Out, Sending, Queued, "transient error or expired lease: retry later"),
     t(Out, Sending, Failed, "permanent error or attempts exhausted: dead letter"),
+    t(Out, Sending, Suppressed, "every recipient was suppressed after it was queued"),
     t(Out, Failed, Queued, "operator retry"),
     t(In, Received, InboundProcessing, "claimed by the inbound worker"),
     t(In, InboundProcessing, Received, "lease expired: decide again"),

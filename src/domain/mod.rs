@@ -1,3 +1,5 @@
-//! Pure domain rules: no tokio, no SQL, the clock passed in.
+//! Pure domain rules: no tokio, no SQL, the clock and randomness passed in.
 
 pub mod lifecycle;
+pub mod outcome;
+pub mod retry;

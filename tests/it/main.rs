@@ -3,4 +3,6 @@
 mod harness;
 mod lifecycle;
 mod messages;
+mod daemon;
 mod refusals;
+mod smtp_sink;

@@ -1,0 +1,131 @@
+//! Channel adapters: one module per provider. Adapters speak SMTP or HTTP, never SQL, and
+//! classify every failure at their edge into an [`ErrorClass`]; the dispatcher decides.
+
+pub mod email;
+pub mod file;
+pub mod log;
+pub mod smtp;
+
+use crate::db::outbound::SessionRow;
+use crate::domain::outcome::ErrorClass;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// A message ready for a provider: variables rendered, suppressed recipients removed.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub public_id: Uuid,
+    pub tenant_id: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub reply_to: Option<String>,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    /// Email: the `Message-ID` header value (`<public_id@sender-domain>`).
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub metadata: serde_json::Value,
+}
+
+/// What a provider said when it accepted a message.
+#[derive(Debug, Clone, Default)]
+pub struct Receipt {
+    /// The provider's id for the message (stored in `external_message_id`).
+    pub external_id: Option<String>,
+}
+
+/// A failed send, classified by the adapter.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
+pub struct SendError {
+    pub class: ErrorClass,
+    /// What the provider said (kept, truncated, in `last_error`).
+    pub detail: String,
+}
+
+impl SendError {
+    pub fn permanent(detail: impl Into<String>) -> Self {
+        SendError { class: ErrorClass::Permanent, detail: detail.into() }
+    }
+
+    pub fn transient(detail: impl Into<String>) -> Self {
+        SendError { class: ErrorClass::Transient { retry_after: None }, detail: detail.into() }
+    }
+}
+
+/// One provider connection (an SMTP pool, a folder, an HTTP client).
+#[async_trait]
+pub trait Channel: Send + Sync {
+    async fn send(&self, msg: &Outbound) -> Result<Receipt, SendError>;
+}
+
+/// Resolves `credentials_ref` to a secret: `PGCOURIER_SECRET_<REF>` in the daemon's environment
+/// (the reference upper-cased, anything but letters and digits turned into `_`).
+pub fn secret_env_name(reference: &str) -> String {
+    let name: String = reference
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect();
+    format!("PGCOURIER_SECRET_{name}")
+}
+
+fn resolve_secret(reference: &Option<String>) -> Result<Option<String>, SendError> {
+    let Some(reference) = reference else { return Ok(None) };
+    let var = secret_env_name(reference);
+    match std::env::var(&var) {
+        Ok(v) if !v.is_empty() => Ok(Some(v)),
+        _ => Err(SendError::permanent(format!(
+            "credentials_ref {reference:?}: secret {var} is not set in the daemon's environment"
+        ))),
+    }
+}
+
+/// The adapters of every session seen so far, rebuilt when a session is edited.
+#[derive(Default)]
+pub struct Registry {
+    built: Mutex<HashMap<i64, (chrono::DateTime<chrono::Utc>, Arc<dyn Channel>)>>,
+}
+
+impl Registry {
+    /// The adapter for `session`, built on first use (or after the session changed).
+    pub fn get(&self, session: &SessionRow) -> Result<Arc<dyn Channel>, SendError> {
+        let mut built = self.built.lock().expect("registry lock");
+        if let Some((at, ch)) = built.get(&session.id) {
+            if *at == session.updated_at {
+                return Ok(ch.clone());
+            }
+        }
+        let ch = build(session)?;
+        built.insert(session.id, (session.updated_at, ch.clone()));
+        Ok(ch)
+    }
+}
+
+fn build(session: &SessionRow) -> Result<Arc<dyn Channel>, SendError> {
+    let secret = resolve_secret(&session.credentials_ref)?;
+    Ok(match session.provider.as_str() {
+        "smtp" => Arc::new(smtp::Smtp::new(&session.config, secret)?),
+        "file" => Arc::new(file::File::new(&session.config)?),
+        "log" => Arc::new(log::Log),
+        other => {
+            return Err(SendError::permanent(format!(
+                "provider {other:?} (session {}) is not supported by this daemon yet",
+                session.id
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secret_names() {
+        assert_eq!(super::secret_env_name("smtp-main.prod"), "PGCOURIER_SECRET_SMTP_MAIN_PROD");
+    }
+}

@@ -1,0 +1,60 @@
+//! Wires the daemon together: migrate, then the listener, the outbound dispatcher and the
+//! rescuer, all stopped by one cancellation token (soft stop: no new claims; in-flight sends
+//! finish up to the shutdown timeout).
+
+use crate::config::Config;
+use crate::db::{self, listener};
+use crate::outbound::{dispatcher::Dispatcher, rescuer};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    #[error(transparent)]
+    Migrate(#[from] db::migrate::MigrateError),
+    #[error("cannot build the connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::BuildError),
+}
+
+/// What a running daemon exposes to its caller (health checks, tests).
+#[derive(Clone, Default)]
+pub struct Handles {
+    pub listener: Arc<listener::ListenerState>,
+}
+
+/// Run the daemon against `database` until `shutdown` is cancelled.
+pub async fn run(config: Config, database: tokio_postgres::Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    run_with(config, database, shutdown, Handles::default()).await
+}
+
+/// [`run`], reporting into `handles`.
+pub async fn run_with(
+    config: Config,
+    database: tokio_postgres::Config,
+    shutdown: CancellationToken,
+    handles: Handles,
+) -> Result<(), DaemonError> {
+    let mut client = db::connect(&database).await.map_err(DaemonError::Connect)?;
+    db::migrate::migrate(&mut client).await?;
+    drop(client);
+    // Events written by this daemon's connections name it as the actor.
+    let mut pooled = database.clone();
+    pooled.options(format!("-c pgcourier.actor={}", config.worker_id.replace(' ', "_")));
+    let pool = db::pool(pooled, config.pool_size)?;
+    tracing::info!(worker = %config.worker_id, "pgcourier daemon started");
+
+    let wakers = listener::Wakers::default();
+    let tasks = TaskTracker::new();
+    tasks.spawn(listener::run(database, wakers.clone(), handles.listener.clone(), Duration::from_secs(30), shutdown.clone()));
+    tasks.spawn(rescuer::run(pool.clone(), config.rescue_interval, wakers.outbound.clone(), shutdown.clone()));
+    tasks.spawn(Dispatcher::new(pool.clone(), config, wakers.outbound.clone()).run(shutdown.clone()));
+    tasks.close();
+    tasks.wait().await;
+    pool.close();
+    tracing::info!("pgcourier daemon stopped");
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Read-only reports for operators: queue health and message counts (`pgcourier status`).
+
+
+
+/// One row of `et_queue_health`.
+#[derive(Debug, Clone)]
+pub struct QueueHealth {
+    pub tenant_id: String,
+    pub channel: String,
+    pub provider: String,
+    pub state: String,
+    pub depth: i64,
+    pub due: i64,
+    /// Seconds the oldest due row has waited.
+    pub oldest_ready_secs: Option<f64>,
+    pub expired_leases: i64,
+}
+
+pub async fn queue_health(client: &tokio_postgres::Client) -> Result<Vec<QueueHealth>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT tenant_id, channel, provider, state, depth, due,
+                    extract(epoch FROM oldest_ready_age)::float8, expired_leases
+               FROM et_queue_health ORDER BY tenant_id, channel, provider, state",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| QueueHealth {
+            tenant_id: r.get(0),
+            channel: r.get(1),
+            provider: r.get(2),
+            state: r.get(3),
+            depth: r.get(4),
+            due: r.get(5),
+            oldest_ready_secs: r.get(6),
+            expired_leases: r.get(7),
+        })
+        .collect())
+}
+
+/// Messages per (direction, delivery_status).
+pub async fn status_counts(client: &tokio_postgres::Client) -> Result<Vec<(String, String, i64)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT direction, delivery_status, count(*) FROM et_messages GROUP BY 1, 2 ORDER BY 1, 2",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
+
+/// The newest dead letters: (message id, tenant, recipients, last error).
+pub async fn dead_letters(
+    client: &tokio_postgres::Client,
+    limit: i64,
+) -> Result<Vec<(i64, String, Vec<String>, Option<String>)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT message_id, tenant_id, recipients, last_error FROM et_dead_letters ORDER BY dead_since DESC LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+}

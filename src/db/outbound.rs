@@ -1,0 +1,325 @@
+//! The outbound queue's SQL: claim, record outcomes, release, rescue, next due time.
+//!
+//! A claim is one CTE that locks ready rows with `SKIP LOCKED`, leases them and moves their
+//! messages to `sending`; outcomes are written in batches with `unnest`, fenced on the lease
+//! (`leased_by` and the attempt number) so a daemon whose lease expired cannot overwrite a newer
+//! attempt. No transaction stays open while a provider is called.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+use std::time::Duration;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+/// The channel session a claimed message goes out on.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: i64,
+    pub channel: String,
+    pub provider: String,
+    /// The from-address / phone / bot of the session.
+    pub address: String,
+    /// Non-secret provider settings.
+    pub config: Value,
+    /// Name of the secret the daemon resolves from its environment.
+    pub credentials_ref: Option<String>,
+    /// Changes when an operator edits the session: the adapter is rebuilt.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One leased message, with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub tenant_id: String,
+    pub id: i64,
+    pub public_id: Uuid,
+    /// This attempt's number (1-based); the fence for recording its outcome.
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub session: SessionRow,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub reply_to: Option<String>,
+    pub subject: Option<String>,
+    pub body_text: Option<String>,
+    pub body_html: Option<String>,
+    pub variables: Value,
+    pub metadata: Value,
+    /// The stored Message-ID (email) or provider id.
+    pub external_message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    /// Recipients that went on the suppression list after the message was queued.
+    pub suppressed_now: Vec<String>,
+}
+
+const CLAIM: &str = r#"
+WITH c AS (
+    SELECT q.tenant_id, q.message_id
+      FROM et_outbound_queue q
+      JOIN et_messages m ON m.tenant_id = q.tenant_id AND m.id = q.message_id AND m.delivery_status = 'queued'
+      JOIN et_channel_sessions s ON s.tenant_id = q.tenant_id AND s.id = q.channel_session_id AND s.status = 'active'
+     WHERE q.state = 'ready' AND q.run_at <= now()
+     ORDER BY q.priority, q.run_at
+     LIMIT $1
+       FOR UPDATE OF q SKIP LOCKED
+), q AS (
+    UPDATE et_outbound_queue q
+       SET state = 'leased', leased_by = $2, lease_expires_at = now() + make_interval(secs => $3),
+           attempts = q.attempts + 1, updated_at = now()
+      FROM c
+     WHERE q.tenant_id = c.tenant_id AND q.message_id = c.message_id
+ RETURNING q.tenant_id, q.message_id, q.attempts, q.max_attempts
+), m AS (
+    UPDATE et_messages m
+       SET delivery_status = 'sending', attempts = m.attempts + 1, updated_at = now()
+      FROM q
+     WHERE m.tenant_id = q.tenant_id AND m.id = q.message_id
+ RETURNING m.*
+)
+SELECT m.tenant_id, m.id, m.public_id, q.attempts, q.max_attempts,
+       s.id AS session_id, s.channel, s.provider, s.address, s.config, s.credentials_ref, s.updated_at AS session_updated_at,
+       m.sender, m.recipients, m.cc, m.bcc, m.reply_to, m.subject, m.body_text, m.body_html,
+       m.variables, m.metadata, m.external_message_id, m.in_reply_to, m."references",
+       ARRAY(SELECT r FROM unnest(m.recipients || m.cc || m.bcc) r
+              WHERE EXISTS (SELECT 1 FROM et_suppressions x
+                             WHERE x.tenant_id = m.tenant_id AND x.channel = m.channel
+                               AND x.address = et_contact(m.channel, r)
+                               AND (x.expires_at IS NULL OR x.expires_at > now()))) AS suppressed_now
+  FROM m
+  JOIN q ON q.tenant_id = m.tenant_id AND q.message_id = m.id
+  JOIN et_channel_sessions s ON s.tenant_id = m.tenant_id AND s.id = m.channel_session_id
+"#;
+
+fn claimed(row: &Row) -> Claimed {
+    Claimed {
+        tenant_id: row.get("tenant_id"),
+        id: row.get("id"),
+        public_id: row.get("public_id"),
+        attempt: row.get("attempts"),
+        max_attempts: row.get("max_attempts"),
+        session: SessionRow {
+            id: row.get("session_id"),
+            channel: row.get("channel"),
+            provider: row.get("provider"),
+            address: row.get("address"),
+            config: row.get("config"),
+            credentials_ref: row.get("credentials_ref"),
+            updated_at: row.get("session_updated_at"),
+        },
+        sender: row.get("sender"),
+        recipients: row.get("recipients"),
+        cc: row.get("cc"),
+        bcc: row.get("bcc"),
+        reply_to: row.get("reply_to"),
+        subject: row.get("subject"),
+        body_text: row.get("body_text"),
+        body_html: row.get("body_html"),
+        variables: row.get("variables"),
+        metadata: row.get("metadata"),
+        external_message_id: row.get("external_message_id"),
+        in_reply_to: row.get("in_reply_to"),
+        references: row.get("references"),
+        suppressed_now: row.get("suppressed_now"),
+    }
+}
+
+/// Lease up to `limit` due messages for `worker` for `lease`, moving them to `sending`.
+pub async fn claim(
+    client: &impl GenericClient,
+    worker: &str,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(CLAIM).await?;
+    let rows = client.query(&stmt, &[&limit, &worker, &lease.as_secs_f64()]).await?;
+    Ok(rows.iter().map(claimed).collect())
+}
+
+/// The final state of one attempt, as written to the database.
+#[derive(Debug, Clone)]
+pub struct OutcomeRow {
+    pub tenant_id: String,
+    pub message_id: i64,
+    /// The attempt this outcome belongs to (the lease fence).
+    pub attempt: i32,
+    /// `sent`, `queued` (retry at `run_at`), `failed` or `suppressed`.
+    pub status: &'static str,
+    pub run_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub error_class: Option<&'static str>,
+    pub external_id: Option<String>,
+    pub rendered_subject: Option<String>,
+    pub rendered_text: Option<String>,
+    pub rendered_html: Option<String>,
+    /// (channel, address, reason) to add to `et_suppressions`.
+    pub suppress: Option<(String, String, &'static str)>,
+}
+
+const RECORD: &str = r#"
+WITH o AS (
+    SELECT * FROM unnest($2::text[], $3::bigint[], $4::int[], $5::text[], $6::timestamptz[], $7::text[], $8::text[],
+                         $9::text[], $10::text[], $11::text[], $12::text[])
+        AS o(tenant_id, message_id, attempt, status, run_at, error, error_class, external_id, r_subject, r_text, r_html)
+), f AS (
+    SELECT o.* FROM o
+      JOIN et_outbound_queue q ON q.tenant_id = o.tenant_id AND q.message_id = o.message_id
+     WHERE q.state = 'leased' AND q.leased_by = $1 AND q.attempts = o.attempt
+       FOR UPDATE OF q
+), dq AS (
+    DELETE FROM et_outbound_queue q USING f
+     WHERE q.tenant_id = f.tenant_id AND q.message_id = f.message_id AND f.status IN ('sent', 'suppressed')
+), uq AS (
+    UPDATE et_outbound_queue q
+       SET state = CASE WHEN f.status = 'queued' THEN 'ready' ELSE 'dead' END,
+           run_at = coalesce(f.run_at, q.run_at), leased_by = NULL, lease_expires_at = NULL,
+           last_error = f.error, updated_at = now()
+      FROM f
+     WHERE q.tenant_id = f.tenant_id AND q.message_id = f.message_id AND f.status IN ('queued', 'failed')
+), um AS (
+    UPDATE et_messages m
+       SET delivery_status = f.status,
+           sent_at = CASE WHEN f.status = 'sent' THEN now() ELSE m.sent_at END,
+           external_message_id = coalesce(f.external_id, m.external_message_id),
+           last_error = f.error, error_class = f.error_class,
+           rendered_subject = coalesce(f.r_subject, m.rendered_subject),
+           rendered_text = coalesce(f.r_text, m.rendered_text),
+           rendered_html = coalesce(f.r_html, m.rendered_html),
+           updated_at = now()
+      FROM f
+     WHERE m.tenant_id = f.tenant_id AND m.id = f.message_id
+ RETURNING m.id
+)
+SELECT count(*) FROM um
+"#;
+
+const SUPPRESS: &str = r#"
+INSERT INTO et_suppressions (tenant_id, channel, address, reason, source_message_id, detail)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+ON CONFLICT (tenant_id, channel, address) DO NOTHING
+"#;
+
+/// Write a batch of outcomes for `worker`'s leases; returns how many still held their lease
+/// (the others were rescued and re-claimed meanwhile, and are left alone).
+pub async fn record(
+    client: &mut deadpool_postgres::Client,
+    worker: &str,
+    rows: &[OutcomeRow],
+) -> Result<u64, tokio_postgres::Error> {
+    let col = |f: fn(&OutcomeRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+    let tenant: Vec<&str> = rows.iter().map(|r| r.tenant_id.as_str()).collect();
+    let ids: Vec<i64> = rows.iter().map(|r| r.message_id).collect();
+    let attempts: Vec<i32> = rows.iter().map(|r| r.attempt).collect();
+    let status: Vec<&str> = rows.iter().map(|r| r.status).collect();
+    let run_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.run_at).collect();
+    let error = col(|r| r.error.clone());
+    let class: Vec<Option<&str>> = rows.iter().map(|r| r.error_class).collect();
+    let ext = col(|r| r.external_id.clone());
+    let subj = col(|r| r.rendered_subject.clone());
+    let text = col(|r| r.rendered_text.clone());
+    let html = col(|r| r.rendered_html.clone());
+
+    let tx = client.transaction().await?;
+    let stmt = tx.prepare_cached(RECORD).await?;
+    let held: i64 = tx
+        .query_one(&stmt, &[&worker, &tenant, &ids, &attempts, &status, &run_at, &error, &class, &ext, &subj, &text, &html])
+        .await?
+        .get(0);
+    let sup: Vec<&OutcomeRow> = rows.iter().filter(|r| r.suppress.is_some()).collect();
+    if !sup.is_empty() {
+        let s = |f: fn(&OutcomeRow) -> String| sup.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let ids: Vec<i64> = sup.iter().map(|r| r.message_id).collect();
+        tx.execute(
+            SUPPRESS,
+            &[
+                &s(|r| r.tenant_id.clone()),
+                &s(|r| r.suppress.as_ref().unwrap().0.clone()),
+                &s(|r| r.suppress.as_ref().unwrap().1.clone()),
+                &s(|r| r.suppress.as_ref().unwrap().2.to_owned()),
+                &ids,
+                &s(|r| r.error.clone().unwrap_or_default()),
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(held as u64)
+}
+
+/// Give back leases this worker took but never started (shutdown): the attempt does not count.
+pub async fn release(
+    client: &mut deadpool_postgres::Client,
+    worker: &str,
+    leases: &[(String, i64, i32)],
+) -> Result<u64, tokio_postgres::Error> {
+    let tenant: Vec<&str> = leases.iter().map(|l| l.0.as_str()).collect();
+    let ids: Vec<i64> = leases.iter().map(|l| l.1).collect();
+    let attempts: Vec<i32> = leases.iter().map(|l| l.2).collect();
+    let tx = client.transaction().await?;
+    tx.execute("SELECT set_config('pgcourier.reason', 'released unstarted at shutdown', true)", &[]).await?;
+    let n = tx
+        .execute(
+            r#"
+WITH o AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::int[]) AS o(tenant_id, message_id, attempt)),
+q AS (
+    UPDATE et_outbound_queue q
+       SET state = 'ready', leased_by = NULL, lease_expires_at = NULL, attempts = q.attempts - 1, updated_at = now()
+      FROM o
+     WHERE q.tenant_id = o.tenant_id AND q.message_id = o.message_id
+       AND q.state = 'leased' AND q.leased_by = $1 AND q.attempts = o.attempt
+ RETURNING q.tenant_id, q.message_id
+)
+UPDATE et_messages m SET delivery_status = 'queued', attempts = m.attempts - 1, updated_at = now()
+  FROM q WHERE m.tenant_id = q.tenant_id AND m.id = q.message_id"#,
+            &[&worker, &tenant, &ids, &attempts],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Return expired leases to the queue (or to the dead letters when attempts are exhausted).
+/// The expired attempt counts. Safe with many daemons: rows are locked with SKIP LOCKED.
+pub async fn rescue(client: &mut deadpool_postgres::Client, limit: i64) -> Result<u64, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT set_config('pgcourier.reason', 'lease expired', true)", &[]).await?;
+    let n = tx
+        .execute(
+            r#"
+WITH x AS (
+    SELECT tenant_id, message_id FROM et_outbound_queue
+     WHERE state = 'leased' AND lease_expires_at < now()
+     ORDER BY lease_expires_at
+     LIMIT $1
+       FOR UPDATE SKIP LOCKED
+), q AS (
+    UPDATE et_outbound_queue q
+       SET state = CASE WHEN q.attempts >= q.max_attempts THEN 'dead' ELSE 'ready' END,
+           run_at = now(), leased_by = NULL, lease_expires_at = NULL,
+           last_error = format('lease of %s expired during attempt %s', q.leased_by, q.attempts), updated_at = now()
+      FROM x
+     WHERE q.tenant_id = x.tenant_id AND q.message_id = x.message_id
+ RETURNING q.tenant_id, q.message_id, q.state, q.last_error
+)
+UPDATE et_messages m
+   SET delivery_status = CASE WHEN q.state = 'dead' THEN 'failed' ELSE 'queued' END,
+       last_error = q.last_error, error_class = 'transient', updated_at = now()
+  FROM q
+ WHERE m.tenant_id = q.tenant_id AND m.id = q.message_id AND m.delivery_status = 'sending'"#,
+            &[&limit],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// When the next ready row falls due (None: nothing ready).
+pub async fn next_due(client: &impl GenericClient) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached("SELECT min(run_at) FROM et_outbound_queue WHERE state = 'ready'")
+        .await?;
+    Ok(client.query_one(&stmt, &[]).await?.get(0))
+}

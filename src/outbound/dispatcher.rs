@@ -1,0 +1,234 @@
+//! The outbound dispatcher: claim a batch, send each message outside any transaction (bounded
+//! in total and per session), hand outcomes to one writer that records them in batches.
+//!
+//! It loops without sleeping while claims come back full; otherwise it waits for a NOTIFY, the
+//! next scheduled row falling due, or the poll interval, whichever comes first. On shutdown it
+//! stops claiming, lets started sends finish (up to the shutdown timeout) and gives back the
+//! leases of sends that never started.
+
+use super::outcomes::{self, Finished};
+use super::render;
+use crate::channels::{Registry, SendError};
+use crate::config::Config;
+use crate::db::outbound::{self as q, Claimed, OutcomeRow};
+use crate::domain::outcome::{decide, Decision};
+use crate::domain::retry::RetryPolicy;
+use deadpool_postgres::Pool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub struct Dispatcher {
+    pool: Pool,
+    config: Config,
+    /// Provider adapters per session.
+    registry: Arc<Registry>,
+    /// Per-session concurrency limits.
+    session_slots: Mutex<HashMap<i64, Arc<Semaphore>>>,
+    /// Woken by `et_outbound` notifications and the rescuer.
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(pool: Pool, config: Config, wake: Arc<Notify>) -> Dispatcher {
+        Dispatcher { pool, config, registry: Arc::default(), session_slots: Mutex::default(), wake }
+    }
+
+    fn slots_for(&self, m: &Claimed) -> Arc<Semaphore> {
+        let limit = m
+            .session
+            .config
+            .get("concurrency")
+            .and_then(|v| v.as_u64())
+            .map(|v| v.max(1) as usize)
+            .unwrap_or(self.config.session_concurrency);
+        let mut slots = self.session_slots.lock().expect("slots lock");
+        slots.entry(m.session.id).or_insert_with(|| Arc::new(Semaphore::new(limit))).clone()
+    }
+
+    /// Run until `shutdown`, then drain as described in the module docs.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let (tx, rx) = mpsc::unbounded_channel::<Finished>();
+        let writer = tokio::spawn(outcomes::write(this.pool.clone(), this.config.worker_id.clone(), this.config.lease, rx));
+        let in_flight = Arc::new(Semaphore::new(this.config.max_in_flight));
+        let sends = TaskTracker::new();
+        let worker = this.config.worker_id.as_str();
+
+        while !shutdown.is_cancelled() {
+            let free = in_flight.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    permit = in_flight.clone().acquire_owned() => drop(permit),
+                }
+                continue;
+            }
+            let want = free.min(this.config.batch_size);
+            let batch = match this.claim(want).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claim failed; retrying after the poll interval");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(this.config.poll_interval) => continue,
+                    }
+                }
+            };
+            let full = batch.len() == want;
+            for m in batch {
+                let permit = in_flight.clone().try_acquire_owned().expect("claimed no more than the free permits");
+                let span = tracing::info_span!("send", public_id = %m.public_id, tenant = %m.tenant_id, attempt = m.attempt);
+                let (this, tx, shutdown) = (this.clone(), tx.clone(), shutdown.clone());
+                sends.spawn(
+                    async move {
+                        let finished = this.send_one(m, &shutdown).await;
+                        let _ = tx.send(finished);
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            if full {
+                continue;
+            }
+            let wait = this.until_next_due().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = this.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+
+        sends.close();
+        let timeout = this.config.shutdown_timeout;
+        if tokio::time::timeout(timeout, sends.wait()).await.is_err() {
+            tracing::warn!(in_flight = sends.len(), ?timeout, "sends still running at the shutdown timeout; their leases will expire and be rescued");
+        }
+        drop(tx);
+        let _ = writer.await;
+        tracing::info!(worker, "dispatcher stopped");
+    }
+
+    async fn claim(&self, want: usize) -> Result<Vec<Claimed>, Box<dyn std::error::Error + Send + Sync>> {
+        let client = self.pool.get().await?;
+        Ok(q::claim(&client, &self.config.worker_id, want as i64, self.config.lease).await?)
+    }
+
+    /// How long to sleep before the next scheduled row is due (at most the poll interval).
+    async fn until_next_due(&self) -> Duration {
+        let poll = self.config.poll_interval;
+        let Ok(client) = self.pool.get().await else { return poll };
+        match q::next_due(&client).await {
+            Ok(Some(at)) => (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO).min(poll),
+            _ => poll,
+        }
+    }
+
+    /// Send one claimed message and decide its outcome (or give it back if shutdown came first).
+    async fn send_one(&self, m: Claimed, shutdown: &CancellationToken) -> Finished {
+        let slots = self.slots_for(&m);
+        let _slot = tokio::select! {
+            biased;
+            slot = slots.acquire_owned() => slot.expect("session semaphore never closes"),
+            _ = shutdown.cancelled() => return Finished::Release { tenant_id: m.tenant_id, message_id: m.id, attempt: m.attempt },
+        };
+        let started = Instant::now();
+        let all = m.recipients.len() + m.cc.len() + m.bcc.len();
+        if !m.suppressed_now.is_empty() && m.suppressed_now.len() >= all {
+            tracing::info!(suppressed = ?m.suppressed_now, "every recipient is suppressed; not sending");
+            return Finished::Outcome(row(&m, "suppressed", None, None));
+        }
+        let mut rendered = None;
+        let result = match render::outbound(&m) {
+            Err(e) => Err(e),
+            Ok(out) => {
+                let r = match self.registry.get(&m.session) {
+                    Ok(channel) => channel.send(&out).await,
+                    Err(e) => Err(e),
+                };
+                rendered = Some(out);
+                r
+            }
+        };
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let mut outcome = match &result {
+            Ok(receipt) => {
+                tracing::info!(elapsed_ms, provider = %m.session.provider, "sent");
+                let mut r = row(&m, "sent", None, None);
+                r.external_id = receipt.external_id.clone();
+                r
+            }
+            Err(e) => self.failed(&m, e, elapsed_ms),
+        };
+        if let Some(out) = rendered {
+            outcome.rendered_subject = out.subject;
+            outcome.rendered_text = out.text;
+            outcome.rendered_html = out.html;
+        }
+        Finished::Outcome(outcome)
+    }
+
+    fn failed(&self, m: &Claimed, e: &SendError, elapsed_ms: u64) -> OutcomeRow {
+        let policy = retry_policy(m);
+        let detail: String = e.detail.chars().take(2000).collect();
+        match decide(Some(&e.class), m.attempt as u32, &policy, rand::random::<f64>()) {
+            Decision::Retry(delay) => {
+                tracing::warn!(elapsed_ms, error = %detail, class = e.class.as_str(), retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
+                let mut r = row(m, "queued", Some(detail), Some(e.class.as_str()));
+                r.run_at = Some(chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
+                r
+            }
+            Decision::Fail { suppress } => {
+                let reason = if e.class.is_transient() {
+                    format!("{detail} (attempt {} of {}: giving up)", m.attempt, policy.max_attempts)
+                } else {
+                    detail
+                };
+                tracing::error!(elapsed_ms, error = %reason, class = e.class.as_str(), "send failed for good");
+                let mut r = row(m, "failed", Some(reason), Some(e.class.as_str()));
+                if let Some((why, address)) = suppress {
+                    let address = address.or_else(|| m.recipients.first().cloned());
+                    if let Some(address) = address {
+                        r.suppress = Some((m.session.channel.clone(), address.to_lowercase(), why.as_str()));
+                    }
+                }
+                r
+            }
+            Decision::Sent => unreachable!("a failure never decides Sent"),
+        }
+    }
+}
+
+/// The session's retry policy: `config.retry_base_ms` / `retry_cap_ms`, attempts from the queue.
+fn retry_policy(m: &Claimed) -> RetryPolicy {
+    let ms = |k: &str| m.session.config.get(k).and_then(|v| v.as_u64()).map(Duration::from_millis);
+    let d = RetryPolicy::default();
+    RetryPolicy {
+        base: ms("retry_base_ms").unwrap_or(d.base),
+        cap: ms("retry_cap_ms").unwrap_or(d.cap),
+        max_attempts: m.max_attempts.max(1) as u32,
+    }
+}
+
+fn row(m: &Claimed, status: &'static str, error: Option<String>, class: Option<&'static str>) -> OutcomeRow {
+    OutcomeRow {
+        tenant_id: m.tenant_id.clone(),
+        message_id: m.id,
+        attempt: m.attempt,
+        status,
+        run_at: None,
+        error,
+        error_class: class,
+        external_id: None,
+        rendered_subject: None,
+        rendered_text: None,
+        rendered_html: None,
+        suppress: None,
+    }
+}
+

@@ -1,0 +1,33 @@
+//! The rescuer: on a timer, leases past expiry go back to `ready` (or to the dead letters when
+//! their attempts are used up). Safe with many daemons: rows are taken with SKIP LOCKED.
+
+use crate::db::outbound as q;
+use deadpool_postgres::Pool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub async fn run(pool: Pool, every: Duration, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match rescue(&pool).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(rescued = n, "expired leases returned to the queue");
+                wake.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "rescuer pass failed"),
+        }
+    }
+}
+
+async fn rescue(pool: &Pool) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+    let mut client = pool.get().await?;
+    Ok(q::rescue(&mut client, 1000).await?)
+}

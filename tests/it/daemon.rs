@@ -1,0 +1,318 @@
+//! The daemon end to end: rows inserted by plain SQL reach a real SMTP sink; retries, dead
+//! letters, suppression, approval, crash safety and graceful shutdown.
+
+use crate::harness::TestDb;
+use crate::smtp_sink::{Reply, SmtpSink};
+use pgcourier::config::Config;
+use pgcourier::daemon::{self, Handles};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// An in-process daemon; stopped (and awaited) by [`Running::stop`].
+pub struct Running {
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+    pub handles: Handles,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        self.token.cancel();
+        self.task.await.expect("daemon task").expect("daemon result");
+    }
+
+    /// Wait until the LISTEN connection is up (so NOTIFY latency can be measured).
+    pub async fn listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.handles.listener.connected.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "listener never connected");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+pub fn config(db: &TestDb, overrides: &[(&str, &str)]) -> Config {
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("PGCOURIER_POLL_INTERVAL".into(), "1s".into()),
+        ("PGCOURIER_SHUTDOWN_TIMEOUT".into(), "10s".into()),
+    ]);
+    for (k, v) in overrides {
+        env.insert(k.to_string(), v.to_string());
+    }
+    Config::from_lookup(|k| env.get(k).cloned()).expect("test config")
+}
+
+pub fn spawn(db: &TestDb, overrides: &[(&str, &str)]) -> Running {
+    let token = CancellationToken::new();
+    let handles = Handles::default();
+    let task = tokio::spawn(daemon::run_with(config(db, overrides), db.config.clone(), token.clone(), handles.clone()));
+    Running { token, task, handles }
+}
+
+/// Tenant `acme` with an SMTP session pointing at `sink`; returns the session id.
+pub async fn smtp_session(db: &TestDb, sink: &SmtpSink, extra: serde_json::Value) -> i64 {
+    db.client.batch_execute("INSERT INTO et_tenants (id, name) VALUES ('acme', 'Acme') ON CONFLICT DO NOTHING").await.unwrap();
+    let mut config = serde_json::json!({ "host": "127.0.0.1", "port": sink.addr.port(), "tls": "none", "timeout_ms": 5000,
+                                         "retry_base_ms": 20, "retry_cap_ms": 100 });
+    if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    db.client
+        .query_one(
+            "INSERT INTO et_channel_sessions (tenant_id, channel, provider, address, config)
+             VALUES ('acme', 'email', 'smtp', 'Acme <noreply@acme.example>', $1) RETURNING id",
+            &[&config],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+pub async fn send(db: &TestDb, session: i64, to: &str) -> i64 {
+    db.client
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+             VALUES ('acme', $1, 'outbound', ARRAY[$2], 'Hello', 'Body') RETURNING id",
+            &[&session, &to],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn status(db: &TestDb, id: i64) -> String {
+    db.client.query_one("SELECT delivery_status FROM et_messages WHERE id = $1", &[&id]).await.unwrap().get(0)
+}
+
+async fn walk(db: &TestDb, id: i64) -> Vec<String> {
+    db.client
+        .query("SELECT to_status FROM et_message_events WHERE message_id = $1 ORDER BY id", &[&id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Poll the database for a condition, up to `timeout` (the daemon writes outcomes asynchronously).
+pub async fn until(db: &TestDb, sql: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ok: bool = db.client.query_one(sql, &[]).await.unwrap().get(0);
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {sql}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const SECS: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn a_row_inserted_by_sql_reaches_the_smtp_sink() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let session = smtp_session(&db, &sink, serde_json::json!({})).await;
+    let daemon = spawn(&db, &[]);
+    daemon.listening().await;
+    // warm the SMTP pool and the statement cache, then measure one fresh insert
+    send(&db, session, "warm@example.com").await;
+    sink.wait_for(1, SECS).await;
+    let t0 = Instant::now();
+    let id: i64 = db
+        .client
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, cc, reply_to, subject, body_html, variables)
+             VALUES ('acme', $1, 'outbound', ARRAY['Ann <ann@example.com>'], ARRAY['cat@example.com'], 'help@acme.example',
+                     'Order {{order}}', '<p>Hi {{name}}</p>', '{\"order\": \"#42\", \"name\": \"<Ann>\"}') RETURNING id",
+            &[&session],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let got = sink.wait_for(2, SECS).await;
+    let latency = got[1].at.duration_since(t0);
+    assert!(latency < Duration::from_millis(200), "commit to SMTP DATA took {latency:?}");
+    let m = &got[1];
+    assert_eq!(m.mail_from, "noreply@acme.example");
+    assert_eq!(m.rcpt_to, ["ann@example.com", "cat@example.com"]);
+    assert_eq!(m.header("Subject").unwrap(), "Order #42");
+    assert_eq!(m.header("From").unwrap(), "Acme <noreply@acme.example>");
+    assert_eq!(m.header("Reply-To").unwrap(), "help@acme.example");
+    assert!(m.header("Content-Type").unwrap().contains("multipart/alternative"));
+    assert!(m.data.contains("&lt;Ann&gt;"), "variables are HTML-escaped in HTML");
+    assert!(m.data.contains("Hi <Ann>"), "text derived from HTML, unescaped");
+    until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {id}"), SECS).await;
+    let row = db
+        .client
+        .query_one("SELECT external_message_id, rendered_subject, rendered_html, attempts, sent_at IS NOT NULL FROM et_messages WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(m.header("Message-ID").unwrap(), row.get::<_, String>(0));
+    assert_eq!(row.get::<_, String>(1), "Order #42");
+    assert_eq!(row.get::<_, String>(2), "<p>Hi &lt;Ann&gt;</p>");
+    assert_eq!(row.get::<_, i32>(3), 1);
+    assert!(row.get::<_, bool>(4));
+    assert_eq!(walk(&db, id).await, ["queued", "sending", "sent"]);
+    assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue").await, 0, "finished rows leave the queue");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn rows_inserted_with_no_daemon_or_while_listen_is_killed_are_all_delivered() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let session = smtp_session(&db, &sink, serde_json::json!({})).await;
+    for i in 0..20 {
+        send(&db, session, &format!("before{i}@example.com")).await;
+    }
+    // A long poll interval: delivery below must come from NOTIFY or the claim after reconnect.
+    let daemon = spawn(&db, &[("PGCOURIER_POLL_INTERVAL", "60s")]);
+    sink.wait_for(20, SECS).await;
+    daemon.listening().await;
+    let killed: i64 = db
+        .count(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'LISTEN%'",
+            db.name
+        ))
+        .await;
+    assert_eq!(killed, 1, "the LISTEN connection was found and killed");
+    for i in 0..20 {
+        send(&db, session, &format!("during{i}@example.com")).await;
+    }
+    sink.wait_for(40, SECS).await;
+    until(&db, "SELECT count(*) = 40 FROM et_messages WHERE delivery_status = 'sent'", SECS).await;
+    assert!(daemon.handles.listener.reconnects.load(Ordering::SeqCst) >= 1);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn smtp_451_twice_then_250_is_sent_on_attempt_3() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::with_rule(|_, n| if n < 2 { Reply::Temp451 } else { Reply::Accept }).await;
+    let session = smtp_session(&db, &sink, serde_json::json!({})).await;
+    let daemon = spawn(&db, &[]);
+    let id = send(&db, session, "ann@example.com").await;
+    sink.wait_for(1, SECS).await;
+    until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {id}"), SECS).await;
+    assert_eq!(sink.attempts(), 3);
+    assert_eq!(db.count(&format!("SELECT attempts::bigint FROM et_messages WHERE id = {id}")).await, 3);
+    assert_eq!(walk(&db, id).await, ["queued", "sending", "queued", "sending", "queued", "sending", "sent"]);
+    let detail: serde_json::Value = db
+        .client
+        .query_one("SELECT detail FROM et_message_events WHERE message_id = $1 AND from_status = 'sending' AND to_status = 'queued' ORDER BY id LIMIT 1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(detail["error"].as_str().unwrap().contains("451"), "{detail}");
+    assert_eq!(detail["error_class"], "transient");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn smtp_550_5_1_1_fails_at_once_suppresses_and_the_next_message_never_connects() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::with_rule(|rcpt, _| if rcpt[0].starts_with("gone@") { Reply::Reject550_511 } else { Reply::Accept }).await;
+    let session = smtp_session(&db, &sink, serde_json::json!({})).await;
+    let daemon = spawn(&db, &[]);
+    let id = send(&db, session, "Gone@Example.com").await;
+    until(&db, &format!("SELECT delivery_status = 'failed' FROM et_messages WHERE id = {id}"), SECS).await;
+    assert_eq!(db.count(&format!("SELECT attempts::bigint FROM et_messages WHERE id = {id}")).await, 1);
+    let s = db.client.query_one("SELECT reason, source_message_id FROM et_suppressions WHERE address = 'gone@example.com'", &[]).await.unwrap();
+    assert_eq!(s.get::<_, String>(0), "hard_bounce");
+    assert_eq!(s.get::<_, i64>(1), id);
+    let dead = db.client.query_one("SELECT last_error FROM et_dead_letters WHERE message_id = $1", &[&id]).await.unwrap();
+    assert!(dead.get::<_, String>(0).contains("5.1.1"));
+
+    let connections = sink.connections();
+    let transactions_before = sink.messages().len() + sink.attempts();
+    let next = send(&db, session, "gone@example.com").await;
+    assert_eq!(status(&db, next).await, "suppressed", "suppressed at insert");
+    let ok = send(&db, session, "ok@example.com").await;
+    sink.wait_for(1, SECS).await;
+    until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {ok}"), SECS).await;
+    assert_eq!(sink.messages().len() + sink.attempts(), transactions_before + 2, "only ok@ was transmitted");
+    assert!(sink.connections() <= connections + 1);
+    assert!(sink.messages().iter().all(|m| !m.rcpt_to.iter().any(|r| r.starts_with("gone@"))));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn pending_messages_wait_for_approval_and_rejected_ones_never_go() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let gated = smtp_session(&db, &sink, serde_json::json!({})).await;
+    let open = smtp_session(&db, &sink, serde_json::json!({})).await;
+    db.client.execute("UPDATE et_channel_sessions SET requires_approval = true WHERE id = $1", &[&gated]).await.unwrap();
+    let daemon = spawn(&db, &[]);
+    let pending = send(&db, gated, "wait@example.com").await;
+    let rejected = send(&db, gated, "never@example.com").await;
+    let control = send(&db, open, "control@example.com").await;
+    sink.wait_for(1, SECS).await;
+    until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {control}"), SECS).await;
+    assert_eq!(status(&db, pending).await, "pending_approval");
+    db.client.execute("SELECT et_reject($1, 'alice', 'no')", &[&rejected]).await.unwrap();
+    db.client.execute("SELECT et_approve($1, 'alice')", &[&pending]).await.unwrap();
+    let got = sink.wait_for(2, SECS).await;
+    assert_eq!(got[1].rcpt_to, ["wait@example.com"]);
+    let last = send(&db, open, "after@example.com").await;
+    sink.wait_for(3, SECS).await;
+    until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {last}"), SECS).await;
+    assert!(sink.messages().iter().all(|m| m.rcpt_to != ["never@example.com"]));
+    assert_eq!(status(&db, rejected).await, "rejected");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_secret_fails_its_rows_and_the_daemon_keeps_delivering() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let broken = smtp_session(&db, &sink, serde_json::json!({})).await;
+    db.client
+        .execute("UPDATE et_channel_sessions SET credentials_ref = 'mail-prod' WHERE id = $1", &[&broken])
+        .await
+        .unwrap();
+    let good = smtp_session(&db, &sink, serde_json::json!({})).await;
+    let daemon = spawn(&db, &[]);
+    let bad = send(&db, broken, "a@example.com").await;
+    let fine = send(&db, good, "b@example.com").await;
+    until(&db, &format!("SELECT delivery_status = 'failed' FROM et_messages WHERE id = {bad}"), SECS).await;
+    until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {fine}"), SECS).await;
+    let err: String = db.client.query_one("SELECT last_error FROM et_messages WHERE id = $1", &[&bad]).await.unwrap().get(0);
+    assert!(err.contains("PGCOURIER_SECRET_MAIL_PROD is not set"), "{err}");
+    let after = send(&db, good, "c@example.com").await;
+    until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {after}"), SECS).await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn two_daemons_deliver_5000_messages_exactly_once() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let session = smtp_session(&db, &sink, serde_json::json!({ "pool_size": 4, "concurrency": 8 })).await;
+    db.client
+        .execute(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+             SELECT 'acme', $1, 'outbound', ARRAY['u' || i || '@example.com'], 'Hi', 'x' FROM generate_series(1, 5000) i",
+            &[&session],
+        )
+        .await
+        .unwrap();
+    let a = spawn(&db, &[("PGCOURIER_WORKER_ID", "daemon-a")]);
+    let b = spawn(&db, &[("PGCOURIER_WORKER_ID", "daemon-b")]);
+    let got = sink.wait_for(5000, Duration::from_secs(120)).await;
+    until(&db, "SELECT count(*) = 5000 FROM et_messages WHERE delivery_status = 'sent'", SECS).await;
+    let ids: HashSet<String> = got.iter().map(|m| m.header("Message-ID").unwrap()).collect();
+    assert_eq!(ids.len(), 5000, "every Message-ID once");
+    assert_eq!(sink.messages().len(), 5000, "nothing sent twice");
+    let both: i64 = db
+        .count("SELECT count(DISTINCT actor) FROM et_message_events WHERE to_status = 'sending'")
+        .await;
+    assert_eq!(both, 2, "both daemons claimed work");
+    a.stop().await;
+    b.stop().await;
+}

@@ -3,6 +3,7 @@
 mod harness;
 mod lifecycle;
 mod messages;
+mod process;
 mod daemon;
 mod refusals;
 mod smtp_sink;

@@ -1,0 +1,132 @@
+//! Scenario `smtp`: drain a backlog. N outbound emails are inserted in one statement while no
+//! daemon runs; then one daemon starts and the clock runs until every row is `sent`.
+
+use crate::setup::{ms, BenchDb, Daemon, DaemonSettings, ROW_VALUES, TENANT};
+use crate::sink::Sink;
+use anyhow::Context;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+pub struct Params {
+    pub messages: usize,
+    pub smtp_pool_size: usize,
+    pub smtp_concurrency: usize,
+    pub daemon: DaemonSettings,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub messages: usize,
+    pub smtp_pool_size: usize,
+    pub smtp_concurrency: usize,
+    pub daemon: DaemonSettings,
+    /// The one `INSERT ... SELECT generate_series` (with the triggers), before the daemon starts.
+    pub bulk_insert_s: f64,
+    /// Daemon start (including its start-up migration check) → first message at the sink.
+    pub first_at_sink_ms: f64,
+    /// Daemon start → the sink holds all N.
+    pub all_at_sink_s: f64,
+    pub sink_msgs_per_s: f64,
+    /// Daemon start → all N `sent` in the database (polled every 50 ms).
+    pub all_sent_s: f64,
+    pub sent_msgs_per_s: f64,
+    pub smtp_connections: usize,
+    /// Message-IDs that arrived more than once (extra copies counted); must be 0.
+    pub duplicates: usize,
+    /// Rows whose Message-ID never reached the sink.
+    pub missing: usize,
+    /// Arrivals whose Message-ID is not in the database.
+    pub unknown: usize,
+    /// Rows that needed more than one attempt.
+    pub retried: i64,
+}
+
+pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
+    let sink = Sink::start().await.context("starting the SMTP sink")?;
+    let session = db.smtp_session(sink.addr.port(), p.smtp_pool_size, p.smtp_concurrency).await?;
+    let n = p.messages;
+
+    let t = Instant::now();
+    let inserted = db
+        .client
+        .execute(
+            &format!(
+                "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+                 SELECT $1, $2, 'outbound', {ROW_VALUES} FROM generate_series(1, $3::int) g"
+            ),
+            &[&TENANT, &session, &(n as i32)],
+        )
+        .await
+        .context("bulk insert")?;
+    let bulk_insert = t.elapsed();
+    anyhow::ensure!(inserted as usize == n, "inserted {inserted} rows, expected {n}");
+    let queued = db.count("SELECT count(*) FROM et_outbound_queue WHERE state = 'ready'").await?;
+    anyhow::ensure!(queued as usize == n, "{queued} rows queued, expected {n}");
+
+    eprintln!("smtp: {n} rows queued in {:.2} s; starting the daemon", bulk_insert.as_secs_f64());
+    let t0 = Instant::now();
+    let mut daemon = Daemon::spawn(db, &p.daemon)?;
+    let deadline = t0 + Duration::from_secs(60) + Duration::from_millis(n as u64 * 5);
+    let all_sent = loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        daemon.check_alive().await?;
+        let sent = db.count("SELECT count(*) FROM et_messages WHERE delivery_status = 'sent'").await?;
+        if sent as usize >= n {
+            break t0.elapsed();
+        }
+        if Instant::now() > deadline {
+            let by_status = db
+                .client
+                .query("SELECT delivery_status, count(*) FROM et_messages GROUP BY 1 ORDER BY 1", &[])
+                .await?
+                .iter()
+                .map(|r| format!("{}={}", r.get::<_, String>(0), r.get::<_, i64>(1)))
+                .collect::<Vec<_>>();
+            anyhow::bail!("only {sent} of {n} sent after {:?} (sink has {}; {})", t0.elapsed(), sink.count(), by_status.join(" "));
+        }
+    };
+    // `sent` is written after the sink's 250, so the sink should already have them all.
+    sink.wait_for(n, Duration::from_secs(5)).await;
+    let arrivals = sink.arrivals();
+    let connections = sink.connections();
+    daemon.stop().await?;
+
+    let expected: Vec<String> = db
+        .client
+        .query("SELECT external_message_id FROM et_messages", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(arrivals.len());
+    for a in &arrivals {
+        *seen.entry(a.message_id.as_str()).or_default() += 1;
+    }
+    let duplicates = seen.values().map(|&c| c - 1).sum();
+    let missing = expected.iter().filter(|id| !seen.contains_key(id.as_str())).count();
+    let known: std::collections::HashSet<&str> = expected.iter().map(String::as_str).collect();
+    let unknown = seen.keys().filter(|id| !known.contains(*id)).count();
+    let retried = db.count("SELECT count(*) FROM et_messages WHERE attempts > 1").await?;
+
+    let first = arrivals.iter().map(|a| a.at).min().context("the sink received nothing")?;
+    let nth = arrivals.get(n - 1).map(|a| a.at).context("the sink has fewer arrivals than rows")?;
+    let (all_at_sink, first_at_sink) = (nth.duration_since(t0), first.duration_since(t0));
+    Ok(Report {
+        messages: n,
+        smtp_pool_size: p.smtp_pool_size,
+        smtp_concurrency: p.smtp_concurrency,
+        daemon: p.daemon.clone(),
+        bulk_insert_s: bulk_insert.as_secs_f64(),
+        first_at_sink_ms: ms(first_at_sink),
+        all_at_sink_s: all_at_sink.as_secs_f64(),
+        sink_msgs_per_s: n as f64 / all_at_sink.as_secs_f64(),
+        all_sent_s: all_sent.as_secs_f64(),
+        sent_msgs_per_s: n as f64 / all_sent.as_secs_f64(),
+        smtp_connections: connections,
+        duplicates,
+        missing,
+        unknown,
+        retried,
+    })
+}

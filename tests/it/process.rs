@@ -1,0 +1,96 @@
+//! The daemon as a real process: killed with SIGKILL while holding leases, and stopped with
+//! SIGTERM in the middle of a slow SMTP conversation.
+
+use crate::daemon::{send, smtp_session, spawn, until};
+use crate::harness::TestDb;
+use crate::smtp_sink::{Reply, SmtpSink};
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn daemon_process(db: &TestDb, env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgcourier"));
+    cmd.arg("run").env("DATABASE_URL", &db.url).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start the pgcourier binary")
+}
+
+/// Wait for the child without blocking the runtime (the SMTP sink runs on it too).
+async fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not exit within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_daemon_killed_while_holding_leases_is_rescued_by_another() {
+    let db = TestDb::new().await;
+    // The first sink never answers in time: the first daemon's sends hang while it holds leases.
+    let stuck = SmtpSink::with_rule(|_, _| Reply::Delay(Duration::from_secs(60))).await;
+    let good = SmtpSink::start().await;
+    let session = smtp_session(&db, &stuck, serde_json::json!({ "timeout_ms": 120000 })).await;
+    for i in 0..10 {
+        send(&db, session, &format!("u{i}@example.com")).await;
+    }
+    let mut first = daemon_process(&db, &[("PGCOURIER_LEASE", "2s"), ("PGCOURIER_WORKER_ID", "doomed")]);
+    until(&db, "SELECT count(*) = 10 FROM et_outbound_queue WHERE state = 'leased' AND leased_by = 'doomed'", Duration::from_secs(20)).await;
+    first.kill().expect("SIGKILL");
+    wait_exit(&mut first, Duration::from_secs(10)).await;
+    // The operator points the session at a working server; a second daemon takes over.
+    db.client
+        .execute(
+            "UPDATE et_channel_sessions SET config = config || jsonb_build_object('port', $1::int), updated_at = now() WHERE id = $2",
+            &[&(good.addr.port() as i32), &session],
+        )
+        .await
+        .unwrap();
+    let second = spawn(&db, &[("PGCOURIER_RESCUE_INTERVAL", "200ms"), ("PGCOURIER_WORKER_ID", "rescuer")]);
+    let got = good.wait_for(10, Duration::from_secs(30)).await;
+    until(&db, "SELECT count(*) = 10 FROM et_messages WHERE delivery_status = 'sent'", Duration::from_secs(15)).await;
+    let ids: HashSet<String> = got.iter().map(|m| m.header("Message-ID").unwrap()).collect();
+    assert_eq!(ids.len(), 10);
+    assert_eq!(good.messages().len(), 10, "each message once");
+    assert_eq!(
+        db.count("SELECT count(*) FROM et_message_events WHERE detail->>'reason' = 'lease expired' AND from_status = 'sending' AND to_status = 'queued'").await,
+        10,
+        "every rescue is on the audit trail"
+    );
+    assert_eq!(db.count("SELECT max(attempts)::bigint FROM et_messages").await, 2, "the expired attempt counts");
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_slow_smtp_conversation_finish_and_exits_0() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::with_rule(|_, _| Reply::Delay(Duration::from_millis(1500))).await;
+    let session = smtp_session(&db, &sink, serde_json::json!({ "concurrency": 1 })).await;
+    let mut child = daemon_process(&db, &[("PGCOURIER_SHUTDOWN_TIMEOUT", "20s")]);
+    let id = send(&db, session, "slow@example.com").await;
+    // two more that cannot start before the first ends (concurrency 1): released at shutdown
+    let later = [send(&db, session, "later1@example.com").await, send(&db, session, "later2@example.com").await];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink.attempts() < 1 {
+        assert!(Instant::now() < deadline, "the slow conversation never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = wait_exit(&mut child, Duration::from_secs(25)).await;
+    assert_eq!(status.code(), Some(0), "clean exit");
+    assert_eq!(sink.messages().len(), 1, "the in-flight mail completed");
+    let s: String = db.client.query_one("SELECT delivery_status FROM et_messages WHERE id = $1", &[&id]).await.unwrap().get(0);
+    assert_eq!(s, "sent");
+    assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue WHERE state = 'leased'").await, 0, "nothing left leased");
+    for l in later {
+        let r = db.client.query_one("SELECT delivery_status, attempts FROM et_messages WHERE id = $1", &[&l]).await.unwrap();
+        assert_eq!(r.get::<_, String>(0), "queued", "unstarted sends are given back");
+        assert_eq!(r.get::<_, i32>(1), 0, "a released attempt does not count");
+    }
+}

@@ -37,6 +37,7 @@ BEGIN
   WHEN 'email' THEN
     a := et_email_address(v);
     IF a IS NULL THEN RETURN NULL; END IF;
+    IF strpos(v, '<') = 0 THEN RETURN a; END IF;
     name := btrim(substring(v FROM '^(.*)<[^<>]*>\s*$'));
     IF name IS NULL OR name = '' THEN RETURN a; END IF;
     RETURN name || ' <' || a || '>';

@@ -21,8 +21,12 @@ DECLARE
   body_len integer;
 BEGIN
   m.recipients := et_normalize_addresses(m.channel, 'recipients', m.recipients);
-  m.cc         := et_normalize_addresses(m.channel, 'cc', m.cc);
-  m.bcc        := et_normalize_addresses(m.channel, 'bcc', m.bcc);
+  IF cardinality(m.cc) > 0 THEN
+    m.cc := et_normalize_addresses(m.channel, 'cc', m.cc);
+  END IF;
+  IF cardinality(m.bcc) > 0 THEN
+    m.bcc := et_normalize_addresses(m.channel, 'bcc', m.bcc);
+  END IF;
   IF m.sender IS NOT NULL THEN
     m.sender := (et_normalize_addresses(m.channel, 'sender', ARRAY[m.sender]))[1];
   END IF;
@@ -120,12 +124,14 @@ BEGIN
                                         NEW.channel, NEW.channel_session_id, s.channel));
   END IF;
 
-  IF NEW.direction = 'outbound' THEN
-    NEW.sender := coalesce(NEW.sender, s.address);
-  ELSIF NEW.idempotency_key IS NOT NULL THEN
+  IF NEW.direction = 'inbound' AND NEW.idempotency_key IS NOT NULL THEN
     PERFORM et_refuse('idempotency_key', 'idempotency_key is for outbound messages; inbound rows dedupe on external_message_id');
   END IF;
   NEW := et_message_check_content(NEW);
+  IF NEW.direction = 'outbound' THEN
+    -- the session address was validated when the session was written (et_channel_sessions trigger)
+    NEW.sender := coalesce(NEW.sender, s.address);
+  END IF;
 
   -- initial status
   IF NEW.direction = 'inbound' THEN
@@ -160,16 +166,23 @@ BEGIN
       END IF;
     END IF;
     -- email Message-ID: <public_id@sender-domain>, known before sending so replies can thread.
-    IF NEW.channel = 'email' AND NEW.external_message_id IS NULL THEN
-      NEW.external_message_id := '<' || NEW.public_id || '@' || split_part(et_email_address(NEW.sender), '@', 2) || '>';
+    IF NEW.channel = 'email' THEN
+      NEW.external_message_id := coalesce(et_message_id_form(NEW.external_message_id),
+        '<' || NEW.public_id || '@' || split_part(et_email_address(NEW.sender), '@', 2) || '>');
     END IF;
   END IF;
 
   -- email Message-IDs are stored in their <angle-bracket> form, whatever the bridge wrote.
   IF NEW.channel = 'email' THEN
-    NEW.external_message_id := et_message_id_form(NEW.external_message_id);
-    NEW.in_reply_to := et_message_id_form(NEW.in_reply_to);
-    NEW."references" := array(SELECT et_message_id_form(r) FROM unnest(NEW."references") r WHERE btrim(r) <> '');
+    IF NEW.direction = 'inbound' THEN
+      NEW.external_message_id := et_message_id_form(NEW.external_message_id);
+    END IF;
+    IF NEW.in_reply_to IS NOT NULL THEN
+      NEW.in_reply_to := et_message_id_form(NEW.in_reply_to);
+    END IF;
+    IF cardinality(NEW."references") > 0 THEN
+      NEW."references" := array(SELECT et_message_id_form(r) FROM unnest(NEW."references") r WHERE btrim(r) <> '');
+    END IF;
   END IF;
 
   -- thread

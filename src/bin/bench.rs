@@ -34,10 +34,16 @@
 //! Output: a table on stdout (progress on stderr), or with `--json` one JSON object with every
 //! figure plus the machine (`nproc`, `SHOW server_version`).
 
+// A binary's root file resolves `mod x;` next to itself, hence the paths into bench/.
+#[path = "bench/ingest.rs"]
 mod ingest;
+#[path = "bench/setup.rs"]
 mod setup;
+#[path = "bench/sink.rs"]
 mod sink;
+#[path = "bench/smtp.rs"]
 mod smtp;
+#[path = "bench/steady.rs"]
 mod steady;
 
 use clap::{Parser, ValueEnum};

@@ -17,6 +17,7 @@ pub const TRIGGER_FILES: &[(&str, &str)] = &[
     ("020_message_insert.sql", include_str!("../../triggers/020_message_insert.sql")),
     ("030_message_update.sql", include_str!("../../triggers/030_message_update.sql")),
     ("040_operator_functions.sql", include_str!("../../triggers/040_operator_functions.sql")),
+    ("050_sessions.sql", include_str!("../../triggers/050_sessions.sql")),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.

@@ -316,3 +316,35 @@ async fn two_daemons_deliver_5000_messages_exactly_once() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn an_address_suppressed_after_queueing_is_not_sent_to() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let session = smtp_session(&db, &sink, serde_json::json!({})).await;
+    let only = send(&db, session, "late@example.com").await;
+    let mixed: i64 = db
+        .client
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, cc, subject, body_text)
+             VALUES ('acme', $1, 'outbound', ARRAY['keep@example.com'], ARRAY['late@example.com'], 'Hi', 'x') RETURNING id",
+            &[&session],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // suppressed after both were queued, before any daemon ran
+    db.client
+        .batch_execute("INSERT INTO et_suppressions (tenant_id, channel, address, reason) VALUES ('acme', 'email', 'late@example.com', 'complaint')")
+        .await
+        .unwrap();
+    let daemon = spawn(&db, &[]);
+    let got = sink.wait_for(1, SECS).await;
+    until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {mixed}"), SECS).await;
+    until(&db, &format!("SELECT delivery_status = 'suppressed' FROM et_messages WHERE id = {only}"), SECS).await;
+    assert_eq!(got[0].rcpt_to, ["keep@example.com"], "the suppressed cc is left out of the envelope");
+    assert_eq!(walk(&db, only).await, ["queued", "sending", "suppressed"]);
+    assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue").await, 0);
+    assert_eq!(sink.messages().len(), 1);
+    daemon.stop().await;
+}

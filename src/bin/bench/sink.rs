@@ -89,7 +89,8 @@ impl Sink {
     /// Wait until at least `n` messages were accepted; false on timeout.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
         let mut rx = self.state.accepted.subscribe();
-        matches!(tokio::time::timeout(timeout, rx.wait_for(|&c| c >= n)).await, Ok(Ok(_)))
+        let arrived = matches!(tokio::time::timeout(timeout, rx.wait_for(|&c| c >= n)).await, Ok(Ok(_)));
+        arrived
     }
 }
 

@@ -88,6 +88,10 @@ struct Cli {
     /// PGCOURIER_POOL_SIZE (the daemon's database connections).
     #[arg(long, default_value_t = 8)]
     db_pool_size: usize,
+    /// Diagnostic: the sink acknowledges at once (TCP_QUICKACK) instead of with the kernel's
+    /// delayed ACK, which a client writing with Nagle's algorithm on otherwise waits for.
+    #[arg(long)]
+    sink_quickack: bool,
     /// Install the daemon's log subscriber (RUST_LOG, default info) on stderr.
     #[arg(long)]
     log: bool,
@@ -128,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
             smtp_pool_size: cli.smtp_pool_size,
             smtp_concurrency: cli.smtp_concurrency,
             daemon: daemon.clone(),
+            sink_quickack: cli.sink_quickack,
         };
         let db = BenchDb::create().await?;
         let result = interruptible(smtp::run(&db, &params)).await;
@@ -142,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             smtp_pool_size: cli.smtp_pool_size,
             smtp_concurrency: cli.smtp_concurrency,
             daemon: daemon.clone(),
+            sink_quickack: cli.sink_quickack,
         };
         let db = BenchDb::create().await?;
         let result = interruptible(steady::run(&db, &params)).await;
@@ -186,14 +192,15 @@ async fn interruptible<T>(scenario: impl Future<Output = anyhow::Result<T>>) -> 
     }
 }
 
-fn settings(d: &DaemonSettings) -> String {
-    format!("batch {}, max_in_flight {}, db pool {}, poll {}", d.batch_size, d.max_in_flight, d.db_pool_size, d.poll_interval)
+fn settings(d: &DaemonSettings, sink_quickack: bool) -> String {
+    let sink = if sink_quickack { "; sink TCP_QUICKACK on" } else { "" };
+    format!("batch {}, max_in_flight {}, db pool {}, poll {}{sink}", d.batch_size, d.max_in_flight, d.db_pool_size, d.poll_interval)
 }
 
 fn print_smtp(r: &smtp::Report) {
     println!();
     println!("smtp: drain a backlog of {} emails with one daemon", r.messages);
-    println!("  settings: smtp pool_size {}, concurrency {}; {}", r.smtp_pool_size, r.smtp_concurrency, settings(&r.daemon));
+    println!("  settings: smtp pool_size {}, concurrency {}; {}", r.smtp_pool_size, r.smtp_concurrency, settings(&r.daemon, r.sink_quickack));
     println!("  {:<40}{:>10.2} s", "bulk insert (one statement, no daemon)", r.bulk_insert_s);
     println!("  {:<40}{:>10.1} ms", "daemon start → first at the sink", r.first_at_sink_ms);
     println!("  {:<40}{:>10.2} s {:>10.0} msgs/s", format!("daemon start → all {} at the sink", r.messages), r.all_at_sink_s, r.sink_msgs_per_s);
@@ -206,7 +213,7 @@ fn print_smtp(r: &smtp::Report) {
 fn print_steady(r: &steady::Report) {
     println!();
     println!("steady: {} rows/s for {} s from {} connections, one row per transaction", r.target_rate_per_s, r.seconds, r.connections);
-    println!("  settings: smtp pool_size {}, concurrency {}; {}", r.smtp_pool_size, r.smtp_concurrency, settings(&r.daemon));
+    println!("  settings: smtp pool_size {}, concurrency {}; {}", r.smtp_pool_size, r.smtp_concurrency, settings(&r.daemon, r.sink_quickack));
     println!("  {:<40}{:>10}   achieved {:.1} rows/s", "rows inserted", r.inserted, r.achieved_rate_per_s);
     println!("  {:<40}{:>10}{:>10}{:>10}", "", "p50 ms", "p99 ms", "max ms");
     for (label, s) in [

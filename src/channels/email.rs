@@ -2,7 +2,7 @@
 //! cc / bcc (bcc only in the envelope), reply-to, `Message-ID`, `In-Reply-To` / `References`.
 
 use super::{Outbound, SendError};
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
 fn mailbox(field: &str, value: &str) -> Result<Mailbox, SendError> {
@@ -41,9 +41,21 @@ pub fn build(msg: &Outbound) -> Result<Message, SendError> {
         b = b.references(references.join(" "));
     }
     let text = msg.text.clone().unwrap_or_default();
-    let built = match &msg.html {
-        Some(html) => b.multipart(MultiPart::alternative_plain_html(text, html.clone())),
-        None => b.singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text)),
+    let built = match (&msg.html, msg.attachments.is_empty()) {
+        (Some(html), true) => b.multipart(MultiPart::alternative_plain_html(text, html.clone())),
+        (None, true) => b.singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text)),
+        (html, false) => {
+            let mut mixed = match html {
+                Some(html) => MultiPart::mixed().multipart(MultiPart::alternative_plain_html(text, html.clone())),
+                None => MultiPart::mixed().singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text)),
+            };
+            for a in &msg.attachments {
+                let ct = ContentType::parse(&a.content_type)
+                    .map_err(|e| SendError::permanent(format!("attachment {:?}: content type {:?}: {e}", a.filename, a.content_type)))?;
+                mixed = mixed.singlepart(Attachment::new(a.filename.clone()).body(a.content.clone(), ct));
+            }
+            b.multipart(mixed)
+        }
     };
     built.map_err(|e| SendError::permanent(format!("cannot build the email: {e}")))
 }
@@ -56,6 +68,7 @@ mod tests {
         Outbound {
             public_id: uuid::Uuid::nil(),
             tenant_id: "acme".into(),
+            channel: "email".into(),
             from: "Acme <noreply@acme.example>".into(),
             to: vec!["ann@example.com".into()],
             cc: vec!["cat@example.com".into()],
@@ -68,6 +81,8 @@ mod tests {
             in_reply_to: Some("<prev@example.com>".into()),
             references: vec!["<root@example.com>".into()],
             metadata: serde_json::json!({}),
+            variables: serde_json::json!({}),
+            attachments: vec![],
         }
     }
 

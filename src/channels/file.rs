@@ -29,6 +29,6 @@ impl Channel for File {
             .send(m)
             .await
             .map_err(|e| SendError::transient(format!("writing the .eml failed: {e}")))?;
-        Ok(Receipt { external_id: msg.message_id.clone().or(Some(id)) })
+        Ok(Receipt { external_id: msg.message_id.clone().or(Some(id)), detail: None })
     }
 }

@@ -15,6 +15,6 @@ impl Channel for Log {
             body = msg.text.as_deref().unwrap_or(""),
             "log channel delivered"
         );
-        Ok(Receipt { external_id: Some(format!("log-{}", msg.public_id)) })
+        Ok(Receipt { external_id: Some(format!("log-{}", msg.public_id)), detail: None })
     }
 }

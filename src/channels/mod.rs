@@ -3,8 +3,12 @@
 
 pub mod email;
 pub mod file;
+pub mod http_bridge;
 pub mod log;
 pub mod smtp;
+pub mod telegram;
+pub mod twilio;
+pub mod whatsapp_cloud;
 
 use crate::db::outbound::SessionRow;
 use crate::domain::outcome::ErrorClass;
@@ -13,11 +17,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
+/// A file sent with a message (`et_attachments`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub content: Vec<u8>,
+}
+
 /// A message ready for a provider: variables rendered, suppressed recipients removed.
 #[derive(Debug, Clone)]
 pub struct Outbound {
     pub public_id: Uuid,
     pub tenant_id: String,
+    /// `email`, `whatsapp`, `telegram`, `sms` or `webhook`.
+    pub channel: String,
     pub from: String,
     pub to: Vec<String>,
     pub cc: Vec<String>,
@@ -30,7 +44,12 @@ pub struct Outbound {
     pub message_id: Option<String>,
     pub in_reply_to: Option<String>,
     pub references: Vec<String>,
+    /// The row's `metadata` (e.g. `template` for WhatsApp template messages).
     pub metadata: serde_json::Value,
+    /// The row's `variables` (template parameters).
+    pub variables: serde_json::Value,
+    /// Files to send with the message, in `et_attachments` order.
+    pub attachments: Vec<Attachment>,
 }
 
 /// What a provider said when it accepted a message.
@@ -38,6 +57,9 @@ pub struct Outbound {
 pub struct Receipt {
     /// The provider's id for the message (stored in `external_message_id`).
     pub external_id: Option<String>,
+    /// Anything else worth keeping (e.g. a migrated chat id), merged into the message's
+    /// `metadata` under `delivery`.
+    pub detail: Option<serde_json::Value>,
 }
 
 /// A failed send, classified by the adapter.
@@ -113,6 +135,10 @@ fn build(session: &SessionRow) -> Result<Arc<dyn Channel>, SendError> {
         "smtp" => Arc::new(smtp::Smtp::new(&session.config, secret)?),
         "file" => Arc::new(file::File::new(&session.config)?),
         "log" => Arc::new(log::Log),
+        "telegram_bot" => Arc::new(telegram::Telegram::new(&session.config, secret)?),
+        "whatsapp_cloud" => Arc::new(whatsapp_cloud::WhatsappCloud::new(&session.config, secret)?),
+        "twilio" => Arc::new(twilio::Twilio::new(&session.config, &session.address, secret)?),
+        "http_bridge" => Arc::new(http_bridge::HttpBridge::new(&session.config, secret)?),
         other => {
             return Err(SendError::permanent(format!(
                 "provider {other:?} (session {}) is not supported by this daemon yet",

@@ -56,7 +56,7 @@ impl Channel for Smtp {
     async fn send(&self, msg: &Outbound) -> Result<Receipt, SendError> {
         let m = email::build(msg)?;
         match self.transport.send(m).await {
-            Ok(_) => Ok(Receipt { external_id: msg.message_id.clone() }),
+            Ok(_) => Ok(Receipt { external_id: msg.message_id.clone(), detail: None }),
             Err(e) => Err(classify(&e, msg)),
         }
     }

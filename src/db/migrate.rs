@@ -18,6 +18,7 @@ pub const TRIGGER_FILES: &[(&str, &str)] = &[
     ("030_message_update.sql", include_str!("../../triggers/030_message_update.sql")),
     ("040_operator_functions.sql", include_str!("../../triggers/040_operator_functions.sql")),
     ("050_sessions.sql", include_str!("../../triggers/050_sessions.sql")),
+    ("060_attachments.sql", include_str!("../../triggers/060_attachments.sql")),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.

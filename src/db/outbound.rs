@@ -5,6 +5,7 @@
 //! (`leased_by` and the attempt number) so a daemon whose lease expired cannot overwrite a newer
 //! attempt. No transaction stays open while a provider is called.
 
+use crate::channels::Attachment;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -54,6 +55,8 @@ pub struct Claimed {
     pub references: Vec<String>,
     /// Recipients that went on the suppression list after the message was queued.
     pub suppressed_now: Vec<String>,
+    /// The message's files (loaded after the claim, only for messages that have some).
+    pub attachments: Vec<Attachment>,
 }
 
 const CLAIM: &str = r#"
@@ -88,7 +91,8 @@ SELECT m.tenant_id, m.id, m.public_id, q.attempts, q.max_attempts,
               WHERE EXISTS (SELECT 1 FROM et_suppressions x
                              WHERE x.tenant_id = m.tenant_id AND x.channel = m.channel
                                AND x.address = et_contact(m.channel, r)
-                               AND (x.expires_at IS NULL OR x.expires_at > now()))) AS suppressed_now
+                               AND (x.expires_at IS NULL OR x.expires_at > now()))) AS suppressed_now,
+       EXISTS (SELECT 1 FROM et_attachments a WHERE a.tenant_id = m.tenant_id AND a.message_id = m.id) AS has_attachments
   FROM m
   JOIN q ON q.tenant_id = m.tenant_id AND q.message_id = m.id
   JOIN et_channel_sessions s ON s.tenant_id = m.tenant_id AND s.id = m.channel_session_id
@@ -124,6 +128,7 @@ fn claimed(row: &Row) -> Claimed {
         in_reply_to: row.get("in_reply_to"),
         references: row.get("references"),
         suppressed_now: row.get("suppressed_now"),
+        attachments: Vec::new(),
     }
 }
 
@@ -136,7 +141,28 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, tokio_postgres::Error> {
     let stmt = client.prepare_cached(CLAIM).await?;
     let rows = client.query(&stmt, &[&limit, &worker, &lease.as_secs_f64()]).await?;
-    Ok(rows.iter().map(claimed).collect())
+    let mut batch: Vec<Claimed> = rows.iter().map(claimed).collect();
+    let with_files: Vec<usize> = rows.iter().enumerate().filter(|(_, r)| r.get::<_, bool>("has_attachments")).map(|(i, _)| i).collect();
+    if !with_files.is_empty() {
+        let tenants: Vec<&str> = with_files.iter().map(|&i| batch[i].tenant_id.as_str()).collect();
+        let ids: Vec<i64> = with_files.iter().map(|&i| batch[i].id).collect();
+        let files = client
+            .query(
+                "SELECT a.message_id, a.filename, a.content_type, a.content
+                   FROM unnest($1::text[], $2::bigint[]) AS w(tenant_id, message_id)
+                   JOIN et_attachments a ON a.tenant_id = w.tenant_id AND a.message_id = w.message_id
+                  ORDER BY a.message_id, a.id",
+                &[&tenants, &ids],
+            )
+            .await?;
+        for f in files {
+            let id: i64 = f.get(0);
+            if let Some(m) = batch.iter_mut().find(|m| m.id == id) {
+                m.attachments.push(Attachment { filename: f.get(1), content_type: f.get(2), content: f.get(3) });
+            }
+        }
+    }
+    Ok(batch)
 }
 
 /// The final state of one attempt, as written to the database.
@@ -157,13 +183,15 @@ pub struct OutcomeRow {
     pub rendered_html: Option<String>,
     /// (channel, address, reason) to add to `et_suppressions`.
     pub suppress: Option<(String, String, &'static str)>,
+    /// The provider's extra detail, merged into `metadata` under `delivery`.
+    pub delivery: Option<Value>,
 }
 
 const RECORD: &str = r#"
 WITH o AS (
     SELECT * FROM unnest($2::text[], $3::bigint[], $4::int[], $5::text[], $6::timestamptz[], $7::text[], $8::text[],
-                         $9::text[], $10::text[], $11::text[], $12::text[])
-        AS o(tenant_id, message_id, attempt, status, run_at, error, error_class, external_id, r_subject, r_text, r_html)
+                         $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[])
+        AS o(tenant_id, message_id, attempt, status, run_at, error, error_class, external_id, r_subject, r_text, r_html, delivery)
 ), f AS (
     SELECT o.* FROM o
       JOIN et_outbound_queue q ON q.tenant_id = o.tenant_id AND q.message_id = o.message_id
@@ -188,6 +216,8 @@ WITH o AS (
            rendered_subject = coalesce(f.r_subject, m.rendered_subject),
            rendered_text = coalesce(f.r_text, m.rendered_text),
            rendered_html = coalesce(f.r_html, m.rendered_html),
+           metadata = CASE WHEN f.delivery IS NULL THEN m.metadata
+                           ELSE m.metadata || jsonb_build_object('delivery', f.delivery) END,
            updated_at = now()
       FROM f
      WHERE m.tenant_id = f.tenant_id AND m.id = f.message_id
@@ -221,11 +251,12 @@ pub async fn record(
     let subj = col(|r| r.rendered_subject.clone());
     let text = col(|r| r.rendered_text.clone());
     let html = col(|r| r.rendered_html.clone());
+    let delivery: Vec<Option<Value>> = rows.iter().map(|r| r.delivery.clone()).collect();
 
     let tx = client.transaction().await?;
     let stmt = tx.prepare_cached(RECORD).await?;
     let held: i64 = tx
-        .query_one(&stmt, &[&worker, &tenant, &ids, &attempts, &status, &run_at, &error, &class, &ext, &subj, &text, &html])
+        .query_one(&stmt, &[&worker, &tenant, &ids, &attempts, &status, &run_at, &error, &class, &ext, &subj, &text, &html, &delivery])
         .await?
         .get(0);
     let sup: Vec<&OutcomeRow> = rows.iter().filter(|r| r.suppress.is_some()).collect();

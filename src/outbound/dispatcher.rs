@@ -161,6 +161,7 @@ impl Dispatcher {
                 tracing::info!(elapsed_ms, provider = %m.session.provider, "sent");
                 let mut r = row(&m, "sent", None, None);
                 r.external_id = receipt.external_id.clone();
+                r.delivery = receipt.detail.clone();
                 r
             }
             Err(e) => self.failed(&m, e, elapsed_ms),
@@ -229,6 +230,7 @@ fn row(m: &Claimed, status: &'static str, error: Option<String>, class: Option<&
         rendered_text: None,
         rendered_html: None,
         suppress: None,
+        delivery: None,
     }
 }
 

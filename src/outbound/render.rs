@@ -49,6 +49,7 @@ pub fn outbound(m: &Claimed) -> Result<Outbound, SendError> {
     Ok(Outbound {
         public_id: m.public_id,
         tenant_id: m.tenant_id.clone(),
+        channel: m.session.channel.clone(),
         from: m.sender.clone(),
         to: keep(&m.recipients),
         cc: keep(&m.cc),
@@ -61,5 +62,7 @@ pub fn outbound(m: &Claimed) -> Result<Outbound, SendError> {
         in_reply_to: m.in_reply_to.clone(),
         references: m.references.clone(),
         metadata: m.metadata.clone(),
+        variables: m.variables.clone(),
+        attachments: m.attachments.clone(),
     })
 }

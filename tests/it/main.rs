@@ -1,8 +1,14 @@
 //! Integration tests against a real PostgreSQL: one binary, a fresh database per test.
 
+mod ch_http_bridge;
+mod ch_telegram;
+mod ch_twilio;
+mod ch_whatsapp_cloud;
+mod attachments;
 mod harness;
 mod lifecycle;
 mod messages;
+mod mock_http;
 mod process;
 mod daemon;
 mod refusals;

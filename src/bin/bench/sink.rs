@@ -9,9 +9,15 @@
 //! Speed: one 64 KiB buffered reader and one reused line buffer per connection (no allocation
 //! per line), and replies are gathered and written only when no more pipelined input is
 //! already buffered (plus before waiting for the message content after `354`).
+//!
+//! Like any ordinary server, it leaves the kernel's delayed ACKs on. With `quickack` (the
+//! `--sink-quickack` flag, Linux only, a diagnostic) it re-arms `TCP_QUICKACK` whenever it has
+//! consumed all input, so a client that sends a message as two small writes with Nagle's
+//! algorithm on (lettre: the content, then `\r\n.\r\n`) no longer waits for a delayed ACK.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +37,7 @@ pub struct Arrival {
 }
 
 struct State {
+    quickack: bool,
     arrivals: Mutex<Vec<Arrival>>,
     accepted: watch::Sender<usize>,
     connections: AtomicUsize,
@@ -44,10 +51,11 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub async fn start() -> io::Result<Sink> {
+    pub async fn start(quickack: bool) -> io::Result<Sink> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
+            quickack,
             arrivals: Mutex::new(Vec::with_capacity(32 * 1024)),
             accepted: watch::channel(0).0,
             connections: AtomicUsize::new(0),
@@ -106,6 +114,7 @@ const OK: &[u8] = b"250 2.0.0 Ok\r\n";
 /// One SMTP session; returns on QUIT, end of stream or an I/O error.
 async fn serve(stream: TcpStream, st: &State) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    let ack_fd = st.quickack.then(|| stream.as_raw_fd());
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::with_capacity(64 * 1024, r);
     let mut line: Vec<u8> = Vec::with_capacity(1024);
@@ -122,6 +131,7 @@ async fn serve(stream: TcpStream, st: &State) -> io::Result<()> {
         if r.read_until(b'\n', &mut line).await? == 0 {
             return Ok(());
         }
+        ack_if_drained(&r, ack_fd);
         let cmd = trim_eol(&line);
         let verb = cmd.get(..4).unwrap_or(cmd);
         let is = |v: &[u8]| verb.eq_ignore_ascii_case(v) && (cmd.len() == 4 || cmd[4] == b' ');
@@ -148,7 +158,7 @@ async fn serve(stream: TcpStream, st: &State) -> io::Result<()> {
             out.extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
             w.write_all(&out).await?;
             out.clear();
-            let message_id = read_data(&mut r, &mut line).await?;
+            let message_id = read_data(&mut r, &mut line, ack_fd).await?;
             let at = Instant::now();
             {
                 let mut arrivals = st.arrivals.lock().unwrap();
@@ -173,7 +183,7 @@ async fn serve(stream: TcpStream, st: &State) -> io::Result<()> {
 
 /// Read the message content up to the lone `.` line and return its Message-ID (unfolded,
 /// trimmed; empty if absent). Lines are dot-unstuffed; only the header block is looked at.
-async fn read_data(r: &mut BufReader<OwnedReadHalf>, line: &mut Vec<u8>) -> io::Result<String> {
+async fn read_data(r: &mut BufReader<OwnedReadHalf>, line: &mut Vec<u8>, ack_fd: Option<RawFd>) -> io::Result<String> {
     let mut in_headers = true;
     let mut capturing = false;
     let mut message_id = String::new();
@@ -182,6 +192,7 @@ async fn read_data(r: &mut BufReader<OwnedReadHalf>, line: &mut Vec<u8>) -> io::
         if r.read_until(b'\n', line).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
+        ack_if_drained(r, ack_fd);
         let content = trim_eol(line);
         if content == b"." {
             return Ok(message_id.trim().to_owned());
@@ -211,3 +222,28 @@ fn trim_eol(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
 }
+
+/// With `--sink-quickack`: once everything received is consumed (we are about to wait for the
+/// client), acknowledge at once instead of after the delayed-ACK timer.
+fn ack_if_drained(r: &BufReader<OwnedReadHalf>, ack_fd: Option<RawFd>) {
+    if let Some(fd) = ack_fd.filter(|_| r.buffer().is_empty()) {
+        quickack(fd);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn quickack(fd: RawFd) {
+    use std::ffi::{c_int, c_void};
+    extern "C" {
+        fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, len: u32) -> c_int;
+    }
+    const IPPROTO_TCP: c_int = 6;
+    const TCP_QUICKACK: c_int = 12;
+    let one: c_int = 1;
+    // SAFETY: `fd` is the open socket of the session calling us, and the option value is a
+    // c_int that outlives the call; a failure only means the ACK stays delayed.
+    unsafe { setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, (&one as *const c_int).cast(), std::mem::size_of::<c_int>() as u32) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quickack(_fd: RawFd) {}

@@ -13,6 +13,8 @@ pub struct Params {
     pub smtp_pool_size: usize,
     pub smtp_concurrency: usize,
     pub daemon: DaemonSettings,
+    /// The sink re-arms TCP_QUICKACK (diagnostic; see the sink module).
+    pub sink_quickack: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -21,6 +23,7 @@ pub struct Report {
     pub smtp_pool_size: usize,
     pub smtp_concurrency: usize,
     pub daemon: DaemonSettings,
+    pub sink_quickack: bool,
     /// The one `INSERT ... SELECT generate_series` (with the triggers), before the daemon starts.
     pub bulk_insert_s: f64,
     /// Daemon start (including its start-up migration check) → first message at the sink.
@@ -43,7 +46,7 @@ pub struct Report {
 }
 
 pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
-    let sink = Sink::start().await.context("starting the SMTP sink")?;
+    let sink = Sink::start(p.sink_quickack).await.context("starting the SMTP sink")?;
     let session = db.smtp_session(sink.addr.port(), p.smtp_pool_size, p.smtp_concurrency).await?;
     let n = p.messages;
 
@@ -117,6 +120,7 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         smtp_pool_size: p.smtp_pool_size,
         smtp_concurrency: p.smtp_concurrency,
         daemon: p.daemon.clone(),
+        sink_quickack: p.sink_quickack,
         bulk_insert_s: bulk_insert.as_secs_f64(),
         first_at_sink_ms: ms(first_at_sink),
         all_at_sink_s: all_at_sink.as_secs_f64(),

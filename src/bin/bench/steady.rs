@@ -17,6 +17,8 @@ pub struct Params {
     pub smtp_pool_size: usize,
     pub smtp_concurrency: usize,
     pub daemon: DaemonSettings,
+    /// The sink re-arms TCP_QUICKACK (diagnostic; see the sink module).
+    pub sink_quickack: bool,
 }
 
 /// p50 / p99 / max of a set of durations, in milliseconds.
@@ -35,6 +37,7 @@ pub struct Report {
     pub smtp_pool_size: usize,
     pub smtp_concurrency: usize,
     pub daemon: DaemonSettings,
+    pub sink_quickack: bool,
     pub inserted: usize,
     /// Rows inserted / time from the first scheduled insert to the last commit.
     pub achieved_rate_per_s: f64,
@@ -60,7 +63,7 @@ const WARMUP: usize = 20;
 
 pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     anyhow::ensure!(p.rate > 0.0 && p.seconds > 0.0 && p.connections > 0, "--rate, --seconds and --connections must be positive");
-    let sink = Sink::start().await.context("starting the SMTP sink")?;
+    let sink = Sink::start(p.sink_quickack).await.context("starting the SMTP sink")?;
     let session = db.smtp_session(sink.addr.port(), p.smtp_pool_size, p.smtp_concurrency).await?;
     let mut daemon = Daemon::spawn(db, &p.daemon)?;
     daemon.listening(Duration::from_secs(30)).await?;
@@ -150,6 +153,7 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         smtp_pool_size: p.smtp_pool_size,
         smtp_concurrency: p.smtp_concurrency,
         daemon: p.daemon.clone(),
+        sink_quickack: p.sink_quickack,
         inserted: inserts.len(),
         achieved_rate_per_s: achieved,
         latency: spread(latency),

@@ -1,0 +1,109 @@
+//! Attachments: limits enforced at insert, frozen with the content, delivered byte-for-byte.
+
+use crate::daemon::{smtp_session, spawn, until};
+use crate::harness::TestDb;
+use crate::smtp_sink::SmtpSink;
+use base64::Engine;
+use std::time::Duration;
+
+/// The decoded body of the MIME part whose headers name `filename`.
+fn part(data: &str, filename: &str) -> Vec<u8> {
+    let lines: Vec<&str> = data.split("\r\n").collect();
+    let marker = format!("filename=\"{filename}\"");
+    let at = lines.iter().position(|l| l.contains(&marker)).unwrap_or_else(|| panic!("no part named {filename}"));
+    let body_start = at + lines[at..].iter().position(|l| l.is_empty()).unwrap() + 1;
+    let body: String = lines[body_start..].iter().take_while(|l| !l.starts_with("--")).map(|l| l.trim()).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).expect("base64 part")
+}
+
+#[tokio::test]
+async fn an_email_with_two_attachments_arrives_byte_for_byte() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let session = smtp_session(&db, &sink, serde_json::json!({})).await;
+    let pdf: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let png: Vec<u8> = (0..3_000u32).map(|i| (255 - i % 256) as u8).collect();
+    let mut c = db.connect().await;
+    let tx = c.transaction().await.unwrap();
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text, body_html)
+             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Invoice', 'See attached', '<p>See attached</p>') RETURNING id",
+            &[&session],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for (name, ct, bytes) in [("invoice.pdf", "application/pdf", &pdf), ("logo.png", "Image/PNG", &png)] {
+        tx.execute(
+            "INSERT INTO et_attachments (tenant_id, message_id, filename, content_type, content) VALUES ('acme', $1, $2, $3, $4)",
+            &[&id, &name, &ct, bytes],
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let daemon = spawn(&db, &[]);
+    let got = sink.wait_for(1, Duration::from_secs(15)).await;
+    assert!(got[0].header("Content-Type").unwrap().contains("multipart/mixed"));
+    assert_eq!(part(&got[0].data, "invoice.pdf"), pdf);
+    assert_eq!(part(&got[0].data, "logo.png"), png);
+    assert!(got[0].data.contains("Content-Type: image/png"), "content type normalised");
+    assert!(got[0].data.contains("See attached"));
+    until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {id}"), Duration::from_secs(10)).await;
+    // sent: the attachments are frozen with the content
+    let e = db.client.execute("DELETE FROM et_attachments", &[]).await.expect_err("frozen");
+    assert!(e.as_db_error().unwrap().message().contains("frozen"));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn attachments_over_the_limits_are_refused_at_insert() {
+    let db = TestDb::new().await;
+    let (email, _) = db.seed_acme().await;
+    db.client
+        .execute(
+            "UPDATE et_tenants SET settings = '{\"attachment_max_file_bytes\": 1000, \"attachment_max_message_bytes\": 1500, \"attachment_max_files\": 2}'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let insert = |files: &[(&str, &str, usize)]| {
+        let mut sql = format!(
+            "BEGIN; INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text) VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x');"
+        );
+        for (name, ct, size) in files {
+            sql.push_str(&format!(
+                "INSERT INTO et_attachments (tenant_id, message_id, filename, content_type, content)
+                 SELECT 'acme', currval(pg_get_serial_sequence('et_messages', 'id')), '{name}', '{ct}', decode(repeat('ab', {size}), 'hex');"
+            ));
+        }
+        sql.push_str("COMMIT;");
+        sql
+    };
+    let cases = [
+        (vec![("big.bin", "application/octet-stream", 1001)], "the limit per file is 1000 bytes"),
+        (vec![("a.bin", "application/octet-stream", 800), ("b.bin", "application/octet-stream", 800)], "the limit per message is 1500 bytes"),
+        (vec![("a", "text/plain", 1), ("b", "text/plain", 1), ("c", "text/plain", 1)], "would have 3 attachments; the limit is 2"),
+        (vec![("../etc/passwd", "text/plain", 1)], "is not a file name"),
+        (vec![("a.txt", "text", 1)], "is not a MIME type"),
+    ];
+    for (files, rule) in cases {
+        let e = db.client.batch_execute(&insert(&files)).await.expect_err(rule);
+        let msg = e.as_db_error().unwrap().message().to_owned();
+        assert!(msg.contains(rule), "{msg}");
+        db.client.batch_execute("ROLLBACK").await.unwrap();
+        assert_eq!(db.count("SELECT count(*) FROM et_messages").await, 0, "nothing half-written");
+        assert_eq!(db.count("SELECT count(*) FROM et_attachments").await, 0);
+    }
+    // within the limits: fine
+    db.client.batch_execute(&insert(&[("a.bin", "application/octet-stream", 700), ("b.bin", "application/pdf", 700)])).await.unwrap();
+    assert_eq!(db.count("SELECT sum(size_bytes)::bigint FROM et_attachments").await, 1400);
+    // a queued message from an earlier transaction is frozen: no attachment can be added later
+    let e = db
+        .client
+        .batch_execute("INSERT INTO et_attachments (tenant_id, message_id, filename, content) SELECT 'acme', id, 'late.txt', '\\x00' FROM et_messages")
+        .await
+        .expect_err("frozen");
+    assert!(e.as_db_error().unwrap().message().contains("frozen"));
+}

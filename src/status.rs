@@ -20,6 +20,15 @@ pub async fn render(client: &tokio_postgres::Client) -> Result<String, tokio_pos
     for (direction, status, n) in health::status_counts(client).await? {
         let _ = writeln!(out, "{direction:<9} {status:<24} {n:>10}");
     }
+    let _ = writeln!(out, "\nCIRCUIT BREAKERS (not closed)");
+    let breakers = health::open_breakers(client).await?;
+    if breakers.is_empty() {
+        let _ = writeln!(out, "(all closed)");
+    }
+    for (tenant, session, state, rate, since, by) in breakers {
+        let rate = rate.map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_default();
+        let _ = writeln!(out, "{tenant:<16} session {session:<6} {state:<10} failures {rate:>5} since {since} ({by})");
+    }
     let dead = health::dead_letters(client, 10).await?;
     let _ = writeln!(out, "\nDEAD LETTERS (newest 10; retry with SELECT et_retry(id, 'you'))");
     if dead.is_empty() {

@@ -103,6 +103,12 @@ struct Failed {
     migrate_to: Option<i64>,
 }
 
+impl From<SendError> for Failed {
+    fn from(err: SendError) -> Failed {
+        Failed { err, migrate_to: None }
+    }
+}
+
 #[derive(Deserialize)]
 struct Answer {
     #[serde(default)]
@@ -196,11 +202,8 @@ impl Telegram {
                 request.json(&body)
             }
             Some(a) => {
-                let part = reqwest::multipart::Part::bytes(a.content.clone()).file_name(a.filename.clone());
-                let part = match part.mime_str(&a.content_type) {
-                    Ok(p) => p,
-                    Err(_) => reqwest::multipart::Part::bytes(a.content.clone()).file_name(a.filename.clone()),
-                };
+                let part = || reqwest::multipart::Part::bytes(a.content.clone()).file_name(a.filename.clone());
+                let part = part().mime_str(&a.content_type).unwrap_or_else(|_| part());
                 let mut form = reqwest::multipart::Form::new().text("chat_id", chat.to_owned());
                 if let Some(c) = call.text {
                     form = form.text("caption", c.to_owned());
@@ -213,7 +216,7 @@ impl Telegram {
         };
         tracing::debug!(method, chat, "telegram request");
         let result = match request.send().await {
-            Err(e) => Err(self.plain(SendError::transient(format!("{what}: {}", error_chain(e))))),
+            Err(e) => Err(Failed::from(SendError::transient(format!("{what}: {}", error_chain(e))))),
             Ok(response) => {
                 let status = response.status().as_u16();
                 let retry_header = response
@@ -222,7 +225,7 @@ impl Telegram {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok());
                 match response.text().await {
-                    Err(e) => Err(self.plain(SendError::transient(format!("{what}: HTTP {status}, reading the answer: {}", error_chain(e))))),
+                    Err(e) => Err(Failed::from(SendError::transient(format!("{what}: HTTP {status}, reading the answer: {}", error_chain(e))))),
                     Ok(body) => classify(&what, recipient, status, retry_header, &body),
                 }
             }
@@ -232,10 +235,6 @@ impl Telegram {
             f.err.detail = f.err.detail.replace(&self.token, "<token>");
             f
         })
-    }
-
-    fn plain(&self, err: SendError) -> Failed {
-        Failed { err, migrate_to: None }
     }
 }
 
@@ -263,10 +262,7 @@ fn classify(what: &str, recipient: &str, status: u16, retry_header: Option<u64>,
     let raw: String = body.chars().take(BODY_MAX).collect();
     if (200..300).contains(&status) {
         let id = answer.as_ref().filter(|a| a.ok).and_then(|a| a.result.as_ref()?.get("message_id")?.as_i64());
-        return id.ok_or_else(|| Failed {
-            err: SendError::permanent(format!("{what}: HTTP {status} without result.message_id; body: {raw}")),
-            migrate_to: None,
-        });
+        return id.ok_or_else(|| SendError::permanent(format!("{what}: HTTP {status} without result.message_id; body: {raw}")).into());
     }
     let description = answer.as_ref().and_then(|a| a.description.clone()).unwrap_or_default();
     let code = answer.as_ref().and_then(|a| a.error_code).unwrap_or(status as i64);
@@ -296,7 +292,7 @@ fn classify(what: &str, recipient: &str, status: u16, retry_header: Option<u64>,
         _ if status >= 500 => (ErrorClass::Transient { retry_after: None }, detail),
         _ => (ErrorClass::Permanent, detail),
     };
-    Err(Failed { err: SendError { class, detail }, migrate_to: None })
+    Err(SendError { class, detail }.into())
 }
 
 /// External id = the first message; the detail lists every id when there were several, and

@@ -188,8 +188,9 @@ fn classify(status: u16, json: &serde_json::Value, text: &str, retry_after: Opti
     let message = json.get("message").and_then(|m| m.as_str());
     let said = match (code, message) {
         (Some(code), Some(message)) => {
+            let extra = json.get("detail").and_then(|d| d.as_str()).map(|d| format!(". {d}")).unwrap_or_default();
             let more = json.get("more_info").and_then(|m| m.as_str()).map(|u| format!(" ({u})")).unwrap_or_default();
-            format!("error {code}: {message}{more}")
+            format!("error {code}: {message}{extra}{more}")
         }
         _ => truncate(text.trim(), 1000),
     };

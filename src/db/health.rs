@@ -64,3 +64,17 @@ pub async fn dead_letters(
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
 }
+
+/// Sessions whose circuit breaker is not closed: (tenant, session, state, failure rate, since, reporter).
+pub async fn open_breakers(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<(String, i64, String, Option<f64>, String, String)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT tenant_id, channel_session_id, breaker_state, failure_rate, to_char(since, 'YYYY-MM-DD HH24:MI:SS'), reported_by
+               FROM et_session_health WHERE breaker_state <> 'closed' ORDER BY since",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).collect())
+}

@@ -19,6 +19,7 @@ pub const TRIGGER_FILES: &[(&str, &str)] = &[
     ("040_operator_functions.sql", include_str!("../../triggers/040_operator_functions.sql")),
     ("050_sessions.sql", include_str!("../../triggers/050_sessions.sql")),
     ("060_attachments.sql", include_str!("../../triggers/060_attachments.sql")),
+    ("070_rate_limits.sql", include_str!("../../triggers/070_rate_limits.sql")),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.

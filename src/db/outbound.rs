@@ -39,6 +39,8 @@ pub struct Claimed {
     pub attempt: i32,
     pub max_attempts: i32,
     pub session: SessionRow,
+    /// The session's active fallback of the same channel, used while its breaker is open.
+    pub fallback: Option<SessionRow>,
     pub sender: String,
     pub recipients: Vec<String>,
     pub cc: Vec<String>,
@@ -61,7 +63,8 @@ pub struct Claimed {
 
 const CLAIM: &str = r#"
 WITH c AS (
-    SELECT q.tenant_id, q.message_id
+    SELECT q.tenant_id, q.message_id, q.channel_session_id, q.priority, q.run_at,
+           (s.config->>'rate_per_second')::float8 AS rps, (s.config->>'rate_per_minute')::float8 AS rpm
       FROM et_outbound_queue q
       JOIN et_messages m ON m.tenant_id = q.tenant_id AND m.id = q.message_id AND m.delivery_status = 'queued'
       JOIN et_channel_sessions s ON s.tenant_id = q.tenant_id AND s.id = q.channel_session_id AND s.status = 'active'
@@ -69,11 +72,29 @@ WITH c AS (
      ORDER BY q.priority, q.run_at
      LIMIT $1
        FOR UPDATE OF q SKIP LOCKED
+), r AS (
+    SELECT c.*, row_number() OVER (PARTITION BY c.tenant_id, c.channel_session_id ORDER BY c.priority, c.run_at) AS rn
+      FROM c
+), g AS (
+    -- rate-limited sessions: lease no more than their token buckets allow, defer the rest
+    SELECT x.tenant_id, x.channel_session_id, t.granted, t.wait_ms
+      FROM (SELECT tenant_id, channel_session_id, count(*)::int AS n, max(rps) AS rps, max(rpm) AS rpm
+              FROM c WHERE rps > 0 OR rpm > 0 GROUP BY tenant_id, channel_session_id) x
+     CROSS JOIN LATERAL et_take_tokens(x.tenant_id, x.channel_session_id, x.n, x.rps, x.rpm) t
+), kept AS (
+    SELECT r.tenant_id, r.message_id
+      FROM r LEFT JOIN g ON g.tenant_id = r.tenant_id AND g.channel_session_id = r.channel_session_id
+     WHERE g.granted IS NULL OR r.rn <= g.granted
+), deferred AS (
+    UPDATE et_outbound_queue q
+       SET run_at = now() + make_interval(secs => g.wait_ms / 1000.0), updated_at = now()
+      FROM r JOIN g ON g.tenant_id = r.tenant_id AND g.channel_session_id = r.channel_session_id
+     WHERE r.rn > g.granted AND q.tenant_id = r.tenant_id AND q.message_id = r.message_id
 ), q AS (
     UPDATE et_outbound_queue q
        SET state = 'leased', leased_by = $2, lease_expires_at = now() + make_interval(secs => $3),
            attempts = q.attempts + 1, updated_at = now()
-      FROM c
+      FROM kept c
      WHERE q.tenant_id = c.tenant_id AND q.message_id = c.message_id
  RETURNING q.tenant_id, q.message_id, q.attempts, q.max_attempts
 ), m AS (
@@ -85,6 +106,8 @@ WITH c AS (
 )
 SELECT m.tenant_id, m.id, m.public_id, q.attempts, q.max_attempts,
        s.id AS session_id, s.channel, s.provider, s.address, s.config, s.credentials_ref, s.updated_at AS session_updated_at,
+       fb.id AS fb_id, fb.provider AS fb_provider, fb.address AS fb_address, fb.config AS fb_config,
+       fb.credentials_ref AS fb_credentials_ref, fb.updated_at AS fb_updated_at,
        m.sender, m.recipients, m.cc, m.bcc, m.reply_to, m.subject, m.body_text, m.body_html,
        m.variables, m.metadata, m.external_message_id, m.in_reply_to, m."references",
        ARRAY(SELECT r FROM unnest(m.recipients || m.cc || m.bcc) r
@@ -96,6 +119,8 @@ SELECT m.tenant_id, m.id, m.public_id, q.attempts, q.max_attempts,
   FROM m
   JOIN q ON q.tenant_id = m.tenant_id AND q.message_id = m.id
   JOIN et_channel_sessions s ON s.tenant_id = m.tenant_id AND s.id = m.channel_session_id
+  LEFT JOIN et_channel_sessions fb ON fb.tenant_id = s.tenant_id AND fb.id = s.fallback_session_id
+                                  AND fb.channel = s.channel AND fb.status = 'active'
 "#;
 
 fn claimed(row: &Row) -> Claimed {
@@ -114,6 +139,15 @@ fn claimed(row: &Row) -> Claimed {
             credentials_ref: row.get("credentials_ref"),
             updated_at: row.get("session_updated_at"),
         },
+        fallback: row.get::<_, Option<i64>>("fb_id").map(|id| SessionRow {
+            id,
+            channel: row.get("channel"),
+            provider: row.get("fb_provider"),
+            address: row.get("fb_address"),
+            config: row.get("fb_config"),
+            credentials_ref: row.get("fb_credentials_ref"),
+            updated_at: row.get("fb_updated_at"),
+        }),
         sender: row.get("sender"),
         recipients: row.get("recipients"),
         cc: row.get("cc"),
@@ -280,24 +314,40 @@ pub async fn record(
     Ok(held as u64)
 }
 
-/// Give back leases this worker took but never started (shutdown): the attempt does not count.
+/// A lease given back unstarted.
+#[derive(Debug, Clone)]
+pub struct Released {
+    pub tenant_id: String,
+    pub message_id: i64,
+    /// The lease fence.
+    pub attempt: i32,
+    /// When the message is due again (None: at once).
+    pub run_at: Option<DateTime<Utc>>,
+    /// Why, on the audit event (`released unstarted at shutdown`, `circuit breaker open`).
+    pub reason: &'static str,
+}
+
+/// Give back leases this worker took but never started: the attempt does not count.
 pub async fn release(
     client: &mut deadpool_postgres::Client,
     worker: &str,
-    leases: &[(String, i64, i32)],
+    leases: &[Released],
 ) -> Result<u64, tokio_postgres::Error> {
-    let tenant: Vec<&str> = leases.iter().map(|l| l.0.as_str()).collect();
-    let ids: Vec<i64> = leases.iter().map(|l| l.1).collect();
-    let attempts: Vec<i32> = leases.iter().map(|l| l.2).collect();
+    let Some(first) = leases.first() else { return Ok(0) };
+    let tenant: Vec<&str> = leases.iter().map(|l| l.tenant_id.as_str()).collect();
+    let ids: Vec<i64> = leases.iter().map(|l| l.message_id).collect();
+    let attempts: Vec<i32> = leases.iter().map(|l| l.attempt).collect();
+    let run_at: Vec<Option<DateTime<Utc>>> = leases.iter().map(|l| l.run_at).collect();
     let tx = client.transaction().await?;
-    tx.execute("SELECT set_config('pgcourier.reason', 'released unstarted at shutdown', true)", &[]).await?;
+    tx.execute("SELECT set_config('pgcourier.reason', $1, true)", &[&first.reason]).await?;
     let n = tx
         .execute(
             r#"
-WITH o AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::int[]) AS o(tenant_id, message_id, attempt)),
+WITH o AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::int[], $5::timestamptz[]) AS o(tenant_id, message_id, attempt, run_at)),
 q AS (
     UPDATE et_outbound_queue q
-       SET state = 'ready', leased_by = NULL, lease_expires_at = NULL, attempts = q.attempts - 1, updated_at = now()
+       SET state = 'ready', leased_by = NULL, lease_expires_at = NULL, attempts = q.attempts - 1,
+           run_at = coalesce(o.run_at, now()), updated_at = now()
       FROM o
      WHERE q.tenant_id = o.tenant_id AND q.message_id = o.message_id
        AND q.state = 'leased' AND q.leased_by = $1 AND q.attempts = o.attempt
@@ -305,11 +355,33 @@ q AS (
 )
 UPDATE et_messages m SET delivery_status = 'queued', attempts = m.attempts - 1, updated_at = now()
   FROM q WHERE m.tenant_id = q.tenant_id AND m.id = q.message_id"#,
-            &[&worker, &tenant, &ids, &attempts],
+            &[&worker, &tenant, &ids, &attempts, &run_at],
         )
         .await?;
     tx.commit().await?;
     Ok(n)
+}
+
+/// Report a session's circuit breaker state (for `pgcourier status` and metrics).
+pub async fn report_breaker(
+    client: &impl GenericClient,
+    tenant_id: &str,
+    session_id: i64,
+    state: &str,
+    failure_rate: f64,
+    worker: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO et_session_health (tenant_id, channel_session_id, breaker_state, failure_rate, since, reported_by)
+             VALUES ($1, $2, $3, $4, now(), $5)
+             ON CONFLICT (tenant_id, channel_session_id) DO UPDATE
+                SET breaker_state = excluded.breaker_state, failure_rate = excluded.failure_rate,
+                    since = excluded.since, reported_by = excluded.reported_by",
+            &[&tenant_id, &session_id, &state, &failure_rate, &worker],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Return expired leases to the queue (or to the dead letters when attempts are exhausted).

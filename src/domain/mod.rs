@@ -1,5 +1,6 @@
 //! Pure domain rules: no tokio, no SQL, the clock and randomness passed in.
 
+pub mod breaker;
 pub mod lifecycle;
 pub mod outcome;
 pub mod retry;

@@ -6,11 +6,13 @@
 //! stops claiming, lets started sends finish (up to the shutdown timeout) and gives back the
 //! leases of sends that never started.
 
+use super::breakers::Breakers;
 use super::outcomes::{self, Finished};
 use super::render;
 use crate::channels::{Registry, SendError};
 use crate::config::Config;
-use crate::db::outbound::{self as q, Claimed, OutcomeRow};
+use crate::db::outbound::{self as q, Claimed, OutcomeRow, Released};
+use crate::domain::breaker::{Admit, State};
 use crate::domain::outcome::{decide, Decision};
 use crate::domain::retry::RetryPolicy;
 use deadpool_postgres::Pool;
@@ -29,13 +31,15 @@ pub struct Dispatcher {
     registry: Arc<Registry>,
     /// Per-session concurrency limits.
     session_slots: Mutex<HashMap<i64, Arc<Semaphore>>>,
+    /// Per-session circuit breakers (this daemon's view).
+    breakers: Breakers,
     /// Woken by `et_outbound` notifications and the rescuer.
     wake: Arc<Notify>,
 }
 
 impl Dispatcher {
     pub fn new(pool: Pool, config: Config, wake: Arc<Notify>) -> Dispatcher {
-        Dispatcher { pool, config, registry: Arc::default(), session_slots: Mutex::default(), wake }
+        Dispatcher { pool, config, registry: Arc::default(), session_slots: Mutex::default(), breakers: Breakers::default(), wake }
     }
 
     fn slots_for(&self, m: &Claimed) -> Arc<Semaphore> {
@@ -129,25 +133,41 @@ impl Dispatcher {
         }
     }
 
-    /// Send one claimed message and decide its outcome (or give it back if shutdown came first).
+    /// Send one claimed message and decide its outcome (or give it back if shutdown came first,
+    /// or if its session's breaker is open and there is no fallback).
     async fn send_one(&self, m: Claimed, shutdown: &CancellationToken) -> Finished {
         let slots = self.slots_for(&m);
         let _slot = tokio::select! {
             biased;
             slot = slots.acquire_owned() => slot.expect("session semaphore never closes"),
-            _ = shutdown.cancelled() => return Finished::Release { tenant_id: m.tenant_id, message_id: m.id, attempt: m.attempt },
+            _ = shutdown.cancelled() => return Finished::Release(released(&m, None, "released unstarted at shutdown")),
         };
-        let started = Instant::now();
         let all = m.recipients.len() + m.cc.len() + m.bcc.len();
         if !m.suppressed_now.is_empty() && m.suppressed_now.len() >= all {
             tracing::info!(suppressed = ?m.suppressed_now, "every recipient is suppressed; not sending");
             return Finished::Outcome(row(&m, "suppressed", None, None));
         }
+        // The session, or its fallback while the session's breaker is open.
+        let via = match self.breakers.admit(&m.session, Instant::now()) {
+            Admit::Allow | Admit::Probe => &m.session,
+            Admit::Deny { retry_in } => match &m.fallback {
+                Some(fb) if matches!(self.breakers.admit(fb, Instant::now()), Admit::Allow | Admit::Probe) => {
+                    tracing::info!(session = m.session.id, fallback = fb.id, "circuit open: sending via the fallback session");
+                    fb
+                }
+                _ => {
+                    tracing::info!(session = m.session.id, retry_in_ms = retry_in.as_millis() as u64, "circuit open: deferred");
+                    let at = chrono::Utc::now() + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::zero());
+                    return Finished::Release(released(&m, Some(at), "circuit breaker open"));
+                }
+            },
+        };
+        let started = Instant::now();
         let mut rendered = None;
         let result = match render::outbound(&m) {
             Err(e) => Err(e),
             Ok(out) => {
-                let r = match self.registry.get(&m.session) {
+                let r = match self.registry.get(via) {
                     Ok(channel) => channel.send(&out).await,
                     Err(e) => Err(e),
                 };
@@ -155,13 +175,22 @@ impl Dispatcher {
                 r
             }
         };
+        let provider_failed = matches!(&result, Err(e) if e.class.is_transient());
+        if let Some(change) = self.breakers.record(via, Instant::now(), provider_failed) {
+            self.report(m.tenant_id.clone(), via.id, change);
+        }
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let mut outcome = match &result {
             Ok(receipt) => {
-                tracing::info!(elapsed_ms, provider = %m.session.provider, "sent");
+                tracing::info!(elapsed_ms, provider = %via.provider, session = via.id, "sent");
                 let mut r = row(&m, "sent", None, None);
                 r.external_id = receipt.external_id.clone();
                 r.delivery = receipt.detail.clone();
+                if via.id != m.session.id {
+                    let mut detail = r.delivery.take().unwrap_or_else(|| serde_json::json!({}));
+                    detail["via_fallback_session"] = via.id.into();
+                    r.delivery = Some(detail);
+                }
                 r
             }
             Err(e) => self.failed(&m, e, elapsed_ms),
@@ -172,6 +201,23 @@ impl Dispatcher {
             outcome.rendered_html = out.html;
         }
         Finished::Outcome(outcome)
+    }
+
+    /// Write a breaker state change to `et_session_health`, off the send path.
+    fn report(&self, tenant_id: String, session_id: i64, change: (State, f64)) {
+        let (pool, worker) = (self.pool.clone(), self.config.worker_id.clone());
+        tracing::warn!(session = session_id, state = change.0.as_str(), failure_rate = change.1, "circuit breaker changed state");
+        tokio::spawn(async move {
+            let result = match pool.get().await {
+                Ok(client) => q::report_breaker(&client, &tenant_id, session_id, change.0.as_str(), change.1, &worker)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "could not record the breaker state");
+            }
+        });
     }
 
     fn failed(&self, m: &Claimed, e: &SendError, elapsed_ms: u64) -> OutcomeRow {
@@ -214,6 +260,10 @@ fn retry_policy(m: &Claimed) -> RetryPolicy {
         cap: ms("retry_cap_ms").unwrap_or(d.cap),
         max_attempts: m.max_attempts.max(1) as u32,
     }
+}
+
+fn released(m: &Claimed, run_at: Option<chrono::DateTime<chrono::Utc>>, reason: &'static str) -> Released {
+    Released { tenant_id: m.tenant_id.clone(), message_id: m.id, attempt: m.attempt, run_at, reason }
 }
 
 fn row(m: &Claimed, status: &'static str, error: Option<String>, class: Option<&'static str>) -> OutcomeRow {

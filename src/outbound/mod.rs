@@ -1,6 +1,7 @@
 //! Outbound delivery: the dispatcher (claim → send → outcome), its outcome writer, rendering,
 //! and the rescuer of expired leases.
 
+pub mod breakers;
 pub mod dispatcher;
 pub mod outcomes;
 pub mod render;

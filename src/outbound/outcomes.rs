@@ -2,7 +2,7 @@
 //! since the last write), so a busy daemon writes hundreds of outcomes per transaction and an
 //! idle one writes each outcome at once.
 
-use crate::db::outbound::{self as q, OutcomeRow};
+use crate::db::outbound::{self as q, OutcomeRow, Released};
 use deadpool_postgres::Pool;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 pub enum Finished {
     /// The attempt ran; record its outcome.
     Outcome(OutcomeRow),
-    /// The send never started (shutdown): give the lease back without counting the attempt.
-    Release { tenant_id: String, message_id: i64, attempt: i32 },
+    /// The send never started (shutdown, open circuit breaker): give the lease back without
+    /// counting the attempt, due again at `run_at` (now when None).
+    Release(Released),
 }
 
 const MAX_BATCH: usize = 1000;
@@ -27,7 +28,7 @@ pub async fn write(pool: Pool, worker: String, lease: Duration, mut rx: mpsc::Un
         while let Some(f) = next {
             match f {
                 Finished::Outcome(o) => outcomes.push(o),
-                Finished::Release { tenant_id, message_id, attempt } => releases.push((tenant_id, message_id, attempt)),
+                Finished::Release(r) => releases.push(r),
             }
             next = if outcomes.len() + releases.len() < MAX_BATCH { rx.try_recv().ok() } else { None };
         }
@@ -63,10 +64,16 @@ async fn write_once(
     pool: &Pool,
     worker: &str,
     outcomes: &[OutcomeRow],
-    releases: &[(String, i64, i32)],
+    releases: &[Released],
 ) -> Result<(u64, u64), Box<dyn std::error::Error + Send + Sync>> {
     let mut client = pool.get().await?;
     let held = if outcomes.is_empty() { 0 } else { q::record(&mut client, worker, outcomes).await? };
-    let released = if releases.is_empty() { 0 } else { q::release(&mut client, worker, releases).await? };
+    let mut released = 0;
+    let mut reasons: Vec<&str> = releases.iter().map(|r| r.reason).collect();
+    reasons.dedup();
+    for reason in reasons {
+        let group: Vec<Released> = releases.iter().filter(|r| r.reason == reason).cloned().collect();
+        released += q::release(&mut client, worker, &group).await?;
+    }
     Ok((held, released))
 }

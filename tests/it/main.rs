@@ -7,6 +7,7 @@ mod ch_whatsapp_cloud;
 mod attachments;
 mod harness;
 mod lifecycle;
+mod limits;
 mod messages;
 mod mock_http;
 mod process;

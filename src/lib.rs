@@ -21,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod domain;
+pub mod inbound;
 pub mod outbound;
 pub mod status;
 pub mod telemetry;

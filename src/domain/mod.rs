@@ -1,6 +1,7 @@
 //! Pure domain rules: no tokio, no SQL, the clock and randomness passed in.
 
 pub mod breaker;
+pub mod decision;
 pub mod lifecycle;
 pub mod outcome;
 pub mod retry;

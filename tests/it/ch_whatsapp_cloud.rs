@@ -345,6 +345,8 @@ async fn whatsapp_daemon_sends_text_and_a_document_and_stores_the_wamid() {
     until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {text_id}"), SECS).await;
     let ext: String = db.client.query_one("SELECT external_message_id FROM et_messages WHERE id = $1", &[&text_id]).await.unwrap().get(0);
     assert_eq!(ext, wamid(0));
+    let delivery: Value = db.client.query_one("SELECT metadata->'delivery' FROM et_messages WHERE id = $1", &[&text_id]).await.unwrap().get(0);
+    assert_eq!(delivery["messages"][0], json!({ "to": "15551234567", "wa_id": "15551234567", "id": wamid(0) }), "{delivery}");
 
     db.client
         .batch_execute(&format!(

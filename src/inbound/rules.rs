@@ -1,0 +1,1 @@
+//! The `rules` decider (being written).

@@ -36,6 +36,15 @@ pub struct Config {
     pub worker_id: String,
     /// `PGCOURIER_LOG_FORMAT` (`text` | `json`).
     pub log_format: LogFormat,
+    /// `PGCOURIER_INBOUND_BATCH` (200): inbound messages decided per claim.
+    pub inbound_batch: usize,
+    /// `PGCOURIER_INBOUND_MAX_ATTEMPTS` (3): decisions tried before a message stays in `inbound_error`.
+    pub inbound_max_attempts: usize,
+    /// `PGCOURIER_INBOUND_RETRY_BASE` (2s): an errored decision is retried after base · 2^(attempt-1).
+    pub inbound_retry_base: Duration,
+    /// `PGCOURIER_INSIGHTS_DEBOUNCE` (2s): a thread's insight is recomputed once its newest
+    /// change is this old, so a burst of messages costs one recompute.
+    pub insights_debounce: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +97,10 @@ impl Config {
             pool_size: count("PGCOURIER_POOL_SIZE", 8)?,
             worker_id: get("PGCOURIER_WORKER_ID").unwrap_or_else(default_worker_id),
             log_format,
+            inbound_batch: count("PGCOURIER_INBOUND_BATCH", 200)?,
+            inbound_max_attempts: count("PGCOURIER_INBOUND_MAX_ATTEMPTS", 3)?,
+            inbound_retry_base: duration("PGCOURIER_INBOUND_RETRY_BASE", Duration::from_secs(2))?,
+            insights_debounce: duration("PGCOURIER_INSIGHTS_DEBOUNCE", Duration::from_secs(2))?,
         })
     }
 }

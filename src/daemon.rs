@@ -51,6 +51,8 @@ pub async fn run_with(
     let tasks = TaskTracker::new();
     tasks.spawn(listener::run(database, wakers.clone(), handles.listener.clone(), Duration::from_secs(30), shutdown.clone()));
     tasks.spawn(rescuer::run(pool.clone(), config.rescue_interval, wakers.outbound.clone(), shutdown.clone()));
+    tasks.spawn(crate::inbound::worker::run(pool.clone(), config.clone(), wakers.inbound.clone(), shutdown.clone()));
+    tasks.spawn(crate::insights::run(pool.clone(), config.clone(), shutdown.clone()));
     tasks.spawn(Dispatcher::new(pool.clone(), config, wakers.outbound.clone()).run(shutdown.clone()));
     tasks.close();
     tasks.wait().await;

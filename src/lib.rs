@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod db;
 pub mod domain;
 pub mod inbound;
+pub mod insights;
 pub mod outbound;
 pub mod status;
 pub mod telemetry;

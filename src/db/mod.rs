@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod health;
+pub mod inbound;
 pub mod listener;
 pub mod migrate;
 pub mod outbound;

@@ -3,6 +3,7 @@
 
 pub mod llm;
 pub mod rules;
+pub mod worker;
 
 use crate::domain::decision::{DecideError, Decided, Insight, ThreadHistory};
 use async_trait::async_trait;
@@ -11,6 +12,12 @@ use async_trait::async_trait;
 #[async_trait]
 pub trait Decider: Send + Sync {
     async fn decide(&self, thread: &ThreadHistory) -> Result<Decided, DecideError>;
+
+    /// True when deciding needs no network (decided inline, in batch order); network deciders
+    /// are called concurrently.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// Writes a thread's CRM insight (summary, label, next step, follow-up date).

@@ -1,0 +1,256 @@
+//! The inbound worker's SQL: claim `received` rows into `inbound_processing`, load thread
+//! histories, apply decisions (status, reply row, handling, follow-up) in one transaction fenced
+//! on the claim, return expired claims and retry errored decisions with backoff.
+
+use crate::domain::decision::{HistoryMessage, ThreadHistory};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// One claimed inbound message.
+#[derive(Debug, Clone)]
+pub struct ClaimedInbound {
+    pub tenant_id: String,
+    pub id: i64,
+    pub thread_id: i64,
+    /// `updated_at` as set by the claim: the fence for applying the decision.
+    pub fence: DateTime<Utc>,
+    pub attempts: i32,
+}
+
+pub async fn claim(client: &impl GenericClient, limit: i64) -> Result<Vec<ClaimedInbound>, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached(
+            "WITH c AS (
+                 SELECT tenant_id, id FROM et_messages
+                  WHERE direction = 'inbound' AND delivery_status = 'received'
+                  ORDER BY created_at
+                  LIMIT $1
+                    FOR UPDATE SKIP LOCKED
+             )
+             UPDATE et_messages m
+                SET delivery_status = 'inbound_processing', attempts = m.attempts + 1, updated_at = clock_timestamp()
+               FROM c
+              WHERE m.tenant_id = c.tenant_id AND m.id = c.id
+          RETURNING m.tenant_id, m.id, m.thread_id, m.updated_at, m.attempts",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&limit]).await?;
+    let mut claimed: Vec<ClaimedInbound> = rows
+        .iter()
+        .map(|r| ClaimedInbound { tenant_id: r.get(0), id: r.get(1), thread_id: r.get(2), fence: r.get(3), attempts: r.get(4) })
+        .collect();
+    claimed.sort_by_key(|c| c.id);
+    Ok(claimed)
+}
+
+/// Thread histories (newest `depth` messages up to the newest claimed one, oldest first) and
+/// tenant settings, keyed by thread id.
+pub async fn histories(
+    client: &impl GenericClient,
+    claimed: &[ClaimedInbound],
+    depth: i64,
+) -> Result<(HashMap<i64, ThreadHistory>, HashMap<String, Value>), tokio_postgres::Error> {
+    let mut threads: Vec<(&str, i64)> = claimed.iter().map(|c| (c.tenant_id.as_str(), c.thread_id)).collect();
+    threads.sort();
+    threads.dedup();
+    let tenants: Vec<&str> = threads.iter().map(|t| t.0).collect();
+    let ids: Vec<i64> = threads.iter().map(|t| t.1).collect();
+    let rows = client
+        .query(
+            "SELECT t.tenant_id, t.id, t.channel, t.contact, t.subject, t.handling, te.settings
+               FROM unnest($1::text[], $2::bigint[]) AS w(tenant_id, thread_id)
+               JOIN et_threads t ON t.tenant_id = w.tenant_id AND t.id = w.thread_id
+               JOIN et_tenants te ON te.id = t.tenant_id",
+            &[&tenants, &ids],
+        )
+        .await?;
+    let mut out = HashMap::new();
+    let mut settings = HashMap::new();
+    for r in &rows {
+        let id: i64 = r.get(1);
+        settings.insert(r.get::<_, String>(0), r.get::<_, Value>(6));
+        out.insert(
+            id,
+            ThreadHistory {
+                tenant_id: r.get(0),
+                thread_id: id,
+                channel: r.get(2),
+                contact: r.get(3),
+                subject: r.get(4),
+                handling: r.get(5),
+                messages: Vec::new(),
+            },
+        );
+    }
+    let msgs = client
+        .query(
+            "SELECT w.thread_id, h.id, h.direction, h.delivery_status, h.sender, h.subject, h.text, h.created_at
+               FROM unnest($1::text[], $2::bigint[]) AS w(tenant_id, thread_id)
+              CROSS JOIN LATERAL (
+                    SELECT m.id, m.direction, m.delivery_status, m.sender, m.subject,
+                           coalesce(m.body_text, m.rendered_text, m.body_html, '') AS text, m.created_at
+                      FROM et_messages m
+                     WHERE m.tenant_id = w.tenant_id AND m.thread_id = w.thread_id
+                     ORDER BY m.created_at DESC, m.id DESC
+                     LIMIT $3) h
+              ORDER BY w.thread_id, h.created_at, h.id",
+            &[&tenants, &ids, &depth],
+        )
+        .await?;
+    for r in msgs {
+        let thread: i64 = r.get(0);
+        if let Some(h) = out.get_mut(&thread) {
+            h.messages.push(HistoryMessage {
+                id: r.get(1),
+                direction: r.get(2),
+                delivery_status: r.get(3),
+                sender: r.get(4),
+                subject: r.get(5),
+                text: r.get(6),
+                created_at: r.get(7),
+            });
+        }
+    }
+    Ok((out, settings))
+}
+
+/// A decision ready to apply.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub tenant_id: String,
+    pub message_id: i64,
+    pub fence: DateTime<Utc>,
+    /// The inbound status to end in.
+    pub status: &'static str,
+    pub reply: Option<String>,
+    pub follow_up: Option<(DateTime<Utc>, String)>,
+    /// Stored in the message's `metadata.decision`.
+    pub decision: Value,
+    /// For `inbound_error`: why.
+    pub error: Option<String>,
+}
+
+const APPLY: &str = r#"
+WITH d AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
+                         $8::jsonb[], $9::text[])
+        AS d(tenant_id, id, fence, status, reply, follow_at, follow_note, decision, error)
+), f AS (
+    SELECT d.*, m.thread_id, m.channel_session_id, m.channel, m.sender, m.subject, m.external_message_id, m."references",
+           -- a thread an operator handed to a human meanwhile is never auto-answered
+           CASE WHEN t.handling = 'human' AND d.status NOT IN ('inbound_error', 'inbound_human_takeover')
+                THEN 'inbound_human_takeover' ELSE d.status END AS final
+      FROM d
+      JOIN et_messages m ON m.tenant_id = d.tenant_id AND m.id = d.id
+      JOIN et_threads t ON t.tenant_id = m.tenant_id AND t.id = m.thread_id
+     WHERE m.delivery_status = 'inbound_processing' AND m.updated_at = d.fence
+       FOR UPDATE OF m, t
+), handed AS (
+    UPDATE et_threads t SET handling = 'human', handling_by = $10, handling_at = now(), updated_at = now()
+      FROM f
+     WHERE t.tenant_id = f.tenant_id AND t.id = f.thread_id AND f.final = 'inbound_human_takeover' AND t.handling <> 'human'
+), followed AS (
+    UPDATE et_threads t
+       SET follow_up_at = f.follow_at, follow_up_note = f.follow_note, follow_up_set_at = now(), follow_up_message_id = f.id
+      FROM f
+     WHERE t.tenant_id = f.tenant_id AND t.id = f.thread_id AND f.final = 'inbound_follow_up'
+), replies AS (
+    INSERT INTO et_messages (tenant_id, channel_session_id, direction, thread_id, recipients, subject, body_text,
+                             in_reply_to, "references", metadata)
+    SELECT f.tenant_id, f.channel_session_id, 'outbound', f.thread_id, ARRAY[f.sender],
+           CASE WHEN f.channel = 'email' THEN 'Re: ' || regexp_replace(coalesce(f.subject, ''), '^\s*(re:\s*)+', '', 'i') END,
+           f.reply, f.external_message_id,
+           CASE WHEN f.channel = 'email' AND f.external_message_id IS NOT NULL
+                THEN f."references" || f.external_message_id ELSE '{}' END,
+           jsonb_build_object('auto_reply_to', f.id)
+      FROM f
+     WHERE f.final = 'inbound_ai_replied' AND f.reply IS NOT NULL
+ RETURNING id
+), done AS (
+    UPDATE et_messages m
+       SET delivery_status = f.final, last_error = f.error,
+           metadata = m.metadata || jsonb_build_object('decision', f.decision), updated_at = now()
+      FROM f
+     WHERE m.tenant_id = f.tenant_id AND m.id = f.id
+ RETURNING m.id
+)
+SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM replies)
+"#;
+
+/// Apply decisions in one transaction; returns (messages applied, replies queued). Decisions
+/// whose claim was lost (rescued meanwhile) are skipped.
+pub async fn apply(
+    client: &mut deadpool_postgres::Client,
+    worker: &str,
+    items: &[Applied],
+) -> Result<(i64, i64), tokio_postgres::Error> {
+    let tenants: Vec<&str> = items.iter().map(|a| a.tenant_id.as_str()).collect();
+    let ids: Vec<i64> = items.iter().map(|a| a.message_id).collect();
+    let fences: Vec<DateTime<Utc>> = items.iter().map(|a| a.fence).collect();
+    let status: Vec<&str> = items.iter().map(|a| a.status).collect();
+    let reply: Vec<Option<&str>> = items.iter().map(|a| a.reply.as_deref()).collect();
+    let follow_at: Vec<Option<DateTime<Utc>>> = items.iter().map(|a| a.follow_up.as_ref().map(|f| f.0)).collect();
+    let follow_note: Vec<Option<&str>> = items.iter().map(|a| a.follow_up.as_ref().map(|f| f.1.as_str())).collect();
+    let decision: Vec<&Value> = items.iter().map(|a| &a.decision).collect();
+    let error: Vec<Option<&str>> = items.iter().map(|a| a.error.as_deref()).collect();
+    let tx = client.transaction().await?;
+    let stmt = tx.prepare_cached(APPLY).await?;
+    let row = tx
+        .query_one(&stmt, &[&tenants, &ids, &fences, &status, &reply, &follow_at, &follow_note, &decision, &error, &worker])
+        .await?;
+    tx.commit().await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Claims older than `lease` go back to `received` (their daemon died mid-decision).
+pub async fn rescue(client: &mut deadpool_postgres::Client, lease: Duration) -> Result<u64, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT set_config('pgcourier.reason', 'lease expired', true)", &[]).await?;
+    let n = tx
+        .execute(
+            "UPDATE et_messages SET delivery_status = 'received', updated_at = now()
+              WHERE direction = 'inbound' AND delivery_status = 'inbound_processing'
+                AND updated_at < now() - make_interval(secs => $1)",
+            &[&lease.as_secs_f64()],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Errored decisions with attempts left go back to `received` after `base · 2^(attempts-1)`.
+pub async fn retry_errors(
+    client: &mut deadpool_postgres::Client,
+    max_attempts: i32,
+    base: Duration,
+) -> Result<u64, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT set_config('pgcourier.reason', 'automatic retry', true)", &[]).await?;
+    let n = tx
+        .execute(
+            "UPDATE et_messages SET delivery_status = 'received', updated_at = now()
+              WHERE direction = 'inbound' AND delivery_status = 'inbound_error' AND attempts < $1
+                AND updated_at < now() - make_interval(secs => least(600, $2 * 2 ^ greatest(attempts - 1, 0)))",
+            &[&max_attempts, &base.as_secs_f64()],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// The tenants' enabled rules: (tenant, id, pattern, action, reply_template, follow-up seconds, label).
+pub type RuleRow = (String, i64, String, String, Option<String>, Option<f64>, Option<String>);
+
+pub async fn rules(client: &impl GenericClient, tenants: &[&str]) -> Result<Vec<RuleRow>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT tenant_id, id, pattern, action, reply_template, extract(epoch FROM follow_up_after)::float8, label
+               FROM et_inbound_rules WHERE tenant_id = ANY ($1) AND enabled ORDER BY tenant_id, position, id",
+            &[&tenants],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))).collect())
+}

@@ -1,0 +1,175 @@
+//! Inbound: claim, decide with rules, apply in one transaction; human takeover; auto-replies that
+//! thread at the recipient; many daemons, each row decided once.
+
+use crate::daemon::{smtp_session, spawn, until};
+use crate::harness::TestDb;
+use crate::smtp_sink::SmtpSink;
+use std::time::Duration;
+
+const SECS: Duration = Duration::from_secs(20);
+
+async fn inbound(db: &TestDb, session: i64, ext: &str, from: &str, text: &str) -> i64 {
+    db.client
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, body_text)
+             VALUES ('acme', $1, 'inbound', $2, $3, $4) RETURNING id",
+            &[&session, &ext, &from, &text],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_refund_request_goes_to_a_human_and_the_thread_stays_human() {
+    let db = TestDb::new().await;
+    let (_, wa) = db.seed_acme().await;
+    // an auto-reply rule that would answer anything, below the built-in takeover rules' meaning:
+    // the tenant's own rules replace the defaults, so list the takeover first
+    db.client
+        .batch_execute(
+            "INSERT INTO et_inbound_rules (tenant_id, position, pattern, action, label) VALUES ('acme', 1, '\\m(refund)\\M', 'human_takeover', 'refund');
+             INSERT INTO et_inbound_rules (tenant_id, position, pattern, action, reply_template) VALUES ('acme', 2, '.', 'auto_reply', 'We got it');",
+        )
+        .await
+        .unwrap();
+    let daemon = spawn(&db, &[]);
+    let first = inbound(&db, wa, "wamid.1", "+15551234567", "I want a refund").await;
+    until(&db, &format!("SELECT delivery_status = 'inbound_human_takeover' FROM et_messages WHERE id = {first}"), SECS).await;
+    let (handling, by): (String, String) = {
+        let r = db.client.query_one("SELECT handling, handling_by FROM et_threads", &[]).await.unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(handling, "human");
+    assert!(!by.is_empty());
+    let decision: serde_json::Value =
+        db.client.query_one("SELECT metadata->'decision' FROM et_messages WHERE id = $1", &[&first]).await.unwrap().get(0);
+    assert_eq!(decision["label"], "refund");
+    assert_eq!(decision["decided_by"], "rules");
+    // a later message on the same thread would match the auto-reply rule, but a human has it
+    let second = inbound(&db, wa, "wamid.2", "+15551234567", "hello?").await;
+    until(&db, &format!("SELECT delivery_status = 'inbound_human_takeover' FROM et_messages WHERE id = {second}"), SECS).await;
+    assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE direction = 'outbound'").await, 0, "no reply");
+    // handed back to the AI, the next message is answered
+    db.client.execute("SELECT et_handoff(thread_id, 'ai', 'dana') FROM et_messages WHERE id = $1", &[&second]).await.unwrap();
+    let third = inbound(&db, wa, "wamid.3", "+15551234567", "still there?").await;
+    until(&db, &format!("SELECT delivery_status = 'inbound_ai_replied' FROM et_messages WHERE id = {third}"), SECS).await;
+    until(&db, "SELECT count(*) = 1 FROM et_messages WHERE direction = 'outbound' AND delivery_status = 'sent'", SECS).await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_rules_auto_reply_reaches_the_smtp_sink_threaded_on_the_inbound_message() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let session = smtp_session(&db, &sink, serde_json::json!({})).await;
+    db.client
+        .execute(
+            "INSERT INTO et_inbound_rules (tenant_id, pattern, action, reply_template, label)
+             VALUES ('acme', 'opening hours', 'auto_reply', 'Hello {{contact}}, we are open 9 to 17.', 'hours')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let daemon = spawn(&db, &[]);
+    let id: i64 = db
+        .client
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, subject, body_text, \"references\")
+             VALUES ('acme', $1, 'inbound', '<in1@example.com>', 'Ann <ann@example.com>', 'Opening hours?', 'What are your opening hours?',
+                     ARRAY['<root@example.com>']) RETURNING id",
+            &[&session],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let got = sink.wait_for(1, SECS).await;
+    let reply = &got[0];
+    assert_eq!(reply.header("In-Reply-To").unwrap(), "<in1@example.com>");
+    assert_eq!(reply.header("References").unwrap(), "<root@example.com> <in1@example.com>");
+    assert_eq!(reply.header("Subject").unwrap(), "Re: Opening hours?");
+    assert_eq!(reply.rcpt_to, ["ann@example.com"]);
+    assert!(reply.data.contains("Hello ann@example.com, we are open 9 to 17."));
+    until(&db, "SELECT count(*) = 1 FROM et_messages WHERE direction = 'outbound' AND delivery_status = 'sent'", SECS).await;
+    let same: bool = db
+        .client
+        .query_one(
+            "SELECT r.thread_id = i.thread_id AND r.in_reply_to = i.external_message_id AND (r.metadata->>'auto_reply_to')::bigint = i.id
+               FROM et_messages r, et_messages i WHERE r.direction = 'outbound' AND i.id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(same, "the reply is in the inbound's thread and answers it");
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_messages WHERE id = {id} AND delivery_status = 'inbound_ai_replied'")).await, 1);
+    let events: Vec<String> = db
+        .client
+        .query("SELECT to_status FROM et_message_events WHERE message_id = $1 ORDER BY id", &[&id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(events, ["received", "inbound_processing", "inbound_ai_replied"]);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_inbound_rows_on_two_daemons_are_each_decided_once() {
+    let db = TestDb::new().await;
+    let (_, wa) = db.seed_acme().await;
+    db.client
+        .execute("INSERT INTO et_inbound_rules (tenant_id, pattern, action, reply_template) VALUES ('acme', '.', 'auto_reply', 'ok')", &[])
+        .await
+        .unwrap();
+    let a = spawn(&db, &[("PGCOURIER_WORKER_ID", "a"), ("PGCOURIER_INBOUND_BATCH", "50")]);
+    let b = spawn(&db, &[("PGCOURIER_WORKER_ID", "b"), ("PGCOURIER_INBOUND_BATCH", "50")]);
+    db.client
+        .execute(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, body_text)
+             SELECT 'acme', $1, 'inbound', 'wamid.' || i, '+1555000' || lpad((i % 200)::text, 4, '0'), 'message ' || i
+               FROM generate_series(1, 1000) i",
+            &[&wa],
+        )
+        .await
+        .unwrap();
+    until(&db, "SELECT count(*) = 1000 FROM et_messages WHERE direction = 'inbound' AND delivery_status = 'inbound_ai_replied'", Duration::from_secs(60)).await;
+    assert_eq!(db.count("SELECT count(*) FROM et_threads").await, 200);
+    assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE direction = 'outbound'").await, 1000, "one reply per inbound row");
+    assert_eq!(
+        db.count("SELECT count(DISTINCT (metadata->>'auto_reply_to')) FROM et_messages WHERE direction = 'outbound'").await,
+        1000,
+        "no inbound row answered twice"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM et_message_events e JOIN et_messages m ON m.id = e.message_id WHERE m.direction = 'inbound' AND e.to_status = 'inbound_processing'").await,
+        1000,
+        "every row claimed exactly once"
+    );
+    assert_eq!(db.count("SELECT count(DISTINCT actor) FROM et_message_events WHERE to_status = 'inbound_processing'").await, 2, "both daemons worked");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn an_abandoned_claim_is_rescued_and_decided() {
+    let db = TestDb::new().await;
+    let (_, wa) = db.seed_acme().await;
+    let id = inbound(&db, wa, "wamid.9", "+15551234567", "hi").await;
+    // a daemon claimed it and died: processing, last touched long ago
+    db.client
+        .execute(
+            "UPDATE et_messages SET delivery_status = 'inbound_processing', updated_at = now() - interval '10 minutes' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let daemon = spawn(&db, &[("PGCOURIER_LEASE", "30s")]);
+    until(&db, &format!("SELECT delivery_status = 'inbound_no_action' FROM et_messages WHERE id = {id}"), SECS).await;
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM et_message_events WHERE message_id = {id} AND detail->>'reason' = 'lease expired'")).await,
+        1
+    );
+    daemon.stop().await;
+}

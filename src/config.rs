@@ -36,6 +36,8 @@ pub struct Config {
     pub worker_id: String,
     /// `PGCOURIER_LOG_FORMAT` (`text` | `json`).
     pub log_format: LogFormat,
+    /// `PGCOURIER_HTTP_ADDR` (127.0.0.1:8080; `off` disables the HTTP surface).
+    pub http_addr: Option<std::net::SocketAddr>,
     /// `PGCOURIER_INBOUND_BATCH` (200): inbound messages decided per claim.
     pub inbound_batch: usize,
     /// `PGCOURIER_INBOUND_MAX_ATTEMPTS` (3): decisions tried before a message stays in `inbound_error`.
@@ -97,6 +99,14 @@ impl Config {
             pool_size: count("PGCOURIER_POOL_SIZE", 8)?,
             worker_id: get("PGCOURIER_WORKER_ID").unwrap_or_else(default_worker_id),
             log_format,
+            http_addr: match get("PGCOURIER_HTTP_ADDR").as_deref().map(str::trim) {
+                Some("off") | Some("") => None,
+                Some(v) => Some(v.parse().map_err(|_| ConfigError {
+                    name: "PGCOURIER_HTTP_ADDR",
+                    problem: format!("{v:?} is not an address like 127.0.0.1:8080 (or off)"),
+                })?),
+                None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8080))),
+            },
             inbound_batch: count("PGCOURIER_INBOUND_BATCH", 200)?,
             inbound_max_attempts: count("PGCOURIER_INBOUND_MAX_ATTEMPTS", 3)?,
             inbound_retry_base: duration("PGCOURIER_INBOUND_RETRY_BASE", Duration::from_secs(2))?,

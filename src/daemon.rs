@@ -24,6 +24,8 @@ pub enum DaemonError {
 #[derive(Clone, Default)]
 pub struct Handles {
     pub listener: Arc<listener::ListenerState>,
+    /// The HTTP surface's bound address, once it listens.
+    pub http_addr: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
 }
 
 /// Run the daemon against `database` until `shutdown` is cancelled.
@@ -51,6 +53,16 @@ pub async fn run_with(
     let tasks = TaskTracker::new();
     tasks.spawn(listener::run(database, wakers.clone(), handles.listener.clone(), Duration::from_secs(30), shutdown.clone()));
     tasks.spawn(rescuer::run(pool.clone(), config.rescue_interval, wakers.outbound.clone(), shutdown.clone()));
+    if let Some(addr) = config.http_addr {
+        let state = crate::http::AppState { pool: pool.clone(), config: config.clone(), listener: handles.listener.clone() };
+        let (bound, stop) = (handles.http_addr.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(e) = crate::http::serve(addr, state, bound, stop.clone()).await {
+                tracing::error!(error = %e, %addr, "the HTTP surface could not start; stopping");
+                stop.cancel();
+            }
+        });
+    }
     tasks.spawn(crate::inbound::worker::run(pool.clone(), config.clone(), wakers.inbound.clone(), shutdown.clone()));
     tasks.spawn(crate::insights::run(pool.clone(), config.clone(), shutdown.clone()));
     tasks.spawn(Dispatcher::new(pool.clone(), config, wakers.outbound.clone()).run(shutdown.clone()));

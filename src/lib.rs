@@ -21,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod domain;
+pub mod http;
 pub mod inbound;
 pub mod insights;
 pub mod outbound;

@@ -1,8 +1,10 @@
 //! All SQL that the daemon runs lives under this module (and in `sql/`, `triggers/`).
 
+pub mod apikeys;
 pub mod demo;
 pub mod health;
 pub mod inbound;
+pub mod insights;
 pub mod listener;
 pub mod migrate;
 pub mod outbound;

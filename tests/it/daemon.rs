@@ -38,6 +38,7 @@ pub fn config(db: &TestDb, overrides: &[(&str, &str)]) -> Config {
         ("DATABASE_URL".into(), db.url.clone()),
         ("PGCOURIER_POLL_INTERVAL".into(), "1s".into()),
         ("PGCOURIER_SHUTDOWN_TIMEOUT".into(), "10s".into()),
+        ("PGCOURIER_HTTP_ADDR".into(), "off".into()),
     ]);
     for (k, v) in overrides {
         env.insert(k.to_string(), v.to_string());

@@ -4,6 +4,7 @@ mod ch_http_bridge;
 mod ch_telegram;
 mod ch_twilio;
 mod ch_whatsapp_cloud;
+mod app;
 mod attachments;
 mod harness;
 mod inbound;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 fn daemon_process(db: &TestDb, env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgcourier"));
-    cmd.arg("run").env("DATABASE_URL", &db.url).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
+    cmd.arg("run").env("DATABASE_URL", &db.url).env("PGCOURIER_HTTP_ADDR", "off").env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -1,0 +1,8 @@
+//! HTTP routes: providers (being written).
+
+use super::AppState;
+use axum::Router;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}

@@ -3,7 +3,6 @@
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::GenericClient;
 use sha2::{Digest, Sha256};
 
 /// What a key may do.
@@ -69,7 +68,7 @@ fn generate() -> (String, String) {
 }
 
 pub async fn create(
-    client: &impl GenericClient,
+    client: &tokio_postgres::Client,
     tenant_id: &str,
     name: &str,
     scopes: &[Scope],
@@ -97,18 +96,21 @@ pub enum Rejected {
 }
 
 /// The principal for `key`, or why not. Touches `last_used_at` at most once a minute.
-pub async fn authenticate(client: &impl GenericClient, key: &str) -> Result<Result<Principal, Rejected>, tokio_postgres::Error> {
+pub async fn authenticate(client: &tokio_postgres::Client, key: &str) -> Result<Result<Principal, Rejected>, tokio_postgres::Error> {
     let Some(prefix) = key.strip_prefix("pgc_").and_then(|r| r.split('_').next()).filter(|p| p.len() == 8) else {
         return Ok(Err(Rejected::Unknown));
     };
-    let stmt = client
-        .prepare_cached(
+    let Some(row) = client
+        .query_opt(
             "SELECT tenant_id, id, key_sha256, scopes, expires_at <= now(), revoked_at IS NOT NULL,
                     last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
                FROM et_api_keys WHERE prefix = $1",
+            &[&prefix],
         )
-        .await?;
-    let Some(row) = client.query_opt(&stmt, &[&prefix]).await? else { return Ok(Err(Rejected::Unknown)) };
+        .await?
+    else {
+        return Ok(Err(Rejected::Unknown));
+    };
     let stored: Vec<u8> = row.get(2);
     if stored != sha256(key) {
         return Ok(Err(Rejected::Unknown));
@@ -131,7 +133,7 @@ pub async fn authenticate(client: &impl GenericClient, key: &str) -> Result<Resu
 /// (id, name, prefix, scopes, expires_at, revoked_at, last_used_at) of a tenant's keys.
 pub type KeyRow = (i64, String, String, Vec<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
-pub async fn list(client: &impl GenericClient, tenant_id: &str) -> Result<Vec<KeyRow>, tokio_postgres::Error> {
+pub async fn list(client: &tokio_postgres::Client, tenant_id: &str) -> Result<Vec<KeyRow>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT id, name, prefix, scopes, expires_at, revoked_at, last_used_at FROM et_api_keys WHERE tenant_id = $1 ORDER BY id",
@@ -142,7 +144,7 @@ pub async fn list(client: &impl GenericClient, tenant_id: &str) -> Result<Vec<Ke
 }
 
 /// Revoke by prefix (as printed by `list`); returns whether a live key was revoked.
-pub async fn revoke(client: &impl GenericClient, tenant_id: &str, prefix: &str) -> Result<bool, tokio_postgres::Error> {
+pub async fn revoke(client: &tokio_postgres::Client, tenant_id: &str, prefix: &str) -> Result<bool, tokio_postgres::Error> {
     Ok(client
         .execute(
             "UPDATE et_api_keys SET revoked_at = now() WHERE tenant_id = $1 AND prefix = $2 AND revoked_at IS NULL",
@@ -154,7 +156,7 @@ pub async fn revoke(client: &impl GenericClient, tenant_id: &str, prefix: &str) 
 
 /// Record a denied attempt.
 pub async fn security_event(
-    client: &impl GenericClient,
+    client: &tokio_postgres::Client,
     tenant_id: Option<&str>,
     actor: &str,
     action: &str,

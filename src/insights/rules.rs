@@ -17,7 +17,11 @@ pub const EXCERPT_CHARS: usize = 140;
 
 /// Keyword labels, first match wins (so a refund complaint is a `refund`).
 static LABELS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
-    let rule = |label, pattern: &str| (label, Regex::new(&format!(r"(?i)\b(?:{pattern})\b")).expect("label pattern"));
+    // a space in a pattern matches any run of whitespace
+    let rule = |label, pattern: &str| {
+        let pattern = pattern.replace(' ', r"\s+");
+        (label, Regex::new(&format!(r"(?i)\b(?:{pattern})\b")).expect("label pattern"))
+    };
     vec![
         rule("refund", r"refunds?|refunded|reimburse(?:d|ment)?|chargebacks?|money back|return (?:the|my) (?:money|payment)"),
         rule(
@@ -27,7 +31,7 @@ static LABELS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
         rule("pricing", r"prices?|pricing|quotes?|quotation|costs?|discounts?|how much|rates?|tariffs?|subscription plans?"),
         rule(
             "support",
-            r"help|support|problems?|issues?|errors?|broken|bugs?|crash(?:es|ed)?|not working|doesn'?t work|does not work|can'?t (?:log ?in|access|open)",
+            r"help|support|problems?|issues?|errors?|broken|bugs?|crash(?:es|ed)?|not working|doesn'?t work|does not work|can'?t (?:login|log in|access|open)",
         ),
     ]
 });

@@ -28,6 +28,39 @@ enum Command {
     Migrate,
     /// Queue health per channel and state, message counts and the newest dead letters.
     Status,
+    /// API keys for the HTTP surface (the key is printed once, at creation).
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create a key for a tenant and print it (it is never shown again).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated: send, read, admin.
+        #[arg(long, default_value = "send,read")]
+        scopes: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Expire after this long (e.g. 90d, 12h); never when absent.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List a tenant's keys (prefix, scopes, expiry, revocation, last use).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key by its prefix.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        prefix: String,
+    },
 }
 
 fn database(config: &Config) -> anyhow::Result<tokio_postgres::Config> {
@@ -76,6 +109,44 @@ async fn main() -> anyhow::Result<()> {
             daemon::run(config, db, shutdown_on_signals()).await?;
         }
         Command::Up { data_dir } => up(config, data_dir).await?,
+        Command::Apikey { command } => {
+            let client = db::connect(&database(&config)?).await.context("connecting to DATABASE_URL")?;
+            apikey(&client, command).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn apikey(client: &tokio_postgres::Client, command: ApikeyCommand) -> anyhow::Result<()> {
+    use pgcourier::db::apikeys::{self, Scope};
+    match command {
+        ApikeyCommand::Create { tenant, scopes, name, expires_in } => {
+            let scopes = scopes
+                .split(',')
+                .map(|s| Scope::parse(s.trim()).with_context(|| format!("--scopes: {s:?} is not one of send, read, admin")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let expires_at = match expires_in {
+                Some(d) => Some(chrono::Utc::now() + humantime::parse_duration(&d).with_context(|| format!("--expires-in {d:?}"))?),
+                None => None,
+            };
+            let key = apikeys::create(client, &tenant, &name, &scopes, expires_at).await.context("creating the key")?;
+            println!("{}", key.key);
+            eprintln!("key {} for tenant {tenant} created; store it now, it is not shown again", key.prefix);
+        }
+        ApikeyCommand::List { tenant } => {
+            println!("{:<10} {:<16} {:<18} {:<22} {:<22} {}", "prefix", "name", "scopes", "expires", "revoked", "last used");
+            let when = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or("-".into());
+            for (_, name, prefix, scopes, expires, revoked, used) in apikeys::list(client, &tenant).await? {
+                println!("{prefix:<10} {name:<16} {:<18} {:<22} {:<22} {}", scopes.join(","), when(expires), when(revoked), when(used));
+            }
+        }
+        ApikeyCommand::Revoke { tenant, prefix } => {
+            if apikeys::revoke(client, &tenant, &prefix).await? {
+                println!("revoked {prefix}");
+            } else {
+                anyhow::bail!("no live key {prefix} for tenant {tenant}");
+            }
+        }
     }
     Ok(())
 }

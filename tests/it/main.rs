@@ -8,6 +8,7 @@ mod app;
 mod attachments;
 mod harness;
 mod inbound;
+mod insights;
 mod lifecycle;
 mod limits;
 mod llm;

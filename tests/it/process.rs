@@ -94,3 +94,29 @@ async fn sigterm_lets_the_slow_smtp_conversation_finish_and_exits_0() {
         assert_eq!(r.get::<_, i32>(1), 0, "a released attempt does not count");
     }
 }
+
+#[tokio::test]
+async fn apikey_cli_creates_lists_and_revokes() {
+    let db = TestDb::new().await;
+    db.seed_acme().await;
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pgcourier")).args(args).env("DATABASE_URL", &db.url).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, key, _) = run(&["apikey", "create", "--tenant", "acme", "--scopes", "send,read", "--name", "ci", "--expires-in", "30d"]);
+    assert!(ok);
+    let key = key.trim().to_owned();
+    assert!(key.starts_with("pgc_") && key.len() > 50, "{key}");
+    let stored: Vec<u8> = db.client.query_one("SELECT key_sha256 FROM et_api_keys", &[]).await.unwrap().get(0);
+    assert_eq!(stored.len(), 32);
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_api_keys WHERE position('{key}' in name || prefix) > 0")).await, 0, "the key itself is not stored");
+    let prefix = &key[4..12];
+    let (ok, listing, _) = run(&["apikey", "list", "--tenant", "acme"]);
+    assert!(ok && listing.contains(prefix) && listing.contains("send,read"), "{listing}");
+    let (ok, _, _) = run(&["apikey", "revoke", "--tenant", "acme", prefix]);
+    assert!(ok);
+    let (ok, _, err) = run(&["apikey", "revoke", "--tenant", "acme", prefix]);
+    assert!(!ok && err.contains("no live key"), "{err}");
+    let (ok, _, err) = run(&["apikey", "create", "--tenant", "acme", "--scopes", "root"]);
+    assert!(!ok && err.contains("--scopes"), "{err}");
+}

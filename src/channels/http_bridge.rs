@@ -17,6 +17,7 @@
 //! Sources: RFC 9110 §10.2.3 (Retry-After: seconds or HTTP-date);
 //! https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/ (Idempotency-Key).
 
+use super::provider_http::{error_chain, excerpt, retry_after};
 use super::{Channel, Outbound, Receipt, SendError};
 use crate::domain::outcome::ErrorClass;
 use async_trait::async_trait;
@@ -105,7 +106,7 @@ impl Channel for HttpBridge {
             };
             return Ok(Receipt { external_id, detail: None });
         }
-        let body = truncate(text.trim(), 1000);
+        let body = excerpt(text.trim(), 1000);
         let detail = format!("http_bridge HTTP {status} from {}: {}", self.url, if body.is_empty() { "(empty body)" } else { &body });
         let class = match status {
             429 => ErrorClass::RateLimited { retry_after },
@@ -114,33 +115,4 @@ impl Channel for HttpBridge {
         };
         Err(SendError { class, detail })
     }
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    format!("{}…", s.chars().take(max).collect::<String>())
-}
-
-/// A reqwest error with its causes (e.g. "error sending request: connection refused").
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

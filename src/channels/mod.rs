@@ -5,6 +5,7 @@ pub mod email;
 pub mod file;
 pub mod http_bridge;
 pub mod log;
+pub mod provider_http;
 pub mod smtp;
 pub mod telegram;
 pub mod twilio;

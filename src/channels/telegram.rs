@@ -23,6 +23,7 @@
 //! - error payloads seen in the wild: https://github.com/TwiN/gatus/issues/179 (migrate),
 //!   https://github.com/y9san9/catbot/issues/24 (403 blocked), https://github.com/tdlib/td/issues/1937 (429)
 
+use super::provider_http::error_chain;
 use super::{Attachment, Channel, Outbound, Receipt, SendError};
 use crate::domain::outcome::{ErrorClass, SuppressReason};
 use async_trait::async_trait;
@@ -216,7 +217,7 @@ impl Telegram {
         };
         tracing::debug!(method, chat, "telegram request");
         let result = match request.send().await {
-            Err(e) => Err(Failed::from(SendError::transient(format!("{what}: {}", error_chain(e))))),
+            Err(e) => Err(Failed::from(SendError::transient(format!("{what}: {}", error_chain(&e.without_url()))))),
             Ok(response) => {
                 let status = response.status().as_u16();
                 let retry_header = response
@@ -225,7 +226,7 @@ impl Telegram {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok());
                 match response.text().await {
-                    Err(e) => Err(Failed::from(SendError::transient(format!("{what}: HTTP {status}, reading the answer: {}", error_chain(e))))),
+                    Err(e) => Err(Failed::from(SendError::transient(format!("{what}: HTTP {status}, reading the answer: {}", error_chain(&e.without_url()))))),
                     Ok(body) => classify(&what, recipient, status, retry_header, &body),
                 }
             }
@@ -241,19 +242,6 @@ impl Telegram {
 /// A numeric chat id as a JSON number, an `@username` as a string.
 fn chat_id_value(chat: &str) -> Value {
     chat.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(chat))
-}
-
-/// The error and its causes, without the request URL (which holds the token).
-fn error_chain(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Telegram's answer → the sent message id, or a classified failure.

@@ -27,6 +27,7 @@
 //! - https://www.twilio.com/docs/usage/twilios-response (error body: code, message, more_info, status)
 //! - https://www.twilio.com/docs/api/errors/21610, /20003, /20429, /21211
 
+use super::provider_http::{error_chain, excerpt, retry_after};
 use super::{Channel, Outbound, Receipt, SendError};
 use crate::domain::outcome::{ErrorClass, SuppressReason};
 use async_trait::async_trait;
@@ -192,7 +193,7 @@ fn classify(status: u16, json: &serde_json::Value, text: &str, retry_after: Opti
             let more = json.get("more_info").and_then(|m| m.as_str()).map(|u| format!(" ({u})")).unwrap_or_default();
             format!("error {code}: {message}{extra}{more}")
         }
-        _ => truncate(text.trim(), 1000),
+        _ => excerpt(text.trim(), 1000),
     };
     let detail = format!("twilio HTTP {status} for {to}, {said}");
     let class = match (code, status) {
@@ -207,33 +208,4 @@ fn classify(status: u16, json: &serde_json::Value, text: &str, retry_after: Opti
         _ => ErrorClass::Permanent,
     };
     SendError { class, detail }
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    format!("{}…", s.chars().take(max).collect::<String>())
-}
-
-/// A reqwest error with its causes (e.g. "error sending request: connection refused").
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -22,6 +22,7 @@
 //! - https://dualhook.com/docs/capacity-quality-limits (pair rate limit: 1 message / 6 s per recipient, 131056)
 //! - https://docs.chatsyncs.com/meta-api/messaging/document-messages (document: id, filename, caption)
 
+use super::provider_http::{excerpt, parse_retry_after};
 use super::{Attachment, Channel, Outbound, Receipt, SendError};
 use crate::domain::outcome::ErrorClass;
 use async_trait::async_trait;
@@ -85,7 +86,7 @@ impl WhatsappCloud {
         let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
         let body = resp.text().await.map_err(|e| SendError::transient(format!("WhatsApp Cloud API {what}: HTTP {status}, reading the body failed: {e}")))?;
         if (200..300).contains(&status) {
-            return Ok(serde_json::from_str(&body).unwrap_or_else(|_| json!({ "raw": truncate(&body) })));
+            return Ok(serde_json::from_str(&body).unwrap_or_else(|_| json!({ "raw": excerpt(&body, 1000) })));
         }
         Err(classify(status, retry_after, &body, what, self.pair_rate_delay))
     }
@@ -100,7 +101,7 @@ impl WhatsappCloud {
         let what = format!("media upload of {:?}", a.filename);
         let v = self.post(&what, self.client.post(format!("{}/media", self.base)).multipart(form)).await?;
         v.get("id").and_then(|id| id.as_str().map(str::to_owned).or_else(|| id.as_u64().map(|n| n.to_string()))).ok_or_else(|| {
-            SendError::permanent(format!("WhatsApp Cloud API {what}: the answer has no media id: {}", truncate(&v.to_string())))
+            SendError::permanent(format!("WhatsApp Cloud API {what}: the answer has no media id: {}", excerpt(&v.to_string(), 1000)))
         })
     }
 
@@ -286,23 +287,6 @@ fn classify(status: u16, retry_after: Option<Duration>, body: &str, what: &str, 
     if !details.is_empty() {
         detail.push_str(&format!("; details: {details}"));
     }
-    detail.push_str(&format!("; body: {}", truncate(body)));
+    detail.push_str(&format!("; body: {}", excerpt(body, 1000)));
     SendError { class, detail }
-}
-
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
-}
-
-fn truncate(s: &str) -> String {
-    if s.chars().count() <= 1000 {
-        s.to_owned()
-    } else {
-        format!("{}…", s.chars().take(1000).collect::<String>())
-    }
 }

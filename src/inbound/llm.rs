@@ -12,6 +12,7 @@
 //! The answer is `choices[0].message.content` (```json fences stripped), validated strictly:
 //! every failure is a [`DecideError`] naming what went wrong, never a partial result.
 
+use crate::channels::provider_http::{error_chain, excerpt};
 use super::{Decider, Summarizer};
 use crate::domain::decision::{DecideError, Decided, Decision, Insight, ThreadHistory};
 use async_trait::async_trait;
@@ -141,22 +142,22 @@ impl LlmDecider {
         let text = response.text().await.map_err(|e| if e.is_timeout() { timed_out() } else { fail(format!("reading the answer failed: {}", error_chain(&e))) })?;
         tracing::debug!(model = %self.model, url = %self.url, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "llm answered");
         if !status.is_success() {
-            return Err(fail(format!("HTTP {status}: {}", excerpt(&text))));
+            return Err(fail(format!("HTTP {status}: {}", short(&text))));
         }
-        let answer: ChatResponse = serde_json::from_str(&text).map_err(|e| fail(format!("malformed answer: {e} in {}", excerpt(&text))))?;
+        let answer: ChatResponse = serde_json::from_str(&text).map_err(|e| fail(format!("malformed answer: {e} in {}", short(&text))))?;
         let Some(choice) = answer.choices.into_iter().next() else {
-            return Err(fail(format!("malformed answer: no choices in {}", excerpt(&text))));
+            return Err(fail(format!("malformed answer: no choices in {}", short(&text))));
         };
         match (choice.message.content, choice.message.refusal) {
             (Some(c), _) if !c.trim().is_empty() => Ok(strip_fences(&c).to_owned()),
-            (_, Some(refusal)) => Err(fail(format!("the model refused: {}", excerpt(&refusal)))),
+            (_, Some(refusal)) => Err(fail(format!("the model refused: {}", short(&refusal)))),
             _ => Err(fail(format!("malformed answer: empty message content (finish_reason {:?})", choice.finish_reason))),
         }
     }
 
     fn parse<T: for<'de> Deserialize<'de>>(&self, content: &str) -> Result<T, DecideError> {
         serde_json::from_str(content)
-            .map_err(|e| DecideError::new(format!("llm {} at {}: malformed answer: {e} in {}", self.model, self.url, excerpt(content))))
+            .map_err(|e| DecideError::new(format!("llm {} at {}: malformed answer: {e} in {}", self.model, self.url, short(content))))
     }
 
     fn invalid(&self, what: impl std::fmt::Display) -> DecideError {
@@ -263,7 +264,7 @@ impl Decider for LlmDecider {
             other => {
                 return Err(self.invalid(format!(
                     "unknown decision {:?} (expected auto_reply, human_takeover, follow_up or no_action)",
-                    excerpt(other)
+                    short(other)
                 )))
             }
         };
@@ -313,22 +314,7 @@ fn strip_fences(s: &str) -> &str {
     s
 }
 
-fn excerpt(s: &str) -> String {
-    let s = s.trim();
-    if s.chars().count() <= EXCERPT_CHARS {
-        return s.to_owned();
-    }
-    format!("{}…", s.chars().take(EXCERPT_CHARS).collect::<String>())
-}
-
-/// A reqwest error with its causes (e.g. "error sending request: connection refused").
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+/// A bounded excerpt of an answer for an error message.
+fn short(s: &str) -> String {
+    excerpt(s.trim(), EXCERPT_CHARS)
 }

@@ -27,3 +27,4 @@ pub mod insights;
 pub mod outbound;
 pub mod status;
 pub mod telemetry;
+pub mod webhooks;

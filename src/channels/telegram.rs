@@ -136,7 +136,8 @@ impl Channel for Telegram {
         if msg.to.is_empty() {
             return Err(SendError::permanent("telegram: the message has no recipient chat"));
         }
-        let reply_to = msg.in_reply_to.as_deref().and_then(|r| r.trim().parse::<i64>().ok());
+        // inbound Telegram rows are keyed `<chat_id>:<message_id>`; a bare message id works too
+        let reply_to = msg.in_reply_to.as_deref().and_then(|r| r.rsplit(':').next()).and_then(|r| r.trim().parse::<i64>().ok());
         let caption = text.filter(|t| !msg.attachments.is_empty() && t.encode_utf16().count() <= CAPTION_MAX);
         let mut calls = Vec::new();
         if text.is_some() && caption.is_none() {

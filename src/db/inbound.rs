@@ -148,15 +148,29 @@ WITH d AS (
       JOIN et_threads t ON t.tenant_id = m.tenant_id AND t.id = m.thread_id
      WHERE m.delivery_status = 'inbound_processing' AND m.updated_at = d.fence
        FOR UPDATE OF m, t
-), handed AS (
-    UPDATE et_threads t SET handling = 'human', handling_by = $10, handling_at = now(), updated_at = now()
-      FROM f
-     WHERE t.tenant_id = f.tenant_id AND t.id = f.thread_id AND f.final = 'inbound_human_takeover' AND t.handling <> 'human'
-), followed AS (
+), per_thread AS (
+    -- one update per thread (a statement must not update a row twice): a takeover anywhere in the
+    -- batch sticks, the newest follow-up wins
+    SELECT f.tenant_id, f.thread_id,
+           bool_or(f.final = 'inbound_human_takeover') AS takeover,
+           (array_agg(f.id ORDER BY f.id DESC) FILTER (WHERE f.final = 'inbound_follow_up'))[1] AS follow_id,
+           (array_agg(f.follow_at ORDER BY f.id DESC) FILTER (WHERE f.final = 'inbound_follow_up'))[1] AS follow_at,
+           (array_agg(f.follow_note ORDER BY f.id DESC) FILTER (WHERE f.final = 'inbound_follow_up'))[1] AS follow_note
+      FROM f GROUP BY f.tenant_id, f.thread_id
+), threads AS (
     UPDATE et_threads t
-       SET follow_up_at = f.follow_at, follow_up_note = f.follow_note, follow_up_set_at = now(), follow_up_message_id = f.id
-      FROM f
-     WHERE t.tenant_id = f.tenant_id AND t.id = f.thread_id AND f.final = 'inbound_follow_up'
+       SET handling = CASE WHEN p.takeover THEN 'human' ELSE t.handling END,
+           handling_by = CASE WHEN p.takeover AND t.handling <> 'human' THEN $10 ELSE t.handling_by END,
+           handling_at = CASE WHEN p.takeover AND t.handling <> 'human' THEN now() ELSE t.handling_at END,
+           follow_up_at = CASE WHEN p.follow_id IS NOT NULL THEN p.follow_at ELSE t.follow_up_at END,
+           follow_up_note = CASE WHEN p.follow_id IS NOT NULL THEN p.follow_note ELSE t.follow_up_note END,
+           follow_up_set_at = CASE WHEN p.follow_id IS NOT NULL THEN now() ELSE t.follow_up_set_at END,
+           follow_up_message_id = coalesce(p.follow_id, t.follow_up_message_id),
+           -- the decision changes what the thread's insight says
+           insights_due_at = coalesce(t.insights_due_at, now()),
+           updated_at = now()
+      FROM per_thread p
+     WHERE t.tenant_id = p.tenant_id AND t.id = p.thread_id
 ), replies AS (
     INSERT INTO et_messages (tenant_id, channel_session_id, direction, thread_id, recipients, subject, body_text,
                              in_reply_to, "references", metadata)

@@ -20,6 +20,7 @@ pub const TRIGGER_FILES: &[(&str, &str)] = &[
     ("050_sessions.sql", include_str!("../../triggers/050_sessions.sql")),
     ("060_attachments.sql", include_str!("../../triggers/060_attachments.sql")),
     ("070_rate_limits.sql", include_str!("../../triggers/070_rate_limits.sql")),
+    ("080_webhooks.sql", include_str!("../../triggers/080_webhooks.sql")),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.

@@ -1,5 +1,6 @@
 //! All SQL that the daemon runs lives under this module (and in `sql/`, `triggers/`).
 
+pub mod api;
 pub mod apikeys;
 pub mod demo;
 pub mod health;
@@ -7,7 +8,10 @@ pub mod inbound;
 pub mod insights;
 pub mod listener;
 pub mod migrate;
+pub mod ops;
 pub mod outbound;
+pub mod webhooks;
+pub mod provider_inbound;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;

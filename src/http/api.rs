@@ -1,8 +1,40 @@
-//! HTTP routes: api (being written).
+//! API v1: send, read and act on messages, read threads and hand them over, as JSON over HTTP
+//! with `x-api-key` auth (see [`super::auth`]). A thin layer: it writes the rows SQL users write
+//! and calls the SQL operator functions; the triggers validate and refuse, and their refusals
+//! come back as 4xx naming the request field. `GET /openapi.json` describes it all.
+//!
+//! - [`send`]: `POST /v1/messages` (idempotent, attachments in the same transaction)
+//! - [`messages`]: `GET /v1/messages/{id}`, `GET /v1/messages`, `POST …/{approve|reject|retry|cancel}`
+//! - [`threads`]: `GET /v1/threads/{id}`, `POST /v1/threads/{id}/handoff`
+//! - `input`: body / parameter parsing and the column → field map of database refusals
+//! - [`views`]: the response shapes
+//! - `doc`: the OpenAPI document
+
+mod doc;
+mod input;
+pub mod messages;
+pub mod send;
+pub mod threads;
+pub mod views;
 
 use super::AppState;
-use axum::Router;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/v1/messages", post(send::send_message).get(messages::list_messages))
+        .route("/v1/messages/{id}", get(messages::get_message))
+        .route("/v1/messages/{id}/approve", post(messages::approve))
+        .route("/v1/messages/{id}/reject", post(messages::reject))
+        .route("/v1/messages/{id}/retry", post(messages::retry))
+        .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route("/v1/threads/{id}", get(threads::get_thread))
+        .route("/v1/threads/{id}/handoff", post(threads::handoff))
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
+}
+
+/// The OpenAPI 3 document of these routes (others may merge theirs into it).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    doc::openapi()
 }

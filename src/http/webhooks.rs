@@ -1,8 +1,296 @@
-//! HTTP routes: webhooks (being written).
+//! Webhook endpoint CRUD under `/v1/webhooks` (scope `admin`): a tenant registers the URLs that
+//! receive its status events (`message.sent`, `message.failed`, …), signed the Standard Webhooks
+//! way with a per-endpoint `whsec_` secret that is returned once, by `POST`, and never again.
+//!
+//! - `POST /v1/webhooks` `{url, events?, description?, enabled?}` → 201 endpoint + `secret`
+//! - `GET /v1/webhooks` → `{webhooks: [endpoint]}`; `GET /v1/webhooks/{id}` → endpoint
+//! - `PATCH /v1/webhooks/{id}` `{url?, events?, description?, enabled?}` → endpoint
+//! - `DELETE /v1/webhooks/{id}` → 204 (its deliveries go with it)
+//! - `GET /v1/webhooks/{id}/deliveries?limit=` → `{deliveries: [delivery]}`, newest first
+//!
+//! The URL must be http(s) and resolve to public addresses only (the SSRF guard,
+//! [`crate::webhooks::guard`], with `PGCOURIER_WEBHOOK_ALLOW`); the event types and the URL's
+//! shape are checked by the table's trigger. Another tenant's endpoint is a 404 and a security
+//! event.
 
+mod views;
+
+pub use views::{CreateRequest, DeliveryList, DeliveryView, EndpointList, EndpointView, UpdateRequest};
+
+use super::auth::Caller;
+use super::error::ApiError;
 use super::AppState;
-use axum::Router;
+use crate::db::apikeys::Scope;
+use crate::db::webhooks::{self as db, Changes};
+use crate::webhooks::{guard, sign};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Map, Value};
+use utoipa::OpenApi;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/v1/webhooks", get(list_endpoints).post(create_endpoint))
+        .route("/v1/webhooks/{id}", get(get_endpoint).patch(update_endpoint).delete(delete_endpoint))
+        .route("/v1/webhooks/{id}/deliveries", get(list_deliveries))
+}
+
+/// The fields of a create or update body, type-checked.
+#[derive(Debug, Default)]
+struct Fields {
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    description: Option<String>,
+    enabled: Option<bool>,
+}
+
+const FIELDS: &str = "url, events, description, enabled";
+
+fn fields(body: Result<Bytes, BytesRejection>) -> Result<Fields, ApiError> {
+    let bytes = body.map_err(|r| ApiError::new(r.status(), "bad_request", r.body_text()))?;
+    let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::field("body", format!("is not valid JSON ({e})")))?
+    };
+    let Value::Object(map) = value else {
+        return Err(ApiError::field("body", "must be a JSON object"));
+    };
+    let mut f = Fields::default();
+    for (k, v) in map {
+        match k.as_str() {
+            "url" => match v {
+                Value::String(s) => f.url = Some(s),
+                _ => return Err(ApiError::field("url", "must be a string")),
+            },
+            "events" => match v {
+                Value::Array(items) => {
+                    let mut events = Vec::with_capacity(items.len());
+                    for (i, item) in items.into_iter().enumerate() {
+                        match item {
+                            Value::String(s) => events.push(s),
+                            _ => return Err(ApiError::field(format!("events[{i}]"), "must be an event type (a string)")),
+                        }
+                    }
+                    f.events = Some(events);
+                }
+                _ => return Err(ApiError::field("events", "must be a list of event types ([] for all)")),
+            },
+            "description" => match v {
+                Value::String(s) => f.description = Some(s),
+                Value::Null => f.description = Some(String::new()),
+                _ => return Err(ApiError::field("description", "must be a string")),
+            },
+            "enabled" => match v {
+                Value::Bool(b) => f.enabled = Some(b),
+                _ => return Err(ApiError::field("enabled", "must be true or false")),
+            },
+            _ => return Err(ApiError::field(k, format!("unknown field (expected {FIELDS})"))),
+        }
+    }
+    Ok(f)
+}
+
+/// The URL as stored (normalised), if the SSRF guard lets it through.
+async fn checked_url(url: &str) -> Result<String, ApiError> {
+    match guard::check_url(url, &guard::Allow::from_env()).await {
+        Ok(parsed) => Ok(parsed.to_string()),
+        Err(refused) => Err(ApiError::field("url", refused.to_string())),
+    }
+}
+
+/// A refusal by the table's trigger, named by its column (= the request field).
+fn refused(e: tokio_postgres::Error) -> ApiError {
+    let mut err = ApiError::from_db(e);
+    err.message = err.message.trim_start_matches("et_webhook_endpoints.").to_owned();
+    err
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| ApiError::not_found("webhook endpoint"))
+}
+
+/// 404; and a security event when `id` is another tenant's endpoint.
+async fn missing(state: &AppState, caller: &Caller, client: &deadpool_postgres::Client, id: i64) -> ApiError {
+    match db::exists_elsewhere(client, &caller.0.tenant_id, id).await {
+        Ok(true) => caller.denied(state, "cross_tenant_access", serde_json::json!({ "resource": "webhook_endpoint", "id": id })).await,
+        Ok(false) => {}
+        Err(e) => return ApiError::internal(e),
+    }
+    ApiError::not_found("webhook endpoint")
+}
+
+/// Register an endpoint; the answer carries its signing secret, once.
+#[utoipa::path(
+    post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateRequest,
+    responses(
+        (status = 201, description = "The endpoint, with its secret (shown once)", body = EndpointView),
+        (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_endpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
+    caller.require(&state, Scope::Admin).await?;
+    let f = fields(body)?;
+    let Some(url) = f.url else {
+        return Err(ApiError::field("url", "is required"));
+    };
+    let url = checked_url(&url).await?;
+    let secret = sign::new_secret();
+    let client = state.pool.get().await?;
+    let events = f.events.unwrap_or_default();
+    let description = f.description.unwrap_or_default();
+    let enabled = f.enabled.unwrap_or(true);
+    let endpoint = db::create(&client, &caller.0.tenant_id, &url, &events, &description, enabled, &secret).await.map_err(refused)?;
+    tracing::info!(tenant = %caller.0.tenant_id, endpoint = endpoint.id, key = %caller.0.prefix, "webhook endpoint created");
+    let mut view = EndpointView::from(endpoint);
+    view.secret = Some(secret);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// The tenant's endpoints (without secrets).
+#[utoipa::path(
+    get, path = "/v1/webhooks", tag = "webhooks",
+    responses((status = 200, description = "Every endpoint of the tenant", body = EndpointList)),
+    security(("api_key" = []))
+)]
+pub async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Result<Json<EndpointList>, ApiError> {
+    caller.require(&state, Scope::Admin).await?;
+    let client = state.pool.get().await?;
+    let all = db::list(&client, &caller.0.tenant_id).await.map_err(ApiError::internal)?;
+    Ok(Json(EndpointList { webhooks: all.into_iter().map(EndpointView::from).collect() }))
+}
+
+/// One endpoint (without its secret).
+#[utoipa::path(
+    get, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get_endpoint(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<EndpointView>, ApiError> {
+    caller.require(&state, Scope::Admin).await?;
+    let id = parse_id(&id)?;
+    let client = state.pool.get().await?;
+    match db::get(&client, &caller.0.tenant_id, id).await.map_err(ApiError::internal)? {
+        Some(e) => Ok(Json(e.into())),
+        None => Err(missing(&state, &caller, &client, id).await),
+    }
+}
+
+/// Change an endpoint's URL, events, description or enabled flag.
+#[utoipa::path(
+    patch, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = UpdateRequest,
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "The endpoint as changed", body = EndpointView),
+        (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
+        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn update_endpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<EndpointView>, ApiError> {
+    caller.require(&state, Scope::Admin).await?;
+    let id = parse_id(&id)?;
+    let f = fields(body)?;
+    let url = match f.url {
+        Some(u) => Some(checked_url(&u).await?),
+        None => None,
+    };
+    let disabled_reason = (f.enabled == Some(false)).then(|| format!("disabled through the API (key {})", caller.0.prefix));
+    let changes = Changes { url, events: f.events, description: f.description, enabled: f.enabled, disabled_reason };
+    let client = state.pool.get().await?;
+    match db::update(&client, &caller.0.tenant_id, id, &changes).await.map_err(refused)? {
+        Some(e) => Ok(Json(e.into())),
+        None => Err(missing(&state, &caller, &client, id).await),
+    }
+}
+
+/// Delete an endpoint and its deliveries.
+#[utoipa::path(
+    delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete_endpoint(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    caller.require(&state, Scope::Admin).await?;
+    let id = parse_id(&id)?;
+    let client = state.pool.get().await?;
+    if db::delete(&client, &caller.0.tenant_id, id).await.map_err(ApiError::internal)? {
+        tracing::info!(tenant = %caller.0.tenant_id, endpoint = id, key = %caller.0.prefix, "webhook endpoint deleted");
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    Err(missing(&state, &caller, &client, id).await)
+}
+
+/// An endpoint's newest deliveries (`limit` 1 to 100, default 20), newest first.
+#[utoipa::path(
+    get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+    params(
+        ("id" = i64, Path, description = "The endpoint's id"),
+        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
+    ),
+    responses(
+        (status = 200, description = "Recent deliveries", body = DeliveryList),
+        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    caller.require(&state, Scope::Admin).await?;
+    let id = parse_id(&id)?;
+    let Query(params) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
+    let mut limit = 20;
+    for (k, v) in params {
+        match k.as_str() {
+            "limit" => {
+                limit = v.parse().ok().filter(|l| (1..=100).contains(l)).ok_or_else(|| ApiError::field("limit", format!("{v:?} is not a number from 1 to 100")))?
+            }
+            _ => return Err(ApiError::field(k, "unknown parameter (expected limit)")),
+        }
+    }
+    let client = state.pool.get().await?;
+    if db::get(&client, &caller.0.tenant_id, id).await.map_err(ApiError::internal)?.is_none() {
+        return Err(missing(&state, &caller, &client, id).await);
+    }
+    let rows = db::deliveries(&client, &caller.0.tenant_id, id, limit).await.map_err(ApiError::internal)?;
+    Ok(Json(DeliveryList { deliveries: rows.into_iter().map(DeliveryView::from).collect() }))
+}
+
+/// The OpenAPI paths and schemas of these routes (to merge into the API's document).
+#[derive(OpenApi)]
+#[openapi(
+    paths(create_endpoint, list_endpoints, get_endpoint, update_endpoint, delete_endpoint, list_deliveries),
+    components(schemas(EndpointView, EndpointList, DeliveryView, DeliveryList, CreateRequest, UpdateRequest)),
+    tags((name = "webhooks", description = "Tenant status webhooks (Standard Webhooks signatures)"))
+)]
+pub struct WebhooksDoc;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    WebhooksDoc::openapi()
 }

@@ -198,6 +198,7 @@ async fn decide_all(
 fn applied(c: &ClaimedInbound, d: Result<Decided, DecideError>) -> Applied {
     match d {
         Ok(d) => {
+            metrics::counter!("pgcourier_inbound_decisions_total", "kind" => d.decision.status().trim_start_matches("inbound_")).increment(1);
             let decision = json!({
                 "kind": d.decision.status().trim_start_matches("inbound_"),
                 "reason": d.reason, "label": d.label, "decided_by": d.decided_by, "model": d.model,
@@ -219,6 +220,7 @@ fn applied(c: &ClaimedInbound, d: Result<Decided, DecideError>) -> Applied {
             }
         }
         Err(e) => {
+            metrics::counter!("pgcourier_inbound_decisions_total", "kind" => "error").increment(1);
             tracing::warn!(message = c.id, attempt = c.attempts, error = %e.reason, "inbound decision failed");
             Applied {
                 tenant_id: c.tenant_id.clone(),

@@ -178,7 +178,12 @@ impl Worker {
 
         let snapshots: Vec<Snapshot> =
             claimed.iter().map(|t| Snapshot::new(t, histories.remove(&t.thread_id).unwrap_or_default())).collect();
-        let methods: Vec<Method> = claimed.iter().map(|t| self.method(t)).collect();
+        // a thread with no message left has nothing for a model to read: the rules say so
+        let methods: Vec<Method> = claimed
+            .iter()
+            .zip(&snapshots)
+            .map(|(t, s)| if s.history.messages.is_empty() { Method::Rules } else { self.method(t) })
+            .collect();
         let mut results: Vec<Option<Result<Insight, DecideError>>> = vec![None; claimed.len()];
         let mut remote = Vec::new();
         for (i, method) in methods.iter().enumerate() {

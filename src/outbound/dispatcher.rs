@@ -145,6 +145,7 @@ impl Dispatcher {
         let all = m.recipients.len() + m.cc.len() + m.bcc.len();
         if !m.suppressed_now.is_empty() && m.suppressed_now.len() >= all {
             tracing::info!(suppressed = ?m.suppressed_now, "every recipient is suppressed; not sending");
+            metrics::counter!("pgcourier_messages_total", "status" => "suppressed", "channel" => m.session.channel.clone(), "tenant" => m.tenant_id.clone()).increment(1);
             return Finished::Outcome(row(&m, "suppressed", None, None));
         }
         // The session, or its fallback while the session's breaker is open.
@@ -180,6 +181,7 @@ impl Dispatcher {
             self.report(m.tenant_id.clone(), via.id, change);
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        metrics::histogram!("pgcourier_send_duration_seconds", "provider" => via.provider.clone()).record(started.elapsed().as_secs_f64());
         let mut outcome = match &result {
             Ok(receipt) => {
                 tracing::info!(elapsed_ms, provider = %via.provider, session = via.id, "sent");
@@ -193,13 +195,17 @@ impl Dispatcher {
                 }
                 r
             }
-            Err(e) => self.failed(&m, e, elapsed_ms),
+            Err(e) => {
+                metrics::counter!("pgcourier_provider_errors_total", "provider" => via.provider.clone(), "class" => e.class.as_str()).increment(1);
+                self.failed(&m, e, elapsed_ms)
+            }
         };
         if let Some(out) = rendered {
             outcome.rendered_subject = out.subject;
             outcome.rendered_text = out.text;
             outcome.rendered_html = out.html;
         }
+        metrics::counter!("pgcourier_messages_total", "status" => outcome.status, "channel" => m.session.channel.clone(), "tenant" => m.tenant_id.clone()).increment(1);
         Finished::Outcome(outcome)
     }
 

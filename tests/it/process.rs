@@ -72,9 +72,12 @@ async fn sigterm_lets_the_slow_smtp_conversation_finish_and_exits_0() {
     let sink = SmtpSink::with_rule(|_, _| Reply::Delay(Duration::from_millis(1500))).await;
     let session = smtp_session(&db, &sink, serde_json::json!({ "concurrency": 1 })).await;
     let mut child = daemon_process(&db, &[("PGCOURIER_SHUTDOWN_TIMEOUT", "20s")]);
-    let id = send(&db, session, "slow@example.com").await;
-    // two more that cannot start before the first ends (concurrency 1): released at shutdown
-    let later = [send(&db, session, "later1@example.com").await, send(&db, session, "later2@example.com").await];
+    // three messages, one session with concurrency 1: one conversation runs, two wait for it
+    let ids = [
+        send(&db, session, "slow1@example.com").await,
+        send(&db, session, "slow2@example.com").await,
+        send(&db, session, "slow3@example.com").await,
+    ];
     let deadline = Instant::now() + Duration::from_secs(20);
     while sink.attempts() < 1 {
         assert!(Instant::now() < deadline, "the slow conversation never started");
@@ -84,14 +87,19 @@ async fn sigterm_lets_the_slow_smtp_conversation_finish_and_exits_0() {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = wait_exit(&mut child, Duration::from_secs(25)).await;
     assert_eq!(status.code(), Some(0), "clean exit");
-    assert_eq!(sink.messages().len(), 1, "the in-flight mail completed");
-    let s: String = db.client.query_one("SELECT delivery_status FROM et_messages WHERE id = $1", &[&id]).await.unwrap().get(0);
-    assert_eq!(s, "sent");
+    let got = sink.messages();
+    assert_eq!(got.len(), 1, "the in-flight mail completed");
+    let in_flight = &got[0].rcpt_to[0];
     assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue WHERE state = 'leased'").await, 0, "nothing left leased");
-    for l in later {
-        let r = db.client.query_one("SELECT delivery_status, attempts FROM et_messages WHERE id = $1", &[&l]).await.unwrap();
-        assert_eq!(r.get::<_, String>(0), "queued", "unstarted sends are given back");
-        assert_eq!(r.get::<_, i32>(1), 0, "a released attempt does not count");
+    for id in ids {
+        let r = db.client.query_one("SELECT delivery_status, attempts, recipients[1] FROM et_messages WHERE id = $1", &[&id]).await.unwrap();
+        let (status, attempts, to): (String, i32, String) = (r.get(0), r.get(1), r.get(2));
+        if &to == in_flight {
+            assert_eq!((status.as_str(), attempts), ("sent", 1), "{to}");
+        } else {
+            assert_eq!(status, "queued", "{to}: unstarted sends are given back");
+            assert_eq!(attempts, 0, "{to}: a released attempt does not count");
+        }
     }
 }
 

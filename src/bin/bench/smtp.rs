@@ -68,6 +68,10 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     anyhow::ensure!(queued as usize == n, "{queued} rows queued, expected {n}");
 
     eprintln!("smtp: {n} rows queued in {:.2} s; starting the daemon", bulk_insert.as_secs_f64());
+    db.client.batch_execute(&format!("ALTER DATABASE {} SET track_functions = 'pl'", db.name)).await?;
+    if std::env::var("BENCH_ANALYZE").is_ok() { db.client.batch_execute("ANALYZE").await?; eprintln!("ANALYZED"); }
+    db.client.batch_execute("SELECT pg_stat_reset()").await?;
+    db.client.batch_execute(&format!("ALTER DATABASE {0} SET session_preload_libraries = 'auto_explain'; ALTER DATABASE {0} SET auto_explain.log_min_duration = '15ms'; ALTER DATABASE {0} SET auto_explain.log_nested_statements = on; ALTER DATABASE {0} SET auto_explain.log_analyze = on; ALTER DATABASE {0} SET auto_explain.log_timing = off", db.name)).await?;
     let t0 = Instant::now();
     let mut daemon = Daemon::spawn(db, &p.daemon)?;
     let deadline = t0 + Duration::from_secs(60) + Duration::from_millis(n as u64 * 5);
@@ -94,6 +98,17 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     let arrivals = sink.arrivals();
     let connections = sink.connections();
     daemon.stop().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c2 = db.connect().await?;
+    for r in c2.query("SELECT funcname, calls, round(total_time::numeric,0)::text, round(self_time::numeric,0)::text FROM pg_stat_user_functions ORDER BY total_time DESC LIMIT 15", &[]).await? {
+        eprintln!("FN {:40} calls={:8} total_ms={:>8} self_ms={:>8}", r.get::<_,String>(0), r.get::<_,i64>(1), r.get::<_,String>(2), r.get::<_,String>(3));
+    }
+    for r in c2.query("SELECT relname, seq_scan, idx_scan, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables ORDER BY relname", &[]).await? {
+        eprintln!("TB {:28} seq={:?} idx={:?} ins={} upd={} hot={} del={}", r.get::<_,String>(0), r.get::<_,Option<i64>>(1), r.get::<_,Option<i64>>(2), r.get::<_,i64>(3), r.get::<_,i64>(4), r.get::<_,i64>(5), r.get::<_,i64>(6));
+    }
+    for r in c2.query("SELECT sum(xact_commit)::bigint, sum(blks_hit)::bigint, sum(tup_fetched)::bigint FROM pg_stat_database WHERE datname = current_database()", &[]).await? {
+        eprintln!("DB commits={:?} blks_hit={:?} tup_fetched={:?}", r.get::<_,Option<i64>>(0), r.get::<_,Option<i64>>(1), r.get::<_,Option<i64>>(2));
+    }
 
     let expected: Vec<String> = db
         .client

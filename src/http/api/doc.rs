@@ -1,0 +1,63 @@
+//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` and the request /
+//! response types' `ToSchema`; the `api_key` security scheme is the `x-api-key` header.
+
+use super::{messages, send, threads, views};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "pgcourier API", version = "1", description = "Send, read and act on messages and threads. Authenticate with an API key in the x-api-key header."),
+    paths(
+        send::send_message,
+        messages::list_messages,
+        messages::get_message,
+        messages::approve,
+        messages::reject,
+        messages::retry,
+        messages::cancel,
+        threads::get_thread,
+        threads::handoff,
+    ),
+    components(schemas(
+        send::SendRequest,
+        send::Addresses,
+        send::Address,
+        send::NamedAddress,
+        send::Priority,
+        send::AttachmentIn,
+        messages::ActionRequest,
+        threads::HandoffRequest,
+        views::SendResponse,
+        views::MessageView,
+        views::EventView,
+        views::AttachmentView,
+        views::MessagePage,
+        views::ThreadView,
+        views::InsightView,
+        views::ThreadDetail,
+        views::ErrorBody,
+        views::ErrorDetail,
+    )),
+    modifiers(&ApiKeyScheme),
+    security(("api_key" = [])),
+    tags(
+        (name = "messages", description = "Outbound and inbound messages"),
+        (name = "threads", description = "Conversations and their insights"),
+    )
+)]
+struct ApiDoc;
+
+/// Declares the `api_key` scheme the paths refer to.
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
+    }
+}
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

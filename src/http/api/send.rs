@@ -1,0 +1,357 @@
+//! `POST /v1/messages`: validate what the database cannot (sender domain, base64, idempotency
+//! key agreement, priority and time formats), then insert the message and its attachments in one
+//! transaction and let the triggers validate, thread, suppress, gate and queue it.
+
+use super::input::{self, MESSAGE_FIELDS};
+use super::views::{ErrorBody, SendResponse};
+use crate::db::api::{self as db, NewMessage, NoSession, SendSession, SessionChoice};
+use crate::db::apikeys::Scope;
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// The channels a message can go out on.
+pub const CHANNELS: &[&str] = &["email", "whatsapp", "telegram", "sms", "webhook"];
+
+/// One address, or several.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Addresses {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Addresses {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Addresses::One(a) => vec![a],
+            Addresses::Many(v) => v,
+        }
+    }
+}
+
+/// `"a@b.c"`, `"Name <a@b.c>"` or `{"email": "a@b.c", "name": "Name"}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Address {
+    Plain(String),
+    Named(NamedAddress),
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamedAddress {
+    pub email: String,
+    pub name: Option<String>,
+}
+
+impl Address {
+    fn into_string(self) -> String {
+        match self {
+            Address::Plain(a) => a,
+            Address::Named(NamedAddress { email, name: Some(name) }) if !name.trim().is_empty() => format!("{} <{}>", name.trim(), email.trim()),
+            Address::Named(NamedAddress { email, .. }) => email,
+        }
+    }
+}
+
+/// `"high"`, `"normal"`, `"low"`, or 1 (highest) to 4.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Priority {
+    Named(String),
+    Level(i64),
+}
+
+/// A file to send with the message.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttachmentIn {
+    /// 1 to 255 characters, no slashes.
+    pub filename: String,
+    /// A MIME type; `application/octet-stream` when absent.
+    pub content_type: Option<String>,
+    /// The file, base64-encoded (also accepted as `content`).
+    #[serde(alias = "content")]
+    pub content_base64: String,
+}
+
+/// A message to send. Either `channelSessionId` or `channel` picks the session (default: the
+/// tenant's single active email session).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendRequest {
+    /// Recipients (at least one): email addresses, E.164 numbers or chat ids.
+    pub to: Option<Addresses>,
+    /// Email only.
+    pub cc: Option<Addresses>,
+    /// Email only.
+    pub bcc: Option<Addresses>,
+    /// Defaults to the session's address; its domain must be the session's or one of the
+    /// tenant's `allowed_sender_domains`.
+    pub from: Option<Address>,
+    pub reply_to: Option<Address>,
+    pub subject: Option<String>,
+    pub html_body: Option<String>,
+    /// Derived from `htmlBody` when absent (email).
+    pub text_body: Option<String>,
+    /// Handlebars variables rendered into subject and bodies at send time.
+    #[schema(value_type = Option<Object>)]
+    pub variables: Option<Map<String, Value>>,
+    pub attachments: Option<Vec<AttachmentIn>>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+    pub priority: Option<Priority>,
+    /// RFC 3339; not sent before then.
+    #[schema(format = DateTime)]
+    pub scheduled_at: Option<String>,
+    pub channel_session_id: Option<i64>,
+    /// `email`, `whatsapp`, `telegram`, `sms` or `webhook`.
+    pub channel: Option<String>,
+    /// The Message-ID (email) or provider id this message answers.
+    pub in_reply_to: Option<String>,
+    /// Same as the `Idempotency-Key` header (both may be given only if equal).
+    pub idempotency_key: Option<String>,
+}
+
+const HINTS: &[(&str, &str)] = &[
+    ("to", "must be an address or an array of addresses"),
+    ("cc", "must be an address or an array of addresses"),
+    ("bcc", "must be an address or an array of addresses"),
+    ("from", "must be an address or an object {\"email\", \"name\"}"),
+    ("replyTo", "must be an address or an object {\"email\", \"name\"}"),
+    ("priority", "must be high, normal or low, or a number from 1 to 4"),
+];
+
+/// Base64 with or without padding, line breaks ignored.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+fn parse_request(bytes: &[u8]) -> Result<SendRequest, ApiError> {
+    input::json::<SendRequest>(bytes, HINTS).map_err(|e| {
+        // name the attachment at fault, not the whole array
+        if e.field.as_deref() == Some("attachments") {
+            if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(bytes) {
+                if let Some(Value::Array(items)) = m.get("attachments") {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Err(inner) = input::element::<AttachmentIn>("attachments", i, item) {
+                            return inner;
+                        }
+                    }
+                }
+            }
+        }
+        e
+    })
+}
+
+fn priority(p: Option<Priority>) -> Result<Option<i16>, ApiError> {
+    let level = match p {
+        None => return Ok(None),
+        Some(Priority::Named(n)) => match n.trim().to_ascii_lowercase().as_str() {
+            "high" => 1,
+            "normal" => 2,
+            "low" => 3,
+            _ => 0,
+        },
+        Some(Priority::Level(l)) => l,
+    };
+    if !(1..=4).contains(&level) {
+        return Err(ApiError::field("priority", "must be high, normal or low, or a number from 1 to 4"));
+    }
+    Ok(Some(level as i16))
+}
+
+/// The key from the header and / or the body; both present must agree.
+fn idempotency_key(headers: &HeaderMap, body: Option<String>) -> Result<Option<String>, ApiError> {
+    let header = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::field("idempotencyKey", "the Idempotency-Key header must be visible ASCII"))?.to_owned()),
+    };
+    let key = match (header, body) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ApiError::field("idempotencyKey", "the Idempotency-Key header and the idempotencyKey field differ; send one, or both equal"))
+        }
+        (h, b) => h.or(b),
+    };
+    if let Some(k) = &key {
+        if k.trim().is_empty() || k.chars().count() > 255 {
+            return Err(ApiError::field("idempotencyKey", "must be 1 to 255 characters"));
+        }
+    }
+    Ok(key)
+}
+
+/// `domain` is `allowed` or a subdomain of it.
+fn domain_allowed(domain: &str, allowed: &str) -> bool {
+    let allowed = allowed.trim().trim_start_matches('@').to_ascii_lowercase();
+    !allowed.is_empty() && (domain == allowed || domain.ends_with(&format!(".{allowed}")))
+}
+
+/// The sender must be the session's own identity (chat channels) or use an allowed domain (email).
+async fn check_sender(c: &impl deadpool_postgres::GenericClient, session: &SendSession, from: &str) -> Result<(), ApiError> {
+    if session.channel != "email" {
+        if db::same_contact(c, &session.channel, from, &session.address).await.map_err(ApiError::internal)? {
+            return Ok(());
+        }
+        return Err(ApiError::field("from", format!("must be this {} session's address ({})", session.channel, session.address)));
+    }
+    let Some(domain) = db::email_domain(c, from).await.map_err(ApiError::internal)? else {
+        return Err(ApiError::field("from", format!("{from:?} is not a valid email address")));
+    };
+    let allowed: Vec<String> = match &session.allowed_sender_domains {
+        Some(list) if !list.is_empty() => list.clone(),
+        _ => session.domain.iter().cloned().collect(),
+    };
+    if allowed.iter().any(|a| domain_allowed(&domain, a)) {
+        return Ok(());
+    }
+    Err(ApiError::field("from", format!("the sender domain {domain} is not allowed (allowed: {})", allowed.join(", "))))
+}
+
+/// Send a message: 201 when created, 200 with the original on an idempotent replay.
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "messages",
+    request_body = SendRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the original message")),
+    responses(
+        (status = 201, description = "Created", body = SendResponse),
+        (status = 200, description = "Replay of an idempotency key: the original message", body = SendResponse),
+        (status = 400, description = "A field is invalid (named in error.field); nothing was written", body = ErrorBody),
+        (status = 401, description = "Missing, unknown, expired or revoked key", body = ErrorBody),
+        (status = 403, description = "The key lacks the send scope", body = ErrorBody),
+        (status = 413, description = "Body or attachments over the limit", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn send_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<SendResponse>), ApiError> {
+    caller.require(&state, Scope::Send).await?;
+    let bytes = input::body(body)?;
+    let req = parse_request(&bytes)?;
+    let key = idempotency_key(&headers, req.idempotency_key)?;
+    let priority = priority(req.priority)?;
+    let scheduled_at = req.scheduled_at.as_deref().map(|s| input::timestamp("scheduledAt", s, false)).transpose()?;
+    if let Some(ch) = &req.channel {
+        if !CHANNELS.contains(&ch.as_str()) {
+            return Err(ApiError::field("channel", format!("unknown channel {ch:?}; expected {}", CHANNELS.join(", "))));
+        }
+    }
+    let mut files = Vec::new();
+    for (i, a) in req.attachments.into_iter().flatten().enumerate() {
+        let cleaned: String = a.content_base64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let content = BASE64
+            .decode(cleaned.as_bytes())
+            .map_err(|e| ApiError::field(format!("attachments[{i}].contentBase64"), format!("is not valid base64 ({e})")))?;
+        let content_type = a.content_type.unwrap_or_else(|| "application/octet-stream".to_owned());
+        files.push((a.filename, content_type, content));
+    }
+    let choice = match (req.channel_session_id, &req.channel) {
+        (Some(id), _) => SessionChoice::Id(id),
+        (None, Some(ch)) => SessionChoice::Channel(ch.clone()),
+        (None, None) => SessionChoice::Channel("email".to_owned()),
+    };
+    let tenant = caller.0.tenant_id.clone();
+    let from = req.from.map(Address::into_string);
+
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await.map_err(ApiError::internal)?;
+    db::set_actor(&tx, &format!("apikey:{}", caller.0.prefix)).await.map_err(ApiError::internal)?;
+    let session = match db::pick_session(&tx, &tenant, &choice).await.map_err(ApiError::internal)? {
+        Ok(s) => s,
+        Err(NoSession::UnknownId) => {
+            return Err(ApiError::field("channelSessionId", format!("no channel session {} for this tenant", req.channel_session_id.unwrap_or_default())))
+        }
+        Err(NoSession::NoneActive) => {
+            let ch = req.channel.as_deref().unwrap_or("email");
+            let field = if req.channel.is_some() { "channel" } else { "channelSessionId" };
+            return Err(ApiError::field(field, format!("this tenant has no active {ch} session; name one with channelSessionId")));
+        }
+        Err(NoSession::Ambiguous(n)) => {
+            let ch = req.channel.as_deref().unwrap_or("email");
+            let field = if req.channel.is_some() { "channel" } else { "channelSessionId" };
+            return Err(ApiError::field(field, format!("this tenant has {n} active {ch} sessions; name one with channelSessionId")));
+        }
+    };
+    if let Some(f) = &from {
+        check_sender(&tx, &session, f).await?;
+    }
+    let new = NewMessage {
+        tenant_id: tenant.clone(),
+        session_id: session.id,
+        channel: req.channel,
+        sender: from,
+        recipients: req.to.map(Addresses::into_vec).unwrap_or_default(),
+        cc: req.cc.map(Addresses::into_vec).unwrap_or_default(),
+        bcc: req.bcc.map(Addresses::into_vec).unwrap_or_default(),
+        reply_to: req.reply_to.map(Address::into_string),
+        subject: req.subject,
+        body_text: req.text_body,
+        body_html: req.html_body,
+        variables: req.variables.map(Value::Object),
+        metadata: req.metadata.map(Value::Object),
+        priority,
+        scheduled_at,
+        in_reply_to: req.in_reply_to,
+        idempotency_key: key,
+    };
+    let ins = db::insert_message(&tx, &new).await.map_err(|e| input::db_error(e, MESSAGE_FIELDS))?;
+    // a fully suppressed message is kept for the record but never sent: no content to attach
+    if ins.created && ins.status != "suppressed" {
+        for (i, (filename, content_type, content)) in files.iter().enumerate() {
+            db::insert_attachment(&tx, &tenant, ins.id, filename, content_type, content).await.map_err(|e| input::attachment_error(e, i))?;
+        }
+    }
+    tx.commit().await.map_err(|e| input::db_error(e, MESSAGE_FIELDS))?;
+    let status = if ins.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((
+        status,
+        Json(SendResponse {
+            message_id: ins.public_id,
+            id: ins.id,
+            status: ins.status,
+            thread_id: ins.thread_id,
+            suppressed_recipients: ins.suppressed_recipients,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_domains_match_exactly_or_as_subdomains() {
+        assert!(domain_allowed("acme.example", "acme.example"));
+        assert!(domain_allowed("mail.acme.example", "ACME.example"));
+        assert!(!domain_allowed("evilacme.example", "acme.example"));
+        assert!(!domain_allowed("acme.example", ""));
+    }
+
+    #[test]
+    fn priorities_are_named_or_numbered() {
+        assert_eq!(priority(Some(Priority::Named("High".into()))).unwrap(), Some(1));
+        assert_eq!(priority(Some(Priority::Level(4))).unwrap(), Some(4));
+        assert!(priority(Some(Priority::Level(5))).is_err());
+        assert!(priority(Some(Priority::Named("urgent".into()))).is_err());
+    }
+}

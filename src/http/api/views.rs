@@ -1,0 +1,267 @@
+//! What the API answers: messages, their events and attachments, threads and insights, and the
+//! error body, as camelCase JSON with OpenAPI schemas.
+
+use crate::db::api::{AttachmentRow, EventRow, InsightRow, MessageRow, ThreadRow};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The JSON body of every refused request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `invalid_field`, `not_found`, `unauthorized`, `forbidden`,
+    /// `conflict`, `payload_too_large`, `internal`.
+    pub code: String,
+    pub message: String,
+    /// The request field at fault (`to`, `attachments[0].contentBase64`, a query parameter).
+    pub field: Option<String>,
+}
+
+/// The answer to `POST /v1/messages`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendResponse {
+    /// The public id (use it in `GET /v1/messages/{id}`).
+    pub message_id: Uuid,
+    /// The internal bigint id (also accepted wherever `{id}` is).
+    pub id: i64,
+    /// `queued`, `pending_approval` or `suppressed` when new; the current status on a replay.
+    pub status: String,
+    pub thread_id: i64,
+    /// Recipients dropped because they are on the tenant's suppression list.
+    pub suppressed_recipients: Vec<String>,
+}
+
+/// One message.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub message_id: Uuid,
+    pub id: i64,
+    /// `outbound` or `inbound`.
+    pub direction: String,
+    pub channel: String,
+    pub channel_session_id: i64,
+    /// The delivery status (`queued`, `sending`, `sent`, `failed`, … or an inbound status).
+    pub status: String,
+    pub thread_id: i64,
+    pub from: Option<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub reply_to: Option<String>,
+    pub subject: Option<String>,
+    /// 1 (high) to 4; 2 is normal.
+    pub priority: i16,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub error_class: Option<String>,
+    /// The provider's id, or the RFC 5322 Message-ID of an email.
+    pub external_message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub idempotency_key: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    pub suppressed_recipients: Vec<String>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// In single-message and thread reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_body: Option<String>,
+    /// In single-message reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html_body: Option<String>,
+    /// In single-message reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<Vec<AttachmentView>>,
+    /// The audit trail, oldest first (single-message reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<EventView>>,
+}
+
+impl From<MessageRow> for MessageView {
+    fn from(m: MessageRow) -> Self {
+        MessageView {
+            message_id: m.public_id,
+            id: m.id,
+            direction: m.direction,
+            channel: m.channel,
+            channel_session_id: m.channel_session_id,
+            status: m.status,
+            thread_id: m.thread_id,
+            from: m.sender,
+            to: m.recipients,
+            cc: m.cc,
+            bcc: m.bcc,
+            reply_to: m.reply_to,
+            subject: m.subject,
+            priority: m.priority,
+            attempts: m.attempts,
+            last_error: m.last_error,
+            error_class: m.error_class,
+            external_message_id: m.external_message_id,
+            in_reply_to: m.in_reply_to,
+            idempotency_key: m.idempotency_key,
+            metadata: m.metadata,
+            suppressed_recipients: m.suppressed_recipients,
+            scheduled_at: m.scheduled_at,
+            sent_at: m.sent_at,
+            approved_by: m.approved_by,
+            approved_at: m.approved_at,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            text_body: m.body_text,
+            html_body: m.body_html,
+            attachments: None,
+            events: None,
+        }
+    }
+}
+
+/// One status change of a message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    /// The status entered.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status left (null for the first event).
+    pub from: Option<String>,
+    /// Who did it: a daemon worker, `apikey:<prefix>`, a database user.
+    pub actor: String,
+    #[schema(value_type = Object)]
+    pub detail: Value,
+    pub timestamp: DateTime<Utc>,
+}
+
+impl From<EventRow> for EventView {
+    fn from(e: EventRow) -> Self {
+        EventView { kind: e.to_status, from: e.from_status, actor: e.actor, detail: e.detail, timestamp: e.at }
+    }
+}
+
+/// An attachment's metadata.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentView {
+    pub id: i64,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: i32,
+}
+
+impl From<AttachmentRow> for AttachmentView {
+    fn from(a: AttachmentRow) -> Self {
+        AttachmentView { id: a.id, filename: a.filename, content_type: a.content_type, size_bytes: a.size_bytes }
+    }
+}
+
+/// A page of `GET /v1/messages`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A conversation.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadView {
+    pub id: i64,
+    pub channel_session_id: i64,
+    pub channel: String,
+    /// The peer: email address, E.164 number or chat id.
+    pub contact: String,
+    pub subject: Option<String>,
+    pub external_thread_key: Option<String>,
+    /// `ai` (may be auto-answered) or `human`.
+    pub handling: String,
+    pub handling_by: Option<String>,
+    pub handling_at: Option<DateTime<Utc>>,
+    /// `open` or `closed`.
+    pub state: String,
+    pub message_count: i32,
+    pub inbound_count: i32,
+    pub outbound_count: i32,
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    pub last_outbound_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ThreadRow> for ThreadView {
+    fn from(t: ThreadRow) -> Self {
+        ThreadView {
+            id: t.id,
+            channel_session_id: t.channel_session_id,
+            channel: t.channel,
+            contact: t.contact,
+            subject: t.subject,
+            external_thread_key: t.external_thread_key,
+            handling: t.handling,
+            handling_by: t.handling_by,
+            handling_at: t.handling_at,
+            state: t.state,
+            message_count: t.message_count,
+            inbound_count: t.inbound_count,
+            outbound_count: t.outbound_count,
+            last_inbound_at: t.last_inbound_at,
+            last_outbound_at: t.last_outbound_at,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// What the insights worker concluded about a thread.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InsightView {
+    pub summary: Option<String>,
+    pub label: Option<String>,
+    pub next_step: Option<String>,
+    pub follow_up_at: Option<DateTime<Utc>>,
+    /// `rules` or `llm`.
+    pub decided_by: Option<String>,
+    pub model: Option<String>,
+    pub source_message_id: Option<i64>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<InsightRow> for InsightView {
+    fn from(i: InsightRow) -> Self {
+        InsightView {
+            summary: i.summary,
+            label: i.label,
+            next_step: i.next_step,
+            follow_up_at: i.follow_up_at,
+            decided_by: i.decided_by,
+            model: i.model,
+            source_message_id: i.source_message_id,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
+/// `GET /v1/threads/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadDetail {
+    pub thread: ThreadView,
+    /// The newest 100 messages, oldest first.
+    pub messages: Vec<MessageView>,
+    /// Null until the insights worker has looked at the thread.
+    pub insight: Option<InsightView>,
+}

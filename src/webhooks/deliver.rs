@@ -1,0 +1,158 @@
+//! One delivery attempt: sign the payload, POST it, classify the answer. No SQL here.
+//!
+//! The client follows no redirects (a 3xx is a failure: the tenant should update the URL, and a
+//! redirect must not lead the daemon past the SSRF guard), uses no proxy, gives up after the
+//! request timeout, and resolves names through [`GuardedResolver`]; IP literals are checked
+//! before connecting.
+
+use super::guard::{self, Allow, GuardedResolver, Refused};
+use super::sign;
+use crate::db::webhooks::Claimed;
+use std::time::Duration;
+
+/// What the endpoint made of one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    /// A 2xx.
+    Delivered { status: u16 },
+    /// 410 Gone: the receiver wants nothing more from us.
+    Gone,
+    /// Anything else: another status, a timeout, a refused connection, a refused address.
+    Failed {
+        status: Option<u16>,
+        error: String,
+        /// The receiver's `Retry-After`, in seconds, when it sent one.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Sends signed webhook requests.
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    allow: Allow,
+}
+
+/// Characters of a failed answer's body kept in `last_error`.
+const BODY_EXCERPT: usize = 200;
+
+impl Sender {
+    pub fn new(allow: Allow, timeout: Duration) -> Result<Sender, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(GuardedResolver::new(allow))
+            .user_agent(concat!("pgcourier-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Sender { client, allow })
+    }
+
+    /// POST `delivery` to its endpoint, signed at `timestamp` (unix seconds).
+    pub async fn attempt(&self, delivery: &Claimed, timestamp: i64) -> Attempt {
+        let failed = |error: String| Attempt::Failed { status: None, error, retry_after: None };
+        if let Err(refused) = self.check_literal(&delivery.url) {
+            return failed(format!("url refused: {refused}"));
+        }
+        // serialised once: the bytes signed are the bytes sent
+        let body = match serde_json::to_vec(&delivery.payload) {
+            Ok(b) => b,
+            Err(e) => return failed(format!("payload: {e}")),
+        };
+        let id = delivery.event_id.to_string();
+        let signature = match sign::signature(&delivery.secret, &id, timestamp, &body) {
+            Ok(s) => s,
+            Err(e) => return failed(e.to_string()),
+        };
+        let sent = self
+            .client
+            .post(&delivery.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => return failed(describe(&e)),
+        };
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return Attempt::Delivered { status };
+        }
+        if status == 410 {
+            return Attempt::Gone;
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let excerpt = excerpt(&mut response).await;
+        let reason = response.status().canonical_reason().unwrap_or("");
+        let error = if excerpt.is_empty() { format!("HTTP {status} {reason}") } else { format!("HTTP {status} {reason}: {excerpt}") };
+        Attempt::Failed { status: Some(status), error, retry_after }
+    }
+
+    /// Scheme, credentials and IP-literal hosts (names are checked by the resolver).
+    fn check_literal(&self, url: &str) -> Result<(), Refused> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| Refused::Invalid(e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Refused::Scheme);
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(Refused::Credentials);
+        }
+        let host = parsed.host_str().ok_or(Refused::NoHost)?;
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
+            guard::check_ip(ip, &self.allow).map_err(|class| Refused::Address { host: host.to_owned(), class })?;
+        }
+        Ok(())
+    }
+}
+
+/// The first characters of a failed answer's body, without reading more than needed.
+async fn excerpt(response: &mut reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < BODY_EXCERPT * 4 {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(BODY_EXCERPT).collect::<String>().trim().to_owned()
+}
+
+/// A transport error with its causes (the guard's refusal among them), never the URL's query.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let inner = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|e| e as &(dyn std::error::Error + 'static));
+        if let Some(refused) = s.downcast_ref::<Refused>().or_else(|| inner.and_then(|e| e.downcast_ref::<Refused>())) {
+            return format!("url refused: {refused}");
+        }
+        let text = s.to_string();
+        if !causes.contains(&text) {
+            causes.push(text);
+        }
+        source = s.source();
+    }
+    if causes.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {}", causes.join(": "))
+    }
+}

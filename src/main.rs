@@ -117,6 +117,16 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Write a secret file readable by its owner only.
+fn write_private(path: &std::path::Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{content}")?;
+    Ok(())
+}
+
 async fn apikey(client: &tokio_postgres::Client, command: ApikeyCommand) -> anyhow::Result<()> {
     use pgcourier::db::apikeys::{self, Scope};
     match command {
@@ -169,6 +179,12 @@ async fn up(mut config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
     db::migrate::migrate(&mut client).await?;
     let outbox = data_dir.join("outbox");
     let demo = db::demo::ensure(&client, &outbox.to_string_lossy()).await?;
+    let key_file = data_dir.join("demo-api-key");
+    if !key_file.exists() {
+        use pgcourier::db::apikeys::{self, Scope};
+        let key = apikeys::create(&client, "demo", "pgcourier up", &[Scope::Send, Scope::Read, Scope::Admin], None).await?;
+        write_private(&key_file, &key.key)?;
+    }
     drop(client);
     let url = config.database_url.clone().unwrap_or_default();
     println!(
@@ -177,10 +193,20 @@ async fn up(mut config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
          VALUES ('demo', {}, 'outbound', ARRAY['you@example.com'], 'Hello', 'It works')\"\n\n\
          The .eml lands in {}; watch its lifecycle with:\n\n  \
          psql '{url}' -c \"SELECT * FROM et_thread_timeline\"\n\n\
-         A chat message to the log session ({}) is written to this terminal. Ctrl-C stops everything.\n",
+         A chat message to the log session ({}) is written to this terminal.\n\n\
+         The HTTP API listens on {}; the demo tenant's API key is in {}:\n\n  \
+         curl -s -H \"x-api-key: $(cat {})\" -H 'content-type: application/json' \\\n    \
+         -d '{{\"to\": [\"you@example.com\"], \"subject\": \"Hi\", \"textBody\": \"Sent over HTTP\", \"channelSessionId\": {}}}' \\\n    \
+         http://{}/v1/messages\n\n\
+         Ctrl-C stops everything.\n",
         demo.email_session,
         outbox.display(),
         demo.chat_session,
+        config.http_addr.map(|a| a.to_string()).unwrap_or_else(|| "(off)".into()),
+        key_file.display(),
+        key_file.display(),
+        demo.email_session,
+        config.http_addr.map(|a| a.to_string()).unwrap_or_else(|| "127.0.0.1:8080".into()),
     );
     let result = daemon::run(config, db, shutdown_on_signals()).await;
     if let Some(c) = cluster {

@@ -50,6 +50,20 @@ use clap::{Parser, ValueEnum};
 use setup::{BenchDb, DaemonSettings};
 use std::future::Future;
 
+/// Run one scenario in a fresh database that is dropped afterwards, whatever happened.
+macro_rules! in_fresh_db {
+    (|$db:ident| $scenario:expr) => {
+        match BenchDb::create().await {
+            Ok($db) => {
+                let result = interruptible($scenario).await;
+                $db.drop_database().await;
+                result
+            }
+            Err(e) => Err(e),
+        }
+    };
+}
+
 #[derive(Parser)]
 #[command(name = "bench", about = "Benchmark the pgcourier daemon against a real PostgreSQL")]
 struct Cli {
@@ -88,6 +102,9 @@ struct Cli {
     /// PGCOURIER_POOL_SIZE (the daemon's database connections).
     #[arg(long, default_value_t = 8)]
     db_pool_size: usize,
+    /// smtp: ANALYZE after the bulk insert, before the daemon starts.
+    #[arg(long)]
+    analyze: bool,
     /// Diagnostic: the sink acknowledges at once (TCP_QUICKACK) instead of with the kernel's
     /// delayed ACK, which a client writing with Nagle's algorithm on otherwise waits for.
     #[arg(long)]
@@ -133,11 +150,9 @@ async fn main() -> anyhow::Result<()> {
             smtp_concurrency: cli.smtp_concurrency,
             daemon: daemon.clone(),
             sink_quickack: cli.sink_quickack,
+            analyze: cli.analyze,
         };
-        let db = BenchDb::create().await?;
-        let result = interruptible(smtp::run(&db, &params)).await;
-        db.drop_database().await;
-        smtp_report = Some(result?);
+        smtp_report = Some(in_fresh_db!(|db| smtp::run(&db, &params)));
     }
     if wants(Which::Steady) {
         let params = steady::Params {
@@ -149,46 +164,58 @@ async fn main() -> anyhow::Result<()> {
             daemon: daemon.clone(),
             sink_quickack: cli.sink_quickack,
         };
-        let db = BenchDb::create().await?;
-        let result = interruptible(steady::run(&db, &params)).await;
-        db.drop_database().await;
-        steady_report = Some(result?);
+        steady_report = Some(in_fresh_db!(|db| steady::run(&db, &params)));
     }
     if wants(Which::Ingest) {
-        let db = BenchDb::create().await?;
-        let result = interruptible(ingest::run(&db, cli.ingest_rows)).await;
-        db.drop_database().await;
-        ingest_report = Some(result?);
+        ingest_report = Some(in_fresh_db!(|db| ingest::run(&db, cli.ingest_rows)));
     }
 
+    let failed = [smtp_report.as_ref().map(|r| r.is_err()), steady_report.as_ref().map(|r| r.is_err()), ingest_report.as_ref().map(|r| r.is_err())]
+        .into_iter()
+        .flatten()
+        .filter(|&e| e)
+        .count();
     if cli.json {
         let all = serde_json::json!({
             "machine": { "nproc": nproc, "server_version": server_version },
-            "smtp": smtp_report,
-            "steady": steady_report,
-            "ingest": ingest_report,
+            "smtp": smtp_report.as_ref().map(as_json),
+            "steady": steady_report.as_ref().map(as_json),
+            "ingest": ingest_report.as_ref().map(as_json),
         });
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
         println!("pgcourier bench: {nproc} CPUs, PostgreSQL {server_version}");
-        if let Some(r) = &smtp_report {
-            print_smtp(r);
-        }
-        if let Some(r) = &steady_report {
-            print_steady(r);
-        }
-        if let Some(r) = &ingest_report {
-            print_ingest(r);
-        }
+        print_or_fail("smtp", &smtp_report, print_smtp);
+        print_or_fail("steady", &steady_report, print_steady);
+        print_or_fail("ingest", &ingest_report, print_ingest);
     }
+    anyhow::ensure!(failed == 0, "{failed} scenario(s) failed");
     Ok(())
 }
 
-/// Run a scenario unless Ctrl-C comes first (the caller then still drops the database).
+/// A scenario's report, or `{"error": "..."}`.
+fn as_json<T: serde::Serialize>(r: &anyhow::Result<T>) -> serde_json::Value {
+    match r {
+        Ok(report) => serde_json::to_value(report).unwrap_or_default(),
+        Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
+    }
+}
+
+fn print_or_fail<T>(name: &str, r: &Option<anyhow::Result<T>>, print: fn(&T)) {
+    match r {
+        None => {}
+        Some(Ok(report)) => print(report),
+        Some(Err(e)) => println!("\n{name}: FAILED: {e:#}"),
+    }
+}
+
+/// Run a scenario unless SIGINT or SIGTERM comes first (the caller then still drops the database).
 async fn interruptible<T>(scenario: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = scenario => r,
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        _ = term.recv() => anyhow::bail!("terminated"),
     }
 }
 

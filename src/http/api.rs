@@ -36,5 +36,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The OpenAPI 3 document of these routes (others may merge theirs into it).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    doc::openapi()
+    let mut doc = doc::openapi();
+    doc.merge(crate::http::webhooks::openapi());
+    doc
 }

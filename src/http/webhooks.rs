@@ -286,11 +286,28 @@ pub async fn list_deliveries(
 #[derive(OpenApi)]
 #[openapi(
     paths(create_endpoint, list_endpoints, get_endpoint, update_endpoint, delete_endpoint, list_deliveries),
-    components(schemas(EndpointView, EndpointList, DeliveryView, DeliveryList, CreateRequest, UpdateRequest)),
+    components(schemas(
+        EndpointView, EndpointList, DeliveryView, DeliveryList, CreateRequest, UpdateRequest,
+        crate::http::api::views::ErrorBody, crate::http::api::views::ErrorDetail,
+    )),
     tags((name = "webhooks", description = "Tenant status webhooks (Standard Webhooks signatures)"))
 )]
 pub struct WebhooksDoc;
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
     WebhooksDoc::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_lists_every_route() {
+        let doc = super::openapi();
+        for path in ["/v1/webhooks", "/v1/webhooks/{id}", "/v1/webhooks/{id}/deliveries"] {
+            assert!(doc.paths.paths.contains_key(path), "{path} missing");
+        }
+        let json = serde_json::to_value(&doc).unwrap();
+        assert!(json["components"]["schemas"]["EndpointView"]["properties"]["failureCount"].is_object());
+        assert!(json["components"]["schemas"]["ErrorBody"].is_object());
+    }
 }

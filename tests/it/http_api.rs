@@ -37,13 +37,18 @@ impl Drop for TempDir {
 
 impl Api {
     pub async fn start() -> Api {
+        Api::start_with(&[]).await
+    }
+
+    /// With daemon settings (`PGCOURIER_*`) overridden.
+    pub async fn start_with(overrides: &[(&str, &str)]) -> Api {
         let db = TestDb::new().await;
         let (email, wa) = db.seed_acme().await;
         let dir = TempDir(std::env::temp_dir().join(format!("pgcourier-api-{}", uuid::Uuid::new_v4().simple())));
         let path = dir.0.to_string_lossy().to_string();
         db.client.execute("UPDATE et_channel_sessions SET config = jsonb_build_object('dir', $1::text) WHERE id = $2", &[&path, &email]).await.unwrap();
         let admin = api_key(&db, "acme", &[Scope::Admin]).await;
-        let app = spawn_app(&db, &[]).await;
+        let app = spawn_app(&db, overrides).await;
         Api { app, db, email, wa, admin, _dir: dir }
     }
 
@@ -107,7 +112,7 @@ async fn openapi_json_documents_the_endpoints_and_the_key() {
     let (status, doc) = api.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, 200, "{doc}");
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
-    for path in ["/v1/messages", "/v1/messages/{id}", "/v1/messages/{id}/approve", "/v1/messages/{id}/retry", "/v1/threads/{id}", "/v1/threads/{id}/handoff"] {
+    for path in ["/v1/messages", "/v1/messages/{id}", "/v1/messages/{id}/approve", "/v1/messages/{id}/retry", "/v1/threads/{id}", "/v1/threads/{id}/handoff", "/v1/webhooks", "/v1/webhooks/{id}"] {
         assert!(doc["paths"].get(path).is_some(), "missing {path}");
     }
     assert!(doc["paths"]["/v1/messages"]["post"].is_object());

@@ -1,5 +1,9 @@
 //! Scenario `smtp`: drain a backlog. N outbound emails are inserted in one statement while no
 //! daemon runs; then one daemon starts and the clock runs until every row is `sent`.
+//!
+//! Planner statistics matter here: right after the bulk insert the tables have never been
+//! analysed, and autovacuum may analyse them at any moment during the drain (the report says
+//! whether it did). `--analyze` runs `ANALYZE` before the daemon starts, for the other case.
 
 use crate::setup::{ms, BenchDb, Daemon, DaemonSettings, ROW_VALUES, TENANT};
 use crate::sink::Sink;
@@ -15,6 +19,8 @@ pub struct Params {
     pub daemon: DaemonSettings,
     /// The sink re-arms TCP_QUICKACK (diagnostic; see the sink module).
     pub sink_quickack: bool,
+    /// `ANALYZE` after the bulk insert, before the daemon starts.
+    pub analyze: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -24,6 +30,9 @@ pub struct Report {
     pub smtp_concurrency: usize,
     pub daemon: DaemonSettings,
     pub sink_quickack: bool,
+    pub analyzed_before_start: bool,
+    /// Tables autovacuum analysed while the daemon was draining (plans may change mid-run).
+    pub autoanalyzed_during_run: Vec<String>,
     /// The one `INSERT ... SELECT generate_series` (with the triggers), before the daemon starts.
     pub bulk_insert_s: f64,
     /// Daemon start (including its start-up migration check) → first message at the sink.
@@ -67,11 +76,12 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     let queued = db.count("SELECT count(*) FROM et_outbound_queue WHERE state = 'ready'").await?;
     anyhow::ensure!(queued as usize == n, "{queued} rows queued, expected {n}");
 
+    if p.analyze {
+        db.client.batch_execute("ANALYZE").await.context("ANALYZE")?;
+    }
+
     eprintln!("smtp: {n} rows queued in {:.2} s; starting the daemon", bulk_insert.as_secs_f64());
-    db.client.batch_execute(&format!("ALTER DATABASE {} SET track_functions = 'pl'", db.name)).await?;
-    if std::env::var("BENCH_ANALYZE").is_ok() { db.client.batch_execute("ANALYZE").await?; eprintln!("ANALYZED"); }
-    db.client.batch_execute("SELECT pg_stat_reset()").await?;
-    db.client.batch_execute(&format!("ALTER DATABASE {0} SET session_preload_libraries = 'auto_explain'; ALTER DATABASE {0} SET auto_explain.log_min_duration = '15ms'; ALTER DATABASE {0} SET auto_explain.log_nested_statements = on; ALTER DATABASE {0} SET auto_explain.log_analyze = on; ALTER DATABASE {0} SET auto_explain.log_timing = off", db.name)).await?;
+    let started_at: chrono::DateTime<chrono::Utc> = db.client.query_one("SELECT now()", &[]).await?.get(0);
     let t0 = Instant::now();
     let mut daemon = Daemon::spawn(db, &p.daemon)?;
     let deadline = t0 + Duration::from_secs(60) + Duration::from_millis(n as u64 * 5);
@@ -90,7 +100,13 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
                 .iter()
                 .map(|r| format!("{}={}", r.get::<_, String>(0), r.get::<_, i64>(1)))
                 .collect::<Vec<_>>();
-            anyhow::bail!("only {sent} of {n} sent after {:?} (sink has {}; {})", t0.elapsed(), sink.count(), by_status.join(" "));
+            let distinct = sink.arrivals().iter().map(|a| a.message_id.as_str()).collect::<std::collections::HashSet<_>>().len();
+            anyhow::bail!(
+                "only {sent} of {n} sent after {:.0?} (sink: {} arrivals, {distinct} distinct Message-IDs; statuses: {})",
+                t0.elapsed(),
+                sink.count(),
+                by_status.join(" ")
+            );
         }
     };
     // `sent` is written after the sink's 250, so the sink should already have them all.
@@ -98,17 +114,6 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     let arrivals = sink.arrivals();
     let connections = sink.connections();
     daemon.stop().await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let c2 = db.connect().await?;
-    for r in c2.query("SELECT funcname, calls, round(total_time::numeric,0)::text, round(self_time::numeric,0)::text FROM pg_stat_user_functions ORDER BY total_time DESC LIMIT 15", &[]).await? {
-        eprintln!("FN {:40} calls={:8} total_ms={:>8} self_ms={:>8}", r.get::<_,String>(0), r.get::<_,i64>(1), r.get::<_,String>(2), r.get::<_,String>(3));
-    }
-    for r in c2.query("SELECT relname, seq_scan, idx_scan, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables ORDER BY relname", &[]).await? {
-        eprintln!("TB {:28} seq={:?} idx={:?} ins={} upd={} hot={} del={}", r.get::<_,String>(0), r.get::<_,Option<i64>>(1), r.get::<_,Option<i64>>(2), r.get::<_,i64>(3), r.get::<_,i64>(4), r.get::<_,i64>(5), r.get::<_,i64>(6));
-    }
-    for r in c2.query("SELECT sum(xact_commit)::bigint, sum(blks_hit)::bigint, sum(tup_fetched)::bigint FROM pg_stat_database WHERE datname = current_database()", &[]).await? {
-        eprintln!("DB commits={:?} blks_hit={:?} tup_fetched={:?}", r.get::<_,Option<i64>>(0), r.get::<_,Option<i64>>(1), r.get::<_,Option<i64>>(2));
-    }
 
     let expected: Vec<String> = db
         .client
@@ -126,6 +131,13 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     let known: std::collections::HashSet<&str> = expected.iter().map(String::as_str).collect();
     let unknown = seen.keys().filter(|id| !known.contains(*id)).count();
     let retried = db.count("SELECT count(*) FROM et_messages WHERE attempts > 1").await?;
+    let autoanalyzed = db
+        .client
+        .query("SELECT relname::text FROM pg_stat_user_tables WHERE last_autoanalyze >= $1 ORDER BY 1", &[&started_at])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
 
     let first = arrivals.iter().map(|a| a.at).min().context("the sink received nothing")?;
     let nth = arrivals.get(n - 1).map(|a| a.at).context("the sink has fewer arrivals than rows")?;
@@ -136,6 +148,8 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         smtp_concurrency: p.smtp_concurrency,
         daemon: p.daemon.clone(),
         sink_quickack: p.sink_quickack,
+        analyzed_before_start: p.analyze,
+        autoanalyzed_during_run: autoanalyzed,
         bulk_insert_s: bulk_insert.as_secs_f64(),
         first_at_sink_ms: ms(first_at_sink),
         all_at_sink_s: all_at_sink.as_secs_f64(),

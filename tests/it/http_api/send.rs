@@ -53,7 +53,7 @@ async fn a_message_with_attachments_is_written_in_one_go_and_readable() {
     let stored: Vec<u8> = api.db.client.query_one("SELECT content FROM et_attachments WHERE filename = 'invoice.pdf'", &[]).await.unwrap().get(0);
     assert_eq!(stored, pdf);
     assert_eq!(api.count("SELECT count(*) FROM et_attachments WHERE content_type = 'application/octet-stream'").await, 1);
-    let actor: String = api.db.client.query_one("SELECT actor FROM et_message_events WHERE message_id = $1", &[&id]).await.unwrap().get(0);
+    let actor: String = api.db.client.query_one("SELECT actor FROM et_message_events WHERE message_id = $1 ORDER BY id LIMIT 1", &[&id]).await.unwrap().get(0);
     assert_eq!(actor, format!("apikey:{}", &api.admin[4..12]));
 
     // it goes out (provider file), and the read shows status, events and attachments

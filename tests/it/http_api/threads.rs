@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn a_thread_with_its_messages_and_insight_and_a_handoff() {
-    let api = Api::start().await;
+    // the insights worker stays away from this thread: the test writes its insight itself
+    let api = Api::start_with(&[("PGCOURIER_INSIGHTS_DEBOUNCE", "1h")]).await;
     let later = json!("2100-01-01T00:00:00Z");
     let first = api.send(json!({ "channel": "whatsapp", "to": "+15551234567", "textBody": "one", "scheduledAt": later })).await;
     let second = api.send(json!({ "channel": "whatsapp", "to": "+15551234567", "textBody": "two", "scheduledAt": later })).await;

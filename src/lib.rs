@@ -7,13 +7,21 @@
 //!
 //! # Layout
 //!
-//! - [`domain`]: pure rules: the lifecycle, retry policy, error classes and decisions.
-//! - [`db`]: every SQL statement the daemon runs: pool, migrations, claims, outcomes, LISTEN.
-//! - [`channels`]: provider adapters (`smtp`, `file`, `log`); they classify, never decide.
-//! - [`outbound`]: the dispatcher loop, outcome writer, rendering, rescuer.
+//! - [`domain`]: pure rules: lifecycle, retry policy, error classes and decisions, circuit breaker,
+//!   inbound decision types. No tokio, no SQL.
+//! - [`db`]: every SQL statement the daemon runs: pool, migrations, claims, outcomes, LISTEN,
+//!   inbound, insights, webhooks, API queries, API keys.
+//! - [`channels`]: provider adapters (`smtp`, `file`, `log`, `telegram_bot`, `whatsapp_cloud`,
+//!   `twilio`, `http_bridge`); they classify failures, never decide.
+//! - [`outbound`]: the dispatcher loop, outcome writer, rendering, breakers, rescuer.
+//! - [`inbound`]: the inbound worker and its deciders (`rules`, `llm`).
+//! - [`insights`]: the CRM insights worker and due follow-ups.
+//! - [`webhooks`]: signed status webhook delivery to tenants.
+//! - [`http`]: the axum surface: API v1, provider webhooks, health / ready / metrics.
 //! - [`daemon`]: wires the workers together under one shutdown token.
 //! - [`cluster`]: the private PostgreSQL that `pgcourier up` starts.
-//! - [`config`], [`telemetry`]: environment configuration and logging.
+//! - [`config`], [`telemetry`], [`status`]: environment configuration, logging and metrics,
+//!   the `pgcourier status` report.
 
 pub mod channels;
 pub mod cluster;

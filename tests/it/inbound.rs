@@ -123,8 +123,8 @@ async fn a_thousand_inbound_rows_on_two_daemons_are_each_decided_once() {
         .execute("INSERT INTO et_inbound_rules (tenant_id, pattern, action, reply_template) VALUES ('acme', '.', 'auto_reply', 'ok')", &[])
         .await
         .unwrap();
-    let a = spawn(&db, &[("PGCOURIER_WORKER_ID", "a"), ("PGCOURIER_INBOUND_BATCH", "50")]);
-    let b = spawn(&db, &[("PGCOURIER_WORKER_ID", "b"), ("PGCOURIER_INBOUND_BATCH", "50")]);
+    let a = spawn(&db, &[("PGCOURIER_WORKER_ID", "a"), ("PGCOURIER_INBOUND_BATCH", "50"), ("PGCOURIER_INSIGHTS_DEBOUNCE", "300ms")]);
+    let b = spawn(&db, &[("PGCOURIER_WORKER_ID", "b"), ("PGCOURIER_INBOUND_BATCH", "50"), ("PGCOURIER_INSIGHTS_DEBOUNCE", "300ms")]);
     db.client
         .execute(
             "INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, body_text)
@@ -148,6 +148,25 @@ async fn a_thousand_inbound_rows_on_two_daemons_are_each_decided_once() {
         "every row claimed exactly once"
     );
     assert_eq!(db.count("SELECT count(DISTINCT actor) FROM et_message_events WHERE to_status = 'inbound_processing'").await, 2, "both daemons worked");
+    // every thread gets one insight once it settles, recomputed far fewer times than messages arrived
+    until(&db, "SELECT count(*) = 200 FROM et_thread_insights", Duration::from_secs(30)).await;
+    until(&db, "SELECT count(*) = 0 FROM et_threads WHERE insights_due_at IS NOT NULL", Duration::from_secs(30)).await;
+    let writes = {
+        // the statistics are flushed about once a second: read until two reads 1.2 s apart agree
+        let q = "SELECT (n_tup_ins + n_tup_upd)::bigint FROM pg_stat_user_tables WHERE relname = 'et_thread_insights'";
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut last = db.count(q).await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            let now = db.count(q).await;
+            if (now == last && now >= 200) || std::time::Instant::now() > deadline {
+                break now;
+            }
+            last = now;
+        }
+    };
+    eprintln!("insight writes for 2,000 messages (1,000 in, 1,000 replies) on 200 threads: {writes}");
+    assert!((200..=600).contains(&writes), "{writes} insight writes for 200 threads");
     a.stop().await;
     b.stop().await;
 }
@@ -171,5 +190,92 @@ async fn an_abandoned_claim_is_rescued_and_decided() {
         db.count(&format!("SELECT count(*) FROM et_message_events WHERE message_id = {id} AND detail->>'reason' = 'lease expired'")).await,
         1
     );
+    daemon.stop().await;
+}
+
+/// An OpenAI-compatible chat completion whose content is `content`.
+fn completion(content: &str) -> crate::mock_http::Answer {
+    crate::mock_http::Answer::json(200, serde_json::json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "tiny",
+        "choices": [{ "index": 0, "finish_reason": "stop", "message": { "role": "assistant", "content": content } }]
+    }))
+}
+
+#[tokio::test]
+async fn llm_failures_go_to_inbound_error_with_the_reason_and_are_retried_until_applied() {
+    use crate::mock_http::{Answer, MockHttp};
+    let llm = MockHttp::start(|_, n| match n {
+        0 => Answer::json(500, serde_json::json!({ "error": { "message": "model overloaded" } })),
+        1 => completion("Sure! I think you should reply politely."),
+        _ => completion(r#"{"decision":"auto_reply","reply":"We deliver on Sundays.","reason":"delivery question","label":"delivery","summary":null,"follow_up_at":null}"#),
+    })
+    .await;
+    let db = TestDb::new().await;
+    let (_, wa) = db.seed_acme().await;
+    db.client
+        .execute(
+            "UPDATE et_tenants SET settings = jsonb_build_object('decider', 'llm', 'llm', jsonb_build_object('base_url', $1::text, 'model', 'tiny'))",
+            &[&llm.url()],
+        )
+        .await
+        .unwrap();
+    let daemon = spawn(&db, &[("PGCOURIER_INBOUND_RETRY_BASE", "700ms"), ("PGCOURIER_INBOUND_MAX_ATTEMPTS", "3")]);
+    let id = inbound(&db, wa, "wamid.77", "+15551234567", "Do you deliver on Sundays?").await;
+    // attempt 1: HTTP 500 → inbound_error naming it, nothing else written
+    until(&db, &format!("SELECT delivery_status = 'inbound_error' AND last_error LIKE '%HTTP 500%' FROM et_messages WHERE id = {id}"), SECS).await;
+    assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE direction = 'outbound'").await, 0, "no reply half-written");
+    assert_eq!(db.count("SELECT count(*) FROM et_threads WHERE handling = 'ai'").await, 1);
+    // attempt 2: malformed JSON → inbound_error naming it
+    until(&db, &format!("SELECT delivery_status = 'inbound_error' AND last_error LIKE '%malformed%' FROM et_messages WHERE id = {id}"), SECS).await;
+    assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE direction = 'outbound'").await, 0);
+    // attempt 3: a valid answer is applied, exactly once
+    until(&db, &format!("SELECT delivery_status = 'inbound_ai_replied' AND last_error IS NULL FROM et_messages WHERE id = {id}"), SECS).await;
+    let reply = db
+        .client
+        .query_one("SELECT body_text, in_reply_to FROM et_messages WHERE direction = 'outbound'", &[])
+        .await
+        .unwrap();
+    assert_eq!(reply.get::<_, String>(0), "We deliver on Sundays.");
+    assert_eq!(reply.get::<_, String>(1), "wamid.77");
+    let decision: serde_json::Value = db.client.query_one("SELECT metadata->'decision' FROM et_messages WHERE id = $1", &[&id]).await.unwrap().get(0);
+    assert_eq!((decision["decided_by"].as_str(), decision["model"].as_str(), decision["label"].as_str()), (Some("llm"), Some("tiny"), Some("delivery")));
+    assert_eq!(db.count(&format!("SELECT attempts::bigint FROM et_messages WHERE id = {id}")).await, 3);
+    assert_eq!(llm.requests().len(), 3);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn an_llm_that_never_answers_times_out_and_stops_after_max_attempts() {
+    // a listener that accepts and never answers
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let _hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            open.push(s);
+        }
+    });
+    let db = TestDb::new().await;
+    let (_, wa) = db.seed_acme().await;
+    db.client
+        .execute(
+            "UPDATE et_tenants SET settings = jsonb_build_object('decider', 'llm', 'llm', jsonb_build_object('base_url', $1::text, 'model', 'tiny', 'timeout_ms', 300))",
+            &[&format!("http://{addr}")],
+        )
+        .await
+        .unwrap();
+    let daemon = spawn(&db, &[("PGCOURIER_INBOUND_RETRY_BASE", "200ms"), ("PGCOURIER_INBOUND_MAX_ATTEMPTS", "2")]);
+    let id = inbound(&db, wa, "wamid.88", "+15551234567", "hello?").await;
+    until(
+        &db,
+        &format!("SELECT delivery_status = 'inbound_error' AND attempts = 2 AND last_error LIKE '%timed out after 300 ms%' FROM et_messages WHERE id = {id}"),
+        SECS,
+    )
+    .await;
+    // it stays there for an operator (inbound_error → received by SQL is the operator's retry)
+    let events_before = db.count(&format!("SELECT count(*) FROM et_message_events WHERE message_id = {id}")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // several retry periods: nothing may happen
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_message_events WHERE message_id = {id}")).await, events_before);
+    assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE direction = 'outbound'").await, 0);
     daemon.stop().await;
 }

@@ -32,7 +32,13 @@
 //!   `plain_indexed`: the same indexes); seconds, rows/s and the ratio.
 //!
 //! Output: a table on stdout (progress on stderr), or with `--json` one JSON object with every
-//! figure plus the machine (`nproc`, `SHOW server_version`).
+//! figure plus the machine (`nproc`, `SHOW server_version`). The exit status is non-zero when a
+//! scenario failed or a message was delivered twice or never (listed as problems).
+//!
+//! Diagnostics: `--analyze` (smtp: `ANALYZE` before the daemon starts, as autovacuum would soon
+//! do in production), `--sink-quickack` (the sink ACKs at once instead of with the kernel's
+//! delayed ACK: shows what the SMTP client's Nagle stall costs), `--log`, and the daemon knobs
+//! `--batch-size`, `--max-in-flight`, `--db-pool-size`, `--smtp-pool-size`, `--smtp-concurrency`.
 
 // A binary's root file resolves `mod x;` next to itself, hence the paths into bench/.
 #[path = "bench/ingest.rs"]
@@ -177,12 +183,20 @@ async fn main() -> anyhow::Result<()> {
         .flatten()
         .filter(|&e| e)
         .count();
+    let mut problems = Vec::new();
+    if let Some(Ok(r)) = &smtp_report {
+        problems.extend(r.problems());
+    }
+    if let Some(Ok(r)) = &steady_report {
+        problems.extend(r.problems());
+    }
     if cli.json {
         let all = serde_json::json!({
             "machine": { "nproc": nproc, "server_version": server_version },
             "smtp": smtp_report.as_ref().map(as_json),
             "steady": steady_report.as_ref().map(as_json),
             "ingest": ingest_report.as_ref().map(as_json),
+            "problems": problems,
         });
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
@@ -190,8 +204,12 @@ async fn main() -> anyhow::Result<()> {
         print_or_fail("smtp", &smtp_report, print_smtp);
         print_or_fail("steady", &steady_report, print_steady);
         print_or_fail("ingest", &ingest_report, print_ingest);
+        for p in &problems {
+            println!("\nPROBLEM: {p}");
+        }
     }
     anyhow::ensure!(failed == 0, "{failed} scenario(s) failed");
+    anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
     Ok(())
 }
 

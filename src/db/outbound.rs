@@ -227,10 +227,14 @@ WITH o AS (
                          $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[])
         AS o(tenant_id, message_id, attempt, status, run_at, error, error_class, external_id, r_subject, r_text, r_html, delivery)
 ), f AS (
+    -- one primary-key probe per outcome (LATERAL keeps the planner from scanning every lease of
+    -- this worker per outcome), fenced on the lease and the attempt
     SELECT o.* FROM o
-      JOIN et_outbound_queue q ON q.tenant_id = o.tenant_id AND q.message_id = o.message_id
-     WHERE q.state = 'leased' AND q.leased_by = $1 AND q.attempts = o.attempt
-       FOR UPDATE OF q
+     CROSS JOIN LATERAL (
+           SELECT 1 FROM et_outbound_queue q
+            WHERE q.tenant_id = o.tenant_id AND q.message_id = o.message_id
+              AND q.state = 'leased' AND q.leased_by = $1 AND q.attempts = o.attempt
+              FOR UPDATE) held
 ), dq AS (
     DELETE FROM et_outbound_queue q USING f
      WHERE q.tenant_id = f.tenant_id AND q.message_id = f.message_id AND f.status IN ('sent', 'suppressed')

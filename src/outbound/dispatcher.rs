@@ -19,7 +19,7 @@ use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -57,7 +57,10 @@ impl Dispatcher {
     /// Run until `shutdown`, then drain as described in the module docs.
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
-        let (tx, rx) = mpsc::unbounded_channel::<Finished>();
+        // Each finished send travels with its in-flight permit, which the writer drops only once
+        // the outcome is recorded: leased-but-unrecorded rows stay bounded by max_in_flight, so a
+        // slow database slows claiming instead of letting leases pile up and expire.
+        let (tx, rx) = mpsc::unbounded_channel::<(Finished, OwnedSemaphorePermit)>();
         let writer = tokio::spawn(outcomes::write(this.pool.clone(), this.config.worker_id.clone(), this.config.lease, rx));
         let in_flight = Arc::new(Semaphore::new(this.config.max_in_flight));
         let sends = TaskTracker::new();
@@ -91,8 +94,7 @@ impl Dispatcher {
                 sends.spawn(
                     async move {
                         let finished = this.send_one(m, &shutdown).await;
-                        let _ = tx.send(finished);
-                        drop(permit);
+                        let _ = tx.send((finished, permit));
                     }
                     .instrument(span),
                 );

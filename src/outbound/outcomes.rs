@@ -5,7 +5,7 @@
 use crate::db::outbound::{self as q, OutcomeRow, Released};
 use deadpool_postgres::Pool;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 /// What a send task hands to the writer.
 #[derive(Debug)]
@@ -20,12 +20,15 @@ pub enum Finished {
 const MAX_BATCH: usize = 1000;
 
 /// Run until every sender is dropped and the channel is drained.
-pub async fn write(pool: Pool, worker: String, lease: Duration, mut rx: mpsc::UnboundedReceiver<Finished>) {
+pub async fn write(pool: Pool, worker: String, lease: Duration, mut rx: mpsc::UnboundedReceiver<(Finished, OwnedSemaphorePermit)>) {
     while let Some(first) = rx.recv().await {
         let mut outcomes = Vec::new();
         let mut releases = Vec::new();
+        // the sends' in-flight permits, freed once their outcomes are written
+        let mut permits = Vec::new();
         let mut next = Some(first);
-        while let Some(f) = next {
+        while let Some((f, permit)) = next {
+            permits.push(permit);
             match f {
                 Finished::Outcome(o) => outcomes.push(o),
                 Finished::Release(r) => releases.push(r),
@@ -57,6 +60,7 @@ pub async fn write(pool: Pool, worker: String, lease: Duration, mut rx: mpsc::Un
                 }
             }
         }
+        drop(permits);
     }
 }
 

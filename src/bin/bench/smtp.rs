@@ -54,6 +54,20 @@ pub struct Report {
     pub retried: i64,
 }
 
+impl Report {
+    /// What must not happen: a message delivered twice, lost, or not ours.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.duplicates > 0 {
+            p.push(format!("smtp: {} duplicate deliveries", self.duplicates));
+        }
+        if self.missing + self.unknown > 0 {
+            p.push(format!("smtp: {} missing and {} unknown Message-IDs", self.missing, self.unknown));
+        }
+        p
+    }
+}
+
 pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     let sink = Sink::start(p.sink_quickack).await.context("starting the SMTP sink")?;
     let session = db.smtp_session(sink.addr.port(), p.smtp_pool_size, p.smtp_concurrency).await?;

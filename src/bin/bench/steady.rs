@@ -52,6 +52,20 @@ pub struct Report {
     pub duplicates: usize,
 }
 
+impl Report {
+    /// What must not happen: a message delivered twice or never.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.duplicates > 0 {
+            p.push(format!("steady: {} duplicate deliveries", self.duplicates));
+        }
+        if self.missing > 0 {
+            p.push(format!("steady: {} rows never reached the sink", self.missing));
+        }
+        p
+    }
+}
+
 struct Insert {
     message_id: String,
     scheduled: Instant,

@@ -2,6 +2,7 @@
 //! base64), every classification row, and the daemon end to end (sent with the bridge's id
 //! stored, attachment bytes intact; a 400 failed with the bridge's body in last_error).
 
+use crate::fixtures::text_message;
 use crate::daemon::{spawn, until};
 use crate::harness::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
@@ -17,23 +18,9 @@ const TOKEN: &str = "bridge-token-123";
 
 fn message() -> Outbound {
     Outbound {
-        public_id: uuid::Uuid::new_v4(),
-        tenant_id: "acme".into(),
-        channel: "whatsapp".into(),
-        from: "+15550001111".into(),
-        to: vec!["+15551234567".into()],
-        cc: vec![],
-        bcc: vec![],
-        reply_to: None,
-        subject: None,
-        text: Some("Your order shipped".into()),
-        html: None,
-        message_id: None,
         in_reply_to: Some("3EB0C431C26A1916E07A".into()),
-        references: vec![],
         metadata: json!({ "order": 42 }),
-        variables: json!({}),
-        attachments: vec![],
+        ..text_message("whatsapp", "+15550001111", &["+15551234567"], "Your order shipped")
     }
 }
 

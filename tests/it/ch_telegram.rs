@@ -1,6 +1,7 @@
 //! Provider `telegram_bot`: the Bot API adapter against a mock answering with Telegram's real
 //! payloads (one test per classification row), then end to end through the daemon.
 
+use crate::fixtures::text_message;
 use crate::daemon::{spawn, until};
 use crate::harness::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
@@ -18,25 +19,7 @@ fn adapter(mock: &MockHttp) -> Telegram {
 }
 
 fn message(to: &[&str], text: &str) -> Outbound {
-    Outbound {
-        public_id: uuid::Uuid::new_v4(),
-        tenant_id: "acme".into(),
-        channel: "telegram".into(),
-        from: "@acme_bot".into(),
-        to: to.iter().map(|s| s.to_string()).collect(),
-        cc: vec![],
-        bcc: vec![],
-        reply_to: None,
-        subject: None,
-        text: Some(text.into()),
-        html: None,
-        message_id: None,
-        in_reply_to: None,
-        references: vec![],
-        metadata: json!({}),
-        variables: json!({}),
-        attachments: vec![],
-    }
+    text_message("telegram", "@acme_bot", to, text)
 }
 
 /// Telegram's success answer: the sent Message.

@@ -2,6 +2,7 @@
 //! StatusCallback), every classification row against Twilio's real payload shapes, and the
 //! daemon end to end (sent with the SID stored; 21610 failed and suppressed as unsubscribed).
 
+use crate::fixtures::text_message;
 use crate::daemon::{spawn, until};
 use crate::harness::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
@@ -46,25 +47,7 @@ fn twilio_error(status: u16, code: u32, message: &str) -> Answer {
 }
 
 fn message(channel: &str, to: &[&str], text: &str) -> Outbound {
-    Outbound {
-        public_id: uuid::Uuid::new_v4(),
-        tenant_id: "acme".into(),
-        channel: channel.into(),
-        from: FROM.into(),
-        to: to.iter().map(|s| s.to_string()).collect(),
-        cc: vec![],
-        bcc: vec![],
-        reply_to: None,
-        subject: None,
-        text: Some(text.into()),
-        html: None,
-        message_id: None,
-        in_reply_to: None,
-        references: vec![],
-        metadata: json!({}),
-        variables: json!({}),
-        attachments: vec![],
-    }
+    text_message(channel, FROM, to, text)
 }
 
 fn adapter(mock: &MockHttp, extra: serde_json::Value) -> Twilio {

@@ -2,6 +2,7 @@
 //! media uploads) and the classification of Meta's real error payloads; then end to end through
 //! the daemon.
 
+use crate::fixtures::text_message;
 use crate::daemon::{spawn, until};
 use crate::harness::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
@@ -50,25 +51,7 @@ fn adapter(mock: &MockHttp, extra: Value) -> WhatsappCloud {
 }
 
 fn message(to: &[&str], text: &str) -> Outbound {
-    Outbound {
-        public_id: uuid::Uuid::new_v4(),
-        tenant_id: "acme".into(),
-        channel: "whatsapp".into(),
-        from: "+15550000000".into(),
-        to: to.iter().map(|s| s.to_string()).collect(),
-        cc: vec![],
-        bcc: vec![],
-        reply_to: None,
-        subject: None,
-        text: Some(text.into()),
-        html: None,
-        message_id: None,
-        in_reply_to: None,
-        references: vec![],
-        metadata: json!({}),
-        variables: json!({}),
-        attachments: vec![],
-    }
+    text_message("whatsapp", "+15550000000", to, text)
 }
 
 fn messages_path() -> String {

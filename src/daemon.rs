@@ -65,7 +65,7 @@ pub async fn run_with(
     }
     tasks.spawn(crate::inbound::worker::run(pool.clone(), config.clone(), wakers.inbound.clone(), shutdown.clone()));
     tasks.spawn(crate::insights::run(pool.clone(), config.clone(), shutdown.clone()));
-    tasks.spawn(crate::webhooks::run(pool.clone(), config.clone(), shutdown.clone()));
+    tasks.spawn(crate::webhooks::run(pool.clone(), config.clone(), wakers.webhooks.clone(), shutdown.clone()));
     tasks.spawn(Dispatcher::new(pool.clone(), config, wakers.outbound.clone()).run(shutdown.clone()));
     tasks.close();
     tasks.wait().await;

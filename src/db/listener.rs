@@ -17,6 +17,8 @@ pub struct Wakers {
     pub outbound: Arc<Notify>,
     /// `et_inbound`: the inbound worker.
     pub inbound: Arc<Notify>,
+    /// `et_webhooks`: the status webhook worker.
+    pub webhooks: Arc<Notify>,
 }
 
 impl Wakers {
@@ -24,6 +26,7 @@ impl Wakers {
         match channel {
             "et_outbound" => self.outbound.notify_one(),
             "et_inbound" => self.inbound.notify_one(),
+            "et_webhooks" => self.webhooks.notify_one(),
             _ => {}
         }
     }
@@ -31,6 +34,7 @@ impl Wakers {
     fn wake_all(&self) {
         self.outbound.notify_one();
         self.inbound.notify_one();
+        self.webhooks.notify_one();
     }
 }
 
@@ -43,7 +47,7 @@ pub struct ListenerState {
     pub reconnects: AtomicU64,
 }
 
-const CHANNELS: &[&str] = &["et_outbound", "et_inbound"];
+const CHANNELS: &[&str] = &["et_outbound", "et_inbound", "et_webhooks"];
 
 /// Run until `shutdown`: listen, forward notifications to `wakers`, reconnect on loss.
 pub async fn run(

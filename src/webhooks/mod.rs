@@ -104,16 +104,17 @@ impl Settings {
 }
 
 /// Run the webhook worker until `shutdown` (settings from the environment).
-pub async fn run(pool: Pool, config: Config, shutdown: CancellationToken) {
+/// Run until `shutdown`; `wake` is notified on `et_webhooks` (new deliveries), besides polling.
+pub async fn run(pool: Pool, config: Config, wake: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
     let settings = Settings::from_env().unwrap_or_else(|e| {
         tracing::error!(problem = %e, "webhook settings: using the defaults");
         Settings { allow: guard::Allow::from_env(), ..Settings::default() }
     });
-    run_with(pool, config, settings, shutdown).await
+    run_with(pool, config, settings, wake, shutdown).await
 }
 
 /// [`run`] with explicit settings.
-pub async fn run_with(pool: Pool, config: Config, settings: Settings, shutdown: CancellationToken) {
+pub async fn run_with(pool: Pool, config: Config, settings: Settings, wake: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
     let sender = match Sender::new(settings.allow, settings.timeout) {
         Ok(s) => s,
         Err(e) => {
@@ -161,6 +162,7 @@ pub async fn run_with(pool: Pool, config: Config, settings: Settings, shutdown: 
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(settings.poll) => {}
+            _ = wake.notified() => {}
             Some(o) = rx.recv() => pending.push(o),
         }
     }

@@ -47,7 +47,7 @@ impl Worker {
         let pool = pgcourier::db::pool(db.config.clone(), 4).expect("pool");
         let config = crate::daemon::config(db, &[]);
         let token = CancellationToken::new();
-        let task = tokio::spawn(pgcourier::webhooks::run(pool, config, token.clone()));
+        let task = tokio::spawn(pgcourier::webhooks::run(pool, config, Default::default(), token.clone()));
         Worker { token, task }
     }
 

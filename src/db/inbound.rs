@@ -222,7 +222,7 @@ pub async fn apply(
 /// Claims older than `lease` go back to `received` (their daemon died mid-decision).
 pub async fn rescue(client: &mut deadpool_postgres::Client, lease: Duration) -> Result<u64, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT set_config('pgcourier.reason', 'lease expired', true)", &[]).await?;
+    super::audit::set_reason(&tx, "lease expired").await?;
     let n = tx
         .execute(
             "UPDATE et_messages SET delivery_status = 'received', updated_at = now()
@@ -242,7 +242,7 @@ pub async fn retry_errors(
     base: Duration,
 ) -> Result<u64, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT set_config('pgcourier.reason', 'automatic retry', true)", &[]).await?;
+    super::audit::set_reason(&tx, "automatic retry").await?;
     let n = tx
         .execute(
             "UPDATE et_messages SET delivery_status = 'received', updated_at = now()

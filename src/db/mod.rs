@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod apikeys;
+pub mod audit;
 pub mod demo;
 pub mod health;
 pub mod inbound;

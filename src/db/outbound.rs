@@ -343,7 +343,7 @@ pub async fn release(
     let attempts: Vec<i32> = leases.iter().map(|l| l.attempt).collect();
     let run_at: Vec<Option<DateTime<Utc>>> = leases.iter().map(|l| l.run_at).collect();
     let tx = client.transaction().await?;
-    tx.execute("SELECT set_config('pgcourier.reason', $1, true)", &[&first.reason]).await?;
+    super::audit::set_reason(&tx, first.reason).await?;
     let n = tx
         .execute(
             r#"
@@ -392,7 +392,7 @@ pub async fn report_breaker(
 /// The expired attempt counts. Safe with many daemons: rows are locked with SKIP LOCKED.
 pub async fn rescue(client: &mut deadpool_postgres::Client, limit: i64) -> Result<u64, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT set_config('pgcourier.reason', 'lease expired', true)", &[]).await?;
+    super::audit::set_reason(&tx, "lease expired").await?;
     let n = tx
         .execute(
             r#"

@@ -104,7 +104,7 @@ async fn insert_one(
 
 async fn begin<'a>(client: &'a mut tokio_postgres::Client, actor: &str) -> Result<tokio_postgres::Transaction<'a>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT set_config('pgcourier.actor', $1, true)", &[&actor]).await?;
+    super::audit::set_actor(&tx, actor).await?;
     Ok(tx)
 }
 

@@ -78,12 +78,6 @@ pub async fn same_contact(c: &impl GenericClient, channel: &str, a: &str, b: &st
     Ok(r.get(0))
 }
 
-/// Record `actor` on the audit events written by the rest of this transaction.
-pub async fn set_actor(c: &impl GenericClient, actor: &str) -> Result<(), Error> {
-    c.execute("SELECT set_config('pgcourier.actor', $1, true)", &[&actor]).await?;
-    Ok(())
-}
-
 /// An outbound message as the API writes it; the triggers validate and default the rest.
 #[derive(Debug, Clone, Default)]
 pub struct NewMessage {

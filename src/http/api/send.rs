@@ -275,7 +275,7 @@ pub async fn send_message(
 
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await.map_err(ApiError::internal)?;
-    db::set_actor(&tx, &format!("apikey:{}", caller.0.prefix)).await.map_err(ApiError::internal)?;
+    crate::db::audit::set_actor(&tx, &format!("apikey:{}", caller.0.prefix)).await.map_err(ApiError::internal)?;
     let session = match db::pick_session(&tx, &tenant, &choice).await.map_err(ApiError::internal)? {
         Ok(s) => s,
         Err(NoSession::UnknownId) => {

@@ -98,9 +98,12 @@ BEGIN
     PERFORM et_refuse('direction', format('unknown direction %L; expected inbound or outbound', NEW.direction));
   END IF;
 
-  -- tenant and session: the session must belong to the row's tenant.
+  -- tenant and session (the session must belong to the row's tenant), and in the same probe
+  -- whether the tenant has any suppression on this channel: most rows then skip the per-recipient
+  -- suppression query (each query a row runs costs it ~5 µs).
   SELECT cs.channel, cs.address, cs.requires_approval, cs.status,
-         t.active AS tenant_active, coalesce((t.settings->>'requires_approval')::boolean, false) AS tenant_approval
+         t.active AS tenant_active, coalesce((t.settings->>'requires_approval')::boolean, false) AS tenant_approval,
+         EXISTS (SELECT 1 FROM et_suppressions x WHERE x.tenant_id = cs.tenant_id AND x.channel = cs.channel) AS any_suppression
     INTO s
     FROM et_channel_sessions cs JOIN et_tenants t ON t.id = cs.tenant_id
    WHERE cs.tenant_id = NEW.tenant_id AND cs.id = NEW.channel_session_id;
@@ -150,19 +153,21 @@ BEGIN
       NEW.delivery_status := 'queued';
     END IF;
     -- suppression: drop suppressed recipients; when none is left the message is suppressed.
-    SELECT coalesce(array_agg(r), '{}') INTO suppressed
-      FROM unnest(NEW.recipients || NEW.cc || NEW.bcc) r
-     WHERE EXISTS (SELECT 1 FROM et_suppressions x
-                    WHERE x.tenant_id = NEW.tenant_id AND x.channel = NEW.channel
-                      AND x.address = et_contact(NEW.channel, r)
-                      AND (x.expires_at IS NULL OR x.expires_at > now()));
-    IF cardinality(suppressed) > 0 THEN
-      NEW.suppressed_recipients := suppressed;
-      NEW.recipients := array(SELECT r FROM unnest(NEW.recipients) r WHERE r <> ALL (suppressed));
-      NEW.cc := array(SELECT r FROM unnest(NEW.cc) r WHERE r <> ALL (suppressed));
-      NEW.bcc := array(SELECT r FROM unnest(NEW.bcc) r WHERE r <> ALL (suppressed));
-      IF cardinality(NEW.recipients) + cardinality(NEW.cc) + cardinality(NEW.bcc) = 0 THEN
-        NEW.delivery_status := 'suppressed';
+    IF s.any_suppression THEN
+      SELECT coalesce(array_agg(r), '{}') INTO suppressed
+        FROM unnest(NEW.recipients || NEW.cc || NEW.bcc) r
+       WHERE EXISTS (SELECT 1 FROM et_suppressions x
+                      WHERE x.tenant_id = NEW.tenant_id AND x.channel = NEW.channel
+                        AND x.address = et_contact(NEW.channel, r)
+                        AND (x.expires_at IS NULL OR x.expires_at > now()));
+      IF cardinality(suppressed) > 0 THEN
+        NEW.suppressed_recipients := suppressed;
+        NEW.recipients := array(SELECT r FROM unnest(NEW.recipients) r WHERE r <> ALL (suppressed));
+        NEW.cc := array(SELECT r FROM unnest(NEW.cc) r WHERE r <> ALL (suppressed));
+        NEW.bcc := array(SELECT r FROM unnest(NEW.bcc) r WHERE r <> ALL (suppressed));
+        IF cardinality(NEW.recipients) + cardinality(NEW.cc) + cardinality(NEW.bcc) = 0 THEN
+          NEW.delivery_status := 'suppressed';
+        END IF;
       END IF;
     END IF;
     -- email Message-ID: <public_id@sender-domain>, known before sending so replies can thread.
@@ -269,7 +274,8 @@ BEGIN
             FROM new_rows n GROUP BY n.tenant_id, n.thread_id) c
    WHERE th.tenant_id = c.tenant_id AND th.id = c.thread_id;
 
-  IF queued > 0 THEN
+  -- no wake-up needed while a daemon is draining (V10__dispatch_busy.sql)
+  IF queued > 0 AND NOT et_outbound_busy() THEN
     PERFORM pg_notify('et_outbound', 'et_outbound');
   END IF;
   IF EXISTS (SELECT 1 FROM new_rows n WHERE n.direction = 'inbound') THEN

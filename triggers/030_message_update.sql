@@ -95,7 +95,7 @@ BEGIN
    WHERE q.tenant_id = n.tenant_id AND q.message_id = n.id
      AND n.delivery_status IN ('cancelled', 'rejected', 'suppressed') AND o.delivery_status <> n.delivery_status;
 
-  IF requeued > 0 THEN
+  IF requeued > 0 AND NOT et_outbound_busy() THEN
     PERFORM pg_notify('et_outbound', 'et_outbound');
   END IF;
   SELECT EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id

@@ -63,23 +63,43 @@ pub struct Claimed {
 
 const CLAIM: &str = r#"
 WITH c AS (
-    SELECT q.tenant_id, q.message_id, q.channel_session_id, q.priority, q.run_at,
-           (s.config->>'rate_per_second')::float8 AS rps, (s.config->>'rate_per_minute')::float8 AS rpm
+    -- straight down the partial index of ready work, in claim order: a claim reads about $1
+    -- index entries however long the queue is (joining here let the planner scan and sort the
+    -- whole queue per claim)
+    SELECT q.tenant_id, q.message_id, q.channel_session_id, q.priority, q.run_at
       FROM et_outbound_queue q
-      JOIN et_messages m ON m.tenant_id = q.tenant_id AND m.id = q.message_id AND m.delivery_status = 'queued'
-      JOIN et_channel_sessions s ON s.tenant_id = q.tenant_id AND s.id = q.channel_session_id AND s.status = 'active'
      WHERE q.state = 'ready' AND q.run_at <= now()
      ORDER BY q.priority, q.run_at
      LIMIT $1
        FOR UPDATE OF q SKIP LOCKED
-), r AS (
-    SELECT c.*, row_number() OVER (PARTITION BY c.tenant_id, c.channel_session_id ORDER BY c.priority, c.run_at) AS rn
+), cs AS (
+    SELECT c.*, s.status AS session_status, m.delivery_status,
+           (s.config->>'rate_per_second')::float8 AS rps, (s.config->>'rate_per_minute')::float8 AS rpm
       FROM c
+      JOIN et_channel_sessions s ON s.tenant_id = c.tenant_id AND s.id = c.channel_session_id
+      JOIN et_messages m ON m.tenant_id = c.tenant_id AND m.id = c.message_id
+), parked AS (
+    -- a paused or disabled session's messages wait, looked at again every 30 s (no attempt spent)
+    UPDATE et_outbound_queue q SET run_at = now() + interval '30 seconds', updated_at = now()
+      FROM cs
+     WHERE cs.session_status <> 'active' AND cs.delivery_status = 'queued'
+       AND q.tenant_id = cs.tenant_id AND q.message_id = cs.message_id
+), orphaned AS (
+    -- a queue row whose message a DBA moved on by hand: nothing to send, kept as a dead letter
+    UPDATE et_outbound_queue q
+       SET state = 'dead', last_error = format('message is %s, not queued: nothing was sent', cs.delivery_status),
+           updated_at = now()
+      FROM cs
+     WHERE cs.delivery_status <> 'queued' AND q.tenant_id = cs.tenant_id AND q.message_id = cs.message_id
+), r AS (
+    SELECT cs.*, row_number() OVER (PARTITION BY cs.tenant_id, cs.channel_session_id ORDER BY cs.priority, cs.run_at) AS rn
+      FROM cs
+     WHERE cs.session_status = 'active' AND cs.delivery_status = 'queued'
 ), g AS (
     -- rate-limited sessions: lease no more than their token buckets allow, defer the rest
     SELECT x.tenant_id, x.channel_session_id, t.granted, t.wait_ms
       FROM (SELECT tenant_id, channel_session_id, count(*)::int AS n, max(rps) AS rps, max(rpm) AS rpm
-              FROM c WHERE rps > 0 OR rpm > 0 GROUP BY tenant_id, channel_session_id) x
+              FROM r WHERE rps > 0 OR rpm > 0 GROUP BY tenant_id, channel_session_id) x
      CROSS JOIN LATERAL et_take_tokens(x.tenant_id, x.channel_session_id, x.n, x.rps, x.rpm) t
 ), kept AS (
     SELECT r.tenant_id, r.message_id
@@ -429,4 +449,24 @@ pub async fn next_due(client: &impl GenericClient) -> Result<Option<DateTime<Utc
         .prepare_cached("SELECT min(run_at) FROM et_outbound_queue WHERE state = 'ready'")
         .await?;
     Ok(client.query_one(&stmt, &[]).await?.get(0))
+}
+
+/// Mark `worker` as draining until `ttl` from now: while a mark is fresh the message triggers
+/// skip their NOTIFY (see `sql/V10__dispatch_busy.sql`).
+pub async fn mark_busy(client: &impl GenericClient, worker: &str, ttl: Duration) -> Result<(), tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO et_dispatch_busy (worker_id, busy_until) VALUES ($1, now() + make_interval(secs => $2))
+             ON CONFLICT (worker_id) DO UPDATE SET busy_until = excluded.busy_until",
+        )
+        .await?;
+    client.execute(&stmt, &[&worker, &ttl.as_secs_f64()]).await?;
+    Ok(())
+}
+
+/// Remove `worker`'s mark: inserts notify again.
+pub async fn clear_busy(client: &impl GenericClient, worker: &str) -> Result<(), tokio_postgres::Error> {
+    let stmt = client.prepare_cached("DELETE FROM et_dispatch_busy WHERE worker_id = $1").await?;
+    client.execute(&stmt, &[&worker]).await?;
+    Ok(())
 }

@@ -24,6 +24,66 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+/// While busy, how soon the dispatcher looks for new work after a claim that was not full.
+const BUSY_POLL: Duration = Duration::from_millis(5);
+/// How long a busy mark lasts unless refreshed (a daemon that dies stops suppressing NOTIFYs
+/// after this); it is refreshed once half of it has passed.
+const BUSY_TTL: Duration = Duration::from_secs(2);
+
+/// This daemon's entry in `et_dispatch_busy`: set while claims find work, so inserts skip their
+/// NOTIFY; deleted when a claim comes back empty.
+struct BusyMark {
+    worker: String,
+    /// When the mark was last written (None: no mark stands).
+    written: Option<Instant>,
+}
+
+impl BusyMark {
+    fn new(worker: &str) -> BusyMark {
+        BusyMark {
+            worker: worker.to_owned(),
+            written: None,
+        }
+    }
+
+    /// A claim found work: write or refresh the mark (at most every BUSY_TTL / 2).
+    async fn claimed(&mut self, pool: &Pool) {
+        if self.written.is_some_and(|at| at.elapsed() < BUSY_TTL / 2) {
+            return;
+        }
+        let result = match pool.get().await {
+            Ok(client) => q::mark_busy(&client, &self.worker, BUSY_TTL)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => self.written = Some(Instant::now()),
+            // without the mark inserts keep notifying: slower, never wrong
+            Err(e) => tracing::debug!(error = %e, "could not mark the dispatcher busy"),
+        }
+    }
+
+    /// A claim came back empty: delete the mark. True if one stood (then claim once more).
+    async fn went_idle(&mut self, pool: &Pool) -> bool {
+        if self.written.is_none() {
+            return false;
+        }
+        let result = match pool.get().await {
+            Ok(client) => q::clear_busy(&client, &self.worker)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = result {
+            // the mark expires by itself within BUSY_TTL
+            tracing::warn!(error = %e, "could not clear the dispatcher's busy mark");
+        }
+        self.written = None;
+        true
+    }
+}
+
 pub struct Dispatcher {
     pool: Pool,
     config: Config,
@@ -39,7 +99,14 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(pool: Pool, config: Config, wake: Arc<Notify>) -> Dispatcher {
-        Dispatcher { pool, config, registry: Arc::default(), session_slots: Mutex::default(), breakers: Breakers::default(), wake }
+        Dispatcher {
+            pool,
+            config,
+            registry: Arc::default(),
+            session_slots: Mutex::default(),
+            breakers: Breakers::default(),
+            wake,
+        }
     }
 
     fn slots_for(&self, m: &Claimed) -> Arc<Semaphore> {
@@ -51,7 +118,10 @@ impl Dispatcher {
             .map(|v| v.max(1) as usize)
             .unwrap_or(self.config.session_concurrency);
         let mut slots = self.session_slots.lock().expect("slots lock");
-        slots.entry(m.session.id).or_insert_with(|| Arc::new(Semaphore::new(limit))).clone()
+        slots
+            .entry(m.session.id)
+            .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+            .clone()
     }
 
     /// Run until `shutdown`, then drain as described in the module docs.
@@ -61,10 +131,16 @@ impl Dispatcher {
         // the outcome is recorded: leased-but-unrecorded rows stay bounded by max_in_flight, so a
         // slow database slows claiming instead of letting leases pile up and expire.
         let (tx, rx) = mpsc::unbounded_channel::<(Finished, OwnedSemaphorePermit)>();
-        let writer = tokio::spawn(outcomes::write(this.pool.clone(), this.config.worker_id.clone(), this.config.lease, rx));
+        let writer = tokio::spawn(outcomes::write(
+            this.pool.clone(),
+            this.config.worker_id.clone(),
+            this.config.lease,
+            rx,
+        ));
         let in_flight = Arc::new(Semaphore::new(this.config.max_in_flight));
         let sends = TaskTracker::new();
         let worker = this.config.worker_id.as_str();
+        let mut busy = BusyMark::new(worker);
 
         while !shutdown.is_cancelled() {
             let free = in_flight.available_permits();
@@ -87,8 +163,12 @@ impl Dispatcher {
                 }
             };
             let full = batch.len() == want;
+            let claimed_any = !batch.is_empty();
             for m in batch {
-                let permit = in_flight.clone().try_acquire_owned().expect("claimed no more than the free permits");
+                let permit = in_flight
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("claimed no more than the free permits");
                 let span = tracing::info_span!("send", public_id = %m.public_id, tenant = %m.tenant_id, attempt = m.attempt);
                 let (this, tx, shutdown) = (this.clone(), tx.clone(), shutdown.clone());
                 sends.spawn(
@@ -100,6 +180,19 @@ impl Dispatcher {
                 );
             }
             if full {
+                busy.claimed(&this.pool).await;
+                continue;
+            }
+            if claimed_any {
+                // Work is arriving: stay marked busy (inserts skip their NOTIFY) and look again soon.
+                busy.claimed(&this.pool).await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(BUSY_POLL) => continue,
+                }
+            }
+            if busy.went_idle(&this.pool).await {
+                // Inserts made while the mark stood sent no NOTIFY: claim once more before sleeping.
                 continue;
             }
             let wait = this.until_next_due().await;
@@ -110,6 +203,7 @@ impl Dispatcher {
             }
         }
 
+        busy.went_idle(&this.pool).await;
         sends.close();
         let timeout = this.config.shutdown_timeout;
         if tokio::time::timeout(timeout, sends.wait()).await.is_err() {
@@ -120,17 +214,31 @@ impl Dispatcher {
         tracing::info!(worker, "dispatcher stopped");
     }
 
-    async fn claim(&self, want: usize) -> Result<Vec<Claimed>, Box<dyn std::error::Error + Send + Sync>> {
+    async fn claim(
+        &self,
+        want: usize,
+    ) -> Result<Vec<Claimed>, Box<dyn std::error::Error + Send + Sync>> {
         let client = self.pool.get().await?;
-        Ok(q::claim(&client, &self.config.worker_id, want as i64, self.config.lease).await?)
+        Ok(q::claim(
+            &client,
+            &self.config.worker_id,
+            want as i64,
+            self.config.lease,
+        )
+        .await?)
     }
 
     /// How long to sleep before the next scheduled row is due (at most the poll interval).
     async fn until_next_due(&self) -> Duration {
         let poll = self.config.poll_interval;
-        let Ok(client) = self.pool.get().await else { return poll };
+        let Ok(client) = self.pool.get().await else {
+            return poll;
+        };
         match q::next_due(&client).await {
-            Ok(Some(at)) => (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO).min(poll),
+            Ok(Some(at)) => (at - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(poll),
             _ => poll,
         }
     }
@@ -154,13 +262,27 @@ impl Dispatcher {
         let via = match self.breakers.admit(&m.session, Instant::now()) {
             Admit::Allow | Admit::Probe => &m.session,
             Admit::Deny { retry_in } => match &m.fallback {
-                Some(fb) if matches!(self.breakers.admit(fb, Instant::now()), Admit::Allow | Admit::Probe) => {
-                    tracing::info!(session = m.session.id, fallback = fb.id, "circuit open: sending via the fallback session");
+                Some(fb)
+                    if matches!(
+                        self.breakers.admit(fb, Instant::now()),
+                        Admit::Allow | Admit::Probe
+                    ) =>
+                {
+                    tracing::info!(
+                        session = m.session.id,
+                        fallback = fb.id,
+                        "circuit open: sending via the fallback session"
+                    );
                     fb
                 }
                 _ => {
-                    tracing::info!(session = m.session.id, retry_in_ms = retry_in.as_millis() as u64, "circuit open: deferred");
-                    let at = chrono::Utc::now() + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::zero());
+                    tracing::info!(
+                        session = m.session.id,
+                        retry_in_ms = retry_in.as_millis() as u64,
+                        "circuit open: deferred"
+                    );
+                    let at = chrono::Utc::now()
+                        + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::zero());
                     return Finished::Release(released(&m, Some(at), "circuit breaker open"));
                 }
             },
@@ -183,7 +305,8 @@ impl Dispatcher {
             self.report(m.tenant_id.clone(), via.id, change);
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        metrics::histogram!("pgcourier_send_duration_seconds", "provider" => via.provider.clone()).record(started.elapsed().as_secs_f64());
+        metrics::histogram!("pgcourier_send_duration_seconds", "provider" => via.provider.clone())
+            .record(started.elapsed().as_secs_f64());
         let mut outcome = match &result {
             Ok(receipt) => {
                 tracing::info!(elapsed_ms, provider = %via.provider, session = via.id, "sent");
@@ -214,12 +337,24 @@ impl Dispatcher {
     /// Write a breaker state change to `et_session_health`, off the send path.
     fn report(&self, tenant_id: String, session_id: i64, change: (State, f64)) {
         let (pool, worker) = (self.pool.clone(), self.config.worker_id.clone());
-        tracing::warn!(session = session_id, state = change.0.as_str(), failure_rate = change.1, "circuit breaker changed state");
+        tracing::warn!(
+            session = session_id,
+            state = change.0.as_str(),
+            failure_rate = change.1,
+            "circuit breaker changed state"
+        );
         tokio::spawn(async move {
             let result = match pool.get().await {
-                Ok(client) => q::report_breaker(&client, &tenant_id, session_id, change.0.as_str(), change.1, &worker)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Ok(client) => q::report_breaker(
+                    &client,
+                    &tenant_id,
+                    session_id,
+                    change.0.as_str(),
+                    change.1,
+                    &worker,
+                )
+                .await
+                .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = result {
@@ -231,16 +366,27 @@ impl Dispatcher {
     fn failed(&self, m: &Claimed, e: &SendError, elapsed_ms: u64) -> OutcomeRow {
         let policy = retry_policy(m);
         let detail: String = e.detail.chars().take(2000).collect();
-        match decide(Some(&e.class), m.attempt as u32, &policy, rand::random::<f64>()) {
+        match decide(
+            Some(&e.class),
+            m.attempt as u32,
+            &policy,
+            rand::random::<f64>(),
+        ) {
             Decision::Retry(delay) => {
                 tracing::warn!(elapsed_ms, error = %detail, class = e.class.as_str(), retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
                 let mut r = row(m, "queued", Some(detail), Some(e.class.as_str()));
-                r.run_at = Some(chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
+                r.run_at = Some(
+                    chrono::Utc::now()
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                );
                 r
             }
             Decision::Fail { suppress } => {
                 let reason = if e.class.is_transient() {
-                    format!("{detail} (attempt {} of {}: giving up)", m.attempt, policy.max_attempts)
+                    format!(
+                        "{detail} (attempt {} of {}: giving up)",
+                        m.attempt, policy.max_attempts
+                    )
                 } else {
                     detail
                 };
@@ -249,7 +395,11 @@ impl Dispatcher {
                 if let Some((why, address)) = suppress {
                     let address = address.or_else(|| m.recipients.first().cloned());
                     if let Some(address) = address {
-                        r.suppress = Some((m.session.channel.clone(), address.to_lowercase(), why.as_str()));
+                        r.suppress = Some((
+                            m.session.channel.clone(),
+                            address.to_lowercase(),
+                            why.as_str(),
+                        ));
                     }
                 }
                 r
@@ -261,7 +411,13 @@ impl Dispatcher {
 
 /// The session's retry policy: `config.retry_base_ms` / `retry_cap_ms`, attempts from the queue.
 fn retry_policy(m: &Claimed) -> RetryPolicy {
-    let ms = |k: &str| m.session.config.get(k).and_then(|v| v.as_u64()).map(Duration::from_millis);
+    let ms = |k: &str| {
+        m.session
+            .config
+            .get(k)
+            .and_then(|v| v.as_u64())
+            .map(Duration::from_millis)
+    };
     let d = RetryPolicy::default();
     RetryPolicy {
         base: ms("retry_base_ms").unwrap_or(d.base),
@@ -270,11 +426,26 @@ fn retry_policy(m: &Claimed) -> RetryPolicy {
     }
 }
 
-fn released(m: &Claimed, run_at: Option<chrono::DateTime<chrono::Utc>>, reason: &'static str) -> Released {
-    Released { tenant_id: m.tenant_id.clone(), message_id: m.id, attempt: m.attempt, run_at, reason }
+fn released(
+    m: &Claimed,
+    run_at: Option<chrono::DateTime<chrono::Utc>>,
+    reason: &'static str,
+) -> Released {
+    Released {
+        tenant_id: m.tenant_id.clone(),
+        message_id: m.id,
+        attempt: m.attempt,
+        run_at,
+        reason,
+    }
 }
 
-fn row(m: &Claimed, status: &'static str, error: Option<String>, class: Option<&'static str>) -> OutcomeRow {
+fn row(
+    m: &Claimed,
+    status: &'static str,
+    error: Option<String>,
+    class: Option<&'static str>,
+) -> OutcomeRow {
     OutcomeRow {
         tenant_id: m.tenant_id.clone(),
         message_id: m.id,
@@ -291,4 +462,3 @@ fn row(m: &Claimed, status: &'static str, error: Option<String>, class: Option<&
         delivery: None,
     }
 }
-

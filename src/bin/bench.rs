@@ -1,48 +1,72 @@
-//! `bench`: throughput and latency of the real pgcourier daemon against a real PostgreSQL.
+//! `bench`: throughput, latency and memory of the real pgcourier daemon against a real
+//! PostgreSQL, a peer comparison with graphile-worker, and the issue's targets.
 //!
 //! ```text
-//! cargo run --release --bin bench -- [--json] [--scenario smtp|steady|ingest|all]
-//!                                    [--messages 20000] [--rate 200] [--seconds 10] [--ingest-rows 100000] ...
+//! cargo run --release --bin bench -- [--json] [--scenario drain|steady|ingest|smtp|inbound|peer|all]
+//!     [--drain-messages 100000] [--rates 1000,5000] [--seconds 10] [--connections 8]
+//!     [--steady-provider log|smtp] [--ingest-rows 100000] [--ingest-single-rows 20000]
+//!     [--messages 20000] [--inbound-messages 50000] [--inbound-threads 5000]
+//!     [--no-peer] [--peer-skip-default] [--analyze] [--log] ...
 //! ```
 //!
 //! The server is `DATABASE_URL`, else `postgres://postgres@127.0.0.1:5432/postgres`; the user must
-//! be allowed to `CREATE DATABASE`. Every scenario runs in its own fresh database `bench_<uuid>`,
-//! migrated with the library's migrations, and dropped `WITH (FORCE)` afterwards (also when the
-//! scenario fails or Ctrl-C interrupts it). The daemon runs in-process (`pgcourier::daemon`)
-//! and sends to an SMTP sink inside this process (127.0.0.1, ephemeral port) that records
-//! when each message was accepted and its `Message-ID`. No tracing subscriber is installed, so
-//! the daemon's logging costs nothing; `--log` installs the daemon's own (`RUST_LOG`, default
-//! info) to look for errors.
+//! be allowed to `CREATE DATABASE`. Every scenario (every steady rate) runs in its own fresh
+//! database `bench_<uuid>`, migrated with the library's migrations, and dropped `WITH (FORCE)`
+//! afterwards (also when the scenario fails or Ctrl-C interrupts it). The daemon runs as its own
+//! process, as in production: this binary re-executed with the hidden `--daemon-child` flag (see
+//! the `child` module), configured through `PGCOURIER_*`, so its memory can be measured.
 //!
-//! Scenarios (all by default):
+//! Scenarios, in the order `all` (the default) runs them:
 //!
-//! - `smtp` — backlog drain. `--messages` (20,000) outbound emails are inserted in ONE statement
-//!   while no daemon runs; then one daemon starts and the clock runs until all are `sent` in
-//!   the database (polled every 50 ms) and until the sink holds all of them. Reports messages/s
-//!   both ways and checks that every Message-ID arrived exactly once (duplicates must be 0).
-//!   The SMTP session's `pool_size` / `concurrency` are `--smtp-pool-size` / `--smtp-concurrency`.
-//! - `steady` — latency under a modest open-loop load. The daemon is up and idle; `--connections`
-//!   (4) connections insert one row per transaction, each at `--rate`/connections per second
-//!   on a fixed, staggered schedule (late inserts do not delay later ones), for `--seconds`.
-//!   Latency = sink accept instant − the instant the INSERT (autocommit) returned; rows are
-//!   matched by `RETURNING external_message_id` (the Message-ID the trigger assigns). Reports
-//!   p50 / p99 / max, and the rows that never arrived.
-//! - `ingest` — trigger cost. `INSERT ... SELECT generate_series(1, --ingest-rows)` into
-//!   `et_messages` versus the same columns into trigger-less copies (`plain`: no index;
-//!   `plain_indexed`: the same indexes); seconds, rows/s and the ratio.
+//! - `ingest` — trigger cost: `INSERT ... SELECT generate_series(1, --ingest-rows)` into
+//!   `et_messages` versus trigger-less copies (`plain`: no index; `plain_indexed`: the same
+//!   indexes), then `--connections` connections inserting one row per transaction until
+//!   `--ingest-single-rows` rows are in, into each table; rows/s and shares.
+//! - `drain` (+ `memory`) — `--drain-messages` outbound emails on a provider `log` session
+//!   (zero latency) in ONE statement with no daemon; then one daemon process; msgs/s from its
+//!   start until every row is sent, the full lifecycle checked (status, `sent_at`, one attempt,
+//!   no queue row, events queued→sending→sent for each); the daemon's peak RSS (`VmHWM`).
+//! - `peer` — `bench/peer/graphile.sh --jobs <drain-messages>` (graphile-worker's no-op job
+//!   drain on the same server; `--peer-skip-default` skips its default-settings run) and the
+//!   ratio pgcourier drain msgs/s ÷ graphile-worker's best jobs/s. "Not run" (with the reason)
+//!   without the script or Node.js; `--no-peer` skips it.
+//! - `smtp` — `--messages` emails drained to an SMTP sink inside this process (127.0.0.1,
+//!   ephemeral port) through the session's pooled connections (`--smtp-pool-size`,
+//!   `--smtp-concurrency`); msgs/s in the database and at the sink, every Message-ID once.
+//! - `steady` — for each of `--rates` (rows/s; `--rate` gives one), an open-loop load from
+//!   `--connections` connections, one row per transaction, for `--seconds`, against an idle
+//!   daemon; commit → sent latency p50 / p99 / max (`--steady-provider log`: the row's `sent_at`;
+//!   `smtp`: the sink's accept), achieved rate, rows never delivered.
+//! - `inbound` — `--inbound-messages` inbound rows from `--inbound-threads` senders in ONE
+//!   statement, decided by the rules decider (takeover / auto-reply / follow-up rules); msgs/s
+//!   until all are decided, and the time until every thread has its insight.
 //!
-//! Output: a table on stdout (progress on stderr), or with `--json` one JSON object with every
-//! figure plus the machine (`nproc`, `SHOW server_version`). The exit status is non-zero when a
-//! scenario failed or a message was delivered twice or never (listed as problems).
+//! Then the targets: "target | measured | goal | met?" for drain vs graphile-worker, steady p99
+//! at 1,000/s and 5,000/s, trigger ingest share, smtp rate, inbound rate and the drain's peak RSS.
 //!
-//! Diagnostics: `--analyze` (smtp: `ANALYZE` before the daemon starts, as autovacuum would soon
-//! do in production), `--sink-quickack` (the sink ACKs at once instead of with the kernel's
-//! delayed ACK: shows what the SMTP client's Nagle stall costs), `--log`, and the daemon knobs
-//! `--batch-size`, `--max-in-flight`, `--db-pool-size`, `--smtp-pool-size`, `--smtp-concurrency`.
+//! Output: the tables on stdout (progress on stderr), or with `--json` one JSON object with every
+//! figure, the targets and the machine (`nproc`, `SHOW server_version`). The exit status is
+//! non-zero when a scenario failed or a message was lost, delivered twice or left half-done
+//! (listed as problems); a missed target is printed MISSED but is not a failure.
+//!
+//! Daemon knobs: `--batch-size`, `--max-in-flight`, `--db-pool-size`. Diagnostics: `--analyze`
+//! (drain, smtp: `ANALYZE` before the daemon starts, as autovacuum would soon do),
+//! `--sink-quickack` (the sink ACKs at once instead of with the kernel's delayed ACK: shows what
+//! the SMTP client's Nagle stall costs), `--log` (the daemon logs to stderr; `RUST_LOG`).
 
 // A binary's root file resolves `mod x;` next to itself, hence the paths into bench/.
+#[path = "bench/child.rs"]
+mod child;
+#[path = "bench/drain.rs"]
+mod drain;
+#[path = "bench/inbound.rs"]
+mod inbound;
 #[path = "bench/ingest.rs"]
 mod ingest;
+#[path = "bench/peer.rs"]
+mod peer;
+#[path = "bench/print.rs"]
+mod print;
 #[path = "bench/setup.rs"]
 mod setup;
 #[path = "bench/sink.rs"]
@@ -51,6 +75,8 @@ mod sink;
 mod smtp;
 #[path = "bench/steady.rs"]
 mod steady;
+#[path = "bench/targets.rs"]
+mod targets;
 
 use clap::{Parser, ValueEnum};
 use setup::{BenchDb, DaemonSettings};
@@ -73,26 +99,51 @@ macro_rules! in_fresh_db {
 #[derive(Parser)]
 #[command(name = "bench", about = "Benchmark the pgcourier daemon against a real PostgreSQL")]
 struct Cli {
-    /// Print one JSON object instead of the table.
+    /// Print one JSON object instead of the tables.
     #[arg(long)]
     json: bool,
     #[arg(long, value_enum, default_value_t = Which::All)]
     scenario: Which,
+    /// drain: outbound rows in the backlog (also the peer's job count).
+    #[arg(long, default_value_t = 100_000)]
+    drain_messages: usize,
     /// smtp: messages in the backlog.
     #[arg(long, default_value_t = 20_000)]
     messages: usize,
-    /// steady: rows per second, all connections together.
-    #[arg(long, default_value_t = 200.0)]
-    rate: f64,
-    /// steady: how long the load runs.
+    /// steady: the rates to run (rows per second, all connections together), each in a fresh
+    /// database with a fresh daemon.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000.0, 5000.0])]
+    rates: Vec<f64>,
+    /// steady: one rate instead of --rates.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// steady: how long the load runs at each rate.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
-    /// steady: inserting connections.
-    #[arg(long, default_value_t = 4)]
+    /// steady and ingest: inserting connections.
+    #[arg(long, default_value_t = 8)]
     connections: usize,
+    /// steady: where messages go (log: latency to sent_at; smtp: to the sink's accept).
+    #[arg(long, value_enum, default_value_t = steady::Provider::Log)]
+    steady_provider: steady::Provider,
     /// ingest: rows per bulk insert.
     #[arg(long, default_value_t = 100_000)]
     ingest_rows: usize,
+    /// ingest: rows per single-row run (all connections together).
+    #[arg(long, default_value_t = 20_000)]
+    ingest_single_rows: usize,
+    /// inbound: inbound rows in the backlog.
+    #[arg(long, default_value_t = 50_000)]
+    inbound_messages: usize,
+    /// inbound: distinct senders, hence threads.
+    #[arg(long, default_value_t = 5_000)]
+    inbound_threads: usize,
+    /// Skip the graphile-worker comparison (in `all`).
+    #[arg(long)]
+    no_peer: bool,
+    /// peer: skip graphile-worker's default-settings run (only the tuned runs count as best).
+    #[arg(long)]
+    peer_skip_default: bool,
     /// The SMTP session's `config.pool_size` (lettre's connection pool).
     /// (8/64, 64/64, 8/128, 128/128, 256/256 were tried; 128/128 was among the fastest and,
     /// unlike a pool smaller than the concurrency, does not open a connection per message.)
@@ -110,37 +161,55 @@ struct Cli {
     /// PGCOURIER_POOL_SIZE (the daemon's database connections).
     #[arg(long, default_value_t = 8)]
     db_pool_size: usize,
-    /// smtp: ANALYZE after the bulk insert, before the daemon starts.
+    /// drain, smtp: ANALYZE after the bulk insert, before the daemon starts.
     #[arg(long)]
     analyze: bool,
     /// Diagnostic: the sink acknowledges at once (TCP_QUICKACK) instead of with the kernel's
     /// delayed ACK, which a client writing with Nagle's algorithm on otherwise waits for.
     #[arg(long)]
     sink_quickack: bool,
-    /// Install the daemon's log subscriber (RUST_LOG, default info) on stderr.
+    /// The daemon process installs its log subscriber (RUST_LOG, default info) on stderr.
     #[arg(long)]
     log: bool,
+    /// Internal: run only the daemon (the process the scenarios start).
+    #[arg(long = "daemon-child", hide = true)]
+    daemon_child: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Which {
-    Smtp,
+    Drain,
     Steady,
     Ingest,
+    Smtp,
+    Inbound,
+    Peer,
     All,
+}
+
+/// Every scenario's outcome (None: not run).
+#[derive(Default)]
+struct Results {
+    ingest: Option<anyhow::Result<ingest::Report>>,
+    drain: Option<anyhow::Result<drain::Report>>,
+    peer: Option<anyhow::Result<peer::Report>>,
+    smtp: Option<anyhow::Result<smtp::Report>>,
+    steady: Vec<anyhow::Result<steady::Report>>,
+    inbound: Option<anyhow::Result<inbound::Report>>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.log {
-        pgcourier::telemetry::init(pgcourier::config::LogFormat::Text);
+    if cli.daemon_child {
+        return child::run_child(cli.log).await;
     }
     let daemon = DaemonSettings {
         batch_size: cli.batch_size,
         max_in_flight: cli.max_in_flight,
         db_pool_size: cli.db_pool_size,
         poll_interval: "1s".to_owned(),
+        log: cli.log,
     };
     let admin = setup::connect(&setup::admin_url()).await?;
     let server_version: String = admin.query_one("SHOW server_version", &[]).await?.get(0);
@@ -148,9 +217,18 @@ async fn main() -> anyhow::Result<()> {
     let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let wants = |w: Which| cli.scenario == w || cli.scenario == Which::All;
 
-    let mut smtp_report = None;
-    let mut steady_report = None;
-    let mut ingest_report = None;
+    let mut r = Results::default();
+    if wants(Which::Ingest) {
+        let params = ingest::Params { rows: cli.ingest_rows, single_rows: cli.ingest_single_rows, connections: cli.connections };
+        r.ingest = Some(in_fresh_db!(|db| ingest::run(&db, &params)));
+    }
+    if wants(Which::Drain) {
+        let params = drain::Params { messages: cli.drain_messages, daemon: daemon.clone(), analyze: cli.analyze };
+        r.drain = Some(in_fresh_db!(|db| drain::run(&db, &params)));
+    }
+    if cli.scenario == Which::Peer || (cli.scenario == Which::All && !cli.no_peer) {
+        r.peer = Some(interruptible(peer::run(cli.drain_messages, cli.peer_skip_default)).await);
+    }
     if wants(Which::Smtp) {
         let params = smtp::Params {
             messages: cli.messages,
@@ -160,57 +238,86 @@ async fn main() -> anyhow::Result<()> {
             sink_quickack: cli.sink_quickack,
             analyze: cli.analyze,
         };
-        smtp_report = Some(in_fresh_db!(|db| smtp::run(&db, &params)));
+        r.smtp = Some(in_fresh_db!(|db| smtp::run(&db, &params)));
     }
     if wants(Which::Steady) {
-        let params = steady::Params {
-            rate: cli.rate,
-            seconds: cli.seconds,
-            connections: cli.connections,
-            smtp_pool_size: cli.smtp_pool_size,
-            smtp_concurrency: cli.smtp_concurrency,
-            daemon: daemon.clone(),
-            sink_quickack: cli.sink_quickack,
-        };
-        steady_report = Some(in_fresh_db!(|db| steady::run(&db, &params)));
+        for rate in cli.rate.map_or(cli.rates.clone(), |r| vec![r]) {
+            let params = steady::Params {
+                rate,
+                seconds: cli.seconds,
+                connections: cli.connections,
+                provider: cli.steady_provider,
+                smtp_pool_size: cli.smtp_pool_size,
+                smtp_concurrency: cli.smtp_concurrency,
+                daemon: daemon.clone(),
+                sink_quickack: cli.sink_quickack,
+            };
+            r.steady.push(in_fresh_db!(|db| steady::run(&db, &params)));
+        }
     }
-    if wants(Which::Ingest) {
-        ingest_report = Some(in_fresh_db!(|db| ingest::run(&db, cli.ingest_rows)));
+    if wants(Which::Inbound) {
+        let params = inbound::Params { messages: cli.inbound_messages, threads: cli.inbound_threads, daemon: daemon.clone() };
+        r.inbound = Some(in_fresh_db!(|db| inbound::run(&db, &params)));
     }
 
-    let failed = [smtp_report.as_ref().map(|r| r.is_err()), steady_report.as_ref().map(|r| r.is_err()), ingest_report.as_ref().map(|r| r.is_err())]
+    let (drain, peer, smtp, ingest, inbound) = (ok(&r.drain), ok(&r.peer), ok(&r.smtp), ok(&r.ingest), ok(&r.inbound));
+    let steady: Vec<&steady::Report> = r.steady.iter().filter_map(|s| s.as_ref().ok()).collect();
+    let targets = targets::evaluate(&targets::Inputs { drain, peer, steady: steady.clone(), ingest, smtp, inbound });
+    let errors = [r.ingest.as_ref().map(|x| x.is_err()), r.drain.as_ref().map(|x| x.is_err()), r.peer.as_ref().map(|x| x.is_err())]
         .into_iter()
+        .chain([r.smtp.as_ref().map(|x| x.is_err()), r.inbound.as_ref().map(|x| x.is_err())])
+        .chain(r.steady.iter().map(|x| Some(x.is_err())))
         .flatten()
         .filter(|&e| e)
         .count();
     let mut problems = Vec::new();
-    if let Some(Ok(r)) = &smtp_report {
-        problems.extend(r.problems());
-    }
-    if let Some(Ok(r)) = &steady_report {
-        problems.extend(r.problems());
-    }
+    problems.extend(drain.map(|d| d.problems()).unwrap_or_default());
+    problems.extend(smtp.map(|s| s.problems()).unwrap_or_default());
+    problems.extend(steady.iter().flat_map(|s| s.problems()));
+    problems.extend(inbound.map(|i| i.problems()).unwrap_or_default());
+
     if cli.json {
         let all = serde_json::json!({
             "machine": { "nproc": nproc, "server_version": server_version },
-            "smtp": smtp_report.as_ref().map(as_json),
-            "steady": steady_report.as_ref().map(as_json),
-            "ingest": ingest_report.as_ref().map(as_json),
+            "ingest": r.ingest.as_ref().map(as_json),
+            "drain": r.drain.as_ref().map(as_json),
+            "memory": drain.map(|d| &d.memory),
+            "peer": r.peer.as_ref().map(as_json),
+            "peer_ratio": targets::peer_ratio(drain, peer),
+            "smtp": r.smtp.as_ref().map(as_json),
+            "steady": r.steady.iter().map(as_json).collect::<Vec<_>>(),
+            "inbound": r.inbound.as_ref().map(as_json),
+            "targets": targets,
             "problems": problems,
         });
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
         println!("pgcourier bench: {nproc} CPUs, PostgreSQL {server_version}");
-        print_or_fail("smtp", &smtp_report, print_smtp);
-        print_or_fail("steady", &steady_report, print_steady);
-        print_or_fail("ingest", &ingest_report, print_ingest);
+        print::or_fail("ingest", r.ingest.as_ref(), print::ingest);
+        print::or_fail("drain", r.drain.as_ref(), print::drain);
+        match &r.peer {
+            Some(Ok(p)) => print::peer(p, drain),
+            Some(Err(e)) => println!("\npeer: FAILED: {e:#}"),
+            None => {}
+        }
+        print::or_fail("smtp", r.smtp.as_ref(), print::smtp);
+        for s in &r.steady {
+            print::or_fail("steady", Some(s), print::steady);
+        }
+        print::or_fail("inbound", r.inbound.as_ref(), print::inbound);
+        targets::print(&targets);
         for p in &problems {
             println!("\nPROBLEM: {p}");
         }
     }
-    anyhow::ensure!(failed == 0, "{failed} scenario(s) failed");
+    anyhow::ensure!(errors == 0, "{errors} scenario(s) failed");
     anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
     Ok(())
+}
+
+/// The report of a scenario that ran and succeeded.
+fn ok<T>(r: &Option<anyhow::Result<T>>) -> Option<&T> {
+    r.as_ref().and_then(|r| r.as_ref().ok())
 }
 
 /// A scenario's report, or `{"error": "..."}`.
@@ -221,74 +328,19 @@ fn as_json<T: serde::Serialize>(r: &anyhow::Result<T>) -> serde_json::Value {
     }
 }
 
-fn print_or_fail<T>(name: &str, r: &Option<anyhow::Result<T>>, print: fn(&T)) {
-    match r {
-        None => {}
-        Some(Ok(report)) => print(report),
-        Some(Err(e)) => println!("\n{name}: FAILED: {e:#}"),
-    }
-}
+/// Set by the first SIGINT / SIGTERM: the scenarios after it do not start.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Run a scenario unless SIGINT or SIGTERM comes first (the caller then still drops the database).
 async fn interruptible<T>(scenario: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    use std::sync::atomic::Ordering;
+    anyhow::ensure!(!INTERRUPTED.load(Ordering::SeqCst), "not started: interrupted");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = scenario => r,
-        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
-        _ = term.recv() => anyhow::bail!("terminated"),
-    }
-}
-
-fn settings(d: &DaemonSettings, sink_quickack: bool) -> String {
-    let sink = if sink_quickack { "; sink TCP_QUICKACK on" } else { "" };
-    format!("batch {}, max_in_flight {}, db pool {}, poll {}{sink}", d.batch_size, d.max_in_flight, d.db_pool_size, d.poll_interval)
-}
-
-fn print_smtp(r: &smtp::Report) {
-    println!();
-    println!("smtp: drain a backlog of {} emails with one daemon", r.messages);
-    println!("  settings: smtp pool_size {}, concurrency {}; {}", r.smtp_pool_size, r.smtp_concurrency, settings(&r.daemon, r.sink_quickack));
-    println!("  {:<40}{:>10.2} s", "bulk insert (one statement, no daemon)", r.bulk_insert_s);
-    println!("  {:<40}{:>10.1} ms", "daemon start → first at the sink", r.first_at_sink_ms);
-    println!("  {:<40}{:>10.2} s {:>10.0} msgs/s", format!("daemon start → all {} at the sink", r.messages), r.all_at_sink_s, r.sink_msgs_per_s);
-    println!("  {:<40}{:>10.2} s {:>10.0} msgs/s", format!("daemon start → all {} sent (db)", r.messages), r.all_sent_s, r.sent_msgs_per_s);
-    println!("  {:<40}{:>10}", "SMTP connections", r.smtp_connections);
-    println!("  {:<40}{:>10}", "duplicates / missing / unknown", format!("{} / {} / {}", r.duplicates, r.missing, r.unknown));
-    println!("  {:<40}{:>10}", "rows retried (attempts > 1)", r.retried);
-    let analysed = if r.autoanalyzed_during_run.is_empty() { "none".to_owned() } else { r.autoanalyzed_during_run.join(", ") };
-    println!("  {:<40}{:>10}", "ANALYZE before start (--analyze)", if r.analyzed_before_start { "yes" } else { "no" });
-    println!("  {:<40}{analysed}", "autoanalyze during the drain");
-}
-
-fn print_steady(r: &steady::Report) {
-    println!();
-    println!("steady: {} rows/s for {} s from {} connections, one row per transaction", r.target_rate_per_s, r.seconds, r.connections);
-    println!("  settings: smtp pool_size {}, concurrency {}; {}", r.smtp_pool_size, r.smtp_concurrency, settings(&r.daemon, r.sink_quickack));
-    println!("  {:<40}{:>10}   achieved {:.1} rows/s", "rows inserted", r.inserted, r.achieved_rate_per_s);
-    println!("  {:<40}{:>10}{:>10}{:>10}", "", "p50 ms", "p99 ms", "max ms");
-    for (label, s) in [
-        ("commit → SMTP accept (latency)", &r.latency),
-        ("INSERT round trip (autocommit)", &r.insert),
-        ("load generator lag (start − schedule)", &r.schedule_lag),
-    ] {
-        match s {
-            Some(s) => println!("  {label:<40}{:>10.2}{:>10.2}{:>10.2}", s.p50_ms, s.p99_ms, s.max_ms),
-            None => println!("  {label:<40}{:>10}", "-"),
-        }
-    }
-    println!("  {:<40}{:>10}", "missing / duplicates", format!("{} / {}", r.missing, r.duplicates));
-}
-
-fn print_ingest(r: &ingest::Report) {
-    println!();
-    println!("ingest: INSERT ... SELECT generate_series(1, {}) in one statement", r.rows);
-    for (label, t) in [
-        ("et_messages (triggers)", &r.et_messages),
-        ("plain (no trigger, no index)", &r.plain),
-        ("plain_indexed (no trigger, same indexes)", &r.plain_indexed),
-    ] {
-        println!("  {label:<42}{:>8.2} s {:>10.0} rows/s", t.seconds, t.rows_per_s);
-    }
-    println!("  {:<42}{:>8.2}×", "et_messages / plain", r.ratio_vs_plain);
-    println!("  {:<42}{:>8.2}×", "et_messages / plain_indexed", r.ratio_vs_plain_indexed);
+    let why = tokio::select! {
+        r = scenario => return r,
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = term.recv() => "terminated",
+    };
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    anyhow::bail!(why)
 }

@@ -1,15 +1,11 @@
 //! What every scenario stands on: a fresh migrated database `bench_<uuid>` (dropped
-//! `WITH (FORCE)` afterwards), the tenant and SMTP session, and an in-process daemon.
+//! `WITH (FORCE)` afterwards), the tenant and its sessions (`smtp` to the sink, `log`), the
+//! daemon's settings, polling the database until a condition holds, and the database clock.
 
+use crate::child::ChildDaemon;
 use anyhow::Context;
-use pgcourier::config::Config;
-use pgcourier::daemon::{self, DaemonError, Handles};
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_postgres::{Client, NoTls};
-use tokio_util::sync::CancellationToken;
 
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -95,25 +91,94 @@ impl BenchDb {
         }
     }
 
-    /// Tenant [`TENANT`] and one `email`/`smtp` session pointing at `port`; returns its id.
-    pub async fn smtp_session(&self, port: u16, pool_size: usize, concurrency: usize) -> anyhow::Result<i64> {
+    /// Tenant [`TENANT`] (once).
+    async fn tenant(&self) -> anyhow::Result<()> {
         self.client
             .execute("INSERT INTO et_tenants (id, name) VALUES ($1, 'Benchmark') ON CONFLICT DO NOTHING", &[&TENANT])
-            .await?;
+            .await
+            .context("creating the tenant")?;
+        Ok(())
+    }
+
+    /// Tenant [`TENANT`] and one `email`/`smtp` session pointing at `port`; returns its id.
+    pub async fn smtp_session(&self, port: u16, pool_size: usize, concurrency: usize) -> anyhow::Result<i64> {
         let config = serde_json::json!({
             "host": "127.0.0.1", "port": port, "tls": "none", "timeout_ms": 10_000,
             "pool_size": pool_size, "concurrency": concurrency,
         });
+        self.session("email", "smtp", SENDER, &config).await
+    }
+
+    /// Tenant [`TENANT`] and one session on `channel` with provider `log` (accepts every message
+    /// at once, zero latency), default config; returns its id.
+    pub async fn log_session(&self, channel: &str, address: &str) -> anyhow::Result<i64> {
+        self.session(channel, "log", address, &serde_json::json!({})).await
+    }
+
+    async fn session(&self, channel: &str, provider: &str, address: &str, config: &serde_json::Value) -> anyhow::Result<i64> {
+        self.tenant().await?;
         let row = self
             .client
             .query_one(
                 "INSERT INTO et_channel_sessions (tenant_id, channel, provider, address, config)
-                 VALUES ($1, 'email', 'smtp', $2, $3) RETURNING id",
-                &[&TENANT, &SENDER, &config],
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[&TENANT, &channel, &provider, &address, config],
             )
             .await
-            .context("creating the SMTP session")?;
+            .with_context(|| format!("creating the {channel}/{provider} session"))?;
         Ok(row.get(0))
+    }
+
+    /// The backlog: `n` outbound rows on `session` in ONE `INSERT ... SELECT generate_series`
+    /// (triggers and all), checked to be queued; returns how long the statement took.
+    pub async fn bulk_outbound(&self, session: i64, n: usize) -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        let inserted = self
+            .client
+            .execute(
+                &format!(
+                    "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+                     SELECT $1, $2, 'outbound', {ROW_VALUES} FROM generate_series(1, $3::int) g"
+                ),
+                &[&TENANT, &session, &(n as i32)],
+            )
+            .await
+            .context("bulk insert")?;
+        let took = t.elapsed();
+        anyhow::ensure!(inserted as usize == n, "inserted {inserted} rows, expected {n}");
+        let queued = self.count("SELECT count(*) FROM et_outbound_queue WHERE state = 'ready'").await?;
+        anyhow::ensure!(queued as usize == n, "{queued} rows queued, expected {n}");
+        Ok(took)
+    }
+
+    /// `status=count ...` of every message, for error messages.
+    pub async fn statuses(&self) -> anyhow::Result<String> {
+        let rows = self.client.query("SELECT delivery_status, count(*) FROM et_messages GROUP BY 1 ORDER BY 1", &[]).await?;
+        Ok(rows.iter().map(|r| format!("{}={}", r.get::<_, String>(0), r.get::<_, i64>(1))).collect::<Vec<_>>().join(" "))
+    }
+
+    /// Poll `sql` (one boolean) every 50 ms until it is true; returns the instant it was seen
+    /// true, or `None` once `timeout` has passed. Fails when `daemon` stops on its own.
+    pub async fn until(&self, sql: &str, daemon: &mut ChildDaemon, timeout: Duration) -> anyhow::Result<Option<Instant>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.client.query_one(sql, &[]).await.with_context(|| sql.to_owned())?.get::<_, bool>(0) {
+                return Ok(Some(Instant::now()));
+            }
+            daemon.check_alive()?;
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// [`BenchDb::until`], where a timeout is an error naming the statuses.
+    pub async fn until_or_fail(&self, sql: &str, daemon: &mut ChildDaemon, timeout: Duration) -> anyhow::Result<Instant> {
+        match self.until(sql, daemon, timeout).await? {
+            Some(at) => Ok(at),
+            None => anyhow::bail!("not reached within {timeout:?}: {sql} (statuses: {})", self.statuses().await?),
+        }
     }
 
     /// Count rows of a query that returns one bigint.
@@ -122,77 +187,62 @@ impl BenchDb {
     }
 }
 
-/// Daemon settings the benchmark controls (the rest are the library defaults).
+/// Daemon settings the benchmark controls (the rest are the library defaults); the child
+/// daemon process gets them as `PGCOURIER_*` variables (see [`crate::child`]).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DaemonSettings {
     pub batch_size: usize,
     pub max_in_flight: usize,
     pub db_pool_size: usize,
     pub poll_interval: String,
+    /// `--log`: the child installs the daemon's log subscriber (stderr).
+    #[serde(skip)]
+    pub log: bool,
 }
 
-/// An in-process daemon; cancelled when dropped, stopped and awaited by [`Daemon::stop`].
-pub struct Daemon {
-    token: CancellationToken,
-    task: Option<JoinHandle<Result<(), DaemonError>>>,
-    handles: Handles,
-}
-
-impl Daemon {
-    pub fn spawn(db: &BenchDb, settings: &DaemonSettings) -> anyhow::Result<Daemon> {
-        let env: HashMap<&str, String> = HashMap::from([
+impl DaemonSettings {
+    /// The daemon's environment for `db`.
+    pub fn env(&self, db: &BenchDb) -> Vec<(&'static str, String)> {
+        vec![
             ("DATABASE_URL", db.url.clone()),
-            ("PGCOURIER_POLL_INTERVAL", settings.poll_interval.clone()),
+            ("PGCOURIER_POLL_INTERVAL", self.poll_interval.clone()),
             ("PGCOURIER_SHUTDOWN_TIMEOUT", "10s".to_owned()),
-            ("PGCOURIER_BATCH_SIZE", settings.batch_size.to_string()),
-            ("PGCOURIER_MAX_IN_FLIGHT", settings.max_in_flight.to_string()),
-            ("PGCOURIER_POOL_SIZE", settings.db_pool_size.to_string()),
+            ("PGCOURIER_BATCH_SIZE", self.batch_size.to_string()),
+            ("PGCOURIER_MAX_IN_FLIGHT", self.max_in_flight.to_string()),
+            ("PGCOURIER_POOL_SIZE", self.db_pool_size.to_string()),
             ("PGCOURIER_WORKER_ID", "bench".to_owned()),
-        ]);
-        let config = Config::from_lookup(|k| env.get(k).cloned()).context("daemon configuration")?;
-        let database: tokio_postgres::Config = db.url.parse().context("benchmark database url")?;
-        let (token, handles) = (CancellationToken::new(), Handles::default());
-        let task = tokio::spawn(daemon::run_with(config, database, token.clone(), handles.clone()));
-        Ok(Daemon { token, task: Some(task), handles })
-    }
-
-    /// Wait until the daemon's LISTEN connection is up.
-    pub async fn listening(&self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        while !self.handles.listener.connected.load(Ordering::SeqCst) {
-            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
-                anyhow::bail!("the daemon stopped before its listener connected");
-            }
-            anyhow::ensure!(Instant::now() < deadline, "the daemon's listener did not connect within {timeout:?}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        Ok(())
-    }
-
-    /// Cancel, wait for a graceful stop, and surface the daemon's own error if it had one.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.token.cancel();
-        let task = self.task.take().expect("stopped once");
-        task.await.context("the daemon task panicked")?.context("the daemon failed")?;
-        Ok(())
-    }
-
-    /// The daemon's error if it has already stopped on its own.
-    pub async fn check_alive(&mut self) -> anyhow::Result<()> {
-        if self.task.as_ref().is_some_and(|t| t.is_finished()) {
-            let task = self.task.take().expect("checked above");
-            task.await.context("the daemon task panicked")?.context("the daemon failed")?;
-            anyhow::bail!("the daemon stopped on its own");
-        }
-        Ok(())
+            // The HTTP surface runs as in production, on a port nobody else holds.
+            ("PGCOURIER_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ]
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.token.cancel();
+/// How far the database's clock is ahead of ours, in milliseconds (`clock_timestamp()` against
+/// the midpoint of the round trip with the shortest of a few tries). Zero on one host, in
+/// principle; measured so that a remote `DATABASE_URL` stays honest.
+pub async fn db_clock_offset_ms(client: &Client) -> anyhow::Result<f64> {
+    let mut best: Option<(f64, f64)> = None;
+    for _ in 0..7 {
+        let before = epoch_ms(SystemTime::now());
+        let row = client.query_one("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8", &[]).await?;
+        let after = epoch_ms(SystemTime::now());
+        let (db, rtt): (f64, f64) = (row.get(0), after - before);
+        if best.is_none_or(|(_, r)| rtt < r) {
+            best = Some((db - (before + after) / 2.0, rtt));
+        }
     }
+    Ok(best.expect("seven tries").0)
 }
+
+/// Milliseconds since the Unix epoch.
+pub fn epoch_ms(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
+}
+
+/// True once no outbound queue row is ready or leased: every outcome is recorded (rows that
+/// failed for good stay `dead`). Cheap (the two partial indexes), unlike counting `et_messages`.
+pub const QUEUE_SETTLED: &str = "SELECT NOT EXISTS (SELECT 1 FROM et_outbound_queue WHERE state = 'ready')
+                                    AND NOT EXISTS (SELECT 1 FROM et_outbound_queue WHERE state = 'leased')";
 
 /// Milliseconds, for reports.
 pub fn ms(d: Duration) -> f64 {

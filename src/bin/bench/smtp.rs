@@ -1,11 +1,13 @@
-//! Scenario `smtp`: drain a backlog. N outbound emails are inserted in one statement while no
-//! daemon runs; then one daemon starts and the clock runs until every row is `sent`.
+//! Scenario `smtp`: drain a backlog through pooled SMTP connections. N outbound emails are
+//! inserted in one statement while no daemon runs; then one daemon process starts and the clock
+//! runs until every row is `sent` and the sink (in this process) holds every Message-ID once.
 //!
 //! Planner statistics matter here: right after the bulk insert the tables have never been
 //! analysed, and autovacuum may analyse them at any moment during the drain (the report says
 //! whether it did). `--analyze` runs `ANALYZE` before the daemon starts, for the other case.
 
-use crate::setup::{ms, BenchDb, Daemon, DaemonSettings, ROW_VALUES, TENANT};
+use crate::child::{ChildDaemon, Memory};
+use crate::setup::{ms, BenchDb, DaemonSettings};
 use crate::sink::Sink;
 use anyhow::Context;
 use serde::Serialize;
@@ -52,6 +54,8 @@ pub struct Report {
     pub unknown: usize,
     /// Rows that needed more than one attempt.
     pub retried: i64,
+    /// The daemon process's resident memory.
+    pub memory: Memory,
 }
 
 impl Report {
@@ -73,22 +77,7 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     let session = db.smtp_session(sink.addr.port(), p.smtp_pool_size, p.smtp_concurrency).await?;
     let n = p.messages;
 
-    let t = Instant::now();
-    let inserted = db
-        .client
-        .execute(
-            &format!(
-                "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
-                 SELECT $1, $2, 'outbound', {ROW_VALUES} FROM generate_series(1, $3::int) g"
-            ),
-            &[&TENANT, &session, &(n as i32)],
-        )
-        .await
-        .context("bulk insert")?;
-    let bulk_insert = t.elapsed();
-    anyhow::ensure!(inserted as usize == n, "inserted {inserted} rows, expected {n}");
-    let queued = db.count("SELECT count(*) FROM et_outbound_queue WHERE state = 'ready'").await?;
-    anyhow::ensure!(queued as usize == n, "{queued} rows queued, expected {n}");
+    let bulk_insert = db.bulk_outbound(session, n).await?;
 
     if p.analyze {
         db.client.batch_execute("ANALYZE").await.context("ANALYZE")?;
@@ -97,29 +86,22 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     eprintln!("smtp: {n} rows queued in {:.2} s; starting the daemon", bulk_insert.as_secs_f64());
     let started_at: chrono::DateTime<chrono::Utc> = db.client.query_one("SELECT now()", &[]).await?.get(0);
     let t0 = Instant::now();
-    let mut daemon = Daemon::spawn(db, &p.daemon)?;
+    let mut daemon = ChildDaemon::spawn(db, &p.daemon).await?;
     let deadline = t0 + Duration::from_secs(60) + Duration::from_millis(n as u64 * 5);
     let all_sent = loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        daemon.check_alive().await?;
+        daemon.check_alive()?;
         let sent = db.count("SELECT count(*) FROM et_messages WHERE delivery_status = 'sent'").await?;
         if sent as usize >= n {
             break t0.elapsed();
         }
         if Instant::now() > deadline {
-            let by_status = db
-                .client
-                .query("SELECT delivery_status, count(*) FROM et_messages GROUP BY 1 ORDER BY 1", &[])
-                .await?
-                .iter()
-                .map(|r| format!("{}={}", r.get::<_, String>(0), r.get::<_, i64>(1)))
-                .collect::<Vec<_>>();
             let distinct = sink.arrivals().iter().map(|a| a.message_id.as_str()).collect::<std::collections::HashSet<_>>().len();
             anyhow::bail!(
                 "only {sent} of {n} sent after {:.0?} (sink: {} arrivals, {distinct} distinct Message-IDs; statuses: {})",
                 t0.elapsed(),
                 sink.count(),
-                by_status.join(" ")
+                db.statuses().await?
             );
         }
     };
@@ -127,7 +109,7 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     sink.wait_for(n, Duration::from_secs(5)).await;
     let arrivals = sink.arrivals();
     let connections = sink.connections();
-    daemon.stop().await?;
+    let memory = daemon.stop().await?;
 
     let expected: Vec<String> = db
         .client
@@ -175,5 +157,6 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         missing,
         unknown,
         retried,
+        memory,
     })
 }

@@ -1,0 +1,165 @@
+//! Scenario `drain` (and `memory`): how fast one daemon empties a backlog when the provider
+//! costs nothing, with the full lifecycle, and how much memory the daemon needs meanwhile.
+//!
+//! N outbound emails on a session with provider `log` (accepts at once) are inserted in ONE
+//! statement while no daemon runs (triggers: validation, threads, queue rows, `queued` events).
+//! Then one daemon process starts (see [`crate::child`]) and the clock runs from its spawn until
+//! no queue row is ready or leased, polled every 50 ms (the queue, not a count over
+//! `et_messages`: that scan, 20 times a second, would compete with the daemon for the CPUs).
+//! msgs/s = N / that time. Afterwards every row is checked: `sent` with `sent_at`, one attempt,
+//! no queue row left, and exactly the events `→queued`, `queued→sending`, `sending→sent`.
+//! Memory: the daemon's `VmHWM` (peak resident set) read when the drain is done, and the largest
+//! `VmRSS` of the 50 ms sampler.
+
+use crate::child::{ChildDaemon, Memory};
+use crate::setup::{db_clock_offset_ms, epoch_ms, ms, BenchDb, DaemonSettings, QUEUE_SETTLED, SENDER};
+use serde::Serialize;
+use std::time::{Duration, Instant, SystemTime};
+
+pub struct Params {
+    pub messages: usize,
+    pub daemon: DaemonSettings,
+    /// `ANALYZE` after the bulk insert, before the daemon starts.
+    pub analyze: bool,
+}
+
+/// What the rows look like after the drain.
+#[derive(Debug, Serialize)]
+pub struct Lifecycle {
+    pub sent: i64,
+    pub sent_at_missing: i64,
+    /// Rows with attempts ≠ 1 (a retry or a second send).
+    pub attempts_not_one: i64,
+    pub queue_rows_left: i64,
+    pub events_total: i64,
+    pub events_queued: i64,
+    pub events_sending: i64,
+    pub events_sent: i64,
+    /// Messages whose events are exactly →queued, queued→sending, sending→sent.
+    pub complete_lifecycles: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub messages: usize,
+    pub daemon: DaemonSettings,
+    pub analyzed_before_start: bool,
+    pub bulk_insert_s: f64,
+    /// Daemon spawn → its LISTEN connection is up (process start, schema check, pool).
+    pub ready_ms: f64,
+    /// Daemon spawn → the first `sent_at` (database clock, offset-corrected).
+    pub first_sent_ms: f64,
+    /// Daemon spawn → no queue row ready or leased (all outcomes recorded).
+    pub all_sent_s: f64,
+    pub msgs_per_s: f64,
+    pub lifecycle: Lifecycle,
+    /// The daemon process during the drain.
+    pub memory: Memory,
+}
+
+impl Report {
+    /// What must not happen: a message lost, sent twice, or with a gap in its history.
+    pub fn problems(&self) -> Vec<String> {
+        let (l, n) = (&self.lifecycle, self.messages as i64);
+        let mut p = Vec::new();
+        if l.sent != n || l.sent_at_missing > 0 {
+            p.push(format!("drain: {} of {n} sent, {} without sent_at", l.sent, l.sent_at_missing));
+        }
+        if l.queue_rows_left > 0 {
+            p.push(format!("drain: {} queue rows left", l.queue_rows_left));
+        }
+        if l.attempts_not_one > 0 {
+            p.push(format!("drain: {} rows with attempts ≠ 1", l.attempts_not_one));
+        }
+        if l.complete_lifecycles != n || l.events_total != 3 * n {
+            p.push(format!("drain: {} of {n} messages with exactly queued→sending→sent ({} events)", l.complete_lifecycles, l.events_total));
+        }
+        p
+    }
+}
+
+pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
+    let n = p.messages;
+    let session = db.log_session("email", SENDER).await?;
+    let bulk_insert = db.bulk_outbound(session, n).await?;
+    if p.analyze {
+        db.client.batch_execute("ANALYZE").await?;
+    }
+    let offset_ms = db_clock_offset_ms(&db.client).await?;
+    eprintln!("drain: {n} rows queued in {:.2} s; starting the daemon", bulk_insert.as_secs_f64());
+
+    let wall0 = SystemTime::now();
+    let mut daemon = ChildDaemon::spawn(db, &p.daemon).await?;
+    let t0 = daemon.started;
+    let ready = daemon.ready(Duration::from_secs(30)).await?;
+    let done = db
+        .until_or_fail(QUEUE_SETTLED, &mut daemon, Duration::from_secs(60) + Duration::from_millis(n as u64 * 5))
+        .await?;
+    let all_sent = done.duration_since(t0);
+    let memory = daemon.memory();
+    daemon.stop().await?;
+    eprintln!("drain: {n} sent in {:.2} s; checking every row", all_sent.as_secs_f64());
+
+    let first_sent_epoch_ms: Option<f64> =
+        db.client.query_one("SELECT (extract(epoch FROM min(sent_at)) * 1000)::float8 FROM et_messages", &[]).await?.get(0);
+    let first_sent_ms = first_sent_epoch_ms.map(|t| t - offset_ms - epoch_ms(wall0)).unwrap_or(f64::NAN);
+    let lifecycle = lifecycle(db).await?;
+    Ok(Report {
+        messages: n,
+        daemon: p.daemon.clone(),
+        analyzed_before_start: p.analyze,
+        bulk_insert_s: bulk_insert.as_secs_f64(),
+        ready_ms: ms(ready),
+        first_sent_ms,
+        all_sent_s: all_sent.as_secs_f64(),
+        msgs_per_s: n as f64 / all_sent.as_secs_f64(),
+        lifecycle,
+        memory,
+    })
+}
+
+async fn lifecycle(db: &BenchDb) -> anyhow::Result<Lifecycle> {
+    let t = Instant::now();
+    let m = db
+        .client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE delivery_status = 'sent'),
+                    count(*) FILTER (WHERE sent_at IS NULL),
+                    count(*) FILTER (WHERE attempts <> 1)
+               FROM et_messages",
+            &[],
+        )
+        .await?;
+    let e = db
+        .client
+        .query_one(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE from_status IS NULL AND to_status = 'queued'),
+                    count(*) FILTER (WHERE from_status = 'queued' AND to_status = 'sending'),
+                    count(*) FILTER (WHERE from_status = 'sending' AND to_status = 'sent')
+               FROM et_message_events",
+            &[],
+        )
+        .await?;
+    let complete = db
+        .count(
+            "SELECT count(*) FROM (
+               SELECT 1 FROM et_message_events GROUP BY tenant_id, message_id
+               HAVING array_agg(coalesce(from_status, '') || '>' || to_status ORDER BY id)
+                      = ARRAY['>queued', 'queued>sending', 'sending>sent']) x",
+        )
+        .await?;
+    let l = Lifecycle {
+        sent: m.get(0),
+        sent_at_missing: m.get(1),
+        attempts_not_one: m.get(2),
+        queue_rows_left: db.count("SELECT count(*) FROM et_outbound_queue").await?,
+        events_total: e.get(0),
+        events_queued: e.get(1),
+        events_sending: e.get(2),
+        events_sent: e.get(3),
+        complete_lifecycles: complete,
+    };
+    eprintln!("drain: lifecycle checked in {:.2} s", t.elapsed().as_secs_f64());
+    Ok(l)
+}

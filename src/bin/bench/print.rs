@@ -1,0 +1,151 @@
+//! The human-readable table: one block per scenario, in the order they ran.
+
+use crate::child::Memory;
+use crate::setup::DaemonSettings;
+use crate::targets::n0;
+use crate::{drain, inbound, ingest, peer, smtp, steady};
+
+/// A scenario's block, or its failure.
+pub fn or_fail<T>(name: &str, r: Option<&anyhow::Result<T>>, print: fn(&T)) {
+    match r {
+        None => {}
+        Some(Ok(report)) => print(report),
+        Some(Err(e)) => println!("\n{name}: FAILED: {e:#}"),
+    }
+}
+
+fn settings(d: &DaemonSettings) -> String {
+    format!("batch {}, max_in_flight {}, db pool {}, poll {}", d.batch_size, d.max_in_flight, d.db_pool_size, d.poll_interval)
+}
+
+fn line(label: &str, value: String) {
+    println!("  {label:<52}{value}");
+}
+
+fn memory(m: &Memory) {
+    line("daemon peak RSS (VmHWM / max sampled)", format!("{:.1} MiB / {:.1} MiB ({} samples)", m.peak_rss_mib, m.max_sampled_rss_mib, m.samples));
+}
+
+pub fn ingest(r: &ingest::Report) {
+    println!();
+    println!("ingest: what the triggers cost (no daemon)");
+    println!("  bulk: INSERT ... SELECT generate_series(1, {}) in one statement", n0(r.rows as f64));
+    let s = &r.single;
+    let single = format!("  single-row: {} connections, one row per transaction, {} rows in all", s.connections, n0(s.rows as f64));
+    for (heading, t) in [(None, [&r.et_messages, &r.plain, &r.plain_indexed]), (Some(single), [&s.et_messages, &s.plain, &s.plain_indexed])] {
+        if let Some(h) = heading {
+            println!("{h}");
+        }
+        for (label, t) in ["et_messages (triggers)", "plain (no trigger, no index)", "plain_indexed (no trigger, same indexes)"].iter().zip(t) {
+            println!("    {label:<50}{:>8.2} s {:>10} rows/s", t.seconds, n0(t.rows_per_s));
+        }
+    }
+    for (label, share) in r.shares() {
+        line(&format!("et_messages rate, {label}"), format!("{:.1}%", share * 100.0));
+    }
+}
+
+pub fn drain(r: &drain::Report) {
+    let l = &r.lifecycle;
+    println!();
+    println!("drain: a backlog of {} emails, provider log (zero latency), one daemon process", n0(r.messages as f64));
+    println!("  settings: {}{}", settings(&r.daemon), if r.analyzed_before_start { "; ANALYZE before start" } else { "" });
+    line("bulk insert (one statement, no daemon)", format!("{:.2} s", r.bulk_insert_s));
+    line("daemon start → ready (LISTEN up)", format!("{:.0} ms", r.ready_ms));
+    line("daemon start → first sent (settle)", format!("{:.0} ms", r.first_sent_ms));
+    line(&format!("daemon start → all {} sent", n0(r.messages as f64)), format!("{:.2} s   {} msgs/s", r.all_sent_s, n0(r.msgs_per_s)));
+    line("sent / without sent_at / attempts ≠ 1", format!("{} / {} / {}", l.sent, l.sent_at_missing, l.attempts_not_one));
+    line("queue rows left", l.queue_rows_left.to_string());
+    line("events →queued / →sending / →sent (total)", format!("{} / {} / {} ({})", l.events_queued, l.events_sending, l.events_sent, l.events_total));
+    line("messages with exactly queued→sending→sent", l.complete_lifecycles.to_string());
+    memory(&r.memory);
+}
+
+pub fn peer(r: &peer::Report, drain: Option<&drain::Report>) {
+    println!();
+    if !r.ran {
+        println!("peer: not run ({})", r.reason.as_deref().unwrap_or("?"));
+        return;
+    }
+    println!("peer: graphile-worker {} no-op jobs on the same PostgreSQL ({:.0} s in all)", r.version.as_deref().unwrap_or("?"), r.seconds);
+    if let Some(runs) = r.output.as_ref().and_then(|o| o["runs"].as_array()) {
+        for run in runs {
+            line(&format!("tuned, concurrency {}", run["concurrency"]), format!("{} jobs/s", n0(run["jobs_per_s"].as_f64().unwrap_or(f64::NAN))));
+        }
+    }
+    if let Some(d) = r.output.as_ref().map(|o| &o["default_config"]).filter(|d| d.is_object()) {
+        line(&format!("default settings, concurrency {}", d["concurrency"]), format!("{} jobs/s", n0(d["jobs_per_s"].as_f64().unwrap_or(f64::NAN))));
+    }
+    line("best", format!("{} jobs/s (concurrency {})", n0(r.best_jobs_per_s.unwrap_or(f64::NAN)), r.best_concurrency.unwrap_or(0)));
+    match crate::targets::peer_ratio(drain, Some(r)) {
+        Some(ratio) => line("pgcourier drain ÷ graphile-worker best", format!("{ratio:.2}×")),
+        None => line("pgcourier drain ÷ graphile-worker best", "- (drain not run)".to_owned()),
+    }
+}
+
+pub fn smtp(r: &smtp::Report) {
+    println!();
+    println!("smtp: drain a backlog of {} emails to the local SMTP sink with one daemon process", n0(r.messages as f64));
+    let quickack = if r.sink_quickack { "; sink TCP_QUICKACK on" } else { "" };
+    println!("  settings: smtp pool_size {}, concurrency {}; {}{quickack}", r.smtp_pool_size, r.smtp_concurrency, settings(&r.daemon));
+    line("bulk insert (one statement, no daemon)", format!("{:.2} s", r.bulk_insert_s));
+    line("daemon start → first at the sink", format!("{:.1} ms", r.first_at_sink_ms));
+    line(&format!("daemon start → all {} at the sink", r.messages), format!("{:.2} s   {} msgs/s", r.all_at_sink_s, n0(r.sink_msgs_per_s)));
+    line(&format!("daemon start → all {} sent (db)", r.messages), format!("{:.2} s   {} msgs/s", r.all_sent_s, n0(r.sent_msgs_per_s)));
+    line("SMTP connections", r.smtp_connections.to_string());
+    line("duplicates / missing / unknown", format!("{} / {} / {}", r.duplicates, r.missing, r.unknown));
+    line("rows retried (attempts > 1)", r.retried.to_string());
+    line("ANALYZE before start (--analyze)", (if r.analyzed_before_start { "yes" } else { "no" }).to_owned());
+    let analysed = if r.autoanalyzed_during_run.is_empty() { "none".to_owned() } else { r.autoanalyzed_during_run.join(", ") };
+    line("autoanalyze during the drain", analysed);
+    memory(&r.memory);
+}
+
+pub fn steady(r: &steady::Report) {
+    println!();
+    println!(
+        "steady: {} rows/s for {} s from {} connections, one row per transaction, provider {}",
+        n0(r.target_rate_per_s),
+        r.seconds,
+        r.connections,
+        r.provider.name()
+    );
+    let smtp = match r.provider {
+        steady::Provider::Smtp => format!("smtp pool_size {}, concurrency {}; ", r.smtp_pool_size, r.smtp_concurrency),
+        steady::Provider::Log => String::new(),
+    };
+    println!("  settings: {smtp}{}", settings(&r.daemon));
+    line("rows inserted", format!("{}   achieved {:.1} rows/s", r.inserted, r.achieved_rate_per_s));
+    println!("  {:<52}{:>10}{:>10}{:>10}", "", "p50 ms", "p99 ms", "max ms");
+    let delivered = match r.provider {
+        steady::Provider::Log => "commit → sent_at (latency)",
+        steady::Provider::Smtp => "commit → SMTP accept (latency)",
+    };
+    for (label, s) in [(delivered, &r.latency), ("INSERT round trip (autocommit)", &r.insert), ("load generator lag (issue − schedule)", &r.schedule_lag)] {
+        match s {
+            Some(s) => println!("  {label:<52}{:>10.2}{:>10.2}{:>10.2}", s.p50_ms, s.p99_ms, s.max_ms),
+            None => println!("  {label:<52}{:>10}", "-"),
+        }
+    }
+    line("missing / duplicates", format!("{} / {}", r.missing, r.duplicates));
+    memory(&r.memory);
+}
+
+pub fn inbound(r: &inbound::Report) {
+    let o = &r.outcomes;
+    println!();
+    println!("inbound: {} inbound messages on {} threads through the rules decider, one daemon process", n0(r.messages as f64), n0(r.threads as f64));
+    println!("  settings: {}", settings(&r.daemon));
+    line("bulk insert (one statement, no daemon)", format!("{:.2} s", r.bulk_insert_s));
+    line("daemon start → ready (LISTEN up)", format!("{:.0} ms", r.ready_ms));
+    line("daemon start → all decided", format!("{:.2} s   {} msgs/s", r.decided_s, n0(r.msgs_per_s)));
+    let insights = match r.insights_s {
+        Some(s) => format!("{s:.2} s"),
+        None => format!("not reached ({} of {})", r.insights, r.threads),
+    };
+    line("daemon start → every thread has an insight", insights);
+    line("replied / takeover / follow-up / no action / error", format!("{} / {} / {} / {} / {}", o.ai_replied, o.human_takeover, o.follow_up, o.no_action, o.error));
+    line("replies created / sent / duplicate", format!("{} / {} / {}", r.replies_created, r.replies_sent, r.duplicate_replies));
+    line("extra claims (decided twice)", r.extra_claims.to_string());
+    memory(&r.memory);
+}

@@ -1,0 +1,159 @@
+//! The issue's seven targets, judged on this run's figures: a table "target | measured | goal |
+//! met?" and the same rows in the JSON. A target whose scenario did not run (or failed) is
+//! "not measured"; a missed target is printed MISSED but does not change the exit status.
+
+use crate::{drain, inbound, ingest, peer, smtp, steady};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub target: &'static str,
+    pub measured: String,
+    pub goal: String,
+    /// None: not measured in this run.
+    pub met: Option<bool>,
+}
+
+/// This run's successful reports.
+pub struct Inputs<'a> {
+    pub drain: Option<&'a drain::Report>,
+    pub peer: Option<&'a peer::Report>,
+    pub steady: Vec<&'a steady::Report>,
+    pub ingest: Option<&'a ingest::Report>,
+    pub smtp: Option<&'a smtp::Report>,
+    pub inbound: Option<&'a inbound::Report>,
+}
+
+/// pgcourier's drain msgs/s ÷ graphile-worker's best jobs/s, when both ran.
+pub fn peer_ratio(drain: Option<&drain::Report>, peer: Option<&peer::Report>) -> Option<f64> {
+    Some(drain?.msgs_per_s / peer?.best_jobs_per_s?)
+}
+
+fn not_measured(target: &'static str, goal: String, why: &str) -> Target {
+    Target { target, measured: format!("not measured ({why})"), goal, met: None }
+}
+
+pub fn evaluate(i: &Inputs) -> Vec<Target> {
+    let mut t = Vec::with_capacity(7);
+
+    let goal = "> 1× graphile-worker's best (2× is the goal)".to_owned();
+    t.push(match (i.drain, i.peer, peer_ratio(i.drain, i.peer)) {
+        (Some(d), Some(p), Some(r)) => Target {
+            target: "drain vs graphile-worker",
+            measured: format!(
+                "{r:.2}× ({} vs {} jobs/s; 2× {})",
+                n0(d.msgs_per_s),
+                n0(p.best_jobs_per_s.unwrap_or(0.0)),
+                if r >= 2.0 { "reached" } else { "not reached" }
+            ),
+            goal,
+            met: Some(r > 1.0),
+        },
+        (None, _, _) => not_measured("drain vs graphile-worker", goal, "drain not run"),
+        (_, Some(p), _) if !p.ran => {
+            not_measured("drain vs graphile-worker", goal, &format!("peer not run: {}", p.reason.as_deref().unwrap_or("?")))
+        }
+        _ => not_measured("drain vs graphile-worker", goal, "peer not run"),
+    });
+
+    for (name, rate, limit) in [("steady p99 at 1,000/s", 1000.0, 50.0), ("steady p99 at 5,000/s", 5000.0, 100.0)] {
+        let goal = format!("≤ {limit} ms (at ≥ 95% of the rate, none lost)");
+        t.push(match i.steady.iter().find(|r| r.target_rate_per_s == rate) {
+            None => not_measured(name, goal, &format!("no steady run at {rate}/s")),
+            Some(r) => match &r.latency {
+                None => Target { target: name, measured: format!("nothing delivered ({} missing)", r.missing), goal, met: Some(false) },
+                Some(l) => Target {
+                    target: name,
+                    measured: format!("{:.1} ms (achieved {}/s, {} missing)", l.p99_ms, n0(r.achieved_rate_per_s), r.missing),
+                    goal,
+                    met: Some(l.p99_ms <= limit && r.achieved_rate_per_s >= 0.95 * rate && r.missing == 0),
+                },
+            },
+        });
+    }
+
+    let goal = "≥ 50% of plain_indexed, bulk and single-row".to_owned();
+    t.push(match i.ingest {
+        None => not_measured("trigger ingest vs trigger-less", goal, "ingest not run"),
+        Some(r) => {
+            let [bulk, bulk_plain, single, single_plain] = r.shares().map(|(_, s)| s);
+            Target {
+                target: "trigger ingest vs trigger-less",
+                measured: format!(
+                    "bulk {:.1}%, single-row {:.1}% (vs no-index plain: {:.1}%, {:.1}%)",
+                    bulk * 100.0,
+                    single * 100.0,
+                    bulk_plain * 100.0,
+                    single_plain * 100.0
+                ),
+                goal,
+                met: Some(bulk >= 0.5 && single >= 0.5),
+            }
+        }
+    });
+
+    let rate = |name: &'static str, goal: f64, got: Option<(f64, usize)>, why: &str| match got {
+        None => not_measured(name, format!("≥ {} msgs/s", n0(goal)), why),
+        Some((r, n)) => Target {
+            target: name,
+            measured: format!("{} msgs/s ({} msgs)", n0(r), n0(n as f64)),
+            goal: format!("≥ {} msgs/s", n0(goal)),
+            met: Some(r >= goal),
+        },
+    };
+    t.push(rate("smtp through pooled connections", 3000.0, i.smtp.map(|r| (r.sent_msgs_per_s, r.messages)), "smtp not run"));
+    t.push(rate("inbound with rules", 5000.0, i.inbound.map(|r| (r.msgs_per_s, r.messages)), "inbound not run"));
+
+    let goal = "≤ 100 MiB".to_owned();
+    t.push(match i.drain {
+        None => not_measured("daemon peak RSS during the drain", goal, "drain not run"),
+        Some(d) => Target {
+            target: "daemon peak RSS during the drain",
+            measured: format!("{:.1} MiB ({} msgs)", d.memory.peak_rss_mib, n0(d.messages as f64)),
+            goal,
+            met: Some(d.memory.peak_rss_mib <= 100.0),
+        },
+    });
+    t
+}
+
+pub fn print(targets: &[Target]) {
+    println!();
+    println!("targets");
+    println!("  {:<34} {:<60} {:<46} met?", "target", "measured", "goal");
+    for t in targets {
+        let met = match t.met {
+            Some(true) => "yes",
+            Some(false) => "MISSED",
+            None => "-",
+        };
+        println!("  {:<34} {:<60} {:<46} {met}", t.target, t.measured, t.goal);
+    }
+}
+
+/// A whole number with thousands separators: 12345.6 → "12,346".
+pub fn n0(x: f64) -> String {
+    if !x.is_finite() {
+        return "-".to_owned();
+    }
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (k, ch) in digits.chars().enumerate() {
+        if k > 0 && (digits.len() - k) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if x < -0.5 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+#[test]
+fn thousands() {
+    assert_eq!(n0(0.0), "0");
+    assert_eq!(n0(999.4), "999");
+    assert_eq!(n0(12345.6), "12,346");
+    assert_eq!(n0(1_000_000.0), "1,000,000");
+}

@@ -48,18 +48,24 @@ LANGUAGE plpgsql AS $$
 DECLARE
   bad record;
   reason text := nullif(current_setting('pgcourier.reason', true), '');
+  refused integer;
   requeued integer;
   reinbound boolean;
 BEGIN
+  -- Every statement that joins old_rows to new_rows runs through EXECUTE so that it is planned
+  -- for this call's row count: a plan cached on a one-row update (a nested loop over the
+  -- transition tables) made a 1,000-row claim quadratic (3,000 rows: 2.6 s instead of ~0.1 s).
   -- lifecycle guard: every status change must be a row of et_status_transitions.
-  SELECT o.id, o.direction, o.delivery_status AS from_status, n.delivery_status AS to_status INTO bad
+  EXECUTE $q$
+  SELECT o.id, o.direction, o.delivery_status AS from_status, n.delivery_status AS to_status
     FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
    WHERE n.delivery_status <> o.delivery_status
      AND NOT EXISTS (SELECT 1 FROM et_status_transitions t
                       WHERE t.direction = o.direction AND t.from_status = o.delivery_status
                         AND t.to_status = n.delivery_status)
-   LIMIT 1;
-  IF FOUND THEN
+   LIMIT 1$q$ INTO bad;
+  GET DIAGNOSTICS refused = ROW_COUNT;  -- (EXECUTE does not set FOUND)
+  IF refused > 0 THEN
     RAISE EXCEPTION 'et_messages.delivery_status: % message % cannot go from % to %',
                     bad.direction, bad.id, bad.from_status, bad.to_status
       USING ERRCODE = 'check_violation', COLUMN = 'delivery_status', TABLE = 'et_messages',
@@ -68,17 +74,19 @@ BEGIN
             HINT = 'use et_approve, et_reject, et_retry or et_cancel; see et_status_transitions';
   END IF;
 
+  EXECUTE $q$
   INSERT INTO et_message_events (tenant_id, message_id, from_status, to_status, actor, detail)
   SELECT n.tenant_id, n.id, o.delivery_status, n.delivery_status, et_actor(),
          jsonb_strip_nulls(jsonb_build_object(
-           'reason', reason,
+           'reason', $1::text,
            'attempts', CASE WHEN n.direction = 'outbound' AND o.delivery_status = 'sending' THEN n.attempts END,
            'error', CASE WHEN n.last_error IS DISTINCT FROM o.last_error THEN n.last_error END,
            'error_class', CASE WHEN n.error_class IS DISTINCT FROM o.error_class THEN n.error_class END))
     FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
-   WHERE n.delivery_status <> o.delivery_status;
+   WHERE n.delivery_status <> o.delivery_status$q$ USING reason;
 
   -- approved or retried by an operator: (re)enter the queue with fresh attempts.
+  EXECUTE $q$
   INSERT INTO et_outbound_queue AS q (tenant_id, message_id, channel_session_id, priority, run_at, max_attempts)
   SELECT n.tenant_id, n.id, n.channel_session_id, n.priority, greatest(coalesce(n.scheduled_at, now()), now()), cs.max_attempts
     FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
@@ -86,20 +94,22 @@ BEGIN
    WHERE n.delivery_status = 'queued' AND o.delivery_status IN ('pending_approval', 'failed')
   ON CONFLICT (tenant_id, message_id) DO UPDATE
      SET state = 'ready', run_at = excluded.run_at, attempts = 0, max_attempts = excluded.max_attempts,
-         leased_by = NULL, lease_expires_at = NULL, last_error = NULL, updated_at = now();
+         leased_by = NULL, lease_expires_at = NULL, last_error = NULL, updated_at = now()$q$;
   GET DIAGNOSTICS requeued = ROW_COUNT;
 
   -- finished before sending: nothing left to dispatch.
+  EXECUTE $q$
   DELETE FROM et_outbound_queue q
    USING old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
    WHERE q.tenant_id = n.tenant_id AND q.message_id = n.id
-     AND n.delivery_status IN ('cancelled', 'rejected', 'suppressed') AND o.delivery_status <> n.delivery_status;
+     AND n.delivery_status IN ('cancelled', 'rejected', 'suppressed') AND o.delivery_status <> n.delivery_status$q$;
 
   IF requeued > 0 AND NOT et_outbound_busy() THEN
     PERFORM pg_notify('et_outbound', 'et_outbound');
   END IF;
+  EXECUTE $q$
   SELECT EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
-                  WHERE n.delivery_status = 'received' AND o.delivery_status <> 'received') INTO reinbound;
+                  WHERE n.delivery_status = 'received' AND o.delivery_status <> 'received')$q$ INTO reinbound;
   IF reinbound THEN
     PERFORM pg_notify('et_inbound', 'et_inbound');
   END IF;

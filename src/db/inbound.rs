@@ -1,6 +1,18 @@
 //! The inbound worker's SQL: claim `received` rows into `inbound_processing`, load thread
 //! histories, apply decisions (status, reply row, handling, follow-up) in one transaction fenced
 //! on the claim, return expired claims and retry errored decisions with backoff.
+//!
+//! Every statement is set-based (one per batch, arrays in, `unnest` out) and prepared once per
+//! connection. A batch reaches its `et_messages` / `et_threads` rows through an `id = ANY ($ids)`
+//! index condition, so the plan reads those rows and no others whatever the statistics say about
+//! how many rows are in flight. (Joining the batch to the table let the planner hash the whole
+//! table per claim, or, trusting a fence test it thought matched one row, scan the table and
+//! compare every row with every batch entry: linear in the table, quadratic in the batch.)
+//!
+//! Applying is one transaction of two statements: [`lock_threads`] locks the batch's threads in
+//! id order (the order the insert trigger locks them in, so the two cannot deadlock) and reads
+//! their handling, the caller turns answers to threads a human now handles into takeovers, and
+//! [`apply`] writes statuses, replies and threads.
 
 use crate::domain::decision::{HistoryMessage, ThreadHistory};
 use chrono::{DateTime, Utc};
@@ -20,10 +32,13 @@ pub struct ClaimedInbound {
     pub attempts: i32,
 }
 
+/// Claim up to `limit` `received` rows, oldest first (`SKIP LOCKED`: concurrent claims take
+/// disjoint rows). The rows are reached through `id = ANY (...)`: joining the claimed set back
+/// to `et_messages` let the planner hash the whole table once per claim.
 pub async fn claim(client: &impl GenericClient, limit: i64) -> Result<Vec<ClaimedInbound>, tokio_postgres::Error> {
     let stmt = client
         .prepare_cached(
-            "WITH c AS (
+            "WITH c AS MATERIALIZED (
                  SELECT tenant_id, id FROM et_messages
                   WHERE direction = 'inbound' AND delivery_status = 'received'
                   ORDER BY created_at
@@ -32,8 +47,8 @@ pub async fn claim(client: &impl GenericClient, limit: i64) -> Result<Vec<Claime
              )
              UPDATE et_messages m
                 SET delivery_status = 'inbound_processing', attempts = m.attempts + 1, updated_at = clock_timestamp()
-               FROM c
-              WHERE m.tenant_id = c.tenant_id AND m.id = c.id
+              WHERE m.id = ANY (ARRAY(SELECT c.id FROM c))
+                AND EXISTS (SELECT FROM c WHERE c.tenant_id = m.tenant_id AND c.id = m.id)
           RETURNING m.tenant_id, m.id, m.thread_id, m.updated_at, m.attempts",
         )
         .await?;
@@ -58,15 +73,15 @@ pub async fn histories(
     threads.dedup();
     let tenants: Vec<&str> = threads.iter().map(|t| t.0).collect();
     let ids: Vec<i64> = threads.iter().map(|t| t.1).collect();
-    let rows = client
-        .query(
+    let stmt = client
+        .prepare_cached(
             "SELECT t.tenant_id, t.id, t.channel, t.contact, t.subject, t.handling, te.settings
                FROM unnest($1::text[], $2::bigint[]) AS w(tenant_id, thread_id)
-               JOIN et_threads t ON t.tenant_id = w.tenant_id AND t.id = w.thread_id
+               JOIN et_threads t ON t.tenant_id = w.tenant_id AND t.id = w.thread_id AND t.id = ANY ($2)
                JOIN et_tenants te ON te.id = t.tenant_id",
-            &[&tenants, &ids],
         )
         .await?;
+    let rows = client.query(&stmt, &[&tenants, &ids]).await?;
     let mut out = HashMap::new();
     let mut settings = HashMap::new();
     for r in &rows {
@@ -85,8 +100,8 @@ pub async fn histories(
             },
         );
     }
-    let msgs = client
-        .query(
+    let stmt = client
+        .prepare_cached(
             "SELECT w.thread_id, h.id, h.direction, h.delivery_status, h.sender, h.subject, h.text, h.created_at
                FROM unnest($1::text[], $2::bigint[]) AS w(tenant_id, thread_id)
               CROSS JOIN LATERAL (
@@ -97,9 +112,9 @@ pub async fn histories(
                      ORDER BY m.created_at DESC, m.id DESC
                      LIMIT $3) h
               ORDER BY w.thread_id, h.created_at, h.id",
-            &[&tenants, &ids, &depth],
         )
         .await?;
+    let msgs = client.query(&stmt, &[&tenants, &ids, &depth]).await?;
     for r in msgs {
         let thread: i64 = r.get(0);
         if let Some(h) = out.get_mut(&thread) {
@@ -122,6 +137,7 @@ pub async fn histories(
 pub struct Applied {
     pub tenant_id: String,
     pub message_id: i64,
+    pub thread_id: i64,
     pub fence: DateTime<Utc>,
     /// The inbound status to end in.
     pub status: &'static str,
@@ -133,30 +149,56 @@ pub struct Applied {
     pub error: Option<String>,
 }
 
+/// Lock the threads of a batch (`FOR NO KEY UPDATE`, in id order) for the rest of the
+/// transaction; returns thread id → `handling` as of now.
+pub async fn lock_threads(
+    client: &impl GenericClient,
+    threads: &[(&str, i64)],
+) -> Result<HashMap<i64, String>, tokio_postgres::Error> {
+    let mut threads = threads.to_vec();
+    threads.sort_by_key(|t| t.1);
+    threads.dedup();
+    let tenants: Vec<&str> = threads.iter().map(|t| t.0).collect();
+    let ids: Vec<i64> = threads.iter().map(|t| t.1).collect();
+    let stmt = client
+        .prepare_cached(
+            "SELECT t.id, t.handling
+               FROM unnest($1::text[], $2::bigint[]) AS w(tenant_id, thread_id)
+               JOIN et_threads t ON t.tenant_id = w.tenant_id AND t.id = w.thread_id AND t.id = ANY ($2)
+              ORDER BY t.id
+                FOR NO KEY UPDATE OF t",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&tenants, &ids]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 const APPLY: &str = r#"
 WITH d AS (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
                          $8::jsonb[], $9::text[])
         AS d(tenant_id, id, fence, status, reply, follow_at, follow_note, decision, error)
-), f AS (
-    SELECT d.*, m.thread_id, m.channel_session_id, m.channel, m.sender, m.subject, m.external_message_id, m."references",
-           -- a thread an operator handed to a human meanwhile is never auto-answered
-           CASE WHEN t.handling = 'human' AND d.status NOT IN ('inbound_error', 'inbound_human_takeover')
-                THEN 'inbound_human_takeover' ELSE d.status END AS final
+), done AS (
+    -- Fenced on the claim: a row rescued (and maybe claimed again) meanwhile is left alone; a
+    -- concurrent change is re-checked on the newest row version. The rows are reached through
+    -- `id = ANY ($2)`, and the fence is hidden in a CASE so it cannot steer the plan.
+    UPDATE et_messages m
+       SET delivery_status = d.status, last_error = d.error,
+           metadata = m.metadata || jsonb_build_object('decision', d.decision), updated_at = now()
       FROM d
-      JOIN et_messages m ON m.tenant_id = d.tenant_id AND m.id = d.id
-      JOIN et_threads t ON t.tenant_id = m.tenant_id AND t.id = m.thread_id
-     WHERE m.delivery_status = 'inbound_processing' AND m.updated_at = d.fence
-       FOR UPDATE OF m, t
+     WHERE m.tenant_id = d.tenant_id AND m.id = d.id AND m.id = ANY ($2)
+       AND CASE WHEN m.delivery_status = 'inbound_processing' AND m.updated_at = d.fence THEN true ELSE false END
+ RETURNING m.tenant_id, m.id, m.thread_id, m.channel_session_id, m.channel, m.sender, m.subject, m.external_message_id,
+           m."references", d.status, d.reply, d.follow_at, d.follow_note
 ), per_thread AS (
     -- one update per thread (a statement must not update a row twice): a takeover anywhere in the
     -- batch sticks, the newest follow-up wins
     SELECT f.tenant_id, f.thread_id,
-           bool_or(f.final = 'inbound_human_takeover') AS takeover,
-           (array_agg(f.id ORDER BY f.id DESC) FILTER (WHERE f.final = 'inbound_follow_up'))[1] AS follow_id,
-           (array_agg(f.follow_at ORDER BY f.id DESC) FILTER (WHERE f.final = 'inbound_follow_up'))[1] AS follow_at,
-           (array_agg(f.follow_note ORDER BY f.id DESC) FILTER (WHERE f.final = 'inbound_follow_up'))[1] AS follow_note
-      FROM f GROUP BY f.tenant_id, f.thread_id
+           bool_or(f.status = 'inbound_human_takeover') AS takeover,
+           (array_agg(f.id ORDER BY f.id DESC) FILTER (WHERE f.status = 'inbound_follow_up'))[1] AS follow_id,
+           (array_agg(f.follow_at ORDER BY f.id DESC) FILTER (WHERE f.status = 'inbound_follow_up'))[1] AS follow_at,
+           (array_agg(f.follow_note ORDER BY f.id DESC) FILTER (WHERE f.status = 'inbound_follow_up'))[1] AS follow_note
+      FROM done f GROUP BY f.tenant_id, f.thread_id
 ), threads AS (
     UPDATE et_threads t
        SET handling = CASE WHEN p.takeover THEN 'human' ELSE t.handling END,
@@ -180,27 +222,18 @@ WITH d AS (
            CASE WHEN f.channel = 'email' AND f.external_message_id IS NOT NULL
                 THEN f."references" || f.external_message_id ELSE '{}' END,
            jsonb_build_object('auto_reply_to', f.id)
-      FROM f
-     WHERE f.final = 'inbound_ai_replied' AND f.reply IS NOT NULL
+      FROM done f
+     WHERE f.status = 'inbound_ai_replied' AND f.reply IS NOT NULL
+     ORDER BY f.id
  RETURNING id
-), done AS (
-    UPDATE et_messages m
-       SET delivery_status = f.final, last_error = f.error,
-           metadata = m.metadata || jsonb_build_object('decision', f.decision), updated_at = now()
-      FROM f
-     WHERE m.tenant_id = f.tenant_id AND m.id = f.id
- RETURNING m.id
 )
 SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM replies)
 "#;
 
-/// Apply decisions in one transaction; returns (messages applied, replies queued). Decisions
-/// whose claim was lost (rescued meanwhile) are skipped.
-pub async fn apply(
-    client: &mut deadpool_postgres::Client,
-    worker: &str,
-    items: &[Applied],
-) -> Result<(i64, i64), tokio_postgres::Error> {
+/// Apply decisions inside the caller's transaction, after [`lock_threads`] (the caller has
+/// already turned answers to human-handled threads into takeovers); returns (messages applied,
+/// replies queued). Decisions whose claim was lost (rescued meanwhile) are skipped.
+pub async fn apply(client: &impl GenericClient, worker: &str, items: &[Applied]) -> Result<(i64, i64), tokio_postgres::Error> {
     let tenants: Vec<&str> = items.iter().map(|a| a.tenant_id.as_str()).collect();
     let ids: Vec<i64> = items.iter().map(|a| a.message_id).collect();
     let fences: Vec<DateTime<Utc>> = items.iter().map(|a| a.fence).collect();
@@ -210,12 +243,10 @@ pub async fn apply(
     let follow_note: Vec<Option<&str>> = items.iter().map(|a| a.follow_up.as_ref().map(|f| f.1.as_str())).collect();
     let decision: Vec<&Value> = items.iter().map(|a| &a.decision).collect();
     let error: Vec<Option<&str>> = items.iter().map(|a| a.error.as_deref()).collect();
-    let tx = client.transaction().await?;
-    let stmt = tx.prepare_cached(APPLY).await?;
-    let row = tx
+    let stmt = client.prepare_cached(APPLY).await?;
+    let row = client
         .query_one(&stmt, &[&tenants, &ids, &fences, &status, &reply, &follow_at, &follow_note, &decision, &error, &worker])
         .await?;
-    tx.commit().await?;
     Ok((row.get(0), row.get(1)))
 }
 
@@ -259,12 +290,12 @@ pub async fn retry_errors(
 pub type RuleRow = (String, i64, String, String, Option<String>, Option<f64>, Option<String>);
 
 pub async fn rules(client: &impl GenericClient, tenants: &[&str]) -> Result<Vec<RuleRow>, tokio_postgres::Error> {
-    let rows = client
-        .query(
+    let stmt = client
+        .prepare_cached(
             "SELECT tenant_id, id, pattern, action, reply_template, extract(epoch FROM follow_up_after)::float8, label
                FROM et_inbound_rules WHERE tenant_id = ANY ($1) AND enabled ORDER BY tenant_id, position, id",
-            &[&tenants],
         )
         .await?;
+    let rows = client.query(&stmt, &[&tenants]).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))).collect())
 }

@@ -3,6 +3,15 @@
 //! `settings.decider`), and applies the batch in one transaction. A thread in `human` handling
 //! is never auto-answered. Failed decisions go to `inbound_error` with the reason and are retried
 //! with backoff up to `PGCOURIER_INBOUND_MAX_ATTEMPTS`; claims of a dead daemon are rescued.
+//!
+//! Pipelined: while a full batch that only local deciders (rules) handle is applied, the next
+//! batch is already being claimed and loaded on another connection, so the database works on two
+//! statements at once. Batches are applied strictly one after the other, and applying locks the
+//! batch's threads first: an answer to a thread that a human handles by then (an operator's
+//! handoff, a takeover in the batch before) becomes a takeover. Network (LLM) batches start no
+//! prefetch: its rows would wait out the slow batch with their lease running.
+//!
+//! Each batch logs its phases (`claim_ms`, `load_ms`, `decide_ms`, `apply_ms`).
 
 use super::llm::LlmDecider;
 use super::rules::{Rule, RulesDecider};
@@ -16,30 +25,26 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Messages of history a decider sees.
 const HISTORY_DEPTH: i64 = 50;
 /// LLM calls in flight at once per batch.
 const LLM_CONCURRENCY: usize = 8;
+/// Why a message of a human-handled thread is not answered.
+const HUMAN_HANDLED: &str = "the thread is handled by a human";
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 pub async fn run(pool: Pool, config: Config, wake: Arc<Notify>, shutdown: CancellationToken) {
     let mut last_upkeep = Instant::now() - config.rescue_interval;
     loop {
-        loop {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            match pass(&pool, &config).await {
-                Ok(n) if n as usize >= config.inbound_batch => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "inbound pass failed");
-                    break;
-                }
-            }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        if let Err(e) = drain(&pool, &config, &shutdown).await {
+            tracing::warn!(error = %e, "inbound pass failed");
         }
         if last_upkeep.elapsed() >= config.rescue_interval.min(Duration::from_secs(1)) {
             last_upkeep = Instant::now();
@@ -66,37 +71,172 @@ async fn upkeep(pool: &Pool, config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
-/// One claim → decide → apply round; returns how many messages were claimed.
-async fn pass(pool: &Pool, config: &Config) -> Result<u64, Error> {
-    let mut client = pool.get().await?;
-    let claimed = q::claim(&client, config.inbound_batch as i64).await?;
-    if claimed.is_empty() {
-        return Ok(0);
+/// A claimed batch with what deciding it needs, and how long claiming and loading took.
+struct Loaded {
+    claimed: Vec<ClaimedInbound>,
+    histories: HashMap<i64, ThreadHistory>,
+    deciders: HashMap<String, Result<Arc<dyn Decider>, DecideError>>,
+    claim_time: Duration,
+    load_time: Duration,
+}
+
+impl Loaded {
+    /// Every tenant of the batch decides without the network.
+    fn local(&self) -> bool {
+        self.deciders.values().all(|d| d.as_ref().map_or(true, |d| d.is_local()))
     }
+}
+
+/// Claim up to `limit` rows and load their threads' histories, settings and rules.
+async fn claim_and_load(pool: Pool, limit: i64) -> Result<Loaded, Error> {
     let started = Instant::now();
-    let (histories, settings) = q::histories(&client, &claimed, HISTORY_DEPTH).await?;
+    let client = pool.get().await?;
+    let claimed = q::claim(&client, limit).await?;
+    let claim_time = started.elapsed();
+    let mut loaded =
+        Loaded { claimed, histories: HashMap::new(), deciders: HashMap::new(), claim_time, load_time: Duration::ZERO };
+    if !loaded.claimed.is_empty() {
+        load(&client, &mut loaded).await?;
+    }
+    Ok(loaded)
+}
+
+async fn load(client: &deadpool_postgres::Client, loaded: &mut Loaded) -> Result<(), Error> {
+    let started = Instant::now();
+    let (histories, settings) = q::histories(client, &loaded.claimed, HISTORY_DEPTH).await?;
     let tenants: Vec<&str> = settings.keys().map(String::as_str).collect();
-    let deciders = deciders(&q::rules(&client, &tenants).await?, &settings);
-    let decided = decide_all(&claimed, &histories, &deciders).await;
-    let items: Vec<Applied> = claimed.iter().zip(decided).map(|(c, d)| applied(c, d)).collect();
-    match q::apply(&mut client, &config.worker_id, &items).await {
-        Ok((done, replies)) => {
-            tracing::info!(claimed = claimed.len(), done, replies, elapsed_ms = started.elapsed().as_millis() as u64, "inbound batch decided");
+    loaded.deciders = deciders(&q::rules(client, &tenants).await?, &settings);
+    loaded.histories = histories;
+    loaded.load_time = started.elapsed();
+    Ok(())
+}
+
+/// Claim → decide → apply until a claim comes back short.
+///
+/// While a full batch decided locally is applied, the next one is claimed and loaded on another
+/// connection. Its histories may then predate the previous batch's takeovers; that is harmless
+/// for the rules (they read the message, and [`apply`] turns answers to threads that are human by
+/// then into takeovers), and a prefetched batch with a network decider has its histories loaded
+/// again, so a model always sees the thread as it is. A claimed batch is always finished, even
+/// when shutdown is requested meanwhile (its rows would otherwise wait for the lease).
+async fn drain(pool: &Pool, config: &Config, shutdown: &CancellationToken) -> Result<(), Error> {
+    let limit = config.inbound_batch as i64;
+    let mut prefetched: Option<JoinHandle<Result<Loaded, Error>>> = None;
+    loop {
+        let mut loaded = match prefetched.take() {
+            Some(next) => {
+                let mut loaded = next.await??;
+                if !loaded.claimed.is_empty() && !loaded.local() {
+                    load(&pool.get().await?, &mut loaded).await?;
+                }
+                loaded
+            }
+            None => claim_and_load(pool.clone(), limit).await?,
+        };
+        if loaded.claimed.is_empty() {
+            return Ok(());
         }
+        let full = loaded.claimed.len() >= config.inbound_batch;
+        if full && loaded.local() && !shutdown.is_cancelled() {
+            prefetched = Some(tokio::spawn(claim_and_load(pool.clone(), limit)));
+        }
+        batch(pool, config, &mut loaded).await?;
+        if prefetched.is_none() && (!full || shutdown.is_cancelled()) {
+            return Ok(());
+        }
+    }
+}
+
+/// Decide and apply one loaded batch.
+async fn batch(pool: &Pool, config: &Config, loaded: &mut Loaded) -> Result<(), Error> {
+    let started = Instant::now();
+    let claimed = &loaded.claimed;
+    let decided = decide_all(claimed, &loaded.histories, &loaded.deciders).await;
+    let items: Vec<Applied> = claimed.iter().zip(decided).map(|(c, d)| applied(c, d)).collect();
+    let decide_time = started.elapsed();
+
+    let started = Instant::now();
+    let mut client = pool.get().await?;
+    let (done, replies) = match apply(&mut client, &config.worker_id, items.clone()).await {
+        Ok(r) => r,
         Err(e) => {
             // One row the database refuses (e.g. a reply over the channel's limit) must not block
             // the others: apply one by one, and record the refusal on the row that caused it.
             tracing::warn!(error = %e, "applying the batch failed; applying one by one");
+            let (mut done, mut replies) = (0, 0);
             for item in items {
-                if let Err(e) = q::apply(&mut client, &config.worker_id, std::slice::from_ref(&item)).await {
-                    let reason = format!("applying the decision failed: {}", e.as_db_error().map(|d| d.message()).unwrap_or(&e.to_string()));
-                    let failed = applied_error(&item, &reason);
-                    q::apply(&mut client, &config.worker_id, &[failed]).await?;
-                }
+                let r = match apply(&mut client, &config.worker_id, vec![item.clone()]).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let reason = format!(
+                            "applying the decision failed: {}",
+                            e.as_db_error().map(|d| d.message()).unwrap_or(&e.to_string())
+                        );
+                        apply(&mut client, &config.worker_id, vec![applied_error(&item, &reason)]).await?
+                    }
+                };
+                done += r.0;
+                replies += r.1;
             }
+            (done, replies)
+        }
+    };
+    tracing::info!(
+        claimed = claimed.len(),
+        done,
+        replies,
+        claim_ms = loaded.claim_time.as_millis() as u64,
+        load_ms = loaded.load_time.as_millis() as u64,
+        decide_ms = decide_time.as_millis() as u64,
+        apply_ms = started.elapsed().as_millis() as u64,
+        "inbound batch decided"
+    );
+    Ok(())
+}
+
+/// Apply a batch in one transaction: lock its threads, turn answers to threads a human handles
+/// by now into takeovers, write. Counts the decisions once they are committed.
+async fn apply(client: &mut deadpool_postgres::Client, worker: &str, mut items: Vec<Applied>) -> Result<(i64, i64), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let threads: Vec<(&str, i64)> = items.iter().map(|a| (a.tenant_id.as_str(), a.thread_id)).collect();
+    let handling = q::lock_threads(&tx, &threads).await?;
+    for item in &mut items {
+        if handling.get(&item.thread_id).map(String::as_str) == Some("human")
+            && !matches!(item.status, "inbound_error" | "inbound_human_takeover")
+        {
+            *item = handed_to_human(item);
         }
     }
-    Ok(claimed.len() as u64)
+    let r = q::apply(&tx, worker, &items).await?;
+    tx.commit().await?;
+    for item in &items {
+        metrics::counter!("pgcourier_inbound_decisions_total", "kind" => kind(item.status)).increment(1);
+    }
+    Ok(r)
+}
+
+/// `inbound_human_takeover` → `human_takeover`, `inbound_error` → `error`.
+fn kind(status: &str) -> &'static str {
+    match status {
+        "inbound_ai_replied" => "ai_replied",
+        "inbound_human_takeover" => "human_takeover",
+        "inbound_follow_up" => "follow_up",
+        "inbound_no_action" => "no_action",
+        _ => "error",
+    }
+}
+
+/// An answer (reply, follow-up, nothing) to a thread an operator or an earlier batch handed to a
+/// human after the decision was made: a takeover, as if the thread had been human when decided
+/// (`decided_by` and `model` say who was asked).
+fn handed_to_human(item: &Applied) -> Applied {
+    let mut decision = item.decision.clone();
+    if let Some(d) = decision.as_object_mut() {
+        d.insert("kind".into(), json!("human_takeover"));
+        d.insert("reason".into(), json!(HUMAN_HANDLED));
+        d.insert("label".into(), Value::Null);
+    }
+    Applied { status: "inbound_human_takeover", reply: None, follow_up: None, decision, ..item.clone() }
 }
 
 /// The decider of each tenant in the batch: `settings.decider = 'llm'` or the rules (the
@@ -153,8 +293,8 @@ async fn decide_all(
         };
         if human.contains(&c.thread_id) {
             out[i] = Some(Ok(Decided {
-                decision: Decision::HumanTakeover { reason: "the thread is handled by a human".into() },
-                reason: "the thread is handled by a human".into(),
+                decision: Decision::HumanTakeover { reason: HUMAN_HANDLED.into() },
+                reason: HUMAN_HANDLED.into(),
                 label: None,
                 decided_by: "rules",
                 model: None,
@@ -198,7 +338,6 @@ async fn decide_all(
 fn applied(c: &ClaimedInbound, d: Result<Decided, DecideError>) -> Applied {
     match d {
         Ok(d) => {
-            metrics::counter!("pgcourier_inbound_decisions_total", "kind" => d.decision.status().trim_start_matches("inbound_")).increment(1);
             let decision = json!({
                 "kind": d.decision.status().trim_start_matches("inbound_"),
                 "reason": d.reason, "label": d.label, "decided_by": d.decided_by, "model": d.model,
@@ -211,6 +350,7 @@ fn applied(c: &ClaimedInbound, d: Result<Decided, DecideError>) -> Applied {
             Applied {
                 tenant_id: c.tenant_id.clone(),
                 message_id: c.id,
+                thread_id: c.thread_id,
                 fence: c.fence,
                 status: d.decision.status(),
                 reply,
@@ -220,11 +360,11 @@ fn applied(c: &ClaimedInbound, d: Result<Decided, DecideError>) -> Applied {
             }
         }
         Err(e) => {
-            metrics::counter!("pgcourier_inbound_decisions_total", "kind" => "error").increment(1);
             tracing::warn!(message = c.id, attempt = c.attempts, error = %e.reason, "inbound decision failed");
             Applied {
                 tenant_id: c.tenant_id.clone(),
                 message_id: c.id,
+                thread_id: c.thread_id,
                 fence: c.fence,
                 status: "inbound_error",
                 reply: None,

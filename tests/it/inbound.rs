@@ -172,6 +172,62 @@ async fn a_thousand_inbound_rows_on_two_daemons_are_each_decided_once() {
 }
 
 #[tokio::test]
+async fn pipelined_batches_never_answer_a_thread_taken_over_in_an_earlier_batch() {
+    let db = TestDb::new().await;
+    let (_, wa) = db.seed_acme().await;
+    db.client
+        .batch_execute(
+            "INSERT INTO et_inbound_rules (tenant_id, position, pattern, action, label) VALUES ('acme', 1, '\\mhuman\\M', 'human_takeover', 'human');
+             INSERT INTO et_inbound_rules (tenant_id, position, pattern, action, reply_template) VALUES ('acme', 2, 'hours', 'auto_reply', 'We open at 9');",
+        )
+        .await
+        .unwrap();
+    // 300 threads of 3 messages (a takeover, then two that would be answered), in groups of 20
+    // threads: batch n holds a group's takeovers and batches n+1, n+2 the same threads' other
+    // messages, which are claimed and loaded while the takeovers are being applied
+    let daemon = spawn(&db, &[("PGCOURIER_INBOUND_BATCH", "20")]);
+    db.client
+        .execute(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, body_text)
+             SELECT 'acme', $1, 'inbound', 'wamid.' || t || '.' || k, '+1555100' || lpad(t::text, 4, '0'),
+                    CASE WHEN k = 1 THEN 'a human please' ELSE 'opening hours?' END
+               FROM generate_series(0, 299) t, generate_series(1, 3) k ORDER BY t / 20, k, t",
+            &[&wa],
+        )
+        .await
+        .unwrap();
+    until(&db, "SELECT count(*) = 0 FROM et_messages WHERE direction = 'inbound' AND delivery_status IN ('received', 'inbound_processing')", Duration::from_secs(60)).await;
+    // a reply only where the thread was still the AI's: its message came before the takeover
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM et_messages r JOIN et_messages i ON i.id = (r.metadata->>'auto_reply_to')::bigint
+              WHERE r.direction = 'outbound' AND EXISTS (SELECT 1 FROM et_messages h WHERE h.thread_id = i.thread_id
+                    AND h.delivery_status = 'inbound_human_takeover' AND h.id < i.id)"
+        )
+        .await,
+        0,
+        "no thread answered after its takeover"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM et_threads WHERE handling = 'human'").await, 300);
+    assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE direction = 'outbound'").await, 0, "no reply at all");
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM et_messages WHERE direction = 'inbound'
+                AND metadata->'decision'->>'kind' IS DISTINCT FROM substr(delivery_status, 9)"
+        )
+        .await,
+        0,
+        "metadata.decision.kind matches the status"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM et_message_events e JOIN et_messages m ON m.id = e.message_id WHERE m.direction = 'inbound' AND e.to_status = 'inbound_processing'").await,
+        900,
+        "every row claimed exactly once"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
 async fn an_abandoned_claim_is_rescued_and_decided() {
     let db = TestDb::new().await;
     let (_, wa) = db.seed_acme().await;

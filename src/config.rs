@@ -23,9 +23,9 @@ pub struct Config {
     pub lease: Duration,
     /// `PGCOURIER_RESCUE_INTERVAL` (5s): how often expired leases are looked for.
     pub rescue_interval: Duration,
-    /// `PGCOURIER_BATCH_SIZE` (100): messages per claim.
+    /// `PGCOURIER_BATCH_SIZE` (500): messages per claim.
     pub batch_size: usize,
-    /// `PGCOURIER_MAX_IN_FLIGHT` (256): sends in progress at once, all sessions together.
+    /// `PGCOURIER_MAX_IN_FLIGHT` (1000): sends in progress at once, all sessions together.
     pub max_in_flight: usize,
     /// `PGCOURIER_SESSION_CONCURRENCY` (16): sends in progress at once per session, unless the
     /// session's `config.concurrency` says otherwise.
@@ -38,7 +38,7 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `PGCOURIER_HTTP_ADDR` (127.0.0.1:8080; `off` disables the HTTP surface).
     pub http_addr: Option<std::net::SocketAddr>,
-    /// `PGCOURIER_INBOUND_BATCH` (200): inbound messages decided per claim.
+    /// `PGCOURIER_INBOUND_BATCH` (1000): inbound messages decided per claim.
     pub inbound_batch: usize,
     /// `PGCOURIER_INBOUND_MAX_ATTEMPTS` (3): decisions tried before a message stays in `inbound_error`.
     pub inbound_max_attempts: usize,
@@ -93,8 +93,8 @@ impl Config {
             shutdown_timeout: duration("PGCOURIER_SHUTDOWN_TIMEOUT", Duration::from_secs(30))?,
             lease: duration("PGCOURIER_LEASE", Duration::from_secs(60))?,
             rescue_interval: duration("PGCOURIER_RESCUE_INTERVAL", Duration::from_secs(5))?,
-            batch_size: count("PGCOURIER_BATCH_SIZE", 100)?,
-            max_in_flight: count("PGCOURIER_MAX_IN_FLIGHT", 256)?,
+            batch_size: count("PGCOURIER_BATCH_SIZE", 500)?,
+            max_in_flight: count("PGCOURIER_MAX_IN_FLIGHT", 1000)?,
             session_concurrency: count("PGCOURIER_SESSION_CONCURRENCY", 16)?,
             pool_size: count("PGCOURIER_POOL_SIZE", 8)?,
             worker_id: get("PGCOURIER_WORKER_ID").unwrap_or_else(default_worker_id),
@@ -107,7 +107,7 @@ impl Config {
                 })?),
                 None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8080))),
             },
-            inbound_batch: count("PGCOURIER_INBOUND_BATCH", 200)?,
+            inbound_batch: count("PGCOURIER_INBOUND_BATCH", 1000)?,
             inbound_max_attempts: count("PGCOURIER_INBOUND_MAX_ATTEMPTS", 3)?,
             inbound_retry_base: duration("PGCOURIER_INBOUND_RETRY_BASE", Duration::from_secs(2))?,
             insights_debounce: duration("PGCOURIER_INSIGHTS_DEBOUNCE", Duration::from_secs(2))?,

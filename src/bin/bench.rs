@@ -152,11 +152,11 @@ struct Cli {
     /// The SMTP session's `config.concurrency` (sends in progress at once).
     #[arg(long, default_value_t = 128)]
     smtp_concurrency: usize,
-    /// PGCOURIER_BATCH_SIZE.
-    #[arg(long, default_value_t = 100)]
+    /// PGCOURIER_BATCH_SIZE (the daemon's default).
+    #[arg(long, default_value_t = 500)]
     batch_size: usize,
-    /// PGCOURIER_MAX_IN_FLIGHT.
-    #[arg(long, default_value_t = 256)]
+    /// PGCOURIER_MAX_IN_FLIGHT (the daemon's default).
+    #[arg(long, default_value_t = 1000)]
     max_in_flight: usize,
     /// PGCOURIER_POOL_SIZE (the daemon's database connections).
     #[arg(long, default_value_t = 8)]

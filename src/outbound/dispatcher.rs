@@ -40,10 +40,7 @@ struct BusyMark {
 
 impl BusyMark {
     fn new(worker: &str) -> BusyMark {
-        BusyMark {
-            worker: worker.to_owned(),
-            written: None,
-        }
+        BusyMark { worker: worker.to_owned(), written: None }
     }
 
     /// A claim found work: write or refresh the mark (at most every BUSY_TTL / 2).
@@ -52,9 +49,7 @@ impl BusyMark {
             return;
         }
         let result = match pool.get().await {
-            Ok(client) => q::mark_busy(&client, &self.worker, BUSY_TTL)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(client) => q::mark_busy(&client, &self.worker, BUSY_TTL).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match result {
@@ -70,9 +65,7 @@ impl BusyMark {
             return false;
         }
         let result = match pool.get().await {
-            Ok(client) => q::clear_busy(&client, &self.worker)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(client) => q::clear_busy(&client, &self.worker).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = result {
@@ -99,14 +92,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(pool: Pool, config: Config, wake: Arc<Notify>) -> Dispatcher {
-        Dispatcher {
-            pool,
-            config,
-            registry: Arc::default(),
-            session_slots: Mutex::default(),
-            breakers: Breakers::default(),
-            wake,
-        }
+        Dispatcher { pool, config, registry: Arc::default(), session_slots: Mutex::default(), breakers: Breakers::default(), wake }
     }
 
     fn slots_for(&self, m: &Claimed) -> Arc<Semaphore> {
@@ -118,10 +104,7 @@ impl Dispatcher {
             .map(|v| v.max(1) as usize)
             .unwrap_or(self.config.session_concurrency);
         let mut slots = self.session_slots.lock().expect("slots lock");
-        slots
-            .entry(m.session.id)
-            .or_insert_with(|| Arc::new(Semaphore::new(limit)))
-            .clone()
+        slots.entry(m.session.id).or_insert_with(|| Arc::new(Semaphore::new(limit))).clone()
     }
 
     /// Run until `shutdown`, then drain as described in the module docs.
@@ -131,12 +114,7 @@ impl Dispatcher {
         // the outcome is recorded: leased-but-unrecorded rows stay bounded by max_in_flight, so a
         // slow database slows claiming instead of letting leases pile up and expire.
         let (tx, rx) = mpsc::unbounded_channel::<(Finished, OwnedSemaphorePermit)>();
-        let writer = tokio::spawn(outcomes::write(
-            this.pool.clone(),
-            this.config.worker_id.clone(),
-            this.config.lease,
-            rx,
-        ));
+        let writer = tokio::spawn(outcomes::write(this.pool.clone(), this.config.worker_id.clone(), this.config.lease, rx));
         let in_flight = Arc::new(Semaphore::new(this.config.max_in_flight));
         let sends = TaskTracker::new();
         let worker = this.config.worker_id.as_str();
@@ -165,10 +143,7 @@ impl Dispatcher {
             let full = batch.len() == want;
             let claimed_any = !batch.is_empty();
             for m in batch {
-                let permit = in_flight
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("claimed no more than the free permits");
+                let permit = in_flight.clone().try_acquire_owned().expect("claimed no more than the free permits");
                 let span = tracing::info_span!("send", public_id = %m.public_id, tenant = %m.tenant_id, attempt = m.attempt);
                 let (this, tx, shutdown) = (this.clone(), tx.clone(), shutdown.clone());
                 sends.spawn(
@@ -207,25 +182,20 @@ impl Dispatcher {
         sends.close();
         let timeout = this.config.shutdown_timeout;
         if tokio::time::timeout(timeout, sends.wait()).await.is_err() {
-            tracing::warn!(in_flight = sends.len(), ?timeout, "sends still running at the shutdown timeout; their leases will expire and be rescued");
+            tracing::warn!(
+                in_flight = sends.len(),
+                ?timeout,
+                "sends still running at the shutdown timeout; their leases will expire and be rescued"
+            );
         }
         drop(tx);
         let _ = writer.await;
         tracing::info!(worker, "dispatcher stopped");
     }
 
-    async fn claim(
-        &self,
-        want: usize,
-    ) -> Result<Vec<Claimed>, Box<dyn std::error::Error + Send + Sync>> {
+    async fn claim(&self, want: usize) -> Result<Vec<Claimed>, Box<dyn std::error::Error + Send + Sync>> {
         let client = self.pool.get().await?;
-        Ok(q::claim(
-            &client,
-            &self.config.worker_id,
-            want as i64,
-            self.config.lease,
-        )
-        .await?)
+        Ok(q::claim(&client, &self.config.worker_id, want as i64, self.config.lease).await?)
     }
 
     /// How long to sleep before the next scheduled row is due (at most the poll interval).
@@ -235,10 +205,7 @@ impl Dispatcher {
             return poll;
         };
         match q::next_due(&client).await {
-            Ok(Some(at)) => (at - chrono::Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(poll),
+            Ok(Some(at)) => (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO).min(poll),
             _ => poll,
         }
     }
@@ -262,27 +229,13 @@ impl Dispatcher {
         let via = match self.breakers.admit(&m.session, Instant::now()) {
             Admit::Allow | Admit::Probe => &m.session,
             Admit::Deny { retry_in } => match &m.fallback {
-                Some(fb)
-                    if matches!(
-                        self.breakers.admit(fb, Instant::now()),
-                        Admit::Allow | Admit::Probe
-                    ) =>
-                {
-                    tracing::info!(
-                        session = m.session.id,
-                        fallback = fb.id,
-                        "circuit open: sending via the fallback session"
-                    );
+                Some(fb) if matches!(self.breakers.admit(fb, Instant::now()), Admit::Allow | Admit::Probe) => {
+                    tracing::info!(session = m.session.id, fallback = fb.id, "circuit open: sending via the fallback session");
                     fb
                 }
                 _ => {
-                    tracing::info!(
-                        session = m.session.id,
-                        retry_in_ms = retry_in.as_millis() as u64,
-                        "circuit open: deferred"
-                    );
-                    let at = chrono::Utc::now()
-                        + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::zero());
+                    tracing::info!(session = m.session.id, retry_in_ms = retry_in.as_millis() as u64, "circuit open: deferred");
+                    let at = chrono::Utc::now() + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::zero());
                     return Finished::Release(released(&m, Some(at), "circuit breaker open"));
                 }
             },
@@ -305,8 +258,7 @@ impl Dispatcher {
             self.report(m.tenant_id.clone(), via.id, change);
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        metrics::histogram!("pgcourier_send_duration_seconds", "provider" => via.provider.clone())
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("pgcourier_send_duration_seconds", "provider" => via.provider.clone()).record(started.elapsed().as_secs_f64());
         let mut outcome = match &result {
             Ok(receipt) => {
                 tracing::info!(elapsed_ms, provider = %via.provider, session = via.id, "sent");
@@ -321,7 +273,8 @@ impl Dispatcher {
                 r
             }
             Err(e) => {
-                metrics::counter!("pgcourier_provider_errors_total", "provider" => via.provider.clone(), "class" => e.class.as_str()).increment(1);
+                metrics::counter!("pgcourier_provider_errors_total", "provider" => via.provider.clone(), "class" => e.class.as_str())
+                    .increment(1);
                 self.failed(&m, e, elapsed_ms)
             }
         };
@@ -337,24 +290,12 @@ impl Dispatcher {
     /// Write a breaker state change to `et_session_health`, off the send path.
     fn report(&self, tenant_id: String, session_id: i64, change: (State, f64)) {
         let (pool, worker) = (self.pool.clone(), self.config.worker_id.clone());
-        tracing::warn!(
-            session = session_id,
-            state = change.0.as_str(),
-            failure_rate = change.1,
-            "circuit breaker changed state"
-        );
+        tracing::warn!(session = session_id, state = change.0.as_str(), failure_rate = change.1, "circuit breaker changed state");
         tokio::spawn(async move {
             let result = match pool.get().await {
-                Ok(client) => q::report_breaker(
-                    &client,
-                    &tenant_id,
-                    session_id,
-                    change.0.as_str(),
-                    change.1,
-                    &worker,
-                )
-                .await
-                .map_err(|e| e.to_string()),
+                Ok(client) => q::report_breaker(&client, &tenant_id, session_id, change.0.as_str(), change.1, &worker)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = result {
@@ -366,27 +307,16 @@ impl Dispatcher {
     fn failed(&self, m: &Claimed, e: &SendError, elapsed_ms: u64) -> OutcomeRow {
         let policy = retry_policy(m);
         let detail: String = e.detail.chars().take(2000).collect();
-        match decide(
-            Some(&e.class),
-            m.attempt as u32,
-            &policy,
-            rand::random::<f64>(),
-        ) {
+        match decide(Some(&e.class), m.attempt as u32, &policy, rand::random::<f64>()) {
             Decision::Retry(delay) => {
                 tracing::warn!(elapsed_ms, error = %detail, class = e.class.as_str(), retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
                 let mut r = row(m, "queued", Some(detail), Some(e.class.as_str()));
-                r.run_at = Some(
-                    chrono::Utc::now()
-                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
-                );
+                r.run_at = Some(chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
                 r
             }
             Decision::Fail { suppress } => {
                 let reason = if e.class.is_transient() {
-                    format!(
-                        "{detail} (attempt {} of {}: giving up)",
-                        m.attempt, policy.max_attempts
-                    )
+                    format!("{detail} (attempt {} of {}: giving up)", m.attempt, policy.max_attempts)
                 } else {
                     detail
                 };
@@ -395,11 +325,7 @@ impl Dispatcher {
                 if let Some((why, address)) = suppress {
                     let address = address.or_else(|| m.recipients.first().cloned());
                     if let Some(address) = address {
-                        r.suppress = Some((
-                            m.session.channel.clone(),
-                            address.to_lowercase(),
-                            why.as_str(),
-                        ));
+                        r.suppress = Some((m.session.channel.clone(), address.to_lowercase(), why.as_str()));
                     }
                 }
                 r
@@ -411,13 +337,7 @@ impl Dispatcher {
 
 /// The session's retry policy: `config.retry_base_ms` / `retry_cap_ms`, attempts from the queue.
 fn retry_policy(m: &Claimed) -> RetryPolicy {
-    let ms = |k: &str| {
-        m.session
-            .config
-            .get(k)
-            .and_then(|v| v.as_u64())
-            .map(Duration::from_millis)
-    };
+    let ms = |k: &str| m.session.config.get(k).and_then(|v| v.as_u64()).map(Duration::from_millis);
     let d = RetryPolicy::default();
     RetryPolicy {
         base: ms("retry_base_ms").unwrap_or(d.base),
@@ -426,26 +346,11 @@ fn retry_policy(m: &Claimed) -> RetryPolicy {
     }
 }
 
-fn released(
-    m: &Claimed,
-    run_at: Option<chrono::DateTime<chrono::Utc>>,
-    reason: &'static str,
-) -> Released {
-    Released {
-        tenant_id: m.tenant_id.clone(),
-        message_id: m.id,
-        attempt: m.attempt,
-        run_at,
-        reason,
-    }
+fn released(m: &Claimed, run_at: Option<chrono::DateTime<chrono::Utc>>, reason: &'static str) -> Released {
+    Released { tenant_id: m.tenant_id.clone(), message_id: m.id, attempt: m.attempt, run_at, reason }
 }
 
-fn row(
-    m: &Claimed,
-    status: &'static str,
-    error: Option<String>,
-    class: Option<&'static str>,
-) -> OutcomeRow {
+fn row(m: &Claimed, status: &'static str, error: Option<String>, class: Option<&'static str>) -> OutcomeRow {
     OutcomeRow {
         tenant_id: m.tenant_id.clone(),
         message_id: m.id,

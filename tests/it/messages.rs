@@ -25,54 +25,25 @@ async fn minimal_outbound_insert_is_queued_threaded_and_audited() {
         .unwrap();
     let id: i64 = m.get(0);
     assert_eq!(m.get::<_, String>(1), "queued");
-    assert_eq!(
-        m.get::<_, String>(2),
-        "Acme <noreply@acme.example>",
-        "sender defaults to the session address"
-    );
-    assert_eq!(
-        m.get::<_, Vec<String>>(3),
-        vec!["a@example.com"],
-        "addresses are normalised"
-    );
-    assert_eq!(
-        m.get::<_, String>(5),
-        "email",
-        "channel defaults from the session"
-    );
+    assert_eq!(m.get::<_, String>(2), "Acme <noreply@acme.example>", "sender defaults to the session address");
+    assert_eq!(m.get::<_, Vec<String>>(3), vec!["a@example.com"], "addresses are normalised");
+    assert_eq!(m.get::<_, String>(5), "email", "channel defaults from the session");
     let public_id: String = m.get(7);
-    assert_eq!(
-        m.get::<_, String>(6),
-        format!("<{public_id}@acme.example>"),
-        "Message-ID known before sending"
-    );
-    let q = db
-        .client
-        .query_one(
-            "SELECT message_id, state, attempts, run_at <= now() FROM et_outbound_queue",
-            &[],
-        )
-        .await
-        .unwrap();
+    assert_eq!(m.get::<_, String>(6), format!("<{public_id}@acme.example>"), "Message-ID known before sending");
+    let q = db.client.query_one("SELECT message_id, state, attempts, run_at <= now() FROM et_outbound_queue", &[]).await.unwrap();
     assert_eq!(q.get::<_, i64>(0), id);
     assert_eq!(q.get::<_, String>(1), "ready");
     assert_eq!(q.get::<_, i32>(2), 0);
     assert!(q.get::<_, bool>(3));
     let t = db
         .client
-        .query_one(
-            "SELECT contact, message_count, outbound_count, subject FROM et_threads WHERE id = $1",
-            &[&m.get::<_, i64>(4)],
-        )
+        .query_one("SELECT contact, message_count, outbound_count, subject FROM et_threads WHERE id = $1", &[&m.get::<_, i64>(4)])
         .await
         .unwrap();
     assert_eq!(t.get::<_, String>(0), "a@example.com");
     assert_eq!((t.get::<_, i32>(1), t.get::<_, i32>(2)), (1, 1));
     assert_eq!(t.get::<_, String>(3), "Hi");
-    assert_eq!(
-        db.count("SELECT count(*) FROM et_message_events WHERE from_status IS NULL AND to_status = 'queued'").await,
-        1
-    );
+    assert_eq!(db.count("SELECT count(*) FROM et_message_events WHERE from_status IS NULL AND to_status = 'queued'").await, 1);
 }
 
 #[tokio::test]
@@ -85,68 +56,19 @@ async fn minimal_inbound_insert_is_idempotent_and_threads_by_contact() {
              VALUES ('acme', {wa}, 'inbound', '{ext}', '{from}', 'hi') ON CONFLICT DO NOTHING"
         )
     };
-    assert_eq!(
-        db.client
-            .execute(&insert("wamid.1", "+15551234567"), &[])
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        db.client
-            .execute(&insert("wamid.1", "+15551234567"), &[])
-            .await
-            .unwrap(),
-        0,
-        "duplicate ignored"
-    );
-    assert_eq!(
-        db.client
-            .execute(&insert("wamid.2", "+1 (555) 123-4567"), &[])
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        db.client
-            .execute(&insert("wamid.3", "+15559999999"), &[])
-            .await
-            .unwrap(),
-        1
-    );
-    let rows = db
-        .client
-        .query(
-            "SELECT delivery_status, thread_id, sender FROM et_messages ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap();
+    assert_eq!(db.client.execute(&insert("wamid.1", "+15551234567"), &[]).await.unwrap(), 1);
+    assert_eq!(db.client.execute(&insert("wamid.1", "+15551234567"), &[]).await.unwrap(), 0, "duplicate ignored");
+    assert_eq!(db.client.execute(&insert("wamid.2", "+1 (555) 123-4567"), &[]).await.unwrap(), 1);
+    assert_eq!(db.client.execute(&insert("wamid.3", "+15559999999"), &[]).await.unwrap(), 1);
+    let rows = db.client.query("SELECT delivery_status, thread_id, sender FROM et_messages ORDER BY id", &[]).await.unwrap();
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r.get::<_, String>(0) == "received"));
-    assert_eq!(
-        rows[0].get::<_, i64>(1),
-        rows[1].get::<_, i64>(1),
-        "same contact, same thread"
-    );
-    assert_ne!(
-        rows[0].get::<_, i64>(1),
-        rows[2].get::<_, i64>(1),
-        "other contact, other thread"
-    );
+    assert_eq!(rows[0].get::<_, i64>(1), rows[1].get::<_, i64>(1), "same contact, same thread");
+    assert_ne!(rows[0].get::<_, i64>(1), rows[2].get::<_, i64>(1), "other contact, other thread");
     assert_eq!(rows[1].get::<_, String>(2), "+15551234567");
-    assert_eq!(
-        db.count("SELECT count(*) FROM et_message_events").await,
-        3,
-        "the duplicate left no event"
-    );
+    assert_eq!(db.count("SELECT count(*) FROM et_message_events").await, 3, "the duplicate left no event");
     assert_eq!(db.count("SELECT count(*) FROM et_threads").await, 2);
-    assert_eq!(
-        db.count("SELECT max(inbound_count)::bigint FROM et_threads")
-            .await,
-        2,
-        "counters ignore the duplicate"
-    );
+    assert_eq!(db.count("SELECT max(inbound_count)::bigint FROM et_threads").await, 2, "counters ignore the duplicate");
     assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue").await, 0);
     // an outbound reply to the same contact joins the thread
     db.client
@@ -154,7 +76,8 @@ async fn minimal_inbound_insert_is_idempotent_and_threads_by_contact() {
         .await
         .unwrap();
     assert_eq!(
-        db.count("SELECT count(DISTINCT thread_id) FROM et_messages WHERE sender = '+15551234567' OR '+15551234567' = ANY (recipients)").await,
+        db.count("SELECT count(DISTINCT thread_id) FROM et_messages WHERE sender = '+15551234567' OR '+15551234567' = ANY (recipients)")
+            .await,
         1
     );
 }
@@ -168,14 +91,7 @@ async fn email_threads_by_in_reply_to_and_references_within_the_session() {
         .await
         .unwrap();
     let (thread, msgid): (i64, String) = {
-        let r = db
-            .client
-            .query_one(
-                "SELECT thread_id, external_message_id FROM et_messages",
-                &[],
-            )
-            .await
-            .unwrap();
+        let r = db.client.query_one("SELECT thread_id, external_message_id FROM et_messages", &[]).await.unwrap();
         (r.get(0), r.get(1))
     };
     let inbound = |ext: &str, from: &str, irt: &str, refs: &str| {
@@ -186,70 +102,26 @@ async fn email_threads_by_in_reply_to_and_references_within_the_session() {
     };
     // a colleague answers the thread: In-Reply-To wins over the (session, contact) rule
     let bare = msgid.trim_matches(|c| c == '<' || c == '>');
-    let t1: i64 = db
-        .client
-        .query_one(
-            &inbound(
-                "<r1@example.com>",
-                "Bob <bob@example.com>",
-                &format!("'{bare}'"),
-                "'{}'",
-            ),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        t1, thread,
-        "In-Reply-To without angle brackets still matches"
-    );
+    let t1: i64 =
+        db.client.query_one(&inbound("<r1@example.com>", "Bob <bob@example.com>", &format!("'{bare}'"), "'{}'"), &[]).await.unwrap().get(0);
+    assert_eq!(t1, thread, "In-Reply-To without angle brackets still matches");
     // References alone (unknown In-Reply-To)
     let t2: i64 = db
         .client
-        .query_one(
-            &inbound(
-                "<r2@example.com>",
-                "carl@example.com",
-                "'<unknown@x>'",
-                &format!("ARRAY['<other@x>', '{msgid}']"),
-            ),
-            &[],
-        )
+        .query_one(&inbound("<r2@example.com>", "carl@example.com", "'<unknown@x>'", &format!("ARRAY['<other@x>', '{msgid}']")), &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(t2, thread);
     // a new conversation from ann without reply headers: (session, contact) → ann's thread
-    let t3: i64 = db
-        .client
-        .query_one(
-            &inbound("<r3@example.com>", "ANN@example.com", "NULL", "'{}'"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let t3: i64 = db.client.query_one(&inbound("<r3@example.com>", "ANN@example.com", "NULL", "'{}'"), &[]).await.unwrap().get(0);
     assert_eq!(t3, thread);
     // dan, unknown headers: a new thread of his own
-    let t4: i64 = db
-        .client
-        .query_one(
-            &inbound("<r4@example.com>", "dan@example.com", "'<nope@x>'", "'{}'"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let t4: i64 = db.client.query_one(&inbound("<r4@example.com>", "dan@example.com", "'<nope@x>'", "'{}'"), &[]).await.unwrap().get(0);
     assert_ne!(t4, thread);
     // the same Message-ID on another tenant's session is never matched
-    db.client
-        .batch_execute("INSERT INTO et_tenants (id) VALUES ('globex')")
-        .await
-        .unwrap();
-    let globex = db
-        .session("globex", "email", "log", "hi@globex.example")
-        .await;
+    db.client.batch_execute("INSERT INTO et_tenants (id) VALUES ('globex')").await.unwrap();
+    let globex = db.session("globex", "email", "log", "hi@globex.example").await;
     let t5: i64 = db
         .client
         .query_one(
@@ -263,12 +135,7 @@ async fn email_threads_by_in_reply_to_and_references_within_the_session() {
         .unwrap()
         .get(0);
     assert_ne!(t5, thread);
-    let tenant: String = db
-        .client
-        .query_one("SELECT tenant_id FROM et_threads WHERE id = $1", &[&t5])
-        .await
-        .unwrap()
-        .get(0);
+    let tenant: String = db.client.query_one("SELECT tenant_id FROM et_threads WHERE id = $1", &[&t5]).await.unwrap().get(0);
     assert_eq!(tenant, "globex");
 }
 
@@ -288,24 +155,9 @@ async fn approval_gating_by_session_and_by_tenant() {
         ))
         .await
         .unwrap();
-    let statuses: Vec<String> = db
-        .client
-        .query("SELECT delivery_status FROM et_messages ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(
-        statuses,
-        [
-            "pending_approval",
-            "queued",
-            "pending_approval",
-            "pending_approval"
-        ],
-        "asking for queued cannot skip approval"
-    );
+    let statuses: Vec<String> =
+        db.client.query("SELECT delivery_status FROM et_messages ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(statuses, ["pending_approval", "queued", "pending_approval", "pending_approval"], "asking for queued cannot skip approval");
     assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue").await, 1);
 }
 
@@ -323,50 +175,25 @@ async fn suppressed_recipients_are_dropped_and_fully_suppressed_messages_never_q
         ))
         .await
         .unwrap();
-    let rows = db
-        .client
-        .query("SELECT delivery_status, recipients, cc, suppressed_recipients FROM et_messages ORDER BY id", &[])
-        .await
-        .unwrap();
+    let rows =
+        db.client.query("SELECT delivery_status, recipients, cc, suppressed_recipients FROM et_messages ORDER BY id", &[]).await.unwrap();
     assert_eq!(rows[0].get::<_, String>(0), "suppressed");
-    assert_eq!(
-        rows[0].get::<_, Vec<String>>(3),
-        vec!["Gone <gone@example.com>"]
-    );
+    assert_eq!(rows[0].get::<_, Vec<String>>(3), vec!["Gone <gone@example.com>"]);
     assert_eq!(rows[1].get::<_, String>(0), "queued");
-    assert_eq!(
-        rows[1].get::<_, Vec<String>>(2),
-        vec!["old@example.com"],
-        "expired suppressions do not count"
-    );
+    assert_eq!(rows[1].get::<_, Vec<String>>(2), vec!["old@example.com"], "expired suppressions do not count");
     assert_eq!(rows[1].get::<_, Vec<String>>(3), vec!["gone@example.com"]);
     assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue").await, 1);
-    let detail: serde_json::Value = db
-        .client
-        .query_one(
-            "SELECT detail FROM et_message_events WHERE to_status = 'suppressed'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        detail["suppressed_recipients"][0],
-        "Gone <gone@example.com>"
-    );
+    let detail: serde_json::Value =
+        db.client.query_one("SELECT detail FROM et_message_events WHERE to_status = 'suppressed'", &[]).await.unwrap().get(0);
+    assert_eq!(detail["suppressed_recipients"][0], "Gone <gone@example.com>");
 }
 
 #[tokio::test]
 async fn scheduled_messages_and_idempotency_keys() {
     let db = TestDb::new().await;
     let (email, _) = db.seed_acme().await;
-    db.client
-        .batch_execute("INSERT INTO et_tenants (id) VALUES ('globex')")
-        .await
-        .unwrap();
-    let globex = db
-        .session("globex", "email", "log", "hi@globex.example")
-        .await;
+    db.client.batch_execute("INSERT INTO et_tenants (id) VALUES ('globex')").await.unwrap();
+    let globex = db.session("globex", "email", "log", "hi@globex.example").await;
     let with_key = |tenant: &str, session: i64| {
         format!(
             "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text, idempotency_key, scheduled_at)
@@ -374,53 +201,17 @@ async fn scheduled_messages_and_idempotency_keys() {
              ON CONFLICT DO NOTHING"
         )
     };
-    assert_eq!(
-        db.client
-            .execute(&with_key("acme", email), &[])
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        db.client
-            .execute(&with_key("acme", email), &[])
-            .await
-            .unwrap(),
-        0,
-        "replay adds nothing"
-    );
-    assert_eq!(
-        db.client
-            .execute(&with_key("globex", globex), &[])
-            .await
-            .unwrap(),
-        1,
-        "keys are per tenant"
-    );
-    assert_eq!(
-        db.count(
-            "SELECT count(*) FROM et_outbound_queue WHERE run_at > now() + interval '59 minutes'"
-        )
-        .await,
-        2
-    );
+    assert_eq!(db.client.execute(&with_key("acme", email), &[]).await.unwrap(), 1);
+    assert_eq!(db.client.execute(&with_key("acme", email), &[]).await.unwrap(), 0, "replay adds nothing");
+    assert_eq!(db.client.execute(&with_key("globex", globex), &[]).await.unwrap(), 1, "keys are per tenant");
+    assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue WHERE run_at > now() + interval '59 minutes'").await, 2);
     assert_eq!(db.count("SELECT count(*) FROM et_message_events").await, 2);
-    let plain = db
-        .client
-        .batch_execute(&with_key("acme", email).replace("ON CONFLICT DO NOTHING", ""))
-        .await
-        .expect_err("dup");
+    let plain = db.client.batch_execute(&with_key("acme", email).replace("ON CONFLICT DO NOTHING", "")).await.expect_err("dup");
     assert_eq!(plain.as_db_error().unwrap().code().code(), "23505");
 }
 
 /// A dedicated LISTEN connection whose notifications arrive on a channel.
-async fn listen(
-    db: &TestDb,
-    channels: &[&str],
-) -> (
-    tokio_postgres::Client,
-    mpsc::UnboundedReceiver<(String, String)>,
-) {
+async fn listen(db: &TestDb, channels: &[&str]) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<(String, String)>) {
     let (client, mut conn) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
@@ -438,20 +229,11 @@ async fn listen(
 }
 
 /// Every notification before the test's own `marker` (notifications arrive in commit order).
-async fn until_marker(
-    db: &TestDb,
-    rx: &mut mpsc::UnboundedReceiver<(String, String)>,
-) -> Vec<(String, String)> {
-    db.client
-        .batch_execute("NOTIFY et_outbound, 'marker'")
-        .await
-        .unwrap();
+async fn until_marker(db: &TestDb, rx: &mut mpsc::UnboundedReceiver<(String, String)>) -> Vec<(String, String)> {
+    db.client.batch_execute("NOTIFY et_outbound, 'marker'").await.unwrap();
     let mut seen = Vec::new();
     loop {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
-            .await
-            .expect("marker")
-            .unwrap();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await.expect("marker").unwrap();
         if n.1 == "marker" {
             return seen;
         }
@@ -470,10 +252,7 @@ async fn a_bulk_insert_costs_one_short_notification_per_channel() {
         ))
         .await
         .unwrap();
-    assert_eq!(
-        until_marker(&db, &mut rx).await,
-        vec![("et_outbound".to_owned(), "et_outbound".to_owned())]
-    );
+    assert_eq!(until_marker(&db, &mut rx).await, vec![("et_outbound".to_owned(), "et_outbound".to_owned())]);
     db.client
         .batch_execute(&format!(
             "INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, body_text)
@@ -481,10 +260,7 @@ async fn a_bulk_insert_costs_one_short_notification_per_channel() {
         ))
         .await
         .unwrap();
-    assert_eq!(
-        until_marker(&db, &mut rx).await,
-        vec![("et_inbound".to_owned(), "et_inbound".to_owned())]
-    );
+    assert_eq!(until_marker(&db, &mut rx).await, vec![("et_inbound".to_owned(), "et_inbound".to_owned())]);
     // pending approval wakes nobody; approving does
     db.client
         .batch_execute(&format!(
@@ -494,18 +270,9 @@ async fn a_bulk_insert_costs_one_short_notification_per_channel() {
         .await
         .unwrap();
     assert!(until_marker(&db, &mut rx).await.is_empty());
-    db.client
-        .batch_execute("SELECT et_approve(id, 'alice') FROM et_messages WHERE delivery_status = 'pending_approval'")
-        .await
-        .unwrap();
-    assert_eq!(
-        until_marker(&db, &mut rx).await,
-        vec![("et_outbound".to_owned(), "et_outbound".to_owned())]
-    );
-    assert_eq!(
-        db.count("SELECT count(*) FROM et_threads").await,
-        5001 + 1000
-    );
+    db.client.batch_execute("SELECT et_approve(id, 'alice') FROM et_messages WHERE delivery_status = 'pending_approval'").await.unwrap();
+    assert_eq!(until_marker(&db, &mut rx).await, vec![("et_outbound".to_owned(), "et_outbound".to_owned())]);
+    assert_eq!(db.count("SELECT count(*) FROM et_threads").await, 5001 + 1000);
 }
 
 #[tokio::test]
@@ -515,38 +282,20 @@ async fn a_fresh_busy_mark_silences_the_outbound_notify_and_an_expired_one_does_
     let (_listener, mut rx) = listen(&db, &["et_outbound"]).await;
     let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();
     let c = pool.get().await.unwrap();
-    let insert = format!(
-        "{OUTBOUND} VALUES ('acme', {email}, 'outbound', ARRAY['u@example.com'], 's', 'b')"
-    );
+    let insert = format!("{OUTBOUND} VALUES ('acme', {email}, 'outbound', ARRAY['u@example.com'], 's', 'b')");
     // a daemon is draining: it will claim the row without being woken
-    pgcourier::db::outbound::mark_busy(&c, "w1", std::time::Duration::from_secs(30))
-        .await
-        .unwrap();
+    pgcourier::db::outbound::mark_busy(&c, "w1", std::time::Duration::from_secs(30)).await.unwrap();
     db.client.batch_execute(&insert).await.unwrap();
-    assert!(
-        until_marker(&db, &mut rx).await.is_empty(),
-        "no NOTIFY while a daemon is busy"
-    );
+    assert!(until_marker(&db, &mut rx).await.is_empty(), "no NOTIFY while a daemon is busy");
     // its mark expired (the daemon died): inserts notify again
-    db.client
-        .batch_execute("UPDATE et_dispatch_busy SET busy_until = now() - interval '1 second'")
-        .await
-        .unwrap();
+    db.client.batch_execute("UPDATE et_dispatch_busy SET busy_until = now() - interval '1 second'").await.unwrap();
     db.client.batch_execute(&insert).await.unwrap();
-    assert_eq!(
-        until_marker(&db, &mut rx).await,
-        vec![("et_outbound".to_owned(), "et_outbound".to_owned())]
-    );
+    assert_eq!(until_marker(&db, &mut rx).await, vec![("et_outbound".to_owned(), "et_outbound".to_owned())]);
     // and after the daemon cleared it on going idle
-    pgcourier::db::outbound::mark_busy(&c, "w1", std::time::Duration::from_secs(30))
-        .await
-        .unwrap();
+    pgcourier::db::outbound::mark_busy(&c, "w1", std::time::Duration::from_secs(30)).await.unwrap();
     pgcourier::db::outbound::clear_busy(&c, "w1").await.unwrap();
     db.client.batch_execute(&insert).await.unwrap();
-    assert_eq!(
-        until_marker(&db, &mut rx).await,
-        vec![("et_outbound".to_owned(), "et_outbound".to_owned())]
-    );
+    assert_eq!(until_marker(&db, &mut rx).await, vec![("et_outbound".to_owned(), "et_outbound".to_owned())]);
     assert_eq!(db.count("SELECT count(*) FROM et_dispatch_busy").await, 0);
 }
 
@@ -566,12 +315,7 @@ async fn a_claim_skips_paused_sessions_and_dead_letters_rows_whose_message_moved
     // a DBA moved one queued message on by hand, leaving its queue row behind
     let moved: i64 = db
         .client
-        .query_one(
-            &format!(
-                "SELECT id FROM et_messages WHERE channel_session_id = {email} ORDER BY id LIMIT 1"
-            ),
-            &[],
-        )
+        .query_one(&format!("SELECT id FROM et_messages WHERE channel_session_id = {email} ORDER BY id LIMIT 1"), &[])
         .await
         .unwrap()
         .get(0);
@@ -583,20 +327,11 @@ async fn a_claim_skips_paused_sessions_and_dead_letters_rows_whose_message_moved
     let client = pool.get().await.unwrap();
     let lease = std::time::Duration::from_secs(60);
     // the first claim meets only the paused rows and sets them aside; the next one gets past them
-    assert!(pgcourier::db::outbound::claim(&client, "w1", 5, lease)
-        .await
-        .unwrap()
-        .is_empty());
-    let claimed = pgcourier::db::outbound::claim(&client, "w1", 5, lease)
-        .await
-        .unwrap();
+    assert!(pgcourier::db::outbound::claim(&client, "w1", 5, lease).await.unwrap().is_empty());
+    let claimed = pgcourier::db::outbound::claim(&client, "w1", 5, lease).await.unwrap();
     let mut ids: Vec<i64> = claimed.iter().map(|m| m.id).collect();
     ids.sort();
-    assert_eq!(
-        ids.len(),
-        2,
-        "the two sendable emails, past the paused session's older rows"
-    );
+    assert_eq!(ids.len(), 2, "the two sendable emails, past the paused session's older rows");
     assert!(claimed.iter().all(|m| m.session.id == email));
     assert_eq!(
         db.count(&format!("SELECT count(*) FROM et_outbound_queue WHERE channel_session_id = {wa} AND state = 'ready' AND run_at > now() + interval '20 seconds'")).await,
@@ -606,10 +341,7 @@ async fn a_claim_skips_paused_sessions_and_dead_letters_rows_whose_message_moved
     assert_eq!(db.count(&format!("SELECT count(*) FROM et_outbound_queue WHERE channel_session_id = {wa} AND attempts > 0")).await, 0);
     let (state, error): (String, String) = db
         .client
-        .query_one(
-            &format!("SELECT state, last_error FROM et_outbound_queue WHERE message_id = {moved}"),
-            &[],
-        )
+        .query_one(&format!("SELECT state, last_error FROM et_outbound_queue WHERE message_id = {moved}"), &[])
         .await
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
@@ -623,29 +355,20 @@ async fn migrate_twice_is_a_no_op_and_reports_current() {
     let mut c = db.connect().await;
     let again = pgcourier::db::migrate::migrate(&mut c).await.unwrap();
     assert!(again.applied.is_empty());
-    assert!(
-        !again.triggers_applied,
-        "unchanged triggers are not re-applied"
-    );
+    assert!(!again.triggers_applied, "unchanged triggers are not re-applied");
     assert!(pgcourier::db::migrate::is_current(&c).await.unwrap());
     let fresh = TestDb::empty().await;
-    assert!(!pgcourier::db::migrate::is_current(&fresh.client)
-        .await
-        .unwrap());
+    assert!(!pgcourier::db::migrate::is_current(&fresh.client).await.unwrap());
 }
 
 #[test]
 fn every_trigger_file_is_embedded() {
-    let mut on_disk: Vec<String> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/triggers"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".sql"))
-            .collect();
-    on_disk.sort();
-    let embedded: Vec<String> = pgcourier::db::migrate::TRIGGER_FILES
-        .iter()
-        .map(|(n, _)| n.to_string())
+    let mut on_disk: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/triggers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".sql"))
         .collect();
+    on_disk.sort();
+    let embedded: Vec<String> = pgcourier::db::migrate::TRIGGER_FILES.iter().map(|(n, _)| n.to_string()).collect();
     assert_eq!(on_disk, embedded);
 }

@@ -274,11 +274,11 @@ BEGIN
             FROM new_rows n GROUP BY n.tenant_id, n.thread_id) c
    WHERE th.tenant_id = c.tenant_id AND th.id = c.thread_id;
 
-  -- no wake-up needed while a daemon is draining (V10__dispatch_busy.sql)
-  IF queued > 0 AND NOT et_outbound_busy() THEN
+  -- a wake-up only for a daemon that listens and is not already draining (V14, V10)
+  IF queued > 0 AND et_wakeup_wanted('et_outbound') THEN
     PERFORM pg_notify('et_outbound', 'et_outbound');
   END IF;
-  IF EXISTS (SELECT 1 FROM new_rows n WHERE n.direction = 'inbound') THEN
+  IF EXISTS (SELECT 1 FROM new_rows n WHERE n.direction = 'inbound') AND et_wakeup_wanted('et_inbound') THEN
     PERFORM pg_notify('et_inbound', 'et_inbound');
   END IF;
   RETURN NULL;

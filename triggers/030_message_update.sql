@@ -104,13 +104,13 @@ BEGIN
    WHERE q.tenant_id = n.tenant_id AND q.message_id = n.id
      AND n.delivery_status IN ('cancelled', 'rejected', 'suppressed') AND o.delivery_status <> n.delivery_status$q$;
 
-  IF requeued > 0 AND NOT et_outbound_busy() THEN
+  IF requeued > 0 AND et_wakeup_wanted('et_outbound') THEN
     PERFORM pg_notify('et_outbound', 'et_outbound');
   END IF;
   EXECUTE $q$
   SELECT EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
                   WHERE n.delivery_status = 'received' AND o.delivery_status <> 'received')$q$ INTO reinbound;
-  IF reinbound THEN
+  IF reinbound AND et_wakeup_wanted('et_inbound') THEN
     PERFORM pg_notify('et_inbound', 'et_inbound');
   END IF;
   RETURN NULL;

@@ -136,7 +136,7 @@ BEGIN
   ON CONFLICT ON CONSTRAINT et_webhook_deliveries_event DO NOTHING;
   GET DIAGNOSTICS created = ROW_COUNT;
 
-  IF created > 0 THEN
+  IF created > 0 AND et_wakeup_wanted('et_webhooks') THEN
     PERFORM pg_notify('et_webhooks', 'et_webhooks');
   END IF;
   RETURN NULL;

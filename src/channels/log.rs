@@ -15,6 +15,8 @@ impl Channel for Log {
             body = msg.text.as_deref().unwrap_or(""),
             "log channel delivered"
         );
-        Ok(Receipt { external_id: Some(format!("log-{}", msg.public_id)), detail: None })
+        // an email keeps the Message-ID it would have been sent with, as over SMTP
+        let external_id = msg.message_id.clone().unwrap_or_else(|| format!("log-{}", msg.public_id));
+        Ok(Receipt { external_id: Some(external_id), detail: None })
     }
 }

@@ -40,7 +40,7 @@ pub async fn claim(client: &impl GenericClient, limit: i64) -> Result<Vec<Claime
         .prepare_cached(
             "WITH c AS MATERIALIZED (
                  SELECT tenant_id, id FROM et_messages
-                  WHERE direction = 'inbound' AND delivery_status = 'received'
+                  WHERE inbound_state = 'received'
                   ORDER BY created_at
                   LIMIT $1
                     FOR UPDATE SKIP LOCKED
@@ -257,8 +257,8 @@ pub async fn rescue(client: &mut deadpool_postgres::Client, lease: Duration) -> 
     let n = tx
         .execute(
             "UPDATE et_messages SET delivery_status = 'received', updated_at = now()
-              WHERE direction = 'inbound' AND delivery_status = 'inbound_processing'
-                AND updated_at < now() - make_interval(secs => $1)",
+              WHERE inbound_state = 'inbound_processing'
+                AND inbound_touched_at < now() - make_interval(secs => $1)",
             &[&lease.as_secs_f64()],
         )
         .await?;
@@ -277,8 +277,8 @@ pub async fn retry_errors(
     let n = tx
         .execute(
             "UPDATE et_messages SET delivery_status = 'received', updated_at = now()
-              WHERE direction = 'inbound' AND delivery_status = 'inbound_error' AND attempts < $1
-                AND updated_at < now() - make_interval(secs => least(600, $2 * 2 ^ greatest(attempts - 1, 0)))",
+              WHERE inbound_state = 'inbound_error' AND attempts < $1
+                AND inbound_touched_at < now() - make_interval(secs => least(600, $2 * 2 ^ greatest(attempts - 1, 0)))",
             &[&max_attempts, &base.as_secs_f64()],
         )
         .await?;

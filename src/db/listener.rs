@@ -1,6 +1,10 @@
 //! The LISTEN connection: one dedicated connection outside the pool, reconnected with capped
 //! backoff. NOTIFY is only a hint: after every (re)connect every worker is woken to claim as if
 //! notified, so nothing is stranded by a notification lost while the connection was down.
+//!
+//! While LISTEN is up the daemon keeps a row in `et_listeners` (refreshed every
+//! [`REGISTRATION_TTL`] / 3, deleted on shutdown): the message triggers notify only while some
+//! daemon listens there (`sql/V14__wakeup_listeners.sql`).
 
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,9 +53,25 @@ pub struct ListenerState {
 
 const CHANNELS: &[&str] = &["et_outbound", "et_inbound", "et_webhooks"];
 
+/// How long this daemon's `et_listeners` row lasts unless refreshed: a daemon that dies makes
+/// inserts stop notifying after this.
+pub const REGISTRATION_TTL: Duration = Duration::from_secs(30);
+
+const REGISTER: &str = "INSERT INTO et_listeners (worker_id, listening_until) VALUES ($1, now() + make_interval(secs => $2))
+                        ON CONFLICT (worker_id) DO UPDATE SET listening_until = excluded.listening_until";
+
+/// Write or refresh `worker`'s row. A failure only means inserts do not notify until the next
+/// refresh (the daemon then finds work by its poll interval), so it is logged, not fatal.
+async fn register(client: &tokio_postgres::Client, worker: &str) {
+    if let Err(e) = client.execute(REGISTER, &[&worker, &REGISTRATION_TTL.as_secs_f64()]).await {
+        tracing::warn!(error = %e, "could not register in et_listeners; inserts will not wake this daemon");
+    }
+}
+
 /// Run until `shutdown`: listen, forward notifications to `wakers`, reconnect on loss.
 pub async fn run(
     config: tokio_postgres::Config,
+    worker: String,
     wakers: Wakers,
     state: Arc<ListenerState>,
     max_backoff: Duration,
@@ -60,7 +80,7 @@ pub async fn run(
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     while !shutdown.is_cancelled() {
-        match listen_once(&config, &wakers, &state, &shutdown, &mut first).await {
+        match listen_once(&config, &worker, &wakers, &state, &shutdown, &mut first).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "LISTEN connection failed"),
         }
@@ -78,11 +98,15 @@ pub async fn run(
 
 async fn listen_once(
     config: &tokio_postgres::Config,
+    worker: &str,
     wakers: &Wakers,
     state: &ListenerState,
     shutdown: &CancellationToken,
     first: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
+    // named for DBAs looking at pg_stat_activity (and for tests that kill it)
+    let mut config = config.clone();
+    config.application_name("pgcourier listener");
     let (client, mut connection) = config.connect(NoTls).await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let driver = tokio::spawn(async move {
@@ -104,15 +128,23 @@ async fn listen_once(
     });
     let listen: String = CHANNELS.iter().map(|c| format!("LISTEN {c};")).collect();
     client.batch_execute(&listen).await?;
+    register(&client, worker).await;
     state.connected.store(true, Ordering::SeqCst);
     if !std::mem::take(first) {
         state.reconnects.fetch_add(1, Ordering::Relaxed);
         tracing::info!("LISTEN connection re-established");
     }
     wakers.wake_all();
+    let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + REGISTRATION_TTL / 3, REGISTRATION_TTL / 3);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                if let Err(e) = client.execute("DELETE FROM et_listeners WHERE worker_id = $1", &[&worker]).await {
+                    tracing::debug!(error = %e, "could not delete this daemon's et_listeners row (it expires by itself)");
+                }
+                break;
+            }
+            _ = refresh.tick() => register(&client, worker).await,
             channel = rx.recv() => match channel {
                 Some(channel) => wakers.wake(&channel),
                 None => break, // the connection ended

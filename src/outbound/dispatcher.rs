@@ -1,8 +1,12 @@
 //! The outbound dispatcher: claim a batch, send each message outside any transaction (bounded
 //! in total and per session), hand outcomes to one writer that records them in batches.
 //!
-//! It loops without sleeping while claims come back full; otherwise it waits for a NOTIFY, the
-//! next scheduled row falling due, or the poll interval, whichever comes first. On shutdown it
+//! It loops without sleeping while claims come back full. While work keeps arriving it stays
+//! marked busy and looks again every [`BUSY_POLL`], and it keeps doing so for [`BUSY_LINGER`]
+//! after the last claim that found work: under a steady trickle inserts then send no NOTIFY at
+//! all (a NOTIFY serialises committing transactions cluster-wide). Once idle that long it drops
+//! the mark, claims once more, and waits for a NOTIFY, the next scheduled row falling due, or the
+//! poll interval, whichever comes first. On shutdown it
 //! stops claiming, lets started sends finish (up to the shutdown timeout) and gives back the
 //! leases of sends that never started.
 
@@ -26,6 +30,10 @@ use tracing::Instrument;
 
 /// While busy, how soon the dispatcher looks for new work after a claim that was not full.
 const BUSY_POLL: Duration = Duration::from_millis(5);
+/// How long the dispatcher stays busy (polling every [`BUSY_POLL`], inserts not notifying) after
+/// the last claim that found work: long enough to span the gaps of a steady load, short enough
+/// that an idle daemon soon goes back to waiting on LISTEN (at most 200 empty claims per burst).
+const BUSY_LINGER: Duration = Duration::from_secs(1);
 /// How long a busy mark lasts unless refreshed (a daemon that dies stops suppressing NOTIFYs
 /// after this); it is refreshed once half of it has passed.
 const BUSY_TTL: Duration = Duration::from_secs(2);
@@ -36,15 +44,23 @@ struct BusyMark {
     worker: String,
     /// When the mark was last written (None: no mark stands).
     written: Option<Instant>,
+    /// When a claim last found work: the mark stands until [`BUSY_LINGER`] after it.
+    last_work: Option<Instant>,
 }
 
 impl BusyMark {
     fn new(worker: &str) -> BusyMark {
-        BusyMark { worker: worker.to_owned(), written: None }
+        BusyMark { worker: worker.to_owned(), written: None, last_work: None }
+    }
+
+    /// A mark stands and a claim found work less than [`BUSY_LINGER`] ago: keep polling.
+    fn lingering(&self) -> bool {
+        self.written.is_some() && self.last_work.is_some_and(|at| at.elapsed() < BUSY_LINGER)
     }
 
     /// A claim found work: write or refresh the mark (at most every BUSY_TTL / 2).
     async fn claimed(&mut self, pool: &Pool) {
+        self.last_work = Some(Instant::now());
         if self.written.is_some_and(|at| at.elapsed() < BUSY_TTL / 2) {
             return;
         }
@@ -159,8 +175,11 @@ impl Dispatcher {
                 continue;
             }
             if claimed_any {
-                // Work is arriving: stay marked busy (inserts skip their NOTIFY) and look again soon.
                 busy.claimed(&this.pool).await;
+            }
+            if busy.lingering() {
+                // Work is arriving (or did a moment ago): stay marked busy, so inserts skip their
+                // NOTIFY, and look again soon.
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(BUSY_POLL) => continue,

@@ -177,7 +177,7 @@ async fn rows_inserted_with_no_daemon_or_while_listen_is_killed_are_all_delivere
     daemon.listening().await;
     let killed: i64 = db
         .count(&format!(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'LISTEN%'",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'pgcourier listener'",
             db.name
         ))
         .await;
@@ -189,6 +189,19 @@ async fn rows_inserted_with_no_daemon_or_while_listen_is_killed_are_all_delivere
     until(&db, "SELECT count(*) = 40 FROM et_messages WHERE delivery_status = 'sent'", SECS).await;
     assert!(daemon.handles.listener.reconnects.load(Ordering::SeqCst) >= 1);
     daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_listening_daemon_registers_in_et_listeners_and_deregisters_when_it_stops() {
+    let db = TestDb::new().await;
+    let daemon = spawn(&db, &[("PGCOURIER_WORKER_ID", "w-listen")]);
+    daemon.listening().await;
+    let live = "SELECT count(*) FROM et_listeners WHERE worker_id = 'w-listen' AND listening_until > now() + interval '20 seconds'";
+    assert_eq!(db.count(live).await, 1, "registered (30 s) once LISTEN is up");
+    assert!(db.client.query_one("SELECT et_wakeup_wanted('et_outbound')", &[]).await.unwrap().get::<_, bool>(0));
+    daemon.stop().await;
+    assert_eq!(db.count("SELECT count(*) FROM et_listeners").await, 0, "a stopped daemon wakes nobody");
+    assert!(!db.client.query_one("SELECT et_wakeup_wanted('et_outbound')", &[]).await.unwrap().get::<_, bool>(0));
 }
 
 #[tokio::test]

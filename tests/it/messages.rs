@@ -210,8 +210,14 @@ async fn scheduled_messages_and_idempotency_keys() {
     assert_eq!(plain.as_db_error().unwrap().code().code(), "23505");
 }
 
-/// A dedicated LISTEN connection whose notifications arrive on a channel.
+/// A dedicated LISTEN connection whose notifications arrive on a channel, registered in
+/// `et_listeners` as a daemon's is (the triggers notify only while some daemon listens).
 async fn listen(db: &TestDb, channels: &[&str]) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<(String, String)>) {
+    db.client.batch_execute("INSERT INTO et_listeners VALUES ('test-listener', now() + interval '1 hour')").await.unwrap();
+    listen_unregistered(db, channels).await
+}
+
+async fn listen_unregistered(db: &TestDb, channels: &[&str]) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<(String, String)>) {
     let (client, mut conn) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
@@ -297,6 +303,35 @@ async fn a_fresh_busy_mark_silences_the_outbound_notify_and_an_expired_one_does_
     db.client.batch_execute(&insert).await.unwrap();
     assert_eq!(until_marker(&db, &mut rx).await, vec![("et_outbound".to_owned(), "et_outbound".to_owned())]);
     assert_eq!(db.count("SELECT count(*) FROM et_dispatch_busy").await, 0);
+}
+
+#[tokio::test]
+async fn inserts_notify_only_while_a_daemon_is_registered_as_listening() {
+    let db = TestDb::new().await;
+    let (email, wa) = db.seed_acme().await;
+    let (_listener, mut rx) = listen_unregistered(&db, &["et_outbound", "et_inbound"]).await;
+    let outbound = format!("{OUTBOUND} VALUES ('acme', {email}, 'outbound', ARRAY['u@example.com'], 's', 'b')");
+    let inbound = |n: i32| {
+        format!("INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, body_text)
+                 VALUES ('acme', {wa}, 'inbound', 'wamid.{n}', '+15550001111', 'hi')")
+    };
+    // nobody listens: nobody to wake (a daemon that starts claims what is due before it waits)
+    db.client.batch_execute(&outbound).await.unwrap();
+    db.client.batch_execute(&inbound(1)).await.unwrap();
+    assert!(until_marker(&db, &mut rx).await.is_empty(), "no NOTIFY without a registered listener");
+    // a registration that expired (its daemon died) does not count either
+    db.client.batch_execute("INSERT INTO et_listeners VALUES ('gone', now() - interval '1 second')").await.unwrap();
+    db.client.batch_execute(&outbound).await.unwrap();
+    assert!(until_marker(&db, &mut rx).await.is_empty(), "an expired registration wakes nobody");
+    // a live one does, once per statement and channel
+    db.client.batch_execute("INSERT INTO et_listeners VALUES ('w1', now() + interval '30 seconds')").await.unwrap();
+    db.client.batch_execute(&outbound).await.unwrap();
+    db.client.batch_execute(&inbound(2)).await.unwrap();
+    assert_eq!(
+        until_marker(&db, &mut rx).await,
+        vec![("et_outbound".to_owned(), "et_outbound".to_owned()), ("et_inbound".to_owned(), "et_inbound".to_owned())]
+    );
+    assert_eq!(db.count("SELECT count(*) FROM et_messages").await, 5, "rows are written either way");
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //!
 //! Enough for lettre's pooled `AsyncSmtpTransport` without TLS: EHLO/HELO, AUTH PLAIN/LOGIN
 //! (always 235), MAIL, RCPT, DATA (dot-unstuffed), RSET, NOOP, QUIT. Commands are read line by
-//! line, so pipelined clients work too. A [`Reply`] rule can make the sink fail deliveries.
+//! line, so pipelined clients work too. A [`Reply`] rule can make the sink fail deliveries. Its tests also
+//! check pgcourier's `smtp` adapter on it: the pool bound and a cancelled send.
 #![allow(dead_code)]
 
 use std::io;
@@ -304,6 +305,8 @@ mod tests {
     use super::*;
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::{message::header::ContentType, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    use pgcourier::channels::smtp::Smtp;
+    use pgcourier::channels::{Channel, Outbound};
 
     const WAIT: Duration = Duration::from_secs(5);
 
@@ -370,6 +373,57 @@ mod tests {
         smtp.send(email("to@example.com", "Hi", "x")).await.unwrap();
         assert!(start.elapsed() >= Duration::from_millis(200));
         assert_eq!((sink.attempts(), sink.messages().len()), (2, 1));
+    }
+
+    /// pgcourier's `smtp` adapter on this sink: pool size `pool_size`, AUTH as alice.
+    fn adapter(sink: &SmtpSink, pool_size: usize) -> Arc<Smtp> {
+        let config = serde_json::json!({ "host": "127.0.0.1", "port": sink.addr.port(), "tls": "none", "timeout_ms": 5000, "pool_size": pool_size });
+        Arc::new(Smtp::new(&config, Some("alice:s3cret".into())).expect("adapter"))
+    }
+
+    fn outbound(i: usize) -> Outbound {
+        let mut m = crate::fixtures::text_message("email", "Acme <noreply@acme.example>", &[&format!("u{i}@example.com")], "Hi");
+        m.message_id = Some(format!("<m{i}@acme.example>"));
+        m
+    }
+
+    fn spawn_send(smtp: &Arc<Smtp>, i: usize) -> JoinHandle<Result<(), String>> {
+        let smtp = Arc::clone(smtp);
+        tokio::spawn(async move { smtp.send(&outbound(i)).await.map(|_| ()).map_err(|e| e.detail) })
+    }
+
+    #[tokio::test]
+    async fn the_adapter_sends_on_at_most_pool_size_connections_each_message_once() {
+        let sink = SmtpSink::start().await;
+        let smtp = adapter(&sink, 4);
+        let sends: Vec<_> = (0..200).map(|i| spawn_send(&smtp, i)).collect(); // all at once: 196 wait for a connection
+        for send in sends {
+            send.await.unwrap().unwrap();
+        }
+        let got = sink.wait_for(200, WAIT).await;
+        let ids: std::collections::HashSet<String> = got.iter().map(|m| m.header("Message-ID").unwrap()).collect();
+        assert_eq!((got.len(), ids.len()), (200, 200));
+        assert!(sink.connections() <= 4, "{} connections for a pool of 4", sink.connections());
+        assert_eq!(sink.auth_users().len(), sink.connections(), "AUTH once per connection");
+    }
+
+    #[tokio::test]
+    async fn a_send_cancelled_mid_conversation_does_not_hand_its_connection_to_the_next() {
+        let sink = SmtpSink::with_rule(|_, n| if n == 0 { Reply::Delay(Duration::from_millis(300)) } else { Reply::Accept }).await;
+        let smtp = adapter(&sink, 1);
+        let first = spawn_send(&smtp, 0);
+        let start = Instant::now();
+        while sink.attempts() == 0 {
+            assert!(start.elapsed() < WAIT, "the first message never reached the end of DATA");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        first.abort(); // waiting for the reply to its final "."
+        assert!(first.await.unwrap_err().is_cancelled());
+        // Reused, the connection would feed the late "250" of message 0 to message 1's MAIL, and so on.
+        spawn_send(&smtp, 1).await.unwrap().expect("message 1 on a fresh connection");
+        let got = sink.wait_for(2, WAIT).await; // the sink still takes message 0 after its delay
+        assert!(got.iter().any(|m| m.rcpt_to == ["u1@example.com"] && m.header("Message-ID").as_deref() == Some("<m1@acme.example>")));
+        assert_eq!(sink.connections(), 2, "the interrupted connection was not reused");
     }
 
     #[tokio::test]

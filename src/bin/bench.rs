@@ -144,9 +144,8 @@ struct Cli {
     /// peer: skip graphile-worker's default-settings run (only the tuned runs count as best).
     #[arg(long)]
     peer_skip_default: bool,
-    /// The SMTP session's `config.pool_size` (lettre's connection pool).
-    /// (8/64, 64/64, 8/128, 128/128, 256/256 were tried; 128/128 was among the fastest and,
-    /// unlike a pool smaller than the concurrency, does not open a connection per message.)
+    /// The SMTP session's `config.pool_size`: at most this many connections; sends beyond it
+    /// wait for one. (128 with the session concurrency 128 was among the fastest tried.)
     #[arg(long, default_value_t = 128)]
     smtp_pool_size: usize,
     /// The SMTP session's `config.concurrency` (sends in progress at once).

@@ -143,11 +143,12 @@ impl Worker {
         Worker { debounce, backoff: HashMap::new(), llm: HashMap::new() }
     }
 
-    /// Drain the due threads (full batches back to back, each thread at most once per tick).
+    /// Drain the due threads (full batches back to back, each thread at most once per tick: each
+    /// claim of the tick walks on from where the previous one stopped, see [`q::Cursor`]).
     async fn insights(&mut self, pool: &Pool) {
-        let mut seen = Vec::new();
+        let mut cursor = None;
         for _ in 0..MAX_BATCHES_PER_TICK {
-            match self.batch(pool, &mut seen).await {
+            match self.batch(pool, &mut cursor).await {
                 Ok(n) if n as i64 >= BATCH => continue,
                 Ok(_) => break,
                 Err(e) => {
@@ -159,18 +160,17 @@ impl Worker {
     }
 
     /// Claim, compute and write one batch; returns the number of threads claimed.
-    async fn batch(&mut self, pool: &Pool, seen: &mut Vec<i64>) -> Result<usize, Error> {
+    async fn batch(&mut self, pool: &Pool, cursor: &mut Option<q::Cursor>) -> Result<usize, Error> {
         let now = Instant::now();
         self.backoff.retain(|_, b| b.at + MAX_RETRY_DELAY > now);
-        let mut exclude: Vec<i64> = self.backoff.iter().filter(|(_, b)| b.at > now).map(|(id, _)| *id).collect();
-        exclude.extend_from_slice(seen);
+        let exclude: Vec<i64> = self.backoff.iter().filter(|(_, b)| b.at > now).map(|(id, _)| *id).collect();
 
         let client = pool.get().await?;
-        let claimed = q::claim_due(&client, self.debounce, &exclude, BATCH).await?;
+        let claimed = q::claim_due(&client, self.debounce, &exclude, *cursor, BATCH).await?;
         if claimed.is_empty() {
             return Ok(0);
         }
-        seen.extend(claimed.iter().map(|t| t.thread_id));
+        *cursor = q::cursor_after(*cursor, &claimed);
         let keys: Vec<(&str, i64)> = claimed.iter().map(|t| (t.tenant_id.as_str(), t.thread_id)).collect();
         let mut histories = q::histories(&client, &keys, HISTORY_DEPTH).await?;
         // no connection is held while summarizers run

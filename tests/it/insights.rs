@@ -376,3 +376,99 @@ async fn an_llm_tenant_gets_its_insight_once_the_endpoint_recovers() {
     assert_eq!(mock.requests().len(), 3, "two failures, then one success");
     daemon.stop().await;
 }
+
+/// `count` inbound rows on `threads` threads (one per contact) in ONE statement: one `created_at`
+/// and one `insights_due_at` for all of them, as a bridge's bulk load gives.
+async fn bulk_inbound(db: &TestDb, session: i64, count: i64, threads: i64) {
+    db.client
+        .execute(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, body_text)
+             SELECT 'acme', $1, 'inbound', 'bulk.' || i, '+1666' || lpad((i % $3)::text, 7, '0'), 'message ' || i
+               FROM generate_series(0, $2 - 1) i",
+            &[&session, &count, &threads],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_claims_of_a_pass_walk_on_from_the_last_thread_taken_even_when_all_share_one_due_marker() {
+    let db = TestDb::new().await;
+    let (_, wa) = db.seed_acme().await;
+    bulk_inbound(&db, wa, 250, 250).await;
+    assert_eq!(db.count("SELECT count(DISTINCT insights_due_at) FROM et_threads").await, 1);
+    // debounce 0: every due thread is claimable (starved at once)
+    let mut cursor = None;
+    let mut taken = Vec::new();
+    let mut sizes = Vec::new();
+    loop {
+        let claimed = pgcourier::db::insights::claim_due(&db.client, Duration::ZERO, &[], cursor, 100).await.unwrap();
+        sizes.push(claimed.len());
+        if claimed.is_empty() {
+            break;
+        }
+        cursor = pgcourier::db::insights::cursor_after(cursor, &claimed);
+        taken.extend(claimed.iter().map(|t| t.thread_id));
+    }
+    assert_eq!(sizes, [100, 100, 50, 0], "each claim of the pass starts after the previous one");
+    let mut distinct = taken.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 250, "every due thread once: {taken:?}");
+    // the threads are still due (nothing was written): a new pass starts from the beginning
+    let again = pgcourier::db::insights::claim_due(&db.client, Duration::ZERO, &[], None, 100).await.unwrap();
+    assert_eq!(again.len(), 100);
+}
+
+#[tokio::test]
+async fn a_quiet_thread_waits_for_its_newest_inbound_decision_probed_through_the_undecided_index() {
+    let db = TestDb::new().await;
+    let (_, wa) = db.seed_acme().await;
+    bulk_inbound(&db, wa, 4_000, 200).await;
+    // quiet for a minute, due for a minute: past the debounce, not yet starved (10 × 60 s)
+    db.client
+        .batch_execute("UPDATE et_threads SET updated_at = now() - interval '1 minute', insights_due_at = now() - interval '1 minute'")
+        .await
+        .unwrap();
+    let debounce = Duration::from_secs(60);
+    let q = "EXPLAIN (FORMAT JSON) ".to_owned() + pgcourier::db::insights::CLAIM;
+    let (quiet, starved, exclude, limit, after) = (60.0f64, 600.0f64, Vec::<i64>::new(), 100i64, None::<DateTime<Utc>>);
+    let plan: serde_json::Value =
+        db.client.query_one(&q, &[&quiet, &starved, &exclude, &limit, &after, &None::<i64>]).await.unwrap().get(0);
+    let plan = plan.to_string();
+    // never analysed: without an index made for the probe the planner took the dedupe index on
+    // tenant_id alone and read the tenant's whole inbound history per due thread
+    assert!(plan.contains("et_messages_inbound_undecided"), "{plan}");
+    assert!(!plan.contains("et_messages_inbound_dedupe"), "{plan}");
+
+    let claim = || pgcourier::db::insights::claim_due(&db.client, debounce, &[], None, 1_000);
+    assert!(claim().await.unwrap().is_empty(), "every thread's newest inbound message is undecided");
+    // thread of contact 7: its older messages decided only: still waiting
+    let contact = "+16660000007";
+    db.client
+        .execute(
+            "UPDATE et_messages SET delivery_status = 'inbound_processing'
+              WHERE sender = $1 AND id < (SELECT max(id) FROM et_messages WHERE sender = $1)",
+            &[&contact],
+        )
+        .await
+        .unwrap();
+    db.client
+        .execute("UPDATE et_messages SET delivery_status = 'inbound_no_action' WHERE sender = $1 AND delivery_status = 'inbound_processing'", &[&contact])
+        .await
+        .unwrap();
+    // one bulk insert: the whole thread shares created_at = last_inbound_at
+    assert!(claim().await.unwrap().is_empty(), "the newest of the thread's messages is still received");
+    db.client
+        .execute("UPDATE et_messages SET delivery_status = 'inbound_processing' WHERE sender = $1 AND delivery_status = 'received'", &[&contact])
+        .await
+        .unwrap();
+    assert!(claim().await.unwrap().is_empty(), "in processing is not decided either");
+    db.client
+        .execute("UPDATE et_messages SET delivery_status = 'inbound_ai_replied' WHERE sender = $1 AND delivery_status = 'inbound_processing'", &[&contact])
+        .await
+        .unwrap();
+    let claimed = claim().await.unwrap();
+    assert_eq!(claimed.len(), 1, "only the thread whose messages are all decided");
+    assert_eq!(claimed[0].contact, contact);
+}

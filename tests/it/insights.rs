@@ -383,8 +383,8 @@ async fn bulk_inbound(db: &TestDb, session: i64, count: i64, threads: i64) {
     db.client
         .execute(
             "INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, body_text)
-             SELECT 'acme', $1, 'inbound', 'bulk.' || i, '+1666' || lpad((i % $3)::text, 7, '0'), 'message ' || i
-               FROM generate_series(0, $2 - 1) i",
+             SELECT 'acme', $1, 'inbound', 'bulk.' || i, '+1666' || lpad((i % $3::bigint)::text, 7, '0'), 'message ' || i
+               FROM generate_series(0, $2::bigint - 1) i",
             &[&session, &count, &threads],
         )
         .await
@@ -397,12 +397,14 @@ async fn the_claims_of_a_pass_walk_on_from_the_last_thread_taken_even_when_all_s
     let (_, wa) = db.seed_acme().await;
     bulk_inbound(&db, wa, 250, 250).await;
     assert_eq!(db.count("SELECT count(DISTINCT insights_due_at) FROM et_threads").await, 1);
+    let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();
+    let pooled = pool.get().await.unwrap();
     // debounce 0: every due thread is claimable (starved at once)
     let mut cursor = None;
     let mut taken = Vec::new();
     let mut sizes = Vec::new();
     loop {
-        let claimed = pgcourier::db::insights::claim_due(&db.client, Duration::ZERO, &[], cursor, 100).await.unwrap();
+        let claimed = pgcourier::db::insights::claim_due(&pooled, Duration::ZERO, &[], cursor, 100).await.unwrap();
         sizes.push(claimed.len());
         if claimed.is_empty() {
             break;
@@ -416,7 +418,7 @@ async fn the_claims_of_a_pass_walk_on_from_the_last_thread_taken_even_when_all_s
     distinct.dedup();
     assert_eq!(distinct.len(), 250, "every due thread once: {taken:?}");
     // the threads are still due (nothing was written): a new pass starts from the beginning
-    let again = pgcourier::db::insights::claim_due(&db.client, Duration::ZERO, &[], None, 100).await.unwrap();
+    let again = pgcourier::db::insights::claim_due(&pooled, Duration::ZERO, &[], None, 100).await.unwrap();
     assert_eq!(again.len(), 100);
 }
 
@@ -441,10 +443,17 @@ async fn a_quiet_thread_waits_for_its_newest_inbound_decision_probed_through_the
     assert!(plan.contains("et_messages_inbound_undecided"), "{plan}");
     assert!(!plan.contains("et_messages_inbound_dedupe"), "{plan}");
 
-    let claim = || pgcourier::db::insights::claim_due(&db.client, debounce, &[], None, 1_000);
+    let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();
+    let pooled = pool.get().await.unwrap();
+    let claim = || pgcourier::db::insights::claim_due(&pooled, debounce, &[], None, 1_000);
     assert!(claim().await.unwrap().is_empty(), "every thread's newest inbound message is undecided");
     // thread of contact 7: its older messages decided only: still waiting
     let contact = "+16660000007";
+    let client = &db.client;
+    let set = |from: &'static str, to: &'static str| async move {
+        let sql = format!("UPDATE et_messages SET delivery_status = '{to}' WHERE sender = $1 AND delivery_status = '{from}'");
+        client.execute(&sql, &[&contact]).await.unwrap()
+    };
     db.client
         .execute(
             "UPDATE et_messages SET delivery_status = 'inbound_processing'
@@ -453,21 +462,12 @@ async fn a_quiet_thread_waits_for_its_newest_inbound_decision_probed_through_the
         )
         .await
         .unwrap();
-    db.client
-        .execute("UPDATE et_messages SET delivery_status = 'inbound_no_action' WHERE sender = $1 AND delivery_status = 'inbound_processing'", &[&contact])
-        .await
-        .unwrap();
+    set("inbound_processing", "inbound_no_action").await;
     // one bulk insert: the whole thread shares created_at = last_inbound_at
     assert!(claim().await.unwrap().is_empty(), "the newest of the thread's messages is still received");
-    db.client
-        .execute("UPDATE et_messages SET delivery_status = 'inbound_processing' WHERE sender = $1 AND delivery_status = 'received'", &[&contact])
-        .await
-        .unwrap();
+    set("received", "inbound_processing").await;
     assert!(claim().await.unwrap().is_empty(), "in processing is not decided either");
-    db.client
-        .execute("UPDATE et_messages SET delivery_status = 'inbound_ai_replied' WHERE sender = $1 AND delivery_status = 'inbound_processing'", &[&contact])
-        .await
-        .unwrap();
+    set("inbound_processing", "inbound_ai_replied").await;
     let claimed = claim().await.unwrap();
     assert_eq!(claimed.len(), 1, "only the thread whose messages are all decided");
     assert_eq!(claimed[0].contact, contact);

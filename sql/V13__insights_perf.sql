@@ -8,8 +8,10 @@
 -- the undecided inbound rows (received / in processing), so a probe is one tiny index descent, and
 -- it is the only index whose predicate implies the probe's, so the planner has nothing cheaper to
 -- pick. Rows leave it once decided: it stays as small as the inbound backlog.
+-- Keyed on the generated inbound_state (V12), not delivery_status: an index whose predicate named
+-- delivery_status would make every outbound status update non-HOT again.
 CREATE INDEX et_messages_inbound_undecided ON et_messages (tenant_id, thread_id, created_at)
-    WHERE direction = 'inbound' AND delivery_status IN ('received', 'inbound_processing');
+    WHERE inbound_state IN ('received', 'inbound_processing');
 
 -- Due threads in claim order with a unique tie-break: the claim walks on from the last thread it
 -- took within a pass (keyset) instead of re-reading, and re-excluding by id, every thread it has

@@ -68,8 +68,8 @@ WITH c AS (
        AND (th.insights_due_at <= now() - make_interval(secs => $2)
             OR NOT EXISTS (SELECT 1 FROM et_messages m
                             WHERE m.tenant_id = th.tenant_id AND m.thread_id = th.id
-                              AND m.created_at >= th.last_inbound_at AND m.direction = 'inbound'
-                              AND m.delivery_status IN ('received', 'inbound_processing')))
+                              AND m.created_at >= th.last_inbound_at
+                              AND m.inbound_state IN ('received', 'inbound_processing')))
      ORDER BY th.insights_due_at, th.id
      LIMIT $4
        FOR NO KEY UPDATE OF th SKIP LOCKED

@@ -1,5 +1,6 @@
 //! All SQL that the daemon runs lives under this module (and in `sql/`, `triggers/`).
 
+pub mod analyze;
 pub mod api;
 pub mod apikeys;
 pub mod audit;

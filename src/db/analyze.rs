@@ -9,10 +9,14 @@
 //! off nobody does. So when `autovacuum` is off, the daemon analyses its busiest tables itself,
 //! once more rows changed since the last analyze than the table had then (plus 50): plans go
 //! wrong when a table is misjudged by orders of magnitude, not by 10% (autovacuum's rule, which
-//! made a 100,000-row drain analyse ~20 times). With autovacuum on it does nothing.
+//! made a 100,000-row drain analyse ~20 times), and no table more often than once a minute
+//! (autovacuum's naptime): an `ANALYZE` invalidates every cached plan on the table in every
+//! session, and a table filling from empty would otherwise be analysed at 100, 200, 400... rows.
+//! With autovacuum on it does nothing.
 
 use deadpool_postgres::Pool;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// The tables whose plans matter on the hot paths.
@@ -31,14 +35,22 @@ pub async fn stale(client: &tokio_postgres::Client) -> Result<Vec<String>, tokio
     Ok(client.query(STALE, &[&tables]).await?.iter().map(|r| r.get(0)).collect())
 }
 
+/// No table is analysed again sooner than this.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(60);
+
 /// `ANALYZE` the stale tables; returns their names.
 pub async fn analyze_stale(client: &tokio_postgres::Client) -> Result<Vec<String>, tokio_postgres::Error> {
     let tables = stale(client).await?;
-    for t in &tables {
+    analyze(client, &tables).await?;
+    Ok(tables)
+}
+
+async fn analyze(client: &tokio_postgres::Client, tables: &[String]) -> Result<(), tokio_postgres::Error> {
+    for t in tables {
         // names come from TABLES (fixed identifiers), never from input
         client.batch_execute(&format!("ANALYZE {t}")).await?;
     }
-    Ok(tables)
+    Ok(())
 }
 
 /// Run until `shutdown`: every `every`, analyse what is stale, if and only if autovacuum is off.
@@ -58,6 +70,7 @@ pub async fn run(pool: Pool, every: Duration, shutdown: CancellationToken) {
             return;
         }
     }
+    let mut last: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -66,7 +79,17 @@ pub async fn run(pool: Pool, every: Duration, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let result = match pool.get().await {
-            Ok(client) => analyze_stale(&client).await.map_err(|e| e.to_string()),
+            Ok(client) => async {
+                let mut tables = stale(&client).await?;
+                tables.retain(|t| last.get(t).is_none_or(|at| at.elapsed() >= MIN_INTERVAL));
+                analyze(&client, &tables).await?;
+                for t in &tables {
+                    last.insert(t.clone(), Instant::now());
+                }
+                Ok::<_, tokio_postgres::Error>(tables)
+            }
+            .await
+            .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match result {

@@ -6,9 +6,8 @@
 //! after the last claim that found work: under a steady trickle inserts then send no NOTIFY at
 //! all (a NOTIFY serialises committing transactions cluster-wide). Once idle that long it drops
 //! the mark, claims once more, and waits for a NOTIFY, the next scheduled row falling due, or the
-//! poll interval, whichever comes first. On shutdown it
-//! stops claiming, lets started sends finish (up to the shutdown timeout) and gives back the
-//! leases of sends that never started.
+//! poll interval, whichever comes first. On shutdown it stops claiming, lets started sends finish
+//! (up to the shutdown timeout) and gives back the leases of sends that never started.
 
 use super::breakers::Breakers;
 use super::outcomes::{self, Finished};

@@ -38,19 +38,20 @@ pub async fn stale(client: &tokio_postgres::Client) -> Result<Vec<String>, tokio
 /// No table is analysed again sooner than this.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(60);
 
-/// `ANALYZE` the stale tables; returns their names.
-pub async fn analyze_stale(client: &tokio_postgres::Client) -> Result<Vec<String>, tokio_postgres::Error> {
-    let tables = stale(client).await?;
-    analyze(client, &tables).await?;
-    Ok(tables)
-}
-
-async fn analyze(client: &tokio_postgres::Client, tables: &[String]) -> Result<(), tokio_postgres::Error> {
-    for t in tables {
+/// `ANALYZE` the stale tables except those in `last` analysed less than [`MIN_INTERVAL`] ago;
+/// records the time in `last` and returns the names analysed.
+pub async fn analyze_stale(
+    client: &tokio_postgres::Client,
+    last: &mut HashMap<String, Instant>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let mut tables = stale(client).await?;
+    tables.retain(|t| last.get(t).is_none_or(|at| at.elapsed() >= MIN_INTERVAL));
+    for t in &tables {
         // names come from TABLES (fixed identifiers), never from input
         client.batch_execute(&format!("ANALYZE {t}")).await?;
+        last.insert(t.clone(), Instant::now());
     }
-    Ok(())
+    Ok(tables)
 }
 
 /// Run until `shutdown`: every `every`, analyse what is stale, if and only if autovacuum is off.
@@ -79,17 +80,7 @@ pub async fn run(pool: Pool, every: Duration, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let result = match pool.get().await {
-            Ok(client) => async {
-                let mut tables = stale(&client).await?;
-                tables.retain(|t| last.get(t).is_none_or(|at| at.elapsed() >= MIN_INTERVAL));
-                analyze(&client, &tables).await?;
-                for t in &tables {
-                    last.insert(t.clone(), Instant::now());
-                }
-                Ok::<_, tokio_postgres::Error>(tables)
-            }
-            .await
-            .map_err(|e| e.to_string()),
+            Ok(client) => analyze_stale(&client, &mut last).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match result {

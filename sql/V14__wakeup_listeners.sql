@@ -16,5 +16,5 @@ CREATE UNLOGGED TABLE et_listeners (
 CREATE FUNCTION et_wakeup_wanted(p_channel text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
   SELECT EXISTS (SELECT 1 FROM et_listeners WHERE listening_until > now())
-     AND (p_channel <> 'et_outbound' OR NOT EXISTS (SELECT 1 FROM et_dispatch_busy WHERE busy_until > now()))
+     AND (p_channel <> 'et_outbound' OR NOT et_outbound_busy())
 $$;

@@ -297,9 +297,11 @@ impl Dispatcher {
             }
         };
         if let Some(out) = rendered {
-            outcome.rendered_subject = out.subject;
-            outcome.rendered_text = out.text;
-            outcome.rendered_html = out.html;
+            // kept only where rendering changed what was written (NULL: sent as written), so a
+            // message without variables is not stored twice and its update can stay on its page
+            outcome.rendered_subject = out.subject.filter(|s| m.subject.as_ref() != Some(s));
+            outcome.rendered_text = out.text.filter(|t| m.body_text.as_ref() != Some(t));
+            outcome.rendered_html = out.html.filter(|h| m.body_html.as_ref() != Some(h));
         }
         metrics::counter!("pgcourier_messages_total", "status" => outcome.status, "channel" => m.session.channel.clone(), "tenant" => m.tenant_id.clone()).increment(1);
         Finished::Outcome(outcome)

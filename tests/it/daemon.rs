@@ -159,6 +159,12 @@ async fn a_row_inserted_by_sql_reaches_the_smtp_sink() {
     assert_eq!(row.get::<_, i32>(3), 1);
     assert!(row.get::<_, bool>(4));
     assert_eq!(walk(&db, id).await, ["queued", "sending", "sent"]);
+    // rendered_* hold what rendering changed (here: variables, text derived from the HTML);
+    // a message sent exactly as written is not stored twice.
+    let as_written = "SELECT count(*) FROM et_messages WHERE recipients = ARRAY['warm@example.com'] AND delivery_status = 'sent'
+                        AND rendered_subject IS NULL AND rendered_text IS NULL AND rendered_html IS NULL";
+    assert_eq!(db.count(as_written).await, 1, "sent as written: rendered_* stay NULL");
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_messages WHERE id = {id} AND rendered_text LIKE '%Hi <Ann>%'")).await, 1);
     assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue").await, 0, "finished rows leave the queue");
     daemon.stop().await;
 }

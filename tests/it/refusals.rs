@@ -223,3 +223,44 @@ async fn approving_something_not_pending() {
     assert!(e.as_db_error().unwrap().message().contains("only failed messages can be retried"));
     assert_eq!(db.count("SELECT count(*) FROM et_message_events").await, events);
 }
+
+/// Events are kept tied to a message of their own tenant by triggers (V16 dropped the foreign
+/// key): a hand-written event naming no message, or another tenant's, is refused; deleting or
+/// truncating messages takes their events along.
+#[tokio::test]
+async fn events_name_a_message_of_their_own_tenant_and_go_with_it() {
+    let (db, email, _, _) = setup().await;
+    db.client.batch_execute("INSERT INTO et_tenants (id) VALUES ('globex')").await.unwrap();
+    let id: i64 = db
+        .client
+        .query_one(
+            &format!("INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text) VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x') RETURNING id"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let event = |tenant: &str, message: i64| {
+        format!("INSERT INTO et_message_events (tenant_id, message_id, to_status, actor) VALUES ('{tenant}', {message}, 'queued', 'dba')")
+    };
+    for sql in [event("acme", id + 1000), event("globex", id), format!("{}, ('acme', {}, 'queued', 'dba')", event("acme", id), id + 1)] {
+        let e = refused(&db, &sql).await;
+        names(&e, "message_id", "an event must name a message of its own tenant");
+        assert_eq!(e.code().code(), "23503", "foreign_key_violation: {sql}");
+    }
+    db.client.batch_execute(&event("acme", id)).await.expect("an event of an existing message of its tenant");
+    let e = refused(&db, &format!("UPDATE et_message_events SET message_id = {} WHERE actor = 'dba'", id + 1000)).await;
+    names(&e, "message_id", "no message");
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_message_events WHERE message_id = {id}")).await, 2);
+
+    db.client.batch_execute(&format!("DELETE FROM et_messages WHERE id = {id}")).await.unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM et_message_events").await, 0, "a deleted message's events go with it");
+    db.client
+        .batch_execute(&format!(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text) VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'y');
+             TRUNCATE et_messages CASCADE"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM et_message_events").await, 0, "truncated messages take their events along");
+}

@@ -55,6 +55,10 @@ pub struct Report {
     pub lifecycle: Lifecycle,
     /// The daemon process during the drain.
     pub memory: Memory,
+    /// `et_messages` row updates during the drain, and how many were HOT (no index entry
+    /// written: the new version fit on the same page and no indexed column changed).
+    pub message_updates: i64,
+    pub message_hot_updates: i64,
 }
 
 impl Report {
@@ -104,6 +108,11 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         db.client.query_one("SELECT (extract(epoch FROM min(sent_at)) * 1000)::float8 FROM et_messages", &[]).await?.get(0);
     let first_sent_ms = first_sent_epoch_ms.map(|t| t - offset_ms - epoch_ms(wall0)).unwrap_or(f64::NAN);
     let lifecycle = lifecycle(db).await?;
+    // (the daemon's backends flushed their statistics when it stopped)
+    let upd = db
+        .client
+        .query_one("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'et_messages'::regclass", &[])
+        .await?;
     Ok(Report {
         messages: n,
         daemon: p.daemon.clone(),
@@ -115,6 +124,8 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         msgs_per_s: n as f64 / all_sent.as_secs_f64(),
         lifecycle,
         memory,
+        message_updates: upd.get(0),
+        message_hot_updates: upd.get(1),
     })
 }
 

@@ -58,6 +58,8 @@ pub fn drain(r: &drain::Report) {
     line("queue rows left", l.queue_rows_left.to_string());
     line("events →queued / →sending / →sent (total)", format!("{} / {} / {} ({})", l.events_queued, l.events_sending, l.events_sent, l.events_total));
     line("messages with exactly queued→sending→sent", l.complete_lifecycles.to_string());
+    let hot = r.message_hot_updates as f64 / (r.message_updates.max(1) as f64) * 100.0;
+    line("et_messages updates / HOT", format!("{} / {} ({hot:.0}%)", r.message_updates, r.message_hot_updates));
     memory(&r.memory);
 }
 

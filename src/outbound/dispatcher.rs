@@ -33,6 +33,9 @@ const BUSY_POLL: Duration = Duration::from_millis(5);
 /// the last claim that found work: long enough to span the gaps of a steady load, short enough
 /// that an idle daemon soon goes back to waiting on LISTEN (at most 200 empty claims per burst).
 const BUSY_LINGER: Duration = Duration::from_secs(1);
+/// A send starts only within this share of its lease; the rest is left for the send itself
+/// (a message that waited longer for its session's concurrency slot is given back unsent).
+const LEASE_START_BY: f64 = 0.5;
 /// How long a busy mark lasts unless refreshed (a daemon that dies stops suppressing NOTIFYs
 /// after this); it is refreshed once half of it has passed.
 const BUSY_TTL: Duration = Duration::from_secs(2);
@@ -145,6 +148,8 @@ impl Dispatcher {
                 continue;
             }
             let want = free.min(this.config.batch_size);
+            // (before the claim: the lease runs from the claim's now())
+            let claimed_at = Instant::now();
             let batch = match this.claim(want).await {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -163,7 +168,7 @@ impl Dispatcher {
                 let (this, tx, shutdown) = (this.clone(), tx.clone(), shutdown.clone());
                 sends.spawn(
                     async move {
-                        let finished = this.send_one(m, &shutdown).await;
+                        let finished = this.send_one(m, claimed_at, &shutdown).await;
                         let _ = tx.send((finished, permit));
                     }
                     .instrument(span),
@@ -229,14 +234,21 @@ impl Dispatcher {
     }
 
     /// Send one claimed message and decide its outcome (or give it back if shutdown came first,
-    /// or if its session's breaker is open and there is no fallback).
-    async fn send_one(&self, m: Claimed, shutdown: &CancellationToken) -> Finished {
+    /// if it waited for its session's slot past [`LEASE_START_BY`] of its lease, or if its
+    /// session's breaker is open and there is no fallback).
+    async fn send_one(&self, m: Claimed, claimed_at: Instant, shutdown: &CancellationToken) -> Finished {
         let slots = self.slots_for(&m);
         let _slot = tokio::select! {
             biased;
             slot = slots.acquire_owned() => slot.expect("session semaphore never closes"),
             _ = shutdown.cancelled() => return Finished::Release(released(&m, None, "released unstarted at shutdown")),
         };
+        if claimed_at.elapsed() >= self.config.lease.mul_f64(LEASE_START_BY) {
+            // Once the lease expires the rescuer hands the row to another claim: starting the
+            // send this late could deliver the message twice. Give it back unsent instead.
+            tracing::info!(waited_ms = claimed_at.elapsed().as_millis() as u64, "lease half spent waiting for a session slot: released unsent");
+            return Finished::Release(released(&m, None, "released unsent: the lease was half spent waiting for a session slot"));
+        }
         let all = m.recipients.len() + m.cc.len() + m.bcc.len();
         if !m.suppressed_now.is_empty() && m.suppressed_now.len() >= all {
             tracing::info!(suppressed = ?m.suppressed_now, "every recipient is suppressed; not sending");

@@ -268,6 +268,36 @@ async fn tables_changed_more_than_their_size_are_analysed_and_then_no_longer_sta
     }
 }
 
+/// Claimed rows that wait for their session's only slot until half their lease is gone are given
+/// back unsent (the attempt not counted) rather than sent after the rescuer may have handed them
+/// to another claim: 3 messages of 1.2 s each through concurrency 1 with a 2 s lease are each
+/// delivered exactly once. (Without the guard the third starts at 2.4 s, after its lease expired
+/// and the rescuer queued it again, and goes out twice.)
+#[tokio::test]
+async fn a_send_that_waited_out_half_its_lease_is_given_back_not_sent_twice() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::with_rule(|_, _| Reply::Delay(Duration::from_millis(1200))).await;
+    let session = smtp_session(&db, &sink, serde_json::json!({ "concurrency": 1 })).await;
+    db.client
+        .batch_execute(&format!(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+             SELECT 'acme', {session}, 'outbound', ARRAY['r' || i || '@example.com'], 'Hello', 'Body' FROM generate_series(1, 3) i"
+        ))
+        .await
+        .unwrap();
+    let daemon = spawn(&db, &[("PGCOURIER_LEASE", "2s"), ("PGCOURIER_RESCUE_INTERVAL", "200ms")]);
+    until(&db, "SELECT count(*) = 3 FROM et_messages WHERE delivery_status = 'sent'", SECS).await;
+    daemon.stop().await;
+    let mut to: Vec<String> = sink.messages().iter().flat_map(|m| m.rcpt_to.clone()).collect();
+    to.sort();
+    assert_eq!(to, ["r1@example.com", "r2@example.com", "r3@example.com"], "each message delivered exactly once");
+    assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE attempts = 1").await, 3, "a release does not count the attempt");
+    let released = db
+        .count("SELECT count(*) FROM et_message_events WHERE from_status = 'sending' AND to_status = 'queued' AND detail->>'reason' LIKE 'released unsent%'")
+        .await;
+    assert!(released >= 1, "at least one send was given back ({released})");
+}
+
 #[tokio::test]
 async fn smtp_451_twice_then_250_is_sent_on_attempt_3() {
     let db = TestDb::new().await;

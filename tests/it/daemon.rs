@@ -72,6 +72,18 @@ pub async fn smtp_session(db: &TestDb, sink: &SmtpSink, extra: serde_json::Value
         .get(0)
 }
 
+/// `n` messages in one statement, to `{prefix}1@example.com` ... `{prefix}{n}@example.com`.
+pub async fn send_many(db: &TestDb, session: i64, prefix: &str, n: i32) {
+    db.client
+        .execute(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+             SELECT 'acme', $1, 'outbound', ARRAY[$2::text || i || '@example.com'], 'Hello', 'Body' FROM generate_series(1, $3::int) i",
+            &[&session, &prefix, &n],
+        )
+        .await
+        .unwrap();
+}
+
 pub async fn send(db: &TestDb, session: i64, to: &str) -> i64 {
     db.client
         .query_one(
@@ -222,13 +234,7 @@ async fn tables_changed_more_than_their_size_are_analysed_and_then_no_longer_sta
     let session = smtp_session(&db, &sink, serde_json::json!({})).await;
     let stale = || async { pgcourier::db::analyze::stale(&db.client).await.unwrap() };
     assert!(!stale().await.contains(&"et_messages".to_owned()), "an empty table is not stale");
-    db.client
-        .batch_execute(&format!(
-            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
-             SELECT 'acme', {session}, 'outbound', ARRAY['u' || i || '@example.com'], 's', 'b' FROM generate_series(1, 200) i"
-        ))
-        .await
-        .unwrap();
+    send_many(&db, session, "u", 200).await;
     // the inserting backend's counters reach the shared statistics at its next flush
     let deadline = Instant::now() + SECS;
     while !stale().await.contains(&"et_messages".to_owned()) {
@@ -278,13 +284,7 @@ async fn a_send_that_waited_out_half_its_lease_is_given_back_not_sent_twice() {
     let db = TestDb::new().await;
     let sink = SmtpSink::with_rule(|_, _| Reply::Delay(Duration::from_millis(1200))).await;
     let session = smtp_session(&db, &sink, serde_json::json!({ "concurrency": 1 })).await;
-    db.client
-        .batch_execute(&format!(
-            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
-             SELECT 'acme', {session}, 'outbound', ARRAY['r' || i || '@example.com'], 'Hello', 'Body' FROM generate_series(1, 3) i"
-        ))
-        .await
-        .unwrap();
+    send_many(&db, session, "r", 3).await;
     let daemon = spawn(&db, &[("PGCOURIER_LEASE", "2s"), ("PGCOURIER_RESCUE_INTERVAL", "200ms")]);
     until(&db, "SELECT count(*) = 3 FROM et_messages WHERE delivery_status = 'sent'", SECS).await;
     daemon.stop().await;

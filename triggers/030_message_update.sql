@@ -75,10 +75,9 @@ BEGIN
     EXECUTE $q$
     SELECT o.id, o.direction, o.delivery_status AS from_status, n.delivery_status AS to_status
       FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
-     WHERE n.delivery_status <> o.delivery_status
-       AND NOT EXISTS (SELECT 1 FROM et_status_transitions t
-                        WHERE t.direction = o.direction AND t.from_status = o.delivery_status
-                          AND t.to_status = n.delivery_status)
+      LEFT JOIN et_status_transitions t
+        ON t.direction = o.direction AND t.from_status = o.delivery_status AND t.to_status = n.delivery_status
+     WHERE n.delivery_status <> o.delivery_status AND t.to_status IS NULL
      LIMIT 1$q$ INTO bad;
     RAISE EXCEPTION 'et_messages.delivery_status: % message % cannot go from % to %',
                     bad.direction, bad.id, bad.from_status, bad.to_status

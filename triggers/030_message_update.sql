@@ -61,25 +61,28 @@ BEGIN
   WITH ch AS MATERIALIZED (
     SELECT n.tenant_id, n.id, n.direction, o.delivery_status AS from_status, n.delivery_status AS to_status,
            t.to_status IS NULL AS refused,
-           jsonb_strip_nulls(jsonb_build_object(
-             'reason', $1::text,
-             'attempts', CASE WHEN n.direction = 'outbound' AND o.delivery_status = 'sending' THEN n.attempts END,
-             'error', CASE WHEN n.last_error IS DISTINCT FROM o.last_error THEN n.last_error END,
-             'error_class', CASE WHEN n.error_class IS DISTINCT FROM o.error_class THEN n.error_class END)) AS detail
+           CASE WHEN $1::text IS NULL AND NOT (n.direction = 'outbound' AND o.delivery_status = 'sending')
+                     AND n.last_error IS NOT DISTINCT FROM o.last_error AND n.error_class IS NOT DISTINCT FROM o.error_class
+                THEN '{}'::jsonb  -- (a claim's events: nothing to say, no object to build and strip)
+                ELSE jsonb_strip_nulls(jsonb_build_object(
+                       'reason', $1::text,
+                       'attempts', CASE WHEN n.direction = 'outbound' AND o.delivery_status = 'sending' THEN n.attempts END,
+                       'error', CASE WHEN n.last_error IS DISTINCT FROM o.last_error THEN n.last_error END,
+                       'error_class', CASE WHEN n.error_class IS DISTINCT FROM o.error_class THEN n.error_class END)) END AS detail
       FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
       LEFT JOIN et_status_transitions t
         ON t.direction = o.direction AND t.from_status = o.delivery_status AND t.to_status = n.delivery_status
      WHERE n.delivery_status <> o.delivery_status
   ), events AS (
     INSERT INTO et_message_events (tenant_id, message_id, from_status, to_status, actor, detail)
-    SELECT ch.tenant_id, ch.id, ch.from_status, ch.to_status, et_actor(), ch.detail FROM ch
+    SELECT ch.tenant_id, ch.id, ch.from_status, ch.to_status, $2, ch.detail FROM ch
   )
   SELECT count(*) FILTER (WHERE refused) AS refused,
          count(*) AS changed,
          count(*) FILTER (WHERE to_status = 'queued' AND from_status IN ('pending_approval', 'failed')) AS requeue,
          count(*) FILTER (WHERE to_status IN ('cancelled', 'rejected', 'suppressed')) AS finished,
          count(*) FILTER (WHERE to_status = 'received') AS reinbound
-    FROM ch$q$ INTO w USING reason;
+    FROM ch$q$ INTO w USING reason, et_actor();
   IF w.changed = 0 THEN
     RETURN NULL;
   END IF;

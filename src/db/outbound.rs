@@ -251,28 +251,25 @@ WITH o AS (
     SELECT * FROM unnest($2::text[], $3::bigint[], $4::int[], $5::text[], $6::timestamptz[], $7::text[], $8::text[],
                          $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[])
         AS o(tenant_id, message_id, attempt, status, run_at, error, error_class, external_id, r_subject, r_text, r_html, delivery)
-), f AS (
-    -- one primary-key probe per outcome, fenced on the lease and the attempt outside it: with
-    -- the fence inside, the planner could match et_outbound_queue_leased's predicate and, on
-    -- statistics taken before anything was leased, scan every lease per outcome (2,000 leases:
-    -- 300 ms per 1,000 outcomes); OFFSET 0 keeps the fence from being pushed back in
-    SELECT o.* FROM o
-     CROSS JOIN LATERAL (
-           SELECT q.state, q.leased_by, q.attempts FROM et_outbound_queue q
-            WHERE q.tenant_id = o.tenant_id AND q.message_id = o.message_id
-           OFFSET 0
-              FOR UPDATE) held
-     WHERE held.state = 'leased' AND held.leased_by = $1 AND held.attempts = o.attempt
 ), dq AS (
-    DELETE FROM et_outbound_queue q USING f
-     WHERE q.tenant_id = f.tenant_id AND q.message_id = f.message_id AND f.status IN ('sent', 'suppressed')
+    -- the fence (this worker's lease, this attempt) sits in the DELETE and the UPDATE themselves,
+    -- so a row re-leased meanwhile is rechecked and skipped without locking it first; each
+    -- returns the outcome with the row (joining two CTEs afterwards would be a nested loop)
+    DELETE FROM et_outbound_queue q USING o
+     WHERE q.tenant_id = o.tenant_id AND q.message_id = o.message_id AND o.status IN ('sent', 'suppressed')
+       AND q.state = 'leased' AND q.leased_by = $1 AND q.attempts = o.attempt
+ RETURNING o.*
 ), uq AS (
     UPDATE et_outbound_queue q
-       SET state = CASE WHEN f.status = 'queued' THEN 'ready' ELSE 'dead' END,
-           run_at = coalesce(f.run_at, q.run_at), leased_by = NULL, lease_expires_at = NULL,
-           last_error = f.error, updated_at = now()
-      FROM f
-     WHERE q.tenant_id = f.tenant_id AND q.message_id = f.message_id AND f.status IN ('queued', 'failed')
+       SET state = CASE WHEN o.status = 'queued' THEN 'ready' ELSE 'dead' END,
+           run_at = coalesce(o.run_at, q.run_at), leased_by = NULL, lease_expires_at = NULL,
+           last_error = o.error, updated_at = now()
+      FROM o
+     WHERE q.tenant_id = o.tenant_id AND q.message_id = o.message_id AND o.status NOT IN ('sent', 'suppressed')
+       AND q.state = 'leased' AND q.leased_by = $1 AND q.attempts = o.attempt
+ RETURNING o.*
+), f AS (
+    SELECT * FROM dq UNION ALL SELECT * FROM uq
 ), um AS (
     UPDATE et_messages m
        SET delivery_status = f.status,

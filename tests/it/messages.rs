@@ -407,3 +407,50 @@ fn every_trigger_file_is_embedded() {
     let embedded: Vec<String> = pgcourier::db::migrate::TRIGGER_FILES.iter().map(|(n, _)| n.to_string()).collect();
     assert_eq!(on_disk, embedded);
 }
+
+/// An outcome counts only under the lease it belongs to: once the row was rescued and leased
+/// again (another worker, the next attempt), the old worker's outcome, success or retry, changes
+/// nothing; the current lease's outcome finishes the message and removes its queue row.
+#[tokio::test]
+async fn an_outcome_is_recorded_only_under_its_own_lease() {
+    use pgcourier::db::outbound::{claim, record, OutcomeRow};
+    let db = TestDb::new().await;
+    let (email, _) = db.seed_acme().await;
+    let id: i64 = db
+        .client
+        .query_one(&format!("{OUTBOUND} VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 's', 'b') RETURNING id"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();
+    let mut client = pool.get().await.unwrap();
+    let claimed = claim(&client, "w1", 5, std::time::Duration::from_secs(60)).await.unwrap();
+    assert_eq!((claimed.len(), claimed[0].attempt), (1, 1));
+    // what the rescuer and the next claim do once w1's lease expired
+    db.client.batch_execute(&format!("UPDATE et_outbound_queue SET leased_by = 'w2', attempts = 2 WHERE message_id = {id}")).await.unwrap();
+    let outcome = |attempt: i32, status: &'static str| OutcomeRow {
+        tenant_id: "acme".into(),
+        message_id: id,
+        attempt,
+        status,
+        run_at: None,
+        error: None,
+        error_class: None,
+        external_id: None,
+        rendered_subject: None,
+        rendered_text: None,
+        rendered_html: None,
+        suppress: None,
+        delivery: None,
+    };
+    let lease = "SELECT count(*) FROM et_outbound_queue WHERE state = 'leased' AND leased_by = 'w2' AND attempts = 2";
+    for status in ["sent", "queued", "failed"] {
+        assert_eq!(record(&mut client, "w1", &[outcome(1, status)]).await.unwrap(), 0, "w1's {status} is not recorded");
+        assert_eq!(db.count(lease).await, 1, "w2's lease stands after w1's {status}");
+        assert_eq!(db.count(&format!("SELECT count(*) FROM et_messages WHERE id = {id} AND delivery_status = 'sending'")).await, 1);
+    }
+    assert_eq!(record(&mut client, "w2", &[outcome(1, "sent")]).await.unwrap(), 0, "the right worker, the wrong attempt");
+    assert_eq!(record(&mut client, "w2", &[outcome(2, "sent")]).await.unwrap(), 1);
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_messages WHERE id = {id} AND delivery_status = 'sent'")).await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue").await, 0);
+}

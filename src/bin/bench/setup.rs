@@ -240,9 +240,10 @@ pub fn epoch_ms(t: SystemTime) -> f64 {
 }
 
 /// True once no outbound queue row is ready or leased: every outcome is recorded (rows that
-/// failed for good stay `dead`). Cheap (the two partial indexes), unlike counting `et_messages`.
+/// failed for good stay `dead`). Cheap (the two partial indexes; a lease is a row with
+/// `lease_expires_at` set), unlike counting `et_messages`.
 pub const QUEUE_SETTLED: &str = "SELECT NOT EXISTS (SELECT 1 FROM et_outbound_queue WHERE state = 'ready')
-                                    AND NOT EXISTS (SELECT 1 FROM et_outbound_queue WHERE state = 'leased')";
+                                    AND NOT EXISTS (SELECT 1 FROM et_outbound_queue WHERE lease_expires_at IS NOT NULL)";
 
 /// Milliseconds, for reports.
 pub fn ms(d: Duration) -> f64 {

@@ -121,6 +121,13 @@ async function oneRun({ label, concurrency, workerPreset, jobs }) {
   try {
     await runMigrations({ connectionString, logger });
     await client.connect();
+    // Like pgcourier's drain: start from a clean slate of dirty buffers and a fresh checkpoint
+    // cycle, so a checkpoint owed to an earlier run does not land in this one (best effort).
+    try {
+      await client.query("checkpoint");
+    } catch (e) {
+      log(`checkpoint skipped: ${e.message}`);
+    }
 
     const t0 = process.hrtime.bigint();
     await client.query(

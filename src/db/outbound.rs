@@ -246,6 +246,27 @@ pub struct OutcomeRow {
     pub delivery: Option<Value>,
 }
 
+impl OutcomeRow {
+    /// An outcome with its status alone: no error, no provider id, nothing rendered or suppressed.
+    pub fn bare(tenant_id: String, message_id: i64, attempt: i32, status: &'static str) -> OutcomeRow {
+        OutcomeRow {
+            tenant_id,
+            message_id,
+            attempt,
+            status,
+            run_at: None,
+            error: None,
+            error_class: None,
+            external_id: None,
+            rendered_subject: None,
+            rendered_text: None,
+            rendered_html: None,
+            suppress: None,
+            delivery: None,
+        }
+    }
+}
+
 const RECORD: &str = r#"
 WITH o AS (
     SELECT * FROM unnest($2::text[], $3::bigint[], $4::int[], $5::text[], $6::timestamptz[], $7::text[], $8::text[],

@@ -383,19 +383,5 @@ fn released(m: &Claimed, run_at: Option<chrono::DateTime<chrono::Utc>>, reason: 
 }
 
 fn row(m: &Claimed, status: &'static str, error: Option<String>, class: Option<&'static str>) -> OutcomeRow {
-    OutcomeRow {
-        tenant_id: m.tenant_id.clone(),
-        message_id: m.id,
-        attempt: m.attempt,
-        status,
-        run_at: None,
-        error,
-        error_class: class,
-        external_id: None,
-        rendered_subject: None,
-        rendered_text: None,
-        rendered_html: None,
-        suppress: None,
-        delivery: None,
-    }
+    OutcomeRow { error, error_class: class, ..OutcomeRow::bare(m.tenant_id.clone(), m.id, m.attempt, status) }
 }

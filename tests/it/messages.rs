@@ -428,21 +428,7 @@ async fn an_outcome_is_recorded_only_under_its_own_lease() {
     assert_eq!((claimed.len(), claimed[0].attempt), (1, 1));
     // what the rescuer and the next claim do once w1's lease expired
     db.client.batch_execute(&format!("UPDATE et_outbound_queue SET leased_by = 'w2', attempts = 2 WHERE message_id = {id}")).await.unwrap();
-    let outcome = |attempt: i32, status: &'static str| OutcomeRow {
-        tenant_id: "acme".into(),
-        message_id: id,
-        attempt,
-        status,
-        run_at: None,
-        error: None,
-        error_class: None,
-        external_id: None,
-        rendered_subject: None,
-        rendered_text: None,
-        rendered_html: None,
-        suppress: None,
-        delivery: None,
-    };
+    let outcome = |attempt: i32, status: &'static str| OutcomeRow::bare("acme".into(), id, attempt, status);
     let lease = "SELECT count(*) FROM et_outbound_queue WHERE state = 'leased' AND leased_by = 'w2' AND attempts = 2";
     for status in ["sent", "queued", "failed"] {
         assert_eq!(record(&mut client, "w1", &[outcome(1, status)]).await.unwrap(), 0, "w1's {status} is not recorded");

@@ -74,3 +74,27 @@ pub async fn run_with(
     tracing::info!("pgcourier daemon stopped");
     Ok(())
 }
+
+/// The timer of a worker's periodic passes (rescuer, statistics keeper, insights): a tick every
+/// `every`, a late pass delays the next tick instead of bursting to catch up, and shutdown wins
+/// over a due tick.
+pub struct Every {
+    tick: tokio::time::Interval,
+}
+
+impl Every {
+    pub fn new(every: Duration) -> Every {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Every { tick }
+    }
+
+    /// Wait for the next tick: true, or false once `shutdown` is cancelled.
+    pub async fn next(&mut self, shutdown: &CancellationToken) -> bool {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => false,
+            _ = self.tick.tick() => true,
+        }
+    }
+}

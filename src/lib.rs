@@ -18,7 +18,7 @@
 //! - [`insights`]: the CRM insights worker and due follow-ups.
 //! - [`webhooks`]: signed status webhook delivery to tenants.
 //! - [`http`]: the axum surface: API v1, provider webhooks, health / ready / metrics.
-//! - [`daemon`]: wires the workers together under one shutdown token.
+//! - [`daemon`]: wires the workers together under one shutdown token; `Every`, their pass timer.
 //! - [`cluster`]: the private PostgreSQL that `pgcourier up` starts.
 //! - [`config`], [`telemetry`], [`status`]: environment configuration, logging and metrics,
 //!   the `pgcourier status` report.

@@ -72,13 +72,8 @@ pub async fn run(pool: Pool, every: Duration, shutdown: CancellationToken) {
         }
     }
     let mut last: HashMap<String, Instant> = HashMap::new();
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut tick = crate::daemon::Every::new(every);
+    while tick.next(&shutdown).await {
         let result = match pool.get().await {
             Ok(client) => analyze_stale(&client, &mut last).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),

@@ -90,15 +90,9 @@ impl Snapshot {
 pub async fn run(pool: Pool, config: Config, shutdown: CancellationToken) {
     let every = (config.insights_debounce / 2).max(Duration::from_millis(250));
     let mut worker = Worker::new(config.insights_debounce);
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = crate::daemon::Every::new(every);
     tracing::debug!(debounce = ?config.insights_debounce, every = ?every, "insights worker started");
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    while tick.next(&shutdown).await {
         let pass = async {
             worker.insights(&pool).await;
             followups::pass(&pool, &config.worker_id).await;

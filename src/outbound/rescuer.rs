@@ -9,13 +9,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub async fn run(pool: Pool, every: Duration, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut tick = crate::daemon::Every::new(every);
+    while tick.next(&shutdown).await {
         match rescue(&pool).await {
             Ok(0) => {}
             Ok(n) => {

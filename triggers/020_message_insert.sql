@@ -239,48 +239,68 @@ $$;
 CREATE OR REPLACE FUNCTION et_messages_after_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-  queued integer;
+  queued bigint;
+  inbound boolean;
+  gone record;
 BEGIN
-  INSERT INTO et_outbound_queue (tenant_id, message_id, channel_session_id, priority, run_at, max_attempts)
-  SELECT n.tenant_id, n.id, n.channel_session_id, n.priority, greatest(coalesce(n.scheduled_at, now()), now()), cs.max_attempts
-    FROM new_rows n
-    JOIN et_channel_sessions cs ON cs.tenant_id = n.tenant_id AND cs.id = n.channel_session_id
-   WHERE n.delivery_status = 'queued';
-  GET DIAGNOSTICS queued = ROW_COUNT;
+  -- Lock the statement's threads in id order, so concurrent bulk inserts cannot deadlock on the
+  -- counters below. The lock also keeps the reference (V18: no foreign key): a thread deleted
+  -- between the row trigger finding it and this lock is missing here, and the statement fails
+  -- as the key would have.
+  SELECT d.tenant_id, d.thread_id INTO gone
+    FROM (SELECT DISTINCT n.tenant_id, n.thread_id FROM new_rows n ORDER BY n.thread_id) d
+    LEFT JOIN LATERAL (SELECT th.id FROM et_threads th WHERE th.tenant_id = d.tenant_id AND th.id = d.thread_id
+                          FOR NO KEY UPDATE) l ON true
+   WHERE l.id IS NULL
+   LIMIT 1;
+  IF FOUND THEN
+    PERFORM et_refuse('thread_id', format('no thread %s for tenant %L', gone.thread_id, gone.tenant_id),
+                      'the thread was deleted while the message was inserted', NULL, 'foreign_key_violation');
+  END IF;
 
-  INSERT INTO et_message_events (tenant_id, message_id, from_status, to_status, actor, detail)
-  SELECT n.tenant_id, n.id, NULL, n.delivery_status, et_actor(),
-         CASE WHEN cardinality(n.suppressed_recipients) > 0
-              THEN jsonb_build_object('suppressed_recipients', to_jsonb(n.suppressed_recipients))
-              ELSE '{}'::jsonb END
-    FROM new_rows n;
-
-  -- thread counters, locking threads in id order so concurrent bulk inserts cannot deadlock.
-  PERFORM 1 FROM et_threads th
-   WHERE (th.tenant_id, th.id) IN (SELECT DISTINCT n.tenant_id, n.thread_id FROM new_rows n)
-   ORDER BY th.id FOR NO KEY UPDATE;
-  UPDATE et_threads th
-     SET message_count    = th.message_count + c.total,
-         inbound_count    = th.inbound_count + c.inbound,
-         outbound_count   = th.outbound_count + c.outbound,
-         last_inbound_at  = greatest(th.last_inbound_at, c.last_inbound_at),
-         last_outbound_at = greatest(th.last_outbound_at, c.last_outbound_at),
-         state            = 'open',
-         insights_due_at  = coalesce(th.insights_due_at, now()),
-         updated_at       = now()
-    FROM (SELECT n.tenant_id, n.thread_id, count(*) AS total,
-                 count(*) FILTER (WHERE n.direction = 'inbound') AS inbound,
-                 count(*) FILTER (WHERE n.direction = 'outbound') AS outbound,
-                 max(n.created_at) FILTER (WHERE n.direction = 'inbound') AS last_inbound_at,
-                 max(n.created_at) FILTER (WHERE n.direction = 'outbound') AS last_outbound_at
-            FROM new_rows n GROUP BY n.tenant_id, n.thread_id) c
-   WHERE th.tenant_id = c.tenant_id AND th.id = c.thread_id;
+  -- Queue rows, audit events and thread counters in one statement (each statement a trigger
+  -- runs costs a one-row insert an executor start and its plan checks).
+  WITH queue AS (
+    INSERT INTO et_outbound_queue (tenant_id, message_id, channel_session_id, priority, run_at, max_attempts)
+    SELECT n.tenant_id, n.id, n.channel_session_id, n.priority, greatest(coalesce(n.scheduled_at, now()), now()), cs.max_attempts
+      FROM new_rows n
+      JOIN et_channel_sessions cs ON cs.tenant_id = n.tenant_id AND cs.id = n.channel_session_id
+     WHERE n.delivery_status = 'queued'
+    RETURNING 1
+  ), events AS (
+    INSERT INTO et_message_events (tenant_id, message_id, from_status, to_status, actor, detail)
+    SELECT n.tenant_id, n.id, NULL, n.delivery_status, et_actor(),
+           CASE WHEN cardinality(n.suppressed_recipients) > 0
+                THEN jsonb_build_object('suppressed_recipients', to_jsonb(n.suppressed_recipients))
+                ELSE '{}'::jsonb END
+      FROM new_rows n
+  ), per_thread AS (
+    SELECT n.tenant_id, n.thread_id, count(*) AS total,
+           count(*) FILTER (WHERE n.direction = 'inbound') AS inbound,
+           count(*) FILTER (WHERE n.direction = 'outbound') AS outbound,
+           max(n.created_at) FILTER (WHERE n.direction = 'inbound') AS last_inbound_at,
+           max(n.created_at) FILTER (WHERE n.direction = 'outbound') AS last_outbound_at
+      FROM new_rows n GROUP BY n.tenant_id, n.thread_id
+  ), counters AS (
+    UPDATE et_threads th
+       SET message_count    = th.message_count + c.total,
+           inbound_count    = th.inbound_count + c.inbound,
+           outbound_count   = th.outbound_count + c.outbound,
+           last_inbound_at  = greatest(th.last_inbound_at, c.last_inbound_at),
+           last_outbound_at = greatest(th.last_outbound_at, c.last_outbound_at),
+           state            = 'open',
+           insights_due_at  = coalesce(th.insights_due_at, now()),
+           updated_at       = now()
+      FROM per_thread c
+     WHERE th.tenant_id = c.tenant_id AND th.id = c.thread_id
+  )
+  SELECT (SELECT count(*) FROM queue), (SELECT sum(c.inbound) > 0 FROM per_thread c) INTO queued, inbound;
 
   -- a wake-up only for a daemon that listens and is not already draining (V14, V10)
   IF queued > 0 AND et_wakeup_wanted('et_outbound') THEN
     PERFORM pg_notify('et_outbound', 'et_outbound');
   END IF;
-  IF EXISTS (SELECT 1 FROM new_rows n WHERE n.direction = 'inbound') AND et_wakeup_wanted('et_inbound') THEN
+  IF inbound AND et_wakeup_wanted('et_inbound') THEN
     PERFORM pg_notify('et_inbound', 'et_inbound');
   END IF;
   RETURN NULL;

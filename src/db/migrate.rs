@@ -16,7 +16,7 @@ pub const TRIGGER_FILES: &[(&str, &str)] = &[
     ("010_addresses.sql", include_str!("../../triggers/010_addresses.sql")),
     ("020_message_insert.sql", include_str!("../../triggers/020_message_insert.sql")),
     ("030_message_update.sql", include_str!("../../triggers/030_message_update.sql")),
-    ("035_message_events.sql", include_str!("../../triggers/035_message_events.sql")),
+    ("035_message_keys.sql", include_str!("../../triggers/035_message_keys.sql")),
     ("040_operator_functions.sql", include_str!("../../triggers/040_operator_functions.sql")),
     ("050_sessions.sql", include_str!("../../triggers/050_sessions.sql")),
     ("060_attachments.sql", include_str!("../../triggers/060_attachments.sql")),

@@ -11,6 +11,7 @@ mod harness;
 mod http_api;
 mod inbound;
 mod insights;
+mod keys;
 mod lifecycle;
 mod limits;
 mod llm;

@@ -5,7 +5,8 @@
 //! prepared) on a fixed, staggered schedule of rate / C per second each, for `seconds`. Open
 //! loop: an insert is issued at its scheduled instant even when earlier ones on the same
 //! connection have not returned (they are pipelined on the connection), so a slow commit never
-//! postpones the load. Latency = delivery − the instant the INSERT returned to us:
+//! postpones the load. Connection c writes rows g = c, c + C, c + 2C, … (recipient g mod 1,000),
+//! so the rows in flight at once go to distinct threads. Latency = delivery − the instant the INSERT returned to us:
 //!
 //! - provider `log` (default; zero provider latency, so this is the daemon's own latency): the
 //!   delivery is the row's `sent_at` (written by the daemon's outcome transaction right after
@@ -170,6 +171,7 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     for (c, client) in clients.into_iter().enumerate() {
         let sql = sql.clone();
         let offset = period.mul_f64(c as f64 / p.connections as f64);
+        let connections = p.connections;
         tasks.push(tokio::spawn(async move {
             let stmt = client.prepare(&sql).await?;
             let (client, stmt) = (&client, &stmt);
@@ -188,7 +190,8 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
                         _ = &mut slot => break,
                     }
                 }
-                let g = (c * per_conn + k) as i32;
+                // interleaved, so rows in flight at once go to distinct recipients (threads)
+                let g = (k * connections + c) as i32;
                 in_flight.push(async move {
                     let started = Instant::now();
                     let row = client.query_one(stmt, &[&TENANT, &session, &g]).await?;

@@ -1,0 +1,202 @@
+-- References to and from messages that triggers keep instead of per-row foreign keys (V16, V18):
+-- a key checked every inserted row with its own query and row lock, for references that our
+-- insert trigger has just looked up itself. Here:
+--
+--   et_message_events and et_outbound_queue rows name a message of their own tenant (the queue
+--     row also its session). Our triggers write both from the transition table of the statement
+--     that wrote the message, so only writes from outside a trigger (pg_trigger_depth() = 0: an
+--     application, a DBA, the insights worker) are checked, per statement, locking the messages
+--     FOR KEY SHARE as the key did. Error 23503 naming message_id, nothing written.
+--   Deleting or truncating messages takes their events and queue rows along (ON DELETE CASCADE).
+--   A thread that messages name cannot be deleted, re-keyed or truncated (23503 naming the
+--     thread); a message's thread_id may only change to a thread of its own tenant and session.
+--     Inserts lock their threads in the insert trigger (020) and fail if one vanished meanwhile.
+
+CREATE OR REPLACE FUNCTION et_message_events_check() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  bad record;
+BEGIN
+  PERFORM 1 FROM et_messages m
+   WHERE (m.tenant_id, m.id) IN (SELECT e.tenant_id, e.message_id FROM new_events e)
+     FOR KEY SHARE OF m;
+  SELECT e.tenant_id, e.message_id INTO bad FROM new_events e
+   WHERE NOT EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = e.tenant_id AND m.id = e.message_id)
+   LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'et_message_events.message_id: no message % for tenant %', bad.message_id, quote_literal(bad.tenant_id)
+      USING ERRCODE = 'foreign_key_violation', COLUMN = 'message_id', TABLE = 'et_message_events',
+            DETAIL = 'an event must name a message of its own tenant',
+            HINT = 'nothing was written';
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION et_outbound_queue_check() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  bad record;
+BEGIN
+  PERFORM 1 FROM et_messages m
+   WHERE (m.tenant_id, m.id) IN (SELECT q.tenant_id, q.message_id FROM new_queue q)
+     FOR KEY SHARE OF m;
+  SELECT q.tenant_id, q.message_id, q.channel_session_id INTO bad FROM new_queue q
+   WHERE NOT EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = q.tenant_id AND m.id = q.message_id
+                                                  AND m.direction = 'outbound' AND m.channel_session_id = q.channel_session_id)
+   LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'et_outbound_queue.message_id: no outbound message % on session % for tenant %',
+                    bad.message_id, bad.channel_session_id, quote_literal(bad.tenant_id)
+      USING ERRCODE = 'foreign_key_violation', COLUMN = 'message_id', TABLE = 'et_outbound_queue',
+            DETAIL = 'a queue row must name an outbound message of its own tenant, on that message''s session',
+            HINT = 'nothing was written; to send a message again, set its delivery_status to queued';
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+-- The same check for one updated row (the update trigger cannot have a transition table).
+CREATE OR REPLACE FUNCTION et_outbound_queue_check_row() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM et_messages m
+   WHERE m.tenant_id = NEW.tenant_id AND m.id = NEW.message_id
+     AND m.direction = 'outbound' AND m.channel_session_id = NEW.channel_session_id
+     FOR KEY SHARE OF m;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'et_outbound_queue.message_id: no outbound message % on session % for tenant %',
+                    NEW.message_id, NEW.channel_session_id, quote_literal(NEW.tenant_id)
+      USING ERRCODE = 'foreign_key_violation', COLUMN = 'message_id', TABLE = 'et_outbound_queue',
+            DETAIL = 'a queue row must name an outbound message of its own tenant, on that message''s session',
+            HINT = 'nothing was written';
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+-- Deleted messages take their events and queue rows along. On TRUNCATE a dependent table that
+-- the same TRUNCATE already emptied is left alone (truncating it again here would fail, the
+-- table being in use by that statement).
+CREATE OR REPLACE FUNCTION et_messages_delete_dependents() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'TRUNCATE' THEN
+    IF EXISTS (SELECT 1 FROM et_message_events) THEN
+      TRUNCATE et_message_events;
+    END IF;
+    IF EXISTS (SELECT 1 FROM et_outbound_queue) THEN
+      TRUNCATE et_outbound_queue;
+    END IF;
+  ELSE
+    DELETE FROM et_message_events e USING old_rows o WHERE e.tenant_id = o.tenant_id AND e.message_id = o.id;
+    DELETE FROM et_outbound_queue q USING old_rows o WHERE q.tenant_id = o.tenant_id AND q.message_id = o.id;
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+-- Threads that messages still name stay: deleting or re-keying one is refused (the key's NO
+-- ACTION). Runs after the statement (deletes) or the row (key updates), on a fresh snapshot: an
+-- insert that locked the thread first has committed by then (the delete waited for its lock)
+-- and is seen.
+CREATE OR REPLACE FUNCTION et_threads_keep_referenced() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  bad record;
+BEGIN
+  IF TG_OP = 'TRUNCATE' THEN
+    IF EXISTS (SELECT 1 FROM et_messages) THEN
+      RAISE EXCEPTION 'et_threads: cannot truncate threads while et_messages has rows'
+        USING ERRCODE = 'foreign_key_violation', TABLE = 'et_threads',
+              DETAIL = 'every message names a thread', HINT = 'truncate et_messages in the same statement';
+    END IF;
+    RETURN NULL;
+  ELSIF TG_OP = 'DELETE' THEN
+    SELECT o.tenant_id, o.id INTO bad FROM old_threads o
+     WHERE EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = o.tenant_id AND m.thread_id = o.id)
+     LIMIT 1;
+  ELSE  -- a row whose tenant_id or id changed (see the trigger's WHEN)
+    SELECT OLD.tenant_id, OLD.id INTO bad
+     WHERE EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = OLD.tenant_id AND m.thread_id = OLD.id);
+  END IF;
+  IF FOUND THEN
+    RAISE EXCEPTION 'et_threads.id: thread % of tenant % still has messages', bad.id, quote_literal(bad.tenant_id)
+      USING ERRCODE = 'foreign_key_violation', COLUMN = 'id', TABLE = 'et_threads',
+            DETAIL = 'messages name their thread; a thread with messages is never deleted or re-keyed',
+            HINT = 'nothing was changed; delete the thread''s messages first';
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+-- A message moved to another thread: the thread must be of its tenant and session (the check the
+-- insert trigger makes for a thread_id given at insert), locked FOR KEY SHARE as the key did.
+CREATE OR REPLACE FUNCTION et_messages_check_thread() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM et_threads th
+   WHERE th.tenant_id = NEW.tenant_id AND th.id = NEW.thread_id AND th.channel_session_id = NEW.channel_session_id
+     FOR KEY SHARE;
+  IF NOT FOUND THEN
+    PERFORM et_refuse('thread_id', format('no thread %s on session %s for tenant %L',
+                                          NEW.thread_id, NEW.channel_session_id, NEW.tenant_id),
+                      'a message may only join a thread of its own tenant and session', NULL, 'foreign_key_violation');
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER et_message_events_check
+  AFTER INSERT ON et_message_events
+  REFERENCING NEW TABLE AS new_events
+  FOR EACH STATEMENT WHEN (pg_trigger_depth() = 0)
+  EXECUTE FUNCTION et_message_events_check();
+
+CREATE OR REPLACE TRIGGER et_message_events_check_update
+  AFTER UPDATE ON et_message_events
+  REFERENCING NEW TABLE AS new_events
+  FOR EACH STATEMENT WHEN (pg_trigger_depth() = 0)
+  EXECUTE FUNCTION et_message_events_check();
+
+CREATE OR REPLACE TRIGGER et_outbound_queue_check
+  AFTER INSERT ON et_outbound_queue
+  REFERENCING NEW TABLE AS new_queue
+  FOR EACH STATEMENT WHEN (pg_trigger_depth() = 0)
+  EXECUTE FUNCTION et_outbound_queue_check();
+
+-- Per row, and only for rows whose key columns changed (the daemon's lease and outcome updates
+-- never change them; a transition table cannot be had for a column-filtered trigger).
+CREATE OR REPLACE TRIGGER et_outbound_queue_check_update
+  AFTER UPDATE ON et_outbound_queue
+  FOR EACH ROW WHEN (NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.message_id IS DISTINCT FROM OLD.message_id
+                     OR NEW.channel_session_id IS DISTINCT FROM OLD.channel_session_id)
+  EXECUTE FUNCTION et_outbound_queue_check_row();
+
+CREATE OR REPLACE TRIGGER et_messages_delete_dependents
+  AFTER DELETE ON et_messages
+  REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION et_messages_delete_dependents();
+
+CREATE OR REPLACE TRIGGER et_messages_truncate_dependents
+  AFTER TRUNCATE ON et_messages
+  FOR EACH STATEMENT EXECUTE FUNCTION et_messages_delete_dependents();
+
+CREATE OR REPLACE TRIGGER et_messages_check_thread
+  BEFORE UPDATE OF thread_id ON et_messages
+  FOR EACH ROW WHEN (NEW.thread_id IS DISTINCT FROM OLD.thread_id)
+  EXECUTE FUNCTION et_messages_check_thread();
+
+CREATE OR REPLACE TRIGGER et_threads_keep_referenced_delete
+  AFTER DELETE ON et_threads
+  REFERENCING OLD TABLE AS old_threads
+  FOR EACH STATEMENT EXECUTE FUNCTION et_threads_keep_referenced();
+
+CREATE OR REPLACE TRIGGER et_threads_keep_referenced_update
+  AFTER UPDATE ON et_threads
+  FOR EACH ROW WHEN (NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.id IS DISTINCT FROM OLD.id)
+  EXECUTE FUNCTION et_threads_keep_referenced();
+
+CREATE OR REPLACE TRIGGER et_threads_keep_referenced_truncate
+  AFTER TRUNCATE ON et_threads
+  FOR EACH STATEMENT EXECUTE FUNCTION et_threads_keep_referenced();

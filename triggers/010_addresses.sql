@@ -66,6 +66,15 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT CASE WHEN p_channel = 'email' THEN et_email_address(v) ELSE et_normalize_address(p_channel, v) END
 $$;
 
+-- The contact of an address already in its normalised form (et_normalize_address): the value
+-- et_contact gives, with string functions instead of the address rules' regular expressions (an
+-- email's bare address is what follows the last '<', which a normalised address part never holds).
+-- The insert trigger uses it on addresses it has just normalised, once per row.
+CREATE OR REPLACE FUNCTION et_contact_of_normalized(p_channel text, v text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN p_channel = 'email' THEN rtrim(split_part(v, '<', -1), '>') ELSE v END
+$$;
+
 -- What a valid address looks like on a channel, for error hints.
 CREATE OR REPLACE FUNCTION et_address_rule(p_channel text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$

@@ -173,7 +173,7 @@ BEGIN
     -- email Message-ID: <public_id@sender-domain>, known before sending so replies can thread.
     IF NEW.channel = 'email' THEN
       NEW.external_message_id := coalesce(et_message_id_form(NEW.external_message_id),
-        '<' || NEW.public_id || '@' || split_part(et_email_address(NEW.sender), '@', 2) || '>');
+        '<' || NEW.public_id || '@' || split_part(et_contact_of_normalized('email', NEW.sender), '@', 2) || '>');
     END IF;
   END IF;
 
@@ -215,10 +215,11 @@ BEGIN
       RETURN NEW;
     END IF;
   END IF;
-  v_contact := CASE WHEN NEW.direction = 'inbound' THEN et_contact(NEW.channel, NEW.sender)
-                  ELSE et_contact(NEW.channel, NEW.recipients[1]) END;
+  -- (the addresses are normalised by now: their contact needs no second pass of the rules)
+  v_contact := CASE WHEN NEW.direction = 'inbound' THEN et_contact_of_normalized(NEW.channel, NEW.sender)
+                  ELSE et_contact_of_normalized(NEW.channel, NEW.recipients[1]) END;
   -- a fully suppressed message has no recipient left: thread it on the first suppressed one.
-  v_contact := coalesce(v_contact, et_contact(NEW.channel, NEW.suppressed_recipients[1]));
+  v_contact := coalesce(v_contact, et_contact_of_normalized(NEW.channel, NEW.suppressed_recipients[1]));
   SELECT th.id INTO NEW.thread_id FROM et_threads th
    WHERE th.tenant_id = NEW.tenant_id AND th.channel_session_id = NEW.channel_session_id AND th.contact = v_contact;
   IF NEW.thread_id IS NULL THEN

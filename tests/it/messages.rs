@@ -46,6 +46,46 @@ async fn minimal_outbound_insert_is_queued_threaded_and_audited() {
     assert_eq!(db.count("SELECT count(*) FROM et_message_events WHERE from_status IS NULL AND to_status = 'queued'").await, 1);
 }
 
+/// The insert trigger takes a thread's contact and the Message-ID's domain from the addresses it
+/// has just normalised, with string functions: they must agree with `et_contact`, which applies
+/// the address rules to what was written.
+#[tokio::test]
+async fn contacts_and_message_id_domains_agree_with_the_address_rules() {
+    let db = TestDb::new().await;
+    let (email, _) = db.seed_acme().await;
+    let sms = db.session("acme", "sms", "log", "+15550000001").await;
+    let tg = db.session("acme", "telegram", "log", "@acme_bot").await;
+    let named = db.session("acme", "email", "log", "\"Sales @ Acme\" <Sales@Mail.ACME.example>").await;
+    let cases = [
+        (email, "Ann <Ann@Example.COM>"),
+        (email, "  bob@EXAMPLE.com "),
+        (email, "a<b <c@example.com>"),
+        (email, "\"x@y\" <z@example.com>"),
+        (named, "Dee <dee@example.com>"),
+        (sms, "+1 (555) 000-0002"),
+        (tg, " @some_user "),
+    ];
+    for (session, to) in cases {
+        let r = db
+            .client
+            .query_one(
+                "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
+                 VALUES ('acme', $1, 'outbound', ARRAY[$2], 'x')
+                 RETURNING thread_id, et_contact(channel, $2), external_message_id, split_part(et_email_address(sender), '@', 2)",
+                &[&session, &to],
+            )
+            .await
+            .unwrap();
+        let contact: String = db.client.query_one("SELECT contact FROM et_threads WHERE id = $1", &[&r.get::<_, i64>(0)]).await.unwrap().get(0);
+        assert_eq!(contact, r.get::<_, String>(1), "thread contact of {to:?}");
+        if let Some(id) = r.get::<_, Option<String>>(2) {
+            assert!(id.ends_with(&format!("@{}>", r.get::<_, String>(3))), "Message-ID {id} of a message to {to:?}");
+        }
+    }
+    assert_eq!(db.count("SELECT count(*) FROM et_threads").await, cases.len() as i64);
+    assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE external_message_id LIKE '%@mail.acme.example>'").await, 1);
+}
+
 #[tokio::test]
 async fn minimal_inbound_insert_is_idempotent_and_threads_by_contact() {
     let db = TestDb::new().await;

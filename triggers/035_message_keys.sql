@@ -33,43 +33,33 @@ BEGIN
 END
 $$;
 
+-- Statement level for inserts (transition table), row level for an update that changed a key
+-- column (a column-filtered trigger cannot have a transition table).
 CREATE OR REPLACE FUNCTION et_outbound_queue_check() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
   bad record;
 BEGIN
-  PERFORM 1 FROM et_messages m
-   WHERE (m.tenant_id, m.id) IN (SELECT q.tenant_id, q.message_id FROM new_queue q)
-     FOR KEY SHARE OF m;
-  SELECT q.tenant_id, q.message_id, q.channel_session_id INTO bad FROM new_queue q
-   WHERE NOT EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = q.tenant_id AND m.id = q.message_id
-                                                  AND m.direction = 'outbound' AND m.channel_session_id = q.channel_session_id)
-   LIMIT 1;
+  IF TG_LEVEL = 'ROW' THEN
+    SELECT NEW.tenant_id, NEW.message_id, NEW.channel_session_id INTO bad;
+    PERFORM 1 FROM et_messages m WHERE m.tenant_id = bad.tenant_id AND m.id = bad.message_id FOR KEY SHARE OF m;
+    PERFORM 1 WHERE NOT EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = bad.tenant_id AND m.id = bad.message_id
+                                                          AND m.direction = 'outbound' AND m.channel_session_id = bad.channel_session_id);
+  ELSE
+    PERFORM 1 FROM et_messages m
+     WHERE (m.tenant_id, m.id) IN (SELECT q.tenant_id, q.message_id FROM new_queue q)
+       FOR KEY SHARE OF m;
+    SELECT q.tenant_id, q.message_id, q.channel_session_id INTO bad FROM new_queue q
+     WHERE NOT EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = q.tenant_id AND m.id = q.message_id
+                                                    AND m.direction = 'outbound' AND m.channel_session_id = q.channel_session_id)
+     LIMIT 1;
+  END IF;
   IF FOUND THEN
     RAISE EXCEPTION 'et_outbound_queue.message_id: no outbound message % on session % for tenant %',
                     bad.message_id, bad.channel_session_id, quote_literal(bad.tenant_id)
       USING ERRCODE = 'foreign_key_violation', COLUMN = 'message_id', TABLE = 'et_outbound_queue',
             DETAIL = 'a queue row must name an outbound message of its own tenant, on that message''s session',
             HINT = 'nothing was written; to send a message again, set its delivery_status to queued';
-  END IF;
-  RETURN NULL;
-END
-$$;
-
--- The same check for one updated row (the update trigger cannot have a transition table).
-CREATE OR REPLACE FUNCTION et_outbound_queue_check_row() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM 1 FROM et_messages m
-   WHERE m.tenant_id = NEW.tenant_id AND m.id = NEW.message_id
-     AND m.direction = 'outbound' AND m.channel_session_id = NEW.channel_session_id
-     FOR KEY SHARE OF m;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'et_outbound_queue.message_id: no outbound message % on session % for tenant %',
-                    NEW.message_id, NEW.channel_session_id, quote_literal(NEW.tenant_id)
-      USING ERRCODE = 'foreign_key_violation', COLUMN = 'message_id', TABLE = 'et_outbound_queue',
-            DETAIL = 'a queue row must name an outbound message of its own tenant, on that message''s session',
-            HINT = 'nothing was written';
   END IF;
   RETURN NULL;
 END
@@ -166,12 +156,12 @@ CREATE OR REPLACE TRIGGER et_outbound_queue_check
   EXECUTE FUNCTION et_outbound_queue_check();
 
 -- Per row, and only for rows whose key columns changed (the daemon's lease and outcome updates
--- never change them; a transition table cannot be had for a column-filtered trigger).
+-- never change them).
 CREATE OR REPLACE TRIGGER et_outbound_queue_check_update
   AFTER UPDATE ON et_outbound_queue
   FOR EACH ROW WHEN (NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.message_id IS DISTINCT FROM OLD.message_id
                      OR NEW.channel_session_id IS DISTINCT FROM OLD.channel_session_id)
-  EXECUTE FUNCTION et_outbound_queue_check_row();
+  EXECUTE FUNCTION et_outbound_queue_check();
 
 CREATE OR REPLACE TRIGGER et_messages_delete_dependents
   AFTER DELETE ON et_messages

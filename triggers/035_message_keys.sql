@@ -156,9 +156,9 @@ CREATE OR REPLACE TRIGGER et_outbound_queue_check
   EXECUTE FUNCTION et_outbound_queue_check();
 
 -- Per row, and only for rows whose key columns changed (the daemon's lease and outcome updates
--- never change them).
+-- never name them, so they do not even look).
 CREATE OR REPLACE TRIGGER et_outbound_queue_check_update
-  AFTER UPDATE ON et_outbound_queue
+  AFTER UPDATE OF tenant_id, message_id, channel_session_id ON et_outbound_queue
   FOR EACH ROW WHEN (NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.message_id IS DISTINCT FROM OLD.message_id
                      OR NEW.channel_session_id IS DISTINCT FROM OLD.channel_session_id)
   EXECUTE FUNCTION et_outbound_queue_check();
@@ -183,7 +183,7 @@ CREATE OR REPLACE TRIGGER et_threads_keep_referenced_delete
   FOR EACH STATEMENT EXECUTE FUNCTION et_threads_keep_referenced();
 
 CREATE OR REPLACE TRIGGER et_threads_keep_referenced_update
-  AFTER UPDATE ON et_threads
+  AFTER UPDATE OF tenant_id, id ON et_threads
   FOR EACH ROW WHEN (NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.id IS DISTINCT FROM OLD.id)
   EXECUTE FUNCTION et_threads_keep_referenced();
 

@@ -147,7 +147,9 @@ impl Dispatcher {
                 }
                 continue;
             }
-            let want = free.min(this.config.batch_size);
+            // a full batch, else the largest power of two that is free: the claim's LIMIT is
+            // part of its statement (see db::outbound::claim), so few distinct values
+            let want = if free >= this.config.batch_size { this.config.batch_size } else { 1 << free.ilog2() };
             // (before the claim: the lease runs from the claim's now())
             let claimed_at = Instant::now();
             let batch = match this.claim(want).await {
@@ -218,7 +220,7 @@ impl Dispatcher {
 
     async fn claim(&self, want: usize) -> Result<Vec<Claimed>, Box<dyn std::error::Error + Send + Sync>> {
         let client = self.pool.get().await?;
-        Ok(q::claim(&client, &self.config.worker_id, want as i64, self.config.lease).await?)
+        Ok(q::claim(&client, &self.config.worker_id, want, self.config.lease).await?)
     }
 
     /// How long to sleep before the next scheduled row is due (at most the poll interval).

@@ -374,6 +374,30 @@ async fn inserts_notify_only_while_a_daemon_is_registered_as_listening() {
     assert_eq!(db.count("SELECT count(*) FROM et_messages").await, 5, "rows are written either way");
 }
 
+/// The claim's statement settles on one generic plan instead of being planned again per claim
+/// (its LIMIT is written into the statement, not bound: see db::outbound::claim).
+#[tokio::test]
+async fn repeated_claims_reuse_one_generic_plan() {
+    let db = TestDb::new().await;
+    let (email, _) = db.seed_acme().await;
+    db.client
+        .batch_execute(&format!("{OUTBOUND} SELECT 'acme', {email}, 'outbound', ARRAY['u' || i || '@example.com'], 's', 'b' FROM generate_series(1, 40) i"))
+        .await
+        .unwrap();
+    let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();
+    let client = pool.get().await.unwrap();
+    let lease = std::time::Duration::from_secs(60);
+    for _ in 0..10 {
+        assert_eq!(pgcourier::db::outbound::claim(&client, "w1", 4, lease).await.unwrap().len(), 4);
+    }
+    let row = client
+        .query_one("SELECT sum(generic_plans)::int8, sum(custom_plans)::int8 FROM pg_prepared_statements WHERE statement LIKE '%FOR UPDATE OF q SKIP LOCKED%'", &[])
+        .await
+        .unwrap();
+    let (generic, custom): (i64, i64) = (row.get(0), row.get(1));
+    assert!(generic >= 4 && custom <= 6, "10 claims: {generic} generic plans, {custom} custom plans");
+}
+
 #[tokio::test]
 async fn a_claim_skips_paused_sessions_and_dead_letters_rows_whose_message_moved_on() {
     let db = TestDb::new().await;

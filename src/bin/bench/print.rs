@@ -6,7 +6,7 @@ use crate::targets::n0;
 use crate::{drain, inbound, ingest, peer, smtp, steady};
 
 /// A scenario's block, or its failure.
-pub fn or_fail<T>(name: &str, r: Option<&anyhow::Result<T>>, print: fn(&T)) {
+pub fn or_fail<T>(name: &str, r: Option<&anyhow::Result<T>>, print: impl Fn(&T)) {
     match r {
         None => {}
         Some(Ok(report)) => print(report),
@@ -45,10 +45,15 @@ pub fn ingest(r: &ingest::Report) {
     }
 }
 
-pub fn drain(r: &drain::Report) {
+/// The drain run that counts, with the rates of all runs (`runs`) when there were several.
+pub fn drain(r: &drain::Report, runs: &[f64]) {
     let l = &r.lifecycle;
     println!();
     println!("drain: a backlog of {} emails, provider log (zero latency), one daemon process", n0(r.messages as f64));
+    if runs.len() > 1 {
+        let rates: Vec<String> = runs.iter().map(|&x| n0(x)).collect();
+        line("runs (msgs/s; the fastest is shown)", rates.join(" / "));
+    }
     println!("  settings: {}{}", settings(&r.daemon), if r.analyzed_before_start { "; ANALYZE before start" } else { "" });
     line("bulk insert (one statement, no daemon)", format!("{:.2} s", r.bulk_insert_s));
     line("daemon start → ready (LISTEN up)", format!("{:.0} ms", r.ready_ms));

@@ -15,16 +15,26 @@ async fn setup() -> (TestDb, i64) {
 }
 
 /// Insert one outbound email to `to` on `session` as acme; returns (message id, thread id).
-async fn send(client: &impl GenericClient, session: i64, to: &str) -> (i64, i64) {
+async fn try_send(client: &impl GenericClient, session: i64, to: &str) -> Result<(i64, i64), tokio_postgres::Error> {
     let row = client
         .query_one(
             "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
              VALUES ('acme', $1, 'outbound', ARRAY[$2], 'x') RETURNING id, thread_id",
             &[&session, &to],
         )
-        .await
-        .unwrap();
-    (row.get(0), row.get(1))
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+async fn send(client: &impl GenericClient, session: i64, to: &str) -> (i64, i64) {
+    try_send(client, session, to).await.unwrap()
+}
+
+/// The thread of a@example.com, left without messages (its only one deleted).
+async fn empty_thread(db: &TestDb, session: i64) -> i64 {
+    let (id, thread) = send(&db.client, session, "a@example.com").await;
+    db.client.batch_execute(&format!("DELETE FROM et_messages WHERE id = {id}")).await.unwrap();
+    thread
 }
 
 /// The SQLSTATE and the column the error names.
@@ -125,8 +135,7 @@ async fn a_message_moves_only_to_a_thread_of_its_own_tenant_and_session() {
 #[tokio::test]
 async fn a_thread_delete_that_waited_for_an_insert_is_refused() {
     let (db, email) = setup().await;
-    let (id, thread) = send(&db.client, email, "a@example.com").await;
-    db.client.batch_execute(&format!("DELETE FROM et_messages WHERE id = {id}")).await.unwrap();
+    let thread = empty_thread(&db, email).await;
 
     // The insert holds its thread's lock until commit; the delete waits for it, then sees the
     // message and is refused.
@@ -146,8 +155,7 @@ async fn a_thread_delete_that_waited_for_an_insert_is_refused() {
 #[tokio::test]
 async fn an_insert_that_waited_for_a_thread_delete_is_refused() {
     let (db, email) = setup().await;
-    let (id, thread) = send(&db.client, email, "a@example.com").await;
-    db.client.batch_execute(&format!("DELETE FROM et_messages WHERE id = {id}")).await.unwrap();
+    let thread = empty_thread(&db, email).await;
 
     // The delete goes first and holds the row; the insert found the thread (not yet gone for
     // it), waits on its lock, finds it deleted and fails whole, as the foreign key did.
@@ -155,15 +163,7 @@ async fn an_insert_that_waited_for_a_thread_delete_is_refused() {
     let tx = deleter.transaction().await.unwrap();
     tx.batch_execute(&format!("DELETE FROM et_threads WHERE id = {thread}")).await.unwrap();
     let inserter = db.connect().await;
-    let insert = tokio::spawn(async move {
-        inserter
-            .query_one(
-                "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
-                 VALUES ('acme', $1, 'outbound', ARRAY['a@example.com'], 'x') RETURNING id",
-                &[&email],
-            )
-            .await
-    });
+    let insert = tokio::spawn(async move { try_send(&inserter, email, "a@example.com").await });
     until_a_backend_waits_for_a_lock(&db).await;
     tx.commit().await.unwrap();
     let e = insert.await.unwrap().expect_err("a message was inserted on a deleted thread");

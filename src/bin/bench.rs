@@ -21,7 +21,9 @@
 //! - `ingest` — trigger cost: `INSERT ... SELECT generate_series(1, --ingest-rows)` into
 //!   `et_messages` versus trigger-less copies (`plain`: no index; `plain_indexed`: the same
 //!   indexes), then `--connections` connections inserting one row per transaction until
-//!   `--ingest-single-rows` rows are in, into each table; rows/s and shares.
+//!   `--ingest-single-rows` rows are in, into each table; rows/s and shares. Beside them, what
+//!   no trigger design goes below: each message's lifecycle rows (message, queue row, `queued`
+//!   event) into trigger-less copies, alone and with one session lookup per row.
 //! - `drain` (+ `memory`) — `--drain-messages` outbound emails on a provider `log` session
 //!   (zero latency) in ONE statement with no daemon; then one daemon process; msgs/s from its
 //!   start until every row is sent, the full lifecycle checked (status, `sent_at`, one attempt,
@@ -44,7 +46,8 @@
 //!   until all are decided, and the time until every thread has its insight.
 //!
 //! Then the targets: "target | measured | goal | met?" for drain vs graphile-worker, steady p99
-//! at 1,000/s and 5,000/s, trigger ingest share, smtp rate, inbound rate and the drain's peak RSS.
+//! at 1,000/s and 5,000/s (with the share of this machine the rate needs, estimated from the
+//! ingest and drain figures), trigger ingest share, smtp rate, inbound rate and the drain's peak RSS.
 //!
 //! Output: the tables on stdout (progress on stderr), or with `--json` one JSON object with every
 //! figure, the targets and the machine (`nproc`, `SHOW server_version`). The exit status is

@@ -1,15 +1,22 @@
 //! Scenario `ingest`: what the triggers cost an insert, in bulk and one row at a time. Rows go
-//! into `et_messages` (triggers, indexes, foreign keys) and into trigger-less copies: `plain`
+//! into `et_messages` (triggers, indexes, keys) and into trigger-less copies: `plain`
 //! (`LIKE et_messages INCLUDING DEFAULTS`: no index, no trigger) and `plain_indexed` (also its
 //! indexes and CHECK constraints). The copies get the columns the triggers would have filled
 //! (`id`, `channel`, `thread_id`, `delivery_status`) written explicitly. No daemon runs.
 //!
-//! 1. Bulk: the same `INSERT ... SELECT generate_series(1, N)` into each table, one statement.
+//! Two more runs show what no trigger design can go below, in the same run:
+//! - `lifecycle rows`: one statement writes what the lifecycle needs for each message, the message,
+//!   its queue row and its `queued` event, into trigger-less copies of the three tables (same
+//!   indexes and CHECKs, no trigger);
+//! - `lifecycle rows + one lookup`: the same, with a PL/pgSQL BEFORE ROW trigger on the message
+//!   copy that does the least the insert trigger must do per row: look its session up.
+//!
+//! 1. Bulk: the same `INSERT ... SELECT generate_series(1, N)` into each, one statement.
 //! 2. Single-row: C connections each insert one row per transaction (autocommit, a prepared
-//!    `INSERT ... SELECT` of one row) back to back, closed loop, connection c taking g = c,
-//!    c + C, c + 2C, … (so concurrent rows go to distinct threads), until `single_rows` rows are
-//!    in; rows/s from the common start to the last commit. Into `et_messages` every such
-//!    transaction also queues, audits and NOTIFYs, which is exactly what this measures.
+//!    statement of one row) back to back, closed loop, connection c taking g = c, c + C, c + 2C,
+//!    … (so concurrent rows go to distinct threads), until `single_rows` rows are in; rows/s from
+//!    the common start to the last commit. Into `et_messages` every such transaction also
+//!    queues, audits and NOTIFYs, which is exactly what this measures.
 //!
 //! Each run starts after a `CHECKPOINT` (best effort). The target compares rates against
 //! `plain_indexed` (same indexes, no trigger); `plain` is shown too.
@@ -33,19 +40,26 @@ pub struct Timing {
     pub rows_per_s: f64,
 }
 
+/// One timing per table, in bulk or one row per transaction.
 #[derive(Debug, Serialize)]
-pub struct Report {
-    pub rows: usize,
-    /// Into `et_messages`: triggers (validate, thread, queue, audit, counters, NOTIFY), indexes, FKs.
+pub struct Tables {
+    /// Into `et_messages`: triggers (validate, thread, queue, audit, counters, NOTIFY), indexes, keys.
     pub et_messages: Timing,
     /// Into `plain`: same defaults, no index, no trigger.
     pub plain: Timing,
     /// Into `plain_indexed`: same defaults, indexes and CHECKs, no trigger.
     pub plain_indexed: Timing,
-    /// et_messages seconds / plain seconds.
-    pub ratio_vs_plain: f64,
-    /// et_messages seconds / plain_indexed seconds.
-    pub ratio_vs_plain_indexed: f64,
+    /// The message, its queue row and its event into trigger-less copies, in one statement.
+    pub lifecycle_rows: Timing,
+    /// As `lifecycle_rows`, with one session lookup per row in a BEFORE ROW trigger.
+    pub lifecycle_rows_one_lookup: Timing,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub rows: usize,
+    /// The bulk insert into each table.
+    pub bulk: Tables,
     /// One row per transaction from several connections.
     pub single: Single,
 }
@@ -55,50 +69,103 @@ pub struct Report {
 pub struct Single {
     pub rows: usize,
     pub connections: usize,
-    pub et_messages: Timing,
-    pub plain: Timing,
-    pub plain_indexed: Timing,
+    pub tables: Tables,
 }
 
-impl Report {
-    /// Trigger insert rate as a share of the trigger-less copies' (bulk, single-row), against
-    /// `plain_indexed` and against `plain`.
-    pub fn shares(&self) -> [(&'static str, f64); 4] {
-        let share = |t: &Timing, of: &Timing| t.rows_per_s / of.rows_per_s;
+impl Tables {
+    fn from(mut t: Vec<Timing>) -> Tables {
+        let mut next = || t.remove(0);
+        Tables {
+            et_messages: next(),
+            plain: next(),
+            plain_indexed: next(),
+            lifecycle_rows: next(),
+            lifecycle_rows_one_lookup: next(),
+        }
+    }
+
+    /// `label` and rate as a share of `plain_indexed`'s, for each run but `plain_indexed`.
+    pub fn shares(&self) -> [(&'static str, &Timing, f64); 4] {
+        let share = |t: &Timing| t.rows_per_s / self.plain_indexed.rows_per_s;
         [
-            ("bulk vs plain_indexed", share(&self.et_messages, &self.plain_indexed)),
-            ("bulk vs plain", share(&self.et_messages, &self.plain)),
-            ("single-row vs plain_indexed", share(&self.single.et_messages, &self.single.plain_indexed)),
-            ("single-row vs plain", share(&self.single.et_messages, &self.single.plain)),
+            ("et_messages", &self.et_messages, share(&self.et_messages)),
+            ("plain", &self.plain, share(&self.plain)),
+            ("lifecycle rows", &self.lifecycle_rows, share(&self.lifecycle_rows)),
+            ("lifecycle rows + one lookup", &self.lifecycle_rows_one_lookup, share(&self.lifecycle_rows_one_lookup)),
         ]
+    }
+
+    /// The target's figure: the `et_messages` rate as a share of `plain_indexed`'s.
+    pub fn share(&self) -> f64 {
+        self.et_messages.rows_per_s / self.plain_indexed.rows_per_s
     }
 }
 
-pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
-    let rows = p.rows;
-    // The session is only a foreign-key target here: no daemon runs, nothing is sent.
-    let session = db.smtp_session(9, 1, 1).await?;
-    db.client
-        .batch_execute(
-            "CREATE TABLE plain (LIKE et_messages INCLUDING DEFAULTS);
-             CREATE TABLE plain_indexed (LIKE et_messages INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);",
-        )
-        .await
-        .context("creating the trigger-less copies")?;
-    let n = rows as i32;
-    let triggered = format!(
-        "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
-         SELECT $1, $2, 'outbound', {ROW_VALUES} FROM generate_series(1, $3::int) g"
-    );
+/// The tables, the lookup trigger, and the statements; `source` is the `FROM` clause giving `g`
+/// (`generate_series(1, $3::int) g` in bulk, one `g` per transaction for single rows).
+fn statements(source: &str) -> [(&'static str, String); 5] {
     let copy = |table: &str| {
         format!(
             "INSERT INTO {table} (tenant_id, channel_session_id, direction, recipients, subject, body_text,
                                   id, channel, thread_id, delivery_status)
-             SELECT $1, $2, 'outbound', {ROW_VALUES}, g, 'email', 1, 'queued' FROM generate_series(1, $3::int) g"
+             SELECT $1, $2, 'outbound', {ROW_VALUES}, g, 'email', 1, 'queued' FROM {source}"
         )
     };
+    // each run its own three tables (`{prefix}_messages`, `_queue`, `_events`)
+    let lifecycle = |prefix: &str| {
+        format!(
+            "WITH m AS ({}
+                        RETURNING tenant_id, id, channel_session_id, priority),
+                  q AS (INSERT INTO {prefix}_queue (tenant_id, message_id, channel_session_id, priority, run_at, max_attempts)
+                        SELECT m.tenant_id, m.id, m.channel_session_id, m.priority, now(), 5 FROM m)
+             INSERT INTO {prefix}_events (tenant_id, message_id, from_status, to_status, actor)
+             SELECT m.tenant_id, m.id, NULL, 'queued', 'bench' FROM m",
+            copy(&format!("{prefix}_messages"))
+        )
+    };
+    [
+        (
+            "et_messages",
+            format!(
+                "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+                 SELECT $1, $2, 'outbound', {ROW_VALUES} FROM {source}"
+            ),
+        ),
+        ("plain", copy("plain")),
+        ("plain_indexed", copy("plain_indexed")),
+        ("lifecycle rows", lifecycle("lifecycle")),
+        ("lifecycle rows + one lookup", lifecycle("lookup")),
+    ]
+}
+
+const TABLES: &str = "
+    CREATE TABLE plain (LIKE et_messages INCLUDING DEFAULTS);
+    CREATE TABLE plain_indexed (LIKE et_messages INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+    CREATE TABLE lifecycle_messages (LIKE et_messages INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+    CREATE TABLE lifecycle_queue (LIKE et_outbound_queue INCLUDING ALL);
+    CREATE TABLE lifecycle_events (LIKE et_message_events INCLUDING ALL);
+    CREATE TABLE lookup_messages (LIKE et_messages INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+    CREATE TABLE lookup_queue (LIKE et_outbound_queue INCLUDING ALL);
+    CREATE TABLE lookup_events (LIKE et_message_events INCLUDING ALL);
+    CREATE FUNCTION bench_one_lookup() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NOT EXISTS (SELECT 1 FROM et_channel_sessions cs
+                      WHERE cs.tenant_id = NEW.tenant_id AND cs.id = NEW.channel_session_id) THEN
+        RAISE EXCEPTION 'no session %', NEW.channel_session_id;
+      END IF;
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER bench_one_lookup BEFORE INSERT ON lookup_messages
+      FOR EACH ROW EXECUTE FUNCTION bench_one_lookup();";
+
+pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
+    let rows = p.rows;
+    // The session is only a key target here: no daemon runs, nothing is sent.
+    let session = db.smtp_session(9, 1, 1).await?;
+    db.client.batch_execute(TABLES).await.context("creating the trigger-less copies")?;
+    let n = rows as i32;
     let mut timings = Vec::new();
-    for (label, sql) in [("et_messages", triggered), ("plain", copy("plain")), ("plain_indexed", copy("plain_indexed"))] {
+    for (label, sql) in statements("generate_series(1, $3::int) g") {
         // Start each from a clean slate of dirty buffers (best effort: needs the right to CHECKPOINT).
         let _ = db.client.batch_execute("CHECKPOINT").await;
         let t = Instant::now();
@@ -111,18 +178,11 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     let single = single_rows(db, session, p).await?;
     let queued = db.count("SELECT count(*) FROM et_outbound_queue").await?;
     anyhow::ensure!(queued as usize == rows + single.rows, "the triggers queued {queued} rows, expected {}", rows + single.rows);
-    let plain_indexed = timings.pop().expect("three timings");
-    let plain = timings.pop().expect("three timings");
-    let et_messages = timings.pop().expect("three timings");
-    Ok(Report {
-        rows,
-        ratio_vs_plain: et_messages.seconds / plain.seconds,
-        ratio_vs_plain_indexed: et_messages.seconds / plain_indexed.seconds,
-        et_messages,
-        plain,
-        plain_indexed,
-        single,
-    })
+    for prefix in ["lifecycle", "lookup"] {
+        let copied = db.count(&format!("SELECT (SELECT count(*) FROM {prefix}_queue) + (SELECT count(*) FROM {prefix}_events)")).await?;
+        anyhow::ensure!(copied as usize == 2 * (rows + single.rows), "{prefix}_queue and _events hold {copied} rows");
+    }
+    Ok(Report { rows, bulk: Tables::from(timings), single })
 }
 
 /// The single-row runs into each table; `g` continues after the bulk rows (unique ids), each
@@ -131,19 +191,8 @@ async fn single_rows(db: &BenchDb, session: i64, p: &Params) -> anyhow::Result<S
     anyhow::ensure!(p.connections > 0 && p.single_rows > 0, "--connections and --ingest-single-rows must be positive");
     let per_conn = p.single_rows.div_ceil(p.connections);
     let total = per_conn * p.connections;
-    let triggered = format!(
-        "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
-         SELECT $1, $2, 'outbound', {ROW_VALUES} FROM (SELECT $3::int AS g) s"
-    );
-    let copy = |table: &str| {
-        format!(
-            "INSERT INTO {table} (tenant_id, channel_session_id, direction, recipients, subject, body_text,
-                                  id, channel, thread_id, delivery_status)
-             SELECT $1, $2, 'outbound', {ROW_VALUES}, g, 'email', 1, 'queued' FROM (SELECT $3::int AS g) s"
-        )
-    };
     let mut timings = Vec::new();
-    for (label, sql) in [("et_messages", triggered), ("plain", copy("plain")), ("plain_indexed", copy("plain_indexed"))] {
+    for (label, sql) in statements("(SELECT $3::int AS g) s") {
         let mut clients = Vec::with_capacity(p.connections);
         for _ in 0..p.connections {
             let client = db.connect().await?;
@@ -176,8 +225,5 @@ async fn single_rows(db: &BenchDb, session: i64, p: &Params) -> anyhow::Result<S
         eprintln!("ingest: {total} single-row transactions from {} connections into {label} in {seconds:.2} s", p.connections);
         timings.push(Timing { seconds, rows_per_s: total as f64 / seconds });
     }
-    let plain_indexed = timings.pop().expect("three timings");
-    let plain = timings.pop().expect("three timings");
-    let et_messages = timings.pop().expect("three timings");
-    Ok(Single { rows: total, connections: p.connections, et_messages, plain, plain_indexed })
+    Ok(Single { rows: total, connections: p.connections, tables: Tables::from(timings) })
 }

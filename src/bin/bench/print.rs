@@ -28,20 +28,28 @@ fn memory(m: &Memory) {
 
 pub fn ingest(r: &ingest::Report) {
     println!();
-    println!("ingest: what the triggers cost (no daemon)");
+    println!("ingest: what the triggers cost (no daemon); shares are of plain_indexed's rate");
     println!("  bulk: INSERT ... SELECT generate_series(1, {}) in one statement", n0(r.rows as f64));
+    ingest_tables(&r.bulk);
     let s = &r.single;
-    let single = format!("  single-row: {} connections, one row per transaction, {} rows in all", s.connections, n0(s.rows as f64));
-    for (heading, t) in [(None, [&r.et_messages, &r.plain, &r.plain_indexed]), (Some(single), [&s.et_messages, &s.plain, &s.plain_indexed])] {
-        if let Some(h) = heading {
-            println!("{h}");
-        }
-        for (label, t) in ["et_messages (triggers)", "plain (no trigger, no index)", "plain_indexed (no trigger, same indexes)"].iter().zip(t) {
-            println!("    {label:<50}{:>8.2} s {:>10} rows/s", t.seconds, n0(t.rows_per_s));
-        }
-    }
-    for (label, share) in r.shares() {
-        line(&format!("et_messages rate, {label}"), format!("{:.1}%", share * 100.0));
+    println!("  single-row: {} connections, one row per transaction, {} rows in all", s.connections, n0(s.rows as f64));
+    ingest_tables(&s.tables);
+}
+
+fn ingest_tables(t: &ingest::Tables) {
+    let row = |label: &str, t: &ingest::Timing, share: Option<f64>| {
+        let share = share.map(|s| format!("{:>7.1}%", s * 100.0)).unwrap_or_default();
+        println!("    {label:<50}{:>8.2} s {:>10} rows/s{share}", t.seconds, n0(t.rows_per_s));
+    };
+    row("plain_indexed (no trigger, same indexes)", &t.plain_indexed, None);
+    for (label, timing, share) in t.shares() {
+        let label = match label {
+            "et_messages" => "et_messages (triggers)",
+            "plain" => "plain (no trigger, no index)",
+            "lifecycle rows" => "lifecycle rows (message + queue row + event)",
+            _ => "lifecycle rows + one session lookup per row",
+        };
+        row(label, timing, Some(share));
     }
 }
 

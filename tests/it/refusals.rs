@@ -264,3 +264,43 @@ async fn events_name_a_message_of_their_own_tenant_and_go_with_it() {
         .unwrap();
     assert_eq!(db.count("SELECT count(*) FROM et_message_events").await, 0, "truncated messages take their events along");
 }
+
+/// The value lists (V19: a CHECK casting to a domain that holds the list) refuse a value outside
+/// them on every table a send writes, as check_violation naming the list's domain, also for a
+/// writer that bypasses the triggers.
+#[tokio::test]
+async fn value_lists_refuse_values_outside_them_by_direct_update() {
+    let (db, email, _, _) = setup().await;
+    db.client.batch_execute(&format!(
+        "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text) VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x')"
+    )).await.unwrap();
+    for (table, column, domain) in [
+        ("et_messages", "delivery_status", "et_delivery_status"),
+        ("et_messages", "channel", "et_channel"),
+        ("et_messages", "direction", "et_direction"),
+        ("et_outbound_queue", "state", "et_queue_state"),
+        ("et_threads", "state", "et_thread_state"),
+        ("et_threads", "handling", "et_thread_handling"),
+    ] {
+        // with the triggers asleep (replica role), so the constraint itself answers: the triggers
+        // refuse a changed channel or direction before it
+        let sql = format!("SET session_replication_role = replica; UPDATE {table} SET {column} = 'banana'");
+        let e = refused(&db, &sql).await;
+        assert_eq!(e.code().code(), "23514", "{table}.{column}: {}", e.message());
+        assert!(e.message().contains(domain), "{table}.{column}: {}", e.message());
+    }
+    // and every value on the lists is still allowed by the table's own CHECK
+    let ok: bool = db
+        .client
+        .query_one(
+            "SELECT bool_and(v::et_delivery_status IS NOT NULL) FROM unnest(ARRAY['pending_approval','queued','sending','sent',
+               'failed','rejected','cancelled','suppressed','received','inbound_processing','inbound_ai_replied',
+               'inbound_human_takeover','inbound_follow_up','inbound_no_action','inbound_error']) v",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ok);
+    assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE delivery_status = 'queued' AND channel = 'email'").await, 1);
+}

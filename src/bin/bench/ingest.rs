@@ -73,25 +73,25 @@ pub struct Single {
 }
 
 impl Tables {
-    fn from(mut t: Vec<Timing>) -> Tables {
-        let mut next = || t.remove(0);
-        Tables {
-            et_messages: next(),
-            plain: next(),
-            plain_indexed: next(),
-            lifecycle_rows: next(),
-            lifecycle_rows_one_lookup: next(),
-        }
+    /// The timings in [`statements`]' order.
+    fn from(t: Vec<Timing>) -> anyhow::Result<Tables> {
+        let [et_messages, plain, plain_indexed, lifecycle_rows, lifecycle_rows_one_lookup]: [Timing; 5] =
+            t.try_into().map_err(|t: Vec<Timing>| anyhow::anyhow!("{} timings, expected 5", t.len()))?;
+        Ok(Tables { et_messages, plain, plain_indexed, lifecycle_rows, lifecycle_rows_one_lookup })
     }
 
-    /// `label` and rate as a share of `plain_indexed`'s, for each run but `plain_indexed`.
+    /// Each run but `plain_indexed`, described, with its rate as a share of `plain_indexed`'s.
     pub fn shares(&self) -> [(&'static str, &Timing, f64); 4] {
         let share = |t: &Timing| t.rows_per_s / self.plain_indexed.rows_per_s;
         [
-            ("et_messages", &self.et_messages, share(&self.et_messages)),
-            ("plain", &self.plain, share(&self.plain)),
-            ("lifecycle rows", &self.lifecycle_rows, share(&self.lifecycle_rows)),
-            ("lifecycle rows + one lookup", &self.lifecycle_rows_one_lookup, share(&self.lifecycle_rows_one_lookup)),
+            ("et_messages (triggers)", &self.et_messages, share(&self.et_messages)),
+            ("plain (no trigger, no index)", &self.plain, share(&self.plain)),
+            ("lifecycle rows (message + queue row + event)", &self.lifecycle_rows, share(&self.lifecycle_rows)),
+            (
+                "lifecycle rows + one session lookup per row",
+                &self.lifecycle_rows_one_lookup,
+                share(&self.lifecycle_rows_one_lookup),
+            ),
         ]
     }
 
@@ -101,8 +101,8 @@ impl Tables {
     }
 }
 
-/// The tables, the lookup trigger, and the statements; `source` is the `FROM` clause giving `g`
-/// (`generate_series(1, $3::int) g` in bulk, one `g` per transaction for single rows).
+/// The five runs' statements, labelled, in the order of [`Tables`]; `source` is the `FROM` clause
+/// giving `g` (`generate_series(1, $3::int) g` in bulk, one `g` per transaction for single rows).
 fn statements(source: &str) -> [(&'static str, String); 5] {
     let copy = |table: &str| {
         format!(
@@ -182,7 +182,7 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         let copied = db.count(&format!("SELECT (SELECT count(*) FROM {prefix}_queue) + (SELECT count(*) FROM {prefix}_events)")).await?;
         anyhow::ensure!(copied as usize == 2 * (rows + single.rows), "{prefix}_queue and _events hold {copied} rows");
     }
-    Ok(Report { rows, bulk: Tables::from(timings), single })
+    Ok(Report { rows, bulk: Tables::from(timings)?, single })
 }
 
 /// The single-row runs into each table; `g` continues after the bulk rows (unique ids), each
@@ -225,5 +225,5 @@ async fn single_rows(db: &BenchDb, session: i64, p: &Params) -> anyhow::Result<S
         eprintln!("ingest: {total} single-row transactions from {} connections into {label} in {seconds:.2} s", p.connections);
         timings.push(Timing { seconds, rows_per_s: total as f64 / seconds });
     }
-    Ok(Single { rows: total, connections: p.connections, tables: Tables::from(timings) })
+    Ok(Single { rows: total, connections: p.connections, tables: Tables::from(timings)? })
 }

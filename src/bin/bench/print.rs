@@ -43,12 +43,6 @@ fn ingest_tables(t: &ingest::Tables) {
     };
     row("plain_indexed (no trigger, same indexes)", &t.plain_indexed, None);
     for (label, timing, share) in t.shares() {
-        let label = match label {
-            "et_messages" => "et_messages (triggers)",
-            "plain" => "plain (no trigger, no index)",
-            "lifecycle rows" => "lifecycle rows (message + queue row + event)",
-            _ => "lifecycle rows + one session lookup per row",
-        };
         row(label, timing, Some(share));
     }
 }

@@ -52,7 +52,7 @@ pub async fn run_with(
     let wakers = listener::Wakers::default();
     let tasks = TaskTracker::new();
     tasks.spawn(listener::run(database, config.worker_id.clone(), wakers.clone(), handles.listener.clone(), Duration::from_secs(30), shutdown.clone()));
-    tasks.spawn(rescuer::run(pool.clone(), config.rescue_interval, wakers.outbound.clone(), shutdown.clone()));
+    tasks.spawn(rescuer::run(pool.clone(), config.rescue_interval, config.lease, wakers.outbound.clone(), shutdown.clone()));
     tasks.spawn(db::analyze::run(pool.clone(), Duration::from_secs(1), shutdown.clone()));
     if let Some(addr) = config.http_addr {
         let state = crate::http::AppState { pool: pool.clone(), config: config.clone(), listener: handles.listener.clone() };

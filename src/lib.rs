@@ -18,6 +18,7 @@
 //! - [`insights`]: the CRM insights worker and due follow-ups.
 //! - [`webhooks`]: signed status webhook delivery to tenants.
 //! - [`http`]: the axum surface: API v1, provider webhooks, health / ready / metrics.
+//! - [`lease`]: the leases a daemon holds on claimed work, renewed in batches until recorded.
 //! - [`daemon`]: wires the workers together under one shutdown token; `Every`, their pass timer.
 //! - [`cluster`]: the private PostgreSQL that `pgcourier up` starts.
 //! - [`config`], [`telemetry`], [`status`]: environment configuration, logging and metrics,
@@ -32,6 +33,7 @@ pub mod domain;
 pub mod http;
 pub mod inbound;
 pub mod insights;
+pub mod lease;
 pub mod outbound;
 pub mod status;
 pub mod telemetry;

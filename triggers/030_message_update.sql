@@ -63,9 +63,12 @@ BEGIN
            t.to_status IS NULL AS refused,
            CASE WHEN $1::text IS NULL AND NOT (n.direction = 'outbound' AND o.delivery_status = 'sending')
                      AND n.last_error IS NOT DISTINCT FROM o.last_error AND n.error_class IS NOT DISTINCT FROM o.error_class
+                     AND n.possible_duplicates = o.possible_duplicates
                 THEN '{}'::jsonb  -- (a claim's events: nothing to say, no object to build and strip)
                 ELSE jsonb_strip_nulls(jsonb_build_object(
                        'reason', $1::text,
+                       -- this attempt may repeat a delivery an earlier attempt already made
+                       'possible_duplicate', CASE WHEN n.possible_duplicates > o.possible_duplicates THEN true END,
                        'attempts', CASE WHEN n.direction = 'outbound' AND o.delivery_status = 'sending' THEN n.attempts END,
                        'error', CASE WHEN n.last_error IS DISTINCT FROM o.last_error THEN n.last_error END,
                        'error_class', CASE WHEN n.error_class IS DISTINCT FROM o.error_class THEN n.error_class END)) END AS detail

@@ -17,7 +17,7 @@
 //! Sources: RFC 9110 §10.2.3 (Retry-After: seconds or HTTP-date);
 //! https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/ (Idempotency-Key).
 
-use super::provider_http::{error_chain, excerpt, retry_after};
+use super::provider_http::{error_chain, excerpt, may_have_arrived, retry_after};
 use super::{Channel, Outbound, Receipt, SendError};
 use crate::domain::outcome::ErrorClass;
 use async_trait::async_trait;
@@ -90,12 +90,13 @@ impl Channel for HttpBridge {
         }
         let response = request.send().await.map_err(|e| {
             let what = if e.is_timeout() { "timed out" } else { "failed" };
-            SendError::transient(format!("http_bridge: POST {} {what}: {}", self.url, error_chain(&e)))
+            SendError::transient(format!("http_bridge: POST {} {what}: {}", self.url, error_chain(&e))).possibly_delivered(may_have_arrived(&e))
         })?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let text = response.text().await.map_err(|e| {
             SendError::transient(format!("http_bridge: HTTP {status} from {}: reading the answer failed: {}", self.url, error_chain(&e)))
+                .possibly_delivered(true)
         })?;
         if (200..300).contains(&status) {
             let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
@@ -113,6 +114,6 @@ impl Channel for HttpBridge {
             408 | 500..=599 => ErrorClass::Transient { retry_after },
             _ => ErrorClass::Permanent,
         };
-        Err(SendError { class, detail })
+        Err(SendError::new(class, detail))
     }
 }

@@ -70,15 +70,29 @@ pub struct SendError {
     pub class: ErrorClass,
     /// What the provider said (kept, truncated, in `last_error`).
     pub detail: String,
+    /// The message may have reached the provider although the send failed: the connection broke
+    /// or timed out after the message was handed over, before the provider's answer. A retry
+    /// is then flagged as a possible duplicate.
+    pub possibly_delivered: bool,
 }
 
 impl SendError {
+    pub fn new(class: ErrorClass, detail: impl Into<String>) -> Self {
+        SendError { class, detail: detail.into(), possibly_delivered: false }
+    }
+
     pub fn permanent(detail: impl Into<String>) -> Self {
-        SendError { class: ErrorClass::Permanent, detail: detail.into() }
+        SendError::new(ErrorClass::Permanent, detail)
     }
 
     pub fn transient(detail: impl Into<String>) -> Self {
-        SendError { class: ErrorClass::Transient { retry_after: None }, detail: detail.into() }
+        SendError::new(ErrorClass::Transient { retry_after: None }, detail)
+    }
+
+    /// The same error, marked as one the provider may have acted on (see `possibly_delivered`).
+    pub fn possibly_delivered(mut self, maybe: bool) -> Self {
+        self.possibly_delivered = maybe;
+        self
     }
 }
 

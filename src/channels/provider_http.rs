@@ -18,6 +18,12 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
 }
 
+/// Whether a failed request may still have reached the provider: anything but a failure to
+/// connect (or to build the request) happened after the request was, at least in part, sent.
+pub fn may_have_arrived(e: &reqwest::Error) -> bool {
+    !e.is_connect() && !e.is_builder()
+}
+
 /// At most `max` characters of `s`, with `…` when cut.
 pub fn excerpt(s: &str, max: usize) -> String {
     if s.chars().count() <= max {

@@ -10,7 +10,8 @@
 //! connection, and closed one later because the pool was full (2,372 connections for 20,000 messages in the bench).
 //!
 //! Classification: 4xx, connection errors and timeouts are transient; 5xx is permanent, and
-//! 5.1.1–5.1.3 (no such mailbox / bad address) also suppress the address as `hard_bounce`.
+//! 5.1.1–5.1.3 (no such mailbox / bad address) also suppress the address as `hard_bounce`. A send
+//! that broke without the server's answer may have been delivered (see [`classify`]).
 
 use super::{email, Channel, Outbound, Receipt, SendError};
 use crate::domain::outcome::{ErrorClass, SuppressReason};
@@ -212,7 +213,11 @@ fn classify(e: &lettre::transport::smtp::Error, msg: &Outbound) -> SendError {
         // 4xx replies, connection failures, timeouts, TLS hiccups: try again later.
         ErrorClass::Transient { retry_after: None }
     };
-    SendError { class, detail }
+    // Without an answer from the server (the connection broke or timed out) the message may have
+    // been handed over whole: lettre does not say in which step it failed, so any such failure
+    // counts, and the retry is flagged as a possible duplicate.
+    let answered = e.is_response() || e.is_transient() || e.is_permanent() || e.is_client();
+    SendError::new(class, detail).possibly_delivered(!answered)
 }
 
 /// The address a 5.1.x reply names (`<user@host>`), else the only recipient.

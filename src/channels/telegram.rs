@@ -157,7 +157,9 @@ impl Channel for Telegram {
                     Ok(id) => ids.push(id),
                     Err(mut e) => {
                         if !ids.is_empty() {
+                            // a retry sends to those chats again
                             e.detail = format!("{} (already sent before this failure: message ids {ids:?})", e.detail);
+                            e.possibly_delivered = true;
                         }
                         return Err(e);
                     }
@@ -218,7 +220,10 @@ impl Telegram {
         };
         tracing::debug!(method, chat, "telegram request");
         let result = match request.send().await {
-            Err(e) => Err(Failed::from(SendError::transient(format!("{what}: {}", error_chain(&e.without_url()))))),
+            Err(e) => {
+                let maybe = super::provider_http::may_have_arrived(&e);
+                Err(Failed::from(SendError::transient(format!("{what}: {}", error_chain(&e.without_url()))).possibly_delivered(maybe)))
+            }
             Ok(response) => {
                 let status = response.status().as_u16();
                 let retry_header = response
@@ -227,7 +232,10 @@ impl Telegram {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok());
                 match response.text().await {
-                    Err(e) => Err(Failed::from(SendError::transient(format!("{what}: HTTP {status}, reading the answer: {}", error_chain(&e.without_url()))))),
+                    Err(e) => Err(Failed::from(
+                        SendError::transient(format!("{what}: HTTP {status}, reading the answer: {}", error_chain(&e.without_url())))
+                            .possibly_delivered(true),
+                    )),
                     Ok(body) => classify(&what, recipient, status, retry_header, &body),
                 }
             }
@@ -281,7 +289,7 @@ fn classify(what: &str, recipient: &str, status: u16, retry_header: Option<u64>,
         _ if status >= 500 => (ErrorClass::Transient { retry_after: None }, detail),
         _ => (ErrorClass::Permanent, detail),
     };
-    Err(SendError { class, detail }.into())
+    Err(SendError::new(class, detail).into())
 }
 
 /// External id = the first message; the detail lists every id when there were several, and

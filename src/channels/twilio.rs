@@ -27,7 +27,7 @@
 //! - https://www.twilio.com/docs/usage/twilios-response (error body: code, message, more_info, status)
 //! - https://www.twilio.com/docs/api/errors/21610, /20003, /20429, /21211
 
-use super::provider_http::{error_chain, excerpt, retry_after};
+use super::provider_http::{error_chain, excerpt, may_have_arrived, retry_after};
 use super::{Channel, Outbound, Receipt, SendError};
 use crate::domain::outcome::{ErrorClass, SuppressReason};
 use async_trait::async_trait;
@@ -114,13 +114,16 @@ impl Twilio {
             .form(form)
             .send()
             .await
-            .map_err(|e| SendError::transient(format!("twilio: request to {} failed: {}", self.endpoint, error_chain(&e))))?;
+            .map_err(|e| {
+                SendError::transient(format!("twilio: request to {} failed: {}", self.endpoint, error_chain(&e)))
+                    .possibly_delivered(may_have_arrived(&e))
+            })?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let text = response
             .text()
             .await
-            .map_err(|e| SendError::transient(format!("twilio: HTTP {status}: reading the answer failed: {}", error_chain(&e))))?;
+            .map_err(|e| SendError::transient(format!("twilio: HTTP {status}: reading the answer failed: {}", error_chain(&e))).possibly_delivered(true))?;
         let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
         if (200..300).contains(&status) {
             return Ok(json);
@@ -207,5 +210,5 @@ fn classify(status: u16, json: &serde_json::Value, text: &str, retry_after: Opti
         (_, 500..=599) => ErrorClass::Transient { retry_after },
         _ => ErrorClass::Permanent,
     };
-    SendError { class, detail }
+    SendError::new(class, detail)
 }

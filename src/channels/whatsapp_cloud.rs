@@ -81,10 +81,11 @@ impl WhatsappCloud {
     async fn post(&self, what: &str, req: reqwest::RequestBuilder) -> Result<Value, SendError> {
         let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
             SendError::transient(format!("WhatsApp Cloud API {what}: {}", if e.is_timeout() { format!("timed out: {e}") } else { format!("connection failed: {e}") }))
+                .possibly_delivered(super::provider_http::may_have_arrived(&e))
         })?;
         let status = resp.status().as_u16();
         let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-        let body = resp.text().await.map_err(|e| SendError::transient(format!("WhatsApp Cloud API {what}: HTTP {status}, reading the body failed: {e}")))?;
+        let body = resp.text().await.map_err(|e| SendError::transient(format!("WhatsApp Cloud API {what}: HTTP {status}, reading the body failed: {e}")).possibly_delivered(true))?;
         if (200..300).contains(&status) {
             return Ok(serde_json::from_str(&body).unwrap_or_else(|_| json!({ "raw": excerpt(&body, 1000) })));
         }
@@ -288,5 +289,5 @@ fn classify(status: u16, retry_after: Option<Duration>, body: &str, what: &str, 
         detail.push_str(&format!("; details: {details}"));
     }
     detail.push_str(&format!("; body: {}", excerpt(body, 1000)));
-    SendError { class, detail }
+    SendError::new(class, detail)
 }

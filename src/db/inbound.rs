@@ -253,7 +253,9 @@ pub async fn apply(client: &impl GenericClient, worker: &str, items: &[Applied])
     Ok((row.get(0), row.get(1)))
 }
 
-/// Claims older than `lease` go back to `received` (their daemon died mid-decision).
+/// Claims not renewed for `lease` go back to `received` (their daemon died mid-decision). After
+/// a database restart, claims are left to their daemons for a lease (they renew them as soon as
+/// they reconnect).
 pub async fn rescue(client: &mut deadpool_postgres::Client, lease: Duration) -> Result<u64, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     super::audit::set_reason(&tx, "lease expired").await?;
@@ -261,12 +263,37 @@ pub async fn rescue(client: &mut deadpool_postgres::Client, lease: Duration) -> 
         .execute(
             "UPDATE et_messages SET delivery_status = 'received', updated_at = now()
               WHERE inbound_state = 'inbound_processing'
-                AND inbound_touched_at < now() - make_interval(secs => $1)",
+                AND inbound_touched_at < now() - make_interval(secs => $1)
+                AND pg_postmaster_start_time() < now() - make_interval(secs => $1)",
             &[&lease.as_secs_f64()],
         )
         .await?;
     tx.commit().await?;
     Ok(n)
+}
+
+/// One inbound claim: (tenant, message id) and its fence (`updated_at` as the claim or the last
+/// renewal set it).
+pub type ClaimFence = ((String, i64), DateTime<Utc>);
+
+/// Renew claims still in `inbound_processing` under their fences, in one statement: each gets a
+/// new `updated_at` (its lease runs from it), returned as its new fence. Claims not returned
+/// were rescued or decided elsewhere meanwhile.
+pub async fn renew(client: &impl GenericClient, claims: &[ClaimFence]) -> Result<Vec<ClaimFence>, tokio_postgres::Error> {
+    let tenants: Vec<&str> = claims.iter().map(|c| c.0 .0.as_str()).collect();
+    let ids: Vec<i64> = claims.iter().map(|c| c.0 .1).collect();
+    let fences: Vec<DateTime<Utc>> = claims.iter().map(|c| c.1).collect();
+    let stmt = client
+        .prepare_cached(
+            "UPDATE et_messages m SET updated_at = clock_timestamp()
+               FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS w(tenant_id, id, fence)
+              WHERE m.id = ANY ($2) AND m.tenant_id = w.tenant_id AND m.id = w.id AND m.updated_at = w.fence
+                AND m.inbound_state = 'inbound_processing'
+          RETURNING m.tenant_id, m.id, m.updated_at",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&tenants, &ids, &fences]).await?;
+    Ok(rows.iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect())
 }
 
 /// Errored decisions with attempts left go back to `received` after `base · 2^(attempts-1)`.

@@ -12,13 +12,20 @@
 //! prefetch: its rows would wait out the slow batch with their lease running.
 //!
 //! Each batch logs its phases (`claim_ms`, `load_ms`, `decide_ms`, `apply_ms`).
+//!
+//! Claims are leases ([`Leases`]): renewed in one statement every third of a lease until the
+//! batch is applied, so a slow decider (an LLM answering in seconds, a thousand rows at 8 calls at
+//! once) never has its rows rescued and decided again by another daemon. A decision whose claim
+//! was lost meanwhile is not applied.
 
 use super::llm::LlmDecider;
 use super::rules::{Rule, RulesDecider};
 use super::Decider;
 use crate::config::Config;
-use crate::db::inbound::{self as q, Applied, ClaimedInbound};
+use crate::db::inbound::{self as q, Applied, ClaimFence, ClaimedInbound};
 use crate::domain::decision::{DecideError, Decided, Decision, ThreadHistory};
+use crate::lease::{self, Leases};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -37,18 +44,41 @@ const HUMAN_HANDLED: &str = "the thread is handled by a human";
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// The claims in progress: (tenant, message id) → fence.
+type Claims = Leases<(String, i64), DateTime<Utc>>;
+
 pub async fn run(pool: Pool, config: Config, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let claims: Arc<Claims> = Arc::new(Leases::new(config.lease));
+    let keeper_stop = CancellationToken::new();
+    let keeper = tokio::spawn(lease::keep(claims.clone(), "inbound", renewer(pool.clone()), keeper_stop.clone()));
+    work(&pool, &config, &claims, &wake, &shutdown).await;
+    keeper_stop.cancel();
+    let _ = keeper.await;
+}
+
+/// The keeper's renewal: one statement for every claim in progress.
+fn renewer(pool: Pool) -> impl Fn(Vec<ClaimFence>) -> futures_util::future::BoxFuture<'static, Result<Vec<ClaimFence>, String>> {
+    move |held| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            let client = pool.get().await.map_err(|e| e.to_string())?;
+            q::renew(&client, &held).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+async fn work(pool: &Pool, config: &Config, claims: &Claims, wake: &Notify, shutdown: &CancellationToken) {
     let mut last_upkeep = Instant::now() - config.rescue_interval;
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        if let Err(e) = drain(&pool, &config, &shutdown).await {
+        if let Err(e) = drain(pool, config, claims, shutdown).await {
             tracing::warn!(error = %e, "inbound pass failed");
         }
         if last_upkeep.elapsed() >= config.rescue_interval.min(Duration::from_secs(1)) {
             last_upkeep = Instant::now();
-            if let Err(e) = upkeep(&pool, &config).await {
+            if let Err(e) = upkeep(pool, config).await {
                 tracing::warn!(error = %e, "inbound upkeep failed");
             }
         }
@@ -76,6 +106,8 @@ struct Loaded {
     claimed: Vec<ClaimedInbound>,
     histories: HashMap<i64, ThreadHistory>,
     deciders: HashMap<String, Result<Arc<dyn Decider>, DecideError>>,
+    /// When the claim was sent: its leases run from then.
+    claimed_at: tokio::time::Instant,
     claim_time: Duration,
     load_time: Duration,
 }
@@ -89,12 +121,12 @@ impl Loaded {
 
 /// Claim up to `limit` rows and load their threads' histories, settings and rules.
 async fn claim_and_load(pool: Pool, limit: i64) -> Result<Loaded, Error> {
-    let started = Instant::now();
     let client = pool.get().await?;
+    let claimed_at = tokio::time::Instant::now();
     let claimed = q::claim(&client, limit).await?;
-    let claim_time = started.elapsed();
+    let claim_time = claimed_at.elapsed();
     let mut loaded =
-        Loaded { claimed, histories: HashMap::new(), deciders: HashMap::new(), claim_time, load_time: Duration::ZERO };
+        Loaded { claimed, histories: HashMap::new(), deciders: HashMap::new(), claimed_at, claim_time, load_time: Duration::ZERO };
     if !loaded.claimed.is_empty() {
         load(&client, &mut loaded).await?;
     }
@@ -119,7 +151,7 @@ async fn load(client: &deadpool_postgres::Client, loaded: &mut Loaded) -> Result
 /// then into takeovers), and a prefetched batch with a network decider has its histories loaded
 /// again, so a model always sees the thread as it is. A claimed batch is always finished, even
 /// when shutdown is requested meanwhile (its rows would otherwise wait for the lease).
-async fn drain(pool: &Pool, config: &Config, shutdown: &CancellationToken) -> Result<(), Error> {
+async fn drain(pool: &Pool, config: &Config, claims: &Claims, shutdown: &CancellationToken) -> Result<(), Error> {
     let limit = config.inbound_batch as i64;
     let mut prefetched: Option<JoinHandle<Result<Loaded, Error>>> = None;
     loop {
@@ -136,11 +168,18 @@ async fn drain(pool: &Pool, config: &Config, shutdown: &CancellationToken) -> Re
         if loaded.claimed.is_empty() {
             return Ok(());
         }
+        for c in &loaded.claimed {
+            claims.hold((c.tenant_id.clone(), c.id), c.fence, loaded.claimed_at);
+        }
         let full = loaded.claimed.len() >= config.inbound_batch;
         if full && loaded.local() && !shutdown.is_cancelled() {
             prefetched = Some(tokio::spawn(claim_and_load(pool.clone(), limit)));
         }
-        batch(pool, config, &mut loaded).await?;
+        let result = batch(pool, config, claims, &mut loaded).await;
+        for c in &loaded.claimed {
+            claims.forget(&(c.tenant_id.clone(), c.id));
+        }
+        result?;
         if prefetched.is_none() && (!full || shutdown.is_cancelled()) {
             return Ok(());
         }
@@ -148,11 +187,24 @@ async fn drain(pool: &Pool, config: &Config, shutdown: &CancellationToken) -> Re
 }
 
 /// Decide and apply one loaded batch.
-async fn batch(pool: &Pool, config: &Config, loaded: &mut Loaded) -> Result<(), Error> {
+async fn batch(pool: &Pool, config: &Config, claims: &Claims, loaded: &mut Loaded) -> Result<(), Error> {
     let started = Instant::now();
     let claimed = &loaded.claimed;
     let decided = decide_all(claimed, &loaded.histories, &loaded.deciders).await;
-    let items: Vec<Applied> = claimed.iter().zip(decided).map(|(c, d)| applied(c, d)).collect();
+    // each decision under its claim's current fence (no renewal moves it until applied); a
+    // claim lost meanwhile is not applied
+    let _settled = claims.settle().await;
+    let items: Vec<Applied> = claimed
+        .iter()
+        .zip(decided)
+        .filter_map(|(c, d)| {
+            let fence = claims.value(&(c.tenant_id.clone(), c.id));
+            if fence.is_none() {
+                tracing::warn!(message = c.id, "the claim was lost while deciding; the decision is dropped");
+            }
+            fence.map(|fence| Applied { fence, ..applied(c, d) })
+        })
+        .collect();
     let decide_time = started.elapsed();
 
     let started = Instant::now();

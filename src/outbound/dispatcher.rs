@@ -8,20 +8,28 @@
 //! the mark, claims once more, and waits for a NOTIFY, the next scheduled row falling due, or the
 //! poll interval, whichever comes first. On shutdown it stops claiming, lets started sends finish
 //! (up to the shutdown timeout) and gives back the leases of sends that never started.
+//!
+//! Every claimed row's lease is held in [`Leases`] and renewed by [`lease::keep`] until its
+//! outcome is recorded. A send starts only while at least half a lease is left; a send still
+//! running when its lease runs out (renewals failed: the database is away) or is lost is
+//! abandoned, so the rescuer never hands out a row whose send is still running. Either way the
+//! row's next attempt is flagged as a possible duplicate, and counted when it is claimed.
 
 use super::breakers::Breakers;
 use super::outcomes::{self, Finished};
 use super::render;
 use crate::channels::{Registry, SendError};
 use crate::config::Config;
-use crate::db::outbound::{self as q, Claimed, OutcomeRow, Released};
+use crate::db::outbound::{self as q, Claimed, LeaseKey, OutcomeRow, Released};
 use crate::domain::breaker::{Admit, State};
 use crate::domain::outcome::{decide, Decision};
 use crate::domain::retry::RetryPolicy;
+use crate::lease::{self, Leases};
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -33,8 +41,9 @@ const BUSY_POLL: Duration = Duration::from_millis(5);
 /// the last claim that found work: long enough to span the gaps of a steady load, short enough
 /// that an idle daemon soon goes back to waiting on LISTEN (at most 200 empty claims per burst).
 const BUSY_LINGER: Duration = Duration::from_secs(1);
-/// A send starts only within this share of its lease; the rest is left for the send itself
-/// (a message that waited longer for its session's concurrency slot is given back unsent).
+/// A send starts only while at least this share of its lease is left (renewals keep it above
+/// two thirds while the database answers); a message whose lease ran down while it waited is
+/// given back unsent.
 const LEASE_START_BY: f64 = 0.5;
 /// How long a busy mark lasts unless refreshed (a daemon that dies stops suppressing NOTIFYs
 /// after this); it is refreshed once half of it has passed.
@@ -106,11 +115,14 @@ pub struct Dispatcher {
     breakers: Breakers,
     /// Woken by `et_outbound` notifications and the rescuer.
     wake: Arc<Notify>,
+    /// The leases of claimed rows until their outcomes are recorded.
+    leases: Arc<Leases<LeaseKey>>,
 }
 
 impl Dispatcher {
     pub fn new(pool: Pool, config: Config, wake: Arc<Notify>) -> Dispatcher {
-        Dispatcher { pool, config, registry: Arc::default(), session_slots: Mutex::default(), breakers: Breakers::default(), wake }
+        let leases = Arc::new(Leases::new(config.lease));
+        Dispatcher { pool, config, registry: Arc::default(), session_slots: Mutex::default(), breakers: Breakers::default(), wake, leases }
     }
 
     fn slots_for(&self, m: &Claimed) -> Arc<Semaphore> {
@@ -132,7 +144,10 @@ impl Dispatcher {
         // the outcome is recorded: leased-but-unrecorded rows stay bounded by max_in_flight, so a
         // slow database slows claiming instead of letting leases pile up and expire.
         let (tx, rx) = mpsc::unbounded_channel::<(Finished, OwnedSemaphorePermit)>();
-        let writer = tokio::spawn(outcomes::write(this.pool.clone(), this.config.worker_id.clone(), this.config.lease, rx));
+        let writer = tokio::spawn(outcomes::write(this.pool.clone(), this.config.worker_id.clone(), this.leases.clone(), rx));
+        // renewals go on until the last outcome is recorded, after shutdown too
+        let keeper_stop = CancellationToken::new();
+        let keeper = tokio::spawn(lease::keep(this.leases.clone(), "send", renewer(&this), keeper_stop.clone()));
         let in_flight = Arc::new(Semaphore::new(this.config.max_in_flight));
         let sends = TaskTracker::new();
         let worker = this.config.worker_id.as_str();
@@ -165,12 +180,13 @@ impl Dispatcher {
             let full = batch.len() == want;
             let claimed_any = !batch.is_empty();
             for m in batch {
+                this.leases.hold((m.tenant_id.clone(), m.id, m.attempt), (), claimed_at);
                 let permit = in_flight.clone().try_acquire_owned().expect("claimed no more than the free permits");
                 let span = tracing::info_span!("send", public_id = %m.public_id, tenant = %m.tenant_id, attempt = m.attempt);
                 let (this, tx, shutdown) = (this.clone(), tx.clone(), shutdown.clone());
                 sends.spawn(
                     async move {
-                        let finished = this.send_one(m, claimed_at, &shutdown).await;
+                        let finished = this.send_one(m, &shutdown).await;
                         let _ = tx.send((finished, permit));
                     }
                     .instrument(span),
@@ -215,6 +231,8 @@ impl Dispatcher {
         }
         drop(tx);
         let _ = writer.await;
+        keeper_stop.cancel();
+        let _ = keeper.await;
         tracing::info!(worker, "dispatcher stopped");
     }
 
@@ -236,20 +254,26 @@ impl Dispatcher {
     }
 
     /// Send one claimed message and decide its outcome (or give it back if shutdown came first,
-    /// if it waited for its session's slot past [`LEASE_START_BY`] of its lease, or if its
-    /// session's breaker is open and there is no fallback).
-    async fn send_one(&self, m: Claimed, claimed_at: Instant, shutdown: &CancellationToken) -> Finished {
+    /// if its lease ran below [`LEASE_START_BY`] before the send could start, or if its
+    /// session's breaker is open and there is no fallback; or drop it if its lease ran out
+    /// during the send).
+    async fn send_one(&self, m: Claimed, shutdown: &CancellationToken) -> Finished {
+        let key: LeaseKey = (m.tenant_id.clone(), m.id, m.attempt);
+        if m.possible_duplicate {
+            tracing::warn!("an earlier attempt may have delivered this message: this attempt is flagged possible_duplicate");
+            metrics::counter!("pgcourier_possible_duplicates_total", "channel" => m.session.channel.clone(), "tenant" => m.tenant_id.clone())
+                .increment(1);
+        }
         let slots = self.slots_for(&m);
+        let start_by = self.config.lease.mul_f64(LEASE_START_BY);
         let _slot = tokio::select! {
             biased;
             slot = slots.acquire_owned() => slot.expect("session semaphore never closes"),
             _ = shutdown.cancelled() => return Finished::Release(released(&m, None, "released unstarted at shutdown")),
+            _ = self.leases.below(&key, start_by) => return self.unstarted(&m, key),
         };
-        if claimed_at.elapsed() >= self.config.lease.mul_f64(LEASE_START_BY) {
-            // Once the lease expires the rescuer hands the row to another claim: starting the
-            // send this late could deliver the message twice. Give it back unsent instead.
-            tracing::info!(waited_ms = claimed_at.elapsed().as_millis() as u64, "lease half spent waiting for a session slot: released unsent");
-            return Finished::Release(released(&m, None, "released unsent: the lease was half spent waiting for a session slot"));
+        if self.leases.time_left(&key).is_none_or(|left| left <= start_by) {
+            return self.unstarted(&m, key);
         }
         let all = m.recipients.len() + m.cc.len() + m.bcc.len();
         if !m.suppressed_now.is_empty() && m.suppressed_now.len() >= all {
@@ -258,10 +282,10 @@ impl Dispatcher {
             return Finished::Outcome(row(&m, "suppressed", None, None));
         }
         // The session, or its fallback while the session's breaker is open.
-        let via = match self.breakers.admit(&m.session, Instant::now()) {
+        let via = match self.breakers.admit(&m.session, std::time::Instant::now()) {
             Admit::Allow | Admit::Probe => &m.session,
             Admit::Deny { retry_in } => match &m.fallback {
-                Some(fb) if matches!(self.breakers.admit(fb, Instant::now()), Admit::Allow | Admit::Probe) => {
+                Some(fb) if matches!(self.breakers.admit(fb, std::time::Instant::now()), Admit::Allow | Admit::Probe) => {
                     tracing::info!(session = m.session.id, fallback = fb.id, "circuit open: sending via the fallback session");
                     fb
                 }
@@ -277,16 +301,30 @@ impl Dispatcher {
         let result = match render::outbound(&m) {
             Err(e) => Err(e),
             Ok(out) => {
-                let r = match self.registry.get(via) {
-                    Ok(channel) => channel.send(&out).await,
-                    Err(e) => Err(e),
+                let send = async {
+                    match self.registry.get(via) {
+                        Ok(channel) => channel.send(&out).await,
+                        Err(e) => Err(e),
+                    }
+                };
+                let r = tokio::select! {
+                    r = send => r,
+                    _ = self.leases.run_out(&key) => {
+                        // Past this point the row may be handed to another claim: stop sending.
+                        // Whether the provider got the message is unknown; the rescuer flags
+                        // the next attempt.
+                        tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64,
+                                       "the lease ran out during the send (renewals failed); send abandoned");
+                        metrics::counter!("pgcourier_sends_abandoned_total", "provider" => via.provider.clone()).increment(1);
+                        return Finished::Dropped(key);
+                    }
                 };
                 rendered = Some(out);
                 r
             }
         };
         let provider_failed = matches!(&result, Err(e) if e.class.is_transient());
-        if let Some(change) = self.breakers.record(via, Instant::now(), provider_failed) {
+        if let Some(change) = self.breakers.record(via, std::time::Instant::now(), provider_failed) {
             self.report(m.tenant_id.clone(), via.id, change);
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -321,6 +359,21 @@ impl Dispatcher {
         Finished::Outcome(outcome)
     }
 
+    /// A send that could not start: its lease is lost (nothing to write; the row is no longer
+    /// ours) or ran low because renewals failed (given back unsent).
+    fn unstarted(&self, m: &Claimed, key: LeaseKey) -> Finished {
+        match self.leases.time_left(&key) {
+            None => {
+                tracing::warn!("the lease was lost before the send started; not sending");
+                Finished::Dropped(key)
+            }
+            Some(left) => {
+                tracing::warn!(left_ms = left.as_millis() as u64, "the lease could not be renewed; released unsent");
+                Finished::Release(released(m, None, "released unsent: the lease could not be renewed"))
+            }
+        }
+    }
+
     /// Write a breaker state change to `et_session_health`, off the send path.
     fn report(&self, tenant_id: String, session_id: i64, change: (State, f64)) {
         let (pool, worker) = (self.pool.clone(), self.config.worker_id.clone());
@@ -345,6 +398,7 @@ impl Dispatcher {
             Decision::Retry(delay) => {
                 tracing::warn!(elapsed_ms, error = %detail, class = e.class.as_str(), retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
                 let mut r = row(m, "queued", Some(detail), Some(e.class.as_str()));
+                r.maybe_delivered = e.possibly_delivered;
                 r.run_at = Some(chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
                 r
             }
@@ -356,6 +410,7 @@ impl Dispatcher {
                 };
                 tracing::error!(elapsed_ms, error = %reason, class = e.class.as_str(), "send failed for good");
                 let mut r = row(m, "failed", Some(reason), Some(e.class.as_str()));
+                r.maybe_delivered = e.possibly_delivered;
                 if let Some((why, address)) = suppress {
                     let address = address.or_else(|| m.recipients.first().cloned());
                     if let Some(address) = address {
@@ -377,6 +432,20 @@ fn retry_policy(m: &Claimed) -> RetryPolicy {
         base: ms("retry_base_ms").unwrap_or(d.base),
         cap: ms("retry_cap_ms").unwrap_or(d.cap),
         max_attempts: m.max_attempts.max(1) as u32,
+    }
+}
+
+/// The keeper's renewal: one statement for every lease the dispatcher holds.
+fn renewer(this: &Arc<Dispatcher>) -> impl Fn(Vec<(LeaseKey, ())>) -> futures_util::future::BoxFuture<'static, Result<Vec<(LeaseKey, ())>, String>> {
+    let (pool, worker, lease) = (this.pool.clone(), this.config.worker_id.clone(), this.config.lease);
+    move |held| {
+        let (pool, worker) = (pool.clone(), worker.clone());
+        Box::pin(async move {
+            let keys: Vec<LeaseKey> = held.into_iter().map(|(k, ())| k).collect();
+            let client = pool.get().await.map_err(|e| e.to_string())?;
+            let kept = q::renew(&client, &worker, &keys, lease).await.map_err(|e| e.to_string())?;
+            Ok(kept.into_iter().map(|k| (k, ())).collect())
+        })
     }
 }
 

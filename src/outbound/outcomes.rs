@@ -1,9 +1,17 @@
 //! The outcome writer: one task that records finished sends in batches (whatever has arrived
 //! since the last write), so a busy daemon writes hundreds of outcomes per transaction and an
 //! idle one writes each outcome at once.
+//!
+//! A batch that cannot be written (the database is restarting, a connection was killed) is
+//! retried quickly, for as long as its leases can still be ours: their renewals go on meanwhile,
+//! and after a database restart the rescuer leaves leases that ran out while it was down to their
+//! daemons for a lease's time, so outcomes written within that window still count and nothing is
+//! sent twice. Writes are fenced on the lease, so a late one is never wrong, only discarded.
 
-use crate::db::outbound::{self as q, OutcomeRow, Released};
+use crate::db::outbound::{self as q, LeaseKey, OutcomeRow, Released};
+use crate::lease::Leases;
 use deadpool_postgres::Pool;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
@@ -15,12 +23,21 @@ pub enum Finished {
     /// The send never started (shutdown, open circuit breaker): give the lease back without
     /// counting the attempt, due again at `run_at` (now when None).
     Release(Released),
+    /// The lease was lost, or ran out during the send: nothing can be recorded; the rescuer
+    /// returns the row and flags its next attempt as a possible duplicate.
+    Dropped(LeaseKey),
 }
 
 const MAX_BATCH: usize = 1000;
 
+/// The first retry of a failed write waits this long; each next one twice as long, up to a
+/// quarter lease (and [`MAX_BACKOFF`]), so a database that is back is written to at once.
+const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
 /// Run until every sender is dropped and the channel is drained.
-pub async fn write(pool: Pool, worker: String, lease: Duration, mut rx: mpsc::UnboundedReceiver<(Finished, OwnedSemaphorePermit)>) {
+pub async fn write(pool: Pool, worker: String, leases: Arc<Leases<LeaseKey>>, mut rx: mpsc::UnboundedReceiver<(Finished, OwnedSemaphorePermit)>) {
+    let lease = leases.lease();
     while let Some(first) = rx.recv().await {
         let mut outcomes = Vec::new();
         let mut releases = Vec::new();
@@ -32,12 +49,23 @@ pub async fn write(pool: Pool, worker: String, lease: Duration, mut rx: mpsc::Un
             match f {
                 Finished::Outcome(o) => outcomes.push(o),
                 Finished::Release(r) => releases.push(r),
+                Finished::Dropped(key) => leases.forget(&key),
             }
             next = if outcomes.len() + releases.len() < MAX_BATCH { rx.try_recv().ok() } else { None };
         }
-        // Keep trying for as long as the leases last; after that the rescuer owns the rows.
-        let deadline = tokio::time::Instant::now() + lease;
-        let mut backoff = Duration::from_millis(50);
+        if outcomes.is_empty() && releases.is_empty() {
+            continue;
+        }
+        let keys: Vec<LeaseKey> = outcomes
+            .iter()
+            .map(|o| (o.tenant_id.clone(), o.message_id, o.attempt))
+            .chain(releases.iter().map(|r| (r.tenant_id.clone(), r.message_id, r.attempt)))
+            .collect();
+        // Keep trying while the leases can still be ours: the longest time left, plus a lease
+        // for a database that restarted meanwhile (see the module docs).
+        let left = keys.iter().filter_map(|k| leases.time_left(k)).max().unwrap_or(Duration::ZERO);
+        let deadline = tokio::time::Instant::now() + left + lease;
+        let mut backoff = FIRST_BACKOFF;
         loop {
             match write_once(&pool, &worker, &outcomes, &releases).await {
                 Ok((held, released)) => {
@@ -52,13 +80,16 @@ pub async fn write(pool: Pool, worker: String, lease: Duration, mut rx: mpsc::Un
                 Err(e) if tokio::time::Instant::now() < deadline => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "recording outcomes failed; retrying");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(MAX_BACKOFF).min(lease / 4);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, outcomes = outcomes.len(), "could not record outcomes before the leases expired");
                     break;
                 }
             }
+        }
+        for key in &keys {
+            leases.forget(key);
         }
         drop(permits);
     }

@@ -1,5 +1,7 @@
 //! The rescuer: on a timer, leases past expiry go back to `ready` (or to the dead letters when
-//! their attempts are used up). Safe with many daemons: rows are taken with SKIP LOCKED.
+//! their attempts are used up), their next attempt flagged as a possible duplicate. Leases that
+//! ran out while the database was down wait `grace` after it started (see
+//! [`crate::db::outbound::rescue`]). Safe with many daemons: rows are taken with SKIP LOCKED.
 
 use crate::db::outbound as q;
 use deadpool_postgres::Pool;
@@ -8,10 +10,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub async fn run(pool: Pool, every: Duration, wake: Arc<Notify>, shutdown: CancellationToken) {
+pub async fn run(pool: Pool, every: Duration, grace: Duration, wake: Arc<Notify>, shutdown: CancellationToken) {
     let mut tick = crate::daemon::Every::new(every);
     while tick.next(&shutdown).await {
-        match rescue(&pool).await {
+        match rescue(&pool, grace).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::warn!(rescued = n, "expired leases returned to the queue");
@@ -22,7 +24,7 @@ pub async fn run(pool: Pool, every: Duration, wake: Arc<Notify>, shutdown: Cance
     }
 }
 
-async fn rescue(pool: &Pool) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+async fn rescue(pool: &Pool, grace: Duration) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
     let mut client = pool.get().await?;
-    Ok(q::rescue(&mut client, 1000).await?)
+    Ok(q::rescue(&mut client, 1000, grace).await?)
 }

@@ -12,6 +12,7 @@ mod http_api;
 mod inbound;
 mod insights;
 mod keys;
+mod leases;
 mod lifecycle;
 mod limits;
 mod llm;

@@ -63,6 +63,12 @@ async fn a_daemon_killed_while_holding_leases_is_rescued_by_another() {
         "every rescue is on the audit trail"
     );
     assert_eq!(db.count("SELECT max(attempts)::bigint FROM et_messages").await, 2, "the expired attempt counts");
+    assert_eq!(
+        db.count("SELECT count(*) FROM et_message_events WHERE to_status = 'sending' AND (detail->>'possible_duplicate')::boolean").await,
+        10,
+        "each attempt after a rescue may repeat a delivery, and its event says so"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE possible_duplicates = 1").await, 10);
     second.stop().await;
 }
 

@@ -47,6 +47,9 @@ pub struct Config {
     /// `PGCOURIER_INSIGHTS_DEBOUNCE` (2s): a thread's insight is recomputed once its newest
     /// change is this old, so a burst of messages costs one recompute.
     pub insights_debounce: Duration,
+    /// `PGCOURIER_LISTEN` (`on` | `off`): `off` runs without a LISTEN connection (for setups with
+    /// no session-level connection); work is then found by polling every poll interval.
+    pub listen: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +114,11 @@ impl Config {
             inbound_max_attempts: count("PGCOURIER_INBOUND_MAX_ATTEMPTS", 3)?,
             inbound_retry_base: duration("PGCOURIER_INBOUND_RETRY_BASE", Duration::from_secs(2))?,
             insights_debounce: duration("PGCOURIER_INSIGHTS_DEBOUNCE", Duration::from_secs(2))?,
+            listen: match get("PGCOURIER_LISTEN").as_deref().map(str::trim) {
+                None | Some("") | Some("on") => true,
+                Some("off") => false,
+                Some(other) => return Err(ConfigError { name: "PGCOURIER_LISTEN", problem: format!("{other:?}: expected on or off") }),
+            },
         })
     }
 }

@@ -51,7 +51,12 @@ pub async fn run_with(
 
     let wakers = listener::Wakers::default();
     let tasks = TaskTracker::new();
-    tasks.spawn(listener::run(database, config.worker_id.clone(), wakers.clone(), handles.listener.clone(), Duration::from_secs(30), shutdown.clone()));
+    if config.listen {
+        tasks.spawn(listener::run(database, config.worker_id.clone(), wakers.clone(), handles.listener.clone(), Duration::from_secs(30), shutdown.clone()));
+    } else {
+        tracing::info!(poll_interval = ?config.poll_interval, "PGCOURIER_LISTEN=off: no LISTEN connection; finding work by polling");
+        handles.listener.poll_only.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     tasks.spawn(rescuer::run(pool.clone(), config.rescue_interval, config.lease, wakers.outbound.clone(), shutdown.clone()));
     tasks.spawn(db::analyze::run(pool.clone(), Duration::from_secs(1), shutdown.clone()));
     if let Some(addr) = config.http_addr {

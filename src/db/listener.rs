@@ -49,6 +49,8 @@ pub struct ListenerState {
     pub connected: AtomicBool,
     /// How many times the connection was re-established after a loss.
     pub reconnects: AtomicU64,
+    /// The daemon runs without LISTEN (`PGCOURIER_LISTEN=off`): workers find work by polling alone.
+    pub poll_only: AtomicBool,
 }
 
 const CHANNELS: &[&str] = &["et_outbound", "et_inbound", "et_webhooks"];

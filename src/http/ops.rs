@@ -144,7 +144,7 @@ pub async fn readiness(pool: &Pool, listener: &ListenerState) -> Readiness {
             }
         },
     };
-    let listener = if listener.connected.load(Ordering::SeqCst) {
+    let listener = if listener.connected.load(Ordering::SeqCst) || listener.poll_only.load(Ordering::SeqCst) {
         Check::ok("listener")
     } else {
         Check::failed(

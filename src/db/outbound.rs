@@ -66,18 +66,37 @@ pub struct Claimed {
 /// The claim, with `{limit}` written in by [`claim`] rather than bound: with `LIMIT $n` the
 /// planner costs the generic plan for a tenth of the queue, so the statement never settled on it
 /// and every claim was planned again (3.5 ms of a 30 ms claim of 500). Parameters: $1 the
-/// worker, $2 the lease in seconds.
+/// worker, $2 the lease in seconds, $3/$4 the sessions with a budget of their own and those
+/// budgets, $5 the budget of every other session (see [`crate::outbound::fair`]).
 const CLAIM: &str = r#"
-WITH c AS (
-    -- straight down the partial index of ready work, in claim order: a claim reads about
-    -- {limit} index entries however long the queue is (joining here let the planner scan and
-    -- sort the whole queue per claim)
-    SELECT q.tenant_id, q.message_id, q.channel_session_id, q.priority, q.run_at, q.maybe_delivered
-      FROM et_outbound_queue q
-     WHERE q.state = 'ready' AND q.run_at <= now()
-     ORDER BY q.priority, q.run_at
+WITH b AS (
+    -- the sessions with due work, one probe of et_outbound_queue_ready_by_session each (a loose
+    -- index scan), with their budgets
+    SELECT s.session_id, coalesce(k.budget, $5) AS budget
+      FROM (WITH RECURSIVE s(session_id) AS (
+                SELECT (SELECT q.channel_session_id FROM et_outbound_queue q
+                         WHERE q.state = 'ready' AND q.run_at <= now()
+                         ORDER BY q.channel_session_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT q.channel_session_id FROM et_outbound_queue q
+                         WHERE q.state = 'ready' AND q.run_at <= now() AND q.channel_session_id > s.session_id
+                         ORDER BY q.channel_session_id LIMIT 1)
+                  FROM s WHERE s.session_id IS NOT NULL)
+            SELECT session_id FROM s WHERE session_id IS NOT NULL) s
+      LEFT JOIN unnest($3::bigint[], $4::int[]) AS k(session_id, budget) ON k.session_id = s.session_id
+), c AS (
+    -- each session's best rows up to its budget, then the best {limit} of those: a claim reads
+    -- about the budgets' worth of index entries however long the queue is
+    SELECT x.*
+      FROM b CROSS JOIN LATERAL (
+            SELECT q.tenant_id, q.message_id, q.channel_session_id, q.priority, q.run_at, q.maybe_delivered
+              FROM et_outbound_queue q
+             WHERE q.channel_session_id = b.session_id AND q.state = 'ready' AND q.run_at <= now()
+             ORDER BY q.priority, q.run_at
+             LIMIT b.budget
+               FOR UPDATE OF q SKIP LOCKED) x
+     ORDER BY x.priority, x.run_at
      LIMIT {limit}
-       FOR UPDATE OF q SKIP LOCKED
 ), cs AS (
     SELECT c.*, s.status AS session_status, m.delivery_status,
            (s.config->>'rate_per_second')::float8 AS rps, (s.config->>'rate_per_minute')::float8 AS rpm
@@ -204,17 +223,32 @@ fn claimed(row: &Row) -> Claimed {
     }
 }
 
-/// Lease up to `limit` due messages for `worker` for `lease`, moving them to `sending`. Each
-/// distinct `limit` is a statement of its own, prepared once per connection: callers keep to a
-/// handful of values (the dispatcher: its batch size, else a power of two).
+/// Lease up to `limit` due messages for `worker` for `lease`, moving them to `sending`, with no
+/// per-session budget (each session may fill the claim).
 pub async fn claim(
     client: &impl GenericClient,
     worker: &str,
     limit: usize,
     lease: Duration,
 ) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+    claim_within(client, worker, limit, lease, &[], &[], limit as i32).await
+}
+
+/// Lease up to `limit` due messages for `worker` for `lease`, moving them to `sending`, at most
+/// `budgets[i]` of session `sessions[i]` and `others` of any other session. Each distinct `limit`
+/// is a statement of its own, prepared once per connection: callers keep to a handful of values
+/// (the dispatcher: its batch size, else a power of two).
+pub async fn claim_within(
+    client: &impl GenericClient,
+    worker: &str,
+    limit: usize,
+    lease: Duration,
+    sessions: &[i64],
+    budgets: &[i32],
+    others: i32,
+) -> Result<Vec<Claimed>, tokio_postgres::Error> {
     let stmt = client.prepare_cached(&CLAIM.replace("{limit}", &limit.to_string())).await?;
-    let rows = client.query(&stmt, &[&worker, &lease.as_secs_f64()]).await?;
+    let rows = client.query(&stmt, &[&worker, &lease.as_secs_f64(), &sessions, &budgets, &others]).await?;
     let mut batch: Vec<Claimed> = rows.iter().map(claimed).collect();
     let with_files: Vec<usize> = rows.iter().enumerate().filter(|(_, r)| r.get::<_, bool>("has_attachments")).map(|(i, _)| i).collect();
     if !with_files.is_empty() {

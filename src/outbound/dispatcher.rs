@@ -16,6 +16,7 @@
 //! row's next attempt is flagged as a possible duplicate, and counted when it is claimed.
 
 use super::breakers::Breakers;
+use super::fair::{Budgets, Loads};
 use super::outcomes::{self, Finished};
 use super::render;
 use crate::channels::{Registry, SendError};
@@ -117,22 +118,24 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     /// The leases of claimed rows until their outcomes are recorded.
     leases: Arc<Leases<LeaseKey>>,
+    /// What each session holds and may still claim (fair share between sessions).
+    loads: Loads,
 }
 
 impl Dispatcher {
     pub fn new(pool: Pool, config: Config, wake: Arc<Notify>) -> Dispatcher {
         let leases = Arc::new(Leases::new(config.lease));
-        Dispatcher { pool, config, registry: Arc::default(), session_slots: Mutex::default(), breakers: Breakers::default(), wake, leases }
+        let loads = Loads::new(config.session_concurrency, config.batch_size);
+        Dispatcher { pool, config, registry: Arc::default(), session_slots: Mutex::default(), breakers: Breakers::default(), wake, leases, loads }
+    }
+
+    /// Sends at once on `m`'s session: its `config.concurrency`, else the daemon default.
+    fn concurrency(&self, m: &Claimed) -> usize {
+        m.session.config.get("concurrency").and_then(|v| v.as_u64()).map(|v| v.max(1) as usize).unwrap_or(self.config.session_concurrency)
     }
 
     fn slots_for(&self, m: &Claimed) -> Arc<Semaphore> {
-        let limit = m
-            .session
-            .config
-            .get("concurrency")
-            .and_then(|v| v.as_u64())
-            .map(|v| v.max(1) as usize)
-            .unwrap_or(self.config.session_concurrency);
+        let limit = self.concurrency(m);
         let mut slots = self.session_slots.lock().expect("slots lock");
         slots.entry(m.session.id).or_insert_with(|| Arc::new(Semaphore::new(limit))).clone()
     }
@@ -186,7 +189,12 @@ impl Dispatcher {
                 let (this, tx, shutdown) = (this.clone(), tx.clone(), shutdown.clone());
                 sends.spawn(
                     async move {
+                        let session = m.session.id;
                         let finished = this.send_one(m, &shutdown).await;
+                        if this.loads.finished(session) {
+                            // the session used its whole budget: its next row is waiting
+                            this.wake.notify_one();
+                        }
                         let _ = tx.send((finished, permit));
                     }
                     .instrument(span),
@@ -236,9 +244,20 @@ impl Dispatcher {
         tracing::info!(worker, "dispatcher stopped");
     }
 
+    /// Claim up to `want` rows, each session within its budget (see [`super::fair`]).
     async fn claim(&self, want: usize) -> Result<Vec<Claimed>, Box<dyn std::error::Error + Send + Sync>> {
         let client = self.pool.get().await?;
-        Ok(q::claim(&client, &self.config.worker_id, want, self.config.lease).await?)
+        let budgets = self.loads.budgets();
+        let Budgets { sessions, budgets: per_session, unknown } = &budgets;
+        let batch = q::claim_within(&client, &self.config.worker_id, want, self.config.lease, sessions, per_session, *unknown).await?;
+        let mut taken: HashMap<i64, (usize, usize)> = HashMap::new();
+        for m in &batch {
+            taken.entry(m.session.id).or_insert((0, self.concurrency(m))).0 += 1;
+        }
+        for (session, (n, concurrency)) in taken {
+            self.loads.claimed(session, concurrency, n, &budgets);
+        }
+        Ok(batch)
     }
 
     /// How long to sleep before the next scheduled row is due (at most the poll interval).
@@ -327,6 +346,7 @@ impl Dispatcher {
         if let Some(change) = self.breakers.record(via, std::time::Instant::now(), provider_failed) {
             self.report(m.tenant_id.clone(), via.id, change);
         }
+        self.loads.sent(m.session.id, started.elapsed());
         let elapsed_ms = started.elapsed().as_millis() as u64;
         metrics::histogram!("pgcourier_send_duration_seconds", "provider" => via.provider.clone()).record(started.elapsed().as_secs_f64());
         let mut outcome = match &result {

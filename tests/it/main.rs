@@ -22,6 +22,7 @@ mod ops;
 mod process;
 mod provider_webhooks;
 mod daemon;
+mod fairness;
 mod refusals;
 mod smtp_sink;
 mod webhooks;

@@ -1,8 +1,15 @@
 //! Builds the MIME message shared by the `smtp` and `file` providers: text + HTML alternative,
-//! cc / bcc (bcc only in the envelope), reply-to, `Message-ID`, `In-Reply-To` / `References`.
+//! cc / bcc (bcc only in the envelope), reply-to, `Message-ID`, `In-Reply-To` / `References`,
+//! attachments.
+//!
+//! What goes on the wire is 7-bit, every line ends in CRLF and none is longer than 78 octets
+//! except a long plain ASCII file name (at most 998, RFC 5322's hard limit): strict servers
+//! (Postfix `smtpd_forbid_bare_newline`) take it and DKIM signatures survive relaying.
 
-use super::{Outbound, SendError};
-use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart, SinglePart};
+use super::{Attachment, Outbound, SendError};
+use base64::Engine;
+use lettre::message::header::{ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
 fn mailbox(field: &str, value: &str) -> Result<Mailbox, SendError> {
@@ -40,24 +47,172 @@ pub fn build(msg: &Outbound) -> Result<Message, SendError> {
     if !references.is_empty() {
         b = b.references(references.join(" "));
     }
-    let text = msg.text.clone().unwrap_or_default();
-    let built = match (&msg.html, msg.attachments.is_empty()) {
-        (Some(html), true) => b.multipart(MultiPart::alternative_plain_html(text, html.clone())),
+    let text = lf_line_ends(msg.text.as_deref().unwrap_or_default());
+    let html = msg.html.as_deref().map(lf_line_ends);
+    let built = match (html, msg.attachments.is_empty()) {
+        (Some(html), true) => b.multipart(MultiPart::alternative_plain_html(text, html)),
         (None, true) => b.singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text)),
         (html, false) => {
             let mut mixed = match html {
-                Some(html) => MultiPart::mixed().multipart(MultiPart::alternative_plain_html(text, html.clone())),
+                Some(html) => MultiPart::mixed().multipart(MultiPart::alternative_plain_html(text, html)),
                 None => MultiPart::mixed().singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text)),
             };
             for a in &msg.attachments {
-                let ct = ContentType::parse(&a.content_type)
-                    .map_err(|e| SendError::permanent(format!("attachment {:?}: content type {:?}: {e}", a.filename, a.content_type)))?;
-                mixed = mixed.singlepart(Attachment::new(a.filename.clone()).body(a.content.clone(), ct));
+                mixed = mixed.singlepart(attachment_part(a)?);
             }
             b.multipart(mixed)
         }
     };
     built.map_err(|e| SendError::permanent(format!("cannot build the email: {e}")))
+}
+
+/// A text or HTML body with every line end (CRLF, lone CR, lone LF) as LF, which lettre writes as
+/// CRLF. lettre converts only LF: a lone CR would otherwise reach the wire in a `7bit` part
+/// (RFC 5322 allows CR only before LF). lettre then picks `7bit` for short ASCII lines and
+/// quoted-printable or base64 for anything else (non-ASCII, lines of 76 characters or more).
+fn lf_line_ends(body: &str) -> String {
+    body.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// One attachment as a MIME part, always `base64`: the file arrives with exactly its stored bytes
+/// and nothing in it can break the wire format. (Left to itself lettre sends an ASCII file `7bit`,
+/// bare LFs and over-long lines included.)
+fn attachment_part(a: &Attachment) -> Result<SinglePart, SendError> {
+    let refuse = |what: String| SendError::permanent(format!("attachment {:?}: {what}", a.filename));
+    let ct = ContentType::parse(&a.content_type).map_err(|e| refuse(format!("content type {:?}: {e}", a.content_type)))?;
+    let body = Body::new_with_encoding(a.content.clone(), ContentTransferEncoding::Base64)
+        .map_err(|_| refuse("cannot be encoded as base64".into()))?;
+    Ok(SinglePart::builder().header(ct).header(AttachmentDisposition::new(&a.filename)).body(body))
+}
+
+/// `Content-Disposition: attachment` naming the file in the two forms readers look for.
+///
+/// lettre writes a non-ASCII name only in the RFC 2231 form (`filename*0*=utf-8''...`), which a
+/// reader without RFC 2231 does not see at all. A name that is printable ASCII without `"`, `\`
+/// or `=?` is written plainly, `filename="name"`. Any other name is written twice:
+///
+/// 1. `filename*=utf-8''Gr%C3%BC%C3%9Fe.txt` (RFC 2231, the exact name; continued as
+///    `filename*0*=`, `filename*1*=`, ... when it does not fit on a line, each piece whole
+///    characters), first, so that parsers which keep the first `filename` take the exact one and
+///    RFC 2231 continuations join it;
+/// 2. `filename="..."`: the quoted name when it is printable ASCII, otherwise RFC 2047 encoded-words
+///    (`"=?utf-8?B?...?="`). RFC 2047 does not bless encoded-words in a parameter, but that is
+///    how mail clients (Outlook, Gmail, Thunderbird, Apple Mail) write and read a non-ASCII name.
+///
+/// The value is built here, already folded: only printable ASCII and our own CRLF SP folds, so
+/// the file name cannot inject a header.
+#[derive(Debug, Clone)]
+struct AttachmentDisposition(HeaderValue);
+
+/// RFC 5322's recommended line length, which the folding keeps to (a plain ASCII name longer
+/// than that stays on one line: at most 255 characters, well within the 998 limit).
+const LINE: usize = 78;
+
+impl AttachmentDisposition {
+    fn new(filename: &str) -> Self {
+        let printable = filename.bytes().all(|b| (b' '..=b'~').contains(&b)) && !filename.contains("=?");
+        let exact_when_quoted = printable && !filename.contains(['"', '\\']);
+        let mut atoms = vec!["attachment;".to_owned()];
+        if !exact_when_quoted {
+            atoms.extend(rfc2231_filename(filename));
+        }
+        if printable {
+            atoms.push(format!("filename=\"{}\"", filename.replace('\\', "\\\\").replace('"', "\\\"")));
+        } else {
+            atoms.extend(rfc2047_filename(filename));
+        }
+        // fold: atoms joined by a space while the line stays within LINE, else by CRLF SP
+        let mut folded = String::new();
+        let mut line = "Content-Disposition: ".len();
+        for (i, atom) in atoms.iter().enumerate() {
+            if i > 0 {
+                if line + 1 + atom.len() <= LINE {
+                    folded.push(' ');
+                    line += 1;
+                } else {
+                    folded.push_str("\r\n ");
+                    line = 1;
+                }
+            }
+            folded.push_str(atom);
+            line += atom.len();
+        }
+        let raw = format!("attachment; filename=\"{filename}\"");
+        Self(HeaderValue::dangerous_new_pre_encoded(Self::name(), raw, folded))
+    }
+}
+
+impl Header for AttachmentDisposition {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Content-Disposition")
+    }
+
+    /// Never needed (the header is only written); lettre's own `ContentDisposition` parses.
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Err("AttachmentDisposition is write-only".into())
+    }
+
+    fn display(&self) -> HeaderValue {
+        self.0.clone()
+    }
+}
+
+/// The RFC 2231 `filename*` parameter(s), each ending in `;`: one when it fits on a folded line,
+/// else numbered continuations, every piece whole characters (a reader may decode the pieces
+/// one by one).
+fn rfc2231_filename(filename: &str) -> Vec<String> {
+    // RFC 5987 attr-char: everything else is percent-encoded
+    let encode = |c: char| {
+        let mut buf = [0u8; 4];
+        c.encode_utf8(&mut buf)
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'!' | b'#' | b'$' | b'&' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let whole = format!("filename*=utf-8''{};", filename.chars().map(encode).collect::<String>());
+    if 1 + whole.len() <= LINE {
+        return vec![whole];
+    }
+    let mut pieces = Vec::new();
+    let mut piece = "filename*0*=utf-8''".to_owned();
+    for c in filename.chars() {
+        let enc = encode(c);
+        if 1 + piece.len() + enc.len() + 1 > LINE {
+            piece.push(';');
+            pieces.push(std::mem::replace(&mut piece, format!("filename*{}*=", pieces.len() + 1)));
+        }
+        piece.push_str(&enc);
+    }
+    piece.push(';');
+    pieces.push(piece);
+    pieces
+}
+
+/// The plain `filename="..."` parameter for a name that is not printable ASCII, as RFC 2047
+/// B encoded-words of whole characters separated by spaces (ignored between encoded-words),
+/// each atom short enough for a folded line with the `filename="` before it.
+fn rfc2047_filename(filename: &str) -> Vec<String> {
+    const WORD_BYTES: usize = 39; // 52 base64 characters: `filename="=?utf-8?B?...?=` is 74
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut words: Vec<String> = Vec::new();
+    let mut chunk = String::new();
+    for c in filename.chars() {
+        if chunk.len() + c.len_utf8() > WORD_BYTES {
+            words.push(format!("=?utf-8?B?{}?=", b64.encode(&chunk)));
+            chunk.clear();
+        }
+        chunk.push(c);
+    }
+    words.push(format!("=?utf-8?B?{}?=", b64.encode(&chunk)));
+    let last = words.len() - 1;
+    words[0].insert_str(0, "filename=\"");
+    words[last].push('"');
+    words
 }
 
 #[cfg(test)]
@@ -126,10 +281,9 @@ mod tests {
         crate::channels::Attachment { filename: filename.into(), content_type: content_type.into(), content: content.to_vec() }
     }
 
-    /// The raw header block of a part, unfolded (CRLF + WSP -> WSP).
+    /// The raw header block of a part as written (folded).
     fn raw_headers(raw: &[u8], part: &mail_parser::MessagePart) -> String {
-        let h = &raw[part.raw_header_offset() as usize..part.raw_body_offset() as usize];
-        String::from_utf8(h.to_vec()).unwrap().replace("\r\n ", " ").replace("\r\n\t", "\t")
+        String::from_utf8(raw[part.raw_header_offset() as usize..part.raw_body_offset() as usize].to_vec()).unwrap()
     }
 
     #[test]
@@ -155,7 +309,12 @@ mod tests {
         assert_eq!(parts.len(), files.len(), "{}", String::from_utf8_lossy(&raw));
         for (file, part) in files.iter().zip(parts) {
             use mail_parser::MimeHeaders;
-            let headers = raw_headers(&raw, part);
+            let folded = raw_headers(&raw, part);
+            if file.filename != long_ascii {
+                // a long plain ASCII name stays on one line (within 998); everything else is folded
+                assert!(folded.lines().all(|l| l.len() <= 78), "{folded}");
+            }
+            let headers = folded.replace("\r\n ", " ");
             assert_eq!(part.attachment_name(), Some(file.filename.as_str()), "{headers}");
             assert_eq!(part.content_transfer_encoding(), Some("base64"), "{headers}");
             assert_eq!(part.contents(), file.content.as_slice(), "{} decodes to its bytes", file.filename);

@@ -2,9 +2,11 @@
 //! cc / bcc (bcc only in the envelope), reply-to, `Message-ID`, `In-Reply-To` / `References`,
 //! attachments.
 //!
-//! What goes on the wire is 7-bit, every line ends in CRLF and none is longer than 78 octets
-//! except a long plain ASCII file name (at most 998, RFC 5322's hard limit): strict servers
-//! (Postfix `smtpd_forbid_bare_newline`) take it and DKIM signatures survive relaying.
+//! The body (text, HTML, attachments) goes on the wire as 7-bit MIME: every line ends in CRLF,
+//! no bare CR or LF, and no line is longer than 998 octets (RFC 5322's hard limit; lettre keeps
+//! body lines within 76, the file names built here keep header lines within 78 but for a long
+//! plain ASCII name). Strict servers (Postfix `smtpd_forbid_bare_newline`) take it and DKIM
+//! signatures survive relaying.
 
 use super::{Attachment, Outbound, SendError};
 use base64::Engine;
@@ -95,7 +97,8 @@ fn attachment_part(a: &Attachment) -> Result<SinglePart, SendError> {
 ///    `filename*0*=`, `filename*1*=`, ... when it does not fit on a line, each piece whole
 ///    characters), first, so that parsers which keep the first `filename` take the exact one and
 ///    RFC 2231 continuations join it;
-/// 2. `filename="..."`: the quoted name when it is printable ASCII, otherwise RFC 2047 encoded-words
+/// 2. `filename="..."`: the quoted name (`\` and `"` escaped) when it is printable ASCII without
+///    `=?` (which a reader would take for an encoded-word), otherwise RFC 2047 encoded-words
 ///    (`"=?utf-8?B?...?="`). RFC 2047 does not bless encoded-words in a parameter, but that is
 ///    how mail clients (Outlook, Gmail, Thunderbird, Apple Mail) write and read a non-ASCII name.
 ///
@@ -175,14 +178,16 @@ fn rfc2231_filename(filename: &str) -> Vec<String> {
             .collect::<String>()
     };
     let whole = format!("filename*=utf-8''{};", filename.chars().map(encode).collect::<String>());
-    if 1 + whole.len() <= LINE {
+    if whole.len() < LINE {
+        // fits on a folded line after its leading space
         return vec![whole];
     }
     let mut pieces = Vec::new();
     let mut piece = "filename*0*=utf-8''".to_owned();
     for c in filename.chars() {
         let enc = encode(c);
-        if 1 + piece.len() + enc.len() + 1 > LINE {
+        if piece.len() + enc.len() + 2 > LINE {
+            // the folding space before, the `;` after
             piece.push(';');
             pieces.push(std::mem::replace(&mut piece, format!("filename*{}*=", pieces.len() + 1)));
         }

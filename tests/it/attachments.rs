@@ -107,3 +107,91 @@ async fn attachments_over_the_limits_are_refused_at_insert() {
         .expect_err("frozen");
     assert!(e.as_db_error().unwrap().message().contains("frozen"));
 }
+
+/// What a strict MTA (Postfix `smtpd_forbid_bare_newline`) or a DKIM verifier would object to in
+/// the DATA as received: a line not ended by CRLF, a bare CR, a line over 998 octets, an 8-bit octet.
+fn wire_faults(data: &str) -> Vec<String> {
+    let mut faults = Vec::new();
+    for (n, line) in data.split_inclusive('\n').enumerate() {
+        let Some(content) = line.strip_suffix("\r\n") else {
+            faults.push(format!("line {n} does not end in CRLF: {line:?}"));
+            continue;
+        };
+        if content.contains('\r') {
+            faults.push(format!("line {n} has a bare CR: {content:?}"));
+        }
+        if content.len() > 998 {
+            faults.push(format!("line {n} is {} octets long", content.len()));
+        }
+        if !content.is_ascii() {
+            faults.push(format!("line {n} is not 7-bit: {content:?}"));
+        }
+    }
+    faults
+}
+
+#[tokio::test]
+async fn attachments_and_bodies_arrive_as_strict_mime() {
+    use mail_parser::MimeHeaders;
+    let db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let session = smtp_session(&db, &sink, serde_json::json!({})).await;
+    let long = "lorem ipsum ".repeat(150); // one 1,800-character line
+    let text = format!("Grüße aus Köln\nbare LF\rbare CR\r\n{long}\nend");
+    let html = format!("<p>Grüße</p>\n<p>{long}</p>");
+    let notes = b"first line\nsecond line\n.\n\nno newline at the end".to_vec();
+    let all_bytes: Vec<u8> = (0..=255u8).collect();
+    let resume = "Grüße\nRésumé — 履歴書\n".as_bytes().to_vec();
+    let files: [(&str, &str, &Vec<u8>); 4] = [
+        ("notes.txt", "text/plain", &notes),
+        ("all-bytes.bin", "application/octet-stream", &all_bytes),
+        ("Grüße résumé.txt", "text/plain", &resume),
+        ("report; \"final\" v2.txt", "text/plain", &notes),
+    ];
+    let mut c = db.connect().await;
+    let tx = c.transaction().await.unwrap();
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text, body_html)
+             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Files', $2, $3) RETURNING id",
+            &[&session, &text, &html],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for (name, ct, bytes) in files {
+        tx.execute(
+            "INSERT INTO et_attachments (tenant_id, message_id, filename, content_type, content) VALUES ('acme', $1, $2, $3, $4)",
+            &[&id, &name, &ct, bytes],
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let daemon = spawn(&db, &[]);
+    let got = sink.wait_for(1, Duration::from_secs(15)).await;
+    let data = &got[0].data;
+    assert_eq!(wire_faults(data), Vec::<String>::new(), "{data}");
+
+    let parsed = mail_parser::MessageParser::default().parse(data.as_bytes()).expect("an independent parser reads it");
+    // line ends as written; the parser may keep the CRLF that ends the last line
+    let lines = |s: &str| s.replace("\r\n", "\n").replace('\r', "\n").trim_end_matches('\n').to_owned();
+    assert_eq!(lines(&parsed.body_text(0).unwrap()), lines(&text));
+    assert_eq!(lines(&parsed.body_html(0).unwrap()), lines(&html));
+    let parts: Vec<_> = parsed.attachments().collect();
+    assert_eq!(parts.len(), files.len(), "{data}");
+    for ((name, ct, bytes), part) in files.iter().zip(parts) {
+        let raw = data[part.raw_header_offset() as usize..part.raw_body_offset() as usize].replace("\r\n ", " ");
+        assert_eq!(part.attachment_name(), Some(*name), "{raw}");
+        assert!(part.is_content_type(ct.split('/').next().unwrap(), ct.split('/').nth(1).unwrap()), "{raw}");
+        assert_eq!(part.content_transfer_encoding(), Some("base64"), "{raw}");
+        assert_eq!(part.contents(), bytes.as_slice(), "{name} arrives byte for byte");
+        let cd = raw.lines().find(|l| l.starts_with("Content-Disposition:")).expect("Content-Disposition");
+        assert!(cd.contains(" filename=\""), "a plain filename= for readers without RFC 2231: {cd}");
+        if !name.is_ascii() {
+            assert!(cd.contains(" filename*=utf-8''"), "the RFC 2231 form: {cd}");
+        }
+    }
+    until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {id}"), Duration::from_secs(10)).await;
+    daemon.stop().await;
+}

@@ -99,6 +99,12 @@ fn main() {
         }
         return;
     }
+    // One line per panic (where and what), no backtrace: the summary says which case it was.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let what = info.payload().downcast_ref::<String>().cloned().or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()));
+        eprintln!("panicked at {at}: {}", what.unwrap_or_default());
+    }));
     println!("\nrunning {} fault case(s), one at a time", selected.len());
     let suite = Instant::now();
     let mut results = Vec::new();
@@ -106,7 +112,7 @@ fn main() {
         println!("\n--- {} (limit {:?})", case.name, case.limit);
         let started = Instant::now();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(tokio::time::timeout(case.limit, (case.run)()))));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(async { tokio::time::timeout(case.limit, (case.run)()).await })));
         // Whatever the case left running (daemons, sinks) stops with its runtime.
         rt.shutdown_timeout(Duration::from_secs(10));
         let wall = started.elapsed();

@@ -7,7 +7,7 @@
 //! Its own runner (`harness = false`): cases run one at a time, each on a fresh runtime with a
 //! hard time limit, since several daemons or clusters at once on a 2-core machine would make the
 //! timings meaningless; a panicking or late case is reported and the next one still runs. Free
-//! arguments filter cases by substring (`cargo test --test faults -- lease`); `--list` lists them;
+//! arguments filter cases by substring (`cargo test --test it_faults -- lease`); `--list` lists them;
 //! `--skip NAME` leaves matching ones out. It reuses the it-suite's helpers ([`harness`],
 //! [`daemon`], [`smtp_sink`]) by path; their own tests are not compiled in here (no libtest).
 

@@ -56,7 +56,6 @@ pub async fn sink_resets_after_data_for_one_in_ten() {
     assert!(done, "not every message reached a final status within 40 s — {}", tally.line());
     assert_eq!(sink.resets(), N as usize / 10, "every 10th message was reset once");
     tally.assert_clean();
-    assert!(tally.multi >= N as usize / 10, "each reset message was retried and received again — {}", tally.line());
 }
 
 /// Issue 15 §2: two daemons, a 3 s lease, an LLM answering in 1.5 s, 40 inbound messages: every

@@ -79,15 +79,16 @@ const WITH_VALUE: &[&str] = &["--test-threads", "--format", "--color", "--logfil
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut filters, mut skips, mut list, mut exact) = (Vec::new(), Vec::new(), false, false);
+    let (mut filters, mut skips, mut list, mut exact, mut only_ignored) = (Vec::new(), Vec::new(), false, false, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--list" => list = true,
             "--exact" => exact = true,
+            "--ignored" => only_ignored = true, // no case is #[ignore]d: run none
             "--skip" => skips.extend(it.next().cloned()),
             f if WITH_VALUE.contains(&f) => drop(it.next()),
-            f if f.starts_with('-') => {} // --nocapture, --ignored, ...: nothing to do here
+            f if f.starts_with('-') => {} // --nocapture, --include-ignored, ...: nothing to do here
             f => filters.push(f.to_owned()),
         }
     }
@@ -96,6 +97,7 @@ fn main() {
         .into_iter()
         .filter(|c| filters.is_empty() || filters.iter().any(|f| matches(c.name, f)))
         .filter(|c| !skips.iter().any(|s| c.name.contains(s.as_str())))
+        .filter(|_| !only_ignored)
         .collect();
     if list {
         for c in &selected {

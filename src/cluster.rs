@@ -143,6 +143,17 @@ impl Cluster {
         self.pg.run_ok("pg_ctl", &self.stop_args(), &self.data_dir).await.map(drop)
     }
 
+    /// A crash and a restart, for fault tests: `pg_ctl stop -m immediate` (no shutdown checkpoint,
+    /// every client cut off, crash recovery at the next start), nothing listening for `down`, then
+    /// the same start as [`Cluster::start`] (port and options kept). That is `pg_ctl restart -m
+    /// immediate` with the time the server is away made explicit.
+    pub async fn restart_immediate(&self, down: Duration) -> Result<(), ClusterError> {
+        let args = ["-D", &path_arg(&self.pgdata()), "-m", "immediate", "-w", "-t", "60", "stop"].map(String::from);
+        self.pg.run_ok("pg_ctl", &args, &self.data_dir).await?;
+        tokio::time::sleep(down).await;
+        self.pg_ctl_start().await
+    }
+
     fn url_for(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }

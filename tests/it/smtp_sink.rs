@@ -71,6 +71,10 @@ pub enum Reply {
     /// Wait this long after the end of DATA, then record the message and answer `250` (it is
     /// recorded even if the client gave up meanwhile, like a slow MTA that still delivers).
     Delay(Duration),
+    /// Read the whole DATA, record the message as received (it counts in [`SmtpSink::messages`]:
+    /// an MTA that has the data may well deliver it), then reset the connection (RST) without
+    /// answering, so the client cannot know whether the message was taken.
+    ResetAfterData,
 }
 
 type Rule = dyn Fn(&[String], usize) -> Reply + Send + Sync;
@@ -82,6 +86,7 @@ struct State {
     connections: AtomicUsize,
     attempts: AtomicUsize,
     transactions: AtomicUsize,
+    resets: AtomicUsize,
     accepted: watch::Sender<usize>,
 }
 
@@ -112,7 +117,8 @@ impl SmtpSink {
         let addr = listener.local_addr().expect("SMTP sink address");
         let (messages, auth_users, accepted) = (Mutex::default(), Mutex::default(), watch::channel(0).0);
         let (connections, attempts, transactions) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
-        let state = Arc::new(State { rule: Box::new(rule), messages, auth_users, connections, attempts, transactions, accepted });
+        let resets = AtomicUsize::new(0);
+        let state = Arc::new(State { rule: Box::new(rule), messages, auth_users, connections, attempts, transactions, resets, accepted });
         let st = Arc::clone(&state);
         let server = tokio::spawn(async move {
             let mut sessions = JoinSet::new(); // dropped (aborting them all) with this task
@@ -132,7 +138,7 @@ impl SmtpSink {
         SmtpSink { addr, state, server }
     }
 
-    /// Messages accepted (250 after DATA) so far, in order.
+    /// Messages received so far, in order: accepted (250 after DATA), and reset after DATA.
     pub fn messages(&self) -> Vec<Received> {
         self.state.messages.lock().unwrap().clone()
     }
@@ -145,6 +151,26 @@ impl SmtpSink {
     /// Number of DATA transactions attempted (message data received, accepted or not).
     pub fn attempts(&self) -> usize {
         self.state.attempts.load(SeqCst)
+    }
+
+    /// Number of connections reset after DATA ([`Reply::ResetAfterData`]).
+    pub fn resets(&self) -> usize {
+        self.state.resets.load(SeqCst)
+    }
+
+    /// Number of messages received (accepted, delayed or reset after DATA) so far.
+    pub fn count(&self) -> usize {
+        self.state.messages.lock().unwrap().len()
+    }
+
+    /// How many copies of each `Message-ID` header value were received (a message without one
+    /// counts under the empty string).
+    pub fn message_ids(&self) -> std::collections::HashMap<String, usize> {
+        let mut ids = std::collections::HashMap::new();
+        for m in self.state.messages.lock().unwrap().iter() {
+            *ids.entry(m.header("Message-ID").unwrap_or_default()).or_insert(0) += 1;
+        }
+        ids
     }
 
     /// Usernames received with AUTH (PLAIN or LOGIN), in order.
@@ -202,6 +228,20 @@ async fn serve(stream: TcpStream, st: &State) -> io::Result<()> {
                     let Some(data) = read_data(&mut r).await? else { return Ok(()) };
                     st.attempts.fetch_add(1, SeqCst);
                     match t.decision.unwrap_or(Reply::Accept) {
+                        Reply::ResetAfterData => {
+                            let received = Received { mail_from: t.from, rcpt_to: t.rcpts, data, at: Instant::now() };
+                            {
+                                let mut messages = st.messages.lock().unwrap();
+                                messages.push(received);
+                                st.accepted.send_replace(messages.len());
+                            }
+                            st.resets.fetch_add(1, SeqCst);
+                            let stream = r.into_inner().reunite(w).expect("the halves of one stream");
+                            // SO_LINGER 0: close() sends RST at once (and cannot block).
+                            #[allow(deprecated)]
+                            stream.set_linger(Some(Duration::ZERO))?;
+                            return Ok(());
+                        }
                         Reply::Temp451 => "451 4.3.0 Error: temporarily unable to accept the message".to_owned(),
                         Reply::Reject554 | Reply::Reject550_511 => "554 5.7.1 rejected".to_owned(),
                         d @ (Reply::Accept | Reply::Delay(_)) => {
@@ -373,6 +413,25 @@ mod tests {
         smtp.send(email("to@example.com", "Hi", "x")).await.unwrap();
         assert!(start.elapsed() >= Duration::from_millis(200));
         assert_eq!((sink.attempts(), sink.messages().len()), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn reset_after_data_records_the_message_and_leaves_the_client_without_an_answer() {
+        let sink = SmtpSink::with_rule(|_, n| if n == 0 { Reply::ResetAfterData } else { Reply::Accept }).await;
+        let smtp = transport(&sink);
+        let with_id = |id: &str| {
+            let b = Message::builder().from("from@example.com".parse().unwrap()).to("to@example.com".parse().unwrap());
+            b.message_id(Some(id.to_owned())).subject("Hi").header(ContentType::TEXT_PLAIN).body("x".to_owned()).unwrap()
+        };
+        let err = smtp.send(with_id("<m1@example.com>")).await.unwrap_err();
+        assert!(!err.is_permanent(), "a lost connection is not a refusal: {err}");
+        smtp.send(with_id("<m1@example.com>")).await.unwrap(); // the client's retry
+        smtp.send(with_id("<m2@example.com>")).await.unwrap();
+        sink.wait_for(3, WAIT).await;
+        assert_eq!((sink.attempts(), sink.resets(), sink.count()), (3, 1, 3));
+        assert!(sink.connections() >= 2, "the reset connection is not reused");
+        let ids = sink.message_ids();
+        assert_eq!((ids.get("<m1@example.com>"), ids.get("<m2@example.com>"), ids.len()), (Some(&2), Some(&1), 2), "{ids:?}");
     }
 
     /// pgcourier's `smtp` adapter on this sink: pool size `pool_size`, AUTH as alice.

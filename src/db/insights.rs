@@ -63,6 +63,8 @@ WITH c AS (
        AND (th.updated_at <= now() - make_interval(secs => $1)
             OR th.insights_due_at <= now() - make_interval(secs => $2))
        AND th.id <> ALL ($3::bigint[])
+       -- not while another daemon computes it
+       AND (th.insights_lease_expires_at IS NULL OR th.insights_lease_expires_at < now())
        -- wait (up to the starvation bound) for the newest inbound message's decision, so the
        -- insight carries its label and next step instead of "awaiting decision"
        AND (th.insights_due_at <= now() - make_interval(secs => $2)
@@ -73,12 +75,17 @@ WITH c AS (
      ORDER BY th.insights_due_at, th.id
      LIMIT $4
        FOR NO KEY UPDATE OF th SKIP LOCKED
+), l AS (
+    -- leased for the computation (updated_at, the write's fence, is left alone)
+    UPDATE et_threads th SET insights_leased_by = $7, insights_lease_expires_at = now() + make_interval(secs => $8)
+      FROM c
+     WHERE th.tenant_id = c.tenant_id AND th.id = c.id
+ RETURNING th.*
 )
 SELECT th.tenant_id, th.id, th.insights_due_at, th.updated_at, th.channel, th.contact, th.subject, th.handling,
        th.message_count, th.inbound_count, th.outbound_count, th.follow_up_at, th.follow_up_note,
        te.settings->>'insights' AS insights_mode, coalesce(te.settings->'llm', 'null'::jsonb) AS llm
-  FROM c
-  JOIN et_threads th ON th.tenant_id = c.tenant_id AND th.id = c.id
+  FROM l th
   JOIN et_tenants te ON te.id = th.tenant_id
 "#;
 
@@ -96,17 +103,22 @@ pub fn cursor_after(after: Option<Cursor>, claimed: &[DueThread]) -> Option<Curs
 /// Claim up to `limit` threads whose insight is due, in `insights_due_at` order after `after`
 /// (None: from the start): quiet for `debounce`, or due for more than 10 × `debounce` (a thread
 /// that never goes quiet is not starved). `exclude` are thread ids this daemon is backing off from.
+/// The threads are leased to `worker` for `lease` (see [`renew`], [`release`]); threads another
+/// daemon holds are skipped.
 pub async fn claim_due(
     client: &impl GenericClient,
     debounce: Duration,
     exclude: &[i64],
     after: Option<Cursor>,
     limit: i64,
+    (worker, lease): (&str, Duration),
 ) -> Result<Vec<DueThread>, tokio_postgres::Error> {
     let quiet = debounce.as_secs_f64();
     let starved = quiet * 10.0;
     let (after_due, after_id) = (after.map(|a| a.0), after.map(|a| a.1));
-    let rows = client.query(CLAIM, &[&quiet, &starved, &exclude, &limit, &after_due, &after_id]).await?;
+    let rows = client
+        .query(CLAIM, &[&quiet, &starved, &exclude, &limit, &after_due, &after_id, &worker, &lease.as_secs_f64()])
+        .await?;
     Ok(rows
         .iter()
         .map(|r| DueThread {
@@ -127,6 +139,41 @@ pub async fn claim_due(
             llm_settings: r.get(14),
         })
         .collect())
+}
+
+/// Extend `worker`'s leases on `threads` to `lease` from now; returns the threads still held.
+pub async fn renew(
+    client: &impl GenericClient,
+    worker: &str,
+    threads: &[(String, i64)],
+    lease: Duration,
+) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+    let tenants: Vec<&str> = threads.iter().map(|t| t.0.as_str()).collect();
+    let ids: Vec<i64> = threads.iter().map(|t| t.1).collect();
+    let rows = client
+        .query(
+            "UPDATE et_threads th SET insights_lease_expires_at = now() + make_interval(secs => $4)
+               FROM unnest($2::text[], $3::bigint[]) AS w(tenant_id, id)
+              WHERE th.tenant_id = w.tenant_id AND th.id = w.id AND th.id = ANY ($3) AND th.insights_leased_by = $1
+          RETURNING th.tenant_id, th.id",
+            &[&worker, &tenants, &ids, &lease.as_secs_f64()],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Give up `worker`'s leases on `threads` (their batch is written, or failed).
+pub async fn release(client: &impl GenericClient, worker: &str, threads: &[(String, i64)]) -> Result<u64, tokio_postgres::Error> {
+    let tenants: Vec<&str> = threads.iter().map(|t| t.0.as_str()).collect();
+    let ids: Vec<i64> = threads.iter().map(|t| t.1).collect();
+    client
+        .execute(
+            "UPDATE et_threads th SET insights_leased_by = NULL, insights_lease_expires_at = NULL
+               FROM unnest($2::text[], $3::bigint[]) AS w(tenant_id, id)
+              WHERE th.tenant_id = w.tenant_id AND th.id = w.id AND th.id = ANY ($3) AND th.insights_leased_by = $1",
+            &[&worker, &tenants, &ids],
+        )
+        .await
 }
 
 /// One message of a history, with the decision label the inbound worker stored on it.

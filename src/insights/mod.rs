@@ -10,9 +10,10 @@
 //! the thread stays due and this daemon tries it again after the debounce (doubling up to 5
 //! minutes). Then due follow-ups are fired or cleared ([`followups`]).
 //!
-//! Safe with several daemons: claims skip locked rows; two daemons that compute the same thread
-//! (possible while a slow LLM call runs) both write through the same fence, and only a thread
-//! with no change since the claim is cleared.
+//! Safe with several daemons: a claim leases its threads (`insights_leased_by`, renewed by
+//! [`lease::keep`] while the batch computes, given back when it is written), so another daemon
+//! skips them and a slow LLM summary is paid for once; writes are fenced on the claimed marker,
+//! and only a thread with no change since the claim is cleared.
 
 pub mod followups;
 pub mod rules;
@@ -22,6 +23,7 @@ use crate::db::insights::{self as q, Computed, DueThread, HistoryRow};
 use crate::domain::decision::{DecideError, Insight, ThreadHistory};
 use crate::inbound::llm::LlmDecider;
 use crate::inbound::Summarizer;
+use crate::lease::{self, Leases};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
@@ -89,7 +91,9 @@ impl Snapshot {
 /// Run until `shutdown`.
 pub async fn run(pool: Pool, config: Config, shutdown: CancellationToken) {
     let every = (config.insights_debounce / 2).max(Duration::from_millis(250));
-    let mut worker = Worker::new(config.insights_debounce);
+    let mut worker = Worker::new(&config);
+    let keeper_stop = CancellationToken::new();
+    let keeper = tokio::spawn(lease::keep(worker.leases.clone(), "insights", renewer(pool.clone(), &config), keeper_stop.clone()));
     let mut tick = crate::daemon::Every::new(every);
     tracing::debug!(debounce = ?config.insights_debounce, every = ?every, "insights worker started");
     while tick.next(&shutdown).await {
@@ -99,9 +103,26 @@ pub async fn run(pool: Pool, config: Config, shutdown: CancellationToken) {
         };
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             _ = pass => {}
         }
+    }
+    keeper_stop.cancel();
+    let _ = keeper.await;
+}
+
+/// The keeper's renewal: one statement for every thread this worker computes.
+type Renewal = futures_util::future::BoxFuture<'static, Result<Vec<((String, i64), ())>, String>>;
+fn renewer(pool: Pool, config: &Config) -> impl Fn(Vec<((String, i64), ())>) -> Renewal {
+    let (worker, lease) = (config.worker_id.clone(), config.lease);
+    move |held| {
+        let (pool, worker) = (pool.clone(), worker.clone());
+        Box::pin(async move {
+            let threads: Vec<(String, i64)> = held.into_iter().map(|(k, ())| k).collect();
+            let client = pool.get().await.map_err(|e| e.to_string())?;
+            let kept = q::renew(&client, &worker, &threads, lease).await.map_err(|e| e.to_string())?;
+            Ok(kept.into_iter().map(|k| (k, ())).collect())
+        })
     }
 }
 
@@ -120,6 +141,10 @@ struct CachedLlm {
 
 struct Worker {
     debounce: Duration,
+    /// This daemon's name on its thread leases.
+    worker_id: String,
+    /// The leases of the batch being computed.
+    leases: Arc<Leases<(String, i64)>>,
     backoff: HashMap<i64, Backoff>,
     llm: HashMap<String, CachedLlm>,
 }
@@ -133,8 +158,14 @@ enum Method {
 }
 
 impl Worker {
-    fn new(debounce: Duration) -> Worker {
-        Worker { debounce, backoff: HashMap::new(), llm: HashMap::new() }
+    fn new(config: &Config) -> Worker {
+        Worker {
+            debounce: config.insights_debounce,
+            worker_id: config.worker_id.clone(),
+            leases: Arc::new(Leases::new(config.lease)),
+            backoff: HashMap::new(),
+            llm: HashMap::new(),
+        }
     }
 
     /// Drain the due threads (full batches back to back, each thread at most once per tick: each
@@ -160,11 +191,36 @@ impl Worker {
         let exclude: Vec<i64> = self.backoff.iter().filter(|(_, b)| b.at > now).map(|(id, _)| *id).collect();
 
         let client = pool.get().await?;
-        let claimed = q::claim_due(&client, self.debounce, &exclude, *cursor, BATCH).await?;
+        let claimed_at = tokio::time::Instant::now();
+        let claimed =
+            q::claim_due(&client, self.debounce, &exclude, *cursor, BATCH, (&self.worker_id, self.leases.lease())).await?;
         if claimed.is_empty() {
             return Ok(0);
         }
         *cursor = q::cursor_after(*cursor, &claimed);
+        let held: Vec<(String, i64)> = claimed.iter().map(|t| (t.tenant_id.clone(), t.thread_id)).collect();
+        for key in &held {
+            self.leases.hold(key.clone(), (), claimed_at);
+        }
+        let result = self.compute_and_write(pool, client, &claimed).await;
+        for key in &held {
+            self.leases.forget(key);
+        }
+        // given back whatever happened: a failed thread waits out this daemon's backoff, not the lease
+        match pool.get().await {
+            Ok(client) => {
+                if let Err(e) = q::release(&client, &self.worker_id, &held).await {
+                    tracing::warn!(error = %e, "could not give back the insight leases; they run out by themselves");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not give back the insight leases; they run out by themselves"),
+        }
+        result?;
+        Ok(claimed.len())
+    }
+
+    /// Compute and write the insights of a claimed batch.
+    async fn compute_and_write(&mut self, pool: &Pool, client: deadpool_postgres::Client, claimed: &[DueThread]) -> Result<(), Error> {
         let keys: Vec<(&str, i64)> = claimed.iter().map(|t| (t.tenant_id.as_str(), t.thread_id)).collect();
         let mut histories = q::histories(&client, &keys, HISTORY_DEPTH).await?;
         // no connection is held while summarizers run
@@ -227,7 +283,7 @@ impl Worker {
         }
         tracing::debug!(claimed = claimed.len(), written = written.written.len(), cleared = written.cleared.len(), failed,
                         "insights batch");
-        Ok(claimed.len())
+        Ok(())
     }
 
     /// Record a failure of `thread`; returns how long this daemon waits before trying it again.

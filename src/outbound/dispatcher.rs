@@ -125,7 +125,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(pool: Pool, config: Config, wake: Arc<Notify>) -> Dispatcher {
         let leases = Arc::new(Leases::new(config.lease));
-        let loads = Loads::new(config.session_concurrency, config.batch_size);
+        let loads = Loads::new(config.session_concurrency, config.max_in_flight);
         Dispatcher { pool, config, registry: Arc::default(), session_slots: Mutex::default(), breakers: Breakers::default(), wake, leases, loads }
     }
 

@@ -33,21 +33,22 @@ struct Load {
 }
 
 /// The most rows a session may hold: its concurrency times the sends each slot completes within
-/// [`HORIZON`] (at least two rounds, at most `batch`); two rounds while its send time is unknown.
-pub fn cap(concurrency: usize, avg_send: Option<f64>, batch: usize) -> usize {
+/// [`HORIZON`] (at least two rounds, at most `most`, the daemon's in-flight capacity); two rounds
+/// while its send time is unknown.
+pub fn cap(concurrency: usize, avg_send: Option<f64>, most: usize) -> usize {
     let rounds = match avg_send {
         None => 2.0,
         Some(secs) => (HORIZON.as_secs_f64() / secs.max(1e-6)).ceil().max(2.0),
     };
-    ((concurrency as f64 * rounds).min(batch as f64) as usize).max(1)
+    ((concurrency as f64 * rounds).min(most as f64) as usize).max(1)
 }
 
 /// Per-session loads of one dispatcher.
 pub struct Loads {
     /// Concurrency of sessions that do not set their own.
     default_concurrency: usize,
-    /// The dispatcher's batch size: no budget exceeds it.
-    batch: usize,
+    /// The dispatcher's in-flight capacity: no session holds more.
+    most: usize,
     sessions: Mutex<HashMap<i64, Load>>,
 }
 
@@ -59,8 +60,8 @@ pub struct Budgets {
 }
 
 impl Loads {
-    pub fn new(default_concurrency: usize, batch: usize) -> Loads {
-        Loads { default_concurrency, batch, sessions: Mutex::default() }
+    pub fn new(default_concurrency: usize, most: usize) -> Loads {
+        Loads { default_concurrency, most, sessions: Mutex::default() }
     }
 
     /// What each session may still take in the next claim.
@@ -69,11 +70,11 @@ impl Loads {
         let mut out = Budgets {
             sessions: Vec::with_capacity(sessions.len()),
             budgets: Vec::with_capacity(sessions.len()),
-            unknown: cap(self.default_concurrency, None, self.batch) as i32,
+            unknown: cap(self.default_concurrency, None, self.most) as i32,
         };
         for (id, l) in sessions.iter() {
             out.sessions.push(*id);
-            out.budgets.push(cap(l.concurrency, l.avg_send, self.batch).saturating_sub(l.held) as i32);
+            out.budgets.push(cap(l.concurrency, l.avg_send, self.most).saturating_sub(l.held) as i32);
         }
         out
     }
@@ -119,7 +120,7 @@ mod tests {
         assert_eq!(cap(16, None, 500), 32, "two rounds while the send time is unknown");
         assert_eq!(cap(16, Some(0.2), 500), 80, "a second's worth at 0.2 s a send");
         assert_eq!(cap(16, Some(3.0), 500), 32, "never less than two rounds");
-        assert_eq!(cap(16, Some(0.00002), 500), 500, "a fast session fills a batch");
+        assert_eq!(cap(16, Some(0.00002), 1000), 1000, "a fast session may fill the daemon");
     }
 
     #[test]

@@ -47,6 +47,9 @@ async fn listen(db: &TestDb, channel: &str) -> (tokio_postgres::Client, tokio::s
     (client, rx)
 }
 
+/// The lease the tests claim threads under: (worker, length).
+const LEASE: (&str, Duration) = ("w1", Duration::from_secs(60));
+
 #[tokio::test]
 async fn a_burst_of_ten_inbound_messages_is_summarized_once_after_it_goes_quiet() {
     let db = TestDb::new().await;
@@ -404,7 +407,7 @@ async fn the_claims_of_a_pass_walk_on_from_the_last_thread_taken_even_when_all_s
     let mut taken = Vec::new();
     let mut sizes = Vec::new();
     loop {
-        let claimed = pgcourier::db::insights::claim_due(&pooled, Duration::ZERO, &[], cursor, 100).await.unwrap();
+        let claimed = pgcourier::db::insights::claim_due(&pooled, Duration::ZERO, &[], cursor, 100, LEASE).await.unwrap();
         sizes.push(claimed.len());
         if claimed.is_empty() {
             break;
@@ -417,8 +420,15 @@ async fn the_claims_of_a_pass_walk_on_from_the_last_thread_taken_even_when_all_s
     distinct.sort();
     distinct.dedup();
     assert_eq!(distinct.len(), 250, "every due thread once: {taken:?}");
-    // the threads are still due (nothing was written): a new pass starts from the beginning
-    let again = pgcourier::db::insights::claim_due(&pooled, Duration::ZERO, &[], None, 100).await.unwrap();
+    // the threads are still due (nothing was written) but leased: another daemon skips them
+    let other = pgcourier::db::insights::claim_due(&pooled, Duration::ZERO, &[], None, 100, ("w2", Duration::from_secs(60))).await.unwrap();
+    assert!(other.is_empty(), "leased threads are skipped");
+    let held: Vec<(String, i64)> = taken.iter().map(|id| ("acme".to_owned(), *id)).collect();
+    assert_eq!(pgcourier::db::insights::renew(&pooled, "w2", &held, Duration::from_secs(60)).await.unwrap().len(), 0, "nor can it renew them");
+    assert_eq!(pgcourier::db::insights::renew(&pooled, LEASE.0, &held, Duration::from_secs(60)).await.unwrap().len(), 250);
+    // once given back, a new pass starts from the beginning
+    assert_eq!(pgcourier::db::insights::release(&pooled, LEASE.0, &held).await.unwrap(), 250);
+    let again = pgcourier::db::insights::claim_due(&pooled, Duration::ZERO, &[], None, 100, ("w2", Duration::from_secs(60))).await.unwrap();
     assert_eq!(again.len(), 100);
 }
 
@@ -436,7 +446,7 @@ async fn a_quiet_thread_waits_for_its_newest_inbound_decision_probed_through_the
     let q = "EXPLAIN (FORMAT JSON) ".to_owned() + pgcourier::db::insights::CLAIM;
     let (quiet, starved, exclude, limit, after) = (60.0f64, 600.0f64, Vec::<i64>::new(), 100i64, None::<DateTime<Utc>>);
     let plan: serde_json::Value =
-        db.client.query_one(&q, &[&quiet, &starved, &exclude, &limit, &after, &None::<i64>]).await.unwrap().get(0);
+        db.client.query_one(&q, &[&quiet, &starved, &exclude, &limit, &after, &None::<i64>, &LEASE.0, &60.0f64]).await.unwrap().get(0);
     let plan = plan.to_string();
     // never analysed: without an index made for the probe the planner took the dedupe index on
     // tenant_id alone and read the tenant's whole inbound history per due thread
@@ -445,7 +455,7 @@ async fn a_quiet_thread_waits_for_its_newest_inbound_decision_probed_through_the
 
     let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();
     let pooled = pool.get().await.unwrap();
-    let claim = || pgcourier::db::insights::claim_due(&pooled, debounce, &[], None, 1_000);
+    let claim = || pgcourier::db::insights::claim_due(&pooled, debounce, &[], None, 1_000, LEASE);
     assert!(claim().await.unwrap().is_empty(), "every thread's newest inbound message is undecided");
     // thread of contact 7: its older messages decided only: still waiting
     let contact = "+16660000007";

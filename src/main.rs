@@ -83,9 +83,21 @@ fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Exit 0, or print the error as one line (`error: ...`, its causes `: `-separated, no
+/// backtrace) and exit 1. (Usage errors are clap's, exit 2.)
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", telemetry::one_line(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
     match cli.command {
@@ -139,7 +151,7 @@ async fn apikey(client: &tokio_postgres::Client, command: ApikeyCommand) -> anyh
                 Some(d) => Some(chrono::Utc::now() + humantime::parse_duration(&d).with_context(|| format!("--expires-in {d:?}"))?),
                 None => None,
             };
-            let key = apikeys::create(client, &tenant, &name, &scopes, expires_at).await.context("creating the key")?;
+            let key = apikeys::create(client, &tenant, &name, &scopes, expires_at).await?;
             println!("{}", key.key);
             eprintln!("key {} for tenant {tenant} created; store it now, it is not shown again", key.prefix);
         }

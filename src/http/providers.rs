@@ -207,6 +207,15 @@ fn refused_row(e: tokio_postgres::Error, index: Option<usize>, columns: &[(&str,
     err
 }
 
+/// A provider's signed JSON body, parsed: 400 `body` when it is not JSON, 400 naming the field
+/// (`[3].text`, `message.text`) when a string holds a NUL character, which the database cannot
+/// store (checked after the signature, like everything else in the body).
+fn parse_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let value = serde_json::from_slice(body).map_err(|e| ApiError::field("body", format!("not JSON: {e}")))?;
+    super::api::input::no_nul(&value, "")?;
+    Ok(value)
+}
+
 /// A short note for a message without text: `[image]`, `[document: invoice.pdf]`.
 fn note(kind: &str, detail: Option<&str>) -> String {
     match detail.filter(|d| !d.is_empty()) {

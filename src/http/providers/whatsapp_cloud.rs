@@ -75,7 +75,7 @@ pub async fn receive(
     if let Some(reason) = reason {
         return Err(refuse(&client, PROVIDER, &session, "bad_webhook_signature", reason, uri.path()).await);
     }
-    let payload: Value = serde_json::from_slice(&body).map_err(|e| ApiError::field("body", format!("not JSON: {e}")))?;
+    let payload: Value = super::parse_json(&body)?;
     let own_number = match session.config.get("phone_number_id") {
         Some(Value::String(s)) => Some(s.trim().to_owned()),
         Some(Value::Number(n)) => Some(n.to_string()),

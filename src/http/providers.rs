@@ -129,7 +129,7 @@ async fn refuse(
     tracing::warn!(tenant = %session.tenant_id, session_id = session.id, provider = provider.name(), reason, "provider webhook refused");
     let detail = serde_json::json!({ "session_id": session.id, "reason": reason, "path": path });
     if let Err(e) = apikeys::security_event(client, Some(&session.tenant_id), provider.name(), action, &detail).await {
-        tracing::error!(error = %e, "could not record a security event");
+        tracing::error!(error = %crate::telemetry::one_line(&e), "could not record a security event");
     }
     ApiError::unauthorized(format!("{} webhook refused: {}", provider.name(), reason.replace('_', " ")))
 }

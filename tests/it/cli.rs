@@ -52,14 +52,40 @@ async fn run_and_up_exit_non_zero_naming_the_address_when_the_http_port_is_taken
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = held.local_addr().unwrap().to_string();
     let data_dir = std::env::temp_dir().join(format!("pgcourier-cli-{}", uuid::Uuid::new_v4().simple()));
-    for args in [vec!["run"], vec!["up", "--data-dir", data_dir.to_str().unwrap()]] {
-        let child = pgcourier(&db).args(&args).env("PGCOURIER_HTTP_ADDR", &addr).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let up = ["up", "--data-dir", data_dir.to_str().unwrap()];
+    for args in [&["run"][..], &up] {
+        let child = pgcourier(&db).args(args).env("PGCOURIER_HTTP_ADDR", &addr).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let out = wait_output(child, Duration::from_secs(30)).await;
-        let line = one_line_error(&args[0], &out);
+        let line = one_line_error(args[0], &out);
         assert!(line.contains(&addr) && line.contains("PGCOURIER_HTTP_ADDR"), "{}: {line}", args[0]);
         assert!(line.contains("in use"), "{}: says why: {line}", args[0]);
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("pgcourier is up"), "{}: no banner for a daemon that never ran", args[0]);
     }
     drop(held);
+
+    // on a free port (0: any), `up` announces the address it listens on, and stops with 0
+    let mut child = pgcourier(&db).args(up).env("PGCOURIER_HTTP_ADDR", "127.0.0.1:0").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let listening = loop {
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("the banner of up");
+        if let Some(rest) = line.strip_prefix("The HTTP API listens on ") {
+            break rest.split(';').next().unwrap().to_owned();
+        }
+    };
+    let bound: std::net::SocketAddr = listening.parse().unwrap();
+    assert_ne!(bound.port(), 0, "{listening}");
+    let health = reqwest::get(format!("http://{bound}/health")).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = wait_output(child, Duration::from_secs(20)).await;
+    assert_eq!(out.status.code(), Some(0));
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 

@@ -235,7 +235,8 @@ pub fn timestamp(field: &str, v: &str, dates: bool) -> Result<DateTime<Utc>, Api
 }
 
 /// A refusal from the database, with its column renamed to the API's field (`fields` maps
-/// column → field) and the message's `table.column:` prefix rewritten to match. SQL check
+/// column → field) and the message's `table.column:` prefix rewritten to match; a refusal of
+/// the caller's tenant (`tenant_id`: not active) is 403. SQL check
 /// failures that are not about a named field keep their status and message.
 pub fn db_error(e: tokio_postgres::Error, fields: &[(&str, &str)]) -> ApiError {
     let mut err = ApiError::from_db(e);
@@ -244,6 +245,10 @@ pub fn db_error(e: tokio_postgres::Error, fields: &[(&str, &str)]) -> ApiError {
     };
     let message = err.message.trim_start_matches("et_messages.").trim_start_matches("et_attachments.").to_owned();
     let rest = message.strip_prefix(&format!("{col}:")).map(str::trim_start).unwrap_or(&message).to_owned();
+    // the tenant is the API key's, never a request field: a refusal of it (inactive) is 403
+    if col == "tenant_id" && err.status == StatusCode::BAD_REQUEST {
+        return ApiError::forbidden(rest);
+    }
     match fields.iter().find(|(c, _)| *c == col) {
         Some((_, api)) => {
             err.message = format!("{api}: {rest}");

@@ -231,7 +231,7 @@ async fn check_sender(c: &impl deadpool_postgres::GenericClient, session: &SendS
         (status = 200, description = "Replay of an idempotency key: the original message", body = SendResponse),
         (status = 400, description = "A field is invalid (named in error.field); nothing was written", body = ErrorBody),
         (status = 401, description = "Missing, unknown, expired or revoked key", body = ErrorBody),
-        (status = 403, description = "The key lacks the send scope", body = ErrorBody),
+        (status = 403, description = "The key lacks the send scope, or its tenant is not active", body = ErrorBody),
         (status = 413, description = "Body or attachments over the limit", body = ErrorBody),
         (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = ErrorBody),
     ),

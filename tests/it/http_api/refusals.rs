@@ -212,3 +212,27 @@ async fn trigger_refusals_are_4xx_naming_the_field_never_500() {
     assert_eq!(api.count("SELECT count(*) FROM et_messages").await, 0, "nothing written");
     api.stop().await;
 }
+
+#[tokio::test]
+async fn a_deactivated_tenant_is_told_so_not_blamed_on_a_field() {
+    let api = Api::start().await;
+    api.db.client.execute("UPDATE et_tenants SET active = false WHERE id = 'acme'", &[]).await.unwrap();
+    let (status, v) = api.post("/v1/messages", json!({ "to": ["ann@example.com"], "textBody": "x" })).await;
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["error"]["code"], "forbidden", "{v}");
+    assert_eq!(v["error"]["field"], Value::Null, "the tenant is not a request field: {v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("tenant 'acme' is not active"), "{v}");
+    assert_eq!(api.count("SELECT count(*) FROM et_messages").await, 0);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_nul_character_in_a_path_id_is_404() {
+    let api = Api::start().await;
+    for path in ["/v1/messages/%00", "/v1/threads/1%00", "/v1/webhooks/%00", "/v1/providers/twilio/%00"] {
+        let (status, v) = api.get(path).await;
+        assert_eq!(status, if path.contains("providers") { 405 } else { 404 }, "{path}: {v}");
+        assert!(v["error"]["code"].is_string(), "{path}: a JSON error body: {v}");
+    }
+    api.stop().await;
+}

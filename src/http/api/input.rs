@@ -291,3 +291,40 @@ pub fn attachment_error(e: tokio_postgres::Error, i: usize) -> ApiError {
     }
     err
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nul_field(v: Value, path: &str) -> Option<String> {
+        no_nul(&v, path).err().and_then(|e| e.field)
+    }
+
+    #[test]
+    fn a_nul_is_named_by_its_path() {
+        assert_eq!(nul_field(json!("a\u{0}"), "subject").as_deref(), Some("subject"));
+        assert_eq!(nul_field(json!({ "a": { "b": [1, "\u{0}"] } }), "metadata").as_deref(), Some("metadata.a.b[1]"));
+        assert_eq!(nul_field(json!({ "k\u{0}": 1 }), "metadata").as_deref(), Some("metadata"));
+        assert_eq!(nul_field(json!([{ "text": "\u{0}" }]), "").as_deref(), Some("[0].text"));
+        assert_eq!(nul_field(json!({ "text": "\u{0}" }), "").as_deref(), Some("text"));
+        assert_eq!(nul_field(json!("\u{0}"), "").as_deref(), Some("body"));
+        assert_eq!(nul_field(json!({ "a": ["fine", 1, null, { "b": "ok" }] }), "x"), None);
+    }
+
+    #[test]
+    fn json_is_application_json_or_a_json_suffix() {
+        let with = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+            declares_json(&h)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/merge-patch+json"));
+        assert!(!with("text/plain"));
+        assert!(!with("application/jsonx"));
+        assert!(!with("text/json+xml"));
+        assert!(!declares_json(&HeaderMap::new()));
+    }
+}

@@ -18,6 +18,12 @@ pub enum DaemonError {
     Migrate(#[from] db::migrate::MigrateError),
     #[error("cannot build the connection pool: {0}")]
     Pool(#[from] deadpool_postgres::BuildError),
+    #[error("cannot listen on {addr} for the HTTP surface ({source}); set PGCOURIER_HTTP_ADDR to a free address, or to off")]
+    Http {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What a running daemon exposes to its caller (health checks, tests).
@@ -43,6 +49,11 @@ pub async fn run_with(
     let mut client = db::connect(&database).await.map_err(DaemonError::Connect)?;
     db::migrate::migrate(&mut client).await?;
     drop(client);
+    // bound before any work starts: a taken port is an error of `run`, not a quiet stop
+    let http = match config.http_addr {
+        Some(addr) => Some(crate::http::bind(addr).await.map_err(|source| DaemonError::Http { addr, source })?),
+        None => None,
+    };
     // Events written by this daemon's connections name it as the actor.
     let mut pooled = database.clone();
     pooled.options(format!("-c pgcourier.actor={}", config.worker_id.replace(' ', "_")));
@@ -59,12 +70,15 @@ pub async fn run_with(
     }
     tasks.spawn(rescuer::run(pool.clone(), config.rescue_interval, config.lease, wakers.outbound.clone(), shutdown.clone()));
     tasks.spawn(db::analyze::run(pool.clone(), Duration::from_secs(1), shutdown.clone()));
-    if let Some(addr) = config.http_addr {
+    // the HTTP surface failing later stops the daemon, and `run` returns its error
+    let http_failed = Arc::new(std::sync::Mutex::new(None));
+    if let (Some(listener), Some(addr)) = (http, config.http_addr) {
         let state = crate::http::AppState { pool: pool.clone(), config: config.clone(), listener: handles.listener.clone() };
-        let (bound, stop) = (handles.http_addr.clone(), shutdown.clone());
+        let (bound, stop, failed) = (handles.http_addr.clone(), shutdown.clone(), http_failed.clone());
         tasks.spawn(async move {
-            if let Err(e) = crate::http::serve(addr, state, bound, stop.clone()).await {
-                tracing::error!(error = %e, %addr, "the HTTP surface could not start; stopping");
+            if let Err(source) = crate::http::serve_on(listener, state, bound, stop.clone()).await {
+                tracing::error!(error = %source, %addr, "the HTTP surface stopped; stopping");
+                *failed.lock().expect("not poisoned") = Some(DaemonError::Http { addr, source });
                 stop.cancel();
             }
         });
@@ -77,7 +91,8 @@ pub async fn run_with(
     tasks.wait().await;
     pool.close();
     tracing::info!("pgcourier daemon stopped");
-    Ok(())
+    let failed = http_failed.lock().expect("not poisoned").take();
+    failed.map_or(Ok(()), Err)
 }
 
 /// The timer of a worker's periodic passes (rescuer, statistics keeper, insights): a tick every

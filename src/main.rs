@@ -83,9 +83,21 @@ fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Exit 0, or print the error as one line (`error: ...`, its causes `: `-separated, no
+/// backtrace) and exit 1. (Usage errors are clap's, exit 2.)
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", telemetry::one_line(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
     match cli.command {
@@ -139,7 +151,7 @@ async fn apikey(client: &tokio_postgres::Client, command: ApikeyCommand) -> anyh
                 Some(d) => Some(chrono::Utc::now() + humantime::parse_duration(&d).with_context(|| format!("--expires-in {d:?}"))?),
                 None => None,
             };
-            let key = apikeys::create(client, &tenant, &name, &scopes, expires_at).await.context("creating the key")?;
+            let key = apikeys::create(client, &tenant, &name, &scopes, expires_at).await?;
             println!("{}", key.key);
             eprintln!("key {} for tenant {tenant} created; store it now, it is not shown again", key.prefix);
         }
@@ -187,28 +199,41 @@ async fn up(mut config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
     }
     drop(client);
     let url = config.database_url.clone().unwrap_or_default();
-    println!(
-        "\npgcourier is up. Send a first message from another terminal:\n\n  \
-         psql '{url}' -c \"INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text) \
-         VALUES ('demo', {}, 'outbound', ARRAY['you@example.com'], 'Hello', 'It works')\"\n\n\
-         The .eml lands in {}; watch its lifecycle with:\n\n  \
-         psql '{url}' -c \"SELECT * FROM et_thread_timeline\"\n\n\
-         A chat message to the log session ({}) is written to this terminal.\n\n\
-         The HTTP API listens on {}; the demo tenant's API key is in {}:\n\n  \
-         curl -s -H \"x-api-key: $(cat {})\" -H 'content-type: application/json' \\\n    \
-         -d '{{\"to\": [\"you@example.com\"], \"subject\": \"Hi\", \"textBody\": \"Sent over HTTP\", \"channelSessionId\": {}}}' \\\n    \
-         http://{}/v1/messages\n\n\
-         Ctrl-C stops everything.\n",
-        demo.email_session,
-        outbox.display(),
-        demo.chat_session,
-        config.http_addr.map(|a| a.to_string()).unwrap_or_else(|| "(off)".into()),
-        key_file.display(),
-        key_file.display(),
-        demo.email_session,
-        config.http_addr.map(|a| a.to_string()).unwrap_or_else(|| "127.0.0.1:8080".into()),
-    );
-    let result = daemon::run(config, db, shutdown_on_signals()).await;
+    let banner = move |http: Option<std::net::SocketAddr>| {
+        println!(
+            "\npgcourier is up. Send a first message from another terminal:\n\n  \
+             psql '{url}' -c \"INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text) \
+             VALUES ('demo', {}, 'outbound', ARRAY['you@example.com'], 'Hello', 'It works')\"\n\n\
+             The .eml lands in {}; watch its lifecycle with:\n\n  \
+             psql '{url}' -c \"SELECT * FROM et_thread_timeline\"\n\n\
+             A chat message to the log session ({}) is written to this terminal.\n\n\
+             The HTTP API listens on {}; the demo tenant's API key is in {}:\n\n  \
+             curl -s -H \"x-api-key: $(cat {})\" -H 'content-type: application/json' \\\n    \
+             -d '{{\"to\": [\"you@example.com\"], \"subject\": \"Hi\", \"textBody\": \"Sent over HTTP\", \"channelSessionId\": {}}}' \\\n    \
+             http://{}/v1/messages\n\n\
+             Ctrl-C stops everything.\n",
+            demo.email_session,
+            outbox.display(),
+            demo.chat_session,
+            http.map(|a| a.to_string()).unwrap_or_else(|| "(off)".into()),
+            key_file.display(),
+            key_file.display(),
+            demo.email_session,
+            http.map(|a| a.to_string()).unwrap_or_else(|| "127.0.0.1:8080".into()),
+        );
+    };
+    // the banner once the HTTP surface listens (never, when its address is taken: then the
+    // daemon returns that error at once)
+    let handles = daemon::Handles::default();
+    let (bound, http_on) = (handles.http_addr.clone(), config.http_addr.is_some());
+    let announce = tokio::spawn(async move {
+        while http_on && bound.get().is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        banner(bound.get().copied());
+    });
+    let result = daemon::run_with(config, db, shutdown_on_signals(), handles).await;
+    announce.abort();
     if let Some(c) = cluster {
         println!("stopping the private PostgreSQL ...");
         c.stop().await?;

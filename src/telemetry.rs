@@ -26,6 +26,24 @@ pub fn init(format: LogFormat) {
     metrics_handle();
 }
 
+/// An error and its causes, `: `-separated, on one line; tokio-postgres' bare "db error" and a
+/// cause already quoted by its parent are left out.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string().replace('\n', "; ");
+        if !(text.is_empty() || text == "db error" || out.contains(&text)) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        cur = err.source();
+    }
+    out
+}
+
 /// The send latency histogram (seconds, labelled `provider`).
 pub const SEND_DURATION: &str = "pgcourier_send_duration_seconds";
 
@@ -69,4 +87,21 @@ fn describe() {
     metrics::describe_counter!("pgcourier_messages_total", "Send outcomes recorded by this daemon (status sent, queued = retry, failed, suppressed), per channel and tenant.");
     metrics::describe_counter!("pgcourier_provider_errors_total", "Failed sends per provider and error class (transient, rate_limited, permanent, suppress).");
     metrics::describe_counter!("pgcourier_inbound_decisions_total", "Inbound decisions made by this daemon, per kind (ai_replied, human_takeover, follow_up, no_action, error).");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer ({0})")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_chain_is_one_line_without_repeats() {
+        let e = Outer(std::io::Error::other("inner\nsecond line"));
+        assert_eq!(one_line(&e), "outer (inner\nsecond line)".replace('\n', "; "));
+        let e = anyhow::anyhow!(std::io::Error::other("x")).context("doing y");
+        assert_eq!(one_line(e.as_ref()), "doing y: x");
+    }
 }

@@ -59,7 +59,7 @@ pub async fn run(pool: Pool, every: Duration, shutdown: CancellationToken) {
     let autovacuum = match pool.get().await {
         Ok(c) => c.query_one("SELECT current_setting('autovacuum')", &[]).await.map(|r| r.get::<_, String>(0)),
         Err(e) => {
-            tracing::warn!(error = %e, "could not read the autovacuum setting; not keeping statistics");
+            tracing::warn!(error = %crate::telemetry::one_line(&e), "could not read the autovacuum setting; not keeping statistics");
             return;
         }
     };
@@ -67,7 +67,7 @@ pub async fn run(pool: Pool, every: Duration, shutdown: CancellationToken) {
         Ok(v) if v == "off" => tracing::info!("autovacuum is off: the daemon analyses its busiest tables when they change"),
         Ok(_) => return,
         Err(e) => {
-            tracing::warn!(error = %e, "could not read the autovacuum setting; not keeping statistics");
+            tracing::warn!(error = %crate::telemetry::one_line(&e), "could not read the autovacuum setting; not keeping statistics");
             return;
         }
     }
@@ -75,7 +75,7 @@ pub async fn run(pool: Pool, every: Duration, shutdown: CancellationToken) {
     let mut tick = crate::daemon::Every::new(every);
     while tick.next(&shutdown).await {
         let result = match pool.get().await {
-            Ok(client) => analyze_stale(&client, &mut last).await.map_err(|e| e.to_string()),
+            Ok(client) => analyze_stale(&client, &mut last).await.map_err(|e| crate::telemetry::one_line(&e)),
             Err(e) => Err(e.to_string()),
         };
         match result {

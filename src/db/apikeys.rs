@@ -67,13 +67,35 @@ fn generate() -> (String, String) {
     (prefix.clone(), format!("pgc_{prefix}_{secret}"))
 }
 
+/// Why a key could not be created, listed or revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("unknown tenant {0}")]
+    UnknownTenant(String),
+    #[error(transparent)]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// 23503 on `et_api_keys`: its only foreign key is the tenant.
+fn unknown_tenant(e: tokio_postgres::Error, tenant_id: &str) -> KeyError {
+    if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
+        return KeyError::UnknownTenant(tenant_id.to_owned());
+    }
+    KeyError::Db(e)
+}
+
+async fn require_tenant(client: &tokio_postgres::Client, tenant_id: &str) -> Result<(), KeyError> {
+    let found = client.query_opt("SELECT 1 FROM et_tenants WHERE id = $1", &[&tenant_id]).await?;
+    found.map(|_| ()).ok_or_else(|| KeyError::UnknownTenant(tenant_id.to_owned()))
+}
+
 pub async fn create(
     client: &tokio_postgres::Client,
     tenant_id: &str,
     name: &str,
     scopes: &[Scope],
     expires_at: Option<DateTime<Utc>>,
-) -> Result<NewKey, tokio_postgres::Error> {
+) -> Result<NewKey, KeyError> {
     let (prefix, key) = generate();
     let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     let id: i64 = client
@@ -82,7 +104,8 @@ pub async fn create(
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             &[&tenant_id, &name, &prefix, &sha256(&key), &scopes, &expires_at],
         )
-        .await?
+        .await
+        .map_err(|e| unknown_tenant(e, tenant_id))?
         .get(0);
     Ok(NewKey { id, prefix, key })
 }
@@ -133,7 +156,8 @@ pub async fn authenticate(client: &tokio_postgres::Client, key: &str) -> Result<
 /// (id, name, prefix, scopes, expires_at, revoked_at, last_used_at) of a tenant's keys.
 pub type KeyRow = (i64, String, String, Vec<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
-pub async fn list(client: &tokio_postgres::Client, tenant_id: &str) -> Result<Vec<KeyRow>, tokio_postgres::Error> {
+pub async fn list(client: &tokio_postgres::Client, tenant_id: &str) -> Result<Vec<KeyRow>, KeyError> {
+    require_tenant(client, tenant_id).await?;
     let rows = client
         .query(
             "SELECT id, name, prefix, scopes, expires_at, revoked_at, last_used_at FROM et_api_keys WHERE tenant_id = $1 ORDER BY id",
@@ -144,7 +168,8 @@ pub async fn list(client: &tokio_postgres::Client, tenant_id: &str) -> Result<Ve
 }
 
 /// Revoke by prefix (as printed by `list`); returns whether a live key was revoked.
-pub async fn revoke(client: &tokio_postgres::Client, tenant_id: &str, prefix: &str) -> Result<bool, tokio_postgres::Error> {
+pub async fn revoke(client: &tokio_postgres::Client, tenant_id: &str, prefix: &str) -> Result<bool, KeyError> {
+    require_tenant(client, tenant_id).await?;
     Ok(client
         .execute(
             "UPDATE et_api_keys SET revoked_at = now() WHERE tenant_id = $1 AND prefix = $2 AND revoked_at IS NULL",

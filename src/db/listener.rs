@@ -66,7 +66,7 @@ const REGISTER: &str = "INSERT INTO et_listeners (worker_id, listening_until) VA
 /// refresh (the daemon then finds work by its poll interval), so it is logged, not fatal.
 async fn register(client: &tokio_postgres::Client, worker: &str) {
     if let Err(e) = client.execute(REGISTER, &[&worker, &REGISTRATION_TTL.as_secs_f64()]).await {
-        tracing::warn!(error = %e, "could not register in et_listeners; inserts will not wake this daemon");
+        tracing::warn!(error = %crate::telemetry::one_line(&e), "could not register in et_listeners; inserts will not wake this daemon");
     }
 }
 
@@ -84,7 +84,7 @@ pub async fn run(
     while !shutdown.is_cancelled() {
         match listen_once(&config, &worker, &wakers, &state, &shutdown, &mut first).await {
             Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "LISTEN connection failed"),
+            Err(e) => tracing::warn!(error = %crate::telemetry::one_line(&e), retry_in_ms = backoff.as_millis() as u64, "LISTEN connection failed"),
         }
         state.connected.store(false, Ordering::SeqCst);
         if shutdown.is_cancelled() {
@@ -122,7 +122,7 @@ async fn listen_once(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "LISTEN connection lost");
+                    tracing::warn!(error = %crate::telemetry::one_line(&e), "LISTEN connection lost");
                     break;
                 }
             }
@@ -142,7 +142,7 @@ async fn listen_once(
         tokio::select! {
             _ = shutdown.cancelled() => {
                 if let Err(e) = client.execute("DELETE FROM et_listeners WHERE worker_id = $1", &[&worker]).await {
-                    tracing::debug!(error = %e, "could not delete this daemon's et_listeners row (it expires by itself)");
+                    tracing::debug!(error = %crate::telemetry::one_line(&e), "could not delete this daemon's et_listeners row (it expires by itself)");
                 }
                 break;
             }

@@ -11,7 +11,7 @@
 //! - `doc`: the OpenAPI document
 
 mod doc;
-mod input;
+pub(crate) mod input;
 pub mod messages;
 pub mod send;
 pub mod threads;

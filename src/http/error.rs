@@ -1,8 +1,14 @@
-//! The JSON error body every refused request gets: `{"error": {"code", "message", "field"}}`.
+//! The JSON error body every refused request gets: `{"error": {"code", "message", "field"}}`,
+//! and how database errors become one: the client's fault (a trigger's or constraint's refusal,
+//! a value the database cannot take) is a 4xx with the database's message and column; a
+//! database that is away is a 503; anything else is a 500 whose log line carries the SQLSTATE,
+//! message, detail, hint, table, column and constraint (the response says nothing of them).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use crate::telemetry::one_line as chain;
+use tokio_postgres::error::DbError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -42,27 +48,90 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    pub fn internal(e: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %e, "request failed");
+    /// 500, logged with everything the error carries (a database error's SQLSTATE, message,
+    /// detail, hint, table, column, constraint and context, wherever it sits in the chain).
+    pub fn internal(e: impl std::error::Error + 'static) -> ApiError {
+        log_failure(&e);
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
     }
 
-    /// A database refusal: trigger validation errors (SQLSTATE 23xxx raised by our triggers name
-    /// the column) become 400 / 409 with the trigger's message; anything else is a 500.
+    /// A database refusal. The client's fault — integrity violations raised by our triggers and
+    /// constraints (class 23), values the database cannot take (class 22: too long, out of
+    /// range, malformed, NUL), a trigger's plain `RAISE` (P0001, P0002) — is 400 (409 for a
+    /// duplicate key) with the database's message and its COLUMN as the field. A database that
+    /// is away, read-only or overloaded is 503. Anything else is our fault: a logged 500.
     pub fn from_db(e: tokio_postgres::Error) -> ApiError {
-        if let Some(db) = e.as_db_error() {
-            let code = db.code().code();
-            let field = db.column().map(str::to_owned);
-            let message = db.message().trim_start_matches("et_messages.").to_owned();
-            let status = match code {
-                "23505" => return ApiError { status: StatusCode::CONFLICT, code: "conflict", message, field },
-                "23514" | "23502" | "23503" | "22023" | "P0002" => StatusCode::BAD_REQUEST,
-                _ => return ApiError::internal(e),
-            };
-            return ApiError { status, code: "invalid_field", message, field };
+        let Some(db) = e.as_db_error() else {
+            if e.is_closed() {
+                return ApiError::unavailable(&e);
+            }
+            return ApiError::internal(e);
+        };
+        let code = db.code().code();
+        let field = db.column().map(str::to_owned);
+        let message = db.message().trim_start_matches("et_messages.").to_owned();
+        match refusal(code) {
+            Refusal::Conflict => ApiError { status: StatusCode::CONFLICT, code: "conflict", message, field },
+            Refusal::Invalid => ApiError { status: StatusCode::BAD_REQUEST, code: "invalid_field", message, field },
+            Refusal::Unavailable => ApiError::unavailable(&e),
+            Refusal::Internal => ApiError::internal(e),
         }
-        ApiError::internal(e)
     }
+
+    /// 503: the database is away or cannot take the request now; worth a retry.
+    fn unavailable(e: &tokio_postgres::Error) -> ApiError {
+        tracing::warn!(sqlstate = e.code().map(|c| c.code()), error = %chain(e), "request failed: database unavailable");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; retry later")
+    }
+}
+
+/// Whose fault a SQLSTATE is.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    Conflict,
+    Invalid,
+    Unavailable,
+    Internal,
+}
+
+fn refusal(sqlstate: &str) -> Refusal {
+    match sqlstate {
+        // unique and exclusion violations: the thing exists already
+        "23505" | "23P01" => Refusal::Conflict,
+        // integrity (check, not null, foreign key) and data exceptions (22001 too long, 22003
+        // out of range, 22007/22008 bad datetimes, 22021 NUL byte, 22023, 22P02, 22P05, ...)
+        s if s.starts_with("23") || s.starts_with("22") => Refusal::Invalid,
+        // a trigger's RAISE without an ERRCODE, and no_data_found from an operator function
+        "P0001" | "P0002" => Refusal::Invalid,
+        // connection trouble, insufficient resources, shutdown, a read-only (standby) server,
+        // serialization failures and deadlocks: nothing the client did; try again
+        s if s.starts_with("08") || s.starts_with("53") || s.starts_with("57P") => Refusal::Unavailable,
+        "25006" | "40001" | "40P01" => Refusal::Unavailable,
+        _ => Refusal::Internal,
+    }
+}
+
+/// Log a request's failure; a database error anywhere in the chain is logged field by field.
+fn log_failure(e: &(dyn std::error::Error + 'static)) {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(db) = err.downcast_ref::<DbError>() {
+            tracing::error!(
+                sqlstate = db.code().code(),
+                error = db.message(),
+                detail = db.detail(),
+                hint = db.hint(),
+                table = db.table(),
+                column = db.column(),
+                constraint = db.constraint(),
+                context = db.where_(),
+                "request failed: database error"
+            );
+            return;
+        }
+        cur = err.source();
+    }
+    tracing::error!(error = %chain(e), "request failed");
 }
 
 impl IntoResponse for ApiError {
@@ -75,5 +144,24 @@ impl IntoResponse for ApiError {
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("database unavailable: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_sorted_by_whose_fault_they_are() {
+        for s in ["23514", "23502", "23503", "22001", "22003", "22021", "22P02", "22P05", "P0001", "P0002"] {
+            assert_eq!(refusal(s), Refusal::Invalid, "{s}");
+        }
+        assert_eq!(refusal("23505"), Refusal::Conflict);
+        for s in ["08006", "53300", "57P01", "25006", "40001", "40P01"] {
+            assert_eq!(refusal(s), Refusal::Unavailable, "{s}");
+        }
+        for s in ["42P01", "42703", "XX000", "0A000"] {
+            assert_eq!(refusal(s), Refusal::Internal, "{s}");
+        }
     }
 }

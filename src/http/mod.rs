@@ -11,7 +11,12 @@ pub mod webhooks;
 
 use crate::config::Config;
 use crate::db::listener::ListenerState;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use error::ApiError;
 use deadpool_postgres::Pool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +34,11 @@ pub struct AppState {
 /// Request bodies larger than this are refused with 413 (attachments travel base64 in JSON).
 pub const MAX_BODY_BYTES: usize = 40 * 1024 * 1024;
 
+/// Request headers larger than this in total (names and values) are refused with 431 and the
+/// JSON error body. (hyper itself answers 431, without a body, to a header section beyond its
+/// read buffer, about 400 KiB, or to more than 100 headers.)
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// Every route.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -37,7 +47,29 @@ pub fn router(state: AppState) -> Router {
         .merge(providers::routes())
         .merge(ops::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(limit_headers))
         .with_state(state)
+}
+
+/// 431 for a request whose headers are over [`MAX_HEADER_BYTES`].
+async fn limit_headers(req: Request, next: Next) -> Response {
+    // (each header line also carries ": " and CRLF)
+    let size: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if size > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "header_too_large",
+            format!("the request headers are {size} bytes; the limit is {MAX_HEADER_BYTES}"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Bind the HTTP surface's address. The daemon binds before it starts any work, so a taken
+/// port stops it at once.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
 }
 
 /// Serve until `shutdown`; `bound` receives the address actually bound (port 0 in tests).
@@ -47,7 +79,16 @@ pub async fn serve(
     bound: Arc<std::sync::OnceLock<SocketAddr>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(bind(addr).await?, state, bound, shutdown).await
+}
+
+/// [`serve`] on a listener already bound.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    bound: Arc<std::sync::OnceLock<SocketAddr>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     let _ = bound.set(local);
     tracing::info!(addr = %local, "HTTP surface listening");

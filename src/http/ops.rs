@@ -164,7 +164,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let gauges = match tokio::time::timeout(SCRAPE_CONNECT_TIMEOUT, state.pool.get()).await {
         Err(_) => Err(format!("no database connection within {SCRAPE_CONNECT_TIMEOUT:?}")),
         Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(mut client)) => q::gauges(&mut client).await.map_err(|e| e.to_string()),
+        Ok(Ok(mut client)) => q::gauges(&mut client).await.map_err(|e| crate::telemetry::one_line(&e)),
     };
     match gauges {
         Ok(g) => {

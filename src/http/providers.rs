@@ -129,7 +129,7 @@ async fn refuse(
     tracing::warn!(tenant = %session.tenant_id, session_id = session.id, provider = provider.name(), reason, "provider webhook refused");
     let detail = serde_json::json!({ "session_id": session.id, "reason": reason, "path": path });
     if let Err(e) = apikeys::security_event(client, Some(&session.tenant_id), provider.name(), action, &detail).await {
-        tracing::error!(error = %e, "could not record a security event");
+        tracing::error!(error = %crate::telemetry::one_line(&e), "could not record a security event");
     }
     ApiError::unauthorized(format!("{} webhook refused: {}", provider.name(), reason.replace('_', " ")))
 }
@@ -205,6 +205,15 @@ fn refused_row(e: tokio_postgres::Error, index: Option<usize>, columns: &[(&str,
         });
     }
     err
+}
+
+/// A provider's signed JSON body, parsed: 400 `body` when it is not JSON, 400 naming the field
+/// (`[3].text`, `message.text`) when a string holds a NUL character, which the database cannot
+/// store (checked after the signature, like everything else in the body).
+fn parse_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let value = serde_json::from_slice(body).map_err(|e| ApiError::field("body", format!("not JSON: {e}")))?;
+    super::api::input::no_nul(&value, "")?;
+    Ok(value)
 }
 
 /// A short note for a message without text: `[image]`, `[document: invoice.pdf]`.

@@ -23,9 +23,8 @@ use super::AppState;
 use crate::db::apikeys::Scope;
 use crate::db::webhooks::{self as db, Changes};
 use crate::webhooks::{guard, sign};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use super::api::input::{JsonBody, QueryParams};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -50,16 +49,7 @@ struct Fields {
 
 const FIELDS: &str = "url, events, description, enabled";
 
-fn fields(body: Result<Bytes, BytesRejection>) -> Result<Fields, ApiError> {
-    let bytes = body.map_err(|r| ApiError::new(r.status(), "bad_request", r.body_text()))?;
-    let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(Map::new())
-    } else {
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::field("body", format!("is not valid JSON ({e})")))?
-    };
-    let Value::Object(map) = value else {
-        return Err(ApiError::field("body", "must be a JSON object"));
-    };
+fn fields(map: Map<String, Value>) -> Result<Fields, ApiError> {
     let mut f = Fields::default();
     for (k, v) in map {
         match k.as_str() {
@@ -130,16 +120,17 @@ async fn missing(state: &AppState, caller: &Caller, client: &deadpool_postgres::
     responses(
         (status = 201, description = "The endpoint, with its secret (shown once)", body = EndpointView),
         (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
+        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
     ),
     security(("api_key" = []))
 )]
 pub async fn create_endpoint(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
     caller.require(&state, Scope::Admin).await?;
-    let f = fields(body)?;
+    let f = fields(body?.0)?;
     let Some(url) = f.url else {
         return Err(ApiError::field("url", "is required"));
     };
@@ -197,6 +188,7 @@ pub async fn get_endpoint(State(state): State<AppState>, caller: Caller, Path(id
         (status = 200, description = "The endpoint as changed", body = EndpointView),
         (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
         (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -204,11 +196,11 @@ pub async fn update_endpoint(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Json<EndpointView>, ApiError> {
     caller.require(&state, Scope::Admin).await?;
     let id = parse_id(&id)?;
-    let f = fields(body)?;
+    let f = fields(body?.0)?;
     let url = match f.url {
         Some(u) => Some(checked_url(&u).await?),
         None => None,
@@ -252,6 +244,7 @@ pub async fn delete_endpoint(State(state): State<AppState>, caller: Caller, Path
     ),
     responses(
         (status = 200, description = "Recent deliveries", body = DeliveryList),
+        (status = 400, description = "A parameter is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
         (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
     ),
     security(("api_key" = []))
@@ -260,11 +253,11 @@ pub async fn list_deliveries(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    query: Result<QueryParams, ApiError>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     caller.require(&state, Scope::Admin).await?;
     let id = parse_id(&id)?;
-    let Query(params) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
+    let QueryParams(params) = query?;
     let mut limit = 20;
     for (k, v) in params {
         match k.as_str() {

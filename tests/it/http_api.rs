@@ -5,6 +5,7 @@
 mod actions;
 mod auth;
 mod list;
+mod refusals;
 mod send;
 mod threads;
 

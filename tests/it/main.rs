@@ -6,6 +6,7 @@ mod ch_twilio;
 mod ch_whatsapp_cloud;
 mod app;
 mod attachments;
+mod cli;
 mod fixtures;
 mod harness;
 mod http_api;

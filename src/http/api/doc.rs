@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "pgcourier API", version = "1", description = "Send, read and act on messages and threads. Authenticate with an API key in the x-api-key header."),
+    info(title = "pgcourier API", version = "1", description = "Send, read and act on messages and threads. Authenticate with an API key in the x-api-key header. Bodies are JSON sent with content-type: application/json (else 415); a NUL character in any string or query parameter is 400 naming the field; request headers over 32 KiB in total are 431."),
     paths(
         send::send_message,
         messages::list_messages,

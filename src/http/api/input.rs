@@ -1,15 +1,26 @@
 //! Turning request input into typed values with errors that name the field: JSON bodies
-//! (unknown, missing or mistyped fields), path ids, timestamps, and database refusals whose
+//! ([`JsonBody`]: declared JSON or 415, within the size limit or 413, an object without NUL
+//! characters or 400; then unknown, missing or mistyped fields), query strings
+//! ([`QueryParams`]: no NUL characters), path ids, timestamps, and database refusals whose
 //! column names are mapped to the API's field names.
+//!
+//! NUL (`\u0000`) is valid JSON and a valid percent-escape, but PostgreSQL can store it neither
+//! in `text` nor in `jsonb`: it is refused here, once, for every route, naming the field
+//! (`subject`, `metadata.foo`, `attachments[0].filename`, the query parameter's name).
 
 use crate::http::error::ApiError;
 use crate::http::MAX_BODY_BYTES;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+
+/// What a NUL character gets.
+pub const NUL_RULE: &str = "contains a NUL character (\\u0000), which cannot be stored";
 
 /// The body bytes, or 413 / 400 as a JSON error.
 pub fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -22,21 +33,146 @@ pub fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-/// Parse a JSON object body into `T` (every field of `T` optional or defaulted, unknown fields
-/// denied). An empty body is `{}`. A refusal names the field at fault; `hints` give a friendlier
-/// rule for fields whose serde error says little (untagged enums).
-pub fn json<T: DeserializeOwned>(bytes: &[u8], hints: &[(&str, &str)]) -> Result<T, ApiError> {
-    let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(Map::new())
-    } else {
-        serde_json::from_slice(bytes).map_err(|e| ApiError::field("body", format!("is not valid JSON ({e})")))?
+/// `application/json`, or any `application/…+json` (`merge-patch+json`, `vnd.x+json`), with
+/// or without parameters.
+fn declares_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
     };
-    let Value::Object(map) = &value else {
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn unsupported_media_type(headers: &HeaderMap) -> ApiError {
+    let given = match headers.get(header::CONTENT_TYPE) {
+        Some(v) => format!("content-type {:?}", String::from_utf8_lossy(v.as_bytes())),
+        None => "no content-type".to_owned(),
+    };
+    ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("the body must be JSON sent with content-type: application/json ({given})"))
+}
+
+/// A JSON object body: declared JSON (else 415), within the body limit (else 413), valid JSON
+/// and an object (else 400 `body`), without NUL characters (else 400 naming the field). An
+/// empty body is `{}`. Take it as `Result<JsonBody, ApiError>` to check the caller's scope
+/// before its refusals.
+pub struct JsonBody(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !declares_json(req.headers()) {
+            return Err(unsupported_media_type(req.headers()));
+        }
+        let bytes = body(Bytes::from_request(req, state).await)?;
+        object(&bytes).map(JsonBody)
+    }
+}
+
+/// [`JsonBody`] for routes whose body is optional (the actions): no body at all needs no
+/// content type and is `{}`; a body must be declared JSON like any other.
+pub struct OptionalJsonBody(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for OptionalJsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = declares_json(req.headers());
+        let headers = req.headers().clone();
+        let bytes = body(Bytes::from_request(req, state).await)?;
+        if !json && !bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(unsupported_media_type(&headers));
+        }
+        object(&bytes).map(OptionalJsonBody)
+    }
+}
+
+/// Bytes → a JSON object without NUL characters (an empty body is `{}`).
+fn object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::field("body", format!("is not valid JSON ({e})")))?;
+    let Value::Object(map) = value else {
         return Err(ApiError::field("body", "must be a JSON object"));
     };
-    match serde_json::from_value::<T>(value.clone()) {
+    for (k, v) in &map {
+        no_nul(v, k)?;
+        if k.contains('\0') {
+            return Err(ApiError::field("body", format!("the field name {k:?} {NUL_RULE}")));
+        }
+    }
+    Ok(map)
+}
+
+/// 400 naming the first string in `v` (or key of one of its objects) that holds a NUL
+/// character; `path` is `v`'s own field path (`metadata`, `[2]`, or empty for a whole body).
+pub fn no_nul(v: &Value, path: &str) -> Result<(), ApiError> {
+    match find_nul(v) {
+        None => Ok(()),
+        Some((inner, key)) => {
+            let field = format!("{path}{inner}");
+            let field = field.strip_prefix('.').unwrap_or(&field);
+            let field = if field.is_empty() { "body" } else { field };
+            Err(match key {
+                Some(k) => ApiError::field(field, format!("the key {k:?} {NUL_RULE}")),
+                None => ApiError::field(field, NUL_RULE),
+            })
+        }
+    }
+}
+
+/// Where in `v` a NUL sits: the path below `v` (`.a.b[1]`), and the key when a key holds it.
+/// (serde_json parses at most 128 levels deep, so the recursion is bounded.)
+fn find_nul(v: &Value) -> Option<(String, Option<String>)> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some((String::new(), None)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, x)| find_nul(x).map(|(p, k)| (format!("[{i}]{p}"), k))),
+        Value::Object(map) => map.iter().find_map(|(k, x)| {
+            if k.contains('\0') {
+                return Some((String::new(), Some(k.clone())));
+            }
+            find_nul(x).map(|(p, key)| (format!(".{k}{p}"), key))
+        }),
+        _ => None,
+    }
+}
+
+/// The query string's `(name, value)` pairs, in order: malformed is 400 `query`; a NUL
+/// character is 400 naming the parameter. Take it as `Result<QueryParams, ApiError>` to check
+/// the caller's scope first.
+pub struct QueryParams(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(params) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::field("query", e.body_text()))?;
+        for (k, v) in &params {
+            if k.contains('\0') {
+                return Err(ApiError::field("query", format!("the parameter name {k:?} {NUL_RULE}")));
+            }
+            if v.contains('\0') {
+                return Err(ApiError::field(k.as_str(), NUL_RULE));
+            }
+        }
+        Ok(QueryParams(params))
+    }
+}
+
+/// Deserialize a JSON object body into `T` (every field of `T` optional or defaulted, unknown
+/// fields denied). A refusal names the field at fault; `hints` give a friendlier rule for
+/// fields whose serde error says little (untagged enums).
+pub fn json<T: DeserializeOwned>(map: Map<String, Value>, hints: &[(&str, &str)]) -> Result<T, ApiError> {
+    let value = Value::Object(map);
+    match T::deserialize(&value) {
         Ok(t) => Ok(t),
-        Err(e) => Err(blame::<T>(map, &e.to_string(), hints)),
+        Err(e) => {
+            let Value::Object(map) = &value else { unreachable!("built as an object") };
+            Err(blame::<T>(map, &e.to_string(), hints))
+        }
     }
 }
 
@@ -99,7 +235,8 @@ pub fn timestamp(field: &str, v: &str, dates: bool) -> Result<DateTime<Utc>, Api
 }
 
 /// A refusal from the database, with its column renamed to the API's field (`fields` maps
-/// column → field) and the message's `table.column:` prefix rewritten to match. SQL check
+/// column → field) and the message's `table.column:` prefix rewritten to match; a refusal of
+/// the caller's tenant (`tenant_id`: not active) is 403. SQL check
 /// failures that are not about a named field keep their status and message.
 pub fn db_error(e: tokio_postgres::Error, fields: &[(&str, &str)]) -> ApiError {
     let mut err = ApiError::from_db(e);
@@ -108,6 +245,10 @@ pub fn db_error(e: tokio_postgres::Error, fields: &[(&str, &str)]) -> ApiError {
     };
     let message = err.message.trim_start_matches("et_messages.").trim_start_matches("et_attachments.").to_owned();
     let rest = message.strip_prefix(&format!("{col}:")).map(str::trim_start).unwrap_or(&message).to_owned();
+    // the tenant is the API key's, never a request field: a refusal of it (inactive) is 403
+    if col == "tenant_id" && err.status == StatusCode::BAD_REQUEST {
+        return ApiError::forbidden(rest);
+    }
     match fields.iter().find(|(c, _)| *c == col) {
         Some((_, api)) => {
             err.message = format!("{api}: {rest}");
@@ -149,4 +290,41 @@ pub fn attachment_error(e: tokio_postgres::Error, i: usize) -> ApiError {
         err.code = "payload_too_large";
     }
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nul_field(v: Value, path: &str) -> Option<String> {
+        no_nul(&v, path).err().and_then(|e| e.field)
+    }
+
+    #[test]
+    fn a_nul_is_named_by_its_path() {
+        assert_eq!(nul_field(json!("a\u{0}"), "subject").as_deref(), Some("subject"));
+        assert_eq!(nul_field(json!({ "a": { "b": [1, "\u{0}"] } }), "metadata").as_deref(), Some("metadata.a.b[1]"));
+        assert_eq!(nul_field(json!({ "k\u{0}": 1 }), "metadata").as_deref(), Some("metadata"));
+        assert_eq!(nul_field(json!([{ "text": "\u{0}" }]), "").as_deref(), Some("[0].text"));
+        assert_eq!(nul_field(json!({ "text": "\u{0}" }), "").as_deref(), Some("text"));
+        assert_eq!(nul_field(json!("\u{0}"), "").as_deref(), Some("body"));
+        assert_eq!(nul_field(json!({ "a": ["fine", 1, null, { "b": "ok" }] }), "x"), None);
+    }
+
+    #[test]
+    fn json_is_application_json_or_a_json_suffix() {
+        let with = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+            declares_json(&h)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/merge-patch+json"));
+        assert!(!with("text/plain"));
+        assert!(!with("application/jsonx"));
+        assert!(!with("text/json+xml"));
+        assert!(!declares_json(&HeaderMap::new()));
+    }
 }

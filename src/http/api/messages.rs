@@ -1,7 +1,7 @@
 //! Reading messages (`GET /v1/messages/{id}`, `GET /v1/messages`) and acting on them
 //! (`approve`, `reject`, `retry`, `cancel`, through the SQL operator functions).
 
-use super::input;
+use super::input::{self, OptionalJsonBody, QueryParams};
 use super::send::CHANNELS;
 use super::views::{ErrorBody, MessagePage, MessageView};
 use crate::db::api::{self as db, Action, ListFilter, MessageRef};
@@ -9,9 +9,7 @@ use crate::db::apikeys::Scope;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -182,10 +180,10 @@ fn filter(params: Vec<(String, String)>) -> Result<ListFilter, ApiError> {
 pub async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    query: Result<QueryParams, ApiError>,
 ) -> Result<Json<MessagePage>, ApiError> {
     caller.require(&state, Scope::Read).await?;
-    let Query(params) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
+    let QueryParams(params) = query?;
     let mut f = filter(params)?;
     let limit = f.limit;
     f.limit += 1;
@@ -204,13 +202,13 @@ pub struct ActionRequest {
     pub reason: Option<String>,
 }
 
-async fn act(state: AppState, caller: Caller, id: String, action: Action, body: Result<Bytes, BytesRejection>) -> Result<Json<MessageView>, ApiError> {
+async fn act(state: AppState, caller: Caller, id: String, action: Action, body: Result<OptionalJsonBody, ApiError>) -> Result<Json<MessageView>, ApiError> {
     let scope = match action {
         Action::Approve | Action::Reject => Scope::Admin,
         Action::Retry | Action::Cancel => Scope::Send,
     };
     caller.require(&state, scope).await?;
-    let req: ActionRequest = input::json(&input::body(body)?, &[])?;
+    let req: ActionRequest = input::json(body?.0, &[])?;
     let message = resolve(&state, &caller, &id).await?;
     let client = state.pool.get().await?;
     let tenant = &caller.0.tenant_id;
@@ -241,9 +239,11 @@ macro_rules! action {
             request_body(content = Option<ActionRequest>, description = "Optional; `reason` is recorded on a rejection"),
             responses(
                 (status = 200, description = "The message after the change", body = MessageView),
+                (status = 400, description = "The body is not a JSON object, or a field is invalid (named in error.field)", body = ErrorBody),
                 (status = 403, description = concat!("The key lacks the ", $scope, " scope"), body = ErrorBody),
                 (status = 404, description = "No such message for this tenant", body = ErrorBody),
                 (status = 409, description = "The message is not in a state that allows this", body = ErrorBody),
+                (status = 415, description = "A body that is not declared JSON (content-type: application/json)", body = ErrorBody),
             ),
             security(("api_key" = []))
         )]
@@ -251,7 +251,7 @@ macro_rules! action {
             State(state): State<AppState>,
             caller: Caller,
             Path(id): Path<String>,
-            body: Result<Bytes, BytesRejection>,
+            body: Result<OptionalJsonBody, ApiError>,
         ) -> Result<Json<MessageView>, ApiError> {
             act(state, caller, id, $action, body).await
         }

@@ -2,15 +2,13 @@
 //! key agreement, priority and time formats), then insert the message and its attachments in one
 //! transaction and let the triggers validate, thread, suppress, gate and queue it.
 
-use super::input::{self, MESSAGE_FIELDS};
+use super::input::{self, JsonBody, MESSAGE_FIELDS};
 use super::views::{ErrorBody, SendResponse};
 use crate::db::api::{self as db, NewMessage, NoSession, SendSession, SessionChoice};
 use crate::db::apikeys::Scope;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -140,16 +138,15 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-fn parse_request(bytes: &[u8]) -> Result<SendRequest, ApiError> {
-    input::json::<SendRequest>(bytes, HINTS).map_err(|e| {
-        // name the attachment at fault, not the whole array
+fn parse_request(body: Map<String, Value>) -> Result<SendRequest, ApiError> {
+    // (kept for naming the attachment at fault, not the whole array)
+    let attachments = body.get("attachments").cloned();
+    input::json::<SendRequest>(body, HINTS).map_err(|e| {
         if e.field.as_deref() == Some("attachments") {
-            if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(bytes) {
-                if let Some(Value::Array(items)) = m.get("attachments") {
-                    for (i, item) in items.iter().enumerate() {
-                        if let Err(inner) = input::element::<AttachmentIn>("attachments", i, item) {
-                            return inner;
-                        }
+            if let Some(Value::Array(items)) = &attachments {
+                for (i, item) in items.iter().enumerate() {
+                    if let Err(inner) = input::element::<AttachmentIn>("attachments", i, item) {
+                        return inner;
                     }
                 }
             }
@@ -234,8 +231,9 @@ async fn check_sender(c: &impl deadpool_postgres::GenericClient, session: &SendS
         (status = 200, description = "Replay of an idempotency key: the original message", body = SendResponse),
         (status = 400, description = "A field is invalid (named in error.field); nothing was written", body = ErrorBody),
         (status = 401, description = "Missing, unknown, expired or revoked key", body = ErrorBody),
-        (status = 403, description = "The key lacks the send scope", body = ErrorBody),
+        (status = 403, description = "The key lacks the send scope, or its tenant is not active", body = ErrorBody),
         (status = 413, description = "Body or attachments over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -243,11 +241,10 @@ pub async fn send_message(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<(StatusCode, Json<SendResponse>), ApiError> {
     caller.require(&state, Scope::Send).await?;
-    let bytes = input::body(body)?;
-    let req = parse_request(&bytes)?;
+    let req = parse_request(body?.0)?;
     let key = idempotency_key(&headers, req.idempotency_key)?;
     let priority = priority(req.priority)?;
     let scheduled_at = req.scheduled_at.as_deref().map(|s| input::timestamp("scheduledAt", s, false)).transpose()?;

@@ -1,15 +1,13 @@
 //! Threads: `GET /v1/threads/{id}` (the thread, its newest messages, its insight) and
 //! `POST /v1/threads/{id}/handoff` (et_handoff: `ai` or `human` handling).
 
-use super::input;
+use super::input::{self, JsonBody};
 use super::views::{ErrorBody, ThreadDetail, ThreadView};
 use crate::db::api as db;
 use crate::db::apikeys::Scope;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
@@ -79,9 +77,10 @@ pub struct HandoffRequest {
     request_body = HandoffRequest,
     responses(
         (status = 200, description = "The thread after the change", body = ThreadView),
-        (status = 400, description = "handling is not ai or human", body = ErrorBody),
+        (status = 400, description = "handling is not ai or human, or the body is not a JSON object", body = ErrorBody),
         (status = 403, description = "The key lacks the admin scope", body = ErrorBody),
         (status = 404, description = "No such thread for this tenant", body = ErrorBody),
+        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -89,10 +88,10 @@ pub async fn handoff(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Json<ThreadView>, ApiError> {
     caller.require(&state, Scope::Admin).await?;
-    let req: HandoffRequest = input::json(&input::body(body)?, &[])?;
+    let req: HandoffRequest = input::json(body?.0, &[])?;
     let thread = resolve(&state, &caller, &id).await?;
     let client = state.pool.get().await?;
     let tenant = &caller.0.tenant_id;

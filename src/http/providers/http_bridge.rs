@@ -45,7 +45,7 @@ pub async fn receive(
     {
         return Err(refuse(&client, PROVIDER, &session, "bad_webhook_signature", reason, uri.path()).await);
     }
-    let payload: Value = serde_json::from_slice(&body).map_err(|e| ApiError::field("body", format!("not JSON: {e}")))?;
+    let payload: Value = super::parse_json(&body)?;
     let (items, batch) = match payload {
         Value::Array(items) => (items, true),
         one @ Value::Object(_) => (vec![one], false),

@@ -48,7 +48,7 @@ pub async fn receive(
     if let Some(reason) = reason {
         return Err(refuse(&client, PROVIDER, &session, "bad_webhook_signature", reason, uri.path()).await);
     }
-    let update: Value = serde_json::from_slice(&body).map_err(|e| ApiError::field("body", format!("not JSON: {e}")))?;
+    let update: Value = super::parse_json(&body)?;
     let Some(message) = update.get("message") else {
         let kind = update.as_object().and_then(|o| o.keys().find(|k| *k != "update_id").cloned()).unwrap_or_default();
         PROVIDER.count("ignored", 1);

@@ -55,6 +55,10 @@ pub async fn receive(
         tracing::info!(session_id = session.id, url = %urls[0], "twilio signature mismatch: if the token is right, set config.webhook_url to the exact URL configured at Twilio");
         return Err(refuse(&client, PROVIDER, &session, "bad_webhook_signature", "signature_mismatch", uri.path()).await);
     }
+    // the database stores no NUL character: refuse it naming the parameter
+    if let Some((k, _)) = params.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        return Err(ApiError::field(k.replace('\0', "\\u0000"), crate::http::api::input::NUL_RULE));
+    }
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
 
     let status = get("MessageStatus").or(get("SmsStatus"));

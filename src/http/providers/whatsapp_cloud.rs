@@ -75,6 +75,7 @@ pub async fn receive(
     if let Some(reason) = reason {
         return Err(refuse(&client, PROVIDER, &session, "bad_webhook_signature", reason, uri.path()).await);
     }
+    // (no NUL check here: a message the database refuses is logged and counted, never a 4xx)
     let payload: Value = serde_json::from_slice(&body).map_err(|e| ApiError::field("body", format!("not JSON: {e}")))?;
     let own_number = match session.config.get("phone_number_id") {
         Some(Value::String(s)) => Some(s.trim().to_owned()),
@@ -113,7 +114,7 @@ pub async fn receive(
                 Ok(Inserted::Duplicate) => duplicates += 1,
                 Err(e) => {
                     refused += 1;
-                    tracing::warn!(session_id = session.id, wamid = %m.external_message_id, error = %e, "whatsapp message refused by the database");
+                    tracing::warn!(session_id = session.id, wamid = %m.external_message_id, error = %crate::telemetry::one_line(&e), "whatsapp message refused by the database");
                 }
             }
         }

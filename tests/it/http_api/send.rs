@@ -205,7 +205,7 @@ async fn every_refusal_names_its_field_and_writes_nothing() {
         assert!(v["error"]["message"].as_str().unwrap().starts_with(name), "the message names the field: {v}");
     }
     // not JSON, not an object
-    let resp = api.app.http.post(api.app.url("/v1/messages")).header("x-api-key", &api.admin).body("{nope").send().await.unwrap();
+    let resp = api.app.http.post(api.app.url("/v1/messages")).header("x-api-key", &api.admin).header("content-type", "application/json").body("{nope").send().await.unwrap();
     assert_eq!(resp.status(), 400);
     let (s, v) = api.post("/v1/messages", json!([1])).await;
     assert_eq!((s, field(&v)), (400, "body"));

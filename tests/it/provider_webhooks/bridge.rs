@@ -98,6 +98,24 @@ async fn a_batch_is_all_or_nothing_and_names_the_refused_message() {
 }
 
 #[tokio::test]
+async fn a_nul_character_is_400_naming_the_field_and_writes_nothing() {
+    let f = fixture().await;
+    let s = bridge_session(&f).await;
+    let cases = [
+        (json!([{ "id": "n1", "from": "+15551234567", "text": "ok" }, { "id": "n2", "from": "+15551234567", "text": "a\u{0}b" }]), "[1].text"),
+        (json!({ "id": "n3", "from": "+15551234567", "text": "x", "metadata": { "pushName": "A\u{0}" } }), "metadata.pushName"),
+        (json!({ "id": "n\u{0}4", "from": "+15551234567", "text": "x" }), "id"),
+    ];
+    for (body, want) in cases {
+        let refused = post(&f, s, &body.to_string(), now(), Some(SECRET)).await;
+        let err = expect_error(refused, 400, "invalid_field").await;
+        assert_eq!(err["error"]["field"], want, "{err}");
+    }
+    assert!(inbound(&f.db, s).await.is_empty(), "nothing written");
+    f.app.stop().await;
+}
+
+#[tokio::test]
 async fn forged_missing_and_stale_signatures_are_401_and_write_nothing() {
     let f = fixture().await;
     let s = bridge_session(&f).await;

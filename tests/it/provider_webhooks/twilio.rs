@@ -94,6 +94,18 @@ async fn a_signed_message_is_inserted_once_and_a_replay_is_harmless() {
 }
 
 #[tokio::test]
+async fn a_nul_character_in_a_parameter_is_400_naming_it() {
+    let f = fixture().await;
+    let s = twilio_session(&f, "sms", "+15550001111").await;
+    let url = f.app.url(&path(s));
+    let params = sms("SM9", "+15551234567", "a\u{0}b");
+    let body = expect_error(post(&f, s, &params, Some(TOKEN), &url).await, 400, "invalid_field").await;
+    assert_eq!(body["error"]["field"], "Body", "{body}");
+    assert_eq!(f.db.count("SELECT count(*) FROM et_messages").await, 0);
+    f.app.stop().await;
+}
+
+#[tokio::test]
 async fn forged_signatures_are_401_and_write_nothing() {
     let f = fixture().await;
     let s = twilio_session(&f, "sms", "+15550001111").await;

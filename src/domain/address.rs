@@ -4,8 +4,9 @@
 //! (tests/it/address_corpus.rs runs a shared corpus through both).
 //!
 //! - address: `local@domain`, at most 254 octets (RFC 5321 path), lower-cased;
-//! - local part: a dot-atom of ASCII atext, or a quoted string of printable ASCII
-//!   (`"john doe"@example.com`), at most 64 octets;
+//! - local part: a dot-atom of ASCII atext, at most 64 octets (a quoted dot-atom is stored
+//!   unquoted; other quoted local parts such as `"john doe"@example.com` are refused: lettre
+//!   parses the headers it builds back into addresses and cannot carry them);
 //! - domain: two or more labels of `a-z 0-9 -` (no `-` first or last), each at most 63 octets,
 //!   at most 253 in all; an international domain is converted to its ASCII form with IDNA
 //!   (`bücher.de` → `xn--bcher-kva.de`), so no server needs SMTPUTF8 for it;
@@ -19,7 +20,7 @@ use std::fmt;
 pub struct Email {
     /// The display name, unquoted (`Doe, John`), when there is one.
     pub name: Option<String>,
-    /// The part before the last `@`, lower-cased, quotes kept for a quoted local part.
+    /// The part before the last `@`, lower-cased.
     pub local: String,
     /// The ASCII domain, lower-cased.
     pub domain: String,
@@ -53,29 +54,6 @@ fn dot_atom(s: &str) -> bool {
     !s.is_empty() && s.split('.').all(|part| !part.is_empty() && part.chars().all(is_atext))
 }
 
-/// `"…"` of printable ASCII: qtext, spaces, and `\` before a visible character.
-fn quoted_string(s: &str) -> bool {
-    let Some(inner) = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
-        return false;
-    };
-    if s.len() < 3 {
-        return false;
-    }
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some('!'..='~') => {}
-                _ => return false,
-            },
-            '"' => return false,
-            ' '..='~' => {}
-            _ => return false,
-        }
-    }
-    true
-}
-
 /// Spaces, controls and invisible formatting characters: never in a domain.
 fn forbidden_in_domain(c: char) -> bool {
     c.is_whitespace()
@@ -95,8 +73,12 @@ fn ascii_domain(d: &str) -> bool {
 /// The bare address of `addr` (`local@domain`, no display name), normalised; `None` if invalid.
 fn addr_spec(addr: &str) -> Option<(String, String)> {
     let (local, domain) = addr.rsplit_once('@')?;
-    let local = local.to_ascii_lowercase();
-    if local.len() > 64 || !(dot_atom(&local) || quoted_string(&local)) {
+    let mut local = local.to_ascii_lowercase();
+    // a quoted dot-atom is the dot-atom; lettre cannot carry other quoted local parts
+    if local.len() >= 2 && local.starts_with('"') && local.ends_with('"') {
+        local = local[1..local.len() - 1].to_owned();
+    }
+    if local.len() > 64 || !dot_atom(&local) {
         return None;
     }
     let domain = if domain.is_ascii() {
@@ -189,9 +171,10 @@ mod tests {
     }
 
     #[test]
-    fn international_domains_become_ascii_and_quoted_local_parts_stay() {
+    fn international_domains_become_ascii_and_quoted_dot_atoms_lose_their_quotes() {
         assert_eq!(stored("ann@Bücher.de").as_deref(), Some("ann@xn--bcher-kva.de"));
-        assert_eq!(stored("\"John Doe\"@example.com").as_deref(), Some("\"john doe\"@example.com"));
+        assert_eq!(stored("\"John.Doe\"@example.com").as_deref(), Some("john.doe@example.com"));
+        assert_eq!(stored("\"John Doe\"@example.com"), None);
         assert_eq!(stored("jörg@example.com"), None);
         assert_eq!(stored("x@localhost"), None);
         assert_eq!(stored(&format!("x@{}.com", "a".repeat(64))), None);

@@ -21,6 +21,8 @@ mod ops;
 mod process;
 mod provider_webhooks;
 mod daemon;
+mod door;
+mod address_corpus;
 mod refusals;
 mod smtp_sink;
 mod webhooks;

@@ -101,6 +101,22 @@ BEGIN
 END
 $$;
 
+-- What the daemon's own replies (auto-replies, follow-up drafts) take from the message they
+-- answer, within the limits the insert trigger enforces, so that an inbound message's long or
+-- folded subject, or an over-long Message-ID it names, never makes its reply refused:
+-- `Re: ` and the subject without its Re: prefixes, line breaks as spaces, at most 255 characters.
+CREATE OR REPLACE FUNCTION et_reply_subject(p_subject text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT left('Re: ' || regexp_replace(regexp_replace(coalesce(p_subject, ''), '^\s*(re:\s*)+', '', 'i'), '[\r\n]+\s*', ' ', 'g'), 255)
+$$;
+
+-- The Message-IDs of `p_ids` that fit on a header line (at most 985 octets, no line break).
+CREATE OR REPLACE FUNCTION et_reply_ids(p_ids text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT coalesce(array_agg(i ORDER BY n), '{}') FROM unnest(p_ids) WITH ORDINALITY u(i, n)
+   WHERE i IS NOT NULL AND octet_length(i) <= 985 AND i !~ '[\r\n]'
+$$;
+
 -- Content rules shared by insert and by edits while pending approval: addresses normalised per
 -- channel, at least one recipient, a body within the channel's limit, a sender the session may
 -- use, a subject a mail header can carry.

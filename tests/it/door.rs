@@ -248,3 +248,38 @@ async fn a_running_daemon_sends_with_the_edited_session() {
     assert_eq!(old.messages().len(), 1, "nothing more went to the old port");
     daemon.stop().await;
 }
+
+/// The daemon's own replies stay within the door's limits: an inbound email with a long, folded
+/// subject and an over-long Message-ID among its references still gets its auto-reply.
+#[tokio::test]
+async fn an_auto_reply_to_a_long_folded_subject_is_not_refused() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let session = smtp_session(&db, &sink, serde_json::json!({})).await;
+    db.client
+        .execute("INSERT INTO et_inbound_rules (tenant_id, pattern, action, reply_template) VALUES ('acme', 'hours', 'auto_reply', 'We are open 9 to 17.')", &[])
+        .await
+        .unwrap();
+    let daemon = spawn(&db, &[]);
+    let subject = format!("Re: RE: Opening hours\r\n {}", "and more ".repeat(40));
+    let long_id = format!("<{}@example.com>", "x".repeat(1000));
+    let id: i64 = db
+        .client
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, subject, body_text, \"references\")
+             VALUES ('acme', $1, 'inbound', '<in1@example.com>', 'Ann <ann@example.com>', $2, 'What are your hours?', ARRAY['<root@example.com>', $3])
+             RETURNING id",
+            &[&session, &subject, &long_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    until(&db, &format!("SELECT delivery_status = 'inbound_ai_replied' FROM et_messages WHERE id = {id}"), Duration::from_secs(20)).await;
+    let got = sink.wait_for(1, Duration::from_secs(20)).await;
+    let reply = &got[0];
+    assert_eq!(reply.header("References").unwrap(), "<root@example.com> <in1@example.com>");
+    let row = db.client.query_one("SELECT subject FROM et_messages WHERE direction = 'outbound'", &[]).await.unwrap();
+    let stored: String = row.get(0);
+    assert!(stored.starts_with("Re: Opening hours and more") && stored.chars().count() == 255, "{stored:?}");
+    daemon.stop().await;
+}

@@ -4,8 +4,8 @@
 -- with the same rules, so an address this accepts is one the adapter can send, and one it
 -- refuses the adapter refuses too (tests/it/address_corpus.rs runs a shared corpus through both):
 --   address       local@domain, at most 254 octets (RFC 5321 path), lower-cased
---   local part    a dot-atom of ASCII atext (a quoted one is stored unquoted: "john"@x is
---                 john@x), at most 64 octets. Refused: other quoted local parts ("john doe"@x:
+--   local part    a dot-atom of ASCII atext without '-' next to a '.' (a quoted one is stored
+--                 unquoted: "john"@x is john@x), at most 64 octets. Refused: other quoted local parts ("john doe"@x:
 --                 lettre, the mail library, parses its own headers back and cannot carry them),
 --                 and non-ASCII local parts (they need SMTPUTF8 on every hop)
 --   domain        two or more labels of a-z 0-9 '-' (no '-' first or last), each at most 63
@@ -93,46 +93,55 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 $$;
 
 -- The bare, lower-cased address of an email written as `a@b.c` or `Name <a@b.c>`; NULL if invalid.
+-- The common case (a dot-atom at an ASCII domain of at most 63 octets) is settled by two
+-- regular expressions and string functions, in one statement: each insert normalises every
+-- address through here.
 CREATE OR REPLACE FUNCTION et_email_address(v text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
-  raw text := btrim(v);
-  a text;
-  local text;
-  domain text;
+  a text := btrim(v);
 BEGIN
-  IF raw LIKE '%>' THEN
-    raw := btrim(substring(raw FROM '<([^<>]*)>$'));
+  IF a LIKE '%>' THEN
+    a := btrim(substring(a FROM '<([^<>]*)>$'));
   END IF;
-  a := lower(raw);
-  -- the common case: a dot-atom at an ASCII domain (matched before lower-casing, which would
-  -- turn some non-ASCII letters into ASCII ones). (Bounded repetitions like {0,61} make
-  -- PostgreSQL's regex engine ten times slower: lengths are checked with string functions.)
-  IF raw ~ '^[a-zA-Z0-9.!#$%&''*+/=?^_`{|}~-]+@[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+$' THEN
-    domain := split_part(a, '@', 2);
-    IF a !~ '(^\.|\.\.|\.@|@-|-$)' AND strpos(domain, '-.') = 0 AND strpos(domain, '.-') = 0
-       AND octet_length(a) <= 254 AND strpos(a, '@') <= 65
-       AND (octet_length(domain) <= 63
-            OR NOT EXISTS (SELECT 1 FROM unnest(string_to_array(domain, '.')) l WHERE octet_length(l) > 63)) THEN
-      RETURN a;
-    END IF;
-    RETURN NULL;
+  -- (matched before lower-casing, which turns some non-ASCII letters into ASCII ones; bounded
+  -- repetitions like {0,61} make PostgreSQL's regex engine ten times slower: lengths are
+  -- checked with string functions)
+  IF a ~ '^[a-zA-Z0-9.!#$%&''*+/=?^_`{|}~-]+@[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+$' AND a !~ '(^\.|\.\.|\.@|@-|-\.|\.-|-$)'
+     AND octet_length(a) <= 254 AND strpos(a, '@') <= 65 AND octet_length(a) - strpos(a, '@') <= 63 THEN
+    RETURN lower(a);
   END IF;
-  -- a quoted local part, an international domain, or invalid
-  local := substring(a FROM '^(.*)@[^@]*$');
-  domain := substring(raw FROM '@([^@]*)$');
+  RETURN et_email_address_other(a);  -- (which applies the same rules to what this refused)
+END
+$$;
+
+-- Every label of an ASCII domain is at most 63 octets.
+CREATE OR REPLACE FUNCTION et_email_labels_fit(p_domain text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT NOT EXISTS (SELECT 1 FROM unnest(string_to_array(p_domain, '.')) l WHERE octet_length(l) > 63)
+$$;
+
+-- et_email_address for what is not the common case: a quoted local part, an international or
+-- long domain, or an invalid address (NULL).
+CREATE OR REPLACE FUNCTION et_email_address_other(p_address text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+  local text := lower(substring(p_address FROM '^(.*)@[^@]*$'));
+  domain text := substring(p_address FROM '@([^@]*)$');
+  a text;
+BEGIN
   -- a quoted dot-atom is the dot-atom ("john"@x is john@x); other quoted local parts
   -- ("john doe"@x) are refused: the mail library reads its own headers back and cannot carry them
   IF local LIKE '"%"' THEN
     local := substr(local, 2, length(local) - 2);
   END IF;
   IF local IS NULL OR domain IS NULL OR octet_length(local) > 64
-     OR local !~ '^[a-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&''*+/=?^_`{|}~-]+)*$' THEN
+     OR local !~ '^[a-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&''*+/=?^_`{|}~-]+)*$' OR local ~ '(-\.|\.-)' THEN
     RETURN NULL;
   END IF;
   domain := CASE WHEN domain ~ '[^\x01-\x7f]' THEN et_idna_domain(domain) ELSE lower(domain) END;
   IF domain IS NULL OR domain !~ '^[a-z0-9-]+(\.[a-z0-9-]+)+$' OR domain ~ '(^-|-\.|\.-|-$)' OR octet_length(domain) > 253
-     OR EXISTS (SELECT 1 FROM unnest(string_to_array(domain, '.')) l WHERE octet_length(l) > 63) THEN
+     OR NOT et_email_labels_fit(domain) THEN
     RETURN NULL;
   END IF;
   a := local || '@' || domain;

@@ -54,27 +54,43 @@ BEGIN
 END
 $$;
 
--- An outbound insert that sets a column the daemon owns: refused naming the first such column.
-CREATE OR REPLACE FUNCTION et_refuse_owned(m et_messages) RETURNS void
+-- The insert trigger's checks of priority and, on outbound rows, of the columns the daemon owns
+-- (refused naming the first one set) and of scheduled_at.
+CREATE OR REPLACE FUNCTION et_check_inserted_fields(m et_messages) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-  col text := CASE WHEN m.external_message_id IS NOT NULL THEN 'external_message_id'
-                   WHEN m.attempts <> 0 THEN 'attempts'
-                   WHEN m.sent_at IS NOT NULL THEN 'sent_at'
-                   WHEN m.last_error IS NOT NULL THEN 'last_error'
-                   WHEN m.error_class IS NOT NULL THEN 'error_class'
-                   WHEN m.rendered_subject IS NOT NULL THEN 'rendered_subject'
-                   WHEN m.rendered_text IS NOT NULL THEN 'rendered_text'
-                   WHEN m.rendered_html IS NOT NULL THEN 'rendered_html'
-                   WHEN cardinality(m.suppressed_recipients) > 0 THEN 'suppressed_recipients'
-                   WHEN m.approved_by IS NOT NULL THEN 'approved_by'
-                   ELSE 'approved_at' END;
+  col text;
 BEGIN
-  PERFORM et_refuse(col, format('%s is written by pgcourier, not by the inserting application', col),
-                    'on an outbound insert, external_message_id (the Message-ID or provider id), attempts, sent_at, '
-                    'last_error, error_class, rendered_*, suppressed_recipients, approved_by and approved_at are set '
-                    'by the triggers, the daemon and et_approve',
-                    format('leave %s out of the insert', col));
+  IF m.priority NOT BETWEEN 1 AND 4 THEN
+    PERFORM et_refuse('priority', format('priority %s is out of range (1 = first … 4 = last)', m.priority));
+  END IF;
+  IF m.direction <> 'outbound' THEN
+    RETURN;
+  END IF;
+  col := CASE WHEN m.external_message_id IS NOT NULL THEN 'external_message_id'
+              WHEN m.attempts <> 0 THEN 'attempts'
+              WHEN m.sent_at IS NOT NULL THEN 'sent_at'
+              WHEN m.last_error IS NOT NULL THEN 'last_error'
+              WHEN m.error_class IS NOT NULL THEN 'error_class'
+              WHEN m.rendered_subject IS NOT NULL THEN 'rendered_subject'
+              WHEN m.rendered_text IS NOT NULL THEN 'rendered_text'
+              WHEN m.rendered_html IS NOT NULL THEN 'rendered_html'
+              WHEN cardinality(m.suppressed_recipients) > 0 THEN 'suppressed_recipients'
+              WHEN m.approved_by IS NOT NULL THEN 'approved_by'
+              WHEN m.approved_at IS NOT NULL THEN 'approved_at' END;
+  IF col IS NOT NULL THEN
+    PERFORM et_refuse(col, format('%s is written by pgcourier, not by the inserting application', col),
+                      'on an outbound insert, external_message_id (the Message-ID or provider id), attempts, sent_at, '
+                      'last_error, error_class, rendered_*, suppressed_recipients, approved_by and approved_at are set '
+                      'by the triggers, the daemon and et_approve',
+                      format('leave %s out of the insert', col));
+  END IF;
+  -- not sent before scheduled_at: a finite time at most a year ahead (a later date is a typo
+  -- or an overflow, and would sit in the queue for ever)
+  IF NOT isfinite(m.scheduled_at) OR m.scheduled_at > now() + interval '1 year' THEN
+    PERFORM et_refuse('scheduled_at', format('scheduled_at %s is %s (at most 1 year ahead)', m.scheduled_at,
+                                             CASE WHEN isfinite(m.scheduled_at) THEN 'too far ahead' ELSE 'not a finite time' END));
+  END IF;
 END
 $$;
 
@@ -117,6 +133,29 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
    WHERE i IS NOT NULL AND octet_length(i) <= 985 AND i !~ '[\r\n]'
 $$;
 
+-- An outbound sender the session may use (et_sender_refusal), a subject a mail header can carry:
+-- one header line (RFC 5322 lines end at CR LF) of at most 255 characters, what mail clients
+-- and providers show and keep.
+CREATE OR REPLACE FUNCTION et_check_sender_and_subject(m et_messages) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  why text;
+BEGIN
+  IF m.sender IS NOT NULL THEN
+    why := et_sender_refusal(m.tenant_id, m.channel_session_id, m.channel, m.sender);
+    IF why IS NOT NULL THEN
+      PERFORM et_refuse('sender', why, 'outbound sender: the session address, or an allowed sender domain (email)',
+                        'leave sender empty to send from the session address');
+    END IF;
+  END IF;
+  IF char_length(m.subject) > 255 THEN
+    PERFORM et_refuse('subject', format('subject is %s characters (at most 255)', char_length(m.subject)));
+  ELSIF strpos(m.subject, E'\r') > 0 OR strpos(m.subject, E'\n') > 0 THEN
+    PERFORM et_refuse('subject', 'subject contains a line break (CR or LF; a subject is one header line)');
+  END IF;
+END
+$$;
+
 -- Content rules shared by insert and by edits while pending approval: addresses normalised per
 -- channel, at least one recipient, a body within the channel's limit, a sender the session may
 -- use, a subject a mail header can carry.
@@ -125,7 +164,6 @@ LANGUAGE plpgsql AS $$
 DECLARE
   limit_chars integer;
   body_len integer;
-  why text;
 BEGIN
   m.recipients := et_normalize_addresses(m.channel, 'recipients', m.recipients);
   IF cardinality(m.cc) > 0 THEN
@@ -149,19 +187,8 @@ BEGIN
   END IF;
 
   -- outbound
-  IF m.sender IS NOT NULL THEN
-    why := et_sender_refusal(m.tenant_id, m.channel_session_id, m.channel, m.sender);
-    IF why IS NOT NULL THEN
-      PERFORM et_refuse('sender', why, 'outbound sender: the session address, or an allowed sender domain (email)',
-                        'leave sender empty to send from the session address');
-    END IF;
-  END IF;
-  -- a subject is one header line: RFC 5322 lines end at CR LF, and 255 characters is what mail
-  -- clients and providers show and keep
-  IF m.subject IS NOT NULL AND (char_length(m.subject) > 255 OR strpos(m.subject, E'\r') > 0 OR strpos(m.subject, E'\n') > 0) THEN
-    PERFORM et_refuse('subject', CASE WHEN char_length(m.subject) > 255
-                                      THEN format('subject is %s characters (at most 255)', char_length(m.subject))
-                                      ELSE 'subject contains a line break (CR or LF; a subject is one header line)' END);
+  IF m.sender IS NOT NULL OR char_length(m.subject) > 255 OR strpos(m.subject, E'\r') > 0 OR strpos(m.subject, E'\n') > 0 THEN
+    PERFORM et_check_sender_and_subject(m);
   END IF;
   IF cardinality(m.recipients) = 0 THEN
     PERFORM et_refuse('recipients', 'an outbound message needs at least one recipient',
@@ -219,23 +246,13 @@ BEGIN
     PERFORM et_refuse('direction', format('unknown direction %L; expected inbound or outbound', NEW.direction));
   END IF;
 
-  IF NEW.priority NOT BETWEEN 1 AND 4 THEN
-    PERFORM et_refuse('priority', format('priority %s is out of range (1 = first … 4 = last)', NEW.priority));
-  END IF;
-  IF NEW.direction = 'outbound' THEN
-    -- what the daemon writes: an application inserting an outbound row may not set it
-    IF NEW.external_message_id IS NOT NULL OR NEW.attempts <> 0 OR NEW.sent_at IS NOT NULL OR NEW.last_error IS NOT NULL
-       OR NEW.error_class IS NOT NULL OR NEW.rendered_subject IS NOT NULL OR NEW.rendered_text IS NOT NULL
-       OR NEW.rendered_html IS NOT NULL OR cardinality(NEW.suppressed_recipients) > 0 OR NEW.approved_by IS NOT NULL
-       OR NEW.approved_at IS NOT NULL THEN
-      PERFORM et_refuse_owned(NEW);
-    END IF;
-    -- not sent before scheduled_at: a finite time at most a year ahead (a later date is a typo
-    -- or an overflow, and would sit in the queue for ever)
-    IF NEW.scheduled_at IS NOT NULL AND (NOT isfinite(NEW.scheduled_at) OR NEW.scheduled_at > now() + interval '1 year') THEN
-      PERFORM et_refuse('scheduled_at', format('scheduled_at %s is %s (at most 1 year ahead)', NEW.scheduled_at,
-                                               CASE WHEN isfinite(NEW.scheduled_at) THEN 'too far ahead' ELSE 'not a finite time' END));
-    END IF;
+  -- priority, the columns the daemon owns, scheduled_at: one test on the common path
+  IF NEW.priority NOT BETWEEN 1 AND 4
+     OR (NEW.direction = 'outbound'
+         AND (num_nonnulls(NEW.external_message_id, NEW.sent_at, NEW.last_error, NEW.error_class, NEW.rendered_subject,
+                           NEW.rendered_text, NEW.rendered_html, NEW.approved_by, NEW.approved_at, NEW.scheduled_at) > 0
+              OR NEW.attempts <> 0 OR cardinality(NEW.suppressed_recipients) > 0)) THEN
+    PERFORM et_check_inserted_fields(NEW);
   END IF;
 
   -- tenant and session (the session must belong to the row's tenant), and in the same probe

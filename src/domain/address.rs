@@ -4,9 +4,9 @@
 //! (tests/it/address_corpus.rs runs a shared corpus through both).
 //!
 //! - address: `local@domain`, at most 254 octets (RFC 5321 path), lower-cased;
-//! - local part: a dot-atom of ASCII atext, at most 64 octets (a quoted dot-atom is stored
-//!   unquoted; other quoted local parts such as `"john doe"@example.com` are refused: lettre
-//!   parses the headers it builds back into addresses and cannot carry them);
+//! - local part: a dot-atom of ASCII atext without `-` next to a `.`, at most 64 octets (a
+//!   quoted dot-atom is stored unquoted; other quoted local parts such as `"john doe"@x` are
+//!   refused: lettre parses the headers it builds back into addresses and cannot carry them);
 //! - domain: two or more labels of `a-z 0-9 -` (no `-` first or last), each at most 63 octets,
 //!   at most 253 in all; an international domain is converted to its ASCII form with IDNA
 //!   (`bücher.de` → `xn--bcher-kva.de`), so no server needs SMTPUTF8 for it;
@@ -78,7 +78,7 @@ fn addr_spec(addr: &str) -> Option<(String, String)> {
     if local.len() >= 2 && local.starts_with('"') && local.ends_with('"') {
         local = local[1..local.len() - 1].to_owned();
     }
-    if local.len() > 64 || !dot_atom(&local) {
+    if local.len() > 64 || !dot_atom(&local) || local.contains("-.") || local.contains(".-") {
         return None;
     }
     let domain = if domain.is_ascii() {

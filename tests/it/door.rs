@@ -160,11 +160,11 @@ async fn numbers_and_value_lists_name_the_column_and_what_is_allowed() {
     assert!(!e.message().contains("smallint"), "{}", e.message());
     refused(&db, &outbound(email, "priority", "0"), "23514", "priority", "out of range").await;
     db.client.batch_execute(&outbound(email, "priority", "4")).await.unwrap();
-    // an UPDATE meets the CHECK, which names the range too
+    // an UPDATE meets the CHECK, whose name says the column and the range
     let e = db.client.batch_execute("UPDATE et_messages SET priority = 7").await.unwrap_err();
     let e = e.as_db_error().unwrap();
-    assert_eq!((e.code().code(), e.column()), ("23514", Some("priority")));
-    assert!(e.message().contains("et_messages.priority: '7' is not allowed (allowed: 1 to 4"), "{}", e.message());
+    assert_eq!((e.code().code(), e.constraint()), ("23514", Some("et_messages.priority: 1 to 4 (1 = first, 4 = last)")));
+    assert!(e.message().contains("et_messages.priority: 1 to 4"), "{}", e.message());
     // session values
     let e = db.client.batch_execute(&format!("UPDATE et_channel_sessions SET status = 'on' WHERE id = {email}")).await.unwrap_err();
     let e = e.as_db_error().unwrap();

@@ -11,8 +11,9 @@
 --   domain        two or more labels of a-z 0-9 '-' (no '-' first or last), each at most 63
 --                 octets, at most 253 in all; an international domain (bücher.de) is stored
 --                 as its ASCII form (xn--bcher-kva.de), which every mail server takes
---   display name  `Name <local@domain>`; a quoted name is unquoted; at most 255 characters, no
---                 control characters (CR, LF, tab); stored quoted when it holds a special
+--   display name  `Name <local@domain>`; unfolded, a quoted name unquoted; at most 255
+--                 characters, no control characters (a CR or LF that does not fold a header
+--                 line); stored quoted when it holds a special
 --                 character: `Doe, John <j@example.com>` is stored `"Doe, John" <j@example.com>`
 
 -- RFC 3492 Punycode of one label (the part after `xn--`), as IDNA writes non-ASCII labels.
@@ -152,13 +153,15 @@ BEGIN
 END
 $$;
 
--- The display name of `Name <a@b.c>` as stored: unquoted when written quoted, quoted again (with
--- `\` before `"` and `\`) when it holds a character that is special in a mail header; '' when
--- there is none; NULL when it cannot be written in a header (a control character, over 255 characters).
+-- The display name of `Name <a@b.c>` as stored: unfolded (a line break followed by spaces or
+-- tabs, as a folded mail header has it, is one space; a tab is a space), unquoted when written
+-- quoted, quoted again (with `\` before `"` and `\`) when it holds a character that is special
+-- in a mail header; '' when there is none; NULL when it cannot be written in a header (any other
+-- control character, such as a line break that does not fold; over 255 characters).
 CREATE OR REPLACE FUNCTION et_display_name(p_name text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
-  name text := btrim(p_name);
+  name text := btrim(translate(regexp_replace(p_name, '\r?\n[ \t]+', ' ', 'g'), E'\t', ' '));
 BEGIN
   IF name IS NULL OR name = '' THEN RETURN ''; END IF;
   IF name ~ '^"([^"\\]|\\.)*"$' THEN

@@ -10,8 +10,9 @@
 //! - domain: two or more labels of `a-z 0-9 -` (no `-` first or last), each at most 63 octets,
 //!   at most 253 in all; an international domain is converted to its ASCII form with IDNA
 //!   (`bücher.de` → `xn--bcher-kva.de`), so no server needs SMTPUTF8 for it;
-//! - display name: `Name <local@domain>`, unquoted when written quoted, at most 255 characters,
-//!   no control characters; written back quoted when it holds a header special character.
+//! - display name: `Name <local@domain>`, unfolded (a folded line break is a space, a tab a
+//!   space), unquoted when written quoted, at most 255 characters, no other control characters;
+//!   written back quoted when it holds a header special character.
 
 use std::fmt;
 
@@ -95,10 +96,33 @@ fn addr_spec(addr: &str) -> Option<(String, String)> {
     Some((local, domain))
 }
 
+/// `raw` with each folded line break (CR LF or LF, then spaces or tabs) made one space.
+fn unfold(raw: &str) -> String {
+    let chars: Vec<char> = raw.chars().collect();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let lf = if chars[i] == '\r' && chars.get(i + 1) == Some(&'\n') { i + 1 } else { i };
+        if chars[lf] == '\n' && matches!(chars.get(lf + 1), Some(' ' | '\t')) {
+            let mut j = lf + 1;
+            while matches!(chars.get(j), Some(' ' | '\t')) {
+                j += 1;
+            }
+            out.push(' ');
+            i = j;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// A display name as written before `<`: unquoted, trimmed; `Some("")` when empty, `None` when
 /// it cannot be written in a header.
 fn display_name(raw: &str) -> Option<String> {
-    let mut name = raw.trim_matches(' ').to_owned();
+    let unfolded = unfold(raw).replace('\t', " ");
+    let mut name = unfolded.trim_matches(' ').to_owned();
     if name.len() >= 2 && name.starts_with('"') && name.ends_with('"') {
         let inner = &name[1..name.len() - 1];
         let mut out = String::new();
@@ -168,6 +192,7 @@ mod tests {
         assert_eq!(stored("Ann <a@b.co>").as_deref(), Some("Ann <a@b.co>"));
         assert_eq!(stored("<a@b.co>").as_deref(), Some("a@b.co"));
         assert_eq!(stored("Ann\r\nBcc: x <a@b.co>"), None);
+        assert_eq!(stored("Ann\r\n\tLee <a@b.co>").as_deref(), Some("Ann Lee <a@b.co>"));
     }
 
     #[test]

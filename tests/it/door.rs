@@ -283,3 +283,34 @@ async fn an_auto_reply_to_a_long_folded_subject_is_not_refused() {
     assert!(stored.starts_with("Re: Opening hours and more") && stored.chars().count() == 255, "{stored:?}");
     daemon.stop().await;
 }
+
+/// Addresses the door used to refuse or the mail library could not send go out end to end: an
+/// international domain (in its ASCII form, no SMTPUTF8 needed), a display name with a comma.
+#[tokio::test]
+async fn an_international_domain_and_a_name_with_a_comma_reach_the_smtp_sink() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let session = smtp_session(&db, &sink, serde_json::json!({})).await;
+    let daemon = spawn(&db, &[]);
+    let id: i64 = db
+        .client
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, cc, subject, body_text)
+             VALUES ('acme', $1, 'outbound', ARRAY['Doe, John <John@Bücher.de>'], ARRAY['\"john\"@example.com'], 'Hi', 'x') RETURNING id",
+            &[&session],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let got = sink.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(got[0].rcpt_to, ["john@xn--bcher-kva.de", "john@example.com"]);
+    // lettre writes the name as an RFC 2047 encoded word: it decodes to the name as given
+    let to = got[0].header("To").unwrap();
+    let (word, address) = to.split_once(' ').unwrap();
+    assert_eq!(address, "<john@xn--bcher-kva.de>");
+    let b64 = word.strip_prefix("=?utf-8?b?").and_then(|w| w.strip_suffix("?=")).unwrap_or_else(|| panic!("{to}"));
+    let name = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
+    assert_eq!(String::from_utf8(name).unwrap(), "Doe, John");
+    until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {id}"), Duration::from_secs(15)).await;
+    daemon.stop().await;
+}

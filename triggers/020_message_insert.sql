@@ -12,8 +12,153 @@ BEGIN
 END
 $$;
 
+-- Why `p_sender` (normalised) may not send on session `p_session_id`, or NULL when it may: the
+-- session's own address always; on email also an address at one of the tenant's
+-- `settings.allowed_sender_domains` (the domain itself or a subdomain of it), or, when the tenant
+-- lists none, at the session address's domain. The HTTP API's `from` is checked by this same rule
+-- (the insert trigger refuses the row, the API answers 400 naming `from`).
+CREATE OR REPLACE FUNCTION et_sender_refusal(p_tenant text, p_session_id bigint, p_channel text, p_sender text)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  session_address text;
+  listed jsonb;
+  sender text := et_contact_of_normalized(p_channel, p_sender);
+  domain text;
+  allowed text[];
+BEGIN
+  SELECT cs.address, t.settings->'allowed_sender_domains' INTO session_address, listed
+    FROM et_channel_sessions cs JOIN et_tenants t ON t.id = cs.tenant_id
+   WHERE cs.tenant_id = p_tenant AND cs.id = p_session_id;
+  IF NOT FOUND OR sender = et_contact_of_normalized(p_channel, session_address) THEN
+    RETURN NULL;  -- (no session: the insert trigger refuses the row for that)
+  END IF;
+  IF p_channel <> 'email' THEN
+    RETURN format('%s is not this %s session''s address (%s); only email sessions may send from other addresses',
+                  quote_literal(p_sender), p_channel, session_address);
+  END IF;
+  domain := split_part(sender, '@', -1);
+  IF jsonb_typeof(listed) = 'array' AND jsonb_array_length(listed) > 0 THEN
+    allowed := array(SELECT CASE WHEN d ~ '[^\x01-\x7f]' THEN et_idna_domain(d) ELSE lower(d) END
+                       FROM (SELECT ltrim(btrim(x), '@') AS d FROM jsonb_array_elements_text(listed) x) e);
+  ELSE
+    allowed := ARRAY[split_part(et_contact_of_normalized(p_channel, session_address), '@', -1)];
+  END IF;
+  IF EXISTS (SELECT 1 FROM unnest(allowed) a WHERE a <> '' AND (domain = a OR right(domain, length(a) + 1) = '.' || a)) THEN
+    RETURN NULL;
+  END IF;
+  RETURN format('the sender domain %s is not allowed (the session address %s, or an address at %s%s)',
+                domain, session_address, array_to_string(allowed, ', '),
+                CASE WHEN jsonb_typeof(listed) = 'array' AND jsonb_array_length(listed) > 0
+                     THEN ' or a subdomain: the tenant''s allowed_sender_domains'
+                     ELSE ' or a subdomain: the session''s domain, as the tenant lists no allowed_sender_domains' END);
+END
+$$;
+
+-- The insert trigger's checks of priority and, on outbound rows, of the columns the daemon owns
+-- (refused naming the first one set) and of scheduled_at.
+CREATE OR REPLACE FUNCTION et_check_inserted_fields(m et_messages) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  col text;
+BEGIN
+  IF m.priority NOT BETWEEN 1 AND 4 THEN
+    PERFORM et_refuse('priority', format('priority %s is out of range (1 = first … 4 = last)', m.priority));
+  END IF;
+  IF m.direction <> 'outbound' THEN
+    RETURN;
+  END IF;
+  col := CASE WHEN m.external_message_id IS NOT NULL THEN 'external_message_id'
+              WHEN m.attempts <> 0 THEN 'attempts'
+              WHEN m.sent_at IS NOT NULL THEN 'sent_at'
+              WHEN m.last_error IS NOT NULL THEN 'last_error'
+              WHEN m.error_class IS NOT NULL THEN 'error_class'
+              WHEN m.rendered_subject IS NOT NULL THEN 'rendered_subject'
+              WHEN m.rendered_text IS NOT NULL THEN 'rendered_text'
+              WHEN m.rendered_html IS NOT NULL THEN 'rendered_html'
+              WHEN cardinality(m.suppressed_recipients) > 0 THEN 'suppressed_recipients'
+              WHEN m.approved_by IS NOT NULL THEN 'approved_by'
+              WHEN m.approved_at IS NOT NULL THEN 'approved_at' END;
+  IF col IS NOT NULL THEN
+    PERFORM et_refuse(col, format('%s is written by pgcourier, not by the inserting application', col),
+                      'on an outbound insert, external_message_id (the Message-ID or provider id), attempts, sent_at, '
+                      'last_error, error_class, rendered_*, suppressed_recipients, approved_by and approved_at are set '
+                      'by the triggers, the daemon and et_approve',
+                      format('leave %s out of the insert', col));
+  END IF;
+  -- not sent before scheduled_at: a finite time at most a year ahead (a later date is a typo
+  -- or an overflow, and would sit in the queue for ever)
+  IF NOT isfinite(m.scheduled_at) OR m.scheduled_at > now() + interval '1 year' THEN
+    PERFORM et_refuse('scheduled_at', format('scheduled_at %s is %s (at most 1 year ahead)', m.scheduled_at,
+                                             CASE WHEN isfinite(m.scheduled_at) THEN 'too far ahead' ELSE 'not a finite time' END));
+  END IF;
+END
+$$;
+
+-- Message-IDs an outbound message names (in_reply_to, each references entry): each must fit on
+-- one header line, `In-Reply-To: <id>` within RFC 5322's 998 octets, so at most 985 octets,
+-- and hold no line break.
+CREATE OR REPLACE FUNCTION et_check_message_ids(p_in_reply_to text, p_references text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  r text;
+BEGIN
+  IF octet_length(p_in_reply_to) > 985 OR p_in_reply_to ~ '[\r\n]' THEN
+    PERFORM et_refuse('in_reply_to', CASE WHEN octet_length(p_in_reply_to) > 985
+                                          THEN format('in_reply_to is %s octets (at most 985: one header line)', octet_length(p_in_reply_to))
+                                          ELSE 'in_reply_to contains a line break' END);
+  END IF;
+  FOREACH r IN ARRAY coalesce(p_references, '{}') LOOP
+    IF octet_length(r) > 985 OR r ~ '[\r\n]' THEN
+      PERFORM et_refuse('references', CASE WHEN octet_length(r) > 985
+                                           THEN format('a references entry is %s octets (at most 985: one header line)', octet_length(r))
+                                           ELSE 'a references entry contains a line break' END);
+    END IF;
+  END LOOP;
+END
+$$;
+
+-- What the daemon's own replies (auto-replies, follow-up drafts) take from the message they
+-- answer, within the limits the insert trigger enforces, so that an inbound message's long or
+-- folded subject, or an over-long Message-ID it names, never makes its reply refused:
+-- `Re: ` and the subject without its Re: prefixes, line breaks as spaces, at most 255 characters.
+CREATE OR REPLACE FUNCTION et_reply_subject(p_subject text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT left('Re: ' || regexp_replace(regexp_replace(coalesce(p_subject, ''), '^\s*(re:\s*)+', '', 'i'), '[\r\n]+\s*', ' ', 'g'), 255)
+$$;
+
+-- The Message-IDs of `p_ids` that fit on a header line (at most 985 octets, no line break).
+CREATE OR REPLACE FUNCTION et_reply_ids(p_ids text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT coalesce(array_agg(i ORDER BY n), '{}') FROM unnest(p_ids) WITH ORDINALITY u(i, n)
+   WHERE i IS NOT NULL AND octet_length(i) <= 985 AND i !~ '[\r\n]'
+$$;
+
+-- An outbound sender the session may use (et_sender_refusal), a subject a mail header can carry:
+-- one header line (RFC 5322 lines end at CR LF) of at most 255 characters, what mail clients
+-- and providers show and keep.
+CREATE OR REPLACE FUNCTION et_check_sender_and_subject(m et_messages) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  why text;
+BEGIN
+  IF m.sender IS NOT NULL THEN
+    why := et_sender_refusal(m.tenant_id, m.channel_session_id, m.channel, m.sender);
+    IF why IS NOT NULL THEN
+      PERFORM et_refuse('sender', why, 'outbound sender: the session address, or an allowed sender domain (email)',
+                        'leave sender empty to send from the session address');
+    END IF;
+  END IF;
+  IF char_length(m.subject) > 255 THEN
+    PERFORM et_refuse('subject', format('subject is %s characters (at most 255)', char_length(m.subject)));
+  ELSIF strpos(m.subject, E'\r') > 0 OR strpos(m.subject, E'\n') > 0 THEN
+    PERFORM et_refuse('subject', 'subject contains a line break (CR or LF; a subject is one header line)');
+  END IF;
+END
+$$;
+
 -- Content rules shared by insert and by edits while pending approval: addresses normalised per
--- channel, at least one recipient, a body within the channel's limit.
+-- channel, at least one recipient, a body within the channel's limit, a sender the session may
+-- use, a subject a mail header can carry.
 CREATE OR REPLACE FUNCTION et_message_check_content(m et_messages) RETURNS et_messages
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -42,6 +187,9 @@ BEGIN
   END IF;
 
   -- outbound
+  IF m.sender IS NOT NULL OR char_length(m.subject) > 255 OR strpos(m.subject, E'\r') > 0 OR strpos(m.subject, E'\n') > 0 THEN
+    PERFORM et_check_sender_and_subject(m);
+  END IF;
   IF cardinality(m.recipients) = 0 THEN
     PERFORM et_refuse('recipients', 'an outbound message needs at least one recipient',
                       format('channel %s, recipients is empty', m.channel),
@@ -98,6 +246,15 @@ BEGIN
     PERFORM et_refuse('direction', format('unknown direction %L; expected inbound or outbound', NEW.direction));
   END IF;
 
+  -- priority, the columns the daemon owns, scheduled_at: one test on the common path
+  IF NEW.priority NOT BETWEEN 1 AND 4
+     OR (NEW.direction = 'outbound'
+         AND (num_nonnulls(NEW.external_message_id, NEW.sent_at, NEW.last_error, NEW.error_class, NEW.rendered_subject,
+                           NEW.rendered_text, NEW.rendered_html, NEW.approved_by, NEW.approved_at, NEW.scheduled_at) > 0
+              OR NEW.attempts <> 0 OR cardinality(NEW.suppressed_recipients) > 0)) THEN
+    PERFORM et_check_inserted_fields(NEW);
+  END IF;
+
   -- tenant and session (the session must belong to the row's tenant), and in the same probe
   -- whether the tenant has any suppression on this channel: most rows then skip the per-recipient
   -- suppression query (each query a row runs costs it ~5 µs).
@@ -108,6 +265,10 @@ BEGIN
     FROM et_channel_sessions cs JOIN et_tenants t ON t.id = cs.tenant_id
    WHERE cs.tenant_id = NEW.tenant_id AND cs.id = NEW.channel_session_id;
   IF NOT FOUND THEN
+    IF NOT EXISTS (SELECT 1 FROM et_tenants t WHERE t.id = NEW.tenant_id) THEN
+      PERFORM et_refuse('tenant_id', format('unknown tenant %s', coalesce(quote_literal(NEW.tenant_id), 'NULL')),
+                        'a message belongs to a tenant of et_tenants', NULL, 'foreign_key_violation');
+    END IF;
     PERFORM et_refuse('channel_session_id',
                       format('no channel session %s for tenant %L', coalesce(NEW.channel_session_id::text, 'NULL'),
                              coalesce(NEW.tenant_id, 'NULL')),
@@ -172,8 +333,8 @@ BEGIN
     END IF;
     -- email Message-ID: <public_id@sender-domain>, known before sending so replies can thread.
     IF NEW.channel = 'email' THEN
-      NEW.external_message_id := coalesce(et_message_id_form(NEW.external_message_id),
-        '<' || NEW.public_id || '@' || split_part(et_contact_of_normalized('email', NEW.sender), '@', 2) || '>');
+      NEW.external_message_id :=
+        '<' || NEW.public_id || '@' || split_part(et_contact_of_normalized('email', NEW.sender), '@', -1) || '>';
     END IF;
   END IF;
 
@@ -188,6 +349,10 @@ BEGIN
     IF cardinality(NEW."references") > 0 THEN
       NEW."references" := array(SELECT et_message_id_form(r) FROM unnest(NEW."references") r WHERE btrim(r) <> '');
     END IF;
+  END IF;
+  -- a Message-ID is written on one header line: `In-Reply-To: <id>` within RFC 5322's 998 octets
+  IF NEW.direction = 'outbound' AND (NEW.in_reply_to IS NOT NULL OR cardinality(NEW."references") > 0) THEN
+    PERFORM et_check_message_ids(NEW.in_reply_to, NEW."references");
   END IF;
 
   -- thread

@@ -28,3 +28,21 @@ $$;
 CREATE OR REPLACE TRIGGER et_channel_sessions_check
   BEFORE INSERT OR UPDATE OF address, channel, fallback_session_id ON et_channel_sessions
   FOR EACH ROW EXECUTE FUNCTION et_channel_sessions_check();
+
+-- Any change to a session (config, address, status, limits, credentials_ref ...) moves its
+-- updated_at, unless the statement sets updated_at itself: the daemon keeps each session's adapter
+-- built for one updated_at (src/channels/mod.rs, Registry) and rebuilds it when that moves, so
+-- `UPDATE et_channel_sessions SET config = ...` takes effect on the next send. (clock_timestamp:
+-- two updates in one transaction still give two values.)
+CREATE OR REPLACE FUNCTION et_channel_sessions_touch() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.updated_at := greatest(clock_timestamp(), OLD.updated_at + interval '1 microsecond');
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER et_channel_sessions_touch
+  BEFORE UPDATE ON et_channel_sessions
+  FOR EACH ROW WHEN (NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at AND OLD.* IS DISTINCT FROM NEW.*)
+  EXECUTE FUNCTION et_channel_sessions_touch();

@@ -9,15 +9,20 @@
 //! signatures survive relaying.
 
 use super::{Attachment, Outbound, SendError};
+use crate::domain::address::parse_email;
 use base64::Engine;
 use lettre::message::header::{ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
-use lettre::Message;
+use lettre::{Address, Message};
 
-fn mailbox(field: &str, value: &str) -> Result<Mailbox, SendError> {
-    value
-        .parse()
-        .map_err(|e| SendError::permanent(format!("{field} {value:?} is not a usable address: {e}")))
+/// The mailbox of an address as the insert trigger stored it (or as an application wrote it:
+/// the same rules, `crate::domain::address`), ready for lettre: display name unquoted, the
+/// domain in its ASCII form, a quoted local part kept quoted.
+pub fn mailbox(field: &str, value: &str) -> Result<Mailbox, SendError> {
+    let unusable = |why: &dyn std::fmt::Display| SendError::permanent(format!("{field} {value:?} is not a usable address: {why}"));
+    let email = parse_email(value).ok_or_else(|| unusable(&"not a valid email address"))?;
+    let address = Address::new(&email.local, &email.domain).map_err(|e| unusable(&e))?;
+    Ok(Mailbox::new(email.name, address))
 }
 
 /// The RFC 5322 message for `msg`. Address errors are permanent: retrying cannot fix them.

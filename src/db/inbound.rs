@@ -220,10 +220,10 @@ WITH d AS (
     INSERT INTO et_messages (tenant_id, channel_session_id, direction, thread_id, recipients, subject, body_text,
                              in_reply_to, "references", metadata)
     SELECT f.tenant_id, f.channel_session_id, 'outbound', f.thread_id, ARRAY[f.sender],
-           CASE WHEN f.channel = 'email' THEN 'Re: ' || regexp_replace(coalesce(f.subject, ''), '^\s*(re:\s*)+', '', 'i') END,
-           f.reply, f.external_message_id,
+           CASE WHEN f.channel = 'email' THEN et_reply_subject(f.subject) END,
+           f.reply, (et_reply_ids(ARRAY[f.external_message_id]))[1],
            CASE WHEN f.channel = 'email' AND f.external_message_id IS NOT NULL
-                THEN f."references" || f.external_message_id ELSE '{}' END,
+                THEN et_reply_ids(f."references" || f.external_message_id) ELSE '{}' END,
            jsonb_build_object('auto_reply_to', f.id)
       FROM done f
      WHERE f.status = 'inbound_ai_replied' AND f.reply IS NOT NULL

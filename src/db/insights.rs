@@ -408,12 +408,11 @@ const INSERT_DRAFTS: &str = r#"
 INSERT INTO et_messages (tenant_id, channel_session_id, direction, thread_id, recipients, subject, body_text,
                          delivery_status, in_reply_to, "references", metadata)
 SELECT th.tenant_id, th.channel_session_id, 'outbound', th.id, ARRAY[th.contact],
-       CASE WHEN th.channel = 'email'
-            THEN 'Re: ' || regexp_replace(coalesce(m.subject, th.subject, ''), '^\s*(re:\s*)+', '', 'i') END,
+       CASE WHEN th.channel = 'email' THEN et_reply_subject(coalesce(m.subject, th.subject)) END,
        d.body, 'pending_approval',
-       CASE WHEN th.channel = 'email' THEN m.external_message_id END,
+       CASE WHEN th.channel = 'email' THEN (et_reply_ids(ARRAY[m.external_message_id]))[1] END,
        CASE WHEN th.channel = 'email' AND m.external_message_id IS NOT NULL
-            THEN m."references" || m.external_message_id ELSE '{}' END,
+            THEN et_reply_ids(m."references" || m.external_message_id) ELSE '{}' END,
        jsonb_build_object('follow_up_for', d.message_id)
   FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS d(tenant_id, thread_id, message_id, body)
   JOIN et_threads th ON th.tenant_id = d.tenant_id AND th.id = d.thread_id

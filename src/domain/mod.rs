@@ -1,5 +1,6 @@
 //! Pure domain rules: no tokio, no SQL, the clock and randomness passed in.
 
+pub mod address;
 pub mod breaker;
 pub mod decision;
 pub mod lifecycle;

@@ -27,6 +27,12 @@ pub struct Api {
     _dir: TempDir,
 }
 
+/// A time to schedule a message at so that nothing sends it during the test: 300 days ahead
+/// (the insert trigger refuses scheduled_at more than a year ahead).
+pub fn later() -> String {
+    (chrono::Utc::now() + chrono::Duration::days(300)).to_rfc3339()
+}
+
 /// A directory removed when dropped.
 pub struct TempDir(pub std::path::PathBuf);
 

@@ -24,6 +24,8 @@ mod process;
 mod provider_webhooks;
 mod daemon;
 mod fairness;
+mod door;
+mod address_corpus;
 mod refusals;
 mod smtp_sink;
 mod webhooks;

@@ -93,17 +93,20 @@ pub async fn sent_outbound(db: &TestDb, session: i64, to: &str, external_id: &st
     let id: i64 = db
         .client
         .query_one(
-            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text, external_message_id, scheduled_at)
-             VALUES ('acme', $1, 'outbound', ARRAY[$2], 'Your order shipped', $3, now() + interval '1 day') RETURNING id",
-            &[&session, &to, &external_id],
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text, scheduled_at)
+             VALUES ('acme', $1, 'outbound', ARRAY[$2], 'Your order shipped', now() + interval '1 day') RETURNING id",
+            &[&session, &to],
         )
         .await
         .unwrap()
         .get(0);
     db.client.execute("DELETE FROM et_outbound_queue WHERE message_id = $1", &[&id]).await.unwrap();
-    for status in ["sending", "sent"] {
-        db.client.execute("UPDATE et_messages SET delivery_status = $2 WHERE id = $1", &[&id, &status]).await.unwrap();
-    }
+    // (the provider's id is the daemon's to record, as it does when the send succeeds)
+    db.client.execute("UPDATE et_messages SET delivery_status = 'sending' WHERE id = $1", &[&id]).await.unwrap();
+    db.client
+        .execute("UPDATE et_messages SET delivery_status = 'sent', external_message_id = $2 WHERE id = $1", &[&id, &external_id])
+        .await
+        .unwrap();
     id
 }
 

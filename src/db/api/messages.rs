@@ -46,7 +46,7 @@ pub struct MessageRow {
 }
 
 const MESSAGE_COLS: &str = "m.id, m.public_id, m.direction, m.channel, m.channel_session_id, m.delivery_status, m.thread_id,
-    m.sender, m.recipients, m.cc, m.bcc, m.reply_to, m.subject, m.priority, m.attempts, m.last_error, m.error_class,
+    m.sender, m.recipients, m.cc, m.bcc, m.reply_to, m.subject, m.priority::smallint AS priority, m.attempts, m.last_error, m.error_class,
     m.external_message_id, m.in_reply_to, m.idempotency_key, m.metadata, m.suppressed_recipients, m.scheduled_at,
     m.sent_at, m.approved_by, m.approved_at, m.created_at, m.updated_at";
 

@@ -1,4 +1,4 @@
-//! The SQL of `POST /v1/messages`: pick the session, check the sender, insert the message
+//! The SQL of `POST /v1/messages`: pick the session, insert the message
 //! idempotently (`ON CONFLICT` on the idempotency index) and its attachments.
 
 use chrono::{DateTime, Utc};
@@ -16,16 +16,12 @@ pub enum SessionChoice {
     Channel(String),
 }
 
-/// The session picked for a send, and what the sender check needs.
+/// The session picked for a send.
 #[derive(Debug, Clone)]
 pub struct SendSession {
     pub id: i64,
     pub channel: String,
     pub address: String,
-    /// The session address's email domain (email sessions only).
-    pub domain: Option<String>,
-    /// `settings.allowed_sender_domains` of the tenant, when it is a JSON array.
-    pub allowed_sender_domains: Option<Vec<String>>,
 }
 
 /// Why no session could be picked.
@@ -40,12 +36,7 @@ pub enum NoSession {
 }
 
 pub async fn pick_session(c: &impl GenericClient, tenant: &str, choice: &SessionChoice) -> Result<Result<SendSession, NoSession>, Error> {
-    const COLS: &str = "SELECT cs.id, cs.channel, cs.address,
-                               CASE WHEN cs.channel = 'email' THEN nullif(split_part(et_email_address(cs.address), '@', 2), '') END,
-                               CASE WHEN jsonb_typeof(t.settings->'allowed_sender_domains') = 'array'
-                                    THEN ARRAY(SELECT lower(jsonb_array_elements_text(t.settings->'allowed_sender_domains'))) END,
-                               count(*) OVER ()
-                          FROM et_channel_sessions cs JOIN et_tenants t ON t.id = cs.tenant_id";
+    const COLS: &str = "SELECT cs.id, cs.channel, cs.address, count(*) OVER () FROM et_channel_sessions cs";
     let rows = match choice {
         SessionChoice::Id(id) => c.query(&format!("{COLS} WHERE cs.tenant_id = $1 AND cs.id = $2"), &[&tenant, id]).await?,
         SessionChoice::Channel(ch) => {
@@ -59,23 +50,11 @@ pub async fn pick_session(c: &impl GenericClient, tenant: &str, choice: &Session
             SessionChoice::Channel(_) => NoSession::NoneActive,
         }));
     };
-    let n: i64 = r.get(5);
+    let n: i64 = r.get(3);
     if n > 1 {
         return Ok(Err(NoSession::Ambiguous(n)));
     }
-    Ok(Ok(SendSession { id: r.get(0), channel: r.get(1), address: r.get(2), domain: r.get(3), allowed_sender_domains: r.get(4) }))
-}
-
-/// The domain of an email address (`a@b.c` or `Name <a@b.c>`), `None` when it is not one.
-pub async fn email_domain(c: &impl GenericClient, address: &str) -> Result<Option<String>, Error> {
-    let r = c.query_one("SELECT nullif(split_part(et_email_address($1), '@', 2), '')", &[&address]).await?;
-    Ok(r.get(0))
-}
-
-/// Whether two addresses are the same contact on `channel` (phone numbers, chat ids).
-pub async fn same_contact(c: &impl GenericClient, channel: &str, a: &str, b: &str) -> Result<bool, Error> {
-    let r = c.query_one("SELECT coalesce(et_contact($1, $2) = et_contact($1, $3), false)", &[&channel, &a, &b]).await?;
-    Ok(r.get(0))
+    Ok(Ok(SendSession { id: r.get(0), channel: r.get(1), address: r.get(2) }))
 }
 
 /// An outbound message as the API writes it; the triggers validate and default the rest.

@@ -65,7 +65,7 @@ async fn approve_and_reject_pending_messages() {
 async fn cancel_a_queued_message_with_a_send_key() {
     let api = Api::start().await;
     let send = api.key(&[Scope::Send]).await;
-    let v = api.send(json!({ "to": "ann@example.com", "textBody": "later", "scheduledAt": "2100-01-01T00:00:00Z" })).await;
+    let v = api.send(json!({ "to": "ann@example.com", "textBody": "later", "scheduledAt": super::later() })).await;
     let path = format!("/v1/messages/{}/cancel", v["messageId"].as_str().unwrap());
     let (s, c) = api.call(Method::POST, &path, Some(&send), None).await;
     assert_eq!((s, c["status"].as_str()), (200, Some("cancelled")), "{c}");

@@ -66,7 +66,7 @@ async fn another_tenants_messages_and_threads_are_404_and_logged() {
     api.db.client.batch_execute("INSERT INTO et_tenants (id, name) VALUES ('beta', 'Beta')").await.unwrap();
     let beta_session = api.db.session("beta", "email", "file", "noreply@beta.example").await;
     let beta = pgcourier::db::apikeys::create(&api.db.client, "beta", "beta", &[Scope::Admin], None).await.unwrap();
-    let mine = api.send(json!({ "to": "ann@example.com", "subject": "Hi", "textBody": "Hello", "scheduledAt": "2100-01-01T00:00:00Z" })).await;
+    let mine = api.send(json!({ "to": "ann@example.com", "subject": "Hi", "textBody": "Hello", "scheduledAt": super::later() })).await;
     let (uuid, id, thread) = (mine["messageId"].as_str().unwrap(), mine["id"].as_i64().unwrap(), mine["threadId"].as_i64().unwrap());
 
     let as_beta = |method: Method, path: String, body: Option<serde_json::Value>| {

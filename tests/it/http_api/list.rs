@@ -11,7 +11,7 @@ fn ids(page: &Value) -> Vec<i64> {
 #[tokio::test]
 async fn filters_and_pagination() {
     let api = Api::start().await;
-    let later = json!("2100-01-01T00:00:00Z");
+    let later = json!(super::later());
     let mut sent = Vec::new();
     for i in 0..7 {
         let to = if i % 2 == 0 { "even@example.com" } else { "odd@example.com" };

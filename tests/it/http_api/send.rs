@@ -47,7 +47,7 @@ async fn a_message_with_attachments_is_written_in_one_go_and_readable() {
     assert_eq!(row.get::<_, Vec<String>>(1), vec!["ann@example.com"]);
     assert_eq!(row.get::<_, Vec<String>>(2), vec!["boss@example.com"]);
     assert_eq!(row.get::<_, String>(3), "Acme Billing <billing@acme.example>");
-    assert_eq!(row.get::<_, i16>(4), 1);
+    assert_eq!(row.get::<_, i32>(4), 1);
     assert_eq!(row.get::<_, Value>(5)["category"], "billing");
     assert_eq!(row.get::<_, i64>(6), v["threadId"].as_i64().unwrap());
     let stored: Vec<u8> = api.db.client.query_one("SELECT content FROM et_attachments WHERE filename = 'invoice.pdf'", &[]).await.unwrap().get(0);
@@ -80,7 +80,7 @@ async fn a_message_with_attachments_is_written_in_one_go_and_readable() {
 async fn idempotency_by_header_body_or_both() {
     let api = Api::start().await;
     let body = |extra: Value| {
-        let mut b = json!({ "to": "ann@example.com", "subject": "Hi", "textBody": "Hello", "scheduledAt": "2100-01-01T00:00:00Z" });
+        let mut b = json!({ "to": "ann@example.com", "subject": "Hi", "textBody": "Hello", "scheduledAt": super::later() });
         b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         b
     };
@@ -222,11 +222,13 @@ async fn sender_domains_and_session_choice() {
     let api = Api::start().await;
     // the session's domain (and its subdomains) by default
     api.send(json!({ "to": "a@example.com", "textBody": "x", "from": "news@mail.acme.example" })).await;
-    // the tenant's allowed list replaces it when set
+    // the tenant's allowed list replaces the session's domain when set
     api.db.client.batch_execute("UPDATE et_tenants SET settings = '{\"allowed_sender_domains\": [\"Brand.example\"]}'").await.unwrap();
     api.send(json!({ "to": "a@example.com", "textBody": "x", "from": "Brand <hi@brand.example>" })).await;
-    let (s, v) = api.post("/v1/messages", json!({ "to": "a@example.com", "textBody": "x", "from": "noreply@acme.example" })).await;
+    let (s, v) = api.post("/v1/messages", json!({ "to": "a@example.com", "textBody": "x", "from": "billing@acme.example" })).await;
     assert_eq!((s, field(&v)), (400, "from"), "{v}");
+    // the session's own address always
+    api.send(json!({ "to": "a@example.com", "textBody": "x", "from": "Acme <noreply@acme.example>" })).await;
     // chat channels: from must be the session's own number
     let wa = api.send(json!({ "channel": "whatsapp", "to": "+1 555 123 4567", "textBody": "x", "from": "+15550000000" })).await;
     let session: i64 = api.db.client.query_one("SELECT channel_session_id FROM et_messages WHERE id = $1", &[&wa["id"].as_i64().unwrap()]).await.unwrap().get(0);
@@ -243,7 +245,7 @@ async fn sender_domains_and_session_choice() {
     // a session id and a channel that disagree
     let (s, v) = api.post("/v1/messages", json!({ "channelSessionId": second, "channel": "email", "to": "a@example.com", "textBody": "x" })).await;
     assert_eq!((s, field(&v)), (400, "channel"), "{v}");
-    assert_eq!(api.count("SELECT count(*) FROM et_messages").await, 4);
+    assert_eq!(api.count("SELECT count(*) FROM et_messages").await, 5);
     api.stop().await;
 }
 

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 async fn a_thread_with_its_messages_and_insight_and_a_handoff() {
     // the insights worker stays away from this thread: the test writes its insight itself
     let api = Api::start_with(&[("PGCOURIER_INSIGHTS_DEBOUNCE", "1h")]).await;
-    let later = json!("2100-01-01T00:00:00Z");
+    let later = json!(super::later());
     let first = api.send(json!({ "channel": "whatsapp", "to": "+15551234567", "textBody": "one", "scheduledAt": later })).await;
     let second = api.send(json!({ "channel": "whatsapp", "to": "+15551234567", "textBody": "two", "scheduledAt": later })).await;
     let thread = first["threadId"].as_i64().unwrap();
@@ -70,7 +70,7 @@ async fn a_thread_with_its_messages_and_insight_and_a_handoff() {
 #[tokio::test]
 async fn a_thread_read_is_bounded_to_the_newest_100() {
     let api = Api::start().await;
-    let v = api.send(json!({ "channel": "whatsapp", "to": "+15551234567", "textBody": "m0", "scheduledAt": "2100-01-01T00:00:00Z" })).await;
+    let v = api.send(json!({ "channel": "whatsapp", "to": "+15551234567", "textBody": "m0", "scheduledAt": super::later() })).await;
     let thread = v["threadId"].as_i64().unwrap();
     api.db
         .client

@@ -69,6 +69,7 @@ BEGIN
   END IF;
   col := CASE WHEN m.external_message_id IS NOT NULL THEN 'external_message_id'
               WHEN m.attempts <> 0 THEN 'attempts'
+              WHEN m.possible_duplicates <> 0 THEN 'possible_duplicates'
               WHEN m.sent_at IS NOT NULL THEN 'sent_at'
               WHEN m.last_error IS NOT NULL THEN 'last_error'
               WHEN m.error_class IS NOT NULL THEN 'error_class'
@@ -80,7 +81,8 @@ BEGIN
               WHEN m.approved_at IS NOT NULL THEN 'approved_at' END;
   IF col IS NOT NULL THEN
     PERFORM et_refuse(col, format('%s is written by pgcourier, not by the inserting application', col),
-                      'on an outbound insert, external_message_id (the Message-ID or provider id), attempts, sent_at, '
+                      'on an outbound insert, external_message_id (the Message-ID or provider id), attempts, '
+                      'possible_duplicates, sent_at, '
                       'last_error, error_class, rendered_*, suppressed_recipients, approved_by and approved_at are set '
                       'by the triggers, the daemon and et_approve',
                       format('leave %s out of the insert', col));
@@ -251,7 +253,7 @@ BEGIN
      OR (NEW.direction = 'outbound'
          AND (num_nonnulls(NEW.external_message_id, NEW.sent_at, NEW.last_error, NEW.error_class, NEW.rendered_subject,
                            NEW.rendered_text, NEW.rendered_html, NEW.approved_by, NEW.approved_at, NEW.scheduled_at) > 0
-              OR NEW.attempts <> 0 OR cardinality(NEW.suppressed_recipients) > 0)) THEN
+              OR NEW.attempts <> 0 OR NEW.possible_duplicates <> 0 OR cardinality(NEW.suppressed_recipients) > 0)) THEN
     PERFORM et_check_inserted_fields(NEW);
   END IF;
 

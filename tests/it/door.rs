@@ -46,6 +46,7 @@ async fn an_outbound_insert_cannot_set_what_the_daemon_owns() {
     for (column, value) in [
         ("external_message_id", "'<forged@bank.example>'"),
         ("attempts", "-5"),
+        ("possible_duplicates", "0 + 3"),
         ("sent_at", "now()"),
         ("last_error", "'none'"),
         ("error_class", "'permanent'"),

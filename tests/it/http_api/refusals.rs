@@ -58,7 +58,8 @@ async fn a_nul_character_in_webhook_thread_and_action_bodies_is_400_naming_the_f
     let patch = api.call(Method::PATCH, "/v1/webhooks/1", Some(&api.admin), Some(json!({ "description": "\u{0}" }))).await;
     assert_nul_refused("webhook patch", patch, "description");
 
-    let sent = api.send(json!({ "to": ["ann@example.com"], "textBody": "x", "scheduledAt": "2100-01-01T00:00:00Z" })).await;
+    let later = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let sent = api.send(json!({ "to": ["ann@example.com"], "textBody": "x", "scheduledAt": later })).await;
     let (id, thread) = (sent["id"].as_i64().unwrap(), sent["threadId"].as_i64().unwrap());
     let handoff = api.post(&format!("/v1/threads/{thread}/handoff"), json!({ "handling": "hu\u{0}man" })).await;
     assert_nul_refused("handoff", handoff, "handling");
@@ -96,7 +97,8 @@ async fn raw_post(api: &Api, path: &str, content_type: Option<&str>, body: &str)
 #[tokio::test]
 async fn a_json_body_must_be_declared_json_or_it_is_415() {
     let api = Api::start().await;
-    let msg = r#"{"to": ["ann@example.com"], "textBody": "x", "scheduledAt": "2100-01-01T00:00:00Z"}"#;
+    let later = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let msg = &format!(r#"{{"to": ["ann@example.com"], "textBody": "x", "scheduledAt": "{later}"}}"#);
     for ct in [Some("text/plain"), None, Some("application/x-www-form-urlencoded"), Some("application/jsonx")] {
         let (status, v) = raw_post(&api, "/v1/messages", ct, msg).await;
         assert_eq!(status, 415, "{ct:?}: {v}");

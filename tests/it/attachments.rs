@@ -16,6 +16,32 @@ fn part(data: &str, filename: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(body).expect("base64 part")
 }
 
+/// One outbound email (subject, text, html) to ann@example.com with `files` (name, content type,
+/// bytes), inserted in one transaction as an application would; returns the message id.
+async fn send_with_files(db: &TestDb, session: i64, (subject, text, html): (&str, &str, &str), files: &[(&str, &str, &Vec<u8>)]) -> i64 {
+    let mut c = db.connect().await;
+    let tx = c.transaction().await.unwrap();
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text, body_html)
+             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], $2, $3, $4) RETURNING id",
+            &[&session, &subject, &text, &html],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for (name, ct, bytes) in files {
+        tx.execute(
+            "INSERT INTO et_attachments (tenant_id, message_id, filename, content_type, content) VALUES ('acme', $1, $2, $3, $4)",
+            &[&id, name, ct, bytes],
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    id
+}
+
 #[tokio::test]
 async fn an_email_with_two_attachments_arrives_byte_for_byte() {
     let db = TestDb::new().await;
@@ -23,26 +49,7 @@ async fn an_email_with_two_attachments_arrives_byte_for_byte() {
     let session = smtp_session(&db, &sink, serde_json::json!({})).await;
     let pdf: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let png: Vec<u8> = (0..3_000u32).map(|i| (255 - i % 256) as u8).collect();
-    let mut c = db.connect().await;
-    let tx = c.transaction().await.unwrap();
-    let id: i64 = tx
-        .query_one(
-            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text, body_html)
-             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Invoice', 'See attached', '<p>See attached</p>') RETURNING id",
-            &[&session],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    for (name, ct, bytes) in [("invoice.pdf", "application/pdf", &pdf), ("logo.png", "Image/PNG", &png)] {
-        tx.execute(
-            "INSERT INTO et_attachments (tenant_id, message_id, filename, content_type, content) VALUES ('acme', $1, $2, $3, $4)",
-            &[&id, &name, &ct, bytes],
-        )
-        .await
-        .unwrap();
-    }
-    tx.commit().await.unwrap();
+    let id = send_with_files(&db, session, ("Invoice", "See attached", "<p>See attached</p>"), &[("invoice.pdf", "application/pdf", &pdf), ("logo.png", "Image/PNG", &png)]).await;
     let daemon = spawn(&db, &[]);
     let got = sink.wait_for(1, Duration::from_secs(15)).await;
     assert!(got[0].header("Content-Type").unwrap().contains("multipart/mixed"));
@@ -148,26 +155,7 @@ async fn attachments_and_bodies_arrive_as_strict_mime() {
         ("Grüße résumé.txt", "text/plain", &resume),
         ("report; \"final\" v2.txt", "text/plain", &notes),
     ];
-    let mut c = db.connect().await;
-    let tx = c.transaction().await.unwrap();
-    let id: i64 = tx
-        .query_one(
-            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text, body_html)
-             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Files', $2, $3) RETURNING id",
-            &[&session, &text, &html],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    for (name, ct, bytes) in files {
-        tx.execute(
-            "INSERT INTO et_attachments (tenant_id, message_id, filename, content_type, content) VALUES ('acme', $1, $2, $3, $4)",
-            &[&id, &name, &ct, bytes],
-        )
-        .await
-        .unwrap();
-    }
-    tx.commit().await.unwrap();
+    let id = send_with_files(&db, session, ("Files", &text, &html), &files).await;
     let daemon = spawn(&db, &[]);
     let got = sink.wait_for(1, Duration::from_secs(15)).await;
     let data = &got[0].data;

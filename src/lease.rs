@@ -76,15 +76,6 @@ impl<K: Eq + Hash + Clone, V: Clone> Leases<K, V> {
         self.lock().get(key).map(|h| h.value.clone())
     }
 
-    /// How many leases are held.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Every held lease with its fence value.
     pub fn snapshot(&self) -> Vec<(K, V)> {
         self.lock().iter().map(|(k, h)| (k.clone(), h.value.clone())).collect()

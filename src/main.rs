@@ -243,6 +243,13 @@ async fn up(mut config: Config) -> anyhow::Result<()> {
     }
     drop(client);
     let url = config.database_url.clone().unwrap_or_default();
+    let others = match &url_file {
+        Some(file) => format!(
+            "From this directory, `pgcourier status`, `apikey` and `migrate` use this database (its URL is in {}).\n\n",
+            file.display()
+        ),
+        None => String::new(),
+    };
     let banner = move |http: Option<std::net::SocketAddr>| {
         println!(
             "\npgcourier is up. Send a first message from another terminal:\n\n  \
@@ -255,7 +262,7 @@ async fn up(mut config: Config) -> anyhow::Result<()> {
              curl -s -H \"x-api-key: $(cat {})\" -H 'content-type: application/json' \\\n    \
              -d '{{\"to\": [\"you@example.com\"], \"subject\": \"Hi\", \"textBody\": \"Sent over HTTP\", \"channelSessionId\": {}}}' \\\n    \
              http://{}/v1/messages\n\n\
-             Ctrl-C stops everything.\n",
+             {}Ctrl-C stops everything.\n",
             demo.email_session,
             outbox.display(),
             demo.chat_session,
@@ -264,6 +271,7 @@ async fn up(mut config: Config) -> anyhow::Result<()> {
             key_file.display(),
             demo.email_session,
             http.map(|a| a.to_string()).unwrap_or_else(|| "127.0.0.1:8080".into()),
+            others,
         );
     };
     // the banner once the HTTP surface listens (never, when its address is taken: then the

@@ -38,6 +38,10 @@ pub struct Config {
     /// Where `up` keeps its private PostgreSQL, the demo outbox, the demo API key and its connection URL.
     #[arg(long, env = "PGCOURIER_DATA_DIR", default_value = ".pgcourier", value_name = "DIR", help_heading = "Database")]
     pub data_dir: PathBuf,
+    /// The directory of `initdb` and `pg_ctl` for the private PostgreSQL of `up` [default: `pg_config
+    /// --bindir`, else the newest /usr/lib/postgresql/*/bin, else /usr/local/pgsql/bin].
+    #[arg(long, env = "PGCOURIER_PG_BIN", value_name = "DIR", help_heading = "Database")]
+    pub pg_bin: Option<PathBuf>,
     /// Database connections in the pool.
     #[arg(long, env = "PGCOURIER_POOL_SIZE", default_value = "8", value_parser = count, value_name = "N", help_heading = "Database")]
     pub pool_size: usize,

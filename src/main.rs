@@ -219,7 +219,7 @@ async fn up(mut config: Config) -> anyhow::Result<()> {
         Some(_) => None,
         None => {
             println!("starting a private PostgreSQL under {} ...", data_dir.display());
-            let c = cluster::Cluster::start(cluster::ClusterConfig { data_dir: data_dir.clone(), port: None }).await?;
+            let c = cluster::Cluster::start(cluster::ClusterConfig { data_dir: data_dir.clone(), port: None, pg_bin: config.pg_bin.clone() }).await?;
             config.database_url = Some(c.url());
             Some(c)
         }

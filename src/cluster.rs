@@ -6,7 +6,7 @@
 //! - `postgres.log`: the server log (its tail is quoted when start fails),
 //! - `.s.PGSQL.<port>`: the Unix socket (none if that path would be too long); TCP listens on 127.0.0.1 only.
 //!
-//! Binaries come from `PGCOURIER_PG_BIN`, else `pg_config --bindir`, else the newest
+//! Binaries come from [`ClusterConfig::pg_bin`] (`PGCOURIER_PG_BIN` for `up`), else `pg_config --bindir`, else the newest
 //! `/usr/lib/postgresql/*/bin`, else `/usr/local/pgsql/bin`. PostgreSQL refuses to run as root, so as root the
 //! data directory is chowned to the `postgres` OS user and the tools run through `runuser` (or `su`); the data
 //! directory must then be reachable by that user (not under `/root`), which is checked with a clear error.
@@ -29,11 +29,13 @@ pub struct ClusterConfig {
     pub data_dir: PathBuf,
     /// `None`: the port remembered in `data_dir/port`, else 5433 if free, else the first free port above.
     pub port: Option<u16>,
+    /// The directory holding `initdb` and `pg_ctl`; `None`: searched (see the module documentation).
+    pub pg_bin: Option<PathBuf>,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { data_dir: PathBuf::from(".pgcourier"), port: None }
+        ClusterConfig { data_dir: PathBuf::from(".pgcourier"), port: None, pg_bin: None }
     }
 }
 
@@ -84,7 +86,7 @@ impl Cluster {
     /// Initialise the cluster if needed, start it (or reuse a running one) and create `pgcourier`.
     pub async fn start(cfg: ClusterConfig) -> Result<Cluster, ClusterError> {
         let started = Instant::now();
-        let bin = find_bin_dir()?;
+        let bin = find_bin_dir(cfg.pg_bin.as_deref())?;
         std::fs::create_dir_all(&cfg.data_dir).map_err(io(&cfg.data_dir))?;
         let data_dir = cfg.data_dir.canonicalize().map_err(io(&cfg.data_dir))?;
         let pgdata = data_dir.join("data");
@@ -294,10 +296,10 @@ async fn succeed(step: &str, cmd: Command) -> Result<Output, ClusterError> {
     Err(ClusterError::Failed { step: step.to_string(), status: out.status.to_string(), detail: detail.trim().into() })
 }
 
-/// `PGCOURIER_PG_BIN`, else `pg_config --bindir`, else the newest `/usr/lib/postgresql/*/bin`, else /usr/local/pgsql/bin.
-fn find_bin_dir() -> Result<PathBuf, ClusterError> {
+/// `pg_bin` (`PGCOURIER_PG_BIN`), else `pg_config --bindir`, else the newest `/usr/lib/postgresql/*/bin`, else /usr/local/pgsql/bin.
+fn find_bin_dir(pg_bin: Option<&Path>) -> Result<PathBuf, ClusterError> {
     let usable = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
-    if let Some(dir) = std::env::var_os("PGCOURIER_PG_BIN").map(PathBuf::from) {
+    if let Some(dir) = pg_bin.map(Path::to_path_buf) {
         return match usable(&dir) {
             true => Ok(dir),
             false => Err(ClusterError::BinariesNotFound { searched: format!("PGCOURIER_PG_BIN={}", dir.display()) }),
@@ -401,7 +403,7 @@ mod tests {
     async fn starts_reuses_and_stops_a_private_cluster() {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let tmp = TempDir(PathBuf::from(format!("/tmp/pgcourier-cluster-test-{}-{nanos}", std::process::id())));
-        let cfg = |port| ClusterConfig { data_dir: tmp.0.join("pgc"), port };
+        let cfg = |port| ClusterConfig { data_dir: tmp.0.join("pgc"), port, ..ClusterConfig::default() };
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
 
         // First start: initdb, explicit port.

@@ -1,8 +1,8 @@
 //! The `pgcourier` command line: parse, build config, call into the library.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use pgcourier::config::Config;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use pgcourier::config::{Config, ConfigFile, DatabaseUrl};
 use pgcourier::{cluster, daemon, db, status, telemetry};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -10,20 +10,28 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(name = "pgcourier", version, about = "A Postgres-native messaging daemon")]
 struct Cli {
+    /// Settings from a TOML file: keys are the variables without PGCOURIER_, in lower case
+    /// (`lease = "60s"`, `database_url = "postgres://..."`). The command line and the environment
+    /// override it.
+    #[arg(long = "config", env = "PGCOURIER_CONFIG", global = true, value_name = "FILE")]
+    config_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start here: run the daemon on DATABASE_URL, or on a private PostgreSQL under ./.pgcourier/.
+    /// Start here: run the daemon on DATABASE_URL, or on a private PostgreSQL under ./.pgcourier/
+    /// (its URL is written to DATA_DIR/database_url while it runs, for the other commands).
     Up {
-        /// Where the private cluster and the demo outbox live.
-        #[arg(long, default_value = ".pgcourier")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        settings: Config,
     },
-    /// Run the daemon against DATABASE_URL (migrates first).
-    Run,
+    /// Run the daemon against DATABASE_URL (migrates first). Logging: RUST_LOG (default info).
+    Run {
+        #[command(flatten)]
+        settings: Config,
+    },
     /// Apply the schema migrations and triggers to DATABASE_URL.
     Migrate,
     /// Queue health per channel and state, message counts and the newest dead letters.
@@ -63,9 +71,17 @@ enum ApikeyCommand {
     },
 }
 
-fn database(config: &Config) -> anyhow::Result<tokio_postgres::Config> {
-    let url = config.database_url.as_deref().context("DATABASE_URL is not set")?;
-    url.parse().context("DATABASE_URL is not a valid PostgreSQL connection string")
+/// DATABASE_URL, else the URL a running `pgcourier up` wrote; and how to name it in errors.
+fn database(config: &Config) -> anyhow::Result<(tokio_postgres::Config, String)> {
+    let url: DatabaseUrl = config.database().map_err(anyhow::Error::msg)?;
+    let origin = url.origin();
+    let parsed = url.url.parse().with_context(|| format!("{origin} is not a valid PostgreSQL connection string"))?;
+    Ok((parsed, origin))
+}
+
+async fn connect(config: &Config) -> anyhow::Result<tokio_postgres::Client> {
+    let (db, origin) = database(config)?;
+    db::connect(&db).await.with_context(|| format!("connecting to {origin}"))
 }
 
 /// A token cancelled by the first SIGINT or SIGTERM.
@@ -86,9 +102,13 @@ fn shutdown_on_signals() -> CancellationToken {
 /// Exit 0, or print the error as one line (`error: ...`, its causes `: `-separated, no
 /// backtrace) and exit 1. (Usage errors are clap's, exit 2.)
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return parse_error(e),
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime");
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, &matches)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", telemetry::one_line(e.as_ref()));
@@ -97,12 +117,29 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::from_env()?;
+/// clap checks the settings of `run` and `up` as it parses, those from the environment too: a
+/// bad variable is a configuration error (one line naming it, exit 1) as in the other commands,
+/// not a usage error.
+fn parse_error(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+        if let Err(bad) = Config::from_env() {
+            eprintln!("error: {bad}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    e.exit()
+}
+
+async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let file = cli.config_file.as_deref().map(ConfigFile::read).transpose()?;
+    // `run` and `up` take the settings as flags too; the other commands from the environment and the file
+    let flags = matches.subcommand().filter(|(name, _)| matches!(*name, "run" | "up")).map(|(_, m)| m);
+    let config = Config::resolve(flags, |k| std::env::var(k).ok(), file.as_ref())?;
     telemetry::init(config.log_format);
     match cli.command {
         Command::Migrate => {
-            let mut client = db::connect(&database(&config)?).await.context("connecting to DATABASE_URL")?;
+            let mut client = connect(&config).await?;
             let report = db::migrate::migrate(&mut client).await?;
             for m in &report.applied {
                 println!("applied {m}");
@@ -113,16 +150,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("triggers {}", if report.triggers_applied { "applied" } else { "already current" });
         }
         Command::Status => {
-            let client = db::connect(&database(&config)?).await.context("connecting to DATABASE_URL")?;
+            let client = connect(&config).await?;
             print!("{}", status::render(&client).await?);
         }
-        Command::Run => {
-            let db = database(&config)?;
+        Command::Run { .. } => {
+            let (db, _) = database(&config)?;
             daemon::run(config, db, shutdown_on_signals()).await?;
         }
-        Command::Up { data_dir } => up(config, data_dir).await?,
+        Command::Up { .. } => up(config).await?,
         Command::Apikey { command } => {
-            let client = db::connect(&database(&config)?).await.context("connecting to DATABASE_URL")?;
+            let client = connect(&config).await?;
             apikey(&client, command).await?;
         }
     }
@@ -174,19 +211,26 @@ async fn apikey(client: &tokio_postgres::Client, command: ApikeyCommand) -> anyh
 }
 
 /// `pgcourier up`: the embedded default a new user starts with.
-async fn up(mut config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
+async fn up(mut config: Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
     let cluster = match &config.database_url {
         Some(_) => None,
         None => {
             println!("starting a private PostgreSQL under {} ...", data_dir.display());
-            let c = cluster::Cluster::start(cluster::ClusterConfig { data_dir: data_dir.clone(), port: None }).await?;
+            let c = cluster::Cluster::start(cluster::ClusterConfig { data_dir: data_dir.clone(), port: None, pg_bin: config.pg_bin.clone() }).await?;
             config.database_url = Some(c.url());
             Some(c)
         }
     };
-    let db = database(&config)?;
+    // for `status`, `apikey`, `migrate` and `run` in another terminal (removed when `up` stops)
+    let url_file = cluster.as_ref().map(|_| data_dir.join(pgcourier::config::UP_URL_FILE));
+    if let Some(file) = &url_file {
+        let _ = std::fs::remove_file(file);
+        write_private(file, config.database_url.as_deref().unwrap_or_default())?;
+    }
+    let (db, _) = database(&config)?;
     let mut client = db::connect(&db).await.context("connecting to the database")?;
     db::migrate::migrate(&mut client).await?;
     let outbox = data_dir.join("outbox");
@@ -199,6 +243,13 @@ async fn up(mut config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
     }
     drop(client);
     let url = config.database_url.clone().unwrap_or_default();
+    let others = match &url_file {
+        Some(file) => format!(
+            "From this directory, `pgcourier status`, `apikey` and `migrate` use this database (its URL is in {}).\n\n",
+            file.display()
+        ),
+        None => String::new(),
+    };
     let banner = move |http: Option<std::net::SocketAddr>| {
         println!(
             "\npgcourier is up. Send a first message from another terminal:\n\n  \
@@ -211,7 +262,7 @@ async fn up(mut config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
              curl -s -H \"x-api-key: $(cat {})\" -H 'content-type: application/json' \\\n    \
              -d '{{\"to\": [\"you@example.com\"], \"subject\": \"Hi\", \"textBody\": \"Sent over HTTP\", \"channelSessionId\": {}}}' \\\n    \
              http://{}/v1/messages\n\n\
-             Ctrl-C stops everything.\n",
+             {}Ctrl-C stops everything.\n",
             demo.email_session,
             outbox.display(),
             demo.chat_session,
@@ -220,6 +271,7 @@ async fn up(mut config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
             key_file.display(),
             demo.email_session,
             http.map(|a| a.to_string()).unwrap_or_else(|| "127.0.0.1:8080".into()),
+            others,
         );
     };
     // the banner once the HTTP surface listens (never, when its address is taken: then the
@@ -234,6 +286,9 @@ async fn up(mut config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
     });
     let result = daemon::run_with(config, db, shutdown_on_signals(), handles).await;
     announce.abort();
+    if let Some(file) = &url_file {
+        let _ = std::fs::remove_file(file);
+    }
     if let Some(c) = cluster {
         println!("stopping the private PostgreSQL ...");
         c.stop().await?;

@@ -86,8 +86,8 @@ fn fields(map: Map<String, Value>) -> Result<Fields, ApiError> {
 }
 
 /// The URL as stored (normalised), if the SSRF guard lets it through.
-async fn checked_url(url: &str) -> Result<String, ApiError> {
-    match guard::check_url(url, &guard::Allow::from_env()).await {
+async fn checked_url(state: &AppState, url: &str) -> Result<String, ApiError> {
+    match guard::check_url(url, &state.config.webhook_allow).await {
         Ok(parsed) => Ok(parsed.to_string()),
         Err(refused) => Err(ApiError::field("url", refused.to_string())),
     }
@@ -134,7 +134,7 @@ pub async fn create_endpoint(
     let Some(url) = f.url else {
         return Err(ApiError::field("url", "is required"));
     };
-    let url = checked_url(&url).await?;
+    let url = checked_url(&state, &url).await?;
     let secret = sign::new_secret();
     let client = state.pool.get().await?;
     let events = f.events.unwrap_or_default();
@@ -202,7 +202,7 @@ pub async fn update_endpoint(
     let id = parse_id(&id)?;
     let f = fields(body?.0)?;
     let url = match f.url {
-        Some(u) => Some(checked_url(&u).await?),
+        Some(u) => Some(checked_url(&state, &u).await?),
         None => None,
     };
     let disabled_reason = (f.enabled == Some(false)).then(|| format!("disabled through the API (key {})", caller.0.prefix));

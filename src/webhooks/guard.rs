@@ -13,9 +13,6 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-/// The environment variable naming the allowed exceptions.
-pub const ALLOW_ENV: &str = "PGCOURIER_WEBHOOK_ALLOW";
-
 /// Why an address is not public.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -67,17 +64,6 @@ impl Allow {
             }
         }
         Ok(allow)
-    }
-
-    /// From `PGCOURIER_WEBHOOK_ALLOW`; an unparsable value allows nothing (and says so).
-    pub fn from_env() -> Allow {
-        match std::env::var(ALLOW_ENV) {
-            Err(_) => Allow::NONE,
-            Ok(v) => Allow::parse(&v).unwrap_or_else(|e| {
-                tracing::warn!(variable = ALLOW_ENV, problem = %e, "ignoring the webhook address allowance");
-                Allow::NONE
-            }),
-        }
     }
 
     fn allows(&self, class: Class) -> bool {

@@ -15,10 +15,8 @@
 //! expire). On shutdown it stops claiming and waits for in-flight requests up to the shutdown
 //! timeout; unfinished ones are retried after their lease.
 //!
-//! Environment (read by [`run`]): `PGCOURIER_WEBHOOK_ALLOW` (see [`guard`]),
-//! `PGCOURIER_WEBHOOK_TIMEOUT` (10s), `PGCOURIER_WEBHOOK_MAX_ATTEMPTS` (8),
-//! `PGCOURIER_WEBHOOK_RETRY_BASE` (10s), `PGCOURIER_WEBHOOK_RETRY_CAP` (6h),
-//! `PGCOURIER_WEBHOOK_DISABLE_AFTER` (20 dead deliveries in a row), `PGCOURIER_WEBHOOK_POLL` (500ms).
+//! Settings: `PGCOURIER_WEBHOOK_*` in [`Config`] (the allowance is `PGCOURIER_WEBHOOK_ALLOW`,
+//! see [`guard`]).
 
 pub mod deliver;
 pub mod guard;
@@ -72,44 +70,23 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// From the process environment (see the module documentation); bad values are reported.
-    pub fn from_env() -> Result<Settings, String> {
-        Settings::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
-        let mut s = Settings::default();
-        let duration = |name: &str, default: Duration| match get(name) {
-            None => Ok(default),
-            Some(v) => humantime::parse_duration(v.trim()).map_err(|e| format!("{name}: {v:?} is not a duration like 500ms or 2s ({e})")),
-        };
-        let count = |name: &str, default: u32| match get(name) {
-            None => Ok(default),
-            Some(v) => match v.trim().parse::<u32>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(format!("{name}: {v:?} is not a positive whole number")),
-            },
-        };
-        if let Some(list) = get(guard::ALLOW_ENV) {
-            s.allow = guard::Allow::parse(&list).map_err(|e| format!("{}: {e}", guard::ALLOW_ENV))?;
+    /// The daemon's webhook settings (`PGCOURIER_WEBHOOK_*`, see [`Config`]).
+    pub fn from_config(config: &Config) -> Settings {
+        Settings {
+            allow: config.webhook_allow,
+            poll: config.webhook_poll,
+            timeout: config.webhook_timeout,
+            retry: RetryPolicy { base: config.webhook_retry_base, cap: config.webhook_retry_cap, max_attempts: config.webhook_max_attempts },
+            disable_after: i32::try_from(config.webhook_disable_after).unwrap_or(i32::MAX),
+            ..Settings::default()
         }
-        s.poll = duration("PGCOURIER_WEBHOOK_POLL", s.poll)?;
-        s.timeout = duration("PGCOURIER_WEBHOOK_TIMEOUT", s.timeout)?;
-        s.retry.base = duration("PGCOURIER_WEBHOOK_RETRY_BASE", s.retry.base)?;
-        s.retry.cap = duration("PGCOURIER_WEBHOOK_RETRY_CAP", s.retry.cap)?;
-        s.retry.max_attempts = count("PGCOURIER_WEBHOOK_MAX_ATTEMPTS", s.retry.max_attempts)?;
-        s.disable_after = count("PGCOURIER_WEBHOOK_DISABLE_AFTER", s.disable_after as u32)? as i32;
-        Ok(s)
     }
 }
 
-/// Run the webhook worker until `shutdown` (settings from the environment).
-/// Run until `shutdown`; `wake` is notified on `et_webhooks` (new deliveries), besides polling.
+/// Run the webhook worker until `shutdown` (settings from `config`); `wake` is notified on
+/// `et_webhooks` (new deliveries), besides polling.
 pub async fn run(pool: Pool, config: Config, wake: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
-    let settings = Settings::from_env().unwrap_or_else(|e| {
-        tracing::error!(problem = %e, "webhook settings: using the defaults");
-        Settings { allow: guard::Allow::from_env(), ..Settings::default() }
-    });
+    let settings = Settings::from_config(&config);
     run_with(pool, config, settings, wake, shutdown).await
 }
 
@@ -258,18 +235,19 @@ mod tests {
     }
 
     #[test]
-    fn settings_from_the_environment() {
-        let s = Settings::from_lookup(|k| match k {
+    fn settings_from_the_configuration() {
+        let env = |k: &str| match k {
             "PGCOURIER_WEBHOOK_ALLOW" => Some("loopback".into()),
             "PGCOURIER_WEBHOOK_RETRY_BASE" => Some("50ms".into()),
             "PGCOURIER_WEBHOOK_MAX_ATTEMPTS" => Some("3".into()),
             _ => None,
-        })
-        .unwrap();
+        };
+        let s = Settings::from_config(&Config::from_lookup(env).unwrap());
         assert!(s.allow.loopback && !s.allow.private);
         assert_eq!(s.retry.base, Duration::from_millis(50));
         assert_eq!(s.retry.max_attempts, 3);
         assert_eq!(s.timeout, Duration::from_secs(10));
-        assert!(Settings::from_lookup(|k| (k == "PGCOURIER_WEBHOOK_ALLOW").then(|| "all".into())).is_err());
+        assert_eq!((s.poll, s.retry.cap, s.disable_after), (Duration::from_millis(500), Duration::from_secs(6 * 3600), 20));
+        assert!(Config::from_lookup(|k| (k == "PGCOURIER_WEBHOOK_ALLOW").then(|| "all".into())).is_err());
     }
 }

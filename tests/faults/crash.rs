@@ -128,7 +128,7 @@ pub async fn cluster_restarted_immediate_twice() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let tmp = TempDir(PathBuf::from(format!("/tmp/pgcourier-faults-{}-{nanos}", std::process::id())));
     let t_init = Instant::now();
-    let cluster = Cluster::start(ClusterConfig { data_dir: tmp.0.join("pgc"), port: None }).await.expect("a private cluster");
+    let cluster = Cluster::start(ClusterConfig { data_dir: tmp.0.join("pgc"), ..ClusterConfig::default() }).await.expect("a private cluster");
     let url = cluster.url();
     note(format!("cluster restart: private cluster on port {} ready in {:.1} s", cluster.port(), t_init.elapsed().as_secs_f64()));
     let mut client = outbox::connect(&url, Duration::from_secs(10)).await;

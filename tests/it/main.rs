@@ -7,6 +7,7 @@ mod ch_whatsapp_cloud;
 mod app;
 mod attachments;
 mod cli;
+mod config_cli;
 mod fixtures;
 mod harness;
 mod http_api;

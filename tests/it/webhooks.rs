@@ -5,9 +5,9 @@
 //! The signature is verified here with an independent HMAC-SHA256 (built on SHA-256 alone) and a
 //! constant-time comparison, not with the crate's signer.
 //!
-//! Environment: the mock listens on 127.0.0.1, so this module sets `PGCOURIER_WEBHOOK_ALLOW=loopback`
-//! (private and link-local addresses stay refused) and fast retries, once per process, before any
-//! daemon or worker starts. Only these tests create webhook endpoints, so nothing else notices.
+//! Configuration: the mock listens on 127.0.0.1, so the daemons and workers here run with
+//! [`ENV`]: `PGCOURIER_WEBHOOK_ALLOW=loopback` (private and link-local addresses stay refused) and
+//! fast retries.
 
 mod crud;
 mod delivery;
@@ -25,16 +25,13 @@ use tokio_util::sync::CancellationToken;
 
 pub const SECS: Duration = Duration::from_secs(20);
 
-/// Set the process-wide webhook environment once.
-pub fn env() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("PGCOURIER_WEBHOOK_ALLOW", "loopback");
-        std::env::set_var("PGCOURIER_WEBHOOK_RETRY_BASE", "50ms");
-        std::env::set_var("PGCOURIER_WEBHOOK_RETRY_CAP", "200ms");
-        std::env::set_var("PGCOURIER_WEBHOOK_POLL", "100ms");
-    });
-}
+/// The webhook settings of this module's daemons and workers.
+pub const ENV: &[(&str, &str)] = &[
+    ("PGCOURIER_WEBHOOK_ALLOW", "loopback"),
+    ("PGCOURIER_WEBHOOK_RETRY_BASE", "50ms"),
+    ("PGCOURIER_WEBHOOK_RETRY_CAP", "200ms"),
+    ("PGCOURIER_WEBHOOK_POLL", "100ms"),
+];
 
 /// A webhook worker on its own pool (the daemon may run one too: claims are safe across workers).
 pub struct Worker {
@@ -45,7 +42,7 @@ pub struct Worker {
 impl Worker {
     pub fn start(db: &TestDb) -> Worker {
         let pool = pgcourier::db::pool(db.config.clone(), 4).expect("pool");
-        let config = crate::daemon::config(db, &[]);
+        let config = crate::daemon::config(db, ENV);
         let token = CancellationToken::new();
         let task = tokio::spawn(pgcourier::webhooks::run(pool, config, Default::default(), token.clone()));
         Worker { token, task }
@@ -60,9 +57,8 @@ impl Worker {
 /// acme (with its email and whatsapp `log` sessions), a daemon with its HTTP surface, an admin
 /// key and a webhook worker. Returns (app, admin key, whatsapp session, worker).
 pub async fn setup(db: &TestDb) -> (App, String, i64, Worker) {
-    env();
     let (_, wa) = db.seed_acme().await;
-    let app = spawn_app(db, &[]).await;
+    let app = spawn_app(db, ENV).await;
     let key = api_key(db, "acme", &[Scope::Admin]).await;
     (app, key, wa, Worker::start(db))
 }

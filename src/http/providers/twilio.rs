@@ -49,8 +49,7 @@ pub async fn receive(
     if presented.is_empty() {
         return Err(refuse(&client, PROVIDER, &session, "bad_webhook_signature", "missing_signature", uri.path()).await);
     }
-    let public_url = std::env::var("PGCOURIER_PUBLIC_URL").ok();
-    let urls = signed_urls(&session.config, public_url.as_deref(), &headers, &uri);
+    let urls = signed_urls(&session.config, state.config.public_url.as_deref(), &headers, &uri);
     if !signature_matches(&token, &urls, &params, presented) {
         tracing::info!(session_id = session.id, url = %urls[0], "twilio signature mismatch: if the token is right, set config.webhook_url to the exact URL configured at Twilio");
         return Err(refuse(&client, PROVIDER, &session, "bad_webhook_signature", "signature_mismatch", uri.path()).await);

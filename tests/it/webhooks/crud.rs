@@ -1,6 +1,6 @@
 //! `/v1/webhooks` CRUD: happy paths, validation naming the field, and the auth / tenant matrix.
 
-use super::{create, endpoint, env};
+use super::{create, endpoint, ENV};
 use crate::app::{api_key, spawn_app, App};
 use crate::harness::TestDb;
 use crate::mock_http::{Answer, MockHttp};
@@ -30,11 +30,10 @@ fn assert_field(got: &(u16, Value), field: &str) {
 
 #[tokio::test]
 async fn create_list_get_update_delete() {
-    env();
     let db = TestDb::new().await;
     db.seed_acme().await;
     let mock = MockHttp::start(|_, _| Answer::json(200, json!({}))).await;
-    let app = spawn_app(&db, &[]).await;
+    let app = spawn_app(&db, ENV).await;
     let key = api_key(&db, "acme", &[Scope::Admin]).await;
 
     let url = format!("{}/a", mock.url());
@@ -95,11 +94,10 @@ async fn create_list_get_update_delete() {
 
 #[tokio::test]
 async fn bad_input_is_refused_naming_the_field() {
-    env();
     let db = TestDb::new().await;
     db.seed_acme().await;
     let mock = MockHttp::start(|_, _| Answer::json(200, json!({}))).await;
-    let app = spawn_app(&db, &[]).await;
+    let app = spawn_app(&db, ENV).await;
     let key = api_key(&db, "acme", &[Scope::Admin]).await;
     let url = mock.url();
 
@@ -131,12 +129,11 @@ async fn bad_input_is_refused_naming_the_field() {
 
 #[tokio::test]
 async fn keys_scopes_and_tenants() {
-    env();
     let db = TestDb::new().await;
     db.seed_acme().await;
     db.client.batch_execute("INSERT INTO et_tenants (id, name) VALUES ('beta', 'Beta')").await.unwrap();
     let mock = MockHttp::start(|_, _| Answer::json(200, json!({}))).await;
-    let app = spawn_app(&db, &[]).await;
+    let app = spawn_app(&db, ENV).await;
     let admin = api_key(&db, "acme", &[Scope::Admin]).await;
     let (id, _) = endpoint(&app, &admin, &mock.url(), &[]).await;
     let one = format!("/v1/webhooks/{id}");

@@ -1,6 +1,6 @@
 //! The SSRF guard: refused at creation (400 naming `url`), and again at delivery time.
 
-use super::{create, env, inbound, setup, SECS};
+use super::{create, inbound, setup, SECS};
 use crate::daemon::until;
 use crate::harness::TestDb;
 use crate::mock_http::{Answer, MockHttp};
@@ -90,7 +90,6 @@ async fn a_private_url_written_by_sql_is_refused_at_delivery() {
 
 #[tokio::test]
 async fn names_are_checked_when_the_request_resolves_them() {
-    env();
     let mock = MockHttp::start(|_, _| Answer::json(200, json!({}))).await;
     let delivery = |url: String| Claimed {
         tenant_id: "acme".into(),

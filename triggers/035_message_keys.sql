@@ -2,11 +2,13 @@
 -- a key checked every inserted row with its own query and row lock, for references that our
 -- insert trigger has just looked up itself.
 --
--- Correct under READ COMMITTED, REPEATABLE READ and SERIALIZABLE, in any mix of levels between
--- the racing transactions (tests/it/keys.rs races each pair under each level): the loser of a
--- race gets 23503 (foreign_key_violation) or 40001 (serialization_failure, retry it); no
--- reference is ever left dangling. How, since a trigger's query under REPEATABLE READ or
--- SERIALIZABLE reads the transaction's snapshot and cannot see a row committed after it:
+-- Correct under READ COMMITTED, REPEATABLE READ and SERIALIZABLE: the loser of a race gets 23503
+-- (foreign_key_violation) or 40001 (serialization_failure, retry it); no reference is ever left
+-- dangling. tests/it/keys.rs races each delete against each write that adds a reference, both
+-- transactions at each level, the second one waiting for the first's lock or holding a snapshot
+-- older than its commit; the reasons below hold for each transaction at its own level, so for
+-- a mix of levels too. Since a trigger's query under REPEATABLE READ or SERIALIZABLE reads the
+-- transaction's snapshot and cannot see a row committed after it:
 --
 --   * Whoever adds a reference writes the referenced row, not only locks it: an insert updates
 --     its threads' counters (020), a message moved to another thread touches that thread, a queue
@@ -37,12 +39,16 @@
 -- that writes queue rows and events and clear it right after; the checks skip a write made at
 -- that depth, and only there. A write from outside any trigger (depth 0) is always checked, so a
 -- session cannot switch the checks off with SET; another trigger's write runs at another depth or
--- outside that window, and is checked. A trigger written on purpose to set the marker could skip
--- them: such a trigger can only be created by the owner of a table, who could as well disable
--- ours, and row-level security still holds its rows to its own tenant. A marker that nothing but
--- our functions can set (a SECURITY DEFINER function owning the writes, or a secret compared in
--- the WHEN) costs a function call with its own context on every insert statement, to guard
--- against a table owner who has simpler ways around the checks.
+-- outside that window, and is checked (keys::only_our_own_triggers_skip_the_key_checks). Only a
+-- trigger written on purpose to set the marker skips them (an application role may own a table
+-- and put such a trigger on it). What it gains is little: row-level security still holds its
+-- rows to its own tenant, and it may already write queue rows and events for its own messages
+-- (the grants our triggers need); what it adds is rows naming no message of its tenant (the
+-- claim passes over them), an inbound one (marked dead) or one of its messages on another of
+-- its own sessions. A marker that nothing but our functions could set (writes owned by a
+-- SECURITY DEFINER function, or a secret compared in the WHEN) costs a function call with its
+-- own context on every insert statement, against a writer who has to go out of its way and
+-- stays inside its tenant.
 
 -- The messages that rows written outside our triggers name, locked in key order and written
 -- (an update that changes nothing): a concurrent delete of one waits for this transaction, and a

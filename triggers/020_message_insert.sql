@@ -427,7 +427,9 @@ BEGIN
   END IF;
 
   -- Queue rows, audit events and thread counters in one statement (each statement a trigger
-  -- runs costs a one-row insert an executor start and its plan checks).
+  -- runs costs a one-row insert an executor start and its plan checks). The marker says these
+  -- queue rows and events are ours, from new_rows: the key checks skip them (035).
+  PERFORM set_config('pgcourier.internal_write', pg_trigger_depth()::text, true);
   WITH queue AS (
     INSERT INTO et_outbound_queue (tenant_id, message_id, channel_session_id, priority, run_at, max_attempts)
     SELECT n.tenant_id, n.id, n.channel_session_id, n.priority, greatest(coalesce(n.scheduled_at, now()), now()), cs.max_attempts
@@ -463,6 +465,7 @@ BEGIN
      WHERE th.tenant_id = c.tenant_id AND th.id = c.thread_id
   )
   SELECT (SELECT count(*) FROM queue), (SELECT sum(c.inbound) > 0 FROM per_thread c) INTO queued, inbound;
+  PERFORM set_config('pgcourier.internal_write', '', true);
 
   -- a wake-up only for a daemon that listens and is not already draining (V14, V10)
   IF queued > 0 AND et_wakeup_wanted('et_outbound') THEN

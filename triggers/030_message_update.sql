@@ -4,28 +4,52 @@
 -- et_status_transitions, audit events, queue rows for approved / retried / cancelled messages,
 -- and the wake-up NOTIFY.
 
+-- The two lists, each written once: the columns that never change, and a message's content,
+-- frozen once it leaves pending_approval. The trigger's WHEN below is built from them, and the
+-- refusals name the first column of a list that changed.
+CREATE OR REPLACE FUNCTION et_message_identity_columns() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT ARRAY['tenant_id', 'id', 'public_id', 'direction', 'channel', 'channel_session_id']
+$$;
+
+CREATE OR REPLACE FUNCTION et_message_content_columns() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT ARRAY['sender', 'recipients', 'cc', 'bcc', 'reply_to', 'subject', 'body_text', 'body_html', 'variables']
+$$;
+
+-- The first of `p_columns` whose value differs between the two rows, or NULL. Runs only for a row
+-- the WHEN let through (a content edit while pending_approval, or a change about to be refused).
+CREATE OR REPLACE FUNCTION et_message_first_changed(p_new et_messages, p_old et_messages, p_columns text[])
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  col text;
+  differs boolean;
+BEGIN
+  FOREACH col IN ARRAY p_columns LOOP
+    EXECUTE format('SELECT ($1).%1$I IS DISTINCT FROM ($2).%1$I', col) INTO differs USING p_new, p_old;
+    IF differs THEN
+      RETURN col;
+    END IF;
+  END LOOP;
+  RETURN NULL;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION et_messages_before_update_content() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+  col text;
 BEGIN
-  IF NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.id IS DISTINCT FROM OLD.id
-     OR NEW.public_id IS DISTINCT FROM OLD.public_id OR NEW.direction IS DISTINCT FROM OLD.direction
-     OR NEW.channel IS DISTINCT FROM OLD.channel OR NEW.channel_session_id IS DISTINCT FROM OLD.channel_session_id THEN
-    PERFORM et_refuse('id', format('message %s: tenant_id, id, public_id, direction, channel and channel_session_id never change', OLD.id),
+  IF et_message_first_changed(NEW, OLD, et_message_identity_columns()) IS NOT NULL THEN
+    PERFORM et_refuse('id', format('message %s: %s never change', OLD.id, array_to_string(et_message_identity_columns(), ', ')),
                       NULL, 'insert a new message instead');
   END IF;
   IF NEW.direction = 'inbound' OR OLD.delivery_status <> 'pending_approval' OR NEW.delivery_status <> 'pending_approval' THEN
+    col := et_message_first_changed(NEW, OLD, et_message_content_columns());
     PERFORM et_refuse(
-      CASE WHEN NEW.sender IS DISTINCT FROM OLD.sender THEN 'sender'
-           WHEN NEW.recipients IS DISTINCT FROM OLD.recipients THEN 'recipients'
-           WHEN NEW.cc IS DISTINCT FROM OLD.cc THEN 'cc'
-           WHEN NEW.bcc IS DISTINCT FROM OLD.bcc THEN 'bcc'
-           WHEN NEW.reply_to IS DISTINCT FROM OLD.reply_to THEN 'reply_to'
-           WHEN NEW.subject IS DISTINCT FROM OLD.subject THEN 'subject'
-           WHEN NEW.body_text IS DISTINCT FROM OLD.body_text THEN 'body_text'
-           WHEN NEW.body_html IS DISTINCT FROM OLD.body_html THEN 'body_html'
-           ELSE 'variables' END,
-      format('message %s is %s: its content (sender, recipients, cc, bcc, reply_to, subject, bodies, variables) is frozen',
-             OLD.id, OLD.delivery_status),
+      col,
+      format('message %s is %s: its content (%s) is frozen',
+             OLD.id, OLD.delivery_status, array_to_string(et_message_content_columns(), ', ')),
       'content can change only while an outbound message is pending_approval',
       'cancel it and insert a corrected message');
   END IF;
@@ -57,6 +81,9 @@ BEGIN
   -- One pass writes the audit events and says which kinds of change the statement made; the
   -- rest runs only for a kind that occurred (a claim or an outcome of 500 rows ran five joins of
   -- the transition tables otherwise). A refused change raises below, which undoes the events.
+  -- The events and queue rows written here are ours, from new_rows: marked so that the key checks
+  -- skip them (035), until the marker is cleared below.
+  PERFORM set_config('pgcourier.internal_write', pg_trigger_depth()::text, true);
   EXECUTE $q$
   WITH ch AS MATERIALIZED (
     SELECT n.tenant_id, n.id, n.direction, o.delivery_status AS from_status, n.delivery_status AS to_status,
@@ -86,6 +113,9 @@ BEGIN
          count(*) FILTER (WHERE to_status IN ('cancelled', 'rejected', 'suppressed')) AS finished,
          count(*) FILTER (WHERE to_status = 'received') AS reinbound
     FROM ch$q$ INTO w USING reason, et_actor();
+  IF w.requeue = 0 THEN
+    PERFORM set_config('pgcourier.internal_write', '', true);
+  END IF;
   IF w.changed = 0 THEN
     RETURN NULL;
   END IF;
@@ -119,6 +149,7 @@ BEGIN
        SET state = 'ready', run_at = excluded.run_at, attempts = 0, max_attempts = excluded.max_attempts,
            leased_by = NULL, lease_expires_at = NULL, last_error = NULL, updated_at = now()$q$;
     GET DIAGNOSTICS requeued = ROW_COUNT;
+    PERFORM set_config('pgcourier.internal_write', '', true);
     IF requeued > 0 AND et_wakeup_wanted('et_outbound') THEN
       PERFORM pg_notify('et_outbound', 'et_outbound');
     END IF;
@@ -140,18 +171,20 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE TRIGGER et_messages_before_update_content
-  BEFORE UPDATE ON et_messages
-  FOR EACH ROW
-  WHEN (NEW.sender IS DISTINCT FROM OLD.sender OR NEW.recipients IS DISTINCT FROM OLD.recipients
-        OR NEW.cc IS DISTINCT FROM OLD.cc OR NEW.bcc IS DISTINCT FROM OLD.bcc
-        OR NEW.reply_to IS DISTINCT FROM OLD.reply_to OR NEW.subject IS DISTINCT FROM OLD.subject
-        OR NEW.body_text IS DISTINCT FROM OLD.body_text OR NEW.body_html IS DISTINCT FROM OLD.body_html
-        OR NEW.variables IS DISTINCT FROM OLD.variables
-        OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.id IS DISTINCT FROM OLD.id
-        OR NEW.public_id IS DISTINCT FROM OLD.public_id OR NEW.direction IS DISTINCT FROM OLD.direction
-        OR NEW.channel IS DISTINCT FROM OLD.channel OR NEW.channel_session_id IS DISTINCT FROM OLD.channel_session_id)
-  EXECUTE FUNCTION et_messages_before_update_content();
+-- WHEN: any column of the two lists changed, written out column by column (as cheap per row as
+-- a hand-written list; a function of NEW and OLD here would build both rows whole on every
+-- update the daemon makes).
+DO $do$
+BEGIN
+  EXECUTE format($t$CREATE OR REPLACE TRIGGER et_messages_before_update_content
+                      BEFORE UPDATE ON et_messages
+                      FOR EACH ROW
+                      WHEN (%s)
+                      EXECUTE FUNCTION et_messages_before_update_content()$t$,
+                 (SELECT string_agg(format('NEW.%1$I IS DISTINCT FROM OLD.%1$I', c), ' OR ')
+                    FROM unnest(et_message_content_columns() || et_message_identity_columns()) c));
+END
+$do$;
 
 -- Writers that change a status without setting updated_at (a DBA in psql) still get a fresh one.
 CREATE OR REPLACE TRIGGER et_messages_touch

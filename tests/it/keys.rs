@@ -171,3 +171,254 @@ async fn an_insert_that_waited_for_a_thread_delete_is_refused() {
     assert_eq!(db.count("SELECT count(*) FROM et_messages").await, 0);
     assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue").await, 0);
 }
+
+// ---- the races under every isolation level ----------------------------------------------------
+//
+// Each race runs under READ COMMITTED, REPEATABLE READ and SERIALIZABLE, in two shapes:
+// `Waits`, the second statement blocks on a lock the first transaction holds and goes on when it
+// commits; `Stale`, the second transaction took its snapshot before the first committed and runs
+// its statement after (no wait: under REPEATABLE READ and SERIALIZABLE it never sees the first's
+// rows). Either side may lose with 23503 (the reference is refused) or 40001 (serialization
+// failure, the transaction is to be retried); what must never happen is a reference left dangling.
+
+const LEVELS: [&str; 3] = ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"];
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Shape {
+    Waits,
+    Stale,
+}
+
+/// Runs `first` in a transaction at `level`, then `second` in another as `shape` says, commits
+/// both; returns how each ended: "ok" or the SQLSTATE (anything but 23503 / 40001 fails the test).
+async fn race(db: &TestDb, level: &str, shape: Shape, first: &str, second: &str) -> (String, String) {
+    let one = db.connect().await;
+    one.batch_execute(&format!("BEGIN ISOLATION LEVEL {level}; {first}")).await.unwrap_or_else(|e| panic!("{first}: {e:?}"));
+    let two = db.connect().await;
+    let (r1, r2) = match shape {
+        Shape::Waits => {
+            let sql = format!("BEGIN ISOLATION LEVEL {level}; {second}; COMMIT");
+            let waiting = tokio::spawn(async move { two.batch_execute(&sql).await });
+            until_a_backend_waits_for_a_lock(db).await;
+            let r1 = one.batch_execute("COMMIT").await;
+            (r1, waiting.await.unwrap())
+        }
+        Shape::Stale => {
+            two.batch_execute(&format!("BEGIN ISOLATION LEVEL {level}; SELECT 1")).await.unwrap();
+            let r1 = one.batch_execute("COMMIT").await;
+            (r1, two.batch_execute(&format!("{second}; COMMIT")).await)
+        }
+    };
+    let outcome = |r: Result<(), tokio_postgres::Error>, sql: &str| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => {
+            let code = e.as_db_error().map(|d| d.code().code().to_owned()).unwrap_or_else(|| panic!("{sql}: {e:?}"));
+            assert!(code == "23503" || code == "40001", "{level} {shape:?} {sql}: {e:?}");
+            code
+        }
+    };
+    (outcome(r1, first), outcome(r2, second))
+}
+
+/// Messages whose thread is missing (or of another session), events whose message is missing,
+/// queue rows without their outbound message on that session.
+async fn dangling(db: &TestDb) -> i64 {
+    db.count(
+        "SELECT (SELECT count(*) FROM et_messages m WHERE NOT EXISTS (
+                    SELECT 1 FROM et_threads th WHERE th.tenant_id = m.tenant_id AND th.id = m.thread_id
+                                                  AND th.channel_session_id = m.channel_session_id))
+              + (SELECT count(*) FROM et_message_events e WHERE NOT EXISTS (
+                    SELECT 1 FROM et_messages m WHERE m.tenant_id = e.tenant_id AND m.id = e.message_id))
+              + (SELECT count(*) FROM et_outbound_queue q WHERE NOT EXISTS (
+                    SELECT 1 FROM et_messages m WHERE m.tenant_id = q.tenant_id AND m.id = q.message_id
+                                                  AND m.direction = 'outbound' AND m.channel_session_id = q.channel_session_id))",
+    )
+    .await
+}
+
+/// Runs one race, built by `setup` on an emptied database, under every level and shape; checks
+/// that nothing dangles after any of them and prints the outcomes.
+async fn every_level<F, Fut>(name: &str, setup: F)
+where
+    F: Fn(TestDb, i64) -> Fut,
+    Fut: std::future::Future<Output = (TestDb, String, String)>,
+{
+    let (mut db, email) = setup_db().await;
+    let mut dangled = Vec::new();
+    for level in LEVELS {
+        for shape in [Shape::Waits, Shape::Stale] {
+            db.client.batch_execute("TRUNCATE et_messages, et_threads CASCADE").await.unwrap();
+            let (back, first, second) = setup(db, email).await;
+            db = back;
+            let (o1, o2) = race(&db, level, shape, &first, &second).await;
+            println!("{name}: {level:<15} {shape:?}: first {o1}, second {o2}");
+            if dangling(&db).await != 0 {
+                dangled.push(format!("{level} ({shape:?}): first {o1}, second {o2}"));
+            }
+        }
+    }
+    assert!(dangled.is_empty(), "{name} left a dangling reference under {dangled:?}");
+}
+
+async fn setup_db() -> (TestDb, i64) {
+    setup().await
+}
+
+#[tokio::test]
+async fn races_between_a_message_insert_and_a_thread_delete_leave_nothing_dangling() {
+    every_level("insert, then delete the thread", |db, email| async move {
+        let thread = empty_thread(&db, email).await;
+        let insert = format!("INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
+                              VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x')");
+        (db, insert, format!("DELETE FROM et_threads WHERE id = {thread}"))
+    })
+    .await;
+    every_level("delete the thread, then insert", |db, email| async move {
+        let thread = empty_thread(&db, email).await;
+        let insert = format!("INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
+                              VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x')");
+        (db, format!("DELETE FROM et_threads WHERE id = {thread}"), insert)
+    })
+    .await;
+    every_level("insert, then truncate threads", |db, email| async move {
+        empty_thread(&db, email).await;
+        let insert = format!("INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
+                              VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x')");
+        (db, insert, "TRUNCATE et_threads CASCADE".to_owned())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn races_between_a_message_move_and_a_thread_delete_leave_nothing_dangling() {
+    every_level("move a message, then delete its new thread", |db, email| async move {
+        let thread = empty_thread(&db, email).await;
+        let (id, _) = send(&db.client, email, "b@example.com").await;
+        (db, format!("UPDATE et_messages SET thread_id = {thread} WHERE id = {id}"), format!("DELETE FROM et_threads WHERE id = {thread}"))
+    })
+    .await;
+    every_level("delete a thread, then move a message to it", |db, email| async move {
+        let thread = empty_thread(&db, email).await;
+        let (id, _) = send(&db.client, email, "b@example.com").await;
+        (db, format!("DELETE FROM et_threads WHERE id = {thread}"), format!("UPDATE et_messages SET thread_id = {thread} WHERE id = {id}"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn races_between_hand_written_events_or_queue_rows_and_a_message_delete_leave_nothing_dangling() {
+    let event = |id: i64| {
+        format!("INSERT INTO et_message_events (tenant_id, message_id, from_status, to_status, actor, detail)
+                 VALUES ('acme', {id}, 'queued', 'queued', 'test', '{{}}')")
+    };
+    let queue_row = |id: i64, session: i64| {
+        format!("INSERT INTO et_outbound_queue (tenant_id, message_id, channel_session_id) VALUES ('acme', {id}, {session})")
+    };
+    every_level("write an event, then delete its message", |db, email| async move {
+        let (id, _) = send(&db.client, email, "b@example.com").await;
+        (db, event(id), format!("DELETE FROM et_messages WHERE id = {id}"))
+    })
+    .await;
+    every_level("delete a message, then write an event of it", |db, email| async move {
+        let (id, _) = send(&db.client, email, "b@example.com").await;
+        (db, format!("DELETE FROM et_messages WHERE id = {id}"), event(id))
+    })
+    .await;
+    every_level("write a queue row, then delete its message", |db, email| async move {
+        let (id, _) = send(&db.client, email, "b@example.com").await;
+        db.client.batch_execute("DELETE FROM et_outbound_queue").await.unwrap();
+        (db, queue_row(id, email), format!("DELETE FROM et_messages WHERE id = {id}"))
+    })
+    .await;
+    every_level("delete a message, then write a queue row of it", |db, email| async move {
+        let (id, _) = send(&db.client, email, "b@example.com").await;
+        db.client.batch_execute("DELETE FROM et_outbound_queue").await.unwrap();
+        (db, format!("DELETE FROM et_messages WHERE id = {id}"), queue_row(id, email))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_our_own_triggers_skip_the_key_checks() {
+    let (db, email) = setup().await;
+    // our triggers' queue rows and events are not checked again (the check functions never run)
+    db.client.batch_execute("SET track_functions = 'all'; BEGIN").await.unwrap();
+    let (id, _) = send(&db.client, email, "a@example.com").await;
+    db.client.execute("SELECT et_cancel($1, 'test')", &[&id]).await.unwrap();
+    let checks = db
+        .count("SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_xact_user_functions WHERE funcname IN ('et_message_events_check', 'et_outbound_queue_check')")
+        .await;
+    db.client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(checks, 0, "our own writes were checked");
+
+    let bad_event = "INSERT INTO et_message_events (tenant_id, message_id, from_status, to_status, actor, detail)
+                     VALUES ('acme', -1, 'queued', 'queued', 'test', '{}')";
+    // a session cannot set the marker to skip them
+    let e = db
+        .client
+        .batch_execute(&format!("SELECT set_config('pgcourier.internal_write', '0', false); {bad_event}"))
+        .await
+        .expect_err("the marker set by hand skipped the check");
+    assert_eq!(code_and_column(&e), ("23503".into(), "message_id".into()));
+    db.client.batch_execute("RESET pgcourier.internal_write").await.unwrap();
+
+    // another trigger's writes are checked: one on an application's table ...
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE app_orders (id int);
+             CREATE FUNCTION app_orders_event() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN {bad_event}; RETURN NULL; END $$;
+             CREATE TRIGGER app_orders_event AFTER INSERT ON app_orders FOR EACH ROW EXECUTE FUNCTION app_orders_event();"
+        ))
+        .await
+        .unwrap();
+    let e = db.client.batch_execute("INSERT INTO app_orders VALUES (1)").await.expect_err("a trigger's event skipped the check");
+    assert_eq!(code_and_column(&e), ("23503".into(), "message_id".into()));
+    // ... and one that fires inside our own writes (on the events our insert trigger writes)
+    db.client
+        .batch_execute(
+            "CREATE FUNCTION app_echo_queue_row() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               INSERT INTO et_outbound_queue (tenant_id, message_id, channel_session_id) VALUES (NEW.tenant_id, -NEW.message_id, 0);
+               RETURN NULL;
+             END $$;
+             CREATE TRIGGER zz_app_echo AFTER INSERT ON et_message_events FOR EACH ROW
+               WHEN (NEW.message_id > 0) EXECUTE FUNCTION app_echo_queue_row();",
+        )
+        .await
+        .unwrap();
+    let e = try_send(&db.client, email, "b@example.com").await.expect_err("a nested trigger's queue row skipped the check");
+    assert_eq!(code_and_column(&e), ("23503".into(), "message_id".into()));
+    assert_eq!(dangling(&db).await, 0);
+}
+
+#[tokio::test]
+async fn every_content_column_of_the_one_list_is_frozen_and_named() {
+    let (db, email) = setup().await;
+    let (id, _) = send(&db.client, email, "a@example.com").await;
+    let columns: Vec<(String, String)> = db
+        .client
+        .query(
+            "SELECT c, format_type(a.atttypid, a.atttypmod) FROM unnest(et_message_content_columns()) c
+               JOIN pg_attribute a ON a.attrelid = 'et_messages'::regclass AND a.attname = c",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(columns.len(), 9, "every listed column exists: {columns:?}");
+    for (column, ty) in &columns {
+        let value = match ty.as_str() {
+            "text[]" => "ARRAY['c@example.com']",
+            "jsonb" => "'{\"a\": 1}'",
+            _ => "'c@example.com'",
+        };
+        let sql = format!("UPDATE et_messages SET {column} = {value} WHERE id = {id}");
+        let e = db.client.batch_execute(&sql).await.expect_err(&sql);
+        let d = e.as_db_error().unwrap();
+        assert_eq!((d.code().code(), d.column()), ("23514", Some(column.as_str())), "{sql}: {}", d.message());
+        assert!(d.message().contains("is frozen"), "{}", d.message());
+    }
+}

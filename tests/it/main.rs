@@ -1,4 +1,5 @@
 //! Integration tests against a real PostgreSQL: one binary, a fresh database per test.
+//! Shared helpers are in [`support`].
 
 mod ch_http_bridge;
 mod ch_telegram;
@@ -8,7 +9,6 @@ mod app;
 mod attachments;
 mod cli;
 mod fixtures;
-mod harness;
 mod http_api;
 mod inbound;
 mod insights;
@@ -28,4 +28,5 @@ mod door;
 mod address_corpus;
 mod refusals;
 mod smtp_sink;
+mod support;
 mod webhooks;

@@ -1,8 +1,8 @@
 //! The daemon or its database going away mid-drain: SIGKILL of the real binary, every connection
 //! terminated, a private cluster crashed and restarted.
 
-use crate::daemon::{send_many, smtp_session, spawn};
-use crate::harness::TestDb;
+use crate::support::{send_many, smtp_session, spawn};
+use crate::support::TestDb;
 use crate::outbox::{self, settled, sink_quiet, sink_reaches};
 use crate::smtp_sink::{Reply, SmtpSink};
 use crate::tally::{note, Copies, Tally};

@@ -1,7 +1,7 @@
 //! One tenant's backlog beside another tenant's login code.
 
-use crate::daemon::spawn;
-use crate::harness::TestDb;
+use crate::support::spawn;
+use crate::support::TestDb;
 use crate::outbox::{self, sink_quiet};
 use crate::smtp_sink::{Reply, SmtpSink};
 use crate::tally::{note, Copies, Tally};

@@ -1,7 +1,7 @@
 //! Work that outlasts its lease, and sends whose outcome the daemon cannot know.
 
-use crate::daemon::{smtp_session, spawn};
-use crate::harness::TestDb;
+use crate::support::{smtp_session, spawn};
+use crate::support::TestDb;
 use crate::llm_mock::SlowLlm;
 use crate::outbox::{self, settled, sink_quiet};
 use crate::smtp_sink::{Reply, SmtpSink};
@@ -16,7 +16,7 @@ pub async fn provider_slower_than_the_lease() {
     let db = TestDb::new().await;
     let sink = SmtpSink::with_rule(|_, _| Reply::Delay(Duration::from_secs(3))).await;
     let session = smtp_session(&db, &sink, serde_json::json!({ "concurrency": 16, "pool_size": 16, "timeout_ms": 10000 })).await;
-    crate::daemon::send_many(&db, session, "slow", 40).await;
+    crate::support::send_many(&db, session, "slow", 40).await;
     let t0 = Instant::now();
     let daemon = spawn(&db, &[("PGCOURIER_LEASE", "1s"), ("PGCOURIER_RESCUE_INTERVAL", "200ms")]);
     let done = settled(&db.client, "true", Duration::from_secs(45)).await;
@@ -45,7 +45,7 @@ pub async fn sink_resets_after_data_for_one_in_ten() {
     })
     .await;
     let session = smtp_session(&db, &sink, serde_json::json!({})).await;
-    crate::daemon::send_many(&db, session, "r", N).await;
+    crate::support::send_many(&db, session, "r", N).await;
     let t0 = Instant::now();
     let daemon = spawn(&db, &[("PGCOURIER_LEASE", "5s"), ("PGCOURIER_RESCUE_INTERVAL", "200ms")]);
     let done = settled(&db.client, "true", Duration::from_secs(40)).await;

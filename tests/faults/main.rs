@@ -8,17 +8,14 @@
 //! hard time limit, since several daemons or clusters at once on a 2-core machine would make the
 //! timings meaningless; a panicking or late case is reported and the next one still runs. Free
 //! arguments filter cases by substring (`cargo test --test it_faults -- lease`); `--list` lists them;
-//! `--skip NAME` leaves matching ones out. It reuses the it-suite's helpers ([`harness`],
-//! [`daemon`], [`smtp_sink`]) by path; their own tests are not compiled in here (no libtest).
+//! `--skip NAME` leaves matching ones out. It reuses the it-suite's helpers ([`support`],
+//! [`smtp_sink`]) by path; their own tests are not compiled in here (no libtest).
 
-#[path = "../it/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-#[path = "../it/daemon.rs"]
+#[path = "../it/support/mod.rs"]
 #[allow(dead_code, unused_imports)]
-mod daemon;
-// (its `#[cfg(test)]` module compiles here too, cfg(test) being on in every test target, while
-// its test functions do not: they need libtest; `fixtures` is only there for that module)
+mod support;
+// (`smtp_sink`'s `#[cfg(test)]` module compiles here too, cfg(test) being on in every test
+// target, while its test functions do not: they need libtest; `fixtures` is only there for that module)
 #[path = "../it/smtp_sink.rs"]
 #[allow(dead_code, unused_imports)]
 mod smtp_sink;

@@ -1,7 +1,7 @@
 //! Many daemons on one database.
 
-use crate::daemon::{send_many, smtp_session, spawn};
-use crate::harness::TestDb;
+use crate::support::{send_many, smtp_session, spawn};
+use crate::support::TestDb;
 use crate::outbox::{settled, sink_quiet};
 use crate::smtp_sink::SmtpSink;
 use crate::tally::{note, Copies, Tally};

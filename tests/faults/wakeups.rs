@@ -1,7 +1,7 @@
 //! Wake-ups: one NOTIFY for a huge transaction, and delivery by polling alone.
 
-use crate::daemon::{send, smtp_session, spawn};
-use crate::harness::TestDb;
+use crate::support::{send, smtp_session, spawn};
+use crate::support::TestDb;
 use crate::outbox::{self, settled, sink_quiet};
 use crate::smtp_sink::SmtpSink;
 use crate::tally::{note, Copies, Tally};
@@ -90,7 +90,7 @@ pub async fn polling_alone() {
             latencies.push(sink.messages()[before].at.saturating_duration_since(committed));
         }
     }
-    crate::daemon::send_many(&db, session, "bulk", 200).await;
+    crate::support::send_many(&db, session, "bulk", 200).await;
     let done = settled(&db.client, "true", Duration::from_secs(20)).await;
     sink_quiet(&sink, Duration::from_millis(300), Duration::from_secs(3)).await;
     let listener_connected = daemon.handles.listener.connected.load(Ordering::SeqCst);

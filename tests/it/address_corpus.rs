@@ -5,7 +5,7 @@
 //! the adapter builds a message with it.
 
 use crate::fixtures::text_message;
-use crate::harness::TestDb;
+use crate::support::TestDb;
 use pgcourier::channels::email::{build, mailbox};
 use pgcourier::domain::address::parse_email;
 

@@ -1,7 +1,7 @@
 //! Attachments: limits enforced at insert, frozen with the content, delivered byte-for-byte.
 
-use crate::daemon::{smtp_session, spawn, until};
-use crate::harness::TestDb;
+use crate::support::{smtp_session, spawn, until};
+use crate::support::TestDb;
 use crate::smtp_sink::SmtpSink;
 use base64::Engine;
 use std::time::Duration;

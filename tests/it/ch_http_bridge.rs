@@ -3,8 +3,8 @@
 //! stored, attachment bytes intact; a 400 failed with the bridge's body in last_error).
 
 use crate::fixtures::text_message;
-use crate::daemon::{spawn, until};
-use crate::harness::TestDb;
+use crate::support::{spawn, until};
+use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
 use base64::Engine as _;
 use pgcourier::channels::http_bridge::HttpBridge;

@@ -2,8 +2,8 @@
 //! payloads (one test per classification row), then end to end through the daemon.
 
 use crate::fixtures::text_message;
-use crate::daemon::{spawn, until};
-use crate::harness::TestDb;
+use crate::support::{spawn, until};
+use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
 use pgcourier::channels::telegram::Telegram;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};

@@ -3,8 +3,8 @@
 //! daemon end to end (sent with the SID stored; 21610 failed and suppressed as unsubscribed).
 
 use crate::fixtures::text_message;
-use crate::daemon::{spawn, until};
-use crate::harness::TestDb;
+use crate::support::{spawn, until};
+use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
 use base64::Engine as _;
 use pgcourier::channels::twilio::Twilio;

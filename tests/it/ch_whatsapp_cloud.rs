@@ -3,8 +3,8 @@
 //! the daemon.
 
 use crate::fixtures::text_message;
-use crate::daemon::{spawn, until};
-use crate::harness::TestDb;
+use crate::support::{spawn, until};
+use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
 use pgcourier::channels::whatsapp_cloud::WhatsappCloud;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};

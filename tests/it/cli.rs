@@ -4,7 +4,7 @@
 //! becomes a 500 is logged with its SQLSTATE, message, detail and hint.
 
 use crate::app::api_key;
-use crate::harness::TestDb;
+use crate::support::TestDb;
 use pgcourier::db::apikeys::Scope;
 use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};

@@ -2,7 +2,7 @@
 //! a `--config` file supplies settings under the environment, and the commands find the private
 //! PostgreSQL of a running `pgcourier up` without `DATABASE_URL`.
 
-use crate::harness::TestDb;
+use crate::support::TestDb;
 use std::io::BufRead;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,8 +1,8 @@
 //! The door: what an inserting application may not set or write, refused at insert with an error
 //! naming the column and the rule, and session edits that reach a running daemon.
 
-use crate::daemon::{send, smtp_session, spawn, until};
-use crate::harness::TestDb;
+use crate::support::{send, smtp_session, spawn, until};
+use crate::support::TestDb;
 use crate::smtp_sink::SmtpSink;
 use std::time::Duration;
 use tokio_postgres::error::DbError;

@@ -1,8 +1,8 @@
 //! Fair share between sessions: a saturated session's backlog never delays another session's
 //! ready messages, and keeps its own full speed meanwhile.
 
-use crate::daemon::{spawn, until};
-use crate::harness::TestDb;
+use crate::support::{spawn, until};
+use crate::support::TestDb;
 use crate::smtp_sink::{Reply, SmtpSink};
 use std::time::{Duration, Instant};
 

@@ -10,7 +10,7 @@ mod send;
 mod threads;
 
 use crate::app::{api_key, spawn_app, App};
-use crate::harness::TestDb;
+use crate::support::TestDb;
 use pgcourier::db::apikeys::Scope;
 use reqwest::Method;
 use serde_json::Value;

@@ -1,8 +1,8 @@
 //! Inbound: claim, decide with rules, apply in one transaction; human takeover; auto-replies that
 //! thread at the recipient; many daemons, each row decided once.
 
-use crate::daemon::{smtp_session, spawn, until};
-use crate::harness::TestDb;
+use crate::support::{smtp_session, spawn, until};
+use crate::support::TestDb;
 use crate::smtp_sink::SmtpSink;
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! in batches, follow-ups that fire once (with a draft awaiting approval) or are answered in time,
 //! and an LLM summarizer that fails without writing anything.
 
-use crate::daemon::{spawn, until};
-use crate::harness::TestDb;
+use crate::support::{spawn, until};
+use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;

@@ -3,7 +3,7 @@
 //! session and go with it; threads that messages name are never deleted, re-keyed or truncated,
 //! also when the delete races an insert; a message moves only to a thread of its own.
 
-use crate::harness::TestDb;
+use crate::support::TestDb;
 use std::time::{Duration, Instant};
 use tokio_postgres::GenericClient;
 

@@ -2,8 +2,8 @@
 //! never rescued and repeated; an attempt after one whose outcome is unknown is flagged
 //! `possible_duplicate`.
 
-use crate::daemon::{send_many, smtp_session, spawn, until};
-use crate::harness::TestDb;
+use crate::support::{send_many, smtp_session, spawn, until};
+use crate::support::TestDb;
 use crate::smtp_sink::{Reply, SmtpSink};
 use pgcourier::db::outbound::{claim, record, renew, rescue, OutcomeRow};
 use std::collections::HashMap;

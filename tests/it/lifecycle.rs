@@ -1,7 +1,7 @@
 //! The lifecycle is one list, enforced twice: the Rust `TRANSITIONS` and the SQL table agree,
 //! and every transition the SQL table allows is accepted by the trigger.
 
-use crate::harness::TestDb;
+use crate::support::TestDb;
 use pgcourier::domain::lifecycle::{Status, TRANSITIONS};
 use std::collections::BTreeSet;
 

@@ -1,8 +1,8 @@
 //! Per-session rate limits (held in the database, so across daemons) and circuit breakers
 //! with fallback sessions.
 
-use crate::daemon::{send, smtp_session, spawn, until};
-use crate::harness::TestDb;
+use crate::support::{send, smtp_session, spawn, until};
+use crate::support::TestDb;
 use crate::smtp_sink::{Reply, SmtpSink};
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,5 @@
 //! Integration tests against a real PostgreSQL: one binary, a fresh database per test.
+//! Shared helpers are in [`support`].
 
 mod ch_http_bridge;
 mod ch_telegram;
@@ -9,7 +10,6 @@ mod attachments;
 mod cli;
 mod config_cli;
 mod fixtures;
-mod harness;
 mod http_api;
 mod inbound;
 mod insights;
@@ -29,4 +29,5 @@ mod door;
 mod address_corpus;
 mod refusals;
 mod smtp_sink;
+mod support;
 mod webhooks;

@@ -1,6 +1,6 @@
 //! The SQL contract: what an application or a bridge gets from a plain INSERT.
 
-use crate::harness::TestDb;
+use crate::support::TestDb;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -458,6 +458,20 @@ async fn migrate_twice_is_a_no_op_and_reports_current() {
     assert!(pgcourier::db::migrate::is_current(&c).await.unwrap());
     let fresh = TestDb::empty().await;
     assert!(!pgcourier::db::migrate::is_current(&fresh.client).await.unwrap());
+}
+
+/// A test database is a copy of a template migrated once; the daemon's migrate at start still
+/// compares the trigger files with what the database holds and applies them when they differ.
+#[tokio::test]
+async fn migrate_applies_the_trigger_files_again_when_their_checksum_differs() {
+    let db = TestDb::new().await;
+    db.client.batch_execute("UPDATE et_meta SET value = 'older files' WHERE key = 'triggers_md5'").await.unwrap();
+    assert!(!pgcourier::db::migrate::is_current(&db.client).await.unwrap());
+    let mut c = db.connect().await;
+    let again = pgcourier::db::migrate::migrate(&mut c).await.unwrap();
+    assert!(again.applied.is_empty());
+    assert!(again.triggers_applied, "changed triggers are applied");
+    assert!(pgcourier::db::migrate::is_current(&c).await.unwrap());
 }
 
 #[test]

@@ -6,8 +6,8 @@ mod exposition;
 mod rls;
 
 use crate::app::spawn_app;
-use crate::daemon::until;
-use crate::harness::TestDb;
+use crate::support::until;
+use crate::support::TestDb;
 use pgcourier::db::listener::ListenerState;
 use pgcourier::http::ops::readiness;
 use pgcourier::http::AppState;

@@ -1,8 +1,8 @@
 //! The daemon as a real process: killed with SIGKILL while holding leases, and stopped with
 //! SIGTERM in the middle of a slow SMTP conversation.
 
-use crate::daemon::{send, smtp_session, spawn, until};
-use crate::harness::TestDb;
+use crate::support::{send, smtp_session, spawn, until};
+use crate::support::TestDb;
 use crate::smtp_sink::{Reply, SmtpSink};
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};

@@ -14,7 +14,7 @@ mod twilio;
 mod whatsapp;
 
 use crate::app::{spawn_app, App};
-use crate::harness::TestDb;
+use crate::support::TestDb;
 use serde_json::{json, Value};
 
 /// A database with tenant `acme`, and a daemon serving HTTP on it.

@@ -1,7 +1,7 @@
 //! Bad input is refused whole, with an error naming the column and the rule, and leaves no
 //! message, queue row, event or thread behind.
 
-use crate::harness::TestDb;
+use crate::support::TestDb;
 use tokio_postgres::error::DbError;
 
 /// Row counts of every table a message insert writes to.

@@ -14,7 +14,7 @@ mod delivery;
 mod ssrf;
 
 use crate::app::{api_key, spawn_app, App};
-use crate::harness::TestDb;
+use crate::support::TestDb;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use pgcourier::db::apikeys::Scope;
@@ -42,7 +42,7 @@ pub struct Worker {
 impl Worker {
     pub fn start(db: &TestDb) -> Worker {
         let pool = pgcourier::db::pool(db.config.clone(), 4).expect("pool");
-        let config = crate::daemon::config(db, ENV);
+        let config = crate::support::config(db, ENV);
         let token = CancellationToken::new();
         let task = tokio::spawn(pgcourier::webhooks::run(pool, config, Default::default(), token.clone()));
         Worker { token, task }

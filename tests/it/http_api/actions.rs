@@ -2,7 +2,7 @@
 //! actor `apikey:<prefix>`; a refused transition is 409 with the function's message.
 
 use super::{field, Api};
-use crate::daemon::until;
+use crate::support::until;
 use pgcourier::db::apikeys::Scope;
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! sender and session choice, and every refusal naming its field with nothing written.
 
 use super::{field, Api};
-use crate::daemon::until;
+use crate::support::until;
 use base64::Engine;
 use reqwest::Method;
 use serde_json::{json, Value};

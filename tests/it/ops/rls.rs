@@ -2,7 +2,7 @@
 //! `pgcourier.tenant_id` set sees and writes only its tenant's rows, and the triggers still do
 //! their work under its privileges.
 
-use crate::harness::TestDb;
+use crate::support::TestDb;
 use tokio_postgres::{Client, NoTls};
 
 /// A LOGIN role in `pgcourier_app`, unique to the test, dropped when this is dropped (roles are

@@ -2,7 +2,7 @@
 
 use super::{create, endpoint, ENV};
 use crate::app::{api_key, spawn_app, App};
-use crate::harness::TestDb;
+use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp};
 use pgcourier::db::apikeys::Scope;
 use reqwest::Method;

@@ -2,8 +2,8 @@
 //! webhook-id; 410 Gone disables the endpoint; exhausted attempts count against it.
 
 use super::{endpoint, inbound, setup, verify, SECS};
-use crate::daemon::until;
-use crate::harness::TestDb;
+use crate::support::until;
+use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
 use serde_json::{json, Value};
 use std::time::Duration;

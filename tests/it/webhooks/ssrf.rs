@@ -1,8 +1,8 @@
 //! The SSRF guard: refused at creation (400 naming `url`), and again at delivery time.
 
 use super::{create, inbound, setup, SECS};
-use crate::daemon::until;
-use crate::harness::TestDb;
+use crate::support::until;
+use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp};
 use pgcourier::db::webhooks::Claimed;
 use pgcourier::webhooks::deliver::{Attempt, Sender};

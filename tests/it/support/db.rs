@@ -1,7 +1,9 @@
 //! A fresh, migrated database per test on a real PostgreSQL.
 //!
 //! The server is `DATABASE_URL` when set, else the local one on 127.0.0.1:5432 (user postgres).
-//! Each [`TestDb`] creates `test_<uuid>`, migrates it, and drops it `WITH (FORCE)` when dropped.
+//! Each [`TestDb`] creates `test_<uuid>` as a copy of the migrated template database
+//! ([`super::template`], migrated once per schema, not once per test) and drops it
+//! `WITH (FORCE)` when dropped.
 
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -20,12 +22,12 @@ pub struct TestDb {
     admin_url: String,
 }
 
-fn admin_url() -> String {
+pub(super) fn admin_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
 }
 
 /// `url` with its database name replaced by `db` (keeps any `?query`).
-fn with_database(url: &str, db: &str) -> String {
+pub(super) fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, format!("?{q}")),
         None => (url, String::new()),
@@ -38,7 +40,7 @@ fn with_database(url: &str, db: &str) -> String {
     format!("{host_part}/{db}{query}")
 }
 
-async fn connect(url: &str) -> Client {
+pub(super) async fn connect(url: &str) -> Client {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|e| {
         panic!(
             "cannot reach PostgreSQL at {url}: {e}\n\
@@ -53,23 +55,24 @@ async fn connect(url: &str) -> Client {
 }
 
 impl TestDb {
-    /// A new empty database with the schema and triggers applied.
+    /// A new database with the schema and triggers applied: a copy of the template database,
+    /// which the first call in this process finds or builds ([`super::template`]).
     pub async fn new() -> TestDb {
-        let db = TestDb::empty().await;
-        let mut migrate_client = connect(&db.url).await;
-        pgcourier::db::migrate::migrate(&mut migrate_client)
-            .await
-            .expect("migrating the test database");
-        db
+        let admin_url = admin_url();
+        let template = super::template::template(&admin_url).await;
+        TestDb::create(admin_url, &format!("TEMPLATE {template}")).await
     }
 
     /// A new database with nothing in it (for migration tests).
     pub async fn empty() -> TestDb {
-        let admin_url = admin_url();
+        TestDb::create(admin_url(), "").await
+    }
+
+    async fn create(admin_url: String, options: &str) -> TestDb {
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&admin_url).await;
         admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {name} {options}"))
             .await
             .expect("CREATE DATABASE for the test");
         let url = with_database(&admin_url, &name);

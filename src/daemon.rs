@@ -1,6 +1,8 @@
-//! Wires the daemon together: migrate, then the listener, the outbound dispatcher and the
-//! rescuer, all stopped by one cancellation token (soft stop: no new claims; in-flight sends
-//! finish up to the shutdown timeout).
+//! Wires the daemon together: migrate, bind the HTTP address, then start its tasks: the LISTEN
+//! connection (unless `PGCOURIER_LISTEN=off`), the outbound rescuer, the statistics keeper, the
+//! HTTP surface, the inbound worker, the insights worker, the status webhook worker and the
+//! outbound dispatcher; all stopped by one cancellation token (soft stop: no new claims;
+//! in-flight work finishes up to the shutdown timeout, its leases renewed meanwhile).
 
 use crate::config::Config;
 use crate::db::{self, listener};
@@ -56,8 +58,8 @@ pub async fn run_with(
     };
     // Events written by this daemon's connections name it as the actor. JIT is off: every
     // statement the daemon runs is short, and the claim's per-session budgets (a LIMIT the
-    // planner cannot see) make its cost estimate large enough to be compiled, which took ~90 ms
-    // of a 25 ms claim.
+    // planner cannot see) make its cost estimate large enough to be compiled, which costs
+    // several times the claim itself (see BENCHMARKS.md).
     let mut pooled = database.clone();
     pooled.options(format!("-c pgcourier.actor={} -c jit=off", config.worker_id.replace(' ', "_")));
     let pool = db::pool(pooled, config.pool_size)?;

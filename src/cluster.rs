@@ -41,20 +41,26 @@ impl Default for ClusterConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("no PostgreSQL server binaries (initdb, pg_ctl) found; searched {searched}. Install PostgreSQL \
+    #[error(
+        "no PostgreSQL server binaries (initdb, pg_ctl) found; searched {searched}. Install PostgreSQL \
              (e.g. `apt install postgresql`), set PGCOURIER_PG_BIN to the directory holding initdb and pg_ctl, \
-             or set DATABASE_URL to use an existing server")]
+             or set DATABASE_URL to use an existing server"
+    )]
     BinariesNotFound { searched: String },
-    #[error("running as root, but PostgreSQL refuses to run as root and there is no `postgres` OS user to run \
-             it as; create one (`useradd --system postgres`), run pgcourier as a normal user, or set DATABASE_URL")]
+    #[error(
+        "running as root, but PostgreSQL refuses to run as root and there is no `postgres` OS user to run \
+             it as; create one (`useradd --system postgres`), run pgcourier as a normal user, or set DATABASE_URL"
+    )]
     NoPostgresUser,
     #[error("the `postgres` OS user cannot write to {}: as root, pgcourier runs PostgreSQL as `postgres`, which \
              needs search (x) permission on every parent directory. Put the data directory somewhere it can reach \
              (e.g. /var/lib/pgcourier or /tmp/pgcourier, not under /root), run as a normal user, or set DATABASE_URL",
             path.display())]
     Unreachable { path: PathBuf },
-    #[error("port {0} on 127.0.0.1 is already in use; pick another port, leave it unset to choose a free one, \
-             or stop whatever listens there")]
+    #[error(
+        "port {0} on 127.0.0.1 is already in use; pick another port, leave it unset to choose a free one, \
+             or stop whatever listens there"
+    )]
     PortInUse(u16),
     #[error("no free TCP port on 127.0.0.1 from 5433 upward; free one or set DATABASE_URL")]
     NoFreePort,
@@ -62,8 +68,10 @@ pub enum ClusterError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("could not run {program}: {source}")]
     Spawn { program: String, source: std::io::Error },
-    #[error("{step} failed ({status}). {detail}\nFix the cause above, remove the data directory to start over, \
-             or set DATABASE_URL to use an existing server")]
+    #[error(
+        "{step} failed ({status}). {detail}\nFix the cause above, remove the data directory to start over, \
+             or set DATABASE_URL to use an existing server"
+    )]
     Failed { step: String, status: String, detail: String },
     #[error("PostgreSQL on port {port} does not accept connections: {source}; see {}", log.display())]
     Connect { port: u16, log: PathBuf, source: tokio_postgres::Error },

@@ -243,7 +243,11 @@ impl Config {
 
     /// The settings from the command line (`cli`: matches of a command that flattens [`Config`];
     /// only values typed there count), else `env`, else `file`, else the defaults.
-    pub fn resolve(cli: Option<&ArgMatches>, env: impl Fn(&str) -> Option<String>, file: Option<&ConfigFile>) -> Result<Config, ConfigError> {
+    pub fn resolve(
+        cli: Option<&ArgMatches>,
+        env: impl Fn(&str) -> Option<String>,
+        file: Option<&ConfigFile>,
+    ) -> Result<Config, ConfigError> {
         let settings = settings();
         let mut argv: Vec<String> = Vec::new();
         let mut given: Vec<(&Setting, Given, String)> = Vec::new();
@@ -315,7 +319,9 @@ fn explain(e: &clap::Error, given: &[(&Setting, Given, String)]) -> ConfigError 
     };
     let problem = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_else(|| e.kind().to_string());
     let found = given.iter().find(|(s, ..)| {
-        arg.strip_prefix("--").and_then(|a| a.strip_prefix(s.long.as_str())).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '=']))
+        arg.strip_prefix("--")
+            .and_then(|a| a.strip_prefix(s.long.as_str()))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '=']))
     });
     match found {
         Some((s, from, value)) => ConfigError {
@@ -327,7 +333,11 @@ fn explain(e: &clap::Error, given: &[(&Setting, Given, String)]) -> ConfigError 
             },
             problem: format!("{value:?} {problem}"),
         },
-        None => ConfigError { name: String::new(), given: "configuration".into(), problem: e.to_string().lines().next().unwrap_or("").to_owned() },
+        None => ConfigError {
+            name: String::new(),
+            given: "configuration".into(),
+            problem: e.to_string().lines().next().unwrap_or("").to_owned(),
+        },
     }
 }
 
@@ -436,7 +446,15 @@ mod tests {
         )
         .unwrap();
         let cli = settings_command().try_get_matches_from(["--lease", "5s"]).unwrap();
-        let env = |k: &str| (k == "PGCOURIER_LEASE" || k == "PGCOURIER_BATCH_SIZE").then(|| "6".to_owned()).map(|v| if k == "PGCOURIER_LEASE" { "6s".into() } else { v });
+        let env = |k: &str| {
+            (k == "PGCOURIER_LEASE" || k == "PGCOURIER_BATCH_SIZE").then(|| "6".to_owned()).map(|v| {
+                if k == "PGCOURIER_LEASE" {
+                    "6s".into()
+                } else {
+                    v
+                }
+            })
+        };
         let c = Config::resolve(Some(&cli), env, Some(&file)).unwrap();
         assert_eq!(c.lease, Duration::from_secs(5), "command line over environment and file");
         assert_eq!(c.batch_size, 6, "environment over file");

@@ -68,7 +68,14 @@ pub async fn run_with(
     let wakers = listener::Wakers::default();
     let tasks = TaskTracker::new();
     if config.listen {
-        tasks.spawn(listener::run(database, config.worker_id.clone(), wakers.clone(), handles.listener.clone(), Duration::from_secs(30), shutdown.clone()));
+        tasks.spawn(listener::run(
+            database,
+            config.worker_id.clone(),
+            wakers.clone(),
+            handles.listener.clone(),
+            Duration::from_secs(30),
+            shutdown.clone(),
+        ));
     } else {
         tracing::info!(poll_interval = ?config.poll_interval, "PGCOURIER_LISTEN=off: no LISTEN connection; finding work by polling");
         handles.listener.poll_only.store(true, std::sync::atomic::Ordering::SeqCst);

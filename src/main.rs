@@ -170,7 +170,11 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
 fn write_private(path: &std::path::Path, content: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
     writeln!(f, "{content}")?;
     Ok(())
@@ -193,7 +197,7 @@ async fn apikey(client: &tokio_postgres::Client, command: ApikeyCommand) -> anyh
             eprintln!("key {} for tenant {tenant} created; store it now, it is not shown again", key.prefix);
         }
         ApikeyCommand::List { tenant } => {
-            println!("{:<10} {:<16} {:<18} {:<22} {:<22} {}", "prefix", "name", "scopes", "expires", "revoked", "last used");
+            println!("{:<10} {:<16} {:<18} {:<22} {:<22} last used", "prefix", "name", "scopes", "expires", "revoked");
             let when = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or("-".into());
             for (_, name, prefix, scopes, expires, revoked, used) in apikeys::list(client, &tenant).await? {
                 println!("{prefix:<10} {name:<16} {:<18} {:<22} {:<22} {}", scopes.join(","), when(expires), when(revoked), when(used));
@@ -219,7 +223,9 @@ async fn up(mut config: Config) -> anyhow::Result<()> {
         Some(_) => None,
         None => {
             println!("starting a private PostgreSQL under {} ...", data_dir.display());
-            let c = cluster::Cluster::start(cluster::ClusterConfig { data_dir: data_dir.clone(), port: None, pg_bin: config.pg_bin.clone() }).await?;
+            let c =
+                cluster::Cluster::start(cluster::ClusterConfig { data_dir: data_dir.clone(), port: None, pg_bin: config.pg_bin.clone() })
+                    .await?;
             config.database_url = Some(c.url());
             Some(c)
         }

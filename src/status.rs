@@ -8,13 +8,21 @@ pub async fn render(client: &tokio_postgres::Client) -> Result<String, tokio_pos
     let mut out = String::new();
     let queue = health::queue_health(client).await?;
     let _ = writeln!(out, "QUEUE");
-    let _ = writeln!(out, "{:<16} {:<9} {:<14} {:<7} {:>8} {:>8} {:>12} {:>8}", "tenant", "channel", "provider", "state", "depth", "due", "oldest_ready", "expired");
+    let _ = writeln!(
+        out,
+        "{:<16} {:<9} {:<14} {:<7} {:>8} {:>8} {:>12} {:>8}",
+        "tenant", "channel", "provider", "state", "depth", "due", "oldest_ready", "expired"
+    );
     if queue.is_empty() {
         let _ = writeln!(out, "(empty)");
     }
     for q in &queue {
         let age = q.oldest_ready_secs.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into());
-        let _ = writeln!(out, "{:<16} {:<9} {:<14} {:<7} {:>8} {:>8} {:>12} {:>8}", q.tenant_id, q.channel, q.provider, q.state, q.depth, q.due, age, q.expired_leases);
+        let _ = writeln!(
+            out,
+            "{:<16} {:<9} {:<14} {:<7} {:>8} {:>8} {:>12} {:>8}",
+            q.tenant_id, q.channel, q.provider, q.state, q.depth, q.due, age, q.expired_leases
+        );
     }
     let _ = writeln!(out, "\nMESSAGES");
     for (direction, status, n) in health::status_counts(client).await? {

@@ -17,7 +17,8 @@ use tracing_subscriber::EnvFilter;
 /// Install the global subscriber (once per process; later calls are ignored), and the metrics
 /// recorder, so that everything recorded from the start is exported.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,refinery_core=warn,tokio_postgres=warn,deadpool=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,refinery_core=warn,tokio_postgres=warn,deadpool=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -84,9 +85,18 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 /// `# HELP` lines for what the workers record.
 fn describe() {
     metrics::describe_histogram!(SEND_DURATION, metrics::Unit::Seconds, "Time a provider took to accept or refuse one send, per provider.");
-    metrics::describe_counter!("pgcourier_messages_total", "Send outcomes recorded by this daemon (status sent, queued = retry, failed, suppressed), per channel and tenant.");
-    metrics::describe_counter!("pgcourier_provider_errors_total", "Failed sends per provider and error class (transient, rate_limited, permanent, suppress).");
-    metrics::describe_counter!("pgcourier_inbound_decisions_total", "Inbound decisions made by this daemon, per kind (ai_replied, human_takeover, follow_up, no_action, error).");
+    metrics::describe_counter!(
+        "pgcourier_messages_total",
+        "Send outcomes recorded by this daemon (status sent, queued = retry, failed, suppressed), per channel and tenant."
+    );
+    metrics::describe_counter!(
+        "pgcourier_provider_errors_total",
+        "Failed sends per provider and error class (transient, rate_limited, permanent, suppress)."
+    );
+    metrics::describe_counter!(
+        "pgcourier_inbound_decisions_total",
+        "Inbound decisions made by this daemon, per kind (ai_replied, human_takeover, follow_up, no_action, error)."
+    );
 }
 
 #[cfg(test)]

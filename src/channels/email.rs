@@ -175,9 +175,21 @@ fn rfc2231_filename(filename: &str) -> Vec<String> {
         c.encode_utf8(&mut buf)
             .bytes()
             .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'!' | b'#' | b'$' | b'&' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~' => {
-                    (b as char).to_string()
-                }
+                b'a'..=b'z'
+                | b'A'..=b'Z'
+                | b'0'..=b'9'
+                | b'!'
+                | b'#'
+                | b'$'
+                | b'&'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~' => (b as char).to_string(),
                 _ => format!("%{b:02X}"),
             })
             .collect::<String>()

@@ -24,11 +24,7 @@ impl File {
 impl Channel for File {
     async fn send(&self, msg: &Outbound) -> Result<Receipt, SendError> {
         let m = email::build(msg)?;
-        let id = self
-            .transport
-            .send(m)
-            .await
-            .map_err(|e| SendError::transient(format!("writing the .eml failed: {e}")))?;
+        let id = self.transport.send(m).await.map_err(|e| SendError::transient(format!("writing the .eml failed: {e}")))?;
         Ok(Receipt { external_id: msg.message_id.clone().or(Some(id)), detail: None })
     }
 }

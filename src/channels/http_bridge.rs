@@ -80,17 +80,14 @@ fn payload(msg: &Outbound) -> serde_json::Value {
 #[async_trait]
 impl Channel for HttpBridge {
     async fn send(&self, msg: &Outbound) -> Result<Receipt, SendError> {
-        let mut request = self
-            .client
-            .post(&self.url)
-            .header("Idempotency-Key", msg.public_id.to_string())
-            .json(&payload(msg));
+        let mut request = self.client.post(&self.url).header("Idempotency-Key", msg.public_id.to_string()).json(&payload(msg));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.map_err(|e| {
             let what = if e.is_timeout() { "timed out" } else { "failed" };
-            SendError::transient(format!("http_bridge: POST {} {what}: {}", self.url, error_chain(&e))).possibly_delivered(may_have_arrived(&e))
+            SendError::transient(format!("http_bridge: POST {} {what}: {}", self.url, error_chain(&e)))
+                .possibly_delivered(may_have_arrived(&e))
         })?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());

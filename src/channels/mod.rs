@@ -105,10 +105,7 @@ pub trait Channel: Send + Sync {
 /// Resolves `credentials_ref` to a secret: `PGCOURIER_SECRET_<REF>` in the daemon's environment
 /// (the reference upper-cased, anything but letters and digits turned into `_`).
 pub fn secret_env_name(reference: &str) -> String {
-    let name: String = reference
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
-        .collect();
+    let name: String = reference.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
     format!("PGCOURIER_SECRET_{name}")
 }
 
@@ -117,16 +114,18 @@ fn resolve_secret(reference: &Option<String>) -> Result<Option<String>, SendErro
     let var = secret_env_name(reference);
     match std::env::var(&var) {
         Ok(v) if !v.is_empty() => Ok(Some(v)),
-        _ => Err(SendError::permanent(format!(
-            "credentials_ref {reference:?}: secret {var} is not set in the daemon's environment"
-        ))),
+        _ => Err(SendError::permanent(format!("credentials_ref {reference:?}: secret {var} is not set in the daemon's environment"))),
     }
 }
+
+/// A built adapter, shared by the sends of its session.
+type Built = Arc<dyn Channel>;
 
 /// The adapters of every session seen so far, rebuilt when a session is edited.
 #[derive(Default)]
 pub struct Registry {
-    built: Mutex<HashMap<i64, (chrono::DateTime<chrono::Utc>, Arc<dyn Channel>)>>,
+    /// Per session: the `updated_at` the adapter was built for, and the adapter.
+    built: Mutex<HashMap<i64, (chrono::DateTime<chrono::Utc>, Built)>>,
 }
 
 impl Registry {
@@ -155,10 +154,7 @@ fn build(session: &SessionRow) -> Result<Arc<dyn Channel>, SendError> {
         "twilio" => Arc::new(twilio::Twilio::new(&session.config, &session.address, secret)?),
         "http_bridge" => Arc::new(http_bridge::HttpBridge::new(&session.config, secret)?),
         other => {
-            return Err(SendError::permanent(format!(
-                "provider {other:?} (session {}) is not supported by this daemon yet",
-                session.id
-            )))
+            return Err(SendError::permanent(format!("provider {other:?} (session {}) is not supported by this daemon yet", session.id)))
         }
     })
 }

@@ -60,9 +60,7 @@ impl Telegram {
         let api_base = match config.get("api_base") {
             None | Some(Value::Null) => DEFAULT_API_BASE.to_owned(),
             Some(Value::String(s)) if s.starts_with("http://") || s.starts_with("https://") => s.trim_end_matches('/').to_owned(),
-            Some(other) => {
-                return Err(SendError::permanent(format!("telegram_bot config.api_base {other} is not an http(s) URL")))
-            }
+            Some(other) => return Err(SendError::permanent(format!("telegram_bot config.api_base {other} is not an http(s) URL"))),
         };
         let timeout_ms = match config.get("timeout_ms") {
             None | Some(Value::Null) => 10_000,
@@ -276,14 +274,10 @@ fn classify(what: &str, recipient: &str, status: u16, retry_header: Option<u64>,
             (ErrorClass::RateLimited { retry_after }, detail)
         }
         500..=599 => (ErrorClass::Transient { retry_after: None }, detail),
-        401 => (
-            ErrorClass::Permanent,
-            format!("the telegram bot token is wrong or was revoked (check the session's secret): {detail}"),
-        ),
-        403 if ["blocked by the user", "user is deactivated", "bot was kicked", "not a member"].iter().any(|s| lower.contains(s)) => (
-            ErrorClass::Suppress { reason: SuppressReason::Blocked, address: Some(recipient.to_owned()) },
-            detail,
-        ),
+        401 => (ErrorClass::Permanent, format!("the telegram bot token is wrong or was revoked (check the session's secret): {detail}")),
+        403 if ["blocked by the user", "user is deactivated", "bot was kicked", "not a member"].iter().any(|s| lower.contains(s)) => {
+            (ErrorClass::Suppress { reason: SuppressReason::Blocked, address: Some(recipient.to_owned()) }, detail)
+        }
         404 => (ErrorClass::Permanent, format!("{detail} (Telegram answers 404 for an unknown bot token or a wrong config.api_base)")),
         _ if (400..500).contains(&code) => (ErrorClass::Permanent, detail),
         _ if status >= 500 => (ErrorClass::Transient { retry_after: None }, detail),
@@ -304,11 +298,9 @@ fn receipt(ids: &[i64], migrations: &[(String, i64)]) -> Receipt {
         detail.insert("migrated_to_chat_id".into(), json!(to));
     }
     if migrations.len() > 1 {
-        let all: Vec<Value> = migrations.iter().map(|(f, t)| json!({ "from_chat_id": chat_id_value(f), "migrated_to_chat_id": t })).collect();
+        let all: Vec<Value> =
+            migrations.iter().map(|(f, t)| json!({ "from_chat_id": chat_id_value(f), "migrated_to_chat_id": t })).collect();
         detail.insert("migrations".into(), Value::Array(all));
     }
-    Receipt {
-        external_id: ids.first().map(|id| id.to_string()),
-        detail: (!detail.is_empty()).then_some(Value::Object(detail)),
-    }
+    Receipt { external_id: ids.first().map(|id| id.to_string()), detail: (!detail.is_empty()).then_some(Value::Object(detail)) }
 }

@@ -55,9 +55,7 @@ impl Twilio {
         let (account_sid, user, password) = match (secret.split_once(':'), config_sid) {
             (Some((sid, token)), configured) if sid.starts_with("AC") => {
                 if let Some(c) = configured.filter(|c| *c != sid) {
-                    return Err(SendError::permanent(format!(
-                        "twilio: the secret's AccountSid {sid} differs from config.account_sid {c}"
-                    )));
+                    return Err(SendError::permanent(format!("twilio: the secret's AccountSid {sid} differs from config.account_sid {c}")));
                 }
                 (sid.to_owned(), sid.to_owned(), token.to_owned())
             }
@@ -107,23 +105,16 @@ impl Twilio {
 
     /// One API call: the created message (`sid`, `status`) or a classified failure.
     async fn send_one(&self, form: &[(&'static str, String)], to: &str) -> Result<serde_json::Value, SendError> {
-        let response = self
-            .client
-            .post(&self.endpoint)
-            .basic_auth(&self.user, Some(&self.password))
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| {
+        let response =
+            self.client.post(&self.endpoint).basic_auth(&self.user, Some(&self.password)).form(form).send().await.map_err(|e| {
                 SendError::transient(format!("twilio: request to {} failed: {}", self.endpoint, error_chain(&e)))
                     .possibly_delivered(may_have_arrived(&e))
             })?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
-        let text = response
-            .text()
-            .await
-            .map_err(|e| SendError::transient(format!("twilio: HTTP {status}: reading the answer failed: {}", error_chain(&e))).possibly_delivered(true))?;
+        let text = response.text().await.map_err(|e| {
+            SendError::transient(format!("twilio: HTTP {status}: reading the answer failed: {}", error_chain(&e))).possibly_delivered(true)
+        })?;
         let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
         if (200..300).contains(&status) {
             return Ok(json);
@@ -146,7 +137,8 @@ impl Channel for Twilio {
                 msg.attachments.len()
             )));
         }
-        let body = msg.text.as_deref().filter(|t| !t.trim().is_empty()).ok_or_else(|| SendError::permanent("twilio: the message has no text"))?;
+        let body =
+            msg.text.as_deref().filter(|t| !t.trim().is_empty()).ok_or_else(|| SendError::permanent("twilio: the message has no text"))?;
         if msg.to.is_empty() {
             return Err(SendError::permanent("twilio: the message has no recipients"));
         }
@@ -176,10 +168,8 @@ impl Channel for Twilio {
         let external_id = sent[0]["sid"].as_str().map(str::to_owned);
         let mut detail = serde_json::json!({ "provider": "twilio", "messages": sent });
         if !failed.is_empty() || !unsent.is_empty() {
-            detail["failed"] = failed
-                .iter()
-                .map(|(to, e)| serde_json::json!({ "to": to, "class": e.class.as_str(), "error": e.detail }))
-                .collect();
+            detail["failed"] =
+                failed.iter().map(|(to, e)| serde_json::json!({ "to": to, "class": e.class.as_str(), "error": e.detail })).collect();
             detail["unsent"] = serde_json::json!(unsent);
         }
         Ok(Receipt { external_id, detail: Some(detail) })

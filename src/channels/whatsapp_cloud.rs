@@ -70,7 +70,11 @@ impl WhatsappCloud {
             .map_err(|e| SendError::permanent(format!("whatsapp_cloud: cannot build the HTTP client: {e}")))?;
         Ok(WhatsappCloud {
             client,
-            base: format!("{}/{}/{phone_number_id}", text("api_base", "https://graph.facebook.com"), text("api_version", DEFAULT_API_VERSION)),
+            base: format!(
+                "{}/{}/{phone_number_id}",
+                text("api_base", "https://graph.facebook.com"),
+                text("api_version", DEFAULT_API_VERSION)
+            ),
             token: token.trim().to_owned(),
             pair_rate_delay: Duration::from_millis(ms("pair_rate_delay_ms", 6_000)),
             delivered: Mutex::default(),
@@ -80,12 +84,17 @@ impl WhatsappCloud {
     /// Send one request (one attempt, no retries here) and classify a failure.
     async fn post(&self, what: &str, req: reqwest::RequestBuilder) -> Result<Value, SendError> {
         let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
-            SendError::transient(format!("WhatsApp Cloud API {what}: {}", if e.is_timeout() { format!("timed out: {e}") } else { format!("connection failed: {e}") }))
-                .possibly_delivered(super::provider_http::may_have_arrived(&e))
+            SendError::transient(format!(
+                "WhatsApp Cloud API {what}: {}",
+                if e.is_timeout() { format!("timed out: {e}") } else { format!("connection failed: {e}") }
+            ))
+            .possibly_delivered(super::provider_http::may_have_arrived(&e))
         })?;
         let status = resp.status().as_u16();
         let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-        let body = resp.text().await.map_err(|e| SendError::transient(format!("WhatsApp Cloud API {what}: HTTP {status}, reading the body failed: {e}")).possibly_delivered(true))?;
+        let body = resp.text().await.map_err(|e| {
+            SendError::transient(format!("WhatsApp Cloud API {what}: HTTP {status}, reading the body failed: {e}")).possibly_delivered(true)
+        })?;
         if (200..300).contains(&status) {
             return Ok(serde_json::from_str(&body).unwrap_or_else(|_| json!({ "raw": excerpt(&body, 1000) })));
         }
@@ -94,11 +103,11 @@ impl WhatsappCloud {
 
     async fn upload(&self, a: &Attachment) -> Result<String, SendError> {
         let part = reqwest::multipart::Part::bytes(a.content.clone()).file_name(a.filename.clone());
-        let part = part.mime_str(&a.content_type).unwrap_or_else(|_| reqwest::multipart::Part::bytes(a.content.clone()).file_name(a.filename.clone()));
-        let form = reqwest::multipart::Form::new()
-            .text("messaging_product", "whatsapp")
-            .text("type", a.content_type.clone())
-            .part("file", part);
+        let part = part
+            .mime_str(&a.content_type)
+            .unwrap_or_else(|_| reqwest::multipart::Part::bytes(a.content.clone()).file_name(a.filename.clone()));
+        let form =
+            reqwest::multipart::Form::new().text("messaging_product", "whatsapp").text("type", a.content_type.clone()).part("file", part);
         let what = format!("media upload of {:?}", a.filename);
         let v = self.post(&what, self.client.post(format!("{}/media", self.base)).multipart(form)).await?;
         v.get("id").and_then(|id| id.as_str().map(str::to_owned).or_else(|| id.as_u64().map(|n| n.to_string()))).ok_or_else(|| {
@@ -228,7 +237,10 @@ fn plan(msg: &Outbound) -> Result<Vec<Step<'_>>, SendError> {
 
 /// `metadata.template` = `{name, language, parameters?: [..], components?: [..]}` → Graph's template object.
 fn template(t: &Value) -> Result<Value, SendError> {
-    let name = t.get("name").and_then(Value::as_str).filter(|s| !s.is_empty())
+    let name = t
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
         .ok_or_else(|| SendError::permanent("whatsapp_cloud: metadata.template.name (the approved template's name) is required"))?;
     let code = match t.get("language") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -239,10 +251,8 @@ fn template(t: &Value) -> Result<Value, SendError> {
     if let Some(c) = t.get("components").filter(|c| !c.is_null()) {
         out["components"] = c.clone();
     } else if let Some(p) = t.get("parameters").and_then(Value::as_array).filter(|p| !p.is_empty()) {
-        let params: Vec<Value> = p
-            .iter()
-            .map(|v| json!({ "type": "text", "text": v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()) }))
-            .collect();
+        let params: Vec<Value> =
+            p.iter().map(|v| json!({ "type": "text", "text": v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()) })).collect();
         out["components"] = json!([{ "type": "body", "parameters": params }]);
     }
     Ok(out)

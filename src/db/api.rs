@@ -37,4 +37,3 @@ impl MessageRef {
         Uuid::parse_str(s).ok().map(MessageRef::Public)
     }
 }
-

@@ -147,7 +147,10 @@ pub async fn authenticate(client: &tokio_postgres::Client, key: &str) -> Result<
     let principal = Principal { tenant_id: row.get(0), key_id: row.get(1), prefix: prefix.to_owned(), scopes: row.get(3) };
     if row.get::<_, bool>(6) {
         client
-            .execute("UPDATE et_api_keys SET last_used_at = now() WHERE tenant_id = $1 AND id = $2", &[&principal.tenant_id, &principal.key_id])
+            .execute(
+                "UPDATE et_api_keys SET last_used_at = now() WHERE tenant_id = $1 AND id = $2",
+                &[&principal.tenant_id, &principal.key_id],
+            )
             .await?;
     }
     Ok(Ok(principal))

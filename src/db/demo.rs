@@ -12,12 +12,7 @@ pub struct Demo {
 
 /// Create tenant `demo` and its two sessions unless they exist; `outbox` is where `.eml` land.
 pub async fn ensure(client: &Client, outbox: &str) -> Result<Demo, tokio_postgres::Error> {
-    client
-        .execute(
-            "INSERT INTO et_tenants (id, name) VALUES ('demo', 'Demo tenant') ON CONFLICT (id) DO NOTHING",
-            &[],
-        )
-        .await?;
+    client.execute("INSERT INTO et_tenants (id, name) VALUES ('demo', 'Demo tenant') ON CONFLICT (id) DO NOTHING", &[]).await?;
     let config = serde_json::json!({ "dir": outbox });
     let email = session(client, "email", "file", "Demo <demo@pgcourier.localhost>", "demo email (.eml files)", &config).await?;
     let chat = session(client, "whatsapp", "log", "+15550000000", "demo chat (log only)", &serde_json::json!({})).await?;

@@ -1,7 +1,5 @@
 //! Read-only reports for operators: queue health and message counts (`pgcourier status`).
 
-
-
 /// One row of `et_queue_health`.
 #[derive(Debug, Clone)]
 pub struct QueueHealth {
@@ -42,12 +40,7 @@ pub async fn queue_health(client: &tokio_postgres::Client) -> Result<Vec<QueueHe
 
 /// Messages per (direction, delivery_status).
 pub async fn status_counts(client: &tokio_postgres::Client) -> Result<Vec<(String, String, i64)>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT direction, delivery_status, count(*) FROM et_messages GROUP BY 1, 2 ORDER BY 1, 2",
-            &[],
-        )
-        .await?;
+    let rows = client.query("SELECT direction, delivery_status, count(*) FROM et_messages GROUP BY 1, 2 ORDER BY 1, 2", &[]).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
@@ -57,10 +50,7 @@ pub async fn dead_letters(
     limit: i64,
 ) -> Result<Vec<(i64, String, Vec<String>, Option<String>)>, tokio_postgres::Error> {
     let rows = client
-        .query(
-            "SELECT message_id, tenant_id, recipients, last_error FROM et_dead_letters ORDER BY dead_since DESC LIMIT $1",
-            &[&limit],
-        )
+        .query("SELECT message_id, tenant_id, recipients, last_error FROM et_dead_letters ORDER BY dead_since DESC LIMIT $1", &[&limit])
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
 }

@@ -154,10 +154,7 @@ pub struct Applied {
 
 /// Lock the threads of a batch (`FOR NO KEY UPDATE`, in id order) for the rest of the
 /// transaction; returns thread id → `handling` as of now.
-pub async fn lock_threads(
-    client: &impl GenericClient,
-    threads: &[(&str, i64)],
-) -> Result<HashMap<i64, String>, tokio_postgres::Error> {
+pub async fn lock_threads(client: &impl GenericClient, threads: &[(&str, i64)]) -> Result<HashMap<i64, String>, tokio_postgres::Error> {
     let mut threads = threads.to_vec();
     threads.sort_by_key(|t| t.1);
     threads.dedup();
@@ -247,9 +244,8 @@ pub async fn apply(client: &impl GenericClient, worker: &str, items: &[Applied])
     let decision: Vec<&Value> = items.iter().map(|a| &a.decision).collect();
     let error: Vec<Option<&str>> = items.iter().map(|a| a.error.as_deref()).collect();
     let stmt = client.prepare_cached(APPLY).await?;
-    let row = client
-        .query_one(&stmt, &[&tenants, &ids, &fences, &status, &reply, &follow_at, &follow_note, &decision, &error, &worker])
-        .await?;
+    let row =
+        client.query_one(&stmt, &[&tenants, &ids, &fences, &status, &reply, &follow_at, &follow_note, &decision, &error, &worker]).await?;
     Ok((row.get(0), row.get(1)))
 }
 
@@ -297,11 +293,7 @@ pub async fn renew(client: &impl GenericClient, claims: &[ClaimFence]) -> Result
 }
 
 /// Errored decisions with attempts left go back to `received` after `base · 2^(attempts-1)`.
-pub async fn retry_errors(
-    client: &mut deadpool_postgres::Client,
-    max_attempts: i32,
-    base: Duration,
-) -> Result<u64, tokio_postgres::Error> {
+pub async fn retry_errors(client: &mut deadpool_postgres::Client, max_attempts: i32, base: Duration) -> Result<u64, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     super::audit::set_reason(&tx, "automatic retry").await?;
     let n = tx

@@ -116,9 +116,7 @@ pub async fn claim_due(
     let quiet = debounce.as_secs_f64();
     let starved = quiet * 10.0;
     let (after_due, after_id) = (after.map(|a| a.0), after.map(|a| a.1));
-    let rows = client
-        .query(CLAIM, &[&quiet, &starved, &exclude, &limit, &after_due, &after_id, &worker, &lease.as_secs_f64()])
-        .await?;
+    let rows = client.query(CLAIM, &[&quiet, &starved, &exclude, &limit, &after_due, &after_id, &worker, &lease.as_secs_f64()]).await?;
     Ok(rows
         .iter()
         .map(|r| DueThread {
@@ -386,10 +384,7 @@ SELECT th.tenant_id, th.id, th.follow_up_at, coalesce(fm.id, lm.id),
 "#;
 
 /// Claim up to `limit` due follow-ups inside `tx` (locked until it ends; `SKIP LOCKED`).
-pub async fn claim_follow_ups(
-    tx: &deadpool_postgres::Transaction<'_>,
-    limit: i64,
-) -> Result<Vec<DueFollowUp>, tokio_postgres::Error> {
+pub async fn claim_follow_ups(tx: &deadpool_postgres::Transaction<'_>, limit: i64) -> Result<Vec<DueFollowUp>, tokio_postgres::Error> {
     let rows = tx.query(CLAIM_FOLLOW_UPS, &[&limit]).await?;
     Ok(rows
         .iter()
@@ -422,10 +417,7 @@ RETURNING thread_id, id
 
 /// Insert follow-up drafts (`pending_approval`, waiting for an operator's `et_approve`) for
 /// `items`; returns thread id → draft message id. One statement: a refused row refuses them all.
-pub async fn insert_drafts(
-    client: &impl GenericClient,
-    items: &[&DueFollowUp],
-) -> Result<HashMap<i64, i64>, tokio_postgres::Error> {
+pub async fn insert_drafts(client: &impl GenericClient, items: &[&DueFollowUp]) -> Result<HashMap<i64, i64>, tokio_postgres::Error> {
     let tenants: Vec<&str> = items.iter().map(|f| f.tenant_id.as_str()).collect();
     let ids: Vec<i64> = items.iter().map(|f| f.thread_id).collect();
     let messages: Vec<Option<i64>> = items.iter().map(|f| f.message_id).collect();

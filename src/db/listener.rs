@@ -84,7 +84,9 @@ pub async fn run(
     while !shutdown.is_cancelled() {
         match listen_once(&config, &worker, &wakers, &state, &shutdown, &mut first).await {
             Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => tracing::warn!(error = %crate::telemetry::one_line(&e), retry_in_ms = backoff.as_millis() as u64, "LISTEN connection failed"),
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::one_line(&e), retry_in_ms = backoff.as_millis() as u64, "LISTEN connection failed")
+            }
         }
         state.connected.store(false, Ordering::SeqCst);
         if shutdown.is_cancelled() {

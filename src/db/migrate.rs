@@ -64,20 +64,13 @@ async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, MigrateErr
 
 /// The versioned migrations this binary carries, as `V{n}__{name}`.
 pub fn known_migrations() -> Vec<String> {
-    embedded::migrations::runner()
-        .get_migrations()
-        .iter()
-        .map(|m| m.to_string())
-        .collect()
+    embedded::migrations::runner().get_migrations().iter().map(|m| m.to_string()).collect()
 }
 
 /// Whether every migration this binary knows is applied and the triggers are current
 /// (what `/ready` and `pgcourier status` report).
 pub async fn is_current(client: &Client) -> Result<bool, tokio_postgres::Error> {
-    let applied: i64 = match client
-        .query_one("SELECT count(*) FROM refinery_schema_history", &[])
-        .await
-    {
+    let applied: i64 = match client.query_one("SELECT count(*) FROM refinery_schema_history", &[]).await {
         Ok(row) => row.get(0),
         Err(_) => return Ok(false),
     };
@@ -85,10 +78,7 @@ pub async fn is_current(client: &Client) -> Result<bool, tokio_postgres::Error> 
         return Ok(false);
     }
     let row = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM et_meta WHERE key = 'triggers_md5' AND value = md5($1))",
-            &[&all_triggers()],
-        )
+        .query_one("SELECT EXISTS (SELECT 1 FROM et_meta WHERE key = 'triggers_md5' AND value = md5($1))", &[&all_triggers()])
         .await?;
     Ok(row.get(0))
 }
@@ -99,21 +89,14 @@ fn all_triggers() -> String {
 
 async fn apply_triggers(client: &mut Client) -> Result<bool, MigrateError> {
     let all = all_triggers();
-    let current: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM et_meta WHERE key = 'triggers_md5' AND value = md5($1))",
-            &[&all],
-        )
-        .await?
-        .get(0);
+    let current: bool =
+        client.query_one("SELECT EXISTS (SELECT 1 FROM et_meta WHERE key = 'triggers_md5' AND value = md5($1))", &[&all]).await?.get(0);
     if current {
         return Ok(false);
     }
     let tx = client.transaction().await?;
     for (file, sql) in TRIGGER_FILES {
-        tx.batch_execute(sql)
-            .await
-            .map_err(|source| MigrateError::Trigger { file, source })?;
+        tx.batch_execute(sql).await.map_err(|source| MigrateError::Trigger { file, source })?;
     }
     tx.execute(
         "INSERT INTO et_meta (key, value) VALUES ('triggers_md5', md5($1))

@@ -12,8 +12,8 @@ pub mod listener;
 pub mod migrate;
 pub mod ops;
 pub mod outbound;
-pub mod webhooks;
 pub mod provider_inbound;
+pub mod webhooks;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;

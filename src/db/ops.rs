@@ -96,10 +96,7 @@ pub async fn gauges(client: &mut Client) -> Result<Gauges, tokio_postgres::Error
         g.queue_depth.push(QueueDepth { channel, state, depth: r.get(2) });
     }
     g.breakers = tx
-        .query(
-            "SELECT tenant_id, channel_session_id, breaker_state FROM et_session_health ORDER BY tenant_id, channel_session_id",
-            &[],
-        )
+        .query("SELECT tenant_id, channel_session_id, breaker_state FROM et_session_health ORDER BY tenant_id, channel_session_id", &[])
         .await?
         .iter()
         .map(|r| Breaker { tenant_id: r.get(0), session_id: r.get(1), state: r.get(2) })
@@ -108,16 +105,10 @@ pub async fn gauges(client: &mut Client) -> Result<Gauges, tokio_postgres::Error
     g.messages_estimate = tx.query_one(MESSAGES_ESTIMATE, &[]).await?.get(0);
     if g.messages_estimate < MESSAGES_GAUGE_MAX_ROWS {
         let rows = tx
-            .query(
-                "SELECT tenant_id, channel, delivery_status, count(*) FROM et_messages GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-                &[],
-            )
+            .query("SELECT tenant_id, channel, delivery_status, count(*) FROM et_messages GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", &[])
             .await?;
-        g.messages = Some(
-            rows.iter()
-                .map(|r| MessageCount { tenant_id: r.get(0), channel: r.get(1), status: r.get(2), count: r.get(3) })
-                .collect(),
-        );
+        g.messages =
+            Some(rows.iter().map(|r| MessageCount { tenant_id: r.get(0), channel: r.get(1), status: r.get(2), count: r.get(3) }).collect());
     }
     tx.commit().await?;
     Ok(g)

@@ -372,11 +372,7 @@ ON CONFLICT (tenant_id, channel, address) DO NOTHING
 
 /// Write a batch of outcomes for `worker`'s leases; returns how many still held their lease
 /// (the others were rescued and re-claimed meanwhile, and are left alone).
-pub async fn record(
-    client: &mut deadpool_postgres::Client,
-    worker: &str,
-    rows: &[OutcomeRow],
-) -> Result<u64, tokio_postgres::Error> {
+pub async fn record(client: &mut deadpool_postgres::Client, worker: &str, rows: &[OutcomeRow]) -> Result<u64, tokio_postgres::Error> {
     let col = |f: fn(&OutcomeRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
     let tenant: Vec<&str> = rows.iter().map(|r| r.tenant_id.as_str()).collect();
     let ids: Vec<i64> = rows.iter().map(|r| r.message_id).collect();
@@ -395,7 +391,10 @@ pub async fn record(
     let tx = client.transaction().await?;
     let stmt = tx.prepare_cached(RECORD).await?;
     let held: i64 = tx
-        .query_one(&stmt, &[&worker, &tenant, &ids, &attempts, &status, &run_at, &error, &class, &ext, &subj, &text, &html, &delivery, &maybe])
+        .query_one(
+            &stmt,
+            &[&worker, &tenant, &ids, &attempts, &status, &run_at, &error, &class, &ext, &subj, &text, &html, &delivery, &maybe],
+        )
         .await?
         .get(0);
     let sup: Vec<&OutcomeRow> = rows.iter().filter(|r| r.suppress.is_some()).collect();
@@ -433,11 +432,7 @@ pub struct Released {
 }
 
 /// Give back leases this worker took but never started: the attempt does not count.
-pub async fn release(
-    client: &mut deadpool_postgres::Client,
-    worker: &str,
-    leases: &[Released],
-) -> Result<u64, tokio_postgres::Error> {
+pub async fn release(client: &mut deadpool_postgres::Client, worker: &str, leases: &[Released]) -> Result<u64, tokio_postgres::Error> {
     let Some(first) = leases.first() else { return Ok(0) };
     let tenant: Vec<&str> = leases.iter().map(|l| l.tenant_id.as_str()).collect();
     let ids: Vec<i64> = leases.iter().map(|l| l.message_id).collect();
@@ -559,9 +554,7 @@ pub async fn renew(
 
 /// When the next ready row falls due (None: nothing ready).
 pub async fn next_due(client: &impl GenericClient) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
-    let stmt = client
-        .prepare_cached("SELECT min(run_at) FROM et_outbound_queue WHERE state = 'ready'")
-        .await?;
+    let stmt = client.prepare_cached("SELECT min(run_at) FROM et_outbound_queue WHERE state = 'ready'").await?;
     Ok(client.query_one(&stmt, &[]).await?.get(0))
 }
 

@@ -28,8 +28,7 @@ pub struct Endpoint {
     pub updated_at: DateTime<Utc>,
 }
 
-const ENDPOINT_COLUMNS: &str =
-    "id, url, events, description, enabled, failure_count, disabled_reason, disabled_at, created_at, updated_at";
+const ENDPOINT_COLUMNS: &str = "id, url, events, description, enabled, failure_count, disabled_reason, disabled_at, created_at, updated_at";
 
 fn endpoint(r: &tokio_postgres::Row) -> Endpoint {
     Endpoint {
@@ -347,8 +346,7 @@ pub async fn record(client: &impl GenericClient, outcomes: &[Outcome], disable_a
             _ => 0.0,
         })
         .collect();
-    let row = client
-        .query_one(RECORD, &[&tenants, &ids, &attempts, &verdicts, &statuses, &errors, &delays, &(disable_after as i64)])
-        .await?;
+    let row =
+        client.query_one(RECORD, &[&tenants, &ids, &attempts, &verdicts, &statuses, &errors, &delays, &(disable_after as i64)]).await?;
     Ok(row.get(0))
 }

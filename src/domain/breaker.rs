@@ -27,7 +27,9 @@ impl Default for BreakerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Closed,
-    Open { until: Instant },
+    Open {
+        until: Instant,
+    },
     /// The cooldown passed and one probe is in flight.
     HalfOpen,
 }
@@ -50,7 +52,9 @@ pub enum Admit {
     /// Allowed as the half-open probe: its outcome decides.
     Probe,
     /// Not now; ask again after this long.
-    Deny { retry_in: Duration },
+    Deny {
+        retry_in: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -43,11 +43,18 @@ impl ThreadHistory {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Queue this reply (an outbound row in the same thread; approval gating applies).
-    AutoReply { body: String },
+    AutoReply {
+        body: String,
+    },
     /// A human takes the thread over: it is never auto-answered again until handed back.
-    HumanTakeover { reason: String },
+    HumanTakeover {
+        reason: String,
+    },
     /// Come back to the contact at `at` unless they write first.
-    FollowUp { at: DateTime<Utc>, note: String },
+    FollowUp {
+        at: DateTime<Utc>,
+        note: String,
+    },
     NoAction,
 }
 

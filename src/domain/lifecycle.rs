@@ -119,8 +119,7 @@ impl Status {
     pub const fn is_initial(self, direction: Direction) -> bool {
         matches!(
             (direction, self),
-            (Direction::Outbound, Status::PendingApproval | Status::Queued | Status::Suppressed)
-                | (Direction::Inbound, Status::Received)
+            (Direction::Outbound, Status::PendingApproval | Status::Queued | Status::Suppressed) | (Direction::Inbound, Status::Received)
         )
     }
 
@@ -144,10 +143,7 @@ pub struct UnknownStatus(pub String);
 impl FromStr for Status {
     type Err = UnknownStatus;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Status::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_owned()))
+        Status::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| UnknownStatus(s.to_owned()))
     }
 }
 
@@ -193,9 +189,7 @@ pub const TRANSITIONS: &[Transition] = &[
 
 /// Whether `from → to` is allowed for a message travelling `direction`.
 pub fn allowed(direction: Direction, from: Status, to: Status) -> bool {
-    TRANSITIONS
-        .iter()
-        .any(|t| t.direction == direction && t.from == from && t.to == to)
+    TRANSITIONS.iter().any(|t| t.direction == direction && t.from == from && t.to == to)
 }
 
 #[cfg(test)]

@@ -102,10 +102,7 @@ mod tests {
         assert!(matches!(decide(Some(&t), 2, &p, 0.3), Decision::Retry(_)));
         assert_eq!(decide(Some(&t), 3, &p, 0.3), Decision::Fail { suppress: None });
         let s = ErrorClass::Suppress { reason: SuppressReason::HardBounce, address: Some("a@x.io".into()) };
-        assert_eq!(
-            decide(Some(&s), 1, &p, 0.3),
-            Decision::Fail { suppress: Some((SuppressReason::HardBounce, Some("a@x.io".into()))) }
-        );
+        assert_eq!(decide(Some(&s), 1, &p, 0.3), Decision::Fail { suppress: Some((SuppressReason::HardBounce, Some("a@x.io".into()))) });
     }
 
     #[test]

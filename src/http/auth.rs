@@ -19,7 +19,7 @@ impl FromRequestParts<AppState> for Caller {
         if key.is_empty() {
             return Err(ApiError::unauthorized("missing x-api-key header"));
         }
-        match apikeys::authenticate(&**client, key).await.map_err(ApiError::internal)? {
+        match apikeys::authenticate(&client, key).await.map_err(ApiError::internal)? {
             Ok(p) => Ok(Caller(p)),
             Err(why) => {
                 let (action, message) = match why {
@@ -28,7 +28,7 @@ impl FromRequestParts<AppState> for Caller {
                     Rejected::Revoked => ("revoked_api_key", "this API key was revoked"),
                 };
                 let shown: String = key.chars().take(12).collect();
-                let _ = apikeys::security_event(&**client, None, &shown, action, &serde_json::json!({ "path": path })).await;
+                let _ = apikeys::security_event(&client, None, &shown, action, &serde_json::json!({ "path": path })).await;
                 Err(ApiError::unauthorized(message))
             }
         }
@@ -43,7 +43,7 @@ impl Caller {
         }
         if let Ok(client) = state.pool.get().await {
             let _ = apikeys::security_event(
-                &**client,
+                &client,
                 Some(&self.0.tenant_id),
                 &self.0.prefix,
                 "missing_scope",
@@ -58,7 +58,7 @@ impl Caller {
     /// plain 404, so nothing leaks about other tenants).
     pub async fn denied(&self, state: &AppState, action: &str, detail: serde_json::Value) {
         if let Ok(client) = state.pool.get().await {
-            let _ = apikeys::security_event(&**client, Some(&self.0.tenant_id), &self.0.prefix, action, &detail).await;
+            let _ = apikeys::security_event(&client, Some(&self.0.tenant_id), &self.0.prefix, action, &detail).await;
         }
     }
 }

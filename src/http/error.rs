@@ -4,10 +4,10 @@
 //! database that is away is a 503; anything else is a 500 whose log line carries the SQLSTATE,
 //! message, detail, hint, table, column and constraint (the response says nothing of them).
 
+use crate::telemetry::one_line as chain;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use crate::telemetry::one_line as chain;
 use tokio_postgres::error::DbError;
 
 #[derive(Debug, Clone)]
@@ -28,7 +28,12 @@ impl ApiError {
     /// 400: `field` breaks `rule`.
     pub fn field(field: impl Into<String>, rule: impl Into<String>) -> ApiError {
         let field = field.into();
-        ApiError { status: StatusCode::BAD_REQUEST, code: "invalid_field", message: format!("{field}: {}", rule.into()), field: Some(field) }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_field",
+            message: format!("{field}: {}", rule.into()),
+            field: Some(field),
+        }
     }
 
     pub fn unauthorized(message: impl Into<String>) -> ApiError {

@@ -38,10 +38,7 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 pub fn routes() -> Router<AppState> {
     // Install the recorder before anything is served, so that sends are counted from the start.
     crate::telemetry::metrics_handle();
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+    Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/metrics", get(metrics))
 }
 
 async fn health() -> Json<Value> {
@@ -149,10 +146,7 @@ pub async fn readiness(pool: &Pool, listener: &ListenerState) -> Readiness {
     } else {
         Check::failed(
             "listener",
-            format!(
-                "the LISTEN connection is down (reconnecting; {} reconnects so far)",
-                listener.reconnects.load(Ordering::Relaxed)
-            ),
+            format!("the LISTEN connection is down (reconnecting; {} reconnects so far)", listener.reconnects.load(Ordering::Relaxed)),
         )
     };
     Readiness { checks: vec![database, migrations, listener] }
@@ -185,15 +179,18 @@ fn render_listener(out: &mut String, listener: &ListenerState) {
     let connected = if listener.connected.load(Ordering::SeqCst) { 1.0 } else { 0.0 };
     let reconnects = listener.reconnects.load(Ordering::Relaxed) as f64;
     single(out, "pgcourier_listener_connected", "gauge", "1 while the LISTEN connection is up.", connected);
-    single(out, "pgcourier_listener_reconnects_total", "counter", "Times the LISTEN connection was re-established after a loss.", reconnects);
+    single(
+        out,
+        "pgcourier_listener_reconnects_total",
+        "counter",
+        "Times the LISTEN connection was re-established after a loss.",
+        reconnects,
+    );
 }
 
 fn render_database(out: &mut String, g: &Gauges) {
-    let depth: Vec<(Labels, f64)> = g
-        .queue_depth
-        .iter()
-        .map(|d| (vec![("channel", d.channel.as_str()), ("state", d.state.as_str())], d.depth as f64))
-        .collect();
+    let depth: Vec<(Labels, f64)> =
+        g.queue_depth.iter().map(|d| (vec![("channel", d.channel.as_str()), ("state", d.state.as_str())], d.depth as f64)).collect();
     family(out, "pgcourier_queue_depth", "gauge", "Rows in et_outbound_queue per channel and state.", &depth);
 
     let oldest: Vec<(Labels, f64)> = g.oldest_ready_secs.iter().map(|(c, s)| (vec![("channel", c.as_str())], *s)).collect();
@@ -271,7 +268,11 @@ fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         v.to_string()
     }

@@ -17,13 +17,13 @@ mod views;
 
 pub use views::{CreateRequest, DeliveryList, DeliveryView, EndpointList, EndpointView, UpdateRequest};
 
+use super::api::input::{JsonBody, QueryParams};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::AppState;
 use crate::db::apikeys::Scope;
 use crate::db::webhooks::{self as db, Changes};
 use crate::webhooks::{guard, sign};
-use super::api::input::{JsonBody, QueryParams};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -262,7 +262,11 @@ pub async fn list_deliveries(
     for (k, v) in params {
         match k.as_str() {
             "limit" => {
-                limit = v.parse().ok().filter(|l| (1..=100).contains(l)).ok_or_else(|| ApiError::field("limit", format!("{v:?} is not a number from 1 to 100")))?
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=100).contains(l))
+                    .ok_or_else(|| ApiError::field("limit", format!("{v:?} is not a number from 1 to 100")))?
             }
             _ => return Err(ApiError::field(k, "unknown parameter (expected limit)")),
         }

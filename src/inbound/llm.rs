@@ -12,8 +12,8 @@
 //! The answer is `choices[0].message.content` (```json fences stripped), validated strictly:
 //! every failure is a [`DecideError`] naming what went wrong, never a partial result.
 
-use crate::channels::provider_http::{error_chain, excerpt};
 use super::{Decider, Summarizer};
+use crate::channels::provider_http::{error_chain, excerpt};
 use crate::domain::decision::{DecideError, Decided, Decision, Insight, ThreadHistory};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -87,11 +87,16 @@ impl LlmDecider {
         };
         let timeout_ms = match settings.get("timeout_ms") {
             None | Some(Value::Null) => DEFAULT_TIMEOUT_MS,
-            Some(v) => v.as_u64().filter(|&n| n > 0).ok_or_else(|| bad(format!("timeout_ms {v} must be a positive number of milliseconds")))?,
+            Some(v) => {
+                v.as_u64().filter(|&n| n > 0).ok_or_else(|| bad(format!("timeout_ms {v} must be a positive number of milliseconds")))?
+            }
         };
         let temperature = match settings.get("temperature") {
             None | Some(Value::Null) => 0.0,
-            Some(v) => v.as_f64().filter(|t| (0.0..=2.0).contains(t)).ok_or_else(|| bad(format!("temperature {v} must be a number from 0 to 2")))?,
+            Some(v) => v
+                .as_f64()
+                .filter(|t| (0.0..=2.0).contains(t))
+                .ok_or_else(|| bad(format!("temperature {v} must be a number from 0 to 2")))?,
         };
         let max_tokens = match settings.get("max_tokens") {
             None | Some(Value::Null) => None,
@@ -108,7 +113,8 @@ impl LlmDecider {
     /// One chat completion: the system prompt, the thread, the schema → the answer's JSON text.
     async fn complete(&self, system: &str, thread: &ThreadHistory, name: &str, schema: Value) -> Result<String, DecideError> {
         let fail = |what: String| DecideError::new(format!("llm {} at {}: {what}", self.model, self.url));
-        let mut context = format!("\nChannel: {}. The current time is {}.", thread.channel, Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true));
+        let mut context =
+            format!("\nChannel: {}. The current time is {}.", thread.channel, Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true));
         if let Some(subject) = thread.subject.as_deref().filter(|s| !s.trim().is_empty()) {
             context.push_str(&format!(" The conversation's subject is: {subject}"));
         }
@@ -137,9 +143,21 @@ impl LlmDecider {
         }
         let started = Instant::now();
         let timed_out = || fail(format!("timed out after {} ms", self.timeout_ms));
-        let response = request.send().await.map_err(|e| if e.is_timeout() { timed_out() } else { fail(format!("request failed: {}", error_chain(&e))) })?;
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                timed_out()
+            } else {
+                fail(format!("request failed: {}", error_chain(&e)))
+            }
+        })?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| if e.is_timeout() { timed_out() } else { fail(format!("reading the answer failed: {}", error_chain(&e))) })?;
+        let text = response.text().await.map_err(|e| {
+            if e.is_timeout() {
+                timed_out()
+            } else {
+                fail(format!("reading the answer failed: {}", error_chain(&e)))
+            }
+        })?;
         tracing::debug!(model = %self.model, url = %self.url, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "llm answered");
         if !status.is_success() {
             return Err(fail(format!("HTTP {status}: {}", short(&text))));
@@ -167,11 +185,19 @@ impl LlmDecider {
 
 // The parts of an OpenAI chat.completion read here (unknown fields ignored).
 #[derive(Deserialize)]
-struct ChatResponse { choices: Vec<Choice> }
+struct ChatResponse {
+    choices: Vec<Choice>,
+}
 #[derive(Deserialize)]
-struct Choice { message: ChatMessage, finish_reason: Option<String> }
+struct Choice {
+    message: ChatMessage,
+    finish_reason: Option<String>,
+}
 #[derive(Deserialize)]
-struct ChatMessage { content: Option<String>, refusal: Option<String> }
+struct ChatMessage {
+    content: Option<String>,
+    refusal: Option<String>,
+}
 
 #[derive(Deserialize)]
 struct RawDecision {
@@ -262,10 +288,8 @@ impl Decider for LlmDecider {
             }
             "no_action" => Decision::NoAction,
             other => {
-                return Err(self.invalid(format!(
-                    "unknown decision {:?} (expected auto_reply, human_takeover, follow_up or no_action)",
-                    short(other)
-                )))
+                return Err(self
+                    .invalid(format!("unknown decision {:?} (expected auto_reply, human_takeover, follow_up or no_action)", short(other))))
             }
         };
         Ok(Decided { decision, reason, label: text(raw.label), decided_by: "llm", model: Some(self.model.clone()) })

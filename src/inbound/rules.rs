@@ -38,10 +38,8 @@ impl Rule {
         // The table checks patterns with PostgreSQL's regex dialect, whose word boundaries are
         // \m, \M and \y (\b is a backspace there); Rust's regex spells them all \b.
         let rust_pattern = pattern.replace(r"\m", r"\b").replace(r"\M", r"\b").replace(r"\y", r"\b");
-        let re = RegexBuilder::new(&rust_pattern)
-            .case_insensitive(true)
-            .build()
-            .map_err(|e| format!("rule {id}: pattern {pattern:?}: {e}"))?;
+        let re =
+            RegexBuilder::new(&rust_pattern).case_insensitive(true).build().map_err(|e| format!("rule {id}: pattern {pattern:?}: {e}"))?;
         let action = match (action, reply_template, follow_up_secs) {
             ("auto_reply", Some(t), _) => Action::AutoReply { template: t },
             ("human_takeover", _, _) => Action::HumanTakeover,

@@ -57,7 +57,7 @@ pub async fn run(pool: Pool, config: Config, wake: Arc<Notify>, shutdown: Cancel
 }
 
 /// The keeper's renewal: one statement for every claim in progress.
-fn renewer(pool: Pool) -> impl Fn(Vec<ClaimFence>) -> futures_util::future::BoxFuture<'static, Result<Vec<ClaimFence>, String>> {
+fn renewer(pool: Pool) -> impl Fn(Vec<ClaimFence>) -> lease::Renewal<(String, i64), DateTime<Utc>> {
     move |held| {
         let pool = pool.clone();
         Box::pin(async move {
@@ -220,10 +220,8 @@ async fn batch(pool: &Pool, config: &Config, claims: &Claims, loaded: &mut Loade
                 let r = match apply(&mut client, &config.worker_id, vec![item.clone()]).await {
                     Ok(r) => r,
                     Err(e) => {
-                        let reason = format!(
-                            "applying the decision failed: {}",
-                            e.as_db_error().map(|d| d.message()).unwrap_or(&e.to_string())
-                        );
+                        let reason =
+                            format!("applying the decision failed: {}", e.as_db_error().map(|d| d.message()).unwrap_or(&e.to_string()));
                         apply(&mut client, &config.worker_id, vec![applied_error(&item, &reason)]).await?
                     }
                 };

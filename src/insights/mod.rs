@@ -111,9 +111,11 @@ pub async fn run(pool: Pool, config: Config, shutdown: CancellationToken) {
     let _ = keeper.await;
 }
 
+/// A thread's lease key: (tenant, thread id).
+type ThreadKey = (String, i64);
+
 /// The keeper's renewal: one statement for every thread this worker computes.
-type Renewal = futures_util::future::BoxFuture<'static, Result<Vec<((String, i64), ())>, String>>;
-fn renewer(pool: Pool, config: &Config) -> impl Fn(Vec<((String, i64), ())>) -> Renewal {
+fn renewer(pool: Pool, config: &Config) -> impl Fn(Vec<(ThreadKey, ())>) -> lease::Renewal<ThreadKey, ()> {
     let (worker, lease) = (config.worker_id.clone(), config.lease);
     move |held| {
         let (pool, worker) = (pool.clone(), worker.clone());
@@ -192,8 +194,7 @@ impl Worker {
 
         let client = pool.get().await?;
         let claimed_at = tokio::time::Instant::now();
-        let claimed =
-            q::claim_due(&client, self.debounce, &exclude, *cursor, BATCH, (&self.worker_id, self.leases.lease())).await?;
+        let claimed = q::claim_due(&client, self.debounce, &exclude, *cursor, BATCH, (&self.worker_id, self.leases.lease())).await?;
         if claimed.is_empty() {
             return Ok(0);
         }
@@ -281,8 +282,13 @@ impl Worker {
         for id in &written.written {
             self.backoff.remove(id);
         }
-        tracing::debug!(claimed = claimed.len(), written = written.written.len(), cleared = written.cleared.len(), failed,
-                        "insights batch");
+        tracing::debug!(
+            claimed = claimed.len(),
+            written = written.written.len(),
+            cleared = written.cleared.len(),
+            failed,
+            "insights batch"
+        );
         Ok(())
     }
 
@@ -321,10 +327,7 @@ impl Worker {
         match LlmDecider::new(&t.llm_settings, key.clone()) {
             Ok(d) => {
                 let summarizer: Arc<dyn Summarizer> = Arc::new(d);
-                self.llm.insert(
-                    t.tenant_id.clone(),
-                    CachedLlm { settings: t.llm_settings.clone(), key, summarizer: summarizer.clone() },
-                );
+                self.llm.insert(t.tenant_id.clone(), CachedLlm { settings: t.llm_settings.clone(), key, summarizer: summarizer.clone() });
                 Method::Llm(summarizer)
             }
             Err(e) => {

@@ -55,12 +55,7 @@ pub fn summarize(s: &Snapshot) -> Insight {
 
 fn summary(s: &Snapshot) -> String {
     let total = s.message_count.max(s.history.messages.len() as i32);
-    let mut out = format!(
-        "{total} message{} ({} in, {} out)",
-        if total == 1 { "" } else { "s" },
-        s.inbound_count,
-        s.outbound_count
-    );
+    let mut out = format!("{total} message{} ({} in, {} out)", if total == 1 { "" } else { "s" }, s.inbound_count, s.outbound_count);
     if let Some(last) = s.history.messages.last() {
         let who = if last.direction == "inbound" {
             format!("last from {}", s.history.contact)

@@ -30,8 +30,8 @@ use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::time::Instant;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -126,7 +126,16 @@ impl Dispatcher {
     pub fn new(pool: Pool, config: Config, wake: Arc<Notify>) -> Dispatcher {
         let leases = Arc::new(Leases::new(config.lease));
         let loads = Loads::new(config.session_concurrency, config.max_in_flight);
-        Dispatcher { pool, config, registry: Arc::default(), session_slots: Mutex::default(), breakers: Breakers::default(), wake, leases, loads }
+        Dispatcher {
+            pool,
+            config,
+            registry: Arc::default(),
+            session_slots: Mutex::default(),
+            breakers: Breakers::default(),
+            wake,
+            leases,
+            loads,
+        }
     }
 
     /// Sends at once on `m`'s session: its `config.concurrency`, else the daemon default.
@@ -456,7 +465,7 @@ fn retry_policy(m: &Claimed) -> RetryPolicy {
 }
 
 /// The keeper's renewal: one statement for every lease the dispatcher holds.
-fn renewer(this: &Arc<Dispatcher>) -> impl Fn(Vec<(LeaseKey, ())>) -> futures_util::future::BoxFuture<'static, Result<Vec<(LeaseKey, ())>, String>> {
+fn renewer(this: &Arc<Dispatcher>) -> impl Fn(Vec<(LeaseKey, ())>) -> lease::Renewal<LeaseKey, ()> {
     let (pool, worker, lease) = (this.pool.clone(), this.config.worker_id.clone(), this.config.lease);
     move |held| {
         let (pool, worker) = (pool.clone(), worker.clone());

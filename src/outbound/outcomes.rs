@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 /// What a send task hands to the writer.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // moved once per send; boxing would allocate per send
 pub enum Finished {
     /// The attempt ran; record its outcome.
     Outcome(OutcomeRow),
@@ -36,7 +37,12 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Run until every sender is dropped and the channel is drained.
-pub async fn write(pool: Pool, worker: String, leases: Arc<Leases<LeaseKey>>, mut rx: mpsc::UnboundedReceiver<(Finished, OwnedSemaphorePermit)>) {
+pub async fn write(
+    pool: Pool,
+    worker: String,
+    leases: Arc<Leases<LeaseKey>>,
+    mut rx: mpsc::UnboundedReceiver<(Finished, OwnedSemaphorePermit)>,
+) {
     let lease = leases.lease();
     while let Some(first) = rx.recv().await {
         let mut outcomes = Vec::new();
@@ -70,7 +76,10 @@ pub async fn write(pool: Pool, worker: String, leases: Arc<Leases<LeaseKey>>, mu
             match write_once(&pool, &worker, &outcomes, &releases).await {
                 Ok((held, released)) => {
                     if held < outcomes.len() as u64 {
-                        tracing::warn!(lost = outcomes.len() as u64 - held, "outcomes for expired leases were discarded (the rows were rescued)");
+                        tracing::warn!(
+                            lost = outcomes.len() as u64 - held,
+                            "outcomes for expired leases were discarded (the rows were rescued)"
+                        );
                     }
                     if released > 0 {
                         tracing::info!(released, "unstarted leases given back");

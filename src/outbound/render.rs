@@ -21,10 +21,9 @@ fn engines() -> &'static (Handlebars<'static>, Handlebars<'static>) {
 
 fn render(engine: &Handlebars<'_>, field: &str, template: &Option<String>, vars: &serde_json::Value) -> Result<Option<String>, SendError> {
     match template {
-        Some(t) if t.contains("{{") => engine
-            .render_template(t, vars)
-            .map(Some)
-            .map_err(|e| SendError::permanent(format!("rendering {field}: {e}"))),
+        Some(t) if t.contains("{{") => {
+            engine.render_template(t, vars).map(Some).map_err(|e| SendError::permanent(format!("rendering {field}: {e}")))
+        }
         other => Ok(other.clone()),
     }
 }
@@ -43,9 +42,7 @@ pub fn outbound(m: &Claimed) -> Result<Outbound, SendError> {
         Some(t) => Some(t),
         None => html.as_deref().map(text_from_html),
     };
-    let keep = |list: &[String]| -> Vec<String> {
-        list.iter().filter(|a| !m.suppressed_now.contains(a)).cloned().collect()
-    };
+    let keep = |list: &[String]| -> Vec<String> { list.iter().filter(|a| !m.suppressed_now.contains(a)).cloned().collect() };
     Ok(Outbound {
         public_id: m.public_id,
         tenant_id: m.tenant_id.clone(),

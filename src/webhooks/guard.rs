@@ -274,7 +274,10 @@ mod tests {
         let loopback = Allow::parse("loopback").unwrap();
         assert!(check_ip("127.0.0.1".parse().unwrap(), &loopback).is_ok());
         assert_eq!(check_ip("10.0.0.1".parse().unwrap(), &loopback), Err(Class::Private));
-        assert_eq!(check_ip("0.0.0.0".parse().unwrap(), &Allow::parse("loopback,private,link-local,cgnat").unwrap()), Err(Class::Unspecified));
+        assert_eq!(
+            check_ip("0.0.0.0".parse().unwrap(), &Allow::parse("loopback,private,link-local,cgnat").unwrap()),
+            Err(Class::Unspecified)
+        );
         assert_eq!(Allow::parse(" ").unwrap(), Allow::NONE);
         assert!(Allow::parse("everything").is_err());
     }

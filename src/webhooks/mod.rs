@@ -25,8 +25,8 @@ pub mod sign;
 use crate::config::Config;
 use crate::db::webhooks::{self as q, Claimed, Outcome, Verdict};
 use crate::domain::retry::{RetryDecision, RetryPolicy};
-use deliver::{Attempt, Sender};
 use deadpool_postgres::Pool;
+use deliver::{Attempt, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
@@ -76,7 +76,11 @@ impl Settings {
             allow: config.webhook_allow,
             poll: config.webhook_poll,
             timeout: config.webhook_timeout,
-            retry: RetryPolicy { base: config.webhook_retry_base, cap: config.webhook_retry_cap, max_attempts: config.webhook_max_attempts },
+            retry: RetryPolicy {
+                base: config.webhook_retry_base,
+                cap: config.webhook_retry_cap,
+                max_attempts: config.webhook_max_attempts,
+            },
             disable_after: i32::try_from(config.webhook_disable_after).unwrap_or(i32::MAX),
             ..Settings::default()
         }
@@ -154,7 +158,12 @@ pub async fn run_with(pool: Pool, config: Config, settings: Settings, wake: Arc<
     tracing::info!("webhook worker stopped");
 }
 
-async fn claim(pool: &Pool, limit: i64, per_endpoint: i64, lease: Duration) -> Result<Vec<Claimed>, Box<dyn std::error::Error + Send + Sync>> {
+async fn claim(
+    pool: &Pool,
+    limit: i64,
+    per_endpoint: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, Box<dyn std::error::Error + Send + Sync>> {
     let client = pool.get().await?;
     Ok(q::claim(&client, limit, per_endpoint, lease).await?)
 }

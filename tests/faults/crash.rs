@@ -1,10 +1,10 @@
 //! The daemon or its database going away mid-drain: SIGKILL of the real binary, every connection
 //! terminated, a private cluster crashed and restarted.
 
-use crate::support::{send_many, smtp_session, spawn};
-use crate::support::TestDb;
 use crate::outbox::{self, settled, sink_quiet, sink_reaches};
 use crate::smtp_sink::{Reply, SmtpSink};
+use crate::support::TestDb;
+use crate::support::{send_many, smtp_session, spawn};
 use crate::tally::{note, Copies, Tally};
 use pgcourier::cluster::{Cluster, ClusterConfig};
 use pgcourier::daemon::Handles;
@@ -101,10 +101,16 @@ pub async fn every_connection_terminated_five_times() {
         rounds.push(format!("{killed} at {}", sink.count()));
     }
     let done = settled(&db.client, "true", Duration::from_secs(40)).await;
-    note(format!("connections terminated (count at sink count): {}; settled {done} after {:.1} s", rounds.join(", "), t0.elapsed().as_secs_f64()));
+    note(format!(
+        "connections terminated (count at sink count): {}; settled {done} after {:.1} s",
+        rounds.join(", "),
+        t0.elapsed().as_secs_f64()
+    ));
     sink_quiet(&sink, Duration::from_millis(500), Duration::from_secs(5)).await;
     daemon.stop().await;
-    let tally = Tally::count("every daemon connection terminated five times (3,000 msgs)", &db.client, "true", Copies::Sink(sink.message_ids())).await;
+    let tally =
+        Tally::count("every daemon connection terminated five times (3,000 msgs)", &db.client, "true", Copies::Sink(sink.message_ids()))
+            .await;
     assert_eq!(rounds.len(), 5, "the drain did not reach the five termination points: {rounds:?} — {}", tally.line());
     assert!(done, "not every message reached a final status — {}", tally.line());
     tally.assert_clean();
@@ -128,7 +134,8 @@ pub async fn cluster_restarted_immediate_twice() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let tmp = TempDir(PathBuf::from(format!("/tmp/pgcourier-faults-{}-{nanos}", std::process::id())));
     let t_init = Instant::now();
-    let cluster = Cluster::start(ClusterConfig { data_dir: tmp.0.join("pgc"), ..ClusterConfig::default() }).await.expect("a private cluster");
+    let cluster =
+        Cluster::start(ClusterConfig { data_dir: tmp.0.join("pgc"), ..ClusterConfig::default() }).await.expect("a private cluster");
     let url = cluster.url();
     note(format!("cluster restart: private cluster on port {} ready in {:.1} s", cluster.port(), t_init.elapsed().as_secs_f64()));
     let mut client = outbox::connect(&url, Duration::from_secs(10)).await;
@@ -175,7 +182,13 @@ pub async fn cluster_restarted_immediate_twice() {
     sink_quiet(&sink, Duration::from_millis(500), Duration::from_secs(5)).await;
     token.cancel();
     let stopped = tokio::time::timeout(Duration::from_secs(15), daemon).await;
-    let tally = Tally::count("private cluster restarted -m immediate twice (3,000 msgs, 5 s lease)", &client, "true", Copies::Sink(sink.message_ids())).await;
+    let tally = Tally::count(
+        "private cluster restarted -m immediate twice (3,000 msgs, 5 s lease)",
+        &client,
+        "true",
+        Copies::Sink(sink.message_ids()),
+    )
+    .await;
     drop(client);
     cluster.stop().await.expect("stop the private cluster");
     assert!(matches!(stopped, Ok(Ok(Ok(())))), "the daemon did not stop cleanly: {stopped:?}");

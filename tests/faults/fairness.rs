@@ -1,9 +1,9 @@
 //! One tenant's backlog beside another tenant's login code.
 
-use crate::support::spawn;
-use crate::support::TestDb;
 use crate::outbox::{self, sink_quiet};
 use crate::smtp_sink::{Reply, SmtpSink};
+use crate::support::spawn;
+use crate::support::TestDb;
 use crate::tally::{note, Copies, Tally};
 use std::time::{Duration, Instant};
 
@@ -66,8 +66,15 @@ pub async fn newsletter_beside_a_login_code() {
         shown.join(", "),
         news.len()
     ));
-    let codes = Tally::count("fairness: the login codes", &db.client, "m.tenant_id = 'small'", Copies::Sink(small_sink.message_ids())).await;
-    let newsletter = Tally::count("fairness: the newsletter (unfinished: LOST not asserted)", &db.client, "m.tenant_id = 'big'", Copies::Sink(big_sink.message_ids())).await;
+    let codes =
+        Tally::count("fairness: the login codes", &db.client, "m.tenant_id = 'small'", Copies::Sink(small_sink.message_ids())).await;
+    let newsletter = Tally::count(
+        "fairness: the newsletter (unfinished: LOST not asserted)",
+        &db.client,
+        "m.tenant_id = 'big'",
+        Copies::Sink(big_sink.message_ids()),
+    )
+    .await;
     assert!(
         latencies.iter().all(|l| l.is_some_and(|d| d <= Duration::from_secs(1))),
         "every login code at its sink within 1 s of its commit: [{}]",

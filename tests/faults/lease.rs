@@ -1,10 +1,10 @@
 //! Work that outlasts its lease, and sends whose outcome the daemon cannot know.
 
-use crate::support::{smtp_session, spawn};
-use crate::support::TestDb;
 use crate::llm_mock::SlowLlm;
 use crate::outbox::{self, settled, sink_quiet};
 use crate::smtp_sink::{Reply, SmtpSink};
+use crate::support::TestDb;
+use crate::support::{smtp_session, spawn};
 use crate::tally::{note, Copies, Tally};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -23,7 +23,9 @@ pub async fn provider_slower_than_the_lease() {
     note(format!("provider slower than the lease: settled {done} after {:.1} s", t0.elapsed().as_secs_f64()));
     sink_quiet(&sink, Duration::from_millis(3500), Duration::from_secs(8)).await; // copies of abandoned sends land late
     daemon.stop().await;
-    let tally = Tally::count("provider slower than the lease (3 s DATA, 1 s lease, 40 msgs)", &db.client, "true", Copies::Sink(sink.message_ids())).await;
+    let tally =
+        Tally::count("provider slower than the lease (3 s DATA, 1 s lease, 40 msgs)", &db.client, "true", Copies::Sink(sink.message_ids()))
+            .await;
     assert!(done, "not every message reached a final status within 45 s — {}", tally.line());
     tally.assert_clean();
 }
@@ -37,7 +39,7 @@ pub async fn sink_resets_after_data_for_one_in_ten() {
     let reset_once: Mutex<HashSet<String>> = Mutex::default();
     let sink = SmtpSink::with_rule(move |rcpt, _| {
         let i: u32 = rcpt[0].trim_start_matches('r').split('@').next().and_then(|n| n.parse().ok()).unwrap_or(1);
-        if i % 10 == 0 && reset_once.lock().unwrap().insert(rcpt[0].clone()) {
+        if i.is_multiple_of(10) && reset_once.lock().unwrap().insert(rcpt[0].clone()) {
             Reply::ResetAfterData
         } else {
             Reply::Accept
@@ -115,7 +117,8 @@ pub async fn llm_slower_than_the_lease_with_two_daemons() {
         )
         .await;
     let decided = db.count("SELECT count(*) FROM et_messages WHERE direction = 'inbound' AND delivery_status = 'inbound_no_action'").await;
-    let rescued = db.count("SELECT count(*) FROM et_message_events WHERE from_status = 'inbound_processing' AND to_status = 'received'").await;
+    let rescued =
+        db.count("SELECT count(*) FROM et_message_events WHERE from_status = 'inbound_processing' AND to_status = 'received'").await;
     note(format!(
         "llm slower than the lease, two daemons (3 s lease, 1.5 s LLM, 40 rows): settled {done} after {:.1} s; decided {decided} of {N}, \
          decided twice {decided_twice}, LLM decision calls {decision_calls} (rows asked more than once {repeated}), other LLM calls {}, \

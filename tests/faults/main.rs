@@ -16,12 +16,12 @@
 mod support;
 // (`smtp_sink`'s `#[cfg(test)]` module compiles here too, cfg(test) being on in every test
 // target, while its test functions do not: they need libtest; `fixtures` is only there for that module)
-#[path = "../it/smtp_sink.rs"]
-#[allow(dead_code, unused_imports)]
-mod smtp_sink;
 #[path = "../it/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
+#[path = "../it/smtp_sink.rs"]
+#[allow(unused_imports)] // (dead code is allowed inside the file itself)
+mod smtp_sink;
 
 mod crash;
 mod fairness;
@@ -105,7 +105,8 @@ fn main() {
     // One line per panic (where and what), no backtrace: the summary says which case it was.
     std::panic::set_hook(Box::new(|info| {
         let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        let what = info.payload().downcast_ref::<String>().cloned().or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()));
+        let what =
+            info.payload().downcast_ref::<String>().cloned().or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()));
         eprintln!("panicked at {at}: {}", what.unwrap_or_default());
     }));
     println!("\nrunning {} fault case(s), one at a time", selected.len());
@@ -123,7 +124,8 @@ fn main() {
         println!("\n--- {} (limit {:?})", case.name, case.limit);
         let started = Instant::now();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(async { tokio::time::timeout(case.limit, (case.run)()).await })));
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(async { tokio::time::timeout(case.limit, (case.run)()).await })));
         // Whatever the case left running (daemons, sinks) stops with its runtime.
         rt.shutdown_timeout(Duration::from_secs(10));
         let wall = started.elapsed();

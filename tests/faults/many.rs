@@ -1,9 +1,9 @@
 //! Many daemons on one database.
 
-use crate::support::{send_many, smtp_session, spawn};
-use crate::support::TestDb;
 use crate::outbox::{settled, sink_quiet};
 use crate::smtp_sink::SmtpSink;
+use crate::support::TestDb;
+use crate::support::{send_many, smtp_session, spawn};
 use crate::tally::{note, Copies, Tally};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,11 @@ pub async fn four_daemons_on_one_database() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    note(format!("four daemons: settled {done} after {:.1} s ({:.0} msgs/s); claims per daemon {shares:?}", wall.as_secs_f64(), N as f64 / wall.as_secs_f64()));
+    note(format!(
+        "four daemons: settled {done} after {:.1} s ({:.0} msgs/s); claims per daemon {shares:?}",
+        wall.as_secs_f64(),
+        N as f64 / wall.as_secs_f64()
+    ));
     let tally = Tally::count("four daemons on one database (3,000 msgs)", &db.client, "true", Copies::Sink(sink.message_ids())).await;
     assert!(done, "not every message reached a final status within 60 s — {}", tally.line());
     tally.assert_clean();

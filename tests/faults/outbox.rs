@@ -9,10 +9,7 @@ use tokio_postgres::Client;
 /// Tenant `tenant` and an SMTP session `noreply@{tenant}.example` on `sink` (`extra` merged into
 /// the session config, e.g. `concurrency`, `pool_size`); returns the session id.
 pub async fn smtp_session(client: &Client, tenant: &str, sink: &SmtpSink, extra: serde_json::Value) -> i64 {
-    client
-        .execute("INSERT INTO et_tenants (id, name) VALUES ($1, $1) ON CONFLICT DO NOTHING", &[&tenant])
-        .await
-        .expect("tenant");
+    client.execute("INSERT INTO et_tenants (id, name) VALUES ($1, $1) ON CONFLICT DO NOTHING", &[&tenant]).await.expect("tenant");
     let mut config = serde_json::json!({ "host": "127.0.0.1", "port": sink.addr.port(), "tls": "none", "timeout_ms": 10000,
                                          "retry_base_ms": 20, "retry_cap_ms": 200 });
     if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {

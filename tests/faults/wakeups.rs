@@ -1,9 +1,9 @@
 //! Wake-ups: one NOTIFY for a huge transaction, and delivery by polling alone.
 
-use crate::support::{send, smtp_session, spawn};
-use crate::support::TestDb;
 use crate::outbox::{self, settled, sink_quiet};
 use crate::smtp_sink::SmtpSink;
+use crate::support::TestDb;
+use crate::support::{send, smtp_session, spawn};
 use crate::tally::{note, Copies, Tally};
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,7 +45,8 @@ pub async fn one_50000_row_transaction() {
         .expect("one 50,000-row INSERT");
     let insert = t0.elapsed();
     let committed = Instant::now();
-    let started = outbox::wait(&db.client, "SELECT EXISTS (SELECT 1 FROM et_messages WHERE delivery_status = 'sent')", Duration::from_secs(10)).await;
+    let started =
+        outbox::wait(&db.client, "SELECT EXISTS (SELECT 1 FROM et_messages WHERE delivery_status = 'sent')", Duration::from_secs(10)).await;
     let first = committed.elapsed();
     let done = settled(&db.client, "true", Duration::from_secs(90)).await;
     let drain = committed.elapsed();
@@ -59,7 +60,9 @@ pub async fn one_50000_row_transaction() {
         drain.as_secs_f64(),
         N as f64 / drain.as_secs_f64()
     ));
-    let tally = Tally::count("one 50,000-row transaction (log provider: copies = attempts not given back)", &db.client, "true", Copies::Attempts).await;
+    let tally =
+        Tally::count("one 50,000-row transaction (log provider: copies = attempts not given back)", &db.client, "true", Copies::Attempts)
+            .await;
     drop(listen);
     assert!(started, "nothing sent 10 s after the commit: the wake-up was lost (poll interval 60 s)");
     assert!(done, "not every message reached a final status within 90 s — {}", tally.line());

@@ -1,8 +1,8 @@
 //! `spawn_app`: a daemon with its HTTP surface on 127.0.0.1:0, and API keys for tests.
 #![allow(dead_code)]
 
-use crate::support::{spawn, Running};
 use crate::support::TestDb;
+use crate::support::{spawn, Running};
 use pgcourier::db::apikeys::{self, Scope};
 use std::time::{Duration, Instant};
 

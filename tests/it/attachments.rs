@@ -1,8 +1,8 @@
 //! Attachments: limits enforced at insert, frozen with the content, delivered byte-for-byte.
 
-use crate::support::{smtp_session, spawn, until};
-use crate::support::TestDb;
 use crate::smtp_sink::SmtpSink;
+use crate::support::TestDb;
+use crate::support::{smtp_session, spawn, until};
 use base64::Engine;
 use std::time::Duration;
 
@@ -49,7 +49,13 @@ async fn an_email_with_two_attachments_arrives_byte_for_byte() {
     let session = smtp_session(&db, &sink, serde_json::json!({})).await;
     let pdf: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let png: Vec<u8> = (0..3_000u32).map(|i| (255 - i % 256) as u8).collect();
-    let id = send_with_files(&db, session, ("Invoice", "See attached", "<p>See attached</p>"), &[("invoice.pdf", "application/pdf", &pdf), ("logo.png", "Image/PNG", &png)]).await;
+    let id = send_with_files(
+        &db,
+        session,
+        ("Invoice", "See attached", "<p>See attached</p>"),
+        &[("invoice.pdf", "application/pdf", &pdf), ("logo.png", "Image/PNG", &png)],
+    )
+    .await;
     let daemon = spawn(&db, &[]);
     let got = sink.wait_for(1, Duration::from_secs(15)).await;
     assert!(got[0].header("Content-Type").unwrap().contains("multipart/mixed"));
@@ -90,7 +96,10 @@ async fn attachments_over_the_limits_are_refused_at_insert() {
     };
     let cases = [
         (vec![("big.bin", "application/octet-stream", 1001)], "the limit per file is 1000 bytes"),
-        (vec![("a.bin", "application/octet-stream", 800), ("b.bin", "application/octet-stream", 800)], "the limit per message is 1500 bytes"),
+        (
+            vec![("a.bin", "application/octet-stream", 800), ("b.bin", "application/octet-stream", 800)],
+            "the limit per message is 1500 bytes",
+        ),
         (vec![("a", "text/plain", 1), ("b", "text/plain", 1), ("c", "text/plain", 1)], "would have 3 attachments; the limit is 2"),
         (vec![("../etc/passwd", "text/plain", 1)], "is not a file name"),
         (vec![("a.txt", "text", 1)], "is not a MIME type"),
@@ -109,7 +118,9 @@ async fn attachments_over_the_limits_are_refused_at_insert() {
     // a queued message from an earlier transaction is frozen: no attachment can be added later
     let e = db
         .client
-        .batch_execute("INSERT INTO et_attachments (tenant_id, message_id, filename, content) SELECT 'acme', id, 'late.txt', '\\x00' FROM et_messages")
+        .batch_execute(
+            "INSERT INTO et_attachments (tenant_id, message_id, filename, content) SELECT 'acme', id, 'late.txt', '\\x00' FROM et_messages",
+        )
         .await
         .expect_err("frozen");
     assert!(e.as_db_error().unwrap().message().contains("frozen"));

@@ -3,9 +3,9 @@
 //! stored, attachment bytes intact; a 400 failed with the bridge's body in last_error).
 
 use crate::fixtures::text_message;
-use crate::support::{spawn, until};
-use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
+use crate::support::TestDb;
+use crate::support::{spawn, until};
 use base64::Engine as _;
 use pgcourier::channels::http_bridge::HttpBridge;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
@@ -59,9 +59,7 @@ async fn http_bridge_success_posts_json_with_bearer_idempotency_key_and_base64_a
                               "content_base64": body["attachments"][0]["content_base64"] }]
         })
     );
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(body["attachments"][0]["content_base64"].as_str().unwrap())
-        .unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD.decode(body["attachments"][0]["content_base64"].as_str().unwrap()).unwrap();
     assert_eq!(decoded, bytes, "attachment bytes round-trip");
 }
 

@@ -2,9 +2,9 @@
 //! payloads (one test per classification row), then end to end through the daemon.
 
 use crate::fixtures::text_message;
-use crate::support::{spawn, until};
-use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
+use crate::support::TestDb;
+use crate::support::{spawn, until};
 use pgcourier::channels::telegram::Telegram;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
 use pgcourier::domain::outcome::{ErrorClass, SuppressReason};
@@ -78,11 +78,12 @@ fn multipart(r: &Recorded) -> Vec<Part> {
         let body = r.body[head_end + 4..next - 2].to_vec(); // CRLF before the boundary
         let disposition = head.lines().find(|l| l.to_ascii_lowercase().starts_with("content-disposition:")).expect("disposition");
         let param = |key: &str| {
-            disposition.split(';').map(str::trim).find_map(|p| p.strip_prefix(&format!("{key}=\"")).map(|v| v.trim_end_matches('"').to_owned()))
+            disposition
+                .split(';')
+                .map(str::trim)
+                .find_map(|p| p.strip_prefix(&format!("{key}=\"")).map(|v| v.trim_end_matches('"').to_owned()))
         };
-        let content_type = head
-            .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_owned()));
+        let content_type = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_owned()));
         parts.push(Part { name: param("name").expect("part name"), filename: param("filename"), content_type, body });
         at = next + b.len();
     }
@@ -130,14 +131,17 @@ async fn send_message_posts_json_with_reply_parameters_and_returns_the_message_i
 
 #[tokio::test]
 async fn several_recipients_are_sent_in_turn_and_the_first_failure_stops_the_send() {
-    let mock = MockHttp::start(|r, n| {
-        if r.json()["chat_id"] == 3 {
-            error(400, "Bad Request: chat not found", None)
-        } else {
-            sent(10 + n as i64, 1)
-        }
-    })
-    .await;
+    let mock =
+        MockHttp::start(
+            |r, n| {
+                if r.json()["chat_id"] == 3 {
+                    error(400, "Bad Request: chat not found", None)
+                } else {
+                    sent(10 + n as i64, 1)
+                }
+            },
+        )
+        .await;
     let receipt = adapter(&mock).send(&message(&["1", "2"], "hi")).await.expect("sent");
     assert_eq!(receipt.external_id.as_deref(), Some("10"));
     assert_eq!(receipt.detail, Some(json!({ "message_ids": [10, 11] })));
@@ -262,7 +266,11 @@ async fn unauthorized_is_permanent_and_says_the_token_is_wrong() {
 async fn a_migrated_group_is_retried_once_to_the_supergroup_and_the_receipt_says_so() {
     let mock = MockHttp::start(|r, _| {
         if r.json()["chat_id"] == -4001 {
-            error(400, "Bad Request: group chat was upgraded to a supergroup chat", Some(json!({ "migrate_to_chat_id": -1001557912345i64 })))
+            error(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                Some(json!({ "migrate_to_chat_id": -1001557912345i64 })),
+            )
         } else {
             sent(321, -1001557912345)
         }
@@ -418,7 +426,11 @@ async fn daemon_follows_a_group_migration_and_records_it_in_delivery_metadata() 
     let db = TestDb::new().await;
     let mock = MockHttp::start(|r, _| {
         if r.json()["chat_id"] == -4001 {
-            error(400, "Bad Request: group chat was upgraded to a supergroup chat", Some(json!({ "migrate_to_chat_id": -1001557912345i64 })))
+            error(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                Some(json!({ "migrate_to_chat_id": -1001557912345i64 })),
+            )
         } else {
             sent(99, -1001557912345)
         }

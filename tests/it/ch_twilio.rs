@@ -3,9 +3,9 @@
 //! daemon end to end (sent with the SID stored; 21610 failed and suppressed as unsubscribed).
 
 use crate::fixtures::text_message;
-use crate::support::{spawn, until};
-use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
+use crate::support::TestDb;
+use crate::support::{spawn, until};
 use base64::Engine as _;
 use pgcourier::channels::twilio::Twilio;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
@@ -43,7 +43,10 @@ fn created(req: &Recorded, sid: &str) -> Answer {
 
 /// Twilio's error body: `{"code","message","more_info","status"}`.
 fn twilio_error(status: u16, code: u32, message: &str) -> Answer {
-    Answer::json(status, json!({ "code": code, "message": message, "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status }))
+    Answer::json(
+        status,
+        json!({ "code": code, "message": message, "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status }),
+    )
 }
 
 fn message(channel: &str, to: &[&str], text: &str) -> Outbound {
@@ -78,10 +81,7 @@ async fn twilio_sms_success_posts_the_exact_form_with_basic_auth() {
     assert_eq!(r.path, path());
     assert_eq!(r.header("authorization"), Some(basic(SID, TOKEN).as_str()));
     assert_eq!(r.header("content-type"), Some("application/x-www-form-urlencoded"));
-    assert_eq!(
-        r.form(),
-        vec![("To".into(), TO.into()), ("From".into(), FROM.into()), ("Body".into(), "Your code is 123 & more".into())]
-    );
+    assert_eq!(r.form(), vec![("To".into(), TO.into()), ("From".into(), FROM.into()), ("Body".into(), "Your code is 123 & more".into())]);
 }
 
 #[tokio::test]
@@ -131,14 +131,20 @@ async fn twilio_one_call_per_recipient() {
 #[tokio::test]
 async fn twilio_several_recipients_partial_failure_is_sent_and_nothing_sent_returns_the_transient_error() {
     // the second number replied STOP: the first got it, so the message counts as sent
-    let mock = MockHttp::start(|r, n| if n == 1 { twilio_error(400, 21610, "Attempt to send to unsubscribed recipient") } else { created(r, "SMok") }).await;
+    let mock =
+        MockHttp::start(
+            |r, n| if n == 1 { twilio_error(400, 21610, "Attempt to send to unsubscribed recipient") } else { created(r, "SMok") },
+        )
+        .await;
     let receipt = adapter(&mock, json!({})).send(&message("sms", &[TO, "+15557654321"], "hi")).await.expect("partly sent");
     assert_eq!(receipt.external_id.as_deref(), Some("SMok"));
     let detail = receipt.detail.unwrap();
     assert_eq!(detail["failed"][0]["to"], "+15557654321");
     assert_eq!(detail["failed"][0]["class"], "suppress");
     // nothing accepted: a transient failure wins over a permanent one, so a retry reaches the rest
-    let mock = MockHttp::start(|_, n| if n == 0 { twilio_error(400, 21211, "invalid") } else { twilio_error(503, 20503, "Service Unavailable") }).await;
+    let mock =
+        MockHttp::start(|_, n| if n == 0 { twilio_error(400, 21211, "invalid") } else { twilio_error(503, 20503, "Service Unavailable") })
+            .await;
     let err = adapter(&mock, json!({})).send(&message("sms", &[TO, "+15557654321", "+15559999999"], "hi")).await.expect_err("nothing sent");
     assert_eq!(err.class, ErrorClass::Transient { retry_after: None });
     assert_eq!(mock.requests().len(), 2, "a transient failure stops the loop");
@@ -176,9 +182,12 @@ async fn twilio_21610_suppresses_the_recipient_as_unsubscribed() {
 #[tokio::test]
 async fn twilio_20003_is_permanent_and_names_the_credentials() {
     let (err, r) = fail_with(|| {
-        Answer::json(401, json!({ "code": 20003, "detail": "Your AccountSid or AuthToken was incorrect.",
+        Answer::json(
+            401,
+            json!({ "code": 20003, "detail": "Your AccountSid or AuthToken was incorrect.",
                                    "message": "Authentication Error - invalid username",
-                                   "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401 }))
+                                   "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401 }),
+        )
     })
     .await;
     assert_eq!(err.class, ErrorClass::Permanent);
@@ -277,11 +286,7 @@ async fn twilio_daemon_21610_fails_and_suppresses_the_number_as_unsubscribed() {
     assert!(err.contains("21610") && err.contains("Attempt to send to unsubscribed recipient"), "{err}");
     assert_eq!(row.get::<_, String>(1), "suppress");
     assert_eq!(row.get::<_, i32>(2), 1, "no retry");
-    let s = db
-        .client
-        .query_one("SELECT channel, reason, source_message_id FROM et_suppressions WHERE address = $1", &[&TO])
-        .await
-        .unwrap();
+    let s = db.client.query_one("SELECT channel, reason, source_message_id FROM et_suppressions WHERE address = $1", &[&TO]).await.unwrap();
     assert_eq!(s.get::<_, String>(0), "sms");
     assert_eq!(s.get::<_, String>(1), "unsubscribed");
     assert_eq!(s.get::<_, i64>(2), id);

@@ -3,9 +3,9 @@
 //! the daemon.
 
 use crate::fixtures::text_message;
-use crate::support::{spawn, until};
-use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp, Recorded};
+use crate::support::TestDb;
+use crate::support::{spawn, until};
 use pgcourier::channels::whatsapp_cloud::WhatsappCloud;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
 use pgcourier::domain::outcome::ErrorClass;
@@ -23,25 +23,31 @@ fn wamid(n: usize) -> String {
 /// Meta's success answer for `POST /messages`.
 fn accepted(req: &Recorded, n: usize) -> Answer {
     let to = serde_json::from_slice::<Value>(&req.body).ok().and_then(|v| v["to"].as_str().map(str::to_owned)).unwrap_or_default();
-    Answer::json(200, json!({
-        "messaging_product": "whatsapp",
-        "contacts": [{ "input": to, "wa_id": to }],
-        "messages": [{ "id": wamid(n) }]
-    }))
+    Answer::json(
+        200,
+        json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{ "input": to, "wa_id": to }],
+            "messages": [{ "id": wamid(n) }]
+        }),
+    )
 }
 
 /// Meta's error envelope.
 fn graph_error(status: u16, code: i64, message: &str, details: &str) -> Answer {
-    Answer::json(status, json!({
-        "error": {
-            "message": message,
-            "type": "OAuthException",
-            "code": code,
-            "error_data": { "messaging_product": "whatsapp", "details": details },
-            "error_subcode": 2494055,
-            "fbtrace_id": "Az8or2yhqkZfEZ-_4Qn_Bam"
-        }
-    }))
+    Answer::json(
+        status,
+        json!({
+            "error": {
+                "message": message,
+                "type": "OAuthException",
+                "code": code,
+                "error_data": { "messaging_product": "whatsapp", "details": details },
+                "error_subcode": 2494055,
+                "fbtrace_id": "Az8or2yhqkZfEZ-_4Qn_Bam"
+            }
+        }),
+    )
 }
 
 fn adapter(mock: &MockHttp, extra: Value) -> WhatsappCloud {
@@ -173,8 +179,15 @@ async fn whatsapp_attachments_are_uploaded_then_sent_as_document_and_image() {
 #[tokio::test]
 async fn whatsapp_130429_throughput_limit_is_rate_limited_and_honours_retry_after() {
     let e = fails_with(
-        || graph_error(400, 130429, "(#130429) Rate limit hit", "Message failed to send because there were too many messages sent from this phone number in a short period of time")
-            .with_header("Retry-After", "7"),
+        || {
+            graph_error(
+                400,
+                130429,
+                "(#130429) Rate limit hit",
+                "Message failed to send because there were too many messages sent from this phone number in a short period of time",
+            )
+            .with_header("Retry-After", "7")
+        },
         json!({}),
     )
     .await;
@@ -211,7 +224,11 @@ async fn whatsapp_131056_pair_rate_limit_delays_only_that_recipient() {
 
 #[tokio::test]
 async fn whatsapp_5xx_and_temporary_codes_are_transient() {
-    let e = fails_with(|| graph_error(500, 131000, "(#131000) Something went wrong", "Message failed to send due to an unknown error."), json!({})).await;
+    let e = fails_with(
+        || graph_error(500, 131000, "(#131000) Something went wrong", "Message failed to send due to an unknown error."),
+        json!({}),
+    )
+    .await;
     assert_eq!(e.class, ErrorClass::Transient { retry_after: None });
     assert!(e.detail.contains("HTTP 500") && e.detail.contains("131000") && e.detail.contains("unknown error"), "{}", e.detail);
     let e = fails_with(|| graph_error(503, 2, "(#2) Service temporarily unavailable", "Temporary due to downtime"), json!({})).await;
@@ -225,19 +242,34 @@ async fn whatsapp_5xx_and_temporary_codes_are_transient() {
 async fn whatsapp_131026_undeliverable_is_permanent_with_a_reason() {
     let e = fails_with(|| graph_error(400, 131026, "(#131026) Message Undeliverable", "Message Undeliverable."), json!({})).await;
     assert_eq!(e.class, ErrorClass::Permanent);
-    assert!(e.detail.contains("131026") && e.detail.contains("not on WhatsApp") && e.detail.contains("old WhatsApp version"), "{}", e.detail);
+    assert!(
+        e.detail.contains("131026") && e.detail.contains("not on WhatsApp") && e.detail.contains("old WhatsApp version"),
+        "{}",
+        e.detail
+    );
 }
 
 #[tokio::test]
 async fn whatsapp_131047_outside_the_24_hour_window_asks_for_a_template() {
     let e = fails_with(
-        || graph_error(400, 131047, "(#131047) Re-engagement message", "Message failed to send because more than 24 hours have passed since the customer last replied to this number."),
+        || {
+            graph_error(
+                400,
+                131047,
+                "(#131047) Re-engagement message",
+                "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+            )
+        },
         json!({}),
     )
     .await;
     assert_eq!(e.class, ErrorClass::Permanent);
     assert!(e.detail.contains("131047"), "{}", e.detail);
-    assert!(e.detail.contains("outside the 24-hour customer service window: send an approved template message (metadata.template)"), "{}", e.detail);
+    assert!(
+        e.detail.contains("outside the 24-hour customer service window: send an approved template message (metadata.template)"),
+        "{}",
+        e.detail
+    );
 }
 
 #[tokio::test]
@@ -277,7 +309,8 @@ async fn whatsapp_config_errors_and_connection_failures() {
 async fn session(db: &TestDb, mock: &MockHttp, reference: &str, extra: Value) -> i64 {
     std::env::set_var(pgcourier::channels::secret_env_name(reference), format!("token-{reference}"));
     db.client.batch_execute("INSERT INTO et_tenants (id, name) VALUES ('acme', 'Acme') ON CONFLICT DO NOTHING").await.unwrap();
-    let mut config = json!({ "api_base": mock.url(), "phone_number_id": PHONE_ID, "timeout_ms": 5000, "retry_base_ms": 20, "retry_cap_ms": 100 });
+    let mut config =
+        json!({ "api_base": mock.url(), "phone_number_id": PHONE_ID, "timeout_ms": 5000, "retry_base_ms": 20, "retry_cap_ms": 100 });
     config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     db.client
         .query_one(
@@ -306,7 +339,11 @@ async fn send(db: &TestDb, session: i64, to: &str, text: &str) -> i64 {
 async fn whatsapp_daemon_sends_text_and_a_document_and_stores_the_wamid() {
     let db = TestDb::new().await;
     let mock = MockHttp::start(|req, n| {
-        if req.path.ends_with("/media") { Answer::json(200, json!({ "id": "1166846181421424" })) } else { accepted(req, n) }
+        if req.path.ends_with("/media") {
+            Answer::json(200, json!({ "id": "1166846181421424" }))
+        } else {
+            accepted(req, n)
+        }
     })
     .await;
     let s = session(&db, &mock, "wa-e2e-sent", json!({})).await;
@@ -328,7 +365,8 @@ async fn whatsapp_daemon_sends_text_and_a_document_and_stores_the_wamid() {
     until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {text_id}"), SECS).await;
     let ext: String = db.client.query_one("SELECT external_message_id FROM et_messages WHERE id = $1", &[&text_id]).await.unwrap().get(0);
     assert_eq!(ext, wamid(0));
-    let delivery: Value = db.client.query_one("SELECT metadata->'delivery' FROM et_messages WHERE id = $1", &[&text_id]).await.unwrap().get(0);
+    let delivery: Value =
+        db.client.query_one("SELECT metadata->'delivery' FROM et_messages WHERE id = $1", &[&text_id]).await.unwrap().get(0);
     assert_eq!(delivery["messages"][0], json!({ "to": "15551234567", "wa_id": "15551234567", "id": wamid(0) }), "{delivery}");
 
     db.client
@@ -357,7 +395,12 @@ async fn whatsapp_daemon_sends_text_and_a_document_and_stores_the_wamid() {
 async fn whatsapp_daemon_fails_131047_with_the_template_advice() {
     let db = TestDb::new().await;
     let mock = MockHttp::start(|_, _| {
-        graph_error(400, 131047, "(#131047) Re-engagement message", "Message failed to send because more than 24 hours have passed since the customer last replied to this number.")
+        graph_error(
+            400,
+            131047,
+            "(#131047) Re-engagement message",
+            "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+        )
     })
     .await;
     let s = session(&db, &mock, "wa-e2e-131047", json!({})).await;

@@ -54,7 +54,8 @@ async fn run_and_up_exit_non_zero_naming_the_address_when_the_http_port_is_taken
     let data_dir = std::env::temp_dir().join(format!("pgcourier-cli-{}", uuid::Uuid::new_v4().simple()));
     let up = ["up", "--data-dir", data_dir.to_str().unwrap()];
     for args in [&["run"][..], &up] {
-        let child = pgcourier(&db).args(args).env("PGCOURIER_HTTP_ADDR", &addr).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let child =
+            pgcourier(&db).args(args).env("PGCOURIER_HTTP_ADDR", &addr).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let out = wait_output(child, Duration::from_secs(30)).await;
         let line = one_line_error(args[0], &out);
         assert!(line.contains(&addr) && line.contains("PGCOURIER_HTTP_ADDR"), "{}: {line}", args[0]);
@@ -64,7 +65,8 @@ async fn run_and_up_exit_non_zero_naming_the_address_when_the_http_port_is_taken
     drop(held);
 
     // on a free port (0: any), `up` announces the address it listens on, and stops with 0
-    let mut child = pgcourier(&db).args(up).env("PGCOURIER_HTTP_ADDR", "127.0.0.1:0").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child =
+        pgcourier(&db).args(up).env("PGCOURIER_HTTP_ADDR", "127.0.0.1:0").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

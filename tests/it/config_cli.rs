@@ -77,7 +77,11 @@ async fn a_config_file_supplies_settings_under_the_environment() {
     std::fs::write(&file, "batch_size = 0\n").unwrap();
     let out = pgcourier().args(["run", "--config", file.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).starts_with(&format!("error: batch_size in {}: \"0\" is not a positive whole number", file.display())), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(&format!("error: batch_size in {}: \"0\" is not a positive whole number", file.display())),
+        "{}",
+        stderr(&out)
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

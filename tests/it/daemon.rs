@@ -60,7 +60,10 @@ async fn a_row_inserted_by_sql_reaches_the_smtp_sink() {
     until(&db, &format!("SELECT delivery_status = 'sent' FROM et_messages WHERE id = {id}"), SECS).await;
     let row = db
         .client
-        .query_one("SELECT external_message_id, rendered_subject, rendered_html, attempts, sent_at IS NOT NULL FROM et_messages WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT external_message_id, rendered_subject, rendered_html, attempts, sent_at IS NOT NULL FROM et_messages WHERE id = $1",
+            &[&id],
+        )
         .await
         .unwrap();
     assert_eq!(m.header("Message-ID").unwrap(), row.get::<_, String>(0));
@@ -228,7 +231,8 @@ async fn smtp_550_5_1_1_fails_at_once_suppresses_and_the_next_message_never_conn
     let id = send(&db, session, "Gone@Example.com").await;
     until(&db, &format!("SELECT delivery_status = 'failed' FROM et_messages WHERE id = {id}"), SECS).await;
     assert_eq!(db.count(&format!("SELECT attempts::bigint FROM et_messages WHERE id = {id}")).await, 1);
-    let s = db.client.query_one("SELECT reason, source_message_id FROM et_suppressions WHERE address = 'gone@example.com'", &[]).await.unwrap();
+    let s =
+        db.client.query_one("SELECT reason, source_message_id FROM et_suppressions WHERE address = 'gone@example.com'", &[]).await.unwrap();
     assert_eq!(s.get::<_, String>(0), "hard_bounce");
     assert_eq!(s.get::<_, i64>(1), id);
     let dead = db.client.query_one("SELECT last_error FROM et_dead_letters WHERE message_id = $1", &[&id]).await.unwrap();
@@ -278,10 +282,7 @@ async fn a_missing_secret_fails_its_rows_and_the_daemon_keeps_delivering() {
     let db = TestDb::new().await;
     let sink = SmtpSink::start().await;
     let broken = smtp_session(&db, &sink, serde_json::json!({})).await;
-    db.client
-        .execute("UPDATE et_channel_sessions SET credentials_ref = 'mail-prod' WHERE id = $1", &[&broken])
-        .await
-        .unwrap();
+    db.client.execute("UPDATE et_channel_sessions SET credentials_ref = 'mail-prod' WHERE id = $1", &[&broken]).await.unwrap();
     let good = smtp_session(&db, &sink, serde_json::json!({})).await;
     let daemon = spawn(&db, &[]);
     let bad = send(&db, broken, "a@example.com").await;
@@ -315,9 +316,7 @@ async fn two_daemons_deliver_5000_messages_exactly_once() {
     let ids: HashSet<String> = got.iter().map(|m| m.header("Message-ID").unwrap()).collect();
     assert_eq!(ids.len(), 5000, "every Message-ID once");
     assert_eq!(sink.messages().len(), 5000, "nothing sent twice");
-    let both: i64 = db
-        .count("SELECT count(DISTINCT actor) FROM et_message_events WHERE to_status = 'sending'")
-        .await;
+    let both: i64 = db.count("SELECT count(DISTINCT actor) FROM et_message_events WHERE to_status = 'sending'").await;
     assert_eq!(both, 2, "both daemons claimed work");
     a.stop().await;
     b.stop().await;
@@ -341,7 +340,9 @@ async fn an_address_suppressed_after_queueing_is_not_sent_to() {
         .get(0);
     // suppressed after both were queued, before any daemon ran
     db.client
-        .batch_execute("INSERT INTO et_suppressions (tenant_id, channel, address, reason) VALUES ('acme', 'email', 'late@example.com', 'complaint')")
+        .batch_execute(
+            "INSERT INTO et_suppressions (tenant_id, channel, address, reason) VALUES ('acme', 'email', 'late@example.com', 'complaint')",
+        )
         .await
         .unwrap();
     let daemon = spawn(&db, &[]);

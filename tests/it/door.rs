@@ -1,9 +1,9 @@
 //! The door: what an inserting application may not set or write, refused at insert with an error
 //! naming the column and the rule, and session edits that reach a running daemon.
 
-use crate::support::{send, smtp_session, spawn, until};
-use crate::support::TestDb;
 use crate::smtp_sink::SmtpSink;
+use crate::support::TestDb;
+use crate::support::{send, smtp_session, spawn, until};
 use std::time::Duration;
 use tokio_postgres::error::DbError;
 
@@ -60,8 +60,10 @@ async fn an_outbound_insert_cannot_set_what_the_daemon_owns() {
         refused(&db, &outbound(email, column, value), "23514", column, "written by pgcourier").await;
     }
     // a provider id on a chat channel too
-    let sql = format!("INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text, external_message_id)
-                       VALUES ('acme', {wa}, 'outbound', ARRAY['+15551234567'], 'x', 'wamid.forged')");
+    let sql = format!(
+        "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text, external_message_id)
+                       VALUES ('acme', {wa}, 'outbound', ARRAY['+15551234567'], 'x', 'wamid.forged')"
+    );
     refused(&db, &sql, "23514", "external_message_id", "written by pgcourier").await;
     // statuses other than the initial ones, as before
     refused(&db, &outbound(email, "delivery_status", "'sent'"), "23514", "delivery_status", "starts as queued or pending_approval").await;
@@ -81,14 +83,20 @@ async fn an_outbound_insert_cannot_set_what_the_daemon_owns() {
         ))
         .await
         .unwrap();
-    assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE sender = 'ceo@bank.example' AND external_message_id = '<theirs@bank.example>'").await, 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM et_messages WHERE sender = 'ceo@bank.example' AND external_message_id = '<theirs@bank.example>'")
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
 async fn the_sender_is_the_session_address_or_at_an_allowed_domain() {
     let db = TestDb::new().await;
     let (email, wa) = db.seed_acme().await;
-    let forged = refused(&db, &outbound(email, "sender", "'ceo@bank.example'"), "23514", "sender", "sender domain bank.example is not allowed").await;
+    let forged =
+        refused(&db, &outbound(email, "sender", "'ceo@bank.example'"), "23514", "sender", "sender domain bank.example is not allowed")
+            .await;
     assert!(forged.message().contains("acme.example"), "names what is allowed: {}", forged.message());
     refused(&db, &outbound(email, "sender", "'x@evilacme.example'"), "23514", "sender", "not allowed").await;
     // the session's address (any display name), its domain and subdomains while the tenant lists none
@@ -96,18 +104,25 @@ async fn the_sender_is_the_session_address_or_at_an_allowed_domain() {
         db.client.batch_execute(&outbound(email, "sender", ok)).await.unwrap_or_else(|e| panic!("{ok}: {e}"));
     }
     // the tenant's list replaces the session's domain; the session address stays allowed
-    db.client.batch_execute("UPDATE et_tenants SET settings = '{\"allowed_sender_domains\": [\"Brand.example\", \"@bücher.de\"]}'").await.unwrap();
+    db.client
+        .batch_execute("UPDATE et_tenants SET settings = '{\"allowed_sender_domains\": [\"Brand.example\", \"@bücher.de\"]}'")
+        .await
+        .unwrap();
     for ok in ["'hi@brand.example'", "'a@eu.brand.example'", "'noreply@acme.example'", "'ann@xn--bcher-kva.de'", "'ann@Bücher.de'"] {
         db.client.batch_execute(&outbound(email, "sender", ok)).await.unwrap_or_else(|e| panic!("{ok}: {e}"));
     }
     refused(&db, &outbound(email, "sender", "'billing@acme.example'"), "23514", "sender", "allowed_sender_domains").await;
     // chat channels: only the session's own number
-    let sql = format!("INSERT INTO et_messages (tenant_id, channel_session_id, direction, sender, recipients, body_text)
-                       VALUES ('acme', {wa}, 'outbound', '+15559999999', ARRAY['+15551234567'], 'x')");
+    let sql = format!(
+        "INSERT INTO et_messages (tenant_id, channel_session_id, direction, sender, recipients, body_text)
+                       VALUES ('acme', {wa}, 'outbound', '+15559999999', ARRAY['+15551234567'], 'x')"
+    );
     refused(&db, &sql, "23514", "sender", "not this whatsapp session's address").await;
     db.client
-        .batch_execute(&format!("INSERT INTO et_messages (tenant_id, channel_session_id, direction, sender, recipients, body_text)
-                                 VALUES ('acme', {wa}, 'outbound', '+1 555 000 0000', ARRAY['+15551234567'], 'x')"))
+        .batch_execute(&format!(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, sender, recipients, body_text)
+                                 VALUES ('acme', {wa}, 'outbound', '+1 555 000 0000', ARRAY['+15551234567'], 'x')"
+        ))
         .await
         .unwrap();
     // an edit while pending approval is held to the same rule
@@ -129,10 +144,25 @@ async fn what_a_mail_header_cannot_carry_is_refused_with_its_limit() {
     refused(&db, &outbound(email, "subject", "repeat('s', 1000000)"), "23514", "subject", "at most 255").await;
     refused(&db, &outbound(email, "subject", "E'Hi\\r\\nBcc: all@example.com'"), "23514", "subject", "line break").await;
     refused(&db, &outbound(email, "in_reply_to", "repeat('i', 20000)"), "23514", "in_reply_to", "at most 985").await;
-    refused(&db, &outbound(email, "\"references\"", "ARRAY['<ok@example.com>', repeat('r', 986)]"), "23514", "references", "at most 985").await;
+    refused(&db, &outbound(email, "\"references\"", "ARRAY['<ok@example.com>', repeat('r', 986)]"), "23514", "references", "at most 985")
+        .await;
     refused(&db, &outbound(email, "in_reply_to", "E'<a@b>\\nX: y'"), "23514", "in_reply_to", "line break").await;
-    refused(&db, &format!("{OUT}) VALUES ('acme', {email}, 'outbound', ARRAY['{}@example.com'], 'x')", "a".repeat(65)), "23514", "recipients", "valid email address").await;
-    refused(&db, &format!("{OUT}) VALUES ('acme', {email}, 'outbound', ARRAY['\"{}\" <a@example.com>'], 'x')", "n".repeat(256)), "23514", "recipients", "valid email address").await;
+    refused(
+        &db,
+        &format!("{OUT}) VALUES ('acme', {email}, 'outbound', ARRAY['{}@example.com'], 'x')", "a".repeat(65)),
+        "23514",
+        "recipients",
+        "valid email address",
+    )
+    .await;
+    refused(
+        &db,
+        &format!("{OUT}) VALUES ('acme', {email}, 'outbound', ARRAY['\"{}\" <a@example.com>'], 'x')", "n".repeat(256)),
+        "23514",
+        "recipients",
+        "valid email address",
+    )
+    .await;
     // at the limits
     db.client.batch_execute(&outbound(email, "subject, in_reply_to", &format!("repeat('é', 255), '<{}>'", "i".repeat(983)))).await.unwrap();
 }
@@ -176,7 +206,10 @@ async fn numbers_and_value_lists_name_the_column_and_what_is_allowed() {
         .batch_execute("INSERT INTO et_channel_sessions (tenant_id, channel, provider, address) VALUES ('acme', 'email', 'sendgrid', 'a@acme.example')")
         .await
         .unwrap_err();
-    assert!(e.as_db_error().unwrap().message().contains("et_channel_sessions.provider: 'sendgrid' is not allowed (allowed: smtp, file,"), "{e}");
+    assert!(
+        e.as_db_error().unwrap().message().contains("et_channel_sessions.provider: 'sendgrid' is not allowed (allowed: smtp, file,"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -209,7 +242,10 @@ async fn any_session_change_moves_updated_at() {
         db.client.query_one("SELECT updated_at FROM et_channel_sessions WHERE id = $1", &[&id]).await.unwrap().get(0)
     }
     let t0 = at(&db, email).await;
-    db.client.batch_execute(&format!("UPDATE et_channel_sessions SET config = '{{\"dir\": \"/tmp/x\"}}' WHERE id = {email}")).await.unwrap();
+    db.client
+        .batch_execute(&format!("UPDATE et_channel_sessions SET config = '{{\"dir\": \"/tmp/x\"}}' WHERE id = {email}"))
+        .await
+        .unwrap();
     let t1 = at(&db, email).await;
     assert!(t1 > t0);
     // twice in one transaction: two values
@@ -239,7 +275,10 @@ async fn a_running_daemon_sends_with_the_edited_session() {
     send(&db, session, "first@example.com").await;
     old.wait_for(1, Duration::from_secs(15)).await;
     db.client
-        .execute("UPDATE et_channel_sessions SET config = config || jsonb_build_object('port', $1::int) WHERE id = $2", &[&(new.addr.port() as i32), &session])
+        .execute(
+            "UPDATE et_channel_sessions SET config = config || jsonb_build_object('port', $1::int) WHERE id = $2",
+            &[&(new.addr.port() as i32), &session],
+        )
         .await
         .unwrap();
     let id = send(&db, session, "second@example.com").await;

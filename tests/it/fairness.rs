@@ -1,16 +1,13 @@
 //! Fair share between sessions: a saturated session's backlog never delays another session's
 //! ready messages, and keeps its own full speed meanwhile.
 
-use crate::support::{spawn, until};
-use crate::support::TestDb;
 use crate::smtp_sink::{Reply, SmtpSink};
+use crate::support::TestDb;
+use crate::support::{spawn, until};
 use std::time::{Duration, Instant};
 
 async fn session(db: &TestDb, tenant: &str, sink: &SmtpSink, concurrency: i32) -> i64 {
-    db.client
-        .execute("INSERT INTO et_tenants (id, name) VALUES ($1, $1) ON CONFLICT DO NOTHING", &[&tenant])
-        .await
-        .unwrap();
+    db.client.execute("INSERT INTO et_tenants (id, name) VALUES ($1, $1) ON CONFLICT DO NOTHING", &[&tenant]).await.unwrap();
     let config = serde_json::json!({ "host": "127.0.0.1", "port": sink.addr.port(), "tls": "none", "timeout_ms": 5000,
                                      "pool_size": concurrency, "concurrency": concurrency });
     db.client

@@ -53,7 +53,10 @@ impl Api {
         let (email, wa) = db.seed_acme().await;
         let dir = TempDir(std::env::temp_dir().join(format!("pgcourier-api-{}", uuid::Uuid::new_v4().simple())));
         let path = dir.0.to_string_lossy().to_string();
-        db.client.execute("UPDATE et_channel_sessions SET config = jsonb_build_object('dir', $1::text) WHERE id = $2", &[&path, &email]).await.unwrap();
+        db.client
+            .execute("UPDATE et_channel_sessions SET config = jsonb_build_object('dir', $1::text) WHERE id = $2", &[&path, &email])
+            .await
+            .unwrap();
         let admin = api_key(&db, "acme", &[Scope::Admin]).await;
         let app = spawn_app(&db, overrides).await;
         Api { app, db, email, wa, admin, _dir: dir }
@@ -71,7 +74,14 @@ impl Api {
         self.call_with(method, path, key, body, &[]).await
     }
 
-    pub async fn call_with(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, Value) {
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         let mut req = self.app.http.request(method, self.app.url(path));
         if let Some(k) = key {
             req = req.header("x-api-key", k);
@@ -119,7 +129,16 @@ async fn openapi_json_documents_the_endpoints_and_the_key() {
     let (status, doc) = api.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, 200, "{doc}");
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
-    for path in ["/v1/messages", "/v1/messages/{id}", "/v1/messages/{id}/approve", "/v1/messages/{id}/retry", "/v1/threads/{id}", "/v1/threads/{id}/handoff", "/v1/webhooks", "/v1/webhooks/{id}"] {
+    for path in [
+        "/v1/messages",
+        "/v1/messages/{id}",
+        "/v1/messages/{id}/approve",
+        "/v1/messages/{id}/retry",
+        "/v1/threads/{id}",
+        "/v1/threads/{id}/handoff",
+        "/v1/webhooks",
+        "/v1/webhooks/{id}",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "missing {path}");
     }
     assert!(doc["paths"]["/v1/messages"]["post"].is_object());

@@ -1,9 +1,9 @@
 //! Inbound: claim, decide with rules, apply in one transaction; human takeover; auto-replies that
 //! thread at the recipient; many daemons, each row decided once.
 
-use crate::support::{smtp_session, spawn, until};
-use crate::support::TestDb;
 use crate::smtp_sink::SmtpSink;
+use crate::support::TestDb;
+use crate::support::{smtp_session, spawn, until};
 use std::time::Duration;
 
 const SECS: Duration = Duration::from_secs(20);
@@ -134,7 +134,12 @@ async fn a_thousand_inbound_rows_on_two_daemons_are_each_decided_once() {
         )
         .await
         .unwrap();
-    until(&db, "SELECT count(*) = 1000 FROM et_messages WHERE direction = 'inbound' AND delivery_status = 'inbound_ai_replied'", Duration::from_secs(60)).await;
+    until(
+        &db,
+        "SELECT count(*) = 1000 FROM et_messages WHERE direction = 'inbound' AND delivery_status = 'inbound_ai_replied'",
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(db.count("SELECT count(*) FROM et_threads").await, 200);
     assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE direction = 'outbound'").await, 1000, "one reply per inbound row");
     assert_eq!(
@@ -147,7 +152,11 @@ async fn a_thousand_inbound_rows_on_two_daemons_are_each_decided_once() {
         1000,
         "every row claimed exactly once"
     );
-    assert_eq!(db.count("SELECT count(DISTINCT actor) FROM et_message_events WHERE to_status = 'inbound_processing'").await, 2, "both daemons worked");
+    assert_eq!(
+        db.count("SELECT count(DISTINCT actor) FROM et_message_events WHERE to_status = 'inbound_processing'").await,
+        2,
+        "both daemons worked"
+    );
     // every thread gets one insight once it settles, recomputed far fewer times than messages arrived
     until(&db, "SELECT count(*) = 200 FROM et_thread_insights", Duration::from_secs(30)).await;
     until(&db, "SELECT count(*) = 0 FROM et_threads WHERE insights_due_at IS NOT NULL", Duration::from_secs(30)).await;
@@ -196,7 +205,12 @@ async fn pipelined_batches_never_answer_a_thread_taken_over_in_an_earlier_batch(
         )
         .await
         .unwrap();
-    until(&db, "SELECT count(*) = 0 FROM et_messages WHERE direction = 'inbound' AND delivery_status IN ('received', 'inbound_processing')", Duration::from_secs(60)).await;
+    until(
+        &db,
+        "SELECT count(*) = 0 FROM et_messages WHERE direction = 'inbound' AND delivery_status IN ('received', 'inbound_processing')",
+        Duration::from_secs(60),
+    )
+    .await;
     // a reply only where the thread was still the AI's: its message came before the takeover
     assert_eq!(
         db.count(
@@ -251,10 +265,13 @@ async fn an_abandoned_claim_is_rescued_and_decided() {
 
 /// An OpenAI-compatible chat completion whose content is `content`.
 fn completion(content: &str) -> crate::mock_http::Answer {
-    crate::mock_http::Answer::json(200, serde_json::json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "model": "tiny",
-        "choices": [{ "index": 0, "finish_reason": "stop", "message": { "role": "assistant", "content": content } }]
-    }))
+    crate::mock_http::Answer::json(
+        200,
+        serde_json::json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "tiny",
+            "choices": [{ "index": 0, "finish_reason": "stop", "message": { "role": "assistant", "content": content } }]
+        }),
+    )
 }
 
 #[tokio::test]
@@ -278,23 +295,34 @@ async fn llm_failures_go_to_inbound_error_with_the_reason_and_are_retried_until_
     let daemon = spawn(&db, &[("PGCOURIER_INBOUND_RETRY_BASE", "700ms"), ("PGCOURIER_INBOUND_MAX_ATTEMPTS", "3")]);
     let id = inbound(&db, wa, "wamid.77", "+15551234567", "Do you deliver on Sundays?").await;
     // attempt 1: HTTP 500 → inbound_error naming it, nothing else written
-    until(&db, &format!("SELECT delivery_status = 'inbound_error' AND last_error LIKE '%HTTP 500%' FROM et_messages WHERE id = {id}"), SECS).await;
+    until(
+        &db,
+        &format!("SELECT delivery_status = 'inbound_error' AND last_error LIKE '%HTTP 500%' FROM et_messages WHERE id = {id}"),
+        SECS,
+    )
+    .await;
     assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE direction = 'outbound'").await, 0, "no reply half-written");
     assert_eq!(db.count("SELECT count(*) FROM et_threads WHERE handling = 'ai'").await, 1);
     // attempt 2: malformed JSON → inbound_error naming it
-    until(&db, &format!("SELECT delivery_status = 'inbound_error' AND last_error LIKE '%malformed%' FROM et_messages WHERE id = {id}"), SECS).await;
+    until(
+        &db,
+        &format!("SELECT delivery_status = 'inbound_error' AND last_error LIKE '%malformed%' FROM et_messages WHERE id = {id}"),
+        SECS,
+    )
+    .await;
     assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE direction = 'outbound'").await, 0);
     // attempt 3: a valid answer is applied, exactly once
-    until(&db, &format!("SELECT delivery_status = 'inbound_ai_replied' AND last_error IS NULL FROM et_messages WHERE id = {id}"), SECS).await;
-    let reply = db
-        .client
-        .query_one("SELECT body_text, in_reply_to FROM et_messages WHERE direction = 'outbound'", &[])
-        .await
-        .unwrap();
+    until(&db, &format!("SELECT delivery_status = 'inbound_ai_replied' AND last_error IS NULL FROM et_messages WHERE id = {id}"), SECS)
+        .await;
+    let reply = db.client.query_one("SELECT body_text, in_reply_to FROM et_messages WHERE direction = 'outbound'", &[]).await.unwrap();
     assert_eq!(reply.get::<_, String>(0), "We deliver on Sundays.");
     assert_eq!(reply.get::<_, String>(1), "wamid.77");
-    let decision: serde_json::Value = db.client.query_one("SELECT metadata->'decision' FROM et_messages WHERE id = $1", &[&id]).await.unwrap().get(0);
-    assert_eq!((decision["decided_by"].as_str(), decision["model"].as_str(), decision["label"].as_str()), (Some("llm"), Some("tiny"), Some("delivery")));
+    let decision: serde_json::Value =
+        db.client.query_one("SELECT metadata->'decision' FROM et_messages WHERE id = $1", &[&id]).await.unwrap().get(0);
+    assert_eq!(
+        (decision["decided_by"].as_str(), decision["model"].as_str(), decision["label"].as_str()),
+        (Some("llm"), Some("tiny"), Some("delivery"))
+    );
     assert_eq!(db.count(&format!("SELECT attempts::bigint FROM et_messages WHERE id = {id}")).await, 3);
     assert_eq!(llm.requests().len(), 3);
     daemon.stop().await;

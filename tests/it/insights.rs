@@ -2,9 +2,9 @@
 //! in batches, follow-ups that fire once (with a draft awaiting approval) or are answered in time,
 //! and an LLM summarizer that fails without writing anything.
 
-use crate::support::{spawn, until};
-use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp};
+use crate::support::TestDb;
+use crate::support::{spawn, until};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -166,7 +166,9 @@ async fn a_due_follow_up_fires_once_with_a_draft_awaiting_approval() {
     let db = TestDb::new().await;
     let (_, wa) = db.seed_acme().await;
     db.client
-        .batch_execute(r#"UPDATE et_tenants SET settings = settings || '{"follow_up_draft": "Just checking in: any news?"}' WHERE id = 'acme'"#)
+        .batch_execute(
+            r#"UPDATE et_tenants SET settings = settings || '{"follow_up_draft": "Just checking in: any news?"}' WHERE id = 'acme'"#,
+        )
         .await
         .unwrap();
     let (_listener, mut notes) = listen(&db, "et_followups").await;
@@ -205,12 +207,8 @@ async fn a_due_follow_up_fires_once_with_a_draft_awaiting_approval() {
     assert_eq!(detail["note"], "call back");
     let due_in_event: DateTime<Utc> = detail["due_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(due_in_event, due);
-    let fired_at: DateTime<Utc> = db
-        .client
-        .query_one("SELECT created_at FROM et_message_events WHERE detail->>'event' = 'followup.due'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let fired_at: DateTime<Utc> =
+        db.client.query_one("SELECT created_at FROM et_message_events WHERE detail->>'event' = 'followup.due'", &[]).await.unwrap().get(0);
     assert!(fired_at >= due, "fired at {fired_at}, due at {due}");
 
     let payload = tokio::time::timeout(SECS, notes.recv()).await.expect("an et_followups notification").unwrap();
@@ -360,8 +358,10 @@ async fn an_llm_tenant_gets_its_insight_once_the_endpoint_recovers() {
     let thread = thread_of(&db, msg).await;
     until(
         &db,
-        &format!("SELECT EXISTS (SELECT 1 FROM et_thread_insights i JOIN et_threads th ON th.id = i.thread_id
-                                  WHERE i.thread_id = {thread} AND th.insights_due_at IS NULL)"),
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM et_thread_insights i JOIN et_threads th ON th.id = i.thread_id
+                                  WHERE i.thread_id = {thread} AND th.insights_due_at IS NULL)"
+        ),
         SECS,
     )
     .await;
@@ -424,7 +424,11 @@ async fn the_claims_of_a_pass_walk_on_from_the_last_thread_taken_even_when_all_s
     let other = pgcourier::db::insights::claim_due(&pooled, Duration::ZERO, &[], None, 100, ("w2", Duration::from_secs(60))).await.unwrap();
     assert!(other.is_empty(), "leased threads are skipped");
     let held: Vec<(String, i64)> = taken.iter().map(|id| ("acme".to_owned(), *id)).collect();
-    assert_eq!(pgcourier::db::insights::renew(&pooled, "w2", &held, Duration::from_secs(60)).await.unwrap().len(), 0, "nor can it renew them");
+    assert_eq!(
+        pgcourier::db::insights::renew(&pooled, "w2", &held, Duration::from_secs(60)).await.unwrap().len(),
+        0,
+        "nor can it renew them"
+    );
     assert_eq!(pgcourier::db::insights::renew(&pooled, LEASE.0, &held, Duration::from_secs(60)).await.unwrap().len(), 250);
     // once given back, a new pass starts from the beginning
     assert_eq!(pgcourier::db::insights::release(&pooled, LEASE.0, &held).await.unwrap(), 250);

@@ -268,22 +268,28 @@ async fn setup_db() -> (TestDb, i64) {
 async fn races_between_a_message_insert_and_a_thread_delete_leave_nothing_dangling() {
     every_level("insert, then delete the thread", |db, email| async move {
         let thread = empty_thread(&db, email).await;
-        let insert = format!("INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
-                              VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x')");
+        let insert = format!(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
+                              VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x')"
+        );
         (db, insert, format!("DELETE FROM et_threads WHERE id = {thread}"))
     })
     .await;
     every_level("delete the thread, then insert", |db, email| async move {
         let thread = empty_thread(&db, email).await;
-        let insert = format!("INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
-                              VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x')");
+        let insert = format!(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
+                              VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x')"
+        );
         (db, format!("DELETE FROM et_threads WHERE id = {thread}"), insert)
     })
     .await;
     every_level("insert, then truncate threads", |db, email| async move {
         empty_thread(&db, email).await;
-        let insert = format!("INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
-                              VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x')");
+        let insert = format!(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
+                              VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x')"
+        );
         (db, insert, "TRUNCATE et_threads CASCADE".to_owned())
     })
     .await;
@@ -308,8 +314,10 @@ async fn races_between_a_message_move_and_a_thread_delete_leave_nothing_dangling
 #[tokio::test]
 async fn races_between_hand_written_events_or_queue_rows_and_a_message_delete_leave_nothing_dangling() {
     let event = |id: i64| {
-        format!("INSERT INTO et_message_events (tenant_id, message_id, from_status, to_status, actor, detail)
-                 VALUES ('acme', {id}, 'queued', 'queued', 'test', '{{}}')")
+        format!(
+            "INSERT INTO et_message_events (tenant_id, message_id, from_status, to_status, actor, detail)
+                 VALUES ('acme', {id}, 'queued', 'queued', 'test', '{{}}')"
+        )
     };
     let queue_row = |id: i64, session: i64| {
         format!("INSERT INTO et_outbound_queue (tenant_id, message_id, channel_session_id) VALUES ('acme', {id}, {session})")

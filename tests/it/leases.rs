@@ -2,9 +2,9 @@
 //! never rescued and repeated; an attempt after one whose outcome is unknown is flagged
 //! `possible_duplicate`.
 
-use crate::support::{send_many, smtp_session, spawn, until};
-use crate::support::TestDb;
 use crate::smtp_sink::{Reply, SmtpSink};
+use crate::support::TestDb;
+use crate::support::{send_many, smtp_session, spawn, until};
 use pgcourier::db::outbound::{claim, record, renew, rescue, OutcomeRow};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -42,7 +42,9 @@ async fn renewals_keep_leases_and_rescues_flag_the_next_attempt() {
     let db = TestDb::new().await;
     let (email, _) = db.seed_acme().await;
     db.client
-        .batch_execute(&format!("{OUTBOUND} SELECT 'acme', {email}, 'outbound', ARRAY['u' || i || '@example.com'], 's', 'b' FROM generate_series(1, 2) i"))
+        .batch_execute(&format!(
+            "{OUTBOUND} SELECT 'acme', {email}, 'outbound', ARRAY['u' || i || '@example.com'], 's', 'b' FROM generate_series(1, 2) i"
+        ))
         .await
         .unwrap();
     let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();
@@ -60,7 +62,10 @@ async fn renewals_keep_leases_and_rescues_flag_the_next_attempt() {
     assert_eq!(renew(&client, "w2", &keys, lease).await.unwrap().len(), 0, "another worker cannot renew them");
     // the first runs out again and is rescued
     db.client
-        .batch_execute(&format!("UPDATE et_outbound_queue SET lease_expires_at = now() - interval '1 second' WHERE message_id = {}", keys[0].1))
+        .batch_execute(&format!(
+            "UPDATE et_outbound_queue SET lease_expires_at = now() - interval '1 second' WHERE message_id = {}",
+            keys[0].1
+        ))
         .await
         .unwrap();
     assert_eq!(rescue(&mut client, 100, Duration::from_secs(1)).await.unwrap(), 1);

@@ -18,9 +18,7 @@ async fn rust_transitions_equal_the_sql_table() {
         .collect();
     let rust: BTreeSet<(String, String, String, String)> = TRANSITIONS
         .iter()
-        .map(|t| {
-            (t.direction.as_str().to_owned(), t.from.as_str().to_owned(), t.to.as_str().to_owned(), t.description.to_owned())
-        })
+        .map(|t| (t.direction.as_str().to_owned(), t.from.as_str().to_owned(), t.to.as_str().to_owned(), t.description.to_owned()))
         .collect();
     assert_eq!(rust.len(), TRANSITIONS.len(), "no duplicates in the Rust list");
     assert_eq!(sql, rust);
@@ -32,10 +30,7 @@ async fn rust_statuses_equal_the_sql_check_constraint() {
     // et_messages_delivery_status casts to the domain et_delivery_status, which holds the list (V19)
     let def: String = db
         .client
-        .query_one(
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'et_delivery_status_values'",
-            &[],
-        )
+        .query_one("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'et_delivery_status_values'", &[])
         .await
         .unwrap()
         .get(0);
@@ -48,21 +43,27 @@ async fn rust_statuses_equal_the_sql_check_constraint() {
 async fn an_outbound_message_walks_its_lifecycle_in_the_audit_trail() {
     let db = TestDb::new().await;
     let (email, _) = db.seed_acme().await;
-    db.client.batch_execute(&format!(
-        "UPDATE et_channel_sessions SET requires_approval = true WHERE id = {email};
+    db.client
+        .batch_execute(&format!(
+            "UPDATE et_channel_sessions SET requires_approval = true WHERE id = {email};
          INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
          VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'Hi', 'Hello')"
-    )).await.unwrap();
+        ))
+        .await
+        .unwrap();
     let id: i64 = db.client.query_one("SELECT id FROM et_messages", &[]).await.unwrap().get(0);
     assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue").await, 0, "not queued before approval");
     db.client.execute("SELECT et_approve($1, 'alice')", &[&id]).await.unwrap();
     assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue WHERE state = 'ready'").await, 1);
     // a daemon's moves, by hand
-    db.client.batch_execute(&format!(
-        "UPDATE et_messages SET delivery_status = 'sending' WHERE id = {id};
+    db.client
+        .batch_execute(&format!(
+            "UPDATE et_messages SET delivery_status = 'sending' WHERE id = {id};
          UPDATE et_messages SET delivery_status = 'failed', last_error = '550 5.1.1 no such user' WHERE id = {id};
          UPDATE et_outbound_queue SET state = 'dead', last_error = '550 5.1.1 no such user' WHERE message_id = {id};"
-    )).await.unwrap();
+        ))
+        .await
+        .unwrap();
     assert_eq!(db.count("SELECT count(*) FROM et_dead_letters").await, 1);
     db.client.execute("SELECT et_retry($1, 'bob')", &[&id]).await.unwrap();
     let q = db.client.query_one("SELECT state, attempts FROM et_outbound_queue", &[]).await.unwrap();
@@ -110,14 +111,18 @@ async fn an_outbound_message_walks_its_lifecycle_in_the_audit_trail() {
 async fn reject_keeps_the_reason_and_never_queues() {
     let db = TestDb::new().await;
     let (email, _) = db.seed_acme().await;
-    db.client.batch_execute(&format!(
-        "UPDATE et_tenants SET settings = '{{\"requires_approval\": true}}';
+    db.client
+        .batch_execute(&format!(
+            "UPDATE et_tenants SET settings = '{{\"requires_approval\": true}}';
          INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
          VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], 'x')"
-    )).await.unwrap();
+        ))
+        .await
+        .unwrap();
     let id: i64 = db.client.query_one("SELECT id FROM et_messages WHERE delivery_status = 'pending_approval'", &[]).await.unwrap().get(0);
     db.client.execute("SELECT et_reject($1, 'alice', 'tone is wrong')", &[&id]).await.unwrap();
-    let detail: serde_json::Value = db.client.query_one("SELECT detail FROM et_message_events WHERE to_status = 'rejected'", &[]).await.unwrap().get(0);
+    let detail: serde_json::Value =
+        db.client.query_one("SELECT detail FROM et_message_events WHERE to_status = 'rejected'", &[]).await.unwrap().get(0);
     assert_eq!(detail["reason"], "tone is wrong");
     assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue").await, 0);
     assert!(db.client.execute("SELECT et_approve($1, 'alice')", &[&id]).await.is_err(), "rejected is final");
@@ -127,13 +132,16 @@ async fn reject_keeps_the_reason_and_never_queues() {
 async fn inbound_lifecycle_and_handoff() {
     let db = TestDb::new().await;
     let (_, wa) = db.seed_acme().await;
-    db.client.batch_execute(&format!(
-        "INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, body_text)
+    db.client
+        .batch_execute(&format!(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, body_text)
          VALUES ('acme', {wa}, 'inbound', 'wamid.1', '+15551234567', 'hi');
          UPDATE et_messages SET delivery_status = 'inbound_processing';
          UPDATE et_messages SET delivery_status = 'inbound_error', last_error = 'llm timeout';
          UPDATE et_messages SET delivery_status = 'received';"
-    )).await.unwrap();
+        ))
+        .await
+        .unwrap();
     assert!(db.client.batch_execute("UPDATE et_messages SET delivery_status = 'sent'").await.is_err());
     let thread: i64 = db.client.query_one("SELECT thread_id FROM et_messages", &[]).await.unwrap().get(0);
     assert_eq!(db.client.query_one("SELECT et_handoff($1, 'human', 'dana')", &[&thread]).await.unwrap().get::<_, String>(0), "human");

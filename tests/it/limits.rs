@@ -1,9 +1,9 @@
 //! Per-session rate limits (held in the database, so across daemons) and circuit breakers
 //! with fallback sessions.
 
-use crate::support::{send, smtp_session, spawn, until};
-use crate::support::TestDb;
 use crate::smtp_sink::{Reply, SmtpSink};
+use crate::support::TestDb;
+use crate::support::{send, smtp_session, spawn, until};
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -55,10 +55,7 @@ async fn the_breaker_opens_routes_to_the_fallback_and_closes_after_recovery() {
                             "retry_base_ms": 20, "retry_cap_ms": 50, "concurrency": 1 }),
     )
     .await;
-    db.client
-        .execute("UPDATE et_channel_sessions SET fallback_session_id = $1 WHERE id = $2", &[&fallback, &primary])
-        .await
-        .unwrap();
+    db.client.execute("UPDATE et_channel_sessions SET fallback_session_id = $1 WHERE id = $2", &[&fallback, &primary]).await.unwrap();
     let daemon = spawn(&db, &[]);
     for i in 0..3 {
         send(&db, primary, &format!("first{i}@example.com")).await;
@@ -67,7 +64,12 @@ async fn the_breaker_opens_routes_to_the_fallback_and_closes_after_recovery() {
     fallback_sink.wait_for(3, Duration::from_secs(15)).await;
     assert_eq!(primary_sink.messages().len(), 0);
     assert_eq!(primary_sink.attempts(), 3);
-    until(&db, &format!("SELECT breaker_state = 'open' FROM et_session_health WHERE channel_session_id = {primary}"), Duration::from_secs(5)).await;
+    until(
+        &db,
+        &format!("SELECT breaker_state = 'open' FROM et_session_health WHERE channel_session_id = {primary}"),
+        Duration::from_secs(5),
+    )
+    .await;
     let status = pgcourier::status::render(&db.client).await.unwrap();
     assert!(status.contains(&format!("session {primary:<6} open")), "{status}");
     // while open, new traffic goes to the fallback too
@@ -81,10 +83,20 @@ async fn the_breaker_opens_routes_to_the_fallback_and_closes_after_recovery() {
     )
     .await;
     // after the cooldown a probe goes to the recovered primary and closes the breaker
-    until(&db, &format!("SELECT since < now() - interval '2600 milliseconds' FROM et_session_health WHERE channel_session_id = {primary}"), Duration::from_secs(10)).await;
+    until(
+        &db,
+        &format!("SELECT since < now() - interval '2600 milliseconds' FROM et_session_health WHERE channel_session_id = {primary}"),
+        Duration::from_secs(10),
+    )
+    .await;
     send(&db, primary, "probe@example.com").await;
     primary_sink.wait_for(1, Duration::from_secs(15)).await;
-    until(&db, &format!("SELECT breaker_state = 'closed' FROM et_session_health WHERE channel_session_id = {primary}"), Duration::from_secs(5)).await;
+    until(
+        &db,
+        &format!("SELECT breaker_state = 'closed' FROM et_session_health WHERE channel_session_id = {primary}"),
+        Duration::from_secs(5),
+    )
+    .await;
     send(&db, primary, "after1@example.com").await;
     send(&db, primary, "after2@example.com").await;
     primary_sink.wait_for(3, Duration::from_secs(15)).await;

@@ -82,7 +82,10 @@ async fn each_decision_kind_is_mapped_and_the_request_is_openai_shaped() {
 
     let d = llm.decide(&t).await.expect("auto_reply");
     assert_eq!(d.decision, Decision::AutoReply { body: "Yes, from 10 to 200 EUR.".into() });
-    assert_eq!((d.reason.as_str(), d.label.as_deref(), d.decided_by, d.model.as_deref()), ("because auto_reply", Some("gift-cards"), "llm", Some(MODEL)));
+    assert_eq!(
+        (d.reason.as_str(), d.label.as_deref(), d.decided_by, d.model.as_deref()),
+        ("because auto_reply", Some("gift-cards"), "llm", Some(MODEL))
+    );
 
     let d = llm.decide(&t).await.expect("human_takeover");
     assert_eq!(d.decision, Decision::HumanTakeover { reason: "because human_takeover".into() });
@@ -182,7 +185,8 @@ async fn a_silent_endpoint_times_out() {
             held.push(socket);
         }
     });
-    let llm = LlmDecider::new(&json!({ "base_url": format!("http://{addr}"), "model": MODEL, "timeout_ms": 300 }), Some(KEY.into())).unwrap();
+    let llm =
+        LlmDecider::new(&json!({ "base_url": format!("http://{addr}"), "model": MODEL, "timeout_ms": 300 }), Some(KEY.into())).unwrap();
     let started = Instant::now();
     let e = err_of(llm.decide(&thread()).await);
     assert!(e.contains("timed out after 300 ms"), "{e}");

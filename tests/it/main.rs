@@ -1,14 +1,18 @@
 //! Integration tests against a real PostgreSQL: one binary, a fresh database per test.
 //! Shared helpers are in [`support`].
 
+mod address_corpus;
+mod app;
+mod attachments;
 mod ch_http_bridge;
 mod ch_telegram;
 mod ch_twilio;
 mod ch_whatsapp_cloud;
-mod app;
-mod attachments;
 mod cli;
 mod config_cli;
+mod daemon;
+mod door;
+mod fairness;
 mod fixtures;
 mod http_api;
 mod inbound;
@@ -23,10 +27,6 @@ mod mock_http;
 mod ops;
 mod process;
 mod provider_webhooks;
-mod daemon;
-mod fairness;
-mod door;
-mod address_corpus;
 mod refusals;
 mod smtp_sink;
 mod support;

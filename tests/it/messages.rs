@@ -76,7 +76,8 @@ async fn contacts_and_message_id_domains_agree_with_the_address_rules() {
             )
             .await
             .unwrap();
-        let contact: String = db.client.query_one("SELECT contact FROM et_threads WHERE id = $1", &[&r.get::<_, i64>(0)]).await.unwrap().get(0);
+        let contact: String =
+            db.client.query_one("SELECT contact FROM et_threads WHERE id = $1", &[&r.get::<_, i64>(0)]).await.unwrap().get(0);
         assert_eq!(contact, r.get::<_, String>(1), "thread contact of {to:?}");
         if let Some(id) = r.get::<_, Option<String>>(2) {
             assert!(id.ends_with(&format!("@{}>", r.get::<_, String>(3))), "Message-ID {id} of a message to {to:?}");
@@ -352,8 +353,10 @@ async fn inserts_notify_only_while_a_daemon_is_registered_as_listening() {
     let (_listener, mut rx) = listen_unregistered(&db, &["et_outbound", "et_inbound"]).await;
     let outbound = format!("{OUTBOUND} VALUES ('acme', {email}, 'outbound', ARRAY['u@example.com'], 's', 'b')");
     let inbound = |n: i32| {
-        format!("INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, body_text)
-                 VALUES ('acme', {wa}, 'inbound', 'wamid.{n}', '+15550001111', 'hi')")
+        format!(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, external_message_id, sender, body_text)
+                 VALUES ('acme', {wa}, 'inbound', 'wamid.{n}', '+15550001111', 'hi')"
+        )
     };
     // nobody listens: nobody to wake (a daemon that starts claims what is due before it waits)
     db.client.batch_execute(&outbound).await.unwrap();
@@ -381,7 +384,9 @@ async fn repeated_claims_reuse_one_generic_plan() {
     let db = TestDb::new().await;
     let (email, _) = db.seed_acme().await;
     db.client
-        .batch_execute(&format!("{OUTBOUND} SELECT 'acme', {email}, 'outbound', ARRAY['u' || i || '@example.com'], 's', 'b' FROM generate_series(1, 40) i"))
+        .batch_execute(&format!(
+            "{OUTBOUND} SELECT 'acme', {email}, 'outbound', ARRAY['u' || i || '@example.com'], 's', 'b' FROM generate_series(1, 40) i"
+        ))
         .await
         .unwrap();
     let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();

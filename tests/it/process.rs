@@ -1,16 +1,21 @@
 //! The daemon as a real process: killed with SIGKILL while holding leases, and stopped with
 //! SIGTERM in the middle of a slow SMTP conversation.
 
-use crate::support::{send, smtp_session, spawn, until};
-use crate::support::TestDb;
 use crate::smtp_sink::{Reply, SmtpSink};
+use crate::support::TestDb;
+use crate::support::{send, smtp_session, spawn, until};
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn daemon_process(db: &TestDb, env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgcourier"));
-    cmd.arg("run").env("DATABASE_URL", &db.url).env("PGCOURIER_HTTP_ADDR", "off").env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
+    cmd.arg("run")
+        .env("DATABASE_URL", &db.url)
+        .env("PGCOURIER_HTTP_ADDR", "off")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -40,7 +45,8 @@ async fn a_daemon_killed_while_holding_leases_is_rescued_by_another() {
         send(&db, session, &format!("u{i}@example.com")).await;
     }
     let mut first = daemon_process(&db, &[("PGCOURIER_LEASE", "2s"), ("PGCOURIER_WORKER_ID", "doomed")]);
-    until(&db, "SELECT count(*) = 10 FROM et_outbound_queue WHERE state = 'leased' AND leased_by = 'doomed'", Duration::from_secs(20)).await;
+    until(&db, "SELECT count(*) = 10 FROM et_outbound_queue WHERE state = 'leased' AND leased_by = 'doomed'", Duration::from_secs(20))
+        .await;
     first.kill().expect("SIGKILL");
     wait_exit(&mut first, Duration::from_secs(10)).await;
     // The operator points the session at a working server; a second daemon takes over.
@@ -98,7 +104,8 @@ async fn sigterm_lets_the_slow_smtp_conversation_finish_and_exits_0() {
     let in_flight = &got[0].rcpt_to[0];
     assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue WHERE state = 'leased'").await, 0, "nothing left leased");
     for id in ids {
-        let r = db.client.query_one("SELECT delivery_status, attempts, recipients[1] FROM et_messages WHERE id = $1", &[&id]).await.unwrap();
+        let r =
+            db.client.query_one("SELECT delivery_status, attempts, recipients[1] FROM et_messages WHERE id = $1", &[&id]).await.unwrap();
         let (status, attempts, to): (String, i32, String) = (r.get(0), r.get(1), r.get(2));
         if &to == in_flight {
             assert_eq!((status.as_str(), attempts), ("sent", 1), "{to}");
@@ -123,7 +130,11 @@ async fn apikey_cli_creates_lists_and_revokes() {
     assert!(key.starts_with("pgc_") && key.len() > 50, "{key}");
     let stored: Vec<u8> = db.client.query_one("SELECT key_sha256 FROM et_api_keys", &[]).await.unwrap().get(0);
     assert_eq!(stored.len(), 32);
-    assert_eq!(db.count(&format!("SELECT count(*) FROM et_api_keys WHERE position('{key}' in name || prefix) > 0")).await, 0, "the key itself is not stored");
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM et_api_keys WHERE position('{key}' in name || prefix) > 0")).await,
+        0,
+        "the key itself is not stored"
+    );
     let prefix = &key[4..12];
     let (ok, listing, _) = run(&["apikey", "list", "--tenant", "acme"]);
     assert!(ok && listing.contains(prefix) && listing.contains("send,read"), "{listing}");

@@ -26,10 +26,7 @@ async fn refused(db: &TestDb, sql: &str) -> DbError {
 /// The error names `column` (in its COLUMN field or its message) and says `rule`.
 fn names(e: &DbError, column: &str, rule: &str) {
     let text = format!("{} {}", e.message(), e.detail().unwrap_or(""));
-    assert!(
-        e.column() == Some(column) || e.message().contains(column),
-        "error does not name {column}: {text}"
-    );
+    assert!(e.column() == Some(column) || e.message().contains(column), "error does not name {column}: {text}");
     assert!(text.contains(rule), "error does not say {rule:?}: {text}");
 }
 
@@ -103,10 +100,14 @@ async fn thread_of_another_tenant() {
     )).await;
     names(&e, "thread_id", "no thread");
     // Even bypassing the trigger's check, the composite foreign key makes the reference impossible.
-    let fk = db.client.batch_execute(&format!(
-        "UPDATE et_messages SET thread_id = {thread} WHERE tenant_id = 'acme'; \
+    let fk = db
+        .client
+        .batch_execute(&format!(
+            "UPDATE et_messages SET thread_id = {thread} WHERE tenant_id = 'acme'; \
          INSERT INTO et_thread_insights (tenant_id, thread_id, summary) VALUES ('acme', {thread}, 'x')"
-    )).await.expect_err("cross-tenant insight");
+        ))
+        .await
+        .expect_err("cross-tenant insight");
     assert_eq!(fk.as_db_error().unwrap().code().code(), "23503");
 }
 
@@ -155,11 +156,15 @@ async fn bodies_over_the_channel_limit() {
 #[tokio::test]
 async fn a_bad_row_in_a_bulk_insert_refuses_the_whole_statement() {
     let (db, email, _, _) = setup().await;
-    let e = refused(&db, &format!(
-        "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
+    let e = refused(
+        &db,
+        &format!(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text)
          SELECT 'acme', {email}, 'outbound', ARRAY[CASE WHEN i = 500 THEN 'broken' ELSE 'u' || i || '@example.com' END], 'x'
            FROM generate_series(1, 1000) i"
-    )).await;
+        ),
+    )
+    .await;
     names(&e, "recipients", "'broken'");
 }
 
@@ -191,8 +196,16 @@ async fn content_is_frozen_after_approval() {
     names(&e, "recipients", "valid email address");
     let id: i64 = db.client.query_one("SELECT id FROM et_messages", &[]).await.unwrap().get(0);
     db.client.execute("SELECT et_approve($1, 'alice')", &[&id]).await.unwrap();
-    for change in ["subject = 'Changed'", "body_text = 'y'", "body_html = '<p>y</p>'", "recipients = ARRAY['c@example.com']",
-                   "cc = ARRAY['c@example.com']", "bcc = ARRAY['c@example.com']", "sender = 'x@acme.example'", "variables = '{\"a\":1}'"] {
+    for change in [
+        "subject = 'Changed'",
+        "body_text = 'y'",
+        "body_html = '<p>y</p>'",
+        "recipients = ARRAY['c@example.com']",
+        "cc = ARRAY['c@example.com']",
+        "bcc = ARRAY['c@example.com']",
+        "sender = 'x@acme.example'",
+        "variables = '{\"a\":1}'",
+    ] {
         let e = refused(&db, &format!("UPDATE et_messages SET {change}")).await;
         assert!(e.message().contains("frozen"), "{change}: {}", e.message());
         let column = change.split(' ').next().unwrap();

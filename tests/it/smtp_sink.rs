@@ -44,9 +44,13 @@ impl Received {
     pub fn header(&self, name: &str) -> Option<String> {
         let mut found: Option<String> = None;
         for line in self.data.lines() {
-            if line.is_empty() { break } // end of the header block
+            if line.is_empty() {
+                break;
+            } // end of the header block
             if line.starts_with([' ', '\t']) {
-                if let Some(v) = found.as_mut() { v.push_str(line) } // RFC 5322 unfolding: drop the CRLF, keep WSP
+                if let Some(v) = found.as_mut() {
+                    v.push_str(line)
+                } // RFC 5322 unfolding: drop the CRLF, keep WSP
             } else if found.is_some() {
                 break;
             } else if let Some((_, v)) = line.split_once(':').filter(|(n, _)| n.trim().eq_ignore_ascii_case(name)) {
@@ -183,7 +187,10 @@ impl SmtpSink {
         let mut rx = self.state.accepted.subscribe();
         let arrived = matches!(tokio::time::timeout(timeout, rx.wait_for(|&c| c >= n)).await, Ok(Ok(_)));
         let (got, attempts, conns) = (self.messages().len(), self.attempts(), self.connections());
-        assert!(arrived, "SMTP sink: waited {timeout:?} for {n} message(s) but only {got} arrived ({attempts} DATA attempts, {conns} connections)");
+        assert!(
+            arrived,
+            "SMTP sink: waited {timeout:?} for {n} message(s) but only {got} arrived ({attempts} DATA attempts, {conns} connections)"
+        );
         self.messages()
     }
 }
@@ -205,15 +212,22 @@ async fn serve(stream: TcpStream, st: &State) -> io::Result<()> {
     while let Some(line) = read_line(&mut r).await? {
         let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
         let reply = match verb.to_ascii_uppercase().as_str() {
-            "EHLO" => { txn = None; EHLO.to_owned() }
+            "EHLO" => {
+                txn = None;
+                EHLO.to_owned()
+            }
             "HELO" => "250 smtp-sink".to_owned(),
             "AUTH" => auth(arg.trim(), &mut r, &mut w, st).await?,
-            "MAIL" => { txn = Some(Txn { from: path(arg), rcpts: Vec::new(), decision: None }); "250 2.1.0 Ok".to_owned() }
+            "MAIL" => {
+                txn = Some(Txn { from: path(arg), rcpts: Vec::new(), decision: None });
+                "250 2.1.0 Ok".to_owned()
+            }
             "RCPT" => match txn.as_mut() {
                 None => "503 5.5.1 Error: need MAIL command".to_owned(),
                 Some(t) => {
                     let to = path(arg);
-                    let decision = *t.decision.get_or_insert_with(|| (st.rule)(std::slice::from_ref(&to), st.transactions.fetch_add(1, SeqCst)));
+                    let decision =
+                        *t.decision.get_or_insert_with(|| (st.rule)(std::slice::from_ref(&to), st.transactions.fetch_add(1, SeqCst)));
                     if decision == Reply::Reject550_511 {
                         format!("550 5.1.1 <{to}>: Recipient address rejected: User unknown")
                     } else {
@@ -245,7 +259,9 @@ async fn serve(stream: TcpStream, st: &State) -> io::Result<()> {
                         Reply::Temp451 => "451 4.3.0 Error: temporarily unable to accept the message".to_owned(),
                         Reply::Reject554 | Reply::Reject550_511 => "554 5.7.1 rejected".to_owned(),
                         d @ (Reply::Accept | Reply::Delay(_)) => {
-                            if let Reply::Delay(wait) = d { tokio::time::sleep(wait).await; }
+                            if let Reply::Delay(wait) = d {
+                                tokio::time::sleep(wait).await;
+                            }
                             let received = Received { mail_from: t.from, rcpt_to: t.rcpts, data, at: Instant::now() };
                             let mut messages = st.messages.lock().unwrap();
                             messages.push(received);
@@ -254,9 +270,15 @@ async fn serve(stream: TcpStream, st: &State) -> io::Result<()> {
                         }
                     }
                 }
-                other => { txn = other; "554 5.5.1 Error: no valid recipients".to_owned() }
+                other => {
+                    txn = other;
+                    "554 5.5.1 Error: no valid recipients".to_owned()
+                }
             },
-            "RSET" => { txn = None; "250 2.0.0 Ok".to_owned() }
+            "RSET" => {
+                txn = None;
+                "250 2.0.0 Ok".to_owned()
+            }
             "NOOP" => "250 2.0.0 Ok".to_owned(),
             "VRFY" => "252 2.0.0 Cannot VRFY user".to_owned(),
             "QUIT" => return w.write_all(b"221 2.0.0 Bye\r\n").await,
@@ -272,11 +294,17 @@ async fn auth(arg: &str, r: &mut BufReader<OwnedReadHalf>, w: &mut OwnedWriteHal
     let (mech, initial) = arg.split_once(' ').map_or((arg, None), |(m, i)| (m, Some(i.trim().to_owned())));
     let user = match mech.to_ascii_uppercase().as_str() {
         "PLAIN" => {
-            let resp = match initial { Some(i) => i, None => challenge("", r, w).await? };
+            let resp = match initial {
+                Some(i) => i,
+                None => challenge("", r, w).await?,
+            };
             base64(&resp).split('\0').nth(1).unwrap_or_default().to_owned() // authzid \0 authcid \0 password
         }
         "LOGIN" => {
-            let user = match initial { Some(i) => i, None => challenge("VXNlcm5hbWU6", r, w).await? }; // "Username:"
+            let user = match initial {
+                Some(i) => i,
+                None => challenge("VXNlcm5hbWU6", r, w).await?,
+            }; // "Username:"
             challenge("UGFzc3dvcmQ6", r, w).await?; // "Password:"
             base64(&user)
         }
@@ -436,7 +464,8 @@ mod tests {
 
     /// pgcourier's `smtp` adapter on this sink: pool size `pool_size`, AUTH as alice.
     fn adapter(sink: &SmtpSink, pool_size: usize) -> Arc<Smtp> {
-        let config = serde_json::json!({ "host": "127.0.0.1", "port": sink.addr.port(), "tls": "none", "timeout_ms": 5000, "pool_size": pool_size });
+        let config =
+            serde_json::json!({ "host": "127.0.0.1", "port": sink.addr.port(), "tls": "none", "timeout_ms": 5000, "pool_size": pool_size });
         Arc::new(Smtp::new(&config, Some("alice:s3cret".into())).expect("adapter"))
     }
 

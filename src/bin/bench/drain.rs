@@ -77,7 +77,10 @@ impl Report {
             p.push(format!("drain: {} rows with attempts ≠ 1", l.attempts_not_one));
         }
         if l.complete_lifecycles != n || l.events_total != 3 * n {
-            p.push(format!("drain: {} of {n} messages with exactly queued→sending→sent ({} events)", l.complete_lifecycles, l.events_total));
+            p.push(format!(
+                "drain: {} of {n} messages with exactly queued→sending→sent ({} events)",
+                l.complete_lifecycles, l.events_total
+            ));
         }
         p
     }
@@ -100,9 +103,7 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     let mut daemon = ChildDaemon::spawn(db, &p.daemon).await?;
     let t0 = daemon.started;
     let ready = daemon.ready(Duration::from_secs(30)).await?;
-    let done = db
-        .until_or_fail(QUEUE_SETTLED, &mut daemon, Duration::from_secs(60) + Duration::from_millis(n as u64 * 5))
-        .await?;
+    let done = db.until_or_fail(QUEUE_SETTLED, &mut daemon, Duration::from_secs(60) + Duration::from_millis(n as u64 * 5)).await?;
     let all_sent = done.duration_since(t0);
     let memory = daemon.memory();
     daemon.stop().await?;
@@ -113,10 +114,8 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     let first_sent_ms = first_sent_epoch_ms.map(|t| t - offset_ms - epoch_ms(wall0)).unwrap_or(f64::NAN);
     let lifecycle = lifecycle(db).await?;
     // (the daemon's backends flushed their statistics when it stopped)
-    let upd = db
-        .client
-        .query_one("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'et_messages'::regclass", &[])
-        .await?;
+    let upd =
+        db.client.query_one("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'et_messages'::regclass", &[]).await?;
     Ok(Report {
         messages: n,
         daemon: p.daemon.clone(),

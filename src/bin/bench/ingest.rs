@@ -87,11 +87,7 @@ impl Tables {
             ("et_messages (triggers)", &self.et_messages, share(&self.et_messages)),
             ("plain (no trigger, no index)", &self.plain, share(&self.plain)),
             ("lifecycle rows (message + queue row + event)", &self.lifecycle_rows, share(&self.lifecycle_rows)),
-            (
-                "lifecycle rows + one session lookup per row",
-                &self.lifecycle_rows_one_lookup,
-                share(&self.lifecycle_rows_one_lookup),
-            ),
+            ("lifecycle rows + one session lookup per row", &self.lifecycle_rows_one_lookup, share(&self.lifecycle_rows_one_lookup)),
         ]
     }
 

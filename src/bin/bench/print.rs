@@ -23,7 +23,10 @@ fn line(label: &str, value: String) {
 }
 
 fn memory(m: &Memory) {
-    line("daemon peak RSS (VmHWM / max sampled)", format!("{:.1} MiB / {:.1} MiB ({} samples)", m.peak_rss_mib, m.max_sampled_rss_mib, m.samples));
+    line(
+        "daemon peak RSS (VmHWM / max sampled)",
+        format!("{:.1} MiB / {:.1} MiB ({} samples)", m.peak_rss_mib, m.max_sampled_rss_mib, m.samples),
+    );
 }
 
 pub fn ingest(r: &ingest::Report) {
@@ -63,7 +66,10 @@ pub fn drain(r: &drain::Report, runs: &[f64]) {
     line(&format!("daemon start → all {} sent", n0(r.messages as f64)), format!("{:.2} s   {} msgs/s", r.all_sent_s, n0(r.msgs_per_s)));
     line("sent / without sent_at / attempts ≠ 1", format!("{} / {} / {}", l.sent, l.sent_at_missing, l.attempts_not_one));
     line("queue rows left", l.queue_rows_left.to_string());
-    line("events →queued / →sending / →sent (total)", format!("{} / {} / {} ({})", l.events_queued, l.events_sending, l.events_sent, l.events_total));
+    line(
+        "events →queued / →sending / →sent (total)",
+        format!("{} / {} / {} ({})", l.events_queued, l.events_sending, l.events_sent, l.events_total),
+    );
     line("messages with exactly queued→sending→sent", l.complete_lifecycles.to_string());
     let hot = r.message_hot_updates as f64 / (r.message_updates.max(1) as f64) * 100.0;
     line("et_messages updates / HOT", format!("{} / {} ({hot:.0}%)", r.message_updates, r.message_hot_updates));
@@ -79,11 +85,17 @@ pub fn peer(r: &peer::Report, drain: Option<&drain::Report>) {
     println!("peer: graphile-worker {} no-op jobs on the same PostgreSQL ({:.0} s in all)", r.version.as_deref().unwrap_or("?"), r.seconds);
     if let Some(runs) = r.output.as_ref().and_then(|o| o["runs"].as_array()) {
         for run in runs {
-            line(&format!("tuned, concurrency {}", run["concurrency"]), format!("{} jobs/s", n0(run["jobs_per_s"].as_f64().unwrap_or(f64::NAN))));
+            line(
+                &format!("tuned, concurrency {}", run["concurrency"]),
+                format!("{} jobs/s", n0(run["jobs_per_s"].as_f64().unwrap_or(f64::NAN))),
+            );
         }
     }
     if let Some(d) = r.output.as_ref().map(|o| &o["default_config"]).filter(|d| d.is_object()) {
-        line(&format!("default settings, concurrency {}", d["concurrency"]), format!("{} jobs/s", n0(d["jobs_per_s"].as_f64().unwrap_or(f64::NAN))));
+        line(
+            &format!("default settings, concurrency {}", d["concurrency"]),
+            format!("{} jobs/s", n0(d["jobs_per_s"].as_f64().unwrap_or(f64::NAN))),
+        );
     }
     line("best", format!("{} jobs/s (concurrency {})", n0(r.best_jobs_per_s.unwrap_or(f64::NAN)), r.best_concurrency.unwrap_or(0)));
     match crate::targets::peer_ratio(drain, Some(r)) {
@@ -130,7 +142,9 @@ pub fn steady(r: &steady::Report) {
         steady::Provider::Log => "commit → sent_at (latency)",
         steady::Provider::Smtp => "commit → SMTP accept (latency)",
     };
-    for (label, s) in [(delivered, &r.latency), ("INSERT round trip (autocommit)", &r.insert), ("load generator lag (issue − schedule)", &r.schedule_lag)] {
+    for (label, s) in
+        [(delivered, &r.latency), ("INSERT round trip (autocommit)", &r.insert), ("load generator lag (issue − schedule)", &r.schedule_lag)]
+    {
         match s {
             Some(s) => println!("  {label:<52}{:>10.2}{:>10.2}{:>10.2}", s.p50_ms, s.p99_ms, s.max_ms),
             None => println!("  {label:<52}{:>10}", "-"),
@@ -143,7 +157,11 @@ pub fn steady(r: &steady::Report) {
 pub fn inbound(r: &inbound::Report) {
     let o = &r.outcomes;
     println!();
-    println!("inbound: {} inbound messages on {} threads through the rules decider, one daemon process", n0(r.messages as f64), n0(r.threads as f64));
+    println!(
+        "inbound: {} inbound messages on {} threads through the rules decider, one daemon process",
+        n0(r.messages as f64),
+        n0(r.threads as f64)
+    );
     println!("  settings: {}", settings(&r.daemon));
     line("bulk insert (one statement, no daemon)", format!("{:.2} s", r.bulk_insert_s));
     line("daemon start → ready (LISTEN up)", format!("{:.0} ms", r.ready_ms));
@@ -153,7 +171,10 @@ pub fn inbound(r: &inbound::Report) {
         None => format!("not reached ({} of {})", r.insights, r.threads),
     };
     line("daemon start → every thread has an insight", insights);
-    line("replied / takeover / follow-up / no action / error", format!("{} / {} / {} / {} / {}", o.ai_replied, o.human_takeover, o.follow_up, o.no_action, o.error));
+    line(
+        "replied / takeover / follow-up / no action / error",
+        format!("{} / {} / {} / {} / {}", o.ai_replied, o.human_takeover, o.follow_up, o.no_action, o.error),
+    );
     line("replies created / sent / duplicate", format!("{} / {} / {}", r.replies_created, r.replies_sent, r.duplicate_replies));
     line("extra claims (decided twice)", r.extra_claims.to_string());
     memory(&r.memory);

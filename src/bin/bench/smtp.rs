@@ -111,13 +111,8 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     let connections = sink.connections();
     let memory = daemon.stop().await?;
 
-    let expected: Vec<String> = db
-        .client
-        .query("SELECT external_message_id FROM et_messages", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let expected: Vec<String> =
+        db.client.query("SELECT external_message_id FROM et_messages", &[]).await?.iter().map(|r| r.get(0)).collect();
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(arrivals.len());
     for a in &arrivals {
         *seen.entry(a.message_id.as_str()).or_default() += 1;

@@ -197,7 +197,14 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
                     let row = client.query_one(stmt, &[&TENANT, &session, &g]).await?;
                     let (committed, committed_wall) = (Instant::now(), SystemTime::now());
                     let message_id: Option<String> = row.get(1);
-                    anyhow::Ok(Insert { id: row.get(0), message_id: message_id.unwrap_or_default(), scheduled, started, committed, committed_wall })
+                    anyhow::Ok(Insert {
+                        id: row.get(0),
+                        message_id: message_id.unwrap_or_default(),
+                        scheduled,
+                        started,
+                        committed,
+                        committed_wall,
+                    })
                 });
             }
             while let Some(r) = in_flight.next().await {

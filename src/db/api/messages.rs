@@ -110,8 +110,11 @@ pub async fn find_message(c: &impl GenericClient, tenant: &str, m: MessageRef) -
                 .await?
         }
         MessageRef::Public(p) => {
-            c.query_opt(&format!("SELECT {} FROM et_messages m WHERE m.tenant_id = $1 AND m.public_id = $2", cols(Bodies::Both)), &[&tenant, &p])
-                .await?
+            c.query_opt(
+                &format!("SELECT {} FROM et_messages m WHERE m.tenant_id = $1 AND m.public_id = $2", cols(Bodies::Both)),
+                &[&tenant, &p],
+            )
+            .await?
         }
     };
     Ok(row.as_ref().map(message))
@@ -130,7 +133,9 @@ pub async fn message_id(c: &impl GenericClient, tenant: &str, m: MessageRef) -> 
 /// denied attempt; never shown to the caller).
 pub async fn message_elsewhere(c: &impl GenericClient, tenant: &str, m: MessageRef) -> Result<bool, Error> {
     let row = match m {
-        MessageRef::Id(id) => c.query_one("SELECT EXISTS (SELECT 1 FROM et_messages WHERE id = $2 AND tenant_id <> $1)", &[&tenant, &id]).await?,
+        MessageRef::Id(id) => {
+            c.query_one("SELECT EXISTS (SELECT 1 FROM et_messages WHERE id = $2 AND tenant_id <> $1)", &[&tenant, &id]).await?
+        }
         // per tenant, so the (tenant_id, public_id) index answers it
         MessageRef::Public(p) => {
             c.query_one(
@@ -162,7 +167,10 @@ pub async fn events(c: &impl GenericClient, tenant: &str, message_id: i64) -> Re
             &[&tenant, &message_id],
         )
         .await?;
-    Ok(rows.iter().map(|r| EventRow { from_status: r.get(0), to_status: r.get(1), actor: r.get(2), detail: r.get(3), at: r.get(4) }).collect())
+    Ok(rows
+        .iter()
+        .map(|r| EventRow { from_status: r.get(0), to_status: r.get(1), actor: r.get(2), detail: r.get(3), at: r.get(4) })
+        .collect())
 }
 
 /// An attachment's metadata (not its content).
@@ -221,7 +229,9 @@ pub async fn list_messages(c: &impl GenericClient, tenant: &str, f: &ListFilter)
     }
     if let Some(to) = &f.to {
         let n = push(&mut params, to);
-        conds.push(format!("EXISTS (SELECT 1 FROM unnest(m.recipients) r WHERE et_contact(m.channel, r) = et_contact(m.channel, ${n}::text))"));
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM unnest(m.recipients) r WHERE et_contact(m.channel, r) = et_contact(m.channel, ${n}::text))"
+        ));
     }
     if let Some(from) = &f.from {
         conds.push(format!("m.created_at >= ${}", push(&mut params, from)));
@@ -254,11 +264,21 @@ pub enum Action {
 
 /// Run the action's SQL function on a message of `tenant` as `actor`. `Ok(None)`: no such
 /// message for this tenant. A refused transition is the function's error (SQLSTATE 23514).
-pub async fn act(c: &impl GenericClient, tenant: &str, id: i64, action: Action, actor: &str, reason: Option<&str>) -> Result<Option<String>, Error> {
+pub async fn act(
+    c: &impl GenericClient,
+    tenant: &str,
+    id: i64,
+    action: Action,
+    actor: &str,
+    reason: Option<&str>,
+) -> Result<Option<String>, Error> {
     let row = match action {
         Action::Reject => {
-            c.query_opt("SELECT et_reject(m.id, $3, $4) FROM et_messages m WHERE m.tenant_id = $1 AND m.id = $2", &[&tenant, &id, &actor, &reason])
-                .await?
+            c.query_opt(
+                "SELECT et_reject(m.id, $3, $4) FROM et_messages m WHERE m.tenant_id = $1 AND m.id = $2",
+                &[&tenant, &id, &actor, &reason],
+            )
+            .await?
         }
         other => {
             let f = match other {

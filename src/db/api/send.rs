@@ -40,8 +40,11 @@ pub async fn pick_session(c: &impl GenericClient, tenant: &str, choice: &Session
     let rows = match choice {
         SessionChoice::Id(id) => c.query(&format!("{COLS} WHERE cs.tenant_id = $1 AND cs.id = $2"), &[&tenant, id]).await?,
         SessionChoice::Channel(ch) => {
-            c.query(&format!("{COLS} WHERE cs.tenant_id = $1 AND cs.channel = $2 AND cs.status = 'active' ORDER BY cs.id LIMIT 1"), &[&tenant, ch])
-                .await?
+            c.query(
+                &format!("{COLS} WHERE cs.tenant_id = $1 AND cs.channel = $2 AND cs.status = 'active' ORDER BY cs.id LIMIT 1"),
+                &[&tenant, ch],
+            )
+            .await?
         }
     };
     let Some(r) = rows.first() else {

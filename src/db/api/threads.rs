@@ -108,7 +108,10 @@ pub async fn thread_insight(c: &impl GenericClient, tenant: &str, thread: i64) -
 /// `et_handoff` on a thread of `tenant`; `Ok(None)`: no such thread for this tenant.
 pub async fn handoff(c: &impl GenericClient, tenant: &str, thread: i64, handling: &str, actor: &str) -> Result<Option<String>, Error> {
     let row = c
-        .query_opt("SELECT et_handoff(t.id, $3, $4) FROM et_threads t WHERE t.tenant_id = $1 AND t.id = $2", &[&tenant, &thread, &handling, &actor])
+        .query_opt(
+            "SELECT et_handoff(t.id, $3, $4) FROM et_threads t WHERE t.tenant_id = $1 AND t.id = $2",
+            &[&tenant, &thread, &handling, &actor],
+        )
         .await?;
     Ok(row.map(|r| r.get(0)))
 }

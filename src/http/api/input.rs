@@ -48,7 +48,11 @@ fn unsupported_media_type(headers: &HeaderMap) -> ApiError {
         Some(v) => format!("content-type {:?}", String::from_utf8_lossy(v.as_bytes())),
         None => "no content-type".to_owned(),
     };
-    ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("the body must be JSON sent with content-type: application/json ({given})"))
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("the body must be JSON sent with content-type: application/json ({given})"),
+    )
 }
 
 /// A JSON object body: declared JSON (else 415), within the body limit (else 413), valid JSON
@@ -147,9 +151,8 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(params) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::field("query", e.body_text()))?;
+        let Query(params) =
+            Query::<Vec<(String, String)>>::from_request_parts(parts, state).await.map_err(|e| ApiError::field("query", e.body_text()))?;
         for (k, v) in &params {
             if k.contains('\0') {
                 return Err(ApiError::field("query", format!("the parameter name {k:?} {NUL_RULE}")));
@@ -284,7 +287,8 @@ pub fn attachment_error(e: tokio_postgres::Error, i: usize) -> ApiError {
     let content = format!("attachments[{i}].contentBase64");
     let filename = format!("attachments[{i}].filename");
     let content_type = format!("attachments[{i}].contentType");
-    let mut err = db_error(e, &[("content", &content), ("filename", &filename), ("content_type", &content_type), ("message_id", "attachments")]);
+    let mut err =
+        db_error(e, &[("content", &content), ("filename", &filename), ("content_type", &content_type), ("message_id", "attachments")]);
     if err.field.as_deref() == Some(content.as_str()) && err.status == StatusCode::BAD_REQUEST {
         err.status = StatusCode::PAYLOAD_TOO_LARGE;
         err.code = "payload_too_large";

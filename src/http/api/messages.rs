@@ -51,7 +51,13 @@ async fn resolve(state: &AppState, caller: &Caller, id: &str) -> Result<i64, Api
     not_found(state, caller, &client, m, id).await
 }
 
-async fn not_found<T>(state: &AppState, caller: &Caller, client: &deadpool_postgres::Client, m: MessageRef, id: &str) -> Result<T, ApiError> {
+async fn not_found<T>(
+    state: &AppState,
+    caller: &Caller,
+    client: &deadpool_postgres::Client,
+    m: MessageRef,
+    id: &str,
+) -> Result<T, ApiError> {
     if db::message_elsewhere(client, &caller.0.tenant_id, m).await.map_err(ApiError::internal)? {
         caller.denied(state, "cross_tenant_access", serde_json::json!({ "resource": "message", "id": id })).await;
     }
@@ -141,7 +147,9 @@ fn filter(params: Vec<(String, String)>) -> Result<ListFilter, ApiError> {
             "status" => f.status = Some(one_of("status", &v, STATUSES)?),
             "direction" => f.direction = Some(one_of("direction", &v, &["inbound", "outbound"])?),
             "channel" => f.channel = Some(one_of("channel", &v, CHANNELS)?),
-            "threadId" => f.thread_id = Some(v.parse().map_err(|_| ApiError::field("threadId", format!("{v:?} is not a thread id (an integer)")))?),
+            "threadId" => {
+                f.thread_id = Some(v.parse().map_err(|_| ApiError::field("threadId", format!("{v:?} is not a thread id (an integer)")))?)
+            }
             "to" if v.trim().is_empty() => return Err(ApiError::field("to", "must not be empty")),
             "to" => f.to = Some(v),
             "from" => f.from = Some(input::timestamp("from", &v, true)?),
@@ -202,7 +210,13 @@ pub struct ActionRequest {
     pub reason: Option<String>,
 }
 
-async fn act(state: AppState, caller: Caller, id: String, action: Action, body: Result<OptionalJsonBody, ApiError>) -> Result<Json<MessageView>, ApiError> {
+async fn act(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    action: Action,
+    body: Result<OptionalJsonBody, ApiError>,
+) -> Result<Json<MessageView>, ApiError> {
     let scope = match action {
         Action::Approve | Action::Reject => Scope::Admin,
         Action::Retry | Action::Cancel => Scope::Send,

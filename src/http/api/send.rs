@@ -58,7 +58,9 @@ impl Address {
     fn into_string(self) -> String {
         match self {
             Address::Plain(a) => a,
-            Address::Named(NamedAddress { email, name: Some(name) }) if !name.trim().is_empty() => format!("{} <{}>", name.trim(), email.trim()),
+            Address::Named(NamedAddress { email, name: Some(name) }) if !name.trim().is_empty() => {
+                format!("{} <{}>", name.trim(), email.trim())
+            }
             Address::Named(NamedAddress { email, .. }) => email,
         }
     }
@@ -134,10 +136,8 @@ const HINTS: &[(&str, &str)] = &[
 ];
 
 /// Base64 with or without padding, line breaks ignored.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
+const BASE64: GeneralPurpose =
+    GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
 
 fn parse_request(body: Map<String, Value>) -> Result<SendRequest, ApiError> {
     // (kept for naming the attachment at fault, not the whole array)
@@ -177,11 +177,16 @@ fn priority(p: Option<Priority>) -> Result<Option<i16>, ApiError> {
 fn idempotency_key(headers: &HeaderMap, body: Option<String>) -> Result<Option<String>, ApiError> {
     let header = match headers.get("idempotency-key") {
         None => None,
-        Some(v) => Some(v.to_str().map_err(|_| ApiError::field("idempotencyKey", "the Idempotency-Key header must be visible ASCII"))?.to_owned()),
+        Some(v) => {
+            Some(v.to_str().map_err(|_| ApiError::field("idempotencyKey", "the Idempotency-Key header must be visible ASCII"))?.to_owned())
+        }
     };
     let key = match (header, body) {
         (Some(h), Some(b)) if h != b => {
-            return Err(ApiError::field("idempotencyKey", "the Idempotency-Key header and the idempotencyKey field differ; send one, or both equal"))
+            return Err(ApiError::field(
+                "idempotencyKey",
+                "the Idempotency-Key header and the idempotencyKey field differ; send one, or both equal",
+            ))
         }
         (h, b) => h.or(b),
     };
@@ -250,7 +255,10 @@ pub async fn send_message(
     let session = match db::pick_session(&tx, &tenant, &choice).await.map_err(ApiError::internal)? {
         Ok(s) => s,
         Err(NoSession::UnknownId) => {
-            return Err(ApiError::field("channelSessionId", format!("no channel session {} for this tenant", req.channel_session_id.unwrap_or_default())))
+            return Err(ApiError::field(
+                "channelSessionId",
+                format!("no channel session {} for this tenant", req.channel_session_id.unwrap_or_default()),
+            ))
         }
         Err(NoSession::NoneActive) => {
             let ch = req.channel.as_deref().unwrap_or("email");
@@ -288,7 +296,9 @@ pub async fn send_message(
     // a fully suppressed message is kept for the record but never sent: no content to attach
     if ins.created && ins.status != "suppressed" {
         for (i, (filename, content_type, content)) in files.iter().enumerate() {
-            db::insert_attachment(&tx, &tenant, ins.id, filename, content_type, content).await.map_err(|e| input::attachment_error(e, i))?;
+            db::insert_attachment(&tx, &tenant, ins.id, filename, content_type, content)
+                .await
+                .map_err(|e| input::attachment_error(e, i))?;
         }
     }
     tx.commit().await.map_err(|e| input::db_error(e, MESSAGE_FIELDS))?;

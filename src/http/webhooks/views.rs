@@ -119,4 +119,3 @@ pub struct UpdateRequest {
     description: Option<String>,
     enabled: Option<bool>,
 }
-

@@ -93,7 +93,11 @@ async fn retry_a_failed_message() {
     assert_eq!(api.post(&format!("/v1/messages/{id}/cancel"), json!({})).await.0, 409);
     let dir = std::env::temp_dir().join(format!("pgcourier-retry-{}", uuid::Uuid::new_v4().simple()));
     let d = dir.to_string_lossy().to_string();
-    api.db.client.execute("UPDATE et_channel_sessions SET config = jsonb_build_object('dir', $1::text) WHERE id = $2", &[&d, &broken]).await.unwrap();
+    api.db
+        .client
+        .execute("UPDATE et_channel_sessions SET config = jsonb_build_object('dir', $1::text) WHERE id = $2", &[&d, &broken])
+        .await
+        .unwrap();
     let send = api.key(&[Scope::Send]).await;
     let (s, r) = api.call(Method::POST, &format!("/v1/messages/{id}/retry"), Some(&send), None).await;
     assert_eq!(s, 200, "{r}");

@@ -30,7 +30,11 @@ async fn keys_are_checked_and_scopes_enforced() {
     assert!(v["error"]["message"].as_str().unwrap().contains("revoked"), "{v}");
 
     let expired = api.key(&[Scope::Send]).await;
-    api.db.client.execute("UPDATE et_api_keys SET expires_at = now() - interval '1 minute' WHERE prefix = $1", &[&&expired[4..12]]).await.unwrap();
+    api.db
+        .client
+        .execute("UPDATE et_api_keys SET expires_at = now() - interval '1 minute' WHERE prefix = $1", &[&&expired[4..12]])
+        .await
+        .unwrap();
     let (s, v) = post(Some(expired)).await;
     assert_eq!(s, 401);
     assert!(v["error"]["message"].as_str().unwrap().contains("expired"), "{v}");
@@ -51,10 +55,15 @@ async fn keys_are_checked_and_scopes_enforced() {
     assert_eq!(api.call(Method::POST, &format!("/v1/messages/{id}/reject"), Some(&read), None).await.0, 403);
     assert_eq!(api.call(Method::POST, &format!("/v1/messages/{id}/cancel"), Some(&read), None).await.0, 403);
     let thread = sent["threadId"].as_i64().unwrap();
-    assert_eq!(api.call(Method::POST, &format!("/v1/threads/{thread}/handoff"), Some(&read), Some(json!({"handling": "human"}))).await.0, 403);
+    assert_eq!(
+        api.call(Method::POST, &format!("/v1/threads/{thread}/handoff"), Some(&read), Some(json!({"handling": "human"}))).await.0,
+        403
+    );
     assert_eq!(api.call(Method::GET, &format!("/v1/threads/{thread}"), Some(&read), None).await.0, 200);
 
-    let denied = api.count("SELECT count(*) FROM et_security_events WHERE action IN ('unknown_api_key', 'revoked_api_key', 'expired_api_key')").await;
+    let denied = api
+        .count("SELECT count(*) FROM et_security_events WHERE action IN ('unknown_api_key', 'revoked_api_key', 'expired_api_key')")
+        .await;
     assert_eq!(denied, 4, "the key refusals with a key are logged");
     assert!(api.count("SELECT count(*) FROM et_security_events WHERE action = 'missing_scope' AND tenant_id = 'acme'").await >= 6);
     api.stop().await;
@@ -87,14 +96,22 @@ async fn another_tenants_messages_and_threads_are_404_and_logged() {
     // beta's list does not show acme's message, and it cannot send on acme's session
     let (s, page) = as_beta(Method::GET, "/v1/messages".into(), None).await;
     assert_eq!((s, page["messages"].as_array().unwrap().len()), (200, 0));
-    let (s, v) = as_beta(Method::POST, "/v1/messages".into(), Some(json!({ "to": "x@example.com", "textBody": "x", "channelSessionId": api.email }))).await;
+    let (s, v) = as_beta(
+        Method::POST,
+        "/v1/messages".into(),
+        Some(json!({ "to": "x@example.com", "textBody": "x", "channelSessionId": api.email })),
+    )
+    .await;
     assert_eq!((s, field(&v)), (400, "channelSessionId"), "{v}");
 
     assert_eq!(api.count("SELECT count(*) FROM et_security_events WHERE tenant_id = 'beta' AND action = 'cross_tenant_access'").await, 8);
     let detail: serde_json::Value = api
         .db
         .client
-        .query_one("SELECT detail FROM et_security_events WHERE tenant_id = 'beta' AND action = 'cross_tenant_access' ORDER BY id LIMIT 1", &[])
+        .query_one(
+            "SELECT detail FROM et_security_events WHERE tenant_id = 'beta' AND action = 'cross_tenant_access' ORDER BY id LIMIT 1",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);

@@ -34,7 +34,11 @@ async fn a_nul_character_in_a_message_field_is_400_naming_the_field() {
         ("metadata key", with("metadata", json!({ "fo\u{0}o": "x" })), "metadata"),
         ("variables", with("variables", json!({ "name": "\u{0}" })), "variables.name"),
         ("from name", with("from", json!({ "email": "billing@acme.example", "name": "A\u{0}" })), "from.name"),
-        ("attachment filename", with("attachments", json!([{ "filename": "a\u{0}.txt", "contentBase64": "aGk=" }])), "attachments[0].filename"),
+        (
+            "attachment filename",
+            with("attachments", json!([{ "filename": "a\u{0}.txt", "contentBase64": "aGk=" }])),
+            "attachments[0].filename",
+        ),
         ("idempotencyKey", with("idempotencyKey", json!("k\u{0}")), "idempotencyKey"),
     ];
     for (what, body, want) in cases {
@@ -51,9 +55,17 @@ async fn a_nul_character_in_a_message_field_is_400_naming_the_field() {
 async fn a_nul_character_in_webhook_thread_and_action_bodies_is_400_naming_the_field() {
     let api = Api::start().await;
     let wh = |body: Value| api.call(Method::POST, "/v1/webhooks", Some(&api.admin), Some(body));
-    assert_nul_refused("webhook description", wh(json!({ "url": "https://example.com/hook", "description": "d\u{0}" })).await, "description");
+    assert_nul_refused(
+        "webhook description",
+        wh(json!({ "url": "https://example.com/hook", "description": "d\u{0}" })).await,
+        "description",
+    );
     assert_nul_refused("webhook url", wh(json!({ "url": "https://example.com/\u{0}" })).await, "url");
-    assert_nul_refused("webhook events", wh(json!({ "url": "https://example.com/hook", "events": ["message.sent", "\u{0}"] })).await, "events[1]");
+    assert_nul_refused(
+        "webhook events",
+        wh(json!({ "url": "https://example.com/hook", "events": ["message.sent", "\u{0}"] })).await,
+        "events[1]",
+    );
     assert_eq!(api.count("SELECT count(*) FROM et_webhook_endpoints").await, 0, "nothing written");
     let patch = api.call(Method::PATCH, "/v1/webhooks/1", Some(&api.admin), Some(json!({ "description": "\u{0}" }))).await;
     assert_nul_refused("webhook patch", patch, "description");
@@ -122,7 +134,13 @@ async fn a_json_body_must_be_declared_json_or_it_is_415() {
     assert_eq!(status, 200, "{v}");
     // the OpenAPI document says so
     let (_, doc) = api.call(Method::GET, "/openapi.json", None, None).await;
-    for (path, method) in [("/v1/messages", "post"), ("/v1/webhooks", "post"), ("/v1/webhooks/{id}", "patch"), ("/v1/threads/{id}/handoff", "post"), ("/v1/messages/{id}/cancel", "post")] {
+    for (path, method) in [
+        ("/v1/messages", "post"),
+        ("/v1/webhooks", "post"),
+        ("/v1/webhooks/{id}", "patch"),
+        ("/v1/threads/{id}/handoff", "post"),
+        ("/v1/messages/{id}/cancel", "post"),
+    ] {
         assert!(doc["paths"][path][method]["responses"]["415"].is_object(), "{method} {path} documents 415");
         assert!(doc["paths"][path][method]["responses"]["400"].is_object(), "{method} {path} documents 400");
     }
@@ -163,7 +181,11 @@ async fn an_oversized_request_header_is_431_with_a_json_body() {
     let (status, _) = raw_request(&api, req.as_bytes()).await;
     assert_eq!(status, 431);
     // ordinary headers pass
-    let ok = format!("GET /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {}\r\nx-fine: {}\r\nconnection: close\r\n\r\n", api.admin, "d".repeat(4000));
+    let ok = format!(
+        "GET /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {}\r\nx-fine: {}\r\nconnection: close\r\n\r\n",
+        api.admin,
+        "d".repeat(4000)
+    );
     let (status, body) = raw_request(&api, ok.as_bytes()).await;
     assert_eq!(status, 200, "{body}");
     api.stop().await;

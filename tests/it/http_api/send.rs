@@ -17,7 +17,14 @@ fn b64(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn a_message_with_attachments_is_written_in_one_go_and_readable() {
     let api = Api::start().await;
-    api.db.client.execute("INSERT INTO et_suppressions (tenant_id, channel, address, reason) VALUES ('acme', 'email', 'gone@example.com', 'hard_bounce')", &[]).await.unwrap();
+    api.db
+        .client
+        .execute(
+            "INSERT INTO et_suppressions (tenant_id, channel, address, reason) VALUES ('acme', 'email', 'gone@example.com', 'hard_bounce')",
+            &[],
+        )
+        .await
+        .unwrap();
     let pdf: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
     let v = api
         .send(json!({
@@ -50,10 +57,17 @@ async fn a_message_with_attachments_is_written_in_one_go_and_readable() {
     assert_eq!(row.get::<_, i32>(4), 1);
     assert_eq!(row.get::<_, Value>(5)["category"], "billing");
     assert_eq!(row.get::<_, i64>(6), v["threadId"].as_i64().unwrap());
-    let stored: Vec<u8> = api.db.client.query_one("SELECT content FROM et_attachments WHERE filename = 'invoice.pdf'", &[]).await.unwrap().get(0);
+    let stored: Vec<u8> =
+        api.db.client.query_one("SELECT content FROM et_attachments WHERE filename = 'invoice.pdf'", &[]).await.unwrap().get(0);
     assert_eq!(stored, pdf);
     assert_eq!(api.count("SELECT count(*) FROM et_attachments WHERE content_type = 'application/octet-stream'").await, 1);
-    let actor: String = api.db.client.query_one("SELECT actor FROM et_message_events WHERE message_id = $1 ORDER BY id LIMIT 1", &[&id]).await.unwrap().get(0);
+    let actor: String = api
+        .db
+        .client
+        .query_one("SELECT actor FROM et_message_events WHERE message_id = $1 ORDER BY id LIMIT 1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(actor, format!("apikey:{}", &api.admin[4..12]));
 
     // it goes out (provider file), and the read shows status, events and attachments
@@ -193,11 +207,25 @@ async fn every_refusal_names_its_field_and_writes_nothing() {
         (with(json!({ "channelSessionId": 999999 })), 400, "channelSessionId"),
         (with(json!({ "channel": "whatsapp", "to": "+15551234567" })), 400, "htmlBody"),
         (with(json!({ "attachments": [{ "filename": "a.txt", "contentBase64": "!!!not base64" }] })), 400, "attachments[0].contentBase64"),
-        (with(json!({ "attachments": [{ "filename": "a.txt", "contentBase64": "aGk=" }, { "contentBase64": "aGk=" }] })), 400, "attachments[1].filename"),
+        (
+            with(json!({ "attachments": [{ "filename": "a.txt", "contentBase64": "aGk=" }, { "contentBase64": "aGk=" }] })),
+            400,
+            "attachments[1].filename",
+        ),
         (with(json!({ "attachments": [{ "filename": "a.txt", "contentBase64": "aGk=", "extra": 1 }] })), 400, "attachments[0].extra"),
         (with(json!({ "attachments": [{ "filename": "a/b.txt", "contentBase64": "aGk=" }] })), 400, "attachments[0].filename"),
-        (with(json!({ "attachments": [{ "filename": "a.txt", "contentType": "not a type", "contentBase64": "aGk=" }] })), 400, "attachments[0].contentType"),
-        (with(json!({ "attachments": [{ "filename": "ok.txt", "contentBase64": "aGk=" }, { "filename": "big.bin", "contentBase64": b64(&[7u8; 101]) }] })), 413, "attachments[1].contentBase64"),
+        (
+            with(json!({ "attachments": [{ "filename": "a.txt", "contentType": "not a type", "contentBase64": "aGk=" }] })),
+            400,
+            "attachments[0].contentType",
+        ),
+        (
+            with(
+                json!({ "attachments": [{ "filename": "ok.txt", "contentBase64": "aGk=" }, { "filename": "big.bin", "contentBase64": b64(&[7u8; 101]) }] }),
+            ),
+            413,
+            "attachments[1].contentBase64",
+        ),
     ];
     for (body, status, name) in cases {
         let (s, v) = api.post("/v1/messages", body.clone()).await;
@@ -205,7 +233,16 @@ async fn every_refusal_names_its_field_and_writes_nothing() {
         assert!(v["error"]["message"].as_str().unwrap().starts_with(name), "the message names the field: {v}");
     }
     // not JSON, not an object
-    let resp = api.app.http.post(api.app.url("/v1/messages")).header("x-api-key", &api.admin).header("content-type", "application/json").body("{nope").send().await.unwrap();
+    let resp = api
+        .app
+        .http
+        .post(api.app.url("/v1/messages"))
+        .header("x-api-key", &api.admin)
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     let (s, v) = api.post("/v1/messages", json!([1])).await;
     assert_eq!((s, field(&v)), (400, "body"));
@@ -231,19 +268,33 @@ async fn sender_domains_and_session_choice() {
     api.send(json!({ "to": "a@example.com", "textBody": "x", "from": "Acme <noreply@acme.example>" })).await;
     // chat channels: from must be the session's own number
     let wa = api.send(json!({ "channel": "whatsapp", "to": "+1 555 123 4567", "textBody": "x", "from": "+15550000000" })).await;
-    let session: i64 = api.db.client.query_one("SELECT channel_session_id FROM et_messages WHERE id = $1", &[&wa["id"].as_i64().unwrap()]).await.unwrap().get(0);
+    let session: i64 = api
+        .db
+        .client
+        .query_one("SELECT channel_session_id FROM et_messages WHERE id = $1", &[&wa["id"].as_i64().unwrap()])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(session, api.wa);
-    let (s, v) = api.post("/v1/messages", json!({ "channel": "whatsapp", "to": "+15551234567", "textBody": "x", "from": "+15559999999" })).await;
+    let (s, v) =
+        api.post("/v1/messages", json!({ "channel": "whatsapp", "to": "+15551234567", "textBody": "x", "from": "+15559999999" })).await;
     assert_eq!((s, field(&v)), (400, "from"), "{v}");
     // two active whatsapp sessions: `channel` is ambiguous, channelSessionId decides
     let second = api.db.session("acme", "whatsapp", "log", "+15550000001").await;
     let (s, v) = api.post("/v1/messages", json!({ "channel": "whatsapp", "to": "+15551234567", "textBody": "x" })).await;
     assert_eq!((s, field(&v)), (400, "channel"), "{v}");
     let v = api.send(json!({ "channelSessionId": second, "to": "+15551234567", "textBody": "x" })).await;
-    let session: i64 = api.db.client.query_one("SELECT channel_session_id FROM et_messages WHERE id = $1", &[&v["id"].as_i64().unwrap()]).await.unwrap().get(0);
+    let session: i64 = api
+        .db
+        .client
+        .query_one("SELECT channel_session_id FROM et_messages WHERE id = $1", &[&v["id"].as_i64().unwrap()])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(session, second);
     // a session id and a channel that disagree
-    let (s, v) = api.post("/v1/messages", json!({ "channelSessionId": second, "channel": "email", "to": "a@example.com", "textBody": "x" })).await;
+    let (s, v) =
+        api.post("/v1/messages", json!({ "channelSessionId": second, "channel": "email", "to": "a@example.com", "textBody": "x" })).await;
     assert_eq!((s, field(&v)), (400, "channel"), "{v}");
     assert_eq!(api.count("SELECT count(*) FROM et_messages").await, 5);
     api.stop().await;

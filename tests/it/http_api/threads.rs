@@ -60,7 +60,10 @@ async fn a_thread_with_its_messages_and_insight_and_a_handoff() {
     let (s, v) = api.post(&format!("/v1/threads/{thread}/handoff"), json!({})).await;
     assert_eq!((s, field(&v)), (400, "handling"), "{v}");
     let read = api.key(&[Scope::Read]).await;
-    assert_eq!(api.call(Method::POST, &format!("/v1/threads/{thread}/handoff"), Some(&read), Some(json!({ "handling": "ai" }))).await.0, 403);
+    assert_eq!(
+        api.call(Method::POST, &format!("/v1/threads/{thread}/handoff"), Some(&read), Some(json!({ "handling": "ai" }))).await.0,
+        403
+    );
     assert_eq!(api.get("/v1/threads/999999").await.0, 404);
     assert_eq!(api.get("/v1/threads/abc").await.0, 404);
     assert_eq!(api.post("/v1/threads/999999/handoff", json!({ "handling": "ai" })).await.0, 404);

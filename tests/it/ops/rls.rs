@@ -42,9 +42,7 @@ impl Drop for AppRole {
                 let (client, conn) = tokio_postgres::connect(&url, NoTls).await?;
                 tokio::spawn(conn);
                 // its sessions first (a role with live sessions can be dropped, but be tidy)
-                client
-                    .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", &[&name])
-                    .await?;
+                client.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", &[&name]).await?;
                 client.batch_execute(&format!("DROP ROLE IF EXISTS {name}")).await
             })
         })
@@ -117,7 +115,10 @@ async fn an_application_role_sees_and_writes_only_its_tenant() {
     assert!(e.as_db_error().unwrap().message().contains("unknown tenant 'globex'"), "{e}");
     // a table without a validating trigger: the policy itself refuses
     let e = app
-        .execute("INSERT INTO et_suppressions (tenant_id, channel, address, reason) VALUES ('globex', 'email', 'x@example.com', 'manual')", &[])
+        .execute(
+            "INSERT INTO et_suppressions (tenant_id, channel, address, reason) VALUES ('globex', 'email', 'x@example.com', 'manual')",
+            &[],
+        )
         .await
         .expect_err("another tenant's suppression");
     assert_eq!(e.code().unwrap().code(), "42501", "{e}");
@@ -135,7 +136,12 @@ async fn an_application_role_sees_and_writes_only_its_tenant() {
     let (id, thread): (i64, i64) = (row.get(0), row.get(1));
     assert_ne!(thread, 0);
     assert_eq!(db.count(&format!("SELECT count(*) FROM et_threads WHERE tenant_id = 'acme' AND id = {thread} AND contact = 'new@example.com' AND message_count = 1")).await, 1, "thread created with its counters");
-    assert_eq!(db.count(&format!("SELECT count(*) FROM et_outbound_queue WHERE tenant_id = 'acme' AND message_id = {id} AND state = 'ready'")).await, 1, "queue row");
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM et_outbound_queue WHERE tenant_id = 'acme' AND message_id = {id} AND state = 'ready'"))
+            .await,
+        1,
+        "queue row"
+    );
     assert_eq!(
         db.count(&format!("SELECT count(*) FROM et_message_events WHERE tenant_id = 'acme' AND message_id = {id} AND to_status = 'queued' AND actor = '{}'", role.name)).await,
         1,
@@ -156,7 +162,10 @@ async fn an_application_role_sees_and_writes_only_its_tenant() {
     )
     .await
     .expect("inbound insert");
-    assert_eq!(db.count("SELECT count(*) FROM et_webhook_deliveries WHERE tenant_id = 'acme' AND event_type = 'inbound.received'").await, 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM et_webhook_deliveries WHERE tenant_id = 'acme' AND event_type = 'inbound.received'").await,
+        1
+    );
 
     // Operator functions act on its own rows: cancel removes the queue row, handoff changes the thread.
     assert_eq!(app.query_one("SELECT et_cancel($1, 'app')", &[&acme_msg]).await.unwrap().get::<_, String>(0), "cancelled");

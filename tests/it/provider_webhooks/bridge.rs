@@ -102,7 +102,10 @@ async fn a_nul_character_is_400_naming_the_field_and_writes_nothing() {
     let f = fixture().await;
     let s = bridge_session(&f).await;
     let cases = [
-        (json!([{ "id": "n1", "from": "+15551234567", "text": "ok" }, { "id": "n2", "from": "+15551234567", "text": "a\u{0}b" }]), "[1].text"),
+        (
+            json!([{ "id": "n1", "from": "+15551234567", "text": "ok" }, { "id": "n2", "from": "+15551234567", "text": "a\u{0}b" }]),
+            "[1].text",
+        ),
         (json!({ "id": "n3", "from": "+15551234567", "text": "x", "metadata": { "pushName": "A\u{0}" } }), "metadata.pushName"),
         (json!({ "id": "n\u{0}4", "from": "+15551234567", "text": "x" }), "id"),
     ];

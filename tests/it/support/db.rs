@@ -71,10 +71,7 @@ impl TestDb {
     async fn create(admin_url: String, options: &str) -> TestDb {
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&admin_url).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name} {options}"))
-            .await
-            .expect("CREATE DATABASE for the test");
+        admin.batch_execute(&format!("CREATE DATABASE {name} {options}")).await.expect("CREATE DATABASE for the test");
         let url = with_database(&admin_url, &name);
         let config: Config = url.parse().expect("test database url");
         let client = connect(&url).await;
@@ -88,10 +85,7 @@ impl TestDb {
 
     /// Seed tenant `acme` with an email session (id returned first) and a whatsapp session.
     pub async fn seed_acme(&self) -> (i64, i64) {
-        self.client
-            .batch_execute("INSERT INTO et_tenants (id, name) VALUES ('acme', 'Acme')")
-            .await
-            .unwrap();
+        self.client.batch_execute("INSERT INTO et_tenants (id, name) VALUES ('acme', 'Acme')").await.unwrap();
         let email = self.session("acme", "email", "file", "Acme <noreply@acme.example>").await;
         let wa = self.session("acme", "whatsapp", "log", "+15550000000").await;
         (email, wa)
@@ -125,9 +119,7 @@ impl Drop for TestDb {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let admin = connect(&admin_url).await;
-                admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await
             })
         })
         .join();

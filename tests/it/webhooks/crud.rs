@@ -2,8 +2,8 @@
 
 use super::{create, endpoint, ENV};
 use crate::app::{api_key, spawn_app, App};
-use crate::support::TestDb;
 use crate::mock_http::{Answer, MockHttp};
+use crate::support::TestDb;
 use pgcourier::db::apikeys::Scope;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -37,7 +37,8 @@ async fn create_list_get_update_delete() {
     let key = api_key(&db, "acme", &[Scope::Admin]).await;
 
     let url = format!("{}/a", mock.url());
-    let (status, created) = create(&app, &key, json!({ "url": url, "events": ["message.sent", "message.failed", "message.sent"], "description": "CRM" })).await;
+    let (status, created) =
+        create(&app, &key, json!({ "url": url, "events": ["message.sent", "message.failed", "message.sent"], "description": "CRM" })).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_i64().unwrap();
     let secret = created["secret"].as_str().unwrap();
@@ -64,9 +65,19 @@ async fn create_list_get_update_delete() {
 
     // PATCH: url, events (empty = all), description; then disable and enable
     let url2 = format!("{}/b", mock.url());
-    let (status, changed) = call(&app, Method::PATCH, &format!("/v1/webhooks/{id}"), Some(&key), Some(json!({ "url": url2, "events": [], "description": null }))).await;
+    let (status, changed) = call(
+        &app,
+        Method::PATCH,
+        &format!("/v1/webhooks/{id}"),
+        Some(&key),
+        Some(json!({ "url": url2, "events": [], "description": null })),
+    )
+    .await;
     assert_eq!(status, 200, "{changed}");
-    assert_eq!((changed["url"].as_str().unwrap(), changed["events"].clone(), changed["description"].clone()), (url2.as_str(), json!([]), json!("")));
+    assert_eq!(
+        (changed["url"].as_str().unwrap(), changed["events"].clone(), changed["description"].clone()),
+        (url2.as_str(), json!([]), json!(""))
+    );
     let (_, off) = call(&app, Method::PATCH, &format!("/v1/webhooks/{id}"), Some(&key), Some(json!({ "enabled": false }))).await;
     assert_eq!(off["enabled"], false);
     assert!(off["disabledReason"].as_str().unwrap().contains("disabled through the API"), "{off}");

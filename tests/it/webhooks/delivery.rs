@@ -2,9 +2,9 @@
 //! webhook-id; 410 Gone disables the endpoint; exhausted attempts count against it.
 
 use super::{endpoint, inbound, setup, verify, SECS};
+use crate::mock_http::{Answer, MockHttp, Recorded};
 use crate::support::until;
 use crate::support::TestDb;
-use crate::mock_http::{Answer, MockHttp, Recorded};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -74,15 +74,30 @@ async fn a_sent_message_reaches_the_endpoint_signed() {
     // the webhook-id is the delivery's event id; delivered, and nothing else was subscribed
     let event_id: uuid::Uuid = db.client.query_one("SELECT event_id FROM et_webhook_deliveries", &[]).await.unwrap().get(0);
     assert_eq!(header(r, "webhook-id"), event_id.to_string());
-    until(&db, "SELECT state = 'delivered' AND last_status = 200 AND attempts = 1 AND delivered_at IS NOT NULL FROM et_webhook_deliveries", SECS).await;
+    until(
+        &db,
+        "SELECT state = 'delivered' AND last_status = 200 AND attempts = 1 AND delivered_at IS NOT NULL FROM et_webhook_deliveries",
+        SECS,
+    )
+    .await;
     assert_eq!(db.count("SELECT count(*) FROM et_webhook_deliveries").await, 1);
 
     // the API shows the delivery, and the endpoint without its secret
-    let got: Value = app.http.get(app.url(&format!("/v1/webhooks/{endpoint_id}/deliveries"))).header("x-api-key", &key).send().await.unwrap().json().await.unwrap();
+    let got: Value = app
+        .http
+        .get(app.url(&format!("/v1/webhooks/{endpoint_id}/deliveries")))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["deliveries"][0]["state"], "delivered");
     assert_eq!(got["deliveries"][0]["eventId"], event_id.to_string());
     assert_eq!(got["deliveries"][0]["lastStatus"], 200);
-    let shown: Value = app.http.get(app.url(&format!("/v1/webhooks/{endpoint_id}"))).header("x-api-key", &key).send().await.unwrap().json().await.unwrap();
+    let shown: Value =
+        app.http.get(app.url(&format!("/v1/webhooks/{endpoint_id}"))).header("x-api-key", &key).send().await.unwrap().json().await.unwrap();
     assert!(shown.get("secret").is_none(), "{shown}");
     assert!(!shown.to_string().contains(&secret));
     worker.stop().await;
@@ -92,7 +107,11 @@ async fn a_sent_message_reaches_the_endpoint_signed() {
 #[tokio::test]
 async fn a_500_is_retried_with_the_same_webhook_id() {
     let db = TestDb::new().await;
-    let mock = MockHttp::start(|_, n| if n == 0 { Answer::json(500, json!({ "error": "database down" })) } else { Answer::json(204, json!(null)) }).await;
+    let mock =
+        MockHttp::start(
+            |_, n| if n == 0 { Answer::json(500, json!({ "error": "database down" })) } else { Answer::json(204, json!(null)) },
+        )
+        .await;
     let (app, key, wa, worker) = setup(&db).await;
     let (_, secret) = endpoint(&app, &key, &mock.url(), &["inbound.received"]).await;
     let message = inbound(&db, wa, "wamid.retry").await;
@@ -108,7 +127,8 @@ async fn a_500_is_retried_with_the_same_webhook_id() {
     assert_eq!(body["type"], "inbound.received");
     assert_eq!(body["data"]["id"], message);
     assert_eq!(body["data"]["status"], "received");
-    until(&db, "SELECT state = 'delivered' AND attempts = 2 AND last_status = 204 AND last_error IS NULL FROM et_webhook_deliveries", SECS).await;
+    until(&db, "SELECT state = 'delivered' AND attempts = 2 AND last_status = 204 AND last_error IS NULL FROM et_webhook_deliveries", SECS)
+        .await;
     // a delivered event after failures leaves the endpoint healthy
     assert_eq!(db.count("SELECT count(*) FROM et_webhook_endpoints WHERE enabled AND failure_count = 0").await, 1);
     // and nothing more arrives
@@ -133,15 +153,26 @@ async fn gone_disables_the_endpoint_at_once() {
     // a disabled endpoint gets no new deliveries
     inbound(&db, wa, "wamid.gone2").await;
     assert_eq!(db.count("SELECT count(*) FROM et_webhook_deliveries").await, 1);
-    let shown: Value = app.http.get(app.url(&format!("/v1/webhooks/{id}"))).header("x-api-key", &key).send().await.unwrap().json().await.unwrap();
+    let shown: Value =
+        app.http.get(app.url(&format!("/v1/webhooks/{id}"))).header("x-api-key", &key).send().await.unwrap().json().await.unwrap();
     assert_eq!(shown["enabled"], false);
     assert!(shown["disabledReason"].as_str().unwrap().contains("410"), "{shown}");
 
     // enabled again by the tenant: a fresh start, and events flow again
-    let r = app.http.patch(app.url(&format!("/v1/webhooks/{id}"))).header("x-api-key", &key).json(&json!({ "enabled": true })).send().await.unwrap();
+    let r = app
+        .http
+        .patch(app.url(&format!("/v1/webhooks/{id}")))
+        .header("x-api-key", &key)
+        .json(&json!({ "enabled": true }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let shown: Value = r.json().await.unwrap();
-    assert_eq!((shown["enabled"].clone(), shown["disabledReason"].clone(), shown["failureCount"].clone()), (json!(true), Value::Null, json!(0)));
+    assert_eq!(
+        (shown["enabled"].clone(), shown["disabledReason"].clone(), shown["failureCount"].clone()),
+        (json!(true), Value::Null, json!(0))
+    );
     inbound(&db, wa, "wamid.gone3").await;
     mock.wait_for(2, SECS).await;
     assert_eq!(mock.requests().len(), 2);
@@ -165,7 +196,12 @@ async fn exhausted_attempts_are_dead_and_count_against_the_endpoint() {
     // the 20th dead delivery in a row disables it
     db.client.execute("UPDATE et_webhook_endpoints SET failure_count = 19", &[]).await.unwrap();
     inbound(&db, wa, "wamid.dead2").await;
-    until(&db, "SELECT NOT enabled AND failure_count = 20 AND disabled_reason = '20 deliveries in a row failed' FROM et_webhook_endpoints", SECS).await;
+    until(
+        &db,
+        "SELECT NOT enabled AND failure_count = 20 AND disabled_reason = '20 deliveries in a row failed' FROM et_webhook_endpoints",
+        SECS,
+    )
+    .await;
     assert_eq!(db.count("SELECT count(*) FROM et_webhook_deliveries WHERE state = 'dead'").await, 2);
     worker.stop().await;
     app.stop().await;
@@ -213,11 +249,7 @@ async fn the_trigger_maps_status_changes_to_events() {
     step("queued", Some("timeout")).await; // retrying
     step("sending", None).await;
     step("failed", Some("rejected by provider")).await;
-    let rows = db
-        .client
-        .query("SELECT event_type, payload FROM et_webhook_deliveries ORDER BY id", &[])
-        .await
-        .unwrap();
+    let rows = db.client.query("SELECT event_type, payload FROM et_webhook_deliveries ORDER BY id", &[]).await.unwrap();
     let types: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(types, ["message.retrying", "message.failed"]);
     let failed: Value = rows[1].get(1);
@@ -240,7 +272,12 @@ async fn the_trigger_maps_status_changes_to_events() {
         .await
         .unwrap();
     // suppressed at insert: every recipient is on the list; then a sent one
-    db.client.batch_execute("INSERT INTO et_suppressions (tenant_id, channel, address, reason) VALUES ('acme', 'whatsapp', '+15559999999', 'manual')").await.unwrap();
+    db.client
+        .batch_execute(
+            "INSERT INTO et_suppressions (tenant_id, channel, address, reason) VALUES ('acme', 'whatsapp', '+15559999999', 'manual')",
+        )
+        .await
+        .unwrap();
     db.client
         .execute("INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text) VALUES ('acme', $1, 'outbound', ARRAY['+15559999999'], 'x')", &[&wa])
         .await

@@ -1,9 +1,9 @@
 //! The SSRF guard: refused at creation (400 naming `url`), and again at delivery time.
 
 use super::{create, inbound, setup, SECS};
+use crate::mock_http::{Answer, MockHttp};
 use crate::support::until;
 use crate::support::TestDb;
-use crate::mock_http::{Answer, MockHttp};
 use pgcourier::db::webhooks::Claimed;
 use pgcourier::webhooks::deliver::{Attempt, Sender};
 use pgcourier::webhooks::guard::{check_url, Allow, Class, Refused};

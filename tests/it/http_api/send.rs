@@ -10,6 +10,16 @@ use std::time::Duration;
 
 const SECS: Duration = Duration::from_secs(15);
 
+/// The session the message an API answer names was sent on.
+async fn session_of(api: &Api, answer: &Value) -> i64 {
+    api.db
+        .client
+        .query_one("SELECT channel_session_id FROM et_messages WHERE id = $1", &[&answer["id"].as_i64().unwrap()])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -268,13 +278,7 @@ async fn sender_domains_and_session_choice() {
     api.send(json!({ "to": "a@example.com", "textBody": "x", "from": "Acme <noreply@acme.example>" })).await;
     // chat channels: from must be the session's own number
     let wa = api.send(json!({ "channel": "whatsapp", "to": "+1 555 123 4567", "textBody": "x", "from": "+15550000000" })).await;
-    let session: i64 = api
-        .db
-        .client
-        .query_one("SELECT channel_session_id FROM et_messages WHERE id = $1", &[&wa["id"].as_i64().unwrap()])
-        .await
-        .unwrap()
-        .get(0);
+    let session = session_of(&api, &wa).await;
     assert_eq!(session, api.wa);
     let (s, v) =
         api.post("/v1/messages", json!({ "channel": "whatsapp", "to": "+15551234567", "textBody": "x", "from": "+15559999999" })).await;
@@ -284,13 +288,7 @@ async fn sender_domains_and_session_choice() {
     let (s, v) = api.post("/v1/messages", json!({ "channel": "whatsapp", "to": "+15551234567", "textBody": "x" })).await;
     assert_eq!((s, field(&v)), (400, "channel"), "{v}");
     let v = api.send(json!({ "channelSessionId": second, "to": "+15551234567", "textBody": "x" })).await;
-    let session: i64 = api
-        .db
-        .client
-        .query_one("SELECT channel_session_id FROM et_messages WHERE id = $1", &[&v["id"].as_i64().unwrap()])
-        .await
-        .unwrap()
-        .get(0);
+    let session = session_of(&api, &v).await;
     assert_eq!(session, second);
     // a session id and a channel that disagree
     let (s, v) =

@@ -12,7 +12,7 @@
 //! `PGCOURIER_SECRET_<REF>` by the channel registry (a variable per secret, so not a flag).
 //! `RUST_LOG` (a `tracing` filter, default `info`) is read by [`crate::telemetry`].
 
-use crate::webhooks::guard::Allow;
+use crate::domain::network::Allow;
 use clap::{ArgMatches, Args, FromArgMatches};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

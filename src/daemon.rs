@@ -5,8 +5,9 @@
 //! in-flight work finishes up to the shutdown timeout, its leases renewed meanwhile).
 
 use crate::config::Config;
-use crate::db::{self, listener};
+use crate::db;
 use crate::outbound::{dispatcher::Dispatcher, rescuer};
+use crate::wakeup;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +32,7 @@ pub enum DaemonError {
 /// What a running daemon exposes to its caller (health checks, tests).
 #[derive(Clone, Default)]
 pub struct Handles {
-    pub listener: Arc<listener::ListenerState>,
+    pub listener: Arc<wakeup::ListenerState>,
     /// The HTTP surface's bound address, once it listens.
     pub http_addr: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
 }
@@ -65,10 +66,10 @@ pub async fn run_with(
     let pool = db::pool(pooled, config.pool_size)?;
     tracing::info!(worker = %config.worker_id, "pgcourier daemon started");
 
-    let wakers = listener::Wakers::default();
+    let wakers = wakeup::Wakers::default();
     let tasks = TaskTracker::new();
     if config.listen {
-        tasks.spawn(listener::run(
+        tasks.spawn(wakeup::run(
             database,
             config.worker_id.clone(),
             wakers.clone(),
@@ -81,7 +82,7 @@ pub async fn run_with(
         handles.listener.poll_only.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     tasks.spawn(rescuer::run(pool.clone(), config.rescue_interval, config.lease, wakers.outbound.clone(), shutdown.clone()));
-    tasks.spawn(db::analyze::run(pool.clone(), Duration::from_secs(1), shutdown.clone()));
+    tasks.spawn(crate::statistics::run(pool.clone(), Duration::from_secs(1), shutdown.clone()));
     // the HTTP surface failing later stops the daemon, and `run` returns its error
     let http_failed = Arc::new(std::sync::Mutex::new(None));
     if let (Some(listener), Some(addr)) = (http, config.http_addr) {
@@ -105,28 +106,4 @@ pub async fn run_with(
     tracing::info!("pgcourier daemon stopped");
     let failed = http_failed.lock().expect("not poisoned").take();
     failed.map_or(Ok(()), Err)
-}
-
-/// The timer of a worker's periodic passes (rescuer, statistics keeper, insights): a tick every
-/// `every`, a late pass delays the next tick instead of bursting to catch up, and shutdown wins
-/// over a due tick.
-pub struct Every {
-    tick: tokio::time::Interval,
-}
-
-impl Every {
-    pub fn new(every: Duration) -> Every {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Every { tick }
-    }
-
-    /// Wait for the next tick: true, or false once `shutdown` is cancelled.
-    pub async fn next(&mut self, shutdown: &CancellationToken) -> bool {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => false,
-            _ = self.tick.tick() => true,
-        }
-    }
 }

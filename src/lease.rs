@@ -130,7 +130,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Leases<K, V> {
 }
 
 /// One renewal as a worker passes it to [`keep`]: the leases asked for in, those still held out.
-pub type Renewal<K, V> = futures_util::future::BoxFuture<'static, Result<Vec<(K, V)>, String>>;
+pub type Renewal<K, V> = futures_util::future::BoxFuture<'static, Result<Vec<(K, V)>, crate::db::DbError>>;
 
 /// Renew every lease in `leases` each third of a lease until `stop`, with `renew` (one statement
 /// for all of them; it returns the leases still held, with their new fence values). A failed

@@ -10,7 +10,9 @@
 //! - [`domain`]: pure rules: lifecycle, retry policy, error classes and decisions, circuit breaker,
 //!   inbound decision types. No tokio, no SQL.
 //! - [`db`]: every SQL statement the daemon runs: pool, migrations, claims, outcomes, LISTEN,
-//!   inbound, insights, webhooks, API queries, API keys.
+//!   inbound, insights, webhooks, API queries, API keys. Statements only: the loops that run
+//!   them live in the modules below.
+//! - [`rows`]: the session and attachment rows that `db` reads and `channels` sends with.
 //! - [`channels`]: provider adapters (`smtp`, `file`, `log`, `telegram_bot`, `whatsapp_cloud`,
 //!   `twilio`, `http_bridge`); they classify failures, never decide.
 //! - [`outbound`]: the dispatcher loop, outcome writer, rendering, breakers, rescuer.
@@ -19,7 +21,10 @@
 //! - [`webhooks`]: signed status webhook delivery to tenants.
 //! - [`http`]: the axum surface: API v1, provider webhooks, health / ready / metrics.
 //! - [`lease`]: the leases a daemon holds on claimed work, renewed in batches until recorded.
-//! - [`daemon`]: wires the workers together under one shutdown token; `Every`, their pass timer.
+//! - [`wakeup`]: the LISTEN connection that turns NOTIFY into wake-ups for the workers.
+//! - [`statistics`]: the statistics keeper (ANALYZE of the hot tables when autovacuum is off).
+//! - [`every`]: the pass timer of the periodic workers.
+//! - [`daemon`]: wires the workers together under one shutdown token.
 //! - [`cluster`]: the private PostgreSQL that `pgcourier up` starts.
 //! - [`config`], [`telemetry`], [`status`]: environment configuration, logging and metrics,
 //!   the `pgcourier status` report.
@@ -30,11 +35,15 @@ pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod domain;
+pub mod every;
 pub mod http;
 pub mod inbound;
 pub mod insights;
 pub mod lease;
 pub mod outbound;
+pub mod rows;
+pub mod statistics;
 pub mod status;
 pub mod telemetry;
+pub mod wakeup;
 pub mod webhooks;

@@ -11,20 +11,13 @@ pub mod telegram;
 pub mod twilio;
 pub mod whatsapp_cloud;
 
-use crate::db::outbound::SessionRow;
 use crate::domain::outcome::ErrorClass;
+pub use crate::rows::Attachment;
+use crate::rows::SessionRow;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
-
-/// A file sent with a message (`et_attachments`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment {
-    pub filename: String,
-    pub content_type: String,
-    pub content: Vec<u8>,
-}
 
 /// A message ready for a provider: variables rendered, suppressed recipients removed.
 #[derive(Debug, Clone)]

@@ -1,59 +1,17 @@
-//! The LISTEN connection: one dedicated connection outside the pool, reconnected with capped
-//! backoff. NOTIFY is only a hint: after every (re)connect every worker is woken to claim as if
-//! notified, so nothing is stranded by a notification lost while the connection was down.
-//!
-//! While LISTEN is up the daemon keeps a row in `et_listeners` (refreshed every
-//! [`REGISTRATION_TTL`] / 3, deleted on shutdown): the message triggers notify only while some
-//! daemon listens there (`sql/V14__wakeup_listeners.sql`).
+//! The statements of the LISTEN connection ([`crate::wakeup`] runs it): which channels it
+//! listens on, and this daemon's row in `et_listeners` (the message triggers notify only while
+//! some daemon listens there, so a database nobody listens to pays no NOTIFY).
 
-use futures_util::StreamExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify};
-use tokio_postgres::{AsyncMessage, NoTls};
-use tokio_util::sync::CancellationToken;
 
-/// The wake-up channels and whom each one wakes.
-#[derive(Clone, Default)]
-pub struct Wakers {
-    /// `et_outbound`: the outbound dispatcher.
-    pub outbound: Arc<Notify>,
-    /// `et_inbound`: the inbound worker.
-    pub inbound: Arc<Notify>,
-    /// `et_webhooks`: the status webhook worker.
-    pub webhooks: Arc<Notify>,
-}
-
-impl Wakers {
-    fn wake(&self, channel: &str) {
-        match channel {
-            "et_outbound" => self.outbound.notify_one(),
-            "et_inbound" => self.inbound.notify_one(),
-            "et_webhooks" => self.webhooks.notify_one(),
-            _ => {}
-        }
-    }
-
-    fn wake_all(&self) {
-        self.outbound.notify_one();
-        self.inbound.notify_one();
-        self.webhooks.notify_one();
-    }
-}
-
-/// What the rest of the daemon can see of the listener (for `/ready` and metrics).
-#[derive(Default)]
-pub struct ListenerState {
-    /// True while the LISTEN connection is up.
-    pub connected: AtomicBool,
-    /// How many times the connection was re-established after a loss.
-    pub reconnects: AtomicU64,
-    /// The daemon runs without LISTEN (`PGCOURIER_LISTEN=off`): workers find work by polling alone.
-    pub poll_only: AtomicBool,
-}
-
-const CHANNELS: &[&str] = &["et_outbound", "et_inbound", "et_webhooks"];
+/// The channel of new outbound work (queue rows ready now).
+pub const OUTBOUND: &str = "et_outbound";
+/// The channel of new inbound messages.
+pub const INBOUND: &str = "et_inbound";
+/// The channel of new status webhook deliveries.
+pub const WEBHOOKS: &str = "et_webhooks";
+/// Every channel the triggers notify on.
+pub const CHANNELS: &[&str] = &[OUTBOUND, INBOUND, WEBHOOKS];
 
 /// How long this daemon's `et_listeners` row lasts unless refreshed: a daemon that dies makes
 /// inserts stop notifying after this.
@@ -62,99 +20,18 @@ pub const REGISTRATION_TTL: Duration = Duration::from_secs(30);
 const REGISTER: &str = "INSERT INTO et_listeners (worker_id, listening_until) VALUES ($1, now() + make_interval(secs => $2))
                         ON CONFLICT (worker_id) DO UPDATE SET listening_until = excluded.listening_until";
 
-/// Write or refresh `worker`'s row. A failure only means inserts do not notify until the next
-/// refresh (the daemon then finds work by its poll interval), so it is logged, not fatal.
-async fn register(client: &tokio_postgres::Client, worker: &str) {
-    if let Err(e) = client.execute(REGISTER, &[&worker, &REGISTRATION_TTL.as_secs_f64()]).await {
-        tracing::warn!(error = %crate::telemetry::one_line(&e), "could not register in et_listeners; inserts will not wake this daemon");
-    }
-}
-
-/// Run until `shutdown`: listen, forward notifications to `wakers`, reconnect on loss.
-pub async fn run(
-    config: tokio_postgres::Config,
-    worker: String,
-    wakers: Wakers,
-    state: Arc<ListenerState>,
-    max_backoff: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut backoff = Duration::from_millis(100);
-    let mut first = true;
-    while !shutdown.is_cancelled() {
-        match listen_once(&config, &worker, &wakers, &state, &shutdown, &mut first).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => {
-                tracing::warn!(error = %crate::telemetry::one_line(&e), retry_in_ms = backoff.as_millis() as u64, "LISTEN connection failed")
-            }
-        }
-        state.connected.store(false, Ordering::SeqCst);
-        if shutdown.is_cancelled() {
-            break;
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(max_backoff);
-    }
-}
-
-async fn listen_once(
-    config: &tokio_postgres::Config,
-    worker: &str,
-    wakers: &Wakers,
-    state: &ListenerState,
-    shutdown: &CancellationToken,
-    first: &mut bool,
-) -> Result<(), tokio_postgres::Error> {
-    // named for DBAs looking at pg_stat_activity (and for tests that kill it)
-    let mut config = config.clone();
-    config.application_name("pgcourier listener");
-    let (client, mut connection) = config.connect(NoTls).await?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if tx.send(n.channel().to_owned()).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %crate::telemetry::one_line(&e), "LISTEN connection lost");
-                    break;
-                }
-            }
-        }
-    });
+/// `LISTEN` on every channel of [`CHANNELS`].
+pub async fn listen(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
     let listen: String = CHANNELS.iter().map(|c| format!("LISTEN {c};")).collect();
-    client.batch_execute(&listen).await?;
-    register(&client, worker).await;
-    state.connected.store(true, Ordering::SeqCst);
-    if !std::mem::take(first) {
-        state.reconnects.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("LISTEN connection re-established");
-    }
-    wakers.wake_all();
-    let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + REGISTRATION_TTL / 3, REGISTRATION_TTL / 3);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                if let Err(e) = client.execute("DELETE FROM et_listeners WHERE worker_id = $1", &[&worker]).await {
-                    tracing::debug!(error = %crate::telemetry::one_line(&e), "could not delete this daemon's et_listeners row (it expires by itself)");
-                }
-                break;
-            }
-            _ = refresh.tick() => register(&client, worker).await,
-            channel = rx.recv() => match channel {
-                Some(channel) => wakers.wake(&channel),
-                None => break, // the connection ended
-            },
-        }
-    }
-    driver.abort();
-    Ok(())
+    client.batch_execute(&listen).await
+}
+
+/// Write or refresh `worker`'s row for another [`REGISTRATION_TTL`].
+pub async fn register(client: &tokio_postgres::Client, worker: &str) -> Result<u64, tokio_postgres::Error> {
+    client.execute(REGISTER, &[&worker, &REGISTRATION_TTL.as_secs_f64()]).await
+}
+
+/// Delete `worker`'s row (on shutdown; a dead daemon's row expires by itself).
+pub async fn unregister(client: &tokio_postgres::Client, worker: &str) -> Result<u64, tokio_postgres::Error> {
+    client.execute("DELETE FROM et_listeners WHERE worker_id = $1", &[&worker]).await
 }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod apikeys;
 pub mod audit;
 pub mod demo;
+pub mod error;
 pub mod health;
 pub mod inbound;
 pub mod insights;
@@ -14,6 +15,8 @@ pub mod ops;
 pub mod outbound;
 pub mod provider_inbound;
 pub mod webhooks;
+
+pub use error::DbError;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;

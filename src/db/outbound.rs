@@ -5,29 +5,13 @@
 //! (`leased_by` and the attempt number) so a daemon whose lease expired cannot overwrite a newer
 //! attempt. No transaction stays open while a provider is called.
 
-use crate::channels::Attachment;
+use crate::rows::{Attachment, SessionRow};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use std::time::Duration;
 use tokio_postgres::Row;
 use uuid::Uuid;
-
-/// The channel session a claimed message goes out on.
-#[derive(Debug, Clone)]
-pub struct SessionRow {
-    pub id: i64,
-    pub channel: String,
-    pub provider: String,
-    /// The from-address / phone / bot of the session.
-    pub address: String,
-    /// Non-secret provider settings.
-    pub config: Value,
-    /// Name of the secret the daemon resolves from its environment.
-    pub credentials_ref: Option<String>,
-    /// Changes when an operator edits the session: the adapter is rebuilt.
-    pub updated_at: DateTime<Utc>,
-}
 
 /// One leased message, with everything needed to send it.
 #[derive(Debug, Clone)]

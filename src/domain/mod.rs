@@ -4,5 +4,6 @@ pub mod address;
 pub mod breaker;
 pub mod decision;
 pub mod lifecycle;
+pub mod network;
 pub mod outcome;
 pub mod retry;

@@ -10,7 +10,7 @@ pub mod providers;
 pub mod webhooks;
 
 use crate::config::Config;
-use crate::db::listener::ListenerState;
+use crate::wakeup::ListenerState;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::Next;

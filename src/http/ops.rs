@@ -13,8 +13,8 @@
 //!   a series that disappears from the database disappears from the scrape).
 
 use super::AppState;
-use crate::db::listener::ListenerState;
 use crate::db::ops::{self as q, Gauges};
+use crate::wakeup::ListenerState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

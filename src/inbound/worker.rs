@@ -42,7 +42,7 @@ const LLM_CONCURRENCY: usize = 8;
 /// Why a message of a human-handled thread is not answered.
 const HUMAN_HANDLED: &str = "the thread is handled by a human";
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+type Error = crate::db::DbError;
 
 /// The claims in progress: (tenant, message id) → fence.
 type Claims = Leases<(String, i64), DateTime<Utc>>;
@@ -61,8 +61,8 @@ fn renewer(pool: Pool) -> impl Fn(Vec<ClaimFence>) -> lease::Renewal<(String, i6
     move |held| {
         let pool = pool.clone();
         Box::pin(async move {
-            let client = pool.get().await.map_err(|e| e.to_string())?;
-            q::renew(&client, &held).await.map_err(|e| e.to_string())
+            let client = pool.get().await?;
+            Ok(q::renew(&client, &held).await?)
         })
     }
 }
@@ -157,7 +157,8 @@ async fn drain(pool: &Pool, config: &Config, claims: &Claims, shutdown: &Cancell
     loop {
         let mut loaded = match prefetched.take() {
             Some(next) => {
-                let mut loaded = next.await??;
+                // the prefetch task is never aborted: a join error is its panic, passed on
+                let mut loaded = next.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
                 if !loaded.claimed.is_empty() && !loaded.local() {
                     load(&pool.get().await?, &mut loaded).await?;
                 }

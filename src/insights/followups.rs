@@ -21,7 +21,7 @@ pub const BATCH: i64 = 100;
 /// Full batches handled per tick.
 const MAX_BATCHES_PER_TICK: usize = 50;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+type Error = crate::db::DbError;
 
 /// Fire or clear every due follow-up (bounded per call); errors are logged.
 pub async fn pass(pool: &Pool, worker: &str) {

@@ -44,7 +44,7 @@ const MAX_BATCHES_PER_TICK: usize = 50;
 /// The longest this daemon waits before retrying a thread whose summarizer failed.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+type Error = crate::db::DbError;
 
 /// What a summarizer gets to know about a thread: its bounded history plus the state the
 /// [`ThreadHistory`] does not carry.
@@ -94,7 +94,7 @@ pub async fn run(pool: Pool, config: Config, shutdown: CancellationToken) {
     let mut worker = Worker::new(&config);
     let keeper_stop = CancellationToken::new();
     let keeper = tokio::spawn(lease::keep(worker.leases.clone(), "insights", renewer(pool.clone(), &config), keeper_stop.clone()));
-    let mut tick = crate::daemon::Every::new(every);
+    let mut tick = crate::every::Every::new(every);
     tracing::debug!(debounce = ?config.insights_debounce, every = ?every, "insights worker started");
     while tick.next(&shutdown).await {
         let pass = async {
@@ -121,8 +121,8 @@ fn renewer(pool: Pool, config: &Config) -> impl Fn(Vec<(ThreadKey, ())>) -> leas
         let (pool, worker) = (pool.clone(), worker.clone());
         Box::pin(async move {
             let threads: Vec<(String, i64)> = held.into_iter().map(|(k, ())| k).collect();
-            let client = pool.get().await.map_err(|e| e.to_string())?;
-            let kept = q::renew(&client, &worker, &threads, lease).await.map_err(|e| e.to_string())?;
+            let client = pool.get().await?;
+            let kept = q::renew(&client, &worker, &threads, lease).await?;
             Ok(kept.into_iter().map(|k| (k, ())).collect())
         })
     }

@@ -1,8 +1,8 @@
 //! This daemon's circuit breakers, one per session, configured from the session's `config`
 //! (`breaker_failure_rate`, `breaker_min_requests`, `breaker_window_ms`, `breaker_cooldown_ms`).
 
-use crate::db::outbound::SessionRow;
 use crate::domain::breaker::{Admit, Breaker, BreakerConfig, State};
+use crate::rows::SessionRow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

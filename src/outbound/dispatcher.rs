@@ -22,6 +22,7 @@ use super::render;
 use crate::channels::{Registry, SendError};
 use crate::config::Config;
 use crate::db::outbound::{self as q, Claimed, LeaseKey, OutcomeRow, Released};
+use crate::db::DbError;
 use crate::domain::breaker::{Admit, State};
 use crate::domain::outcome::{decide, Decision};
 use crate::domain::retry::RetryPolicy;
@@ -76,10 +77,11 @@ impl BusyMark {
         if self.written.is_some_and(|at| at.elapsed() < BUSY_TTL / 2) {
             return;
         }
-        let result = match pool.get().await {
-            Ok(client) => q::mark_busy(&client, &self.worker, BUSY_TTL).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        let result: Result<(), DbError> = async {
+            let client = pool.get().await?;
+            Ok(q::mark_busy(&client, &self.worker, BUSY_TTL).await?)
+        }
+        .await;
         match result {
             Ok(()) => self.written = Some(Instant::now()),
             // without the mark inserts keep notifying: slower, never wrong
@@ -92,10 +94,11 @@ impl BusyMark {
         if self.written.is_none() {
             return false;
         }
-        let result = match pool.get().await {
-            Ok(client) => q::clear_busy(&client, &self.worker).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        let result: Result<_, DbError> = async {
+            let client = pool.get().await?;
+            Ok(q::clear_busy(&client, &self.worker).await?)
+        }
+        .await;
         if let Err(e) = result {
             // the mark expires by itself within BUSY_TTL
             tracing::warn!(error = %e, "could not clear the dispatcher's busy mark");
@@ -254,7 +257,7 @@ impl Dispatcher {
     }
 
     /// Claim up to `want` rows, each session within its budget (see [`super::fair`]).
-    async fn claim(&self, want: usize) -> Result<Vec<Claimed>, Box<dyn std::error::Error + Send + Sync>> {
+    async fn claim(&self, want: usize) -> Result<Vec<Claimed>, DbError> {
         let client = self.pool.get().await?;
         let budgets = self.loads.budgets();
         let Budgets { sessions, budgets: per_session, unknown } = &budgets;
@@ -408,12 +411,11 @@ impl Dispatcher {
         let (pool, worker) = (self.pool.clone(), self.config.worker_id.clone());
         tracing::warn!(session = session_id, state = change.0.as_str(), failure_rate = change.1, "circuit breaker changed state");
         tokio::spawn(async move {
-            let result = match pool.get().await {
-                Ok(client) => q::report_breaker(&client, &tenant_id, session_id, change.0.as_str(), change.1, &worker)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
+            let result: Result<_, DbError> = async {
+                let client = pool.get().await?;
+                Ok(q::report_breaker(&client, &tenant_id, session_id, change.0.as_str(), change.1, &worker).await?)
+            }
+            .await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "could not record the breaker state");
             }
@@ -471,8 +473,8 @@ fn renewer(this: &Arc<Dispatcher>) -> impl Fn(Vec<(LeaseKey, ())>) -> lease::Ren
         let (pool, worker) = (pool.clone(), worker.clone());
         Box::pin(async move {
             let keys: Vec<LeaseKey> = held.into_iter().map(|(k, ())| k).collect();
-            let client = pool.get().await.map_err(|e| e.to_string())?;
-            let kept = q::renew(&client, &worker, &keys, lease).await.map_err(|e| e.to_string())?;
+            let client = pool.get().await?;
+            let kept = q::renew(&client, &worker, &keys, lease).await?;
             Ok(kept.into_iter().map(|k| (k, ())).collect())
         })
     }

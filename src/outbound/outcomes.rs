@@ -104,12 +104,7 @@ pub async fn write(
     }
 }
 
-async fn write_once(
-    pool: &Pool,
-    worker: &str,
-    outcomes: &[OutcomeRow],
-    releases: &[Released],
-) -> Result<(u64, u64), Box<dyn std::error::Error + Send + Sync>> {
+async fn write_once(pool: &Pool, worker: &str, outcomes: &[OutcomeRow], releases: &[Released]) -> Result<(u64, u64), crate::db::DbError> {
     let mut client = pool.get().await?;
     let held = if outcomes.is_empty() { 0 } else { q::record(&mut client, worker, outcomes).await? };
     let mut released = 0;

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub async fn run(pool: Pool, every: Duration, grace: Duration, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let mut tick = crate::daemon::Every::new(every);
+    let mut tick = crate::every::Every::new(every);
     while tick.next(&shutdown).await {
         match rescue(&pool, grace).await {
             Ok(0) => {}
@@ -24,7 +24,7 @@ pub async fn run(pool: Pool, every: Duration, grace: Duration, wake: Arc<Notify>
     }
 }
 
-async fn rescue(pool: &Pool, grace: Duration) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+async fn rescue(pool: &Pool, grace: Duration) -> Result<u64, crate::db::DbError> {
     let mut client = pool.get().await?;
     Ok(q::rescue(&mut client, 1000, grace).await?)
 }

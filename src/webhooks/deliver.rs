@@ -5,9 +5,10 @@
 //! request timeout, and resolves names through [`GuardedResolver`]; IP literals are checked
 //! before connecting.
 
-use super::guard::{self, Allow, GuardedResolver, Refused};
+use super::guard::{GuardedResolver, Refused};
 use super::sign;
 use crate::db::webhooks::Claimed;
+use crate::domain::network::{self, Allow};
 use std::time::Duration;
 
 /// What the endpoint made of one attempt.
@@ -109,7 +110,7 @@ impl Sender {
         }
         let host = parsed.host_str().ok_or(Refused::NoHost)?;
         if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
-            guard::check_ip(ip, &self.allow).map_err(|class| Refused::Address { host: host.to_owned(), class })?;
+            network::check_ip(ip, &self.allow).map_err(|class| Refused::Address { host: host.to_owned(), class })?;
         }
         Ok(())
     }

@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Address classes the operator allows besides public ones.
-    pub allow: guard::Allow,
+    pub allow: crate::domain::network::Allow,
     /// Claim at least this often.
     pub poll: Duration,
     /// One request's timeout (connect, send, answer).
@@ -57,7 +57,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            allow: guard::Allow::NONE,
+            allow: crate::domain::network::Allow::NONE,
             poll: Duration::from_millis(500),
             timeout: Duration::from_secs(10),
             retry: RetryPolicy { base: Duration::from_secs(10), cap: Duration::from_secs(6 * 3600), max_attempts: 8 },
@@ -158,12 +158,7 @@ pub async fn run_with(pool: Pool, config: Config, settings: Settings, wake: Arc<
     tracing::info!("webhook worker stopped");
 }
 
-async fn claim(
-    pool: &Pool,
-    limit: i64,
-    per_endpoint: i64,
-    lease: Duration,
-) -> Result<Vec<Claimed>, Box<dyn std::error::Error + Send + Sync>> {
+async fn claim(pool: &Pool, limit: i64, per_endpoint: i64, lease: Duration) -> Result<Vec<Claimed>, crate::db::DbError> {
     let client = pool.get().await?;
     Ok(q::claim(&client, limit, per_endpoint, lease).await?)
 }
@@ -173,10 +168,11 @@ async fn record(pool: &Pool, pending: &mut Vec<Outcome>, disable_after: i32) {
     if pending.is_empty() {
         return;
     }
-    let result = match pool.get().await {
-        Ok(client) => q::record(&client, pending, disable_after).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let result: Result<_, crate::db::DbError> = async {
+        let client = pool.get().await?;
+        Ok(q::record(&client, pending, disable_after).await?)
+    }
+    .await;
     match result {
         Ok(_) => pending.clear(),
         Err(e) => {

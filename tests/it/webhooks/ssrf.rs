@@ -5,8 +5,9 @@ use crate::mock_http::{Answer, MockHttp};
 use crate::support::until;
 use crate::support::TestDb;
 use pgcourier::db::webhooks::Claimed;
+use pgcourier::domain::network::{Allow, Class};
 use pgcourier::webhooks::deliver::{Attempt, Sender};
-use pgcourier::webhooks::guard::{check_url, Allow, Class, Refused};
+use pgcourier::webhooks::guard::{check_url, Refused};
 use serde_json::json;
 use std::time::Duration;
 

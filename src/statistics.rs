@@ -4,15 +4,14 @@
 //! made from the statistics of the moment until an `ANALYZE` invalidates it; so do the foreign-key
 //! checks' cached plans. Made while `et_messages` was empty and never analysed, those plans reached
 //! messages through `et_messages_thread_recent` on `tenant_id` alone, reading every message of the
-//! tenant per claimed row or per audit event (a claim of 500 took 1.5-8 s under a steady load that
-//! started on an empty table). Autovacuum's analyze would have fixed that within a minute; with it
-//! off nobody does. So when `autovacuum` is off, the daemon analyses its busiest tables itself,
+//! tenant per claimed row or per audit event. Autovacuum's analyze would fix that within a
+//! minute; with it off nobody does. So when `autovacuum` is off, the daemon analyses its busiest tables itself,
 //! once more rows changed since the last analyze than the table had then (plus 50): plans go
 //! wrong when a table is misjudged by orders of magnitude, not by 10% (autovacuum's rule, which
-//! made a 100,000-row drain analyse ~20 times), and no table more often than once a minute
+//! analyses a table filling up many times over in one drain), and no table more often than once a minute
 //! (autovacuum's naptime): an `ANALYZE` invalidates every cached plan on the table in every
 //! session, and a table filling from empty would otherwise be analysed at 100, 200, 400... rows.
-//! With autovacuum on it does nothing.
+//! With autovacuum on it does nothing. The measurements behind this are in BENCHMARKS.md.
 
 use crate::db::{analyze, DbError};
 use crate::every::Every;

@@ -7,7 +7,7 @@
 //! deadpool pool holds them. lettre's own `AsyncSmtpTransport` (0.11) can do neither: it leaves Nagle's algorithm on
 //! while writing the message and the closing `.` as two writes, so every message waited for the server's delayed ACK
 //! (~40 ms); and its pool takes a connection back in a spawned task, so the next send often found it empty, opened a
-//! connection, and closed one later because the pool was full (2,372 connections for 20,000 messages in the bench).
+//! connection, and closed one later because the pool was full (figures in BENCHMARKS.md).
 //!
 //! Classification: 4xx, connection errors and timeouts are transient; 5xx is permanent, and
 //! 5.1.1–5.1.3 (no such mailbox / bad address) also suppress the address as `hard_bounce`. A send

@@ -49,7 +49,7 @@ pub struct Claimed {
 
 /// The claim, with `{limit}` written in by [`claim`] rather than bound: with `LIMIT $n` the
 /// planner costs the generic plan for a tenth of the queue, so the statement never settled on it
-/// and every claim was planned again (3.5 ms of a 30 ms claim of 500). Parameters: $1 the
+/// and every claim would be planned again (a tenth of the claim's time). Parameters: $1 the
 /// worker, $2 the lease in seconds, $3/$4 the sessions with a budget of their own and those
 /// budgets, $5 the budget of every other session (see [`crate::outbound::fair`]).
 const CLAIM: &str = r#"

@@ -158,14 +158,93 @@ BEGIN
 END
 $$;
 
+-- The payload limits of an outbound message (seed 003): recipients per channel, body size,
+-- metadata shape. The defaults are the seed's, which are also the providers' own (Twilio sends
+-- at most 1,600 characters, WhatsApp Cloud 4,096 bytes); a tenant may lower any of them with a
+-- top-level key of et_tenants.settings (names in et_payload_limit_defaults), never raise one, so
+-- nothing is accepted that a provider must refuse.
+CREATE OR REPLACE FUNCTION et_payload_limit_defaults() RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT '{"email_max_recipients": 100, "email_max_cc": 100, "email_max_bcc": 100,
+           "email_max_body_bytes": 2097152,
+           "sms_max_recipients": 10, "sms_max_body_chars": 1600,
+           "whatsapp_max_recipients": 100, "whatsapp_max_body_bytes": 4096,
+           "metadata_max_entries": 50, "metadata_max_key_chars": 128, "metadata_max_value_chars": 1024}'::jsonb
+$$;
+
+-- The limit `p_key` for a tenant whose settings are `p_settings`: its own value when it sets one
+-- (a whole number from 1 to the default), else the default. A bad value refuses the row, naming
+-- the setting: a typo must not silently lift or tighten a limit.
+CREATE OR REPLACE FUNCTION et_payload_limit(p_settings jsonb, p_key text) RETURNS integer
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  dflt integer := (et_payload_limit_defaults() ->> p_key)::integer;
+  v jsonb := p_settings -> p_key;
+BEGIN
+  IF v IS NULL OR v = 'null'::jsonb THEN
+    RETURN dflt;
+  END IF;
+  IF jsonb_typeof(v) = 'number' AND (v #>> '{}')::numeric = trunc((v #>> '{}')::numeric)
+     AND (v #>> '{}')::numeric BETWEEN 1 AND dflt THEN
+    RETURN (v #>> '{}')::integer;
+  END IF;
+  PERFORM et_refuse('tenant_id', format('tenant setting %s must be a whole number from 1 to %s, not %s', p_key, dflt, v),
+                    NULL, 'fix it in et_tenants.settings, or remove it for the default');
+END
+$$;
+
+-- Why an outbound message's metadata is refused (not an object, or over the limits: entries, key
+-- length, string value length), or NULL. Non-string values (metadata.template, nested objects) are not length-limited.
+CREATE OR REPLACE FUNCTION et_metadata_refusal(p_metadata jsonb, p_settings jsonb) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  entries integer;
+  max_entries integer := et_payload_limit(p_settings, 'metadata_max_entries');
+  max_key integer := et_payload_limit(p_settings, 'metadata_max_key_chars');
+  max_value integer := et_payload_limit(p_settings, 'metadata_max_value_chars');
+  bad record;
+BEGIN
+  IF jsonb_typeof(p_metadata) <> 'object' THEN
+    RETURN format('metadata must be a JSON object of keys and values, not a %s', jsonb_typeof(p_metadata));
+  END IF;
+  SELECT count(*) INTO entries FROM jsonb_object_keys(p_metadata);
+  IF entries > max_entries THEN
+    RETURN format('metadata has %s entries (at most %s)', entries, max_entries);
+  END IF;
+  SELECT e.key, char_length(e.key) AS key_len,
+         CASE WHEN jsonb_typeof(e.value) = 'string' THEN char_length(e.value #>> '{}') END AS value_len
+    INTO bad
+    FROM jsonb_each(p_metadata) e
+   WHERE char_length(e.key) > max_key
+      OR (jsonb_typeof(e.value) = 'string' AND char_length(e.value #>> '{}') > max_value)
+   ORDER BY e.key
+   LIMIT 1;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  ELSIF bad.key_len > max_key THEN
+    RETURN format('metadata key %s... is %s characters (at most %s)', left(bad.key, 32), bad.key_len, max_key);
+  END IF;
+  RETURN format('metadata.%s is %s characters (at most %s)', bad.key, bad.value_len, max_value);
+END
+$$;
+
 -- Content rules shared by insert and by edits while pending approval: addresses normalised per
--- channel, at least one recipient, a body within the channel's limit, a sender the session may
--- use, a subject a mail header can carry.
-CREATE OR REPLACE FUNCTION et_message_check_content(m et_messages) RETURNS et_messages
+-- channel, recipients and a body within the channel's limits, metadata within its limits, a
+-- sender the session may use, a subject a mail header can carry. `p_settings` is the tenant's
+-- et_tenants.settings (for its payload limits).
+DROP FUNCTION IF EXISTS et_message_check_content(et_messages);
+CREATE OR REPLACE FUNCTION et_message_check_content(m et_messages, p_settings jsonb) RETURNS et_messages
 LANGUAGE plpgsql AS $$
 DECLARE
   limit_chars integer;
+  limit_bytes integer;
+  max_to integer;
   body_len integer;
+  -- most tenants set no payload limit: the defaults are then used without looking each one up
+  custom boolean := p_settings ?| ARRAY['email_max_recipients', 'email_max_cc', 'email_max_bcc', 'email_max_body_bytes',
+                                        'sms_max_recipients', 'sms_max_body_chars', 'whatsapp_max_recipients',
+                                        'whatsapp_max_body_bytes'];
+  refusal text;
 BEGIN
   m.recipients := et_normalize_addresses(m.channel, 'recipients', m.recipients);
   IF cardinality(m.cc) > 0 THEN
@@ -204,14 +283,47 @@ BEGIN
   IF m.body_text IS NULL AND m.body_html IS NULL AND NOT (m.metadata ? 'template') THEN
     PERFORM et_refuse('body_text', 'an outbound message needs body_text, body_html or metadata.template');
   END IF;
+  -- recipients per channel (telegram and webhook sessions address one chat / endpoint per row,
+  -- so their recipients are not counted)
+  max_to := CASE m.channel
+              WHEN 'email' THEN CASE WHEN custom THEN et_payload_limit(p_settings, 'email_max_recipients') ELSE 100 END
+              WHEN 'sms' THEN CASE WHEN custom THEN et_payload_limit(p_settings, 'sms_max_recipients') ELSE 10 END
+              WHEN 'whatsapp' THEN CASE WHEN custom THEN et_payload_limit(p_settings, 'whatsapp_max_recipients') ELSE 100 END
+            END;
+  IF cardinality(m.recipients) > max_to THEN
+    PERFORM et_refuse('recipients', format('%s recipients; a %s message has at most %s', cardinality(m.recipients), m.channel, max_to),
+                      NULL, 'split the recipients over several messages');
+  END IF;
   IF m.channel = 'email' THEN
-    IF octet_length(m.body_text) > 2097152 OR octet_length(m.body_html) > 2097152 THEN
+    IF cardinality(m.cc) > 100 OR cardinality(m.bcc) > 100 OR custom THEN
+      max_to := et_payload_limit(p_settings, 'email_max_cc');
+      IF cardinality(m.cc) > max_to THEN
+        PERFORM et_refuse('cc', format('%s cc addresses; an email has at most %s', cardinality(m.cc), max_to));
+      END IF;
+      max_to := et_payload_limit(p_settings, 'email_max_bcc');
+      IF cardinality(m.bcc) > max_to THEN
+        PERFORM et_refuse('bcc', format('%s bcc addresses; an email has at most %s', cardinality(m.bcc), max_to));
+      END IF;
+    END IF;
+    limit_bytes := CASE WHEN custom THEN et_payload_limit(p_settings, 'email_max_body_bytes') ELSE 2097152 END;
+    IF octet_length(m.body_text) > limit_bytes OR octet_length(m.body_html) > limit_bytes THEN
       body_len := greatest(octet_length(m.body_text), octet_length(m.body_html));
-      PERFORM et_refuse(CASE WHEN octet_length(m.body_text) > 2097152 THEN 'body_text' ELSE 'body_html' END,
-                        format('body is %s bytes; email bodies are limited to 2 MiB (2097152 bytes)', body_len));
+      PERFORM et_refuse(CASE WHEN octet_length(m.body_text) > limit_bytes THEN 'body_text' ELSE 'body_html' END,
+                        format('body is %s bytes; email bodies are limited to %s bytes', body_len, limit_bytes));
+    END IF;
+  ELSIF m.channel = 'whatsapp' THEN
+    -- WhatsApp counts bytes (UTF-8), not characters
+    limit_bytes := CASE WHEN custom THEN et_payload_limit(p_settings, 'whatsapp_max_body_bytes') ELSE 4096 END;
+    body_len := octet_length(m.body_text);
+    IF body_len > limit_bytes THEN
+      PERFORM et_refuse('body_text', format('body is %s bytes (UTF-8); whatsapp bodies are limited to %s bytes',
+                                            body_len, limit_bytes));
     END IF;
   ELSE
-    limit_chars := CASE m.channel WHEN 'sms' THEN 1600 WHEN 'whatsapp' THEN 4096 WHEN 'telegram' THEN 4096 ELSE 65536 END;
+    limit_chars := CASE m.channel
+                     WHEN 'sms' THEN CASE WHEN custom THEN et_payload_limit(p_settings, 'sms_max_body_chars') ELSE 1600 END
+                     WHEN 'telegram' THEN 4096
+                     ELSE 65536 END;
     body_len := char_length(m.body_text);
     IF body_len > limit_chars THEN
       PERFORM et_refuse('body_text', format('body is %s characters; %s bodies are limited to %s characters',
@@ -220,6 +332,16 @@ BEGIN
     IF m.body_html IS NOT NULL THEN
       PERFORM et_refuse('body_html', format('body_html exists only on email, not on %s', m.channel),
                         NULL, 'send the text in body_text');
+    END IF;
+  END IF;
+  -- metadata whose whole text is within 128 characters cannot break a default limit (no key or
+  -- value that long, too few entries): the common case skips the per-entry scan
+  IF m.metadata <> '{}'::jsonb
+     AND (jsonb_typeof(m.metadata) <> 'object' OR char_length(m.metadata::text) > 128
+          OR p_settings ?| ARRAY['metadata_max_entries', 'metadata_max_key_chars', 'metadata_max_value_chars']) THEN
+    refusal := et_metadata_refusal(m.metadata, p_settings);
+    IF refusal IS NOT NULL THEN
+      PERFORM et_refuse('metadata', refusal);
     END IF;
   END IF;
   RETURN m;
@@ -262,6 +384,7 @@ BEGIN
   -- suppression query (each query a row runs costs it ~5 µs).
   SELECT cs.channel, cs.address, cs.requires_approval, cs.status,
          t.active AS tenant_active, coalesce((t.settings->>'requires_approval')::boolean, false) AS tenant_approval,
+         t.settings,
          EXISTS (SELECT 1 FROM et_suppressions x WHERE x.tenant_id = cs.tenant_id AND x.channel = cs.channel) AS any_suppression
     INTO s
     FROM et_channel_sessions cs JOIN et_tenants t ON t.id = cs.tenant_id
@@ -293,7 +416,7 @@ BEGIN
   IF NEW.direction = 'inbound' AND NEW.idempotency_key IS NOT NULL THEN
     PERFORM et_refuse('idempotency_key', 'idempotency_key is for outbound messages; inbound rows dedupe on external_message_id');
   END IF;
-  NEW := et_message_check_content(NEW);
+  NEW := et_message_check_content(NEW, s.settings);
   IF NEW.direction = 'outbound' THEN
     -- the session address was validated when the session was written (et_channel_sessions trigger)
     NEW.sender := coalesce(NEW.sender, s.address);

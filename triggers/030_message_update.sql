@@ -53,7 +53,7 @@ BEGIN
       'content can change only while an outbound message is pending_approval',
       'cancel it and insert a corrected message');
   END IF;
-  NEW := et_message_check_content(NEW);
+  NEW := et_message_check_content(NEW, (SELECT t.settings FROM et_tenants t WHERE t.id = NEW.tenant_id));
   NEW.updated_at := now();
   RETURN NEW;
 END

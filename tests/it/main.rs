@@ -27,6 +27,7 @@ mod llm;
 mod messages;
 mod mock_http;
 mod ops;
+mod payload_limits;
 mod process;
 mod provider_webhooks;
 mod refusals;

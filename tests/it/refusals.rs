@@ -138,18 +138,22 @@ async fn bodies_over_the_channel_limit() {
     let e = refused(&db, &format!(
         "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_html) VALUES ('acme', {email}, 'outbound', ARRAY['a@example.com'], repeat('x', 2097153))"
     )).await;
-    names(&e, "body_html", "2 MiB");
+    names(&e, "body_html", "limited to 2097152 bytes");
     let e = refused(&db, &format!(
         "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text) VALUES ('acme', {sms}, 'outbound', ARRAY['+15551234567'], repeat('x', 1601))"
     )).await;
     names(&e, "body_text", "limited to 1600 characters");
     let e = refused(&db, &format!(
-        "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text) VALUES ('acme', {wa}, 'outbound', ARRAY['+15551234567'], repeat('é', 4097))"
+        "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text) VALUES ('acme', {wa}, 'outbound', ARRAY['+15551234567'], repeat('é', 2049))"
     )).await;
-    names(&e, "body_text", "limited to 4096 characters");
+    // WhatsApp counts UTF-8 bytes: 2,049 'é' are 4,098 bytes
+    names(&e, "body_text", "4098 bytes (UTF-8); whatsapp bodies are limited to 4096 bytes");
     // exactly at the limit is fine
     db.client.batch_execute(&format!(
         "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text) VALUES ('acme', {sms}, 'outbound', ARRAY['+15551234567'], repeat('x', 1600))"
+    )).await.unwrap();
+    db.client.batch_execute(&format!(
+        "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text) VALUES ('acme', {wa}, 'outbound', ARRAY['+15551234567'], repeat('é', 2048))"
     )).await.unwrap();
 }
 

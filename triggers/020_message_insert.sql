@@ -245,6 +245,7 @@ DECLARE
                                         'sms_max_recipients', 'sms_max_body_chars', 'whatsapp_max_recipients',
                                         'whatsapp_max_body_bytes'];
   refusal text;
+  tf record;
 BEGIN
   m.recipients := et_normalize_addresses(m.channel, 'recipients', m.recipients);
   IF cardinality(m.cc) > 0 THEN
@@ -329,10 +330,26 @@ BEGIN
       PERFORM et_refuse('body_text', format('body is %s characters; %s bodies are limited to %s characters',
                                             body_len, m.channel, limit_chars));
     END IF;
-    IF m.body_html IS NOT NULL THEN
-      PERFORM et_refuse('body_html', format('body_html exists only on email, not on %s', m.channel),
-                        NULL, 'send the text in body_text');
+  END IF;
+  IF m.channel <> 'email' AND m.body_html IS NOT NULL THEN
+    PERFORM et_refuse('body_html', format('body_html exists only on email, not on %s', m.channel),
+                      NULL, 'send the text in body_text');
+  END IF;
+  -- templates: with variables the daemon renders subject and bodies, so they must render
+  -- (triggers/015_templates.sql); without variables they are sent as written
+  IF m.variables <> '{}'::jsonb THEN
+    IF jsonb_typeof(m.variables) <> 'object' THEN
+      PERFORM et_refuse('variables', format('variables must be a JSON object of names and values, not a %s',
+                                            jsonb_typeof(m.variables)));
     END IF;
+    FOR tf IN SELECT * FROM (VALUES ('subject', m.subject), ('body_text', m.body_text), ('body_html', m.body_html)) v(col, template)
+               WHERE strpos(v.template, '{{') > 0 LOOP
+      refusal := et_template_refusal(tf.template, m.variables, coalesce(p_settings->'strict_rendering' = 'true'::jsonb, false));
+      IF refusal IS NOT NULL THEN
+        PERFORM et_refuse(tf.col, format('%s template: %s', tf.col, refusal), NULL,
+                          'fix the template, or send without variables to have the content sent exactly as written');
+      END IF;
+    END LOOP;
   END IF;
   -- metadata whose whole text is within 128 characters cannot break a default limit (no key or
   -- value that long, too few entries): the common case skips the per-entry scan

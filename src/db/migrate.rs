@@ -14,6 +14,7 @@ mod embedded {
 /// The trigger files, in the order they are applied (the file name order).
 pub const TRIGGER_FILES: &[(&str, &str)] = &[
     ("010_addresses.sql", include_str!("../../triggers/010_addresses.sql")),
+    ("015_templates.sql", include_str!("../../triggers/015_templates.sql")),
     ("020_message_insert.sql", include_str!("../../triggers/020_message_insert.sql")),
     ("030_message_update.sql", include_str!("../../triggers/030_message_update.sql")),
     ("035_message_keys.sql", include_str!("../../triggers/035_message_keys.sql")),

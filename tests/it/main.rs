@@ -33,4 +33,5 @@ mod provider_webhooks;
 mod refusals;
 mod smtp_sink;
 mod support;
+mod templates;
 mod webhooks;

@@ -29,7 +29,7 @@ fn offered() -> Handlebars<'static> {
 fn engines() -> &'static (Handlebars<'static>, Handlebars<'static>) {
     static ENGINES: OnceLock<(Handlebars<'static>, Handlebars<'static>)> = OnceLock::new();
     ENGINES.get_or_init(|| {
-        let (mut html, mut text) = (offered(), offered());
+        let (html, mut text) = (offered(), offered());
         text.register_escape_fn(handlebars::no_escape);
         (html, text)
     })

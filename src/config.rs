@@ -95,6 +95,10 @@ pub struct Config {
     /// The public origin providers call (Twilio signs the URL), e.g. https://courier.example.com.
     #[arg(long, env = "PGCOURIER_PUBLIC_URL", value_name = "URL", help_heading = "HTTP")]
     pub public_url: Option<String>,
+    /// Request bodies over this many bytes are refused with 413 (the seed's 30 MiB; attachments
+    /// travel base64-encoded, 4/3 of their size, so 25 MiB of files need about 34 MiB).
+    #[arg(long, env = "PGCOURIER_HTTP_MAX_BODY", default_value = "31457280", value_parser = count, value_name = "BYTES", help_heading = "HTTP")]
+    pub http_max_body: usize,
 
     /// SSRF exceptions for tenants' webhook URLs, comma-separated: loopback, private, link_local,
     /// cgnat [default: none].
@@ -221,6 +225,38 @@ fn settings() -> Vec<Setting> {
             })
         })
         .collect()
+}
+
+/// The text of `.env.example`: every setting with its help, heading by heading, commented out
+/// at its default (`#PGCOURIER_LEASE=60s`), so that an operator uncomments what they change. The
+/// file in the repository is this text (a unit test compares them).
+pub fn env_example() -> String {
+    let mut out = String::from(
+        "# Every setting of `pgcourier run`, generated from src/config.rs (`pgcourier run --help` prints the same).\n\
+         # Uncomment and change what you need; precedence: command line, environment, --config FILE, default.\n\
+         # Secrets are not settings: a session's credentials_ref NAME is read from PGCOURIER_SECRET_<NAME>.\n\
+         # RUST_LOG is the log filter (default info), e.g. RUST_LOG=pgcourier=debug.\n",
+    );
+    let mut heading = None;
+    for arg in settings_command().get_arguments() {
+        let Some(env) = arg.get_env() else { continue };
+        if arg.get_help_heading() != heading {
+            heading = arg.get_help_heading();
+            out.push_str(&format!("\n# --- {} ---\n", heading.unwrap_or("Other")));
+        }
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        for line in help.lines() {
+            out.push_str(&format!("# {line}\n"));
+        }
+        // a default computed per process (the worker id) is described in the help instead
+        let default: Vec<String> = if arg.is_hide_default_value_set() {
+            Vec::new()
+        } else {
+            arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect()
+        };
+        out.push_str(&format!("#{}={}\n", env.to_string_lossy(), default.join(",")));
+    }
+    out
 }
 
 /// Where a value came from.
@@ -436,6 +472,22 @@ mod tests {
             assert_eq!(s.long, s.id.replace('_', "-"), "{}", s.env);
         }
         assert!(all.iter().any(|s| s.env == "DATABASE_URL" && s.key == "database_url"));
+    }
+
+    /// `.env.example` lists every setting at its default; regenerate it with
+    /// `PGCOURIER_BLESS=1 cargo test --lib env_example`.
+    #[test]
+    fn env_example_lists_every_setting() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example");
+        let want = env_example();
+        if std::env::var_os("PGCOURIER_BLESS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(have == want, ".env.example is stale: run PGCOURIER_BLESS=1 cargo test --lib env_example");
+        for s in settings() {
+            assert!(have.contains(&format!("#{}=", s.env)), "{} is listed", s.env);
+        }
     }
 
     #[test]

@@ -26,8 +26,8 @@
 //! - [`every`]: the pass timer of the periodic workers.
 //! - [`daemon`]: wires the workers together under one shutdown token.
 //! - [`cluster`]: the private PostgreSQL that `pgcourier up` starts.
-//! - [`config`], [`telemetry`], [`status`]: environment configuration, logging and metrics,
-//!   the `pgcourier status` report.
+//! - [`config`], [`telemetry`], [`status`], [`show`]: environment configuration, logging and
+//!   metrics, the `pgcourier status` report, one message's `pgcourier show` report.
 
 pub mod channels;
 pub mod cluster;
@@ -42,6 +42,7 @@ pub mod insights;
 pub mod lease;
 pub mod outbound;
 pub mod rows;
+pub mod show;
 pub mod statistics;
 pub mod status;
 pub mod telemetry;

@@ -36,6 +36,13 @@ enum Command {
     Migrate,
     /// Queue health per channel and state, message counts and the newest dead letters.
     Status,
+    /// One message with its timeline, by id or public id (every tenant's, unless --tenant).
+    Show {
+        /// The message's id (et_messages.id) or public id (the API's messageId).
+        message: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// API keys for the HTTP surface (the key is printed once, at creation).
     Apikey {
         #[command(subcommand)]
@@ -152,6 +159,16 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         Command::Status => {
             let client = connect(&config).await?;
             print!("{}", status::render(&client).await?);
+        }
+        Command::Show { message, tenant } => {
+            let client = connect(&config).await?;
+            match pgcourier::show::render(&client, &message, tenant.as_deref()).await? {
+                Some(report) => print!("{report}"),
+                None => anyhow::bail!(
+                    "no message {message:?} (an id or a public id){}",
+                    tenant.map(|t| format!(" for tenant {t}")).unwrap_or_default()
+                ),
+            }
         }
         Command::Run { .. } => {
             let (db, _) = database(&config)?;

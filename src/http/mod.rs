@@ -31,9 +31,6 @@ pub struct AppState {
     pub listener: Arc<ListenerState>,
 }
 
-/// Request bodies larger than this are refused with 413 (attachments travel base64 in JSON).
-pub const MAX_BODY_BYTES: usize = 40 * 1024 * 1024;
-
 /// Request headers larger than this in total (names and values) are refused with 431 and the
 /// JSON error body. (hyper itself answers 431, without a body, to a header section beyond its
 /// read buffer, about 400 KiB, or to more than 100 headers.)
@@ -41,12 +38,14 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Every route.
 pub fn router(state: AppState) -> Router {
+    let max_body = state.config.http_max_body;
     Router::new()
         .merge(api::routes())
         .merge(webhooks::routes())
         .merge(providers::routes())
         .merge(ops::routes())
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // request bodies over PGCOURIER_HTTP_MAX_BODY are refused with 413
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(limit_headers))
         .with_state(state)
 }

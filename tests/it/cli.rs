@@ -183,3 +183,37 @@ async fn a_database_error_behind_a_500_is_logged_with_sqlstate_message_detail_an
         assert!(line.contains(want), "{want:?} missing from the log line: {line}");
     }
 }
+
+#[tokio::test]
+async fn show_prints_a_message_and_its_timeline_by_id_or_public_id() {
+    let db = TestDb::new().await;
+    let (email, _) = db.seed_acme().await;
+    let row = db
+        .client
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Your invoice', 'line one\nline two') RETURNING id, public_id::text",
+            &[&email],
+        )
+        .await
+        .unwrap();
+    let (id, public_id): (i64, String) = (row.get(0), row.get(1));
+    db.client.execute("SELECT et_cancel($1, 'operator:ann')", &[&id]).await.unwrap();
+    for key in [id.to_string(), public_id.clone()] {
+        let out = pgcourier(&db).args(["show", &key]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        for want in
+            ["tenant", "acme", &public_id, "Your invoice", "ann@example.com", "status", "cancelled", "TIMELINE", "→ queued", "→ cancelled"]
+        {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+        assert!(text.contains("line one\n") && text.contains("line two"), "bodies keep their lines:\n{text}");
+    }
+    let line = one_line_error("unknown", &pgcourier(&db).args(["show", "999999"]).output().unwrap());
+    assert_eq!(line, "error: no message \"999999\" (an id or a public id)");
+    let line = one_line_error("other tenant", &pgcourier(&db).args(["show", &id.to_string(), "--tenant", "other"]).output().unwrap());
+    assert!(line.contains("for tenant other"), "{line}");
+    let line = one_line_error("not an id", &pgcourier(&db).args(["show", "x'; DROP TABLE et_messages"]).output().unwrap());
+    assert!(line.starts_with("error: no message"), "{line}");
+}

@@ -24,7 +24,8 @@ pub struct Api {
     pub wa: i64,
     /// A key with every scope.
     pub admin: String,
-    _dir: TempDir,
+    /// Where the email session (provider `file`) writes its `.eml` files.
+    pub outbox: TempDir,
 }
 
 /// A time to schedule a message at so that nothing sends it during the test: 300 days ahead
@@ -59,7 +60,7 @@ impl Api {
             .unwrap();
         let admin = api_key(&db, "acme", &[Scope::Admin]).await;
         let app = spawn_app(&db, overrides).await;
-        Api { app, db, email, wa, admin, _dir: dir }
+        Api { app, db, email, wa, admin, outbox: dir }
     }
 
     pub async fn stop(self) {

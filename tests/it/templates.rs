@@ -137,6 +137,11 @@ async fn the_daemon_sends_content_as_written_without_variables_and_renders_lenie
 
     assert_eq!(sent(&api, &plain["id"]).await, ("Use {{braces}}".to_owned(), "{{#if}} stays".to_owned()));
     assert_eq!(sent(&api, &rendered["id"]).await, ("Hi Ann!".to_owned(), "Dear Ann".to_owned()));
+    // the file provider names each .eml after the message's public id
+    let eml = api.outbox.0.join(format!("{}.eml", rendered["messageId"].as_str().unwrap()));
+    let text = std::fs::read_to_string(&eml).unwrap_or_else(|e| panic!("{}: {e}", eml.display()));
+    assert!(text.contains("Subject: Hi Ann!"), "{text}");
+    assert_eq!(std::fs::read_dir(&api.outbox.0).unwrap().count(), 2, "one file per message, no partial files left");
     api.stop().await;
 }
 

@@ -9,7 +9,6 @@
 //! (`subject`, `metadata.foo`, `attachments[0].filename`, the query parameter's name).
 
 use crate::http::error::ApiError;
-use crate::http::MAX_BODY_BYTES;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
@@ -26,7 +25,11 @@ pub const NUL_RULE: &str = "contains a NUL character (\\u0000), which cannot be 
 pub fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request body is over {MAX_BODY_BYTES} bytes"))
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than this server accepts (PGCOURIER_HTTP_MAX_BODY bytes)",
+            )
         } else {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
         }

@@ -298,11 +298,9 @@ async fn sender_domains_and_session_choice() {
     api.stop().await;
 }
 
-#[tokio::test]
-async fn a_body_over_the_limit_is_413() {
-    let api = Api::start().await;
-    let big = "a".repeat(pgcourier::http::MAX_BODY_BYTES + 1024);
-    let body = format!("{{\"to\": \"a@example.com\", \"textBody\": \"{big}\"}}");
+/// POST a `text`-byte text body as `/v1/messages`: the status and the JSON answer.
+async fn post_sized(api: &Api, text: usize) -> (u16, Value) {
+    let body = format!("{{\"to\": \"a@example.com\", \"textBody\": \"{}\"}}", "a".repeat(text));
     let resp = api
         .app
         .http
@@ -313,9 +311,24 @@ async fn a_body_over_the_limit_is_413() {
         .send()
         .await
         .expect("a response, not a reset");
-    assert_eq!(resp.status(), 413);
-    let v: Value = resp.json().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    // the default limit is the seed's 30 MiB
+    let api = Api::start().await;
+    let (status, v) = post_sized(&api, 30 * 1024 * 1024 + 1024).await;
+    assert_eq!(status, 413, "{v}");
     assert_eq!(v["error"]["code"], "payload_too_large");
+    assert!(v["error"]["message"].as_str().unwrap().contains("PGCOURIER_HTTP_MAX_BODY"), "{v}");
     assert_eq!(api.count("SELECT count(*) FROM et_messages").await, 0);
+    api.stop().await;
+
+    // and an operator sets another one
+    let api = Api::start_with(&[("PGCOURIER_HTTP_MAX_BODY", "2000")]).await;
+    assert_eq!(post_sized(&api, 1000).await.0, 201);
+    assert_eq!(post_sized(&api, 2000).await.0, 413);
+    assert_eq!(api.count("SELECT count(*) FROM et_messages").await, 1);
     api.stop().await;
 }

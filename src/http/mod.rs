@@ -21,6 +21,7 @@ use error::ApiError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -43,11 +44,27 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(webhooks::routes())
         .merge(providers::routes())
+        // one log line per request (health checks and scrapes below are not logged)
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span).on_request(()).on_response(log_response))
         .merge(ops::routes())
         // request bodies over PGCOURIER_HTTP_MAX_BODY are refused with 413
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(limit_headers))
+        // every request gets an id (the caller's X-Request-Id, else a new UUID), on the log
+        // lines about it and on its response
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// The span of one request: every line logged while it is served carries these fields.
+fn request_span(req: &Request) -> tracing::Span {
+    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+}
+
+fn log_response(res: &Response, latency: std::time::Duration, _: &tracing::Span) {
+    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "request served");
 }
 
 /// 431 for a request whose headers are over [`MAX_HEADER_BYTES`].

@@ -217,3 +217,68 @@ async fn show_prints_a_message_and_its_timeline_by_id_or_public_id() {
     let line = one_line_error("not an id", &pgcourier(&db).args(["show", "x'; DROP TABLE et_messages"]).output().unwrap());
     assert!(line.starts_with("error: no message"), "{line}");
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_the_message_public_id_at_the_top_level() {
+    let db = TestDb::new().await;
+    db.seed_acme().await; // its email session (provider file, no config.dir) fails every send
+    let key = api_key(&db, "acme", &[Scope::Send]).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = pgcourier(&db)
+        .arg("run")
+        .env("PGCOURIER_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("PGCOURIER_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the daemon never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = http
+        .post(format!("{base}/v1/messages"))
+        .header("x-api-key", &key)
+        .header("x-request-id", "req-from-the-test")
+        .json(&serde_json::json!({ "to": ["ann@example.com"], "textBody": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "req-from-the-test", "the id comes back on the response");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let public_id = body["messageId"].as_str().unwrap().to_owned();
+    // a request without an id gets one
+    let resp = http.get(format!("{base}/v1/messages/{public_id}")).header("x-api-key", &key).send().await.unwrap();
+    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+    crate::support::until(&db, "SELECT count(*) > 0 FROM et_messages WHERE delivery_status = 'failed'", Duration::from_secs(15)).await;
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the daemon did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let lines: Vec<serde_json::Value> =
+        stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let served = lines
+        .iter()
+        .find(|l| l["request_id"] == "req-from-the-test" && l["message"] == "request served")
+        .unwrap_or_else(|| panic!("no request line:\n{stderr}"));
+    assert_eq!(
+        (served["status"].as_u64(), served["method"].as_str(), served["path"].as_str()),
+        (Some(201), Some("POST"), Some("/v1/messages"))
+    );
+    assert!(lines.iter().any(|l| l["request_id"] == generated.as_str()), "the generated id is logged:\n{stderr}");
+    let about: Vec<&serde_json::Value> = lines.iter().filter(|l| l["public_id"] == public_id.as_str()).collect();
+    assert!(!about.is_empty(), "no line carries public_id {public_id} at the top level:\n{stderr}");
+    assert!(about.iter().all(|l| l["tenant"] == "acme" && l["timestamp"].is_string() && l["level"].is_string()), "{about:?}");
+}

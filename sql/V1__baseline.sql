@@ -47,6 +47,9 @@ BEGIN
           HINT = 'nothing was written';
 END
 $$;
+COMMENT ON FUNCTION et_value_refused(text, text, text) IS
+    'Raises check_violation naming the column and its allowed values; called by a CHECK only for a value outside its IN list, '
+    'so a value on the list costs nothing more (p_allowed: the values, or the name of a domain whose list is read from the catalog)';
 
 -- The delivery status domain refuses through this function (the domain's constraint then holds
 -- no literal but its values: the Rust list is compared with them). It adds one node to the
@@ -54,6 +57,8 @@ $$;
 -- bench/profile/one-row-instructions.sh); a function on every list and on priority cost 3%.
 CREATE FUNCTION et_delivery_status_refused(v text) RETURNS boolean LANGUAGE sql STABLE AS
   $$ SELECT et_value_refused('et_messages.delivery_status', v, 'et_delivery_status') $$;
+COMMENT ON FUNCTION et_delivery_status_refused(text) IS
+    'The refusal of the domain et_delivery_status: names et_messages.delivery_status and the values of the domain''s own list';
 
 ------------------------------------------------------------------------------------------------
 -- Domains: the value lists of the tables every send writes
@@ -82,6 +87,24 @@ CREATE DOMAIN et_thread_state AS text
     CONSTRAINT "et_threads.state: open, closed" CHECK (VALUE IN ('open','closed'));
 CREATE DOMAIN et_thread_handling AS text
     CONSTRAINT "et_threads.handling: ai, human" CHECK (VALUE IN ('ai','human'));
+COMMENT ON DOMAIN et_delivery_status IS
+    'a value list kept by a domain, not by a CHECK ... IN on the table: the tables every send writes cast to it in a CHECK (`col::et_delivery_status IS NOT NULL`), because a domain''s constraint is parsed once per connection while a table''s CHECKs are read back from their node trees in every writing statement (a one-row insert spent 19.5% of its instructions there; -11.7% with the domains). No column has this type: the columns stay text for clients. '
+    'Used by et_messages.delivery_status; a value outside the list is refused by et_delivery_status_refused, naming the column and the values (src/domain/lifecycle.rs is compared with this list)';
+COMMENT ON DOMAIN et_channel IS
+    'a value list kept by a domain, not by a CHECK ... IN on the table: the tables every send writes cast to it in a CHECK (`col::et_channel IS NOT NULL`), because a domain''s constraint is parsed once per connection while a table''s CHECKs are read back from their node trees in every writing statement (a one-row insert spent 19.5% of its instructions there; -11.7% with the domains). No column has this type: the columns stay text for clients. '
+    'Used by et_messages.channel; the constraint''s name tells the column and the values in the error';
+COMMENT ON DOMAIN et_direction IS
+    'a value list kept by a domain, not by a CHECK ... IN on the table: the tables every send writes cast to it in a CHECK (`col::et_direction IS NOT NULL`), because a domain''s constraint is parsed once per connection while a table''s CHECKs are read back from their node trees in every writing statement (a one-row insert spent 19.5% of its instructions there; -11.7% with the domains). No column has this type: the columns stay text for clients. '
+    'Used by et_messages.direction; the constraint''s name tells the column and the values in the error';
+COMMENT ON DOMAIN et_queue_state IS
+    'a value list kept by a domain, not by a CHECK ... IN on the table: the tables every send writes cast to it in a CHECK (`col::et_queue_state IS NOT NULL`), because a domain''s constraint is parsed once per connection while a table''s CHECKs are read back from their node trees in every writing statement (a one-row insert spent 19.5% of its instructions there; -11.7% with the domains). No column has this type: the columns stay text for clients. '
+    'Used by et_outbound_queue.state; the constraint''s name tells the column and the values in the error';
+COMMENT ON DOMAIN et_thread_state IS
+    'a value list kept by a domain, not by a CHECK ... IN on the table: the tables every send writes cast to it in a CHECK (`col::et_thread_state IS NOT NULL`), because a domain''s constraint is parsed once per connection while a table''s CHECKs are read back from their node trees in every writing statement (a one-row insert spent 19.5% of its instructions there; -11.7% with the domains). No column has this type: the columns stay text for clients. '
+    'Used by et_threads.state; the constraint''s name tells the column and the values in the error';
+COMMENT ON DOMAIN et_thread_handling IS
+    'a value list kept by a domain, not by a CHECK ... IN on the table: the tables every send writes cast to it in a CHECK (`col::et_thread_handling IS NOT NULL`), because a domain''s constraint is parsed once per connection while a table''s CHECKs are read back from their node trees in every writing statement (a one-row insert spent 19.5% of its instructions there; -11.7% with the domains). No column has this type: the columns stay text for clients. '
+    'Used by et_threads.handling; the constraint''s name tells the column and the values in the error';
 
 ------------------------------------------------------------------------------------------------
 -- Tenants and their channel sessions
@@ -97,6 +120,8 @@ CREATE TABLE et_tenants (
     active      boolean NOT NULL DEFAULT true,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+COMMENT ON TABLE et_tenants IS
+    'A tenant: id is a slug that every other table carries as tenant_id, first in every key (cross-tenant references impossible by construction; distributable by tenant_id)';
 
 -- One sending/receiving identity. Written rarely: its value lists are plain CHECKs that refuse
 -- through et_value_refused, naming the column and the allowed values.
@@ -132,6 +157,11 @@ CREATE TABLE et_channel_sessions (
 );
 -- Ids are unique across tenants (one identity): finds a session by id alone.
 CREATE INDEX et_channel_sessions_id ON et_channel_sessions (id);
+COMMENT ON TABLE et_channel_sessions IS
+    'One sending/receiving identity of a tenant (channel, provider, address; secrets by reference in credentials_ref). '
+    'Written rarely: its value lists are plain CHECKs that refuse through et_value_refused, naming the column and the allowed values';
+COMMENT ON INDEX et_channel_sessions_id IS
+    'ids are unique across tenants (one identity sequence): finds a session by id alone';
 
 ------------------------------------------------------------------------------------------------
 -- Threads
@@ -189,6 +219,17 @@ COMMENT ON COLUMN et_threads.insights_leased_by IS
     'the daemon computing this thread''s insight now (NULL: nobody); owned by the insights worker';
 COMMENT ON COLUMN et_threads.insights_lease_expires_at IS
     'until when insights_leased_by holds the thread; renewed while it computes';
+COMMENT ON TABLE et_threads IS
+    'A conversation with one contact on one session. No foreign key to et_tenants: the tenant is pinned by the (tenant_id, channel_session_id) key to et_channel_sessions, '
+    'whose own tenant_id references et_tenants; a separate key paid a query and a FOR KEY SHARE lock on the tenant row per inserted thread (a MultiXact with concurrent inserters). '
+    'Messages reference threads through triggers (see et_messages)';
+COMMENT ON INDEX et_threads_id IS
+    'ids are unique across tenants (one identity sequence): finds a thread by id alone';
+COMMENT ON INDEX et_threads_insights_due_id IS
+    'partial: only threads whose insights are due, in the insights worker''s claim order with a unique tie-break (id), so the claim walks on from the last thread it took (keyset) '
+    'instead of re-reading every thread already taken (a bulk insert gives thousands of threads one insights_due_at)';
+COMMENT ON INDEX et_threads_follow_up IS
+    'partial: only threads with a scheduled follow-up, by due time (the follow-up sweep)';
 
 ------------------------------------------------------------------------------------------------
 -- Messages
@@ -331,11 +372,44 @@ COMMENT ON COLUMN et_messages.rendered_html IS
 COMMENT ON COLUMN et_messages.priority IS
     '1 (first) to 4 (last), default 2; integer so that any number reaches the checks that name the range';
 COMMENT ON COLUMN et_messages.inbound_state IS
-    'delivery_status of inbound rows, NULL on outbound rows (generated; keys the inbound work indexes)';
+    'delivery_status of inbound rows, NULL on outbound rows (generated; keys the inbound work indexes, which on delivery_status itself made every outbound status update non-HOT)';
 COMMENT ON COLUMN et_messages.inbound_touched_at IS
-    'updated_at of inbound rows, NULL on outbound rows (generated; leases and retry backoff of inbound work)';
+    'updated_at of inbound rows, NULL on outbound rows (generated; leases and retry backoff of inbound work, indexed without making outbound updates non-HOT)';
 COMMENT ON COLUMN et_messages.possible_duplicates IS
     'attempts started while an earlier attempt may already have delivered the message; each such attempt''s queued -> sending event carries detail.possible_duplicate = true (owned by the daemon)';
+COMMENT ON TABLE et_messages IS
+    'Every inbound and outbound message. '
+    'fillfactor 50: room on each page for a row''s two status updates (queued -> sending -> sent) to stay HOT (no index entries written); at 80 a bulk-inserted page had room '
+    'for about a third of its rows'' new versions (bench drain 33% HOT), at 50 93% HOT and drain 7,180 -> 9,401 msgs/s, for about twice the pages. '
+    'No foreign keys: tenant_id, (tenant_id, channel_session_id) -> et_channel_sessions and (tenant_id, thread_id) -> et_threads are kept by the triggers '
+    '(triggers/020_message_insert.sql finds the session and finds or makes and locks the thread; triggers/035_message_keys.sql refuses deleting, re-keying or truncating threads '
+    'that messages name and checks a changed thread_id), because each key paid a query, an executor and a FOR KEY SHARE lock per inserted row for references the trigger had just looked up. '
+    'Statistics target 0 on content columns (subject, bodies, recipients, variables, metadata, ...): never filtered on, and ANALYZE sorted their samples for nothing (450 -> 165 ms per 100,000 rows). '
+    'Value lists: CHECKs that cast to the domains et_direction, et_channel, et_delivery_status';
+COMMENT ON INDEX et_messages_id IS
+    'ids are unique across tenants (one identity sequence): finds a message by id alone (daemon claims, operator functions)';
+COMMENT ON INDEX et_messages_thread_recent IS
+    'a thread''s newest messages (ORDER BY created_at DESC, id DESC LIMIT n, the inbound and insights workers) as a backward index-only scan that stops after n entries; '
+    'id in the key spares the sort of every message sharing a created_at (a bulk insert gives a thread one timestamp)';
+COMMENT ON INDEX et_messages_tenant_created IS
+    'GET /v1/messages: a tenant''s messages newest first, keyset pagination';
+COMMENT ON INDEX et_messages_inbound_dedupe IS
+    'partial, unique on inbound rows only: a bridge may insert the same provider message twice (ON CONFLICT DO NOTHING)';
+COMMENT ON INDEX et_messages_idempotency IS
+    'partial, unique where an idempotency key is given: a client may retry its insert (Idempotency-Key)';
+COMMENT ON INDEX et_messages_external_id IS
+    'partial: only rows with a provider/Message-ID, for email threading (In-Reply-To / References looked up against stored Message-IDs of the same session)';
+COMMENT ON INDEX et_messages_inbound_ready IS
+    'partial on the generated inbound_state: inbound rows waiting for a decision, oldest first (the inbound claim). Keyed on inbound_state, not delivery_status, so outbound status updates stay HOT';
+COMMENT ON INDEX et_messages_inbound_processing IS
+    'partial on the generated inbound_state: inbound work in flight, by inbound_touched_at (lease = inbound_touched_at + the daemon''s lease; the rescue of expired ones)';
+COMMENT ON INDEX et_messages_inbound_error IS
+    'partial on the generated inbound_state: inbound decisions that failed, by inbound_touched_at (retry backoff)';
+COMMENT ON INDEX et_messages_inbound_undecided IS
+    'partial: only undecided inbound rows (received, inbound_processing), for the insights claim''s "is the newest inbound message decided?" probe: one tiny descent, and the only index '
+    'whose predicate implies the probe''s, so even on a table nobody analysed the planner has nothing cheaper (it once probed through et_messages_inbound_dedupe: 6 s per claim)';
+COMMENT ON CONSTRAINT et_messages_delivery_status ON et_messages IS
+    'the value list is the domain et_delivery_status (a cast: parsed once per connection, not per statement)';
 
 -- Files sent with an outbound message (MIME parts by email, documents by Telegram, media by
 -- WhatsApp). Limits come from tenant settings; triggers/060_attachments.sql refuses anything
@@ -354,6 +428,8 @@ CREATE TABLE et_attachments (
     FOREIGN KEY (tenant_id, message_id) REFERENCES et_messages (tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX et_attachments_message ON et_attachments (tenant_id, message_id, id);
+COMMENT ON TABLE et_attachments IS
+    'Files sent with an outbound message; size and type limits from tenant settings, refused at insert by triggers/060_attachments.sql; frozen with the message''s content after approval';
 
 ------------------------------------------------------------------------------------------------
 -- The outbound queue
@@ -399,6 +475,19 @@ CREATE INDEX et_outbound_queue_ready_by_session ON et_outbound_queue (channel_se
 CREATE INDEX et_outbound_queue_lease_expiry ON et_outbound_queue (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 COMMENT ON COLUMN et_outbound_queue.maybe_delivered IS
     'the previous attempt may have reached the provider (its lease expired with the send unrecorded, or the connection broke after the message was handed over): the next claim flags its attempt possible_duplicate and clears this';
+COMMENT ON TABLE et_outbound_queue IS
+    'One dispatch lifecycle per outbound message; finished rows are removed, dead rows are the dead-letter queue. '
+    'No foreign keys: (tenant_id, message_id) -> et_messages (with its ON DELETE CASCADE) and (tenant_id, channel_session_id) -> et_channel_sessions are kept by triggers/035_message_keys.sql '
+    '(rows our triggers write come from the statement that wrote the message; rows written from outside a trigger are checked per statement; deleting or truncating messages takes their queue rows along), '
+    'because the two keys paid two queries and row locks per message. The state list is the domain et_queue_state';
+COMMENT ON INDEX et_outbound_queue_ready IS
+    'partial: ready rows only, in claim order over the whole queue (the next due time, the views)';
+COMMENT ON INDEX et_outbound_queue_ready_by_session IS
+    'partial: ready rows per session in claim order, for fair claims: one probe per session with due work (a loose index scan), at most its budget from each, '
+    'so a saturated session''s backlog is skipped in one probe instead of read past row by row';
+COMMENT ON INDEX et_outbound_queue_lease_expiry IS
+    'partial on lease_expires_at IS NOT NULL (leased <=> lease set, by et_outbound_queue_lease), for the rescuer, et_stuck and et_queue_health; not on state = ''leased'', '
+    'which matched every statement that fences on the lease and made the planner scan all leases per recorded outcome on early statistics';
 
 ------------------------------------------------------------------------------------------------
 -- Insights, audit trail, suppressions
@@ -437,6 +526,9 @@ CREATE TABLE et_message_events (
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX et_message_events_message ON et_message_events (tenant_id, message_id, id);
+COMMENT ON TABLE et_message_events IS
+    'The audit trail: one row per status change, written by the message triggers. No foreign key to et_messages: triggers/035_message_keys.sql checks writers outside our triggers '
+    'and cascades deletes and truncates, because the key paid a query and a row lock per event (two per sent message) for rows our triggers copy from the statement that wrote the message';
 
 CREATE TABLE et_suppressions (
     tenant_id          text NOT NULL REFERENCES et_tenants (id),
@@ -487,12 +579,16 @@ INSERT INTO et_status_transitions (direction, from_status, to_status, descriptio
   ('inbound',  'inbound_processing', 'inbound_no_action',      'nothing to do'),
   ('inbound',  'inbound_processing', 'inbound_error',          'the decision failed'),
   ('inbound',  'inbound_error',      'received',               'operator retry');
+COMMENT ON TABLE et_status_transitions IS
+    'Every allowed delivery_status change; the BEFORE UPDATE trigger refuses any other. src/domain/lifecycle.rs holds the same list, and a test proves them identical';
 
 -- Bookkeeping for `pgcourier migrate`: the checksum of the applied triggers/ files.
 CREATE TABLE et_meta (
     key    text PRIMARY KEY,
     value  text NOT NULL
 );
+COMMENT ON TABLE et_meta IS
+    'bookkeeping of pgcourier migrate: triggers_md5 is the checksum of the applied triggers/ files (re-applied only when it changes)';
 
 ------------------------------------------------------------------------------------------------
 -- Rate limits and circuit breakers, shared by every daemon
@@ -628,6 +724,10 @@ CREATE TABLE et_webhook_endpoints (
 CREATE INDEX et_webhook_endpoints_enabled ON et_webhook_endpoints (tenant_id) WHERE enabled;
 -- Ids are unique across tenants (one identity): lets the API tell "another tenant's" from "none".
 CREATE INDEX et_webhook_endpoints_id ON et_webhook_endpoints (id);
+COMMENT ON INDEX et_webhook_endpoints_enabled IS
+    'partial: a tenant''s enabled endpoints, looked up by the event trigger on every status change';
+COMMENT ON INDEX et_webhook_endpoints_id IS
+    'ids are unique across tenants (one identity sequence): lets the API tell "another tenant''s" from "none"';
 
 -- One event for one endpoint. At least once: a delivery stays `ready` until a 2xx (then
 -- `delivered`) or until its attempts are exhausted or its endpoint is disabled (then `dead`).
@@ -660,6 +760,8 @@ CREATE TABLE et_webhook_deliveries (
 CREATE INDEX et_webhook_deliveries_ready ON et_webhook_deliveries (run_at) WHERE state = 'ready';
 -- An endpoint's recent deliveries (the API lists them).
 CREATE INDEX et_webhook_deliveries_endpoint ON et_webhook_deliveries (tenant_id, endpoint_id, id);
+COMMENT ON INDEX et_webhook_deliveries_ready IS
+    'partial: ready deliveries only, in run_at order (the webhook worker''s claim)';
 
 ------------------------------------------------------------------------------------------------
 -- Wake-up hints: when the message triggers send a NOTIFY
@@ -678,6 +780,9 @@ CREATE UNLOGGED TABLE et_dispatch_busy (
     worker_id   text PRIMARY KEY,
     busy_until  timestamptz NOT NULL
 );
+COMMENT ON TABLE et_dispatch_busy IS
+    'daemons draining the outbound queue right now: while a mark is fresh the message triggers skip their NOTIFY (it serialises committing transactions). '
+    'Unlogged: a hint, not data (a crash empties it, which only means NOTIFYs resume)';
 
 -- Daemons that wait on LISTEN; each refreshes its row while its LISTEN connection is up and
 -- deletes it when it stops. With no daemon listening there is nobody to wake: a daemon that
@@ -686,6 +791,8 @@ CREATE UNLOGGED TABLE et_listeners (
     worker_id        text PRIMARY KEY,
     listening_until  timestamptz NOT NULL
 );
+COMMENT ON TABLE et_listeners IS
+    'daemons waiting on LISTEN: the message triggers NOTIFY only while some daemon listens. Unlogged: a hint, not data (a crash empties it; daemons register again when they reconnect)';
 
 -- Whether a wake-up on `p_channel` (et_outbound, et_inbound, et_webhooks) would reach a daemon
 -- that is waiting for one. SECURITY DEFINER: application roles need no grant on the tables (they
@@ -699,6 +806,9 @@ BEGIN
      AND (p_channel <> 'et_outbound' OR NOT EXISTS (SELECT 1 FROM et_dispatch_busy WHERE busy_until > now()));
 END
 $$;
+COMMENT ON FUNCTION et_wakeup_wanted(text) IS
+    'whether a NOTIFY on p_channel would reach a waiting daemon. SECURITY DEFINER so application roles need no grant on the hint tables; '
+    'PL/pgSQL because a SQL function with SECURITY DEFINER and SET is never inlined and was planned again in every transaction (6% of a one-row insert)';
 
 ------------------------------------------------------------------------------------------------
 -- Views for people who live in psql
@@ -721,6 +831,8 @@ SELECT q.tenant_id,
   FROM et_outbound_queue q
   JOIN et_channel_sessions cs ON cs.tenant_id = q.tenant_id AND cs.id = q.channel_session_id
  GROUP BY q.tenant_id, cs.channel, cs.provider, q.state;
+COMMENT ON VIEW et_queue_health IS
+    'queue depth per tenant, channel, provider and state; due rows, the oldest due row''s wait, the next scheduled time, expired leases. security_invoker: an application role sees only its tenant';
 
 -- The dead-letter queue: messages that failed for good, with the reason. Fix with et_retry(id, actor).
 CREATE VIEW et_dead_letters WITH (security_invoker = true) AS
@@ -730,6 +842,8 @@ SELECT m.tenant_id, m.id AS message_id, m.public_id, m.channel, m.channel_sessio
   FROM et_outbound_queue q
   JOIN et_messages m ON m.tenant_id = q.tenant_id AND m.id = q.message_id
  WHERE q.state = 'dead';
+COMMENT ON VIEW et_dead_letters IS
+    'the dead-letter queue: messages that failed for good, with the reason; fix with et_retry(id, actor). security_invoker: an application role sees only its tenant';
 
 -- Every message and status change of every thread, in order.
 CREATE VIEW et_thread_timeline WITH (security_invoker = true) AS
@@ -738,12 +852,16 @@ SELECT m.tenant_id, m.thread_id, e.created_at AS at, m.id AS message_id, m.direc
        m.sender, m.recipients, m.subject, left(coalesce(m.body_text, m.body_html), 200) AS body_preview
   FROM et_message_events e
   JOIN et_messages m ON m.tenant_id = e.tenant_id AND m.id = e.message_id;
+COMMENT ON VIEW et_thread_timeline IS
+    'every message and status change of every thread, in order. security_invoker: an application role sees only its tenant';
 
 -- Leases past expiry (the rescuer returns them to ready).
 CREATE VIEW et_stuck WITH (security_invoker = true) AS
 SELECT q.tenant_id, q.message_id, q.leased_by, q.lease_expires_at, now() - q.lease_expires_at AS overdue, q.attempts
   FROM et_outbound_queue q
  WHERE q.state = 'leased' AND q.lease_expires_at < now();
+COMMENT ON VIEW et_stuck IS
+    'leases past expiry (the rescuer returns them to ready). security_invoker: an application role sees only its tenant';
 
 ------------------------------------------------------------------------------------------------
 -- Grants: what an application role may do
@@ -824,6 +942,9 @@ BEGIN
 END
 $$;
 REVOKE EXECUTE ON FUNCTION et_grant_app_role(name) FROM PUBLIC;
+COMMENT ON FUNCTION et_grant_app_role(name) IS
+    'grants an application role what pgcourier_app may do: read its tenant''s rows (webhook endpoints without secrets), insert messages and attachments, manage suppressions, '
+    'and the column-level writes the message triggers and operator functions make on its behalf. Run by the tables'' owner; not executable by PUBLIC';
 
 -- The role itself: created once per server. Migrations of several databases may race to
 -- create it; the loser finds it there (duplicate_object, or unique_violation from the catalog).
@@ -850,24 +971,117 @@ $$;
 -- Row-level security: one policy per tenant table, the same predicate for reading and writing
 ------------------------------------------------------------------------------------------------
 
+-- Every tenant table: application roles see and write only the rows of the tenant named by the
+-- setting pgcourier.tenant_id (unset or empty: nothing). et_tenants is keyed by id itself.
+
 ALTER TABLE et_tenants ENABLE ROW LEVEL SECURITY;
 CREATE POLICY et_tenant_isolation ON et_tenants
     USING (id = current_setting('pgcourier.tenant_id', true))
     WITH CHECK (id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_tenants IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
 
-DO $$
-DECLARE
-  t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY[
-    'et_channel_sessions', 'et_threads', 'et_messages', 'et_outbound_queue', 'et_thread_insights',
-    'et_message_events', 'et_suppressions', 'et_attachments', 'et_inbound_rules', 'et_rate_buckets',
-    'et_session_health', 'et_api_keys', 'et_security_events', 'et_webhook_endpoints', 'et_webhook_deliveries'
-  ] LOOP
-    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format($p$CREATE POLICY et_tenant_isolation ON %I
-                        USING (tenant_id = current_setting('pgcourier.tenant_id', true))
-                        WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true))$p$, t);
-  END LOOP;
-END
-$$;
+ALTER TABLE et_channel_sessions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_channel_sessions
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_channel_sessions IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_threads ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_threads
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_threads IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_messages ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_messages
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_messages IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_outbound_queue ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_outbound_queue
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_outbound_queue IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_thread_insights ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_thread_insights
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_thread_insights IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_message_events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_message_events
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_message_events IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_suppressions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_suppressions
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_suppressions IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_attachments ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_attachments
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_attachments IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_inbound_rules ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_inbound_rules
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_inbound_rules IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_rate_buckets ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_rate_buckets
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_rate_buckets IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_session_health ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_session_health
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_session_health IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_api_keys ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_api_keys
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_api_keys IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_security_events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_security_events
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_security_events IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_webhook_endpoints ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_webhook_endpoints
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_webhook_endpoints IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE et_webhook_deliveries ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_webhook_deliveries
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_webhook_deliveries IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';

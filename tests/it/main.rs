@@ -28,6 +28,7 @@ mod ops;
 mod process;
 mod provider_webhooks;
 mod refusals;
+mod schema;
 mod smtp_sink;
 mod support;
 mod webhooks;

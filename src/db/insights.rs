@@ -51,8 +51,8 @@ pub struct DueThread {
 ///
 /// Plan-robust without statistics (a fresh bulk load; autovacuum may be off): it walks the due
 /// threads through `et_threads_insights_due_id` from the pass's cursor, and the "newest inbound
-/// decided" probe can only use `et_messages_inbound_undecided` (V13), which holds nothing but the
-/// undecided inbound rows. Before V13, an unanalysed `et_messages` was probed through the inbound
+/// decided" probe can only use `et_messages_inbound_undecided` (`sql/V1__baseline.sql`), which holds
+/// nothing but the undecided inbound rows. Without it, an unanalysed `et_messages` was probed through the inbound
 /// dedupe index on `tenant_id` alone: 6 s per claim at 5,000 due threads and 50,000 messages.
 pub const CLAIM: &str = r#"
 WITH c AS (

@@ -4,7 +4,7 @@
 //!
 //! While LISTEN is up the daemon keeps a row in `et_listeners` (refreshed every
 //! [`REGISTRATION_TTL`] / 3, deleted on shutdown): the message triggers notify only while some
-//! daemon listens there (`sql/V14__wakeup_listeners.sql`).
+//! daemon listens there (`et_listeners` in `sql/V1__baseline.sql`).
 
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

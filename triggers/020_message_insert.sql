@@ -552,7 +552,7 @@ DECLARE
   gone record;
 BEGIN
   -- Lock the statement's threads in id order, so concurrent bulk inserts cannot deadlock on the
-  -- counters below. The lock also keeps the reference (V18: no foreign key): a thread deleted
+  -- counters below. The lock also keeps the reference (there is no foreign key): a thread deleted
   -- between the row trigger finding it and this lock is missing here, and the statement fails
   -- as the key would have.
   SELECT d.tenant_id, d.thread_id INTO gone
@@ -607,7 +607,7 @@ BEGIN
   SELECT (SELECT count(*) FROM queue), (SELECT sum(c.inbound) > 0 FROM per_thread c) INTO queued, inbound;
   PERFORM set_config('pgcourier.internal_write', '', true);
 
-  -- a wake-up only for a daemon that listens and is not already draining (V14, V10)
+  -- a wake-up only for a daemon that listens and is not already draining (et_wakeup_wanted)
   IF queued > 0 AND et_wakeup_wanted('et_outbound') THEN
     PERFORM pg_notify('et_outbound', 'et_outbound');
   END IF;

@@ -1,4 +1,5 @@
--- References to and from messages that triggers keep instead of per-row foreign keys (V16, V18):
+-- References to and from messages that triggers keep instead of per-row foreign keys (the tables'
+-- comments in sql/V1__baseline.sql say which):
 -- a key checked every inserted row with its own query and row lock, for references that our
 -- insert trigger has just looked up itself.
 --

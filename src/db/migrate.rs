@@ -1,6 +1,11 @@
 //! Schema migrations (`sql/V*.sql`, embedded with refinery) and the trigger files
 //! (`triggers/*.sql`, `CREATE OR REPLACE`, applied after every migration run).
 //!
+//! `sql/V1__baseline.sql` is the schema as it stands (docs/schema.sql is its pg_dump); migrations
+//! are append-only from there. It replaced the unreleased `V1__schema` .. `V22__claim_by_session`,
+//! whose result it reproduces exactly: a database migrated by those has its history rewritten to
+//! the baseline's row before refinery runs ([`SQUASHED`]).
+//!
 //! Safe with many daemons starting at once: everything runs under one advisory lock, and the
 //! trigger files are re-applied only when their checksum changed (replacing a trigger takes a
 //! lock on `et_messages`, which a busy database should not pay on every start).
@@ -57,10 +62,93 @@ pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError>
 }
 
 async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, MigrateError> {
+    adopt_squashed_history(client).await?;
     let report = embedded::migrations::runner().run_async(client).await?;
     let applied = report.applied_migrations().iter().map(|m| m.to_string()).collect();
     let triggers_applied = apply_triggers(client).await?;
     Ok(MigrateReport { applied, triggers_applied })
+}
+
+/// The history that `V1__baseline` replaced: (version, name, refinery checksum) of `sql/V1__schema.sql`
+/// .. `sql/V22__claim_by_session.sql` as refinery recorded them (they are in git history before
+/// the squash). A database migrated by exactly these has the baseline's schema (the pg_dump of
+/// both is identical, comments aside), so its 22 rows are replaced by the baseline's one; refinery
+/// would otherwise refuse the database (V1 changed, V2..V22 missing).
+pub const SQUASHED: &[(i32, &str, &str)] = &[
+    (1, "schema", "14931092468190748561"),
+    (2, "views", "5994898591646133107"),
+    (3, "attachments", "2252951075437615318"),
+    (4, "session_limits", "8587852966388866152"),
+    (5, "inbound", "4475665400655615625"),
+    (6, "api_keys", "8026795523010748993"),
+    (7, "webhooks", "219308974611801577"),
+    (8, "row_level_security", "15701174324650485753"),
+    (9, "message_list_index", "94339938642116481"),
+    (10, "dispatch_busy", "18220062711117276079"),
+    (11, "inbound_perf", "7538649387651261353"),
+    (12, "hot_status_updates", "16096875696299335573"),
+    (13, "insights_perf", "10389904037042452392"),
+    (14, "wakeup_listeners", "17736953441219765255"),
+    (15, "drain_hot", "3643150300169194927"),
+    (16, "lean_foreign_keys", "7662135907255657430"),
+    (17, "lease_expiry_index", "17099770317695254586"),
+    (18, "trigger_kept_keys", "1691428655206714785"),
+    (19, "checks_by_domain", "1293195282200256348"),
+    (20, "door_rules", "5310298664546806126"),
+    (21, "possible_duplicates", "8135949493178498672"),
+    (22, "claim_by_session", "8595364930221449542"),
+];
+
+/// Replace a [`SQUASHED`] history by the baseline's row (kept: when the schema was reached, the
+/// `applied_on` of V22), and add the baseline's `COMMENT ON`s (the only thing it has that V1..V22
+/// had not), in one transaction. Any other history is left to refinery.
+async fn adopt_squashed_history(client: &mut Client) -> Result<bool, MigrateError> {
+    let tx = client.transaction().await?;
+    let has_history: bool = tx.query_one("SELECT to_regclass('refinery_schema_history') IS NOT NULL", &[]).await?.get(0);
+    if !has_history {
+        return Ok(false);
+    }
+    let rows = tx.query("SELECT version, name, checksum FROM refinery_schema_history ORDER BY version", &[]).await?;
+    let history: Vec<(i32, Option<String>, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let squashed = history.len() == SQUASHED.len()
+        && history.iter().zip(SQUASHED).all(|((v, n, c), (sv, sn, sc))| v == sv && n.as_deref() == Some(*sn) && c.as_deref() == Some(*sc));
+    if !squashed {
+        return Ok(false);
+    }
+    let runner = embedded::migrations::runner();
+    let baseline = runner.get_migrations().iter().find(|m| m.version() == 1).expect("V1__baseline is embedded");
+    let applied_on: Option<String> = tx.query_one("SELECT applied_on FROM refinery_schema_history WHERE version = 22", &[]).await?.get(0);
+    tx.execute("DELETE FROM refinery_schema_history", &[]).await?;
+    tx.execute(
+        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (1, $1, $2, $3)",
+        &[&baseline.name(), &applied_on, &baseline.checksum().to_string()],
+    )
+    .await?;
+    for comment in comment_statements(baseline.sql().unwrap_or_default()) {
+        tx.batch_execute(&comment).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The `COMMENT ON` statements of a migration: each starts a line and ends with the first line
+/// that ends in `;` (how `sql/V1__baseline.sql` writes them).
+fn comment_statements(sql: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current: Option<String> = None;
+    for line in sql.lines() {
+        if current.is_none() && line.starts_with("COMMENT ON ") {
+            current = Some(String::new());
+        }
+        if let Some(statement) = current.as_mut() {
+            statement.push_str(line);
+            statement.push('\n');
+            if line.trim_end().ends_with(';') {
+                statements.extend(current.take());
+            }
+        }
+    }
+    statements
 }
 
 /// The versioned migrations this binary carries, as `V{n}__{name}`.

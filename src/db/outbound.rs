@@ -543,7 +543,7 @@ pub async fn next_due(client: &impl GenericClient) -> Result<Option<DateTime<Utc
 }
 
 /// Mark `worker` as draining until `ttl` from now: while a mark is fresh the message triggers
-/// skip their NOTIFY (see `sql/V10__dispatch_busy.sql`).
+/// skip their NOTIFY (see `et_dispatch_busy` in `sql/V1__baseline.sql`).
 pub async fn mark_busy(client: &impl GenericClient, worker: &str, ttl: Duration) -> Result<(), tokio_postgres::Error> {
     let stmt = client
         .prepare_cached(

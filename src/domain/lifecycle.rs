@@ -1,6 +1,6 @@
 //! The message lifecycle as plain data: every `delivery_status`, and every allowed change.
 //!
-//! The same list is the `et_status_transitions` table (seeded by `sql/V1__schema.sql`), which the
+//! The same list is the `et_status_transitions` table (seeded by `sql/V1__baseline.sql`), which the
 //! `et_messages` update trigger checks, so a direct `UPDATE` from psql cannot break the lifecycle
 //! either. `tests/it/lifecycle.rs` proves the two lists are identical.
 

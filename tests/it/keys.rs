@@ -1,5 +1,5 @@
-//! References that triggers keep instead of per-row foreign keys (V16, V18,
-//! `triggers/035_message_keys.sql`): queue rows name an outbound message of their tenant and
+//! References that triggers keep instead of per-row foreign keys (`COMMENT ON TABLE et_messages` in
+//! sql/V1__baseline.sql, `triggers/035_message_keys.sql`): queue rows name an outbound message of their tenant and
 //! session and go with it; threads that messages name are never deleted, re-keyed or truncated,
 //! also when the delete races an insert; a message moves only to a thread of its own.
 

@@ -27,7 +27,7 @@ async fn rust_transitions_equal_the_sql_table() {
 #[tokio::test]
 async fn rust_statuses_equal_the_sql_check_constraint() {
     let db = TestDb::new().await;
-    // et_messages_delivery_status casts to the domain et_delivery_status, which holds the list (V19)
+    // et_messages_delivery_status casts to the domain et_delivery_status, which holds the list (sql/V1__baseline.sql)
     let def: String = db
         .client
         .query_one("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'et_delivery_status_values'", &[])

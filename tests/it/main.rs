@@ -31,6 +31,7 @@ mod payload_limits;
 mod process;
 mod provider_webhooks;
 mod refusals;
+mod schema;
 mod smtp_sink;
 mod support;
 mod templates;

@@ -241,8 +241,8 @@ async fn approving_something_not_pending() {
     assert_eq!(db.count("SELECT count(*) FROM et_message_events").await, events);
 }
 
-/// Events are kept tied to a message of their own tenant by triggers (V16 dropped the foreign
-/// key): a hand-written event naming no message, or another tenant's, is refused; deleting or
+/// Events are kept tied to a message of their own tenant by triggers (no foreign
+/// key, see `et_message_events` in sql/V1__baseline.sql): a hand-written event naming no message, or another tenant's, is refused; deleting or
 /// truncating messages takes their events along.
 #[tokio::test]
 async fn events_name_a_message_of_their_own_tenant_and_go_with_it() {
@@ -282,9 +282,9 @@ async fn events_name_a_message_of_their_own_tenant_and_go_with_it() {
     assert_eq!(db.count("SELECT count(*) FROM et_message_events").await, 0, "truncated messages take their events along");
 }
 
-/// The value lists (V19: a CHECK casting to a domain that holds the list) refuse a value outside
+/// The value lists (a CHECK casting to a domain that holds the list, sql/V1__baseline.sql) refuse a value outside
 /// them on every table a send writes, as check_violation naming the table, the column and the
-/// allowed values (V20: in the error, or in the constraint's name), also for a writer that
+/// allowed values (in the error, or in the constraint's name), also for a writer that
 /// bypasses the triggers.
 #[tokio::test]
 async fn value_lists_refuse_values_outside_them_by_direct_update() {

@@ -1,4 +1,4 @@
-//! Row-level security (sql/V8): an application role (a LOGIN role granted `pgcourier_app`) with
+//! Row-level security (the last section of sql/V1__baseline.sql): an application role (a LOGIN role granted `pgcourier_app`) with
 //! `pgcourier.tenant_id` set sees and writes only its tenant's rows, and the triggers still do
 //! their work under its privileges.
 
@@ -200,7 +200,7 @@ async fn every_tenant_table_has_row_level_security() {
     assert!(rows.len() >= 16, "{} tenant tables", rows.len());
     for r in rows {
         let (table, rls, force, policy): (String, bool, bool, bool) = (r.get(0), r.get(1), r.get(2), r.get(3));
-        assert!(rls && policy, "{table}: row-level security {rls}, policy {policy}: add it in a migration (see sql/V8)");
+        assert!(rls && policy, "{table}: row-level security {rls}, policy {policy}: add it in a new migration (see the row-level security of sql/V1__baseline.sql)");
         assert!(!force, "{table}: FORCE would hide the rows from the daemon, which owns the tables");
     }
     // Views read by application roles apply the reader's policies.

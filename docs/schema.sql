@@ -1,0 +1,2496 @@
+-- GENERATED, do not edit: the schema of a freshly migrated database as PostgreSQL 15 reports it
+-- (pg_dump --schema-only --no-owner, normalised by tests/it/schema.rs). The definitions with their
+-- reasons are in sql/V1__baseline.sql and the later migrations. Regenerate: PGCOURIER_BLESS_SCHEMA=1 cargo test --test it schema
+
+CREATE DOMAIN public.et_channel AS text
+	CONSTRAINT "et_messages.channel: email, whatsapp, telegram, sms, webhook" CHECK ((VALUE = ANY (ARRAY['email'::text, 'whatsapp'::text, 'telegram'::text, 'sms'::text, 'webhook'::text])));
+
+COMMENT ON DOMAIN public.et_channel IS 'a value list kept by a domain, not by a CHECK ... IN on the table: the tables every send writes cast to it in a CHECK (`col::et_channel IS NOT NULL`), because a domain''s constraint is parsed once per connection while a table''s CHECKs are read back from their node trees in every writing statement (a one-row insert spent 19.5% of its instructions there; -11.7% with the domains). No column has this type: the columns stay text for clients. Used by et_messages.channel; the constraint''s name tells the column and the values in the error';
+
+CREATE FUNCTION public.et_delivery_status_refused(v text) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$ SELECT et_value_refused('et_messages.delivery_status', v, 'et_delivery_status') $$;
+
+COMMENT ON FUNCTION public.et_delivery_status_refused(v text) IS 'The refusal of the domain et_delivery_status: names et_messages.delivery_status and the values of the domain''s own list';
+
+CREATE DOMAIN public.et_delivery_status AS text
+	CONSTRAINT et_delivery_status_values CHECK (((VALUE = ANY (ARRAY['pending_approval'::text, 'queued'::text, 'sending'::text, 'sent'::text, 'failed'::text, 'rejected'::text, 'cancelled'::text, 'suppressed'::text, 'received'::text, 'inbound_processing'::text, 'inbound_ai_replied'::text, 'inbound_human_takeover'::text, 'inbound_follow_up'::text, 'inbound_no_action'::text, 'inbound_error'::text])) OR public.et_delivery_status_refused(VALUE)));
+
+COMMENT ON DOMAIN public.et_delivery_status IS 'a value list kept by a domain, not by a CHECK ... IN on the table: the tables every send writes cast to it in a CHECK (`col::et_delivery_status IS NOT NULL`), because a domain''s constraint is parsed once per connection while a table''s CHECKs are read back from their node trees in every writing statement (a one-row insert spent 19.5% of its instructions there; -11.7% with the domains). No column has this type: the columns stay text for clients. Used by et_messages.delivery_status; a value outside the list is refused by et_delivery_status_refused, naming the column and the values (src/domain/lifecycle.rs is compared with this list)';
+
+CREATE DOMAIN public.et_direction AS text
+	CONSTRAINT "et_messages.direction: inbound, outbound" CHECK ((VALUE = ANY (ARRAY['inbound'::text, 'outbound'::text])));
+
+COMMENT ON DOMAIN public.et_direction IS 'a value list kept by a domain, not by a CHECK ... IN on the table: the tables every send writes cast to it in a CHECK (`col::et_direction IS NOT NULL`), because a domain''s constraint is parsed once per connection while a table''s CHECKs are read back from their node trees in every writing statement (a one-row insert spent 19.5% of its instructions there; -11.7% with the domains). No column has this type: the columns stay text for clients. Used by et_messages.direction; the constraint''s name tells the column and the values in the error';
+
+CREATE DOMAIN public.et_queue_state AS text
+	CONSTRAINT "et_outbound_queue.state: ready, leased, dead" CHECK ((VALUE = ANY (ARRAY['ready'::text, 'leased'::text, 'dead'::text])));
+
+COMMENT ON DOMAIN public.et_queue_state IS 'a value list kept by a domain, not by a CHECK ... IN on the table: the tables every send writes cast to it in a CHECK (`col::et_queue_state IS NOT NULL`), because a domain''s constraint is parsed once per connection while a table''s CHECKs are read back from their node trees in every writing statement (a one-row insert spent 19.5% of its instructions there; -11.7% with the domains). No column has this type: the columns stay text for clients. Used by et_outbound_queue.state; the constraint''s name tells the column and the values in the error';
+
+CREATE DOMAIN public.et_thread_handling AS text
+	CONSTRAINT "et_threads.handling: ai, human" CHECK ((VALUE = ANY (ARRAY['ai'::text, 'human'::text])));
+
+COMMENT ON DOMAIN public.et_thread_handling IS 'a value list kept by a domain, not by a CHECK ... IN on the table: the tables every send writes cast to it in a CHECK (`col::et_thread_handling IS NOT NULL`), because a domain''s constraint is parsed once per connection while a table''s CHECKs are read back from their node trees in every writing statement (a one-row insert spent 19.5% of its instructions there; -11.7% with the domains). No column has this type: the columns stay text for clients. Used by et_threads.handling; the constraint''s name tells the column and the values in the error';
+
+CREATE DOMAIN public.et_thread_state AS text
+	CONSTRAINT "et_threads.state: open, closed" CHECK ((VALUE = ANY (ARRAY['open'::text, 'closed'::text])));
+
+COMMENT ON DOMAIN public.et_thread_state IS 'a value list kept by a domain, not by a CHECK ... IN on the table: the tables every send writes cast to it in a CHECK (`col::et_thread_state IS NOT NULL`), because a domain''s constraint is parsed once per connection while a table''s CHECKs are read back from their node trees in every writing statement (a one-row insert spent 19.5% of its instructions there; -11.7% with the domains). No column has this type: the columns stay text for clients. Used by et_threads.state; the constraint''s name tells the column and the values in the error';
+
+CREATE FUNCTION public.et_actor() RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT coalesce(nullif(current_setting('pgcourier.actor', true), ''), session_user::text)
+$$;
+
+CREATE FUNCTION public.et_address_rule(p_channel text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE p_channel
+    WHEN 'email'    THEN 'a valid email address (user@example.com or "Name <user@example.com>")'
+    WHEN 'sms'      THEN 'an E.164 phone number (+ then 7 to 15 digits, e.g. +15551234567)'
+    WHEN 'whatsapp' THEN 'an E.164 phone number (+ then 7 to 15 digits, e.g. +15551234567)'
+    WHEN 'telegram' THEN 'a numeric Telegram chat id or an @username'
+    ELSE 'a non-empty reference of at most 2048 characters'
+  END
+$$;
+
+CREATE FUNCTION public.et_approve(p_message_id bigint, p_actor text) RETURNS text
+    LANGUAGE sql
+    AS $$
+  SELECT et_set_status(p_message_id, ARRAY['pending_approval'], 'queued', p_actor, 'approved', 'et_approve', 'approved')
+$$;
+
+CREATE FUNCTION public.et_attachments_before_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+  m record;
+  max_file bigint;
+  max_total bigint;
+  max_files integer;
+  have_files integer;
+  have_bytes bigint;
+BEGIN
+  SELECT msg.direction, msg.delivery_status, msg.xmin = pg_current_xact_id()::xid AS same_tx, t.settings
+    INTO m
+    FROM et_messages msg JOIN et_tenants t ON t.id = msg.tenant_id
+   WHERE msg.tenant_id = NEW.tenant_id AND msg.id = NEW.message_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'et_attachments.message_id: no message % for tenant %', NEW.message_id, quote_literal(NEW.tenant_id)
+      USING ERRCODE = 'foreign_key_violation', COLUMN = 'message_id', TABLE = 'et_attachments';
+  END IF;
+  IF m.direction <> 'outbound' OR NOT (m.delivery_status = 'pending_approval' OR (m.delivery_status = 'queued' AND m.same_tx)) THEN
+    RAISE EXCEPTION 'et_attachments.message_id: message % is % %: its content is frozen', NEW.message_id, m.direction, m.delivery_status
+      USING ERRCODE = 'check_violation', COLUMN = 'message_id', TABLE = 'et_attachments',
+            HINT = 'insert attachments in the same transaction as their message (or while it is pending_approval)';
+  END IF;
+  IF NEW.filename IS NULL OR btrim(NEW.filename) = '' OR length(NEW.filename) > 255 OR NEW.filename ~ '[/\\[:cntrl:]]' THEN
+    RAISE EXCEPTION 'et_attachments.filename: % is not a file name (1 to 255 characters, no slashes or control characters)',
+                    coalesce(quote_literal(NEW.filename), 'NULL')
+      USING ERRCODE = 'check_violation', COLUMN = 'filename', TABLE = 'et_attachments';
+  END IF;
+  NEW.content_type := lower(btrim(NEW.content_type));
+  IF NEW.content_type !~ '^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$' THEN
+    RAISE EXCEPTION 'et_attachments.content_type: % is not a MIME type like application/pdf', quote_literal(NEW.content_type)
+      USING ERRCODE = 'check_violation', COLUMN = 'content_type', TABLE = 'et_attachments';
+  END IF;
+  NEW.size_bytes := octet_length(NEW.content);
+  max_file  := coalesce((m.settings->>'attachment_max_file_bytes')::bigint, 10485760);
+  max_total := coalesce((m.settings->>'attachment_max_message_bytes')::bigint, 26214400);
+  max_files := coalesce((m.settings->>'attachment_max_files')::integer, 10);
+  IF NEW.size_bytes > max_file THEN
+    RAISE EXCEPTION 'et_attachments.content: % is % bytes; the limit per file is % bytes', NEW.filename, NEW.size_bytes, max_file
+      USING ERRCODE = 'check_violation', COLUMN = 'content', TABLE = 'et_attachments',
+            HINT = 'tenant setting attachment_max_file_bytes';
+  END IF;
+  SELECT count(*), coalesce(sum(a.size_bytes), 0) INTO have_files, have_bytes
+    FROM et_attachments a WHERE a.tenant_id = NEW.tenant_id AND a.message_id = NEW.message_id;
+  IF have_files + 1 > max_files THEN
+    RAISE EXCEPTION 'et_attachments.message_id: message % would have % attachments; the limit is %', NEW.message_id, have_files + 1, max_files
+      USING ERRCODE = 'check_violation', COLUMN = 'message_id', TABLE = 'et_attachments',
+            HINT = 'tenant setting attachment_max_files';
+  END IF;
+  IF have_bytes + NEW.size_bytes > max_total THEN
+    RAISE EXCEPTION 'et_attachments.content: message % would carry % bytes of attachments; the limit per message is % bytes',
+                    NEW.message_id, have_bytes + NEW.size_bytes, max_total
+      USING ERRCODE = 'check_violation', COLUMN = 'content', TABLE = 'et_attachments',
+            HINT = 'tenant setting attachment_max_message_bytes';
+  END IF;
+  RETURN NEW;
+END
+$_$;
+
+CREATE FUNCTION public.et_attachments_frozen() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  st text;
+BEGIN
+  SELECT delivery_status INTO st FROM et_messages WHERE tenant_id = OLD.tenant_id AND id = OLD.message_id;
+  IF st IS NOT NULL AND st <> 'pending_approval' THEN
+    RAISE EXCEPTION 'et_attachments: message % is %: its attachments are frozen', OLD.message_id, st
+      USING ERRCODE = 'check_violation', TABLE = 'et_attachments';
+  END IF;
+  IF TG_OP = 'DELETE' THEN
+    RETURN OLD;
+  END IF;
+  RAISE EXCEPTION 'et_attachments: attachments are not updated in place; delete and insert while pending_approval'
+    USING ERRCODE = 'check_violation', TABLE = 'et_attachments';
+END
+$$;
+
+CREATE FUNCTION public.et_cancel(p_message_id bigint, p_actor text) RETURNS text
+    LANGUAGE sql
+    AS $$
+  SELECT et_set_status(p_message_id, ARRAY['pending_approval', 'queued'], 'cancelled', p_actor, 'cancelled', 'et_cancel', 'cancelled')
+$$;
+
+CREATE FUNCTION public.et_channel_sessions_check() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  normalized text;
+BEGIN
+  -- telegram sessions are bots (an @name or a numeric id), webhook sessions any name
+  normalized := et_normalize_address(NEW.channel, NEW.address);
+  IF normalized IS NULL THEN
+    RAISE EXCEPTION 'et_channel_sessions.address: % is not %', quote_literal(NEW.address), et_address_rule(NEW.channel)
+      USING ERRCODE = 'check_violation', COLUMN = 'address', TABLE = 'et_channel_sessions',
+            HINT = 'the address is the sender of every message on this session';
+  END IF;
+  NEW.address := normalized;
+  IF NEW.fallback_session_id IS NOT NULL AND NOT EXISTS (
+       SELECT 1 FROM et_channel_sessions f
+        WHERE f.tenant_id = NEW.tenant_id AND f.id = NEW.fallback_session_id AND f.channel = NEW.channel) THEN
+    RAISE EXCEPTION 'et_channel_sessions.fallback_session_id: session % is not a % session of tenant %',
+                    NEW.fallback_session_id, NEW.channel, quote_literal(NEW.tenant_id)
+      USING ERRCODE = 'foreign_key_violation', COLUMN = 'fallback_session_id', TABLE = 'et_channel_sessions';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION public.et_channel_sessions_touch() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  NEW.updated_at := greatest(clock_timestamp(), OLD.updated_at + interval '1 microsecond');
+  RETURN NEW;
+END
+$$;
+
+CREATE TABLE public.et_messages (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    public_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    channel_session_id bigint NOT NULL,
+    channel text NOT NULL,
+    direction text NOT NULL,
+    thread_id bigint NOT NULL,
+    delivery_status text NOT NULL,
+    sender text,
+    recipients text[] DEFAULT '{}'::text[] NOT NULL,
+    cc text[] DEFAULT '{}'::text[] NOT NULL,
+    bcc text[] DEFAULT '{}'::text[] NOT NULL,
+    reply_to text,
+    subject text,
+    body_text text,
+    body_html text,
+    variables jsonb DEFAULT '{}'::jsonb NOT NULL,
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    rendered_subject text,
+    rendered_text text,
+    rendered_html text,
+    priority integer DEFAULT 2 NOT NULL,
+    external_message_id text,
+    in_reply_to text,
+    "references" text[] DEFAULT '{}'::text[] NOT NULL,
+    idempotency_key text,
+    scheduled_at timestamp with time zone,
+    sent_at timestamp with time zone,
+    attempts integer DEFAULT 0 NOT NULL,
+    last_error text,
+    error_class text,
+    suppressed_recipients text[] DEFAULT '{}'::text[] NOT NULL,
+    approved_by text,
+    approved_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    inbound_state text GENERATED ALWAYS AS (
+CASE
+    WHEN (direction = 'inbound'::text) THEN delivery_status
+    ELSE NULL::text
+END) STORED,
+    inbound_touched_at timestamp with time zone GENERATED ALWAYS AS (
+CASE
+    WHEN (direction = 'inbound'::text) THEN updated_at
+    ELSE NULL::timestamp with time zone
+END) STORED,
+    possible_duplicates integer DEFAULT 0 NOT NULL,
+    CONSTRAINT "et_messages.priority: 1 to 4 (1 = first, 4 = last)" CHECK (((priority >= 1) AND (priority <= 4))),
+    CONSTRAINT et_messages_channel CHECK (((channel)::public.et_channel IS NOT NULL)),
+    CONSTRAINT et_messages_delivery_status CHECK (((delivery_status)::public.et_delivery_status IS NOT NULL)),
+    CONSTRAINT et_messages_direction CHECK (((direction)::public.et_direction IS NOT NULL))
+)
+WITH (fillfactor='50');
+ALTER TABLE ONLY public.et_messages ALTER COLUMN recipients SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN cc SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN bcc SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN reply_to SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN subject SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN body_text SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN body_html SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN variables SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN metadata SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN rendered_subject SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN rendered_text SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN rendered_html SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN "references" SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN last_error SET STATISTICS 0;
+ALTER TABLE ONLY public.et_messages ALTER COLUMN suppressed_recipients SET STATISTICS 0;
+
+COMMENT ON TABLE public.et_messages IS 'Every inbound and outbound message. fillfactor 50: room on each page for a row''s two status updates (queued -> sending -> sent) to stay HOT (no index entries written); at 80 a bulk-inserted page had room for about a third of its rows'' new versions (bench drain 33% HOT), at 50 93% HOT and drain 7,180 -> 9,401 msgs/s, for about twice the pages. No foreign keys: tenant_id, (tenant_id, channel_session_id) -> et_channel_sessions and (tenant_id, thread_id) -> et_threads are kept by the triggers (triggers/020_message_insert.sql finds the session and finds or makes and locks the thread; triggers/035_message_keys.sql refuses deleting, re-keying or truncating threads that messages name and checks a changed thread_id), because each key paid a query, an executor and a FOR KEY SHARE lock per inserted row for references the trigger had just looked up. Statistics target 0 on content columns (subject, bodies, recipients, variables, metadata, ...): never filtered on, and ANALYZE sorted their samples for nothing (450 -> 165 ms per 100,000 rows). Value lists: CHECKs that cast to the domains et_direction, et_channel, et_delivery_status';
+
+COMMENT ON COLUMN public.et_messages.rendered_subject IS 'The subject as sent when rendering changed it (variables); NULL when sent as written: coalesce(rendered_subject, subject).';
+
+COMMENT ON COLUMN public.et_messages.rendered_text IS 'The text body as sent when rendering changed it (variables, or derived from body_html); NULL when sent as written.';
+
+COMMENT ON COLUMN public.et_messages.rendered_html IS 'The HTML body as sent when rendering changed it (variables); NULL when sent as written.';
+
+COMMENT ON COLUMN public.et_messages.priority IS '1 (first) to 4 (last), default 2; integer so that any number reaches the checks that name the range';
+
+COMMENT ON COLUMN public.et_messages.inbound_state IS 'delivery_status of inbound rows, NULL on outbound rows (generated; keys the inbound work indexes, which on delivery_status itself made every outbound status update non-HOT)';
+
+COMMENT ON COLUMN public.et_messages.inbound_touched_at IS 'updated_at of inbound rows, NULL on outbound rows (generated; leases and retry backoff of inbound work, indexed without making outbound updates non-HOT)';
+
+COMMENT ON COLUMN public.et_messages.possible_duplicates IS 'attempts started while an earlier attempt may already have delivered the message; each such attempt''s queued -> sending event carries detail.possible_duplicate = true (owned by the daemon)';
+
+COMMENT ON CONSTRAINT et_messages_delivery_status ON public.et_messages IS 'the value list is the domain et_delivery_status (a cast: parsed once per connection, not per statement)';
+
+CREATE FUNCTION public.et_check_inserted_fields(m public.et_messages) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  col text;
+BEGIN
+  IF m.priority NOT BETWEEN 1 AND 4 THEN
+    PERFORM et_refuse('priority', format('priority %s is out of range (1 = first … 4 = last)', m.priority));
+  END IF;
+  IF m.direction <> 'outbound' THEN
+    RETURN;
+  END IF;
+  col := CASE WHEN m.external_message_id IS NOT NULL THEN 'external_message_id'
+              WHEN m.attempts <> 0 THEN 'attempts'
+              WHEN m.possible_duplicates <> 0 THEN 'possible_duplicates'
+              WHEN m.sent_at IS NOT NULL THEN 'sent_at'
+              WHEN m.last_error IS NOT NULL THEN 'last_error'
+              WHEN m.error_class IS NOT NULL THEN 'error_class'
+              WHEN m.rendered_subject IS NOT NULL THEN 'rendered_subject'
+              WHEN m.rendered_text IS NOT NULL THEN 'rendered_text'
+              WHEN m.rendered_html IS NOT NULL THEN 'rendered_html'
+              WHEN cardinality(m.suppressed_recipients) > 0 THEN 'suppressed_recipients'
+              WHEN m.approved_by IS NOT NULL THEN 'approved_by'
+              WHEN m.approved_at IS NOT NULL THEN 'approved_at' END;
+  IF col IS NOT NULL THEN
+    PERFORM et_refuse(col, format('%s is written by pgcourier, not by the inserting application', col),
+                      'on an outbound insert, external_message_id (the Message-ID or provider id), attempts, '
+                      'possible_duplicates, sent_at, '
+                      'last_error, error_class, rendered_*, suppressed_recipients, approved_by and approved_at are set '
+                      'by the triggers, the daemon and et_approve',
+                      format('leave %s out of the insert', col));
+  END IF;
+  -- not sent before scheduled_at: a finite time at most a year ahead (a later date is a typo
+  -- or an overflow, and would sit in the queue for ever)
+  IF NOT isfinite(m.scheduled_at) OR m.scheduled_at > now() + interval '1 year' THEN
+    PERFORM et_refuse('scheduled_at', format('scheduled_at %s is %s (at most 1 year ahead)', m.scheduled_at,
+                                             CASE WHEN isfinite(m.scheduled_at) THEN 'too far ahead' ELSE 'not a finite time' END));
+  END IF;
+END
+$$;
+
+CREATE FUNCTION public.et_check_message_ids(p_in_reply_to text, p_references text[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  r text;
+BEGIN
+  IF octet_length(p_in_reply_to) > 985 OR p_in_reply_to ~ '[\r\n]' THEN
+    PERFORM et_refuse('in_reply_to', CASE WHEN octet_length(p_in_reply_to) > 985
+                                          THEN format('in_reply_to is %s octets (at most 985: one header line)', octet_length(p_in_reply_to))
+                                          ELSE 'in_reply_to contains a line break' END);
+  END IF;
+  FOREACH r IN ARRAY coalesce(p_references, '{}') LOOP
+    IF octet_length(r) > 985 OR r ~ '[\r\n]' THEN
+      PERFORM et_refuse('references', CASE WHEN octet_length(r) > 985
+                                           THEN format('a references entry is %s octets (at most 985: one header line)', octet_length(r))
+                                           ELSE 'a references entry contains a line break' END);
+    END IF;
+  END LOOP;
+END
+$$;
+
+CREATE FUNCTION public.et_check_sender_and_subject(m public.et_messages) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  why text;
+BEGIN
+  IF m.sender IS NOT NULL THEN
+    why := et_sender_refusal(m.tenant_id, m.channel_session_id, m.channel, m.sender);
+    IF why IS NOT NULL THEN
+      PERFORM et_refuse('sender', why, 'outbound sender: the session address, or an allowed sender domain (email)',
+                        'leave sender empty to send from the session address');
+    END IF;
+  END IF;
+  IF char_length(m.subject) > 255 THEN
+    PERFORM et_refuse('subject', format('subject is %s characters (at most 255)', char_length(m.subject)));
+  ELSIF strpos(m.subject, E'\r') > 0 OR strpos(m.subject, E'\n') > 0 THEN
+    PERFORM et_refuse('subject', 'subject contains a line break (CR or LF; a subject is one header line)');
+  END IF;
+END
+$$;
+
+CREATE FUNCTION public.et_contact(p_channel text, v text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE WHEN p_channel = 'email' THEN et_email_address(v) ELSE et_normalize_address(p_channel, v) END
+$$;
+
+CREATE FUNCTION public.et_contact_of_normalized(p_channel text, v text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE WHEN p_channel = 'email' THEN rtrim(split_part(v, '<', -1), '>') ELSE v END
+$$;
+
+CREATE FUNCTION public.et_display_name(p_name text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $_$
+DECLARE
+  name text := btrim(translate(regexp_replace(p_name, '\r?\n[ \t]+', ' ', 'g'), E'\t', ' '));
+BEGIN
+  IF name IS NULL OR name = '' THEN RETURN ''; END IF;
+  IF name ~ '^"([^"\\]|\\.)*"$' THEN
+    name := btrim(regexp_replace(substr(name, 2, length(name) - 2), '\\(.)', '\1', 'g'));
+  END IF;
+  IF name ~ '[\x01-\x1f\x7f]' OR char_length(name) > 255 THEN RETURN NULL; END IF;
+  IF name ~ '[]()<>:;@\\,."[]' THEN
+    name := '"' || replace(replace(name, '\', '\\'), '"', '\"') || '"';
+  END IF;
+  RETURN name;
+END
+$_$;
+
+CREATE FUNCTION public.et_email_address(v text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $_$
+DECLARE
+  a text := btrim(v);
+BEGIN
+  IF a LIKE '%>' THEN
+    a := btrim(substring(a FROM '<([^<>]*)>$'));
+  END IF;
+  -- (matched before lower-casing, which turns some non-ASCII letters into ASCII ones; bounded
+  -- repetitions like {0,61} make PostgreSQL's regex engine ten times slower: lengths are
+  -- checked with string functions)
+  IF a ~ '^[a-zA-Z0-9.!#$%&''*+/=?^_`{|}~-]+@[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+$' AND a !~ '(^\.|\.\.|\.@|@-|-\.|\.-|-$)'
+     AND octet_length(a) <= 254 AND strpos(a, '@') <= 65 AND octet_length(a) - strpos(a, '@') <= 63 THEN
+    RETURN lower(a);
+  END IF;
+  RETURN et_email_address_other(a);  -- (which applies the same rules to what this refused)
+END
+$_$;
+
+CREATE FUNCTION public.et_email_address_other(p_address text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $_$
+DECLARE
+  local text := lower(substring(p_address FROM '^(.*)@[^@]*$'));
+  domain text := substring(p_address FROM '@([^@]*)$');
+  a text;
+BEGIN
+  -- a quoted dot-atom is the dot-atom ("john"@x is john@x); other quoted local parts
+  -- ("john doe"@x) are refused: the mail library reads its own headers back and cannot carry them
+  IF local LIKE '"%"' THEN
+    local := substr(local, 2, length(local) - 2);
+  END IF;
+  IF local IS NULL OR domain IS NULL OR octet_length(local) > 64
+     OR local !~ '^[a-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&''*+/=?^_`{|}~-]+)*$' OR local ~ '(-\.|\.-)' THEN
+    RETURN NULL;
+  END IF;
+  domain := CASE WHEN domain ~ '[^\x01-\x7f]' THEN et_idna_domain(domain) ELSE lower(domain) END;
+  IF domain IS NULL OR domain !~ '^[a-z0-9-]+(\.[a-z0-9-]+)+$' OR domain ~ '(^-|-\.|\.-|-$)' OR octet_length(domain) > 253
+     OR NOT et_email_labels_fit(domain) THEN
+    RETURN NULL;
+  END IF;
+  a := local || '@' || domain;
+  IF octet_length(a) > 254 THEN
+    RETURN NULL;
+  END IF;
+  RETURN a;
+END
+$_$;
+
+CREATE FUNCTION public.et_email_labels_fit(p_domain text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT NOT EXISTS (SELECT 1 FROM unnest(string_to_array(p_domain, '.')) l WHERE octet_length(l) > 63)
+$$;
+
+CREATE FUNCTION public.et_grant_app_role(p_role name DEFAULT 'pgcourier_app'::name) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  r text := quote_ident(p_role);
+  s text := quote_ident(current_schema());
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA %s TO %s', s, r);
+  -- identity columns of the tables it inserts into
+  EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %s TO %s', s, r);
+
+  -- reads (its own tenant's rows)
+  EXECUTE format('GRANT SELECT ON et_tenants, et_channel_sessions, et_threads, et_messages, et_outbound_queue,
+                    et_thread_insights, et_message_events, et_suppressions, et_attachments, et_webhook_deliveries,
+                    et_status_transitions, et_webhook_event_types,
+                    et_queue_health, et_dead_letters, et_thread_timeline, et_stuck TO %s', r);
+  -- webhook endpoints without their signing secrets (the event trigger reads the rest)
+  EXECUTE format('GRANT SELECT (tenant_id, id, url, events, description, enabled, failure_count, disabled_reason,
+                    disabled_at, created_at, updated_at) ON et_webhook_endpoints TO %s', r);
+
+  -- send: messages and their attachments; unsubscribes and other suppressions
+  EXECUTE format('GRANT INSERT ON et_messages, et_attachments TO %s', r);
+  EXECUTE format('GRANT INSERT, DELETE ON et_suppressions TO %s', r);
+  -- edit while pending approval, and the status changes of the operator functions
+  EXECUTE format('GRANT UPDATE (delivery_status, approved_by, approved_at, last_error, error_class, updated_at,
+                    sender, recipients, cc, bcc, reply_to, subject, body_text, body_html, variables) ON et_messages TO %s', r);
+
+  -- what the message triggers write on the application's behalf:
+  -- a new thread, and its counters (and et_handoff's handling columns)
+  EXECUTE format('GRANT INSERT ON et_threads TO %s', r);
+  EXECUTE format('GRANT UPDATE (message_count, inbound_count, outbound_count, last_inbound_at, last_outbound_at, state,
+                    insights_due_at, updated_at, handling, handling_by, handling_at) ON et_threads TO %s', r);
+  -- the queue row of a queued message; re-queued on approve / retry, removed on cancel / reject
+  EXECUTE format('GRANT INSERT, DELETE ON et_outbound_queue TO %s', r);
+  EXECUTE format('GRANT UPDATE (state, run_at, attempts, max_attempts, leased_by, lease_expires_at, last_error, updated_at)
+                    ON et_outbound_queue TO %s', r);
+  -- the audit trail, and the webhook deliveries its trigger derives from it
+  EXECUTE format('GRANT INSERT ON et_message_events, et_webhook_deliveries TO %s', r);
+END
+$$;
+
+COMMENT ON FUNCTION public.et_grant_app_role(p_role name) IS 'grants an application role what pgcourier_app may do: read its tenant''s rows (webhook endpoints without secrets), insert messages and attachments, manage suppressions, and the column-level writes the message triggers and operator functions make on its behalf. Run by the tables'' owner; not executable by PUBLIC';
+
+CREATE FUNCTION public.et_handoff(p_thread_id bigint, p_handling text, p_actor text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF p_handling IS NULL OR p_handling NOT IN ('ai', 'human') THEN
+    RAISE EXCEPTION 'et_handoff: handling must be ai or human, not %', coalesce(quote_literal(p_handling), 'NULL')
+      USING ERRCODE = 'check_violation', COLUMN = 'handling', TABLE = 'et_threads';
+  END IF;
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_handoff: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  UPDATE et_threads SET handling = p_handling, handling_by = p_actor, handling_at = now(), updated_at = now()
+   WHERE id = p_thread_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'et_handoff: no thread %', p_thread_id USING ERRCODE = 'no_data_found';
+  END IF;
+  RETURN p_handling;
+END
+$$;
+
+CREATE FUNCTION public.et_idna_domain(p_domain text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+  SELECT CASE WHEN d ~ '[[:space:]\x01-\x1f\x7f-\xa0\u00ad\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff\ufff0-\uffff]'
+              THEN NULL
+              ELSE (SELECT string_agg(CASE WHEN l ~ '[^\x01-\x7f]' THEN 'xn--' || et_punycode(l) ELSE l END, '.' ORDER BY i)
+                      FROM unnest(string_to_array(d, '.')) WITH ORDINALITY u(l, i))
+         END
+    FROM (SELECT translate(normalize(lower(replace(p_domain, 'İ', 'i̇')), NFKC), '。', '.') AS d) n
+$$;
+
+CREATE FUNCTION public.et_key_check_wanted() RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+  RETURN pg_trigger_depth() = 0 OR current_setting('pgcourier.internal_write', true) IS DISTINCT FROM pg_trigger_depth()::text;
+END
+$$;
+
+CREATE FUNCTION public.et_message_check_content(m public.et_messages) RETURNS public.et_messages
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  limit_chars integer;
+  body_len integer;
+BEGIN
+  m.recipients := et_normalize_addresses(m.channel, 'recipients', m.recipients);
+  IF cardinality(m.cc) > 0 THEN
+    m.cc := et_normalize_addresses(m.channel, 'cc', m.cc);
+  END IF;
+  IF cardinality(m.bcc) > 0 THEN
+    m.bcc := et_normalize_addresses(m.channel, 'bcc', m.bcc);
+  END IF;
+  IF m.sender IS NOT NULL THEN
+    m.sender := (et_normalize_addresses(m.channel, 'sender', ARRAY[m.sender]))[1];
+  END IF;
+  IF m.reply_to IS NOT NULL THEN
+    m.reply_to := (et_normalize_addresses(m.channel, 'reply_to', ARRAY[m.reply_to]))[1];
+  END IF;
+  IF m.direction = 'inbound' THEN
+    IF m.sender IS NULL THEN
+      PERFORM et_refuse('sender', 'an inbound message needs a sender',
+                        'the sender is the contact the thread is keyed on');
+    END IF;
+    RETURN m;
+  END IF;
+
+  -- outbound
+  IF m.sender IS NOT NULL OR char_length(m.subject) > 255 OR strpos(m.subject, E'\r') > 0 OR strpos(m.subject, E'\n') > 0 THEN
+    PERFORM et_check_sender_and_subject(m);
+  END IF;
+  IF cardinality(m.recipients) = 0 THEN
+    PERFORM et_refuse('recipients', 'an outbound message needs at least one recipient',
+                      format('channel %s, recipients is empty', m.channel),
+                      'put the destination in recipients (cc and bcc add to it on email)');
+  END IF;
+  IF m.channel <> 'email' AND (cardinality(m.cc) > 0 OR cardinality(m.bcc) > 0) THEN
+    PERFORM et_refuse(CASE WHEN cardinality(m.cc) > 0 THEN 'cc' ELSE 'bcc' END,
+                      format('cc and bcc exist only on email, not on %s', m.channel));
+  END IF;
+  IF m.body_text IS NULL AND m.body_html IS NULL AND NOT (m.metadata ? 'template') THEN
+    PERFORM et_refuse('body_text', 'an outbound message needs body_text, body_html or metadata.template');
+  END IF;
+  IF m.channel = 'email' THEN
+    IF octet_length(m.body_text) > 2097152 OR octet_length(m.body_html) > 2097152 THEN
+      body_len := greatest(octet_length(m.body_text), octet_length(m.body_html));
+      PERFORM et_refuse(CASE WHEN octet_length(m.body_text) > 2097152 THEN 'body_text' ELSE 'body_html' END,
+                        format('body is %s bytes; email bodies are limited to 2 MiB (2097152 bytes)', body_len));
+    END IF;
+  ELSE
+    limit_chars := CASE m.channel WHEN 'sms' THEN 1600 WHEN 'whatsapp' THEN 4096 WHEN 'telegram' THEN 4096 ELSE 65536 END;
+    body_len := char_length(m.body_text);
+    IF body_len > limit_chars THEN
+      PERFORM et_refuse('body_text', format('body is %s characters; %s bodies are limited to %s characters',
+                                            body_len, m.channel, limit_chars));
+    END IF;
+    IF m.body_html IS NOT NULL THEN
+      PERFORM et_refuse('body_html', format('body_html exists only on email, not on %s', m.channel),
+                        NULL, 'send the text in body_text');
+    END IF;
+  END IF;
+  RETURN m;
+END
+$$;
+
+CREATE FUNCTION public.et_message_content_columns() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT ARRAY['sender', 'recipients', 'cc', 'bcc', 'reply_to', 'subject', 'body_text', 'body_html', 'variables']
+$$;
+
+CREATE FUNCTION public.et_message_events_check() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  bad record;
+BEGIN
+  PERFORM et_messages_touch_referenced(array_agg(e.tenant_id), array_agg(e.message_id)) FROM new_events e;
+  SELECT e.tenant_id, e.message_id INTO bad FROM new_events e
+   WHERE NOT EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = e.tenant_id AND m.id = e.message_id)
+   LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'et_message_events.message_id: no message % for tenant %', bad.message_id, quote_literal(bad.tenant_id)
+      USING ERRCODE = 'foreign_key_violation', COLUMN = 'message_id', TABLE = 'et_message_events',
+            DETAIL = 'an event must name a message of its own tenant',
+            HINT = 'nothing was written';
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_message_events_webhooks() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  created integer;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM et_webhook_endpoints w WHERE w.enabled) THEN
+    RETURN NULL;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM et_webhook_endpoints w
+                  WHERE w.enabled AND w.tenant_id IN (SELECT DISTINCT n.tenant_id FROM new_rows n)) THEN
+    RETURN NULL;
+  END IF;
+
+  WITH ev AS MATERIALIZED (
+    SELECT n.tenant_id, n.id, n.message_id, n.to_status, n.detail, n.created_at,
+           CASE
+             WHEN n.detail->>'event' = 'followup.due'                      THEN 'followup.due'
+             WHEN n.from_status IS NOT DISTINCT FROM n.to_status           THEN NULL
+             WHEN n.to_status = 'sent'                                     THEN 'message.sent'
+             WHEN n.to_status = 'failed'                                   THEN 'message.failed'
+             WHEN n.to_status = 'suppressed'                               THEN 'message.suppressed'
+             WHEN n.from_status = 'sending' AND n.to_status = 'queued'     THEN 'message.retrying'
+             WHEN n.from_status IS NULL AND n.to_status = 'received'       THEN 'inbound.received'
+             WHEN n.to_status = 'inbound_human_takeover'                   THEN 'thread.takeover'
+           END AS type
+      FROM new_rows n
+  ), typed AS MATERIALIZED (
+    -- one webhook-id per event, shared by every endpoint that receives it
+    SELECT ev.*, gen_random_uuid() AS event_id
+      FROM ev
+     WHERE ev.type IS NOT NULL
+       AND EXISTS (SELECT 1 FROM et_webhook_endpoints w WHERE w.tenant_id = ev.tenant_id AND w.enabled)
+  )
+  INSERT INTO et_webhook_deliveries (tenant_id, endpoint_id, event_id, event_type, message_event_id, payload)
+  SELECT t.tenant_id, w.id, t.event_id, t.type, t.id,
+         jsonb_build_object(
+           'type', t.type,
+           'timestamp', to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           'data', jsonb_build_object(
+             'messageId', m.public_id,
+             'id', m.id,
+             'threadId', m.thread_id,
+             'status', CASE WHEN t.type = 'followup.due' THEN m.delivery_status ELSE t.to_status END,
+             'channel', m.channel,
+             'error', CASE WHEN t.type IN ('message.failed', 'message.retrying', 'message.suppressed')
+                           THEN coalesce(t.detail->>'error', m.last_error) END,
+             'attempts', m.attempts)
+           || CASE WHEN t.type = 'followup.due'
+                   THEN jsonb_build_object('followUp', t.detail - 'event') ELSE '{}'::jsonb END)
+    FROM typed t
+    JOIN et_messages m ON m.tenant_id = t.tenant_id AND m.id = t.message_id
+    JOIN et_webhook_endpoints w ON w.tenant_id = t.tenant_id AND w.enabled
+                               AND (cardinality(w.events) = 0 OR t.type = ANY (w.events))
+  ON CONFLICT ON CONSTRAINT et_webhook_deliveries_event DO NOTHING;
+  GET DIAGNOSTICS created = ROW_COUNT;
+
+  IF created > 0 AND et_wakeup_wanted('et_webhooks') THEN
+    PERFORM pg_notify('et_webhooks', 'et_webhooks');
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_message_first_changed(p_new public.et_messages, p_old public.et_messages, p_columns text[]) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $_$
+DECLARE
+  col text;
+  differs boolean;
+BEGIN
+  FOREACH col IN ARRAY p_columns LOOP
+    EXECUTE format('SELECT ($1).%1$I IS DISTINCT FROM ($2).%1$I', col) INTO differs USING p_new, p_old;
+    IF differs THEN
+      RETURN col;
+    END IF;
+  END LOOP;
+  RETURN NULL;
+END
+$_$;
+
+CREATE FUNCTION public.et_message_id_form(v text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE WHEN v IS NULL OR btrim(v) = '' THEN NULL
+              WHEN btrim(v) LIKE '<%>' THEN btrim(v)
+              ELSE '<' || btrim(v, ' <>') || '>' END
+$$;
+
+CREATE FUNCTION public.et_message_identity_columns() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT ARRAY['tenant_id', 'id', 'public_id', 'direction', 'channel', 'channel_session_id']
+$$;
+
+CREATE FUNCTION public.et_messages_after_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  queued bigint;
+  inbound boolean;
+  gone record;
+BEGIN
+  -- Lock the statement's threads in id order, so concurrent bulk inserts cannot deadlock on the
+  -- counters below. The lock also keeps the reference (there is no foreign key): a thread deleted
+  -- between the row trigger finding it and this lock is missing here, and the statement fails
+  -- as the key would have.
+  SELECT d.tenant_id, d.thread_id INTO gone
+    FROM (SELECT DISTINCT n.tenant_id, n.thread_id FROM new_rows n ORDER BY n.thread_id) d
+    LEFT JOIN LATERAL (SELECT th.id FROM et_threads th WHERE th.tenant_id = d.tenant_id AND th.id = d.thread_id
+                          FOR NO KEY UPDATE) l ON true
+   WHERE l.id IS NULL
+   LIMIT 1;
+  IF FOUND THEN
+    PERFORM et_refuse('thread_id', format('no thread %s for tenant %L', gone.thread_id, gone.tenant_id),
+                      'the thread was deleted while the message was inserted', NULL, 'foreign_key_violation');
+  END IF;
+
+  -- Queue rows, audit events and thread counters in one statement (each statement a trigger
+  -- runs costs a one-row insert an executor start and its plan checks). The marker says these
+  -- queue rows and events are ours, from new_rows: the key checks skip them (035).
+  PERFORM set_config('pgcourier.internal_write', pg_trigger_depth()::text, true);
+  WITH queue AS (
+    INSERT INTO et_outbound_queue (tenant_id, message_id, channel_session_id, priority, run_at, max_attempts)
+    SELECT n.tenant_id, n.id, n.channel_session_id, n.priority, greatest(coalesce(n.scheduled_at, now()), now()), cs.max_attempts
+      FROM new_rows n
+      JOIN et_channel_sessions cs ON cs.tenant_id = n.tenant_id AND cs.id = n.channel_session_id
+     WHERE n.delivery_status = 'queued'
+    RETURNING 1
+  ), events AS (
+    INSERT INTO et_message_events (tenant_id, message_id, from_status, to_status, actor, detail)
+    SELECT n.tenant_id, n.id, NULL, n.delivery_status, et_actor(),
+           CASE WHEN cardinality(n.suppressed_recipients) > 0
+                THEN jsonb_build_object('suppressed_recipients', to_jsonb(n.suppressed_recipients))
+                ELSE '{}'::jsonb END
+      FROM new_rows n
+  ), per_thread AS (
+    SELECT n.tenant_id, n.thread_id, count(*) AS total,
+           count(*) FILTER (WHERE n.direction = 'inbound') AS inbound,
+           count(*) FILTER (WHERE n.direction = 'outbound') AS outbound,
+           max(n.created_at) FILTER (WHERE n.direction = 'inbound') AS last_inbound_at,
+           max(n.created_at) FILTER (WHERE n.direction = 'outbound') AS last_outbound_at
+      FROM new_rows n GROUP BY n.tenant_id, n.thread_id
+  ), counters AS (
+    UPDATE et_threads th
+       SET message_count    = th.message_count + c.total,
+           inbound_count    = th.inbound_count + c.inbound,
+           outbound_count   = th.outbound_count + c.outbound,
+           last_inbound_at  = greatest(th.last_inbound_at, c.last_inbound_at),
+           last_outbound_at = greatest(th.last_outbound_at, c.last_outbound_at),
+           state            = 'open',
+           insights_due_at  = coalesce(th.insights_due_at, now()),
+           updated_at       = now()
+      FROM per_thread c
+     WHERE th.tenant_id = c.tenant_id AND th.id = c.thread_id
+  )
+  SELECT (SELECT count(*) FROM queue), (SELECT sum(c.inbound) > 0 FROM per_thread c) INTO queued, inbound;
+  PERFORM set_config('pgcourier.internal_write', '', true);
+
+  -- a wake-up only for a daemon that listens and is not already draining (et_wakeup_wanted)
+  IF queued > 0 AND et_wakeup_wanted('et_outbound') THEN
+    PERFORM pg_notify('et_outbound', 'et_outbound');
+  END IF;
+  IF inbound AND et_wakeup_wanted('et_inbound') THEN
+    PERFORM pg_notify('et_inbound', 'et_inbound');
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_after_update() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+  bad record;
+  reason text := nullif(current_setting('pgcourier.reason', true), '');
+  w record;
+  requeued integer;
+BEGIN
+  -- Every statement that joins old_rows to new_rows runs through EXECUTE so that it is planned
+  -- for this call's row count: a plan cached on a one-row update (a nested loop over the
+  -- transition tables) made a 1,000-row claim quadratic (3,000 rows: 2.6 s instead of ~0.1 s).
+  -- One pass writes the audit events and says which kinds of change the statement made; the
+  -- rest runs only for a kind that occurred (a claim or an outcome of 500 rows ran five joins of
+  -- the transition tables otherwise). A refused change raises below, which undoes the events.
+  -- The events and queue rows written here are ours, from new_rows: marked so that the key checks
+  -- skip them (035), until the marker is cleared below.
+  PERFORM set_config('pgcourier.internal_write', pg_trigger_depth()::text, true);
+  EXECUTE $q$
+  WITH ch AS MATERIALIZED (
+    SELECT n.tenant_id, n.id, n.direction, o.delivery_status AS from_status, n.delivery_status AS to_status,
+           t.to_status IS NULL AS refused,
+           CASE WHEN $1::text IS NULL AND NOT (n.direction = 'outbound' AND o.delivery_status = 'sending')
+                     AND n.last_error IS NOT DISTINCT FROM o.last_error AND n.error_class IS NOT DISTINCT FROM o.error_class
+                     AND n.possible_duplicates = o.possible_duplicates
+                THEN '{}'::jsonb  -- (a claim's events: nothing to say, no object to build and strip)
+                ELSE jsonb_strip_nulls(jsonb_build_object(
+                       'reason', $1::text,
+                       -- this attempt may repeat a delivery an earlier attempt already made
+                       'possible_duplicate', CASE WHEN n.possible_duplicates > o.possible_duplicates THEN true END,
+                       'attempts', CASE WHEN n.direction = 'outbound' AND o.delivery_status = 'sending' THEN n.attempts END,
+                       'error', CASE WHEN n.last_error IS DISTINCT FROM o.last_error THEN n.last_error END,
+                       'error_class', CASE WHEN n.error_class IS DISTINCT FROM o.error_class THEN n.error_class END)) END AS detail
+      FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
+      LEFT JOIN et_status_transitions t
+        ON t.direction = o.direction AND t.from_status = o.delivery_status AND t.to_status = n.delivery_status
+     WHERE n.delivery_status <> o.delivery_status
+  ), events AS (
+    INSERT INTO et_message_events (tenant_id, message_id, from_status, to_status, actor, detail)
+    SELECT ch.tenant_id, ch.id, ch.from_status, ch.to_status, $2, ch.detail FROM ch
+  )
+  SELECT count(*) FILTER (WHERE refused) AS refused,
+         count(*) AS changed,
+         count(*) FILTER (WHERE to_status = 'queued' AND from_status IN ('pending_approval', 'failed')) AS requeue,
+         count(*) FILTER (WHERE to_status IN ('cancelled', 'rejected', 'suppressed')) AS finished,
+         count(*) FILTER (WHERE to_status = 'received') AS reinbound
+    FROM ch$q$ INTO w USING reason, et_actor();
+  IF w.requeue = 0 THEN
+    PERFORM set_config('pgcourier.internal_write', '', true);
+  END IF;
+  IF w.changed = 0 THEN
+    RETURN NULL;
+  END IF;
+
+  -- lifecycle guard: every status change must be a row of et_status_transitions.
+  IF w.refused > 0 THEN
+    EXECUTE $q$
+    SELECT o.id, o.direction, o.delivery_status AS from_status, n.delivery_status AS to_status
+      FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
+      LEFT JOIN et_status_transitions t
+        ON t.direction = o.direction AND t.from_status = o.delivery_status AND t.to_status = n.delivery_status
+     WHERE n.delivery_status <> o.delivery_status AND t.to_status IS NULL
+     LIMIT 1$q$ INTO bad;
+    RAISE EXCEPTION 'et_messages.delivery_status: % message % cannot go from % to %',
+                    bad.direction, bad.id, bad.from_status, bad.to_status
+      USING ERRCODE = 'check_violation', COLUMN = 'delivery_status', TABLE = 'et_messages',
+            DETAIL = (SELECT format('allowed from %s: %s', bad.from_status, coalesce(string_agg(t.to_status, ', ' ORDER BY t.to_status), 'nothing (final state)'))
+                        FROM et_status_transitions t WHERE t.direction = bad.direction AND t.from_status = bad.from_status),
+            HINT = 'use et_approve, et_reject, et_retry or et_cancel; see et_status_transitions';
+  END IF;
+
+  -- approved or retried by an operator: (re)enter the queue with fresh attempts.
+  IF w.requeue > 0 THEN
+    EXECUTE $q$
+    INSERT INTO et_outbound_queue AS q (tenant_id, message_id, channel_session_id, priority, run_at, max_attempts)
+    SELECT n.tenant_id, n.id, n.channel_session_id, n.priority, greatest(coalesce(n.scheduled_at, now()), now()), cs.max_attempts
+      FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
+      JOIN et_channel_sessions cs ON cs.tenant_id = n.tenant_id AND cs.id = n.channel_session_id
+     WHERE n.delivery_status = 'queued' AND o.delivery_status IN ('pending_approval', 'failed')
+    ON CONFLICT (tenant_id, message_id) DO UPDATE
+       SET state = 'ready', run_at = excluded.run_at, attempts = 0, max_attempts = excluded.max_attempts,
+           leased_by = NULL, lease_expires_at = NULL, last_error = NULL, updated_at = now()$q$;
+    GET DIAGNOSTICS requeued = ROW_COUNT;
+    PERFORM set_config('pgcourier.internal_write', '', true);
+    IF requeued > 0 AND et_wakeup_wanted('et_outbound') THEN
+      PERFORM pg_notify('et_outbound', 'et_outbound');
+    END IF;
+  END IF;
+
+  -- finished before sending: nothing left to dispatch.
+  IF w.finished > 0 THEN
+    EXECUTE $q$
+    DELETE FROM et_outbound_queue q
+     USING old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
+     WHERE q.tenant_id = n.tenant_id AND q.message_id = n.id
+       AND n.delivery_status IN ('cancelled', 'rejected', 'suppressed') AND o.delivery_status <> n.delivery_status$q$;
+  END IF;
+
+  IF w.reinbound > 0 AND et_wakeup_wanted('et_inbound') THEN
+    PERFORM pg_notify('et_inbound', 'et_inbound');
+  END IF;
+  RETURN NULL;
+END
+$_$;
+
+CREATE FUNCTION public.et_messages_before_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  s record;
+  v_contact text;
+  keys text[];
+  suppressed text[];
+BEGIN
+  -- direction
+  IF NEW.direction IS NULL THEN
+    PERFORM et_refuse('direction', 'direction is required (inbound or outbound)', NULL, NULL, 'not_null_violation');
+  ELSIF NEW.direction NOT IN ('inbound', 'outbound') THEN
+    PERFORM et_refuse('direction', format('unknown direction %L; expected inbound or outbound', NEW.direction));
+  END IF;
+
+  -- priority, the columns the daemon owns, scheduled_at: one test on the common path
+  IF NEW.priority NOT BETWEEN 1 AND 4
+     OR (NEW.direction = 'outbound'
+         AND (num_nonnulls(NEW.external_message_id, NEW.sent_at, NEW.last_error, NEW.error_class, NEW.rendered_subject,
+                           NEW.rendered_text, NEW.rendered_html, NEW.approved_by, NEW.approved_at, NEW.scheduled_at) > 0
+              OR NEW.attempts <> 0 OR NEW.possible_duplicates <> 0 OR cardinality(NEW.suppressed_recipients) > 0)) THEN
+    PERFORM et_check_inserted_fields(NEW);
+  END IF;
+
+  -- tenant and session (the session must belong to the row's tenant), and in the same probe
+  -- whether the tenant has any suppression on this channel: most rows then skip the per-recipient
+  -- suppression query (each query a row runs costs it ~5 µs).
+  SELECT cs.channel, cs.address, cs.requires_approval, cs.status,
+         t.active AS tenant_active, coalesce((t.settings->>'requires_approval')::boolean, false) AS tenant_approval,
+         EXISTS (SELECT 1 FROM et_suppressions x WHERE x.tenant_id = cs.tenant_id AND x.channel = cs.channel) AS any_suppression
+    INTO s
+    FROM et_channel_sessions cs JOIN et_tenants t ON t.id = cs.tenant_id
+   WHERE cs.tenant_id = NEW.tenant_id AND cs.id = NEW.channel_session_id;
+  IF NOT FOUND THEN
+    IF NOT EXISTS (SELECT 1 FROM et_tenants t WHERE t.id = NEW.tenant_id) THEN
+      PERFORM et_refuse('tenant_id', format('unknown tenant %s', coalesce(quote_literal(NEW.tenant_id), 'NULL')),
+                        'a message belongs to a tenant of et_tenants', NULL, 'foreign_key_violation');
+    END IF;
+    PERFORM et_refuse('channel_session_id',
+                      format('no channel session %s for tenant %L', coalesce(NEW.channel_session_id::text, 'NULL'),
+                             coalesce(NEW.tenant_id, 'NULL')),
+                      'a message must name a session of its own tenant', NULL, 'foreign_key_violation');
+  END IF;
+  IF NOT s.tenant_active THEN
+    PERFORM et_refuse('tenant_id', format('tenant %L is not active', NEW.tenant_id));
+  END IF;
+
+  -- channel: defaults from the session, and must match it.
+  IF NEW.channel IS NULL THEN
+    NEW.channel := s.channel;
+  ELSIF NEW.channel NOT IN ('email', 'whatsapp', 'telegram', 'sms', 'webhook') THEN
+    PERFORM et_refuse('channel', format('unknown channel %L; expected email, whatsapp, telegram, sms or webhook', NEW.channel));
+  ELSIF NEW.channel <> s.channel THEN
+    PERFORM et_refuse('channel', format('channel %L does not match session %s, which is %L',
+                                        NEW.channel, NEW.channel_session_id, s.channel));
+  END IF;
+
+  IF NEW.direction = 'inbound' AND NEW.idempotency_key IS NOT NULL THEN
+    PERFORM et_refuse('idempotency_key', 'idempotency_key is for outbound messages; inbound rows dedupe on external_message_id');
+  END IF;
+  NEW := et_message_check_content(NEW);
+  IF NEW.direction = 'outbound' THEN
+    -- the session address was validated when the session was written (et_channel_sessions trigger)
+    NEW.sender := coalesce(NEW.sender, s.address);
+  END IF;
+
+  -- initial status
+  IF NEW.direction = 'inbound' THEN
+    IF coalesce(NEW.delivery_status, 'received') <> 'received' THEN
+      PERFORM et_refuse('delivery_status', format('an inbound message starts as received, not %L', NEW.delivery_status));
+    END IF;
+    NEW.delivery_status := 'received';
+  ELSE
+    IF coalesce(NEW.delivery_status, 'queued') NOT IN ('queued', 'pending_approval') THEN
+      PERFORM et_refuse('delivery_status', format('an outbound message starts as queued or pending_approval, not %L',
+                                                  NEW.delivery_status));
+    END IF;
+    IF NEW.delivery_status = 'pending_approval' OR s.requires_approval OR s.tenant_approval THEN
+      NEW.delivery_status := 'pending_approval';
+    ELSE
+      NEW.delivery_status := 'queued';
+    END IF;
+    -- suppression: drop suppressed recipients; when none is left the message is suppressed.
+    IF s.any_suppression THEN
+      SELECT coalesce(array_agg(r), '{}') INTO suppressed
+        FROM unnest(NEW.recipients || NEW.cc || NEW.bcc) r
+       WHERE EXISTS (SELECT 1 FROM et_suppressions x
+                      WHERE x.tenant_id = NEW.tenant_id AND x.channel = NEW.channel
+                        AND x.address = et_contact(NEW.channel, r)
+                        AND (x.expires_at IS NULL OR x.expires_at > now()));
+      IF cardinality(suppressed) > 0 THEN
+        NEW.suppressed_recipients := suppressed;
+        NEW.recipients := array(SELECT r FROM unnest(NEW.recipients) r WHERE r <> ALL (suppressed));
+        NEW.cc := array(SELECT r FROM unnest(NEW.cc) r WHERE r <> ALL (suppressed));
+        NEW.bcc := array(SELECT r FROM unnest(NEW.bcc) r WHERE r <> ALL (suppressed));
+        IF cardinality(NEW.recipients) + cardinality(NEW.cc) + cardinality(NEW.bcc) = 0 THEN
+          NEW.delivery_status := 'suppressed';
+        END IF;
+      END IF;
+    END IF;
+    -- email Message-ID: <public_id@sender-domain>, known before sending so replies can thread.
+    IF NEW.channel = 'email' THEN
+      NEW.external_message_id :=
+        '<' || NEW.public_id || '@' || split_part(et_contact_of_normalized('email', NEW.sender), '@', -1) || '>';
+    END IF;
+  END IF;
+
+  -- email Message-IDs are stored in their <angle-bracket> form, whatever the bridge wrote.
+  IF NEW.channel = 'email' THEN
+    IF NEW.direction = 'inbound' THEN
+      NEW.external_message_id := et_message_id_form(NEW.external_message_id);
+    END IF;
+    IF NEW.in_reply_to IS NOT NULL THEN
+      NEW.in_reply_to := et_message_id_form(NEW.in_reply_to);
+    END IF;
+    IF cardinality(NEW."references") > 0 THEN
+      NEW."references" := array(SELECT et_message_id_form(r) FROM unnest(NEW."references") r WHERE btrim(r) <> '');
+    END IF;
+  END IF;
+  -- a Message-ID is written on one header line: `In-Reply-To: <id>` within RFC 5322's 998 octets
+  IF NEW.direction = 'outbound' AND (NEW.in_reply_to IS NOT NULL OR cardinality(NEW."references") > 0) THEN
+    PERFORM et_check_message_ids(NEW.in_reply_to, NEW."references");
+  END IF;
+
+  -- thread
+  IF NEW.thread_id IS NOT NULL THEN
+    -- by the primary key alone, the session compared on the row: with channel_session_id in the
+    -- WHERE, the cached generic plan on an unanalysed et_threads walked et_threads_contact (tenant,
+    -- session), every thread of the session per row (~6 ms per auto-reply at 5,000 threads)
+    IF (SELECT th.channel_session_id FROM et_threads th WHERE th.tenant_id = NEW.tenant_id AND th.id = NEW.thread_id)
+       IS DISTINCT FROM NEW.channel_session_id THEN
+      PERFORM et_refuse('thread_id', format('no thread %s on session %s for tenant %L',
+                                            NEW.thread_id, NEW.channel_session_id, NEW.tenant_id),
+                        'a message may only join a thread of its own tenant and session', NULL, 'foreign_key_violation');
+    END IF;
+    RETURN NEW;
+  END IF;
+  IF NEW.channel = 'email' AND (NEW.in_reply_to IS NOT NULL OR cardinality(NEW."references") > 0) THEN
+    keys := array_remove(NEW.in_reply_to || NEW."references", NULL);
+    SELECT m.thread_id INTO NEW.thread_id
+      FROM et_messages m
+     WHERE m.tenant_id = NEW.tenant_id AND m.channel_session_id = NEW.channel_session_id
+       AND m.external_message_id = ANY (keys)
+     ORDER BY (m.external_message_id = NEW.in_reply_to) DESC NULLS LAST, m.id DESC
+     LIMIT 1;
+    IF NEW.thread_id IS NOT NULL THEN
+      RETURN NEW;
+    END IF;
+  END IF;
+  -- (the addresses are normalised by now: their contact needs no second pass of the rules)
+  v_contact := CASE WHEN NEW.direction = 'inbound' THEN et_contact_of_normalized(NEW.channel, NEW.sender)
+                  ELSE et_contact_of_normalized(NEW.channel, NEW.recipients[1]) END;
+  -- a fully suppressed message has no recipient left: thread it on the first suppressed one.
+  v_contact := coalesce(v_contact, et_contact_of_normalized(NEW.channel, NEW.suppressed_recipients[1]));
+  SELECT th.id INTO NEW.thread_id FROM et_threads th
+   WHERE th.tenant_id = NEW.tenant_id AND th.channel_session_id = NEW.channel_session_id AND th.contact = v_contact;
+  IF NEW.thread_id IS NULL THEN
+    INSERT INTO et_threads (tenant_id, channel_session_id, channel, contact, subject)
+    VALUES (NEW.tenant_id, NEW.channel_session_id, NEW.channel, v_contact,
+            nullif(regexp_replace(NEW.subject, '^\s*((re|fwd?|aw|sv)\s*:\s*)+', '', 'i'), ''))
+    ON CONFLICT ON CONSTRAINT et_threads_contact DO NOTHING
+    RETURNING id INTO NEW.thread_id;
+    IF NEW.thread_id IS NULL THEN  -- a concurrent insert created it first
+      SELECT th.id INTO NEW.thread_id FROM et_threads th
+       WHERE th.tenant_id = NEW.tenant_id AND th.channel_session_id = NEW.channel_session_id AND th.contact = v_contact;
+    END IF;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_before_update_content() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  col text;
+BEGIN
+  IF et_message_first_changed(NEW, OLD, et_message_identity_columns()) IS NOT NULL THEN
+    PERFORM et_refuse('id', format('message %s: %s never change', OLD.id, array_to_string(et_message_identity_columns(), ', ')),
+                      NULL, 'insert a new message instead');
+  END IF;
+  IF NEW.direction = 'inbound' OR OLD.delivery_status <> 'pending_approval' OR NEW.delivery_status <> 'pending_approval' THEN
+    col := et_message_first_changed(NEW, OLD, et_message_content_columns());
+    PERFORM et_refuse(
+      col,
+      format('message %s is %s: its content (%s) is frozen',
+             OLD.id, OLD.delivery_status, array_to_string(et_message_content_columns(), ', ')),
+      'content can change only while an outbound message is pending_approval',
+      'cancel it and insert a corrected message');
+  END IF;
+  NEW := et_message_check_content(NEW);
+  NEW.updated_at := now();
+  RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_check_thread() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  UPDATE et_threads th SET updated_at = now()
+   WHERE th.tenant_id = NEW.tenant_id AND th.id = NEW.thread_id AND th.channel_session_id = NEW.channel_session_id;
+  IF NOT FOUND THEN
+    PERFORM et_refuse('thread_id', format('no thread %s on session %s for tenant %L',
+                                          NEW.thread_id, NEW.channel_session_id, NEW.tenant_id),
+                      'a message may only join a thread of its own tenant and session', NULL, 'foreign_key_violation');
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_delete_dependents() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF TG_OP = 'TRUNCATE' THEN
+    IF EXISTS (SELECT 1 FROM et_message_events) THEN
+      TRUNCATE et_message_events;
+    END IF;
+    IF EXISTS (SELECT 1 FROM et_outbound_queue) THEN
+      TRUNCATE et_outbound_queue;
+    END IF;
+  ELSE
+    DELETE FROM et_message_events e USING old_rows o WHERE e.tenant_id = o.tenant_id AND e.message_id = o.id;
+    DELETE FROM et_outbound_queue q USING old_rows o WHERE q.tenant_id = o.tenant_id AND q.message_id = o.id;
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_touch() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  NEW.updated_at := now();
+  RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_touch_referenced(p_tenants text[], p_ids bigint[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  PERFORM 1 FROM et_messages m
+   WHERE (m.tenant_id, m.id) IN (SELECT * FROM unnest(p_tenants, p_ids))
+   ORDER BY m.tenant_id, m.id
+     FOR NO KEY UPDATE OF m;
+  UPDATE et_messages m SET updated_at = m.updated_at
+   WHERE (m.tenant_id, m.id) IN (SELECT * FROM unnest(p_tenants, p_ids));
+END
+$$;
+
+CREATE FUNCTION public.et_normalize_address(p_channel text, v text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $_$
+DECLARE
+  a text;
+  name text;
+BEGIN
+  IF v IS NULL THEN RETURN NULL; END IF;
+  CASE p_channel
+  WHEN 'email' THEN
+    a := et_email_address(v);
+    IF a IS NULL THEN RETURN NULL; END IF;
+    IF strpos(v, '<') = 0 THEN RETURN a; END IF;
+    name := et_display_name(substring(v FROM '^(.*)<[^<>]*>\s*$'));
+    IF name IS NULL THEN RETURN NULL; END IF;
+    IF name = '' THEN RETURN a; END IF;
+    RETURN name || ' <' || a || '>';
+  WHEN 'sms', 'whatsapp' THEN
+    a := regexp_replace(btrim(v), '^whatsapp:', '', 'i');
+    a := regexp_replace(a, '[\s().-]', '', 'g');
+    IF a ~ '^\+[1-9][0-9]{6,14}$' THEN RETURN a; END IF;
+    RETURN NULL;
+  WHEN 'telegram' THEN
+    a := btrim(v);
+    IF a ~ '^-?[0-9]{1,20}$' OR a ~ '^@[A-Za-z][A-Za-z0-9_]{3,31}$' THEN RETURN a; END IF;
+    RETURN NULL;
+  WHEN 'webhook' THEN
+    a := btrim(v);
+    IF a <> '' AND length(a) <= 2048 THEN RETURN a; END IF;
+    RETURN NULL;
+  ELSE
+    RETURN NULL;
+  END CASE;
+END
+$_$;
+
+CREATE FUNCTION public.et_normalize_addresses(p_channel text, p_column text, p_values text[]) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+  v text;
+  n text;
+  out text[] := '{}';
+BEGIN
+  IF p_values IS NULL THEN RETURN '{}'; END IF;
+  FOREACH v IN ARRAY p_values LOOP
+    n := et_normalize_address(p_channel, v);
+    IF n IS NULL THEN
+      RAISE EXCEPTION 'et_messages.%: % is not %', p_column, coalesce(quote_literal(v), 'NULL'), et_address_rule(p_channel)
+        USING ERRCODE = 'check_violation', COLUMN = p_column, TABLE = 'et_messages',
+              DETAIL = format('channel %s requires %s in %s', p_channel, et_address_rule(p_channel), p_column),
+              HINT = 'fix or remove the address; nothing was written';
+    END IF;
+    out := out || n;
+  END LOOP;
+  RETURN out;
+END
+$$;
+
+CREATE FUNCTION public.et_outbound_queue_check() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  bad record;
+BEGIN
+  IF TG_LEVEL = 'ROW' THEN
+    SELECT NEW.tenant_id, NEW.message_id, NEW.channel_session_id INTO bad;
+    PERFORM et_messages_touch_referenced(ARRAY[bad.tenant_id], ARRAY[bad.message_id]);
+    PERFORM 1 WHERE NOT EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = bad.tenant_id AND m.id = bad.message_id
+                                                          AND m.direction = 'outbound' AND m.channel_session_id = bad.channel_session_id);
+  ELSE
+    PERFORM et_messages_touch_referenced(array_agg(q.tenant_id), array_agg(q.message_id)) FROM new_queue q;
+    SELECT q.tenant_id, q.message_id, q.channel_session_id INTO bad FROM new_queue q
+     WHERE NOT EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = q.tenant_id AND m.id = q.message_id
+                                                    AND m.direction = 'outbound' AND m.channel_session_id = q.channel_session_id)
+     LIMIT 1;
+  END IF;
+  IF FOUND THEN
+    RAISE EXCEPTION 'et_outbound_queue.message_id: no outbound message % on session % for tenant %',
+                    bad.message_id, bad.channel_session_id, quote_literal(bad.tenant_id)
+      USING ERRCODE = 'foreign_key_violation', COLUMN = 'message_id', TABLE = 'et_outbound_queue',
+            DETAIL = 'a queue row must name an outbound message of its own tenant, on that message''s session',
+            HINT = 'nothing was written; to send a message again, set its delivery_status to queued';
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_punycode(p_label text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+DECLARE
+  cps integer[] := array(SELECT ascii(c) FROM regexp_split_to_table(p_label, '') c);
+  len integer := cardinality(cps);
+  out text := '';
+  n integer := 128;
+  delta bigint := 0;
+  bias integer := 72;
+  h integer;
+  b integer;
+  m integer;
+  c integer;
+  q bigint;
+  k integer;
+  t integer;
+  d integer;
+BEGIN
+  FOREACH c IN ARRAY cps LOOP
+    IF c < 128 THEN out := out || chr(c); END IF;
+  END LOOP;
+  b := length(out);
+  h := b;
+  IF b > 0 THEN out := out || '-'; END IF;
+  WHILE h < len LOOP
+    SELECT min(x) INTO m FROM unnest(cps) x WHERE x >= n;
+    delta := delta + (m - n)::bigint * (h + 1);
+    n := m;
+    FOREACH c IN ARRAY cps LOOP
+      IF c < n THEN delta := delta + 1; END IF;
+      IF c = n THEN
+        q := delta;
+        k := 36;
+        LOOP
+          t := CASE WHEN k <= bias THEN 1 WHEN k >= bias + 26 THEN 26 ELSE k - bias END;
+          EXIT WHEN q < t;
+          d := t + (q - t) % (36 - t);
+          out := out || chr(CASE WHEN d < 26 THEN 97 + d ELSE 22 + d END);
+          q := (q - t) / (36 - t);
+          k := k + 36;
+        END LOOP;
+        out := out || chr(CASE WHEN q < 26 THEN 97 + q::integer ELSE 22 + q::integer END);
+        -- bias adaptation (RFC 3492 §6.1)
+        delta := CASE WHEN h = b THEN delta / 700 ELSE delta / 2 END;
+        delta := delta + delta / (h + 1);
+        k := 0;
+        WHILE delta > 455 LOOP
+          delta := delta / 35;
+          k := k + 36;
+        END LOOP;
+        bias := k + (36 * delta) / (delta + 38);
+        delta := 0;
+        h := h + 1;
+      END IF;
+    END LOOP;
+    delta := delta + 1;
+    n := n + 1;
+  END LOOP;
+  RETURN out;
+END
+$$;
+
+CREATE FUNCTION public.et_refuse(p_column text, p_message text, p_detail text DEFAULT NULL::text, p_hint text DEFAULT NULL::text, p_errcode text DEFAULT 'check_violation'::text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  RAISE EXCEPTION 'et_messages.%: %', p_column, p_message
+    USING ERRCODE = p_errcode, COLUMN = p_column, TABLE = 'et_messages',
+          DETAIL = coalesce(p_detail, ''), HINT = coalesce(p_hint, 'nothing was written');
+END
+$$;
+
+CREATE FUNCTION public.et_reject(p_message_id bigint, p_actor text, p_reason text DEFAULT NULL::text) RETURNS text
+    LANGUAGE sql
+    AS $$
+  SELECT et_set_status(p_message_id, ARRAY['pending_approval'], 'rejected', p_actor, p_reason, 'et_reject', 'rejected')
+$$;
+
+CREATE FUNCTION public.et_reply_ids(p_ids text[]) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT coalesce(array_agg(i ORDER BY n), '{}') FROM unnest(p_ids) WITH ORDINALITY u(i, n)
+   WHERE i IS NOT NULL AND octet_length(i) <= 985 AND i !~ '[\r\n]'
+$$;
+
+CREATE FUNCTION public.et_reply_subject(p_subject text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT left('Re: ' || regexp_replace(regexp_replace(coalesce(p_subject, ''), '^\s*(re:\s*)+', '', 'i'), '[\r\n]+\s*', ' ', 'g'), 255)
+$$;
+
+CREATE FUNCTION public.et_retry(p_message_id bigint, p_actor text) RETURNS text
+    LANGUAGE sql
+    AS $$
+  SELECT et_set_status(p_message_id, ARRAY['failed'], 'queued', p_actor, 'operator retry', 'et_retry', 'retried')
+$$;
+
+CREATE FUNCTION public.et_sender_refusal(p_tenant text, p_session_id bigint, p_channel text, p_sender text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+  session_address text;
+  listed jsonb;
+  sender text := et_contact_of_normalized(p_channel, p_sender);
+  domain text;
+  allowed text[];
+BEGIN
+  SELECT cs.address, t.settings->'allowed_sender_domains' INTO session_address, listed
+    FROM et_channel_sessions cs JOIN et_tenants t ON t.id = cs.tenant_id
+   WHERE cs.tenant_id = p_tenant AND cs.id = p_session_id;
+  IF NOT FOUND OR sender = et_contact_of_normalized(p_channel, session_address) THEN
+    RETURN NULL;  -- (no session: the insert trigger refuses the row for that)
+  END IF;
+  IF p_channel <> 'email' THEN
+    RETURN format('%s is not this %s session''s address (%s); only email sessions may send from other addresses',
+                  quote_literal(p_sender), p_channel, session_address);
+  END IF;
+  domain := split_part(sender, '@', -1);
+  IF jsonb_typeof(listed) = 'array' AND jsonb_array_length(listed) > 0 THEN
+    allowed := array(SELECT CASE WHEN d ~ '[^\x01-\x7f]' THEN et_idna_domain(d) ELSE lower(d) END
+                       FROM (SELECT ltrim(btrim(x), '@') AS d FROM jsonb_array_elements_text(listed) x) e);
+  ELSE
+    allowed := ARRAY[split_part(et_contact_of_normalized(p_channel, session_address), '@', -1)];
+  END IF;
+  IF EXISTS (SELECT 1 FROM unnest(allowed) a WHERE a <> '' AND (domain = a OR right(domain, length(a) + 1) = '.' || a)) THEN
+    RETURN NULL;
+  END IF;
+  RETURN format('the sender domain %s is not allowed (the session address %s, or an address at %s%s)',
+                domain, session_address, array_to_string(allowed, ', '),
+                CASE WHEN jsonb_typeof(listed) = 'array' AND jsonb_array_length(listed) > 0
+                     THEN ' or a subdomain: the tenant''s allowed_sender_domains'
+                     ELSE ' or a subdomain: the session''s domain, as the tenant lists no allowed_sender_domains' END);
+END
+$$;
+
+CREATE FUNCTION public.et_set_status(p_message_id bigint, p_from text[], p_to text, p_actor text, p_reason text, p_verb text, p_done text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  cur text;
+  prev_actor text := current_setting('pgcourier.actor', true);
+  prev_reason text := current_setting('pgcourier.reason', true);
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION '%: actor is required (who is doing this?)', p_verb USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT m.delivery_status INTO cur FROM et_messages m WHERE m.id = p_message_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION '%: no message %', p_verb, p_message_id USING ERRCODE = 'no_data_found';
+  END IF;
+  IF NOT (cur = ANY (p_from)) THEN
+    RAISE EXCEPTION '%: message % is %; only % messages can be %', p_verb, p_message_id, cur,
+                    array_to_string(p_from, ' or '), p_done
+      USING ERRCODE = 'check_violation', DETAIL = format('message %s is %s', p_message_id, cur);
+  END IF;
+  PERFORM set_config('pgcourier.actor', p_actor, true);
+  PERFORM set_config('pgcourier.reason', coalesce(p_reason, ''), true);
+  IF p_to = 'queued' AND cur = 'pending_approval' THEN
+    UPDATE et_messages SET delivery_status = p_to, approved_by = p_actor, approved_at = now(), updated_at = now()
+     WHERE id = p_message_id;
+  ELSIF p_to = 'queued' THEN
+    UPDATE et_messages SET delivery_status = p_to, last_error = NULL, error_class = NULL, updated_at = now()
+     WHERE id = p_message_id;
+  ELSE
+    UPDATE et_messages SET delivery_status = p_to, updated_at = now() WHERE id = p_message_id;
+  END IF;
+  PERFORM set_config('pgcourier.actor', coalesce(prev_actor, ''), true);
+  PERFORM set_config('pgcourier.reason', coalesce(prev_reason, ''), true);
+  RETURN p_to;
+END
+$$;
+
+CREATE FUNCTION public.et_take_tokens(p_tenant text, p_session bigint, p_want integer, p_per_second double precision, p_per_minute double precision, OUT granted integer, OUT wait_ms integer) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  b et_rate_buckets;
+  now_ts timestamptz := clock_timestamp();
+  elapsed double precision;
+  s double precision;
+  m double precision;
+BEGIN
+  INSERT INTO et_rate_buckets (tenant_id, channel_session_id, second_tokens, minute_tokens, refilled_at)
+  VALUES (p_tenant, p_session, coalesce(p_per_second, 0), coalesce(p_per_minute, 0), now_ts)
+  ON CONFLICT DO NOTHING;
+  SELECT * INTO b FROM et_rate_buckets WHERE tenant_id = p_tenant AND channel_session_id = p_session FOR UPDATE;
+  elapsed := greatest(extract(epoch FROM now_ts - b.refilled_at), 0);
+  s := CASE WHEN p_per_second > 0 THEN least(p_per_second, b.second_tokens + elapsed * p_per_second) END;
+  m := CASE WHEN p_per_minute > 0 THEN least(p_per_minute, b.minute_tokens + elapsed * p_per_minute / 60) END;
+  granted := greatest(0, least(p_want, coalesce(floor(s)::integer, p_want), coalesce(floor(m)::integer, p_want)));
+  s := s - granted;
+  m := m - granted;
+  wait_ms := 0;
+  IF granted < p_want THEN
+    wait_ms := ceil(1000 * greatest(
+                 CASE WHEN s IS NOT NULL AND s < 1 THEN (1 - s) / p_per_second ELSE 0 END,
+                 CASE WHEN m IS NOT NULL AND m < 1 THEN (1 - m) * 60 / p_per_minute ELSE 0 END))::integer;
+  END IF;
+  UPDATE et_rate_buckets
+     SET second_tokens = coalesce(s, 0), minute_tokens = coalesce(m, 0), refilled_at = now_ts
+   WHERE tenant_id = p_tenant AND channel_session_id = p_session;
+END
+$$;
+
+CREATE FUNCTION public.et_threads_keep_referenced() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  bad record;
+BEGIN
+  IF TG_OP = 'TRUNCATE' THEN
+    -- (outside READ COMMITTED the snapshot may miss messages committed since it was taken: any
+    -- page of et_messages refuses; a TRUNCATE that names et_messages too has emptied it)
+    IF EXISTS (SELECT 1 FROM et_messages)
+       OR (current_setting('transaction_isolation') <> 'read committed' AND pg_relation_size('et_messages') > 0) THEN
+      RAISE EXCEPTION 'et_threads: cannot truncate threads while et_messages has rows'
+        USING ERRCODE = 'foreign_key_violation', TABLE = 'et_threads',
+              DETAIL = 'every message names a thread',
+              HINT = 'truncate et_messages in the same statement (outside READ COMMITTED also when it has no rows left)';
+    END IF;
+    RETURN NULL;
+  ELSIF TG_OP = 'DELETE' THEN
+    SELECT o.tenant_id, o.id INTO bad FROM old_threads o
+     WHERE EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = o.tenant_id AND m.thread_id = o.id)
+     LIMIT 1;
+  ELSE  -- a row whose tenant_id or id changed (see the trigger's WHEN)
+    SELECT OLD.tenant_id, OLD.id INTO bad
+     WHERE EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = OLD.tenant_id AND m.thread_id = OLD.id);
+  END IF;
+  IF FOUND THEN
+    RAISE EXCEPTION 'et_threads.id: thread % of tenant % still has messages', bad.id, quote_literal(bad.tenant_id)
+      USING ERRCODE = 'foreign_key_violation', COLUMN = 'id', TABLE = 'et_threads',
+            DETAIL = 'messages name their thread; a thread with messages is never deleted or re-keyed',
+            HINT = 'nothing was changed; delete the thread''s messages first';
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_value_refused(p_column text, p_value text, p_allowed text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    AS $_$
+DECLARE
+  allowed text := p_allowed;
+BEGIN
+  IF p_value IS NULL THEN
+    RETURN true;  -- NULL is NOT NULL's business
+  END IF;
+  IF p_allowed ~ '^et_[a-z_]+$' THEN
+    SELECT string_agg(m[1], ', ' ORDER BY n) INTO allowed
+      FROM pg_constraint c, regexp_matches(pg_get_constraintdef(c.oid), '''([^'']*)''', 'g') WITH ORDINALITY r(m, n)
+     WHERE c.contypid = p_allowed::regtype;
+  END IF;
+  RAISE EXCEPTION '%: % is not allowed (allowed: %)', p_column, quote_literal(p_value), allowed
+    USING ERRCODE = 'check_violation', TABLE = split_part(p_column, '.', 1), COLUMN = split_part(p_column, '.', 2),
+          DETAIL = format('allowed values of %s: %s', p_column, allowed),
+          HINT = 'nothing was written';
+END
+$_$;
+
+COMMENT ON FUNCTION public.et_value_refused(p_column text, p_value text, p_allowed text) IS 'Raises check_violation naming the column and its allowed values; called by a CHECK only for a value outside its IN list, so a value on the list costs nothing more (p_allowed: the values, or the name of a domain whose list is read from the catalog)';
+
+CREATE FUNCTION public.et_wakeup_wanted(p_channel text) RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO '$user', 'public'
+    AS $$
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM et_listeners WHERE listening_until > now())
+     AND (p_channel <> 'et_outbound' OR NOT EXISTS (SELECT 1 FROM et_dispatch_busy WHERE busy_until > now()));
+END
+$$;
+
+COMMENT ON FUNCTION public.et_wakeup_wanted(p_channel text) IS 'whether a NOTIFY on p_channel would reach a waiting daemon. SECURITY DEFINER so application roles need no grant on the hint tables; PL/pgSQL because a SQL function with SECURITY DEFINER and SET is never inlined and was planned again in every transaction (6% of a one-row insert)';
+
+CREATE FUNCTION public.et_webhook_endpoints_check() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+  unknown text;
+  is_new boolean := TG_OP = 'INSERT';
+BEGIN
+  -- fields are judged when written or changed (the worker's bookkeeping does not re-judge them)
+  IF (is_new OR NEW.url IS DISTINCT FROM OLD.url)
+     AND (NEW.url IS NULL OR NEW.url !~* '^https?://[^\s/?#@]+([/?#]\S*)?$' OR length(NEW.url) > 2048) THEN
+    RAISE EXCEPTION 'et_webhook_endpoints.url: % is not an http:// or https:// URL with a host (no credentials, no spaces, at most 2048 characters)',
+                    quote_nullable(left(NEW.url, 200))
+      USING ERRCODE = 'check_violation', COLUMN = 'url', TABLE = 'et_webhook_endpoints',
+            HINT = 'for example https://example.com/hooks/pgcourier';
+  END IF;
+  IF is_new OR NEW.events IS DISTINCT FROM OLD.events THEN
+    SELECT string_agg(quote_nullable(e), ', ') INTO unknown
+      FROM unnest(NEW.events) AS e
+     WHERE e IS NULL OR NOT EXISTS (SELECT 1 FROM et_webhook_event_types t WHERE t.type = e);
+    IF unknown IS NOT NULL THEN
+      RAISE EXCEPTION 'et_webhook_endpoints.events: unknown event type %', unknown
+        USING ERRCODE = 'check_violation', COLUMN = 'events', TABLE = 'et_webhook_endpoints',
+              DETAIL = (SELECT 'known: ' || string_agg(t.type, ', ' ORDER BY t.type) FROM et_webhook_event_types t),
+              HINT = 'an empty list subscribes to every event type';
+    END IF;
+    -- one spelling per subscription: sorted, no duplicates
+    NEW.events := coalesce((SELECT array_agg(DISTINCT e ORDER BY e) FROM unnest(NEW.events) AS e), '{}');
+  END IF;
+  IF (is_new OR NEW.description IS DISTINCT FROM OLD.description) AND length(NEW.description) > 500 THEN
+    RAISE EXCEPTION 'et_webhook_endpoints.description: at most 500 characters'
+      USING ERRCODE = 'check_violation', COLUMN = 'description', TABLE = 'et_webhook_endpoints';
+  END IF;
+  IF is_new THEN
+    IF NOT NEW.enabled THEN
+      NEW.disabled_at := coalesce(NEW.disabled_at, now());
+      NEW.disabled_reason := coalesce(NEW.disabled_reason, 'created disabled');
+    END IF;
+    RETURN NEW;
+  END IF;
+  IF NEW.enabled AND NOT OLD.enabled THEN
+    -- enabled again: a fresh start
+    NEW.failure_count := 0;
+    NEW.disabled_reason := NULL;
+    NEW.disabled_at := NULL;
+  ELSIF OLD.enabled AND NOT NEW.enabled THEN
+    NEW.disabled_at := now();
+    IF NEW.disabled_reason IS NOT DISTINCT FROM OLD.disabled_reason THEN
+      NEW.disabled_reason := 'disabled by ' || et_actor();
+    END IF;
+  END IF;
+  NEW.updated_at := now();
+  RETURN NEW;
+END
+$_$;
+
+CREATE FUNCTION public.et_webhook_endpoints_disabled() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  UPDATE et_webhook_deliveries d
+     SET state = 'dead', last_error = 'endpoint disabled: ' || coalesce(NEW.disabled_reason, 'no reason given')
+   WHERE d.tenant_id = NEW.tenant_id AND d.endpoint_id = NEW.id AND d.state = 'ready';
+  RETURN NULL;
+END
+$$;
+
+CREATE TABLE public.et_api_keys (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    name text DEFAULT ''::text NOT NULL,
+    prefix text NOT NULL,
+    key_sha256 bytea NOT NULL,
+    scopes text[] NOT NULL,
+    expires_at timestamp with time zone,
+    revoked_at timestamp with time zone,
+    last_used_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT et_api_keys_key_sha256_check CHECK ((octet_length(key_sha256) = 32)),
+    CONSTRAINT et_api_keys_scopes_check CHECK (((scopes <@ ARRAY['send'::text, 'read'::text, 'admin'::text]) AND (cardinality(scopes) > 0)))
+);
+
+ALTER TABLE public.et_api_keys ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_api_keys_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.et_attachments (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    message_id bigint NOT NULL,
+    filename text NOT NULL,
+    content_type text DEFAULT 'application/octet-stream'::text NOT NULL,
+    size_bytes integer DEFAULT 0 NOT NULL,
+    content bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE public.et_attachments IS 'Files sent with an outbound message; size and type limits from tenant settings, refused at insert by triggers/060_attachments.sql; frozen with the message''s content after approval';
+
+ALTER TABLE public.et_attachments ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_attachments_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.et_channel_sessions (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    channel text NOT NULL,
+    provider text NOT NULL,
+    address text NOT NULL,
+    name text DEFAULT ''::text NOT NULL,
+    config jsonb DEFAULT '{}'::jsonb NOT NULL,
+    credentials_ref text,
+    requires_approval boolean DEFAULT false NOT NULL,
+    status text DEFAULT 'active'::text NOT NULL,
+    max_attempts integer DEFAULT 5 NOT NULL,
+    fallback_session_id bigint,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT et_channel_sessions_channel CHECK (((channel = ANY (ARRAY['email'::text, 'whatsapp'::text, 'telegram'::text, 'sms'::text, 'webhook'::text])) OR public.et_value_refused('et_channel_sessions.channel'::text, channel, 'email, whatsapp, telegram, sms, webhook'::text))),
+    CONSTRAINT et_channel_sessions_config_object CHECK ((jsonb_typeof(config) = 'object'::text)),
+    CONSTRAINT et_channel_sessions_fallback_not_self CHECK ((fallback_session_id IS DISTINCT FROM id)),
+    CONSTRAINT et_channel_sessions_max_attempts CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
+    CONSTRAINT et_channel_sessions_provider CHECK (((provider = ANY (ARRAY['smtp'::text, 'file'::text, 'telegram_bot'::text, 'whatsapp_cloud'::text, 'twilio'::text, 'http_bridge'::text, 'log'::text])) OR public.et_value_refused('et_channel_sessions.provider'::text, provider, 'smtp, file, telegram_bot, whatsapp_cloud, twilio, http_bridge, log'::text))),
+    CONSTRAINT et_channel_sessions_status CHECK (((status = ANY (ARRAY['active'::text, 'paused'::text, 'disabled'::text])) OR public.et_value_refused('et_channel_sessions.status'::text, status, 'active, paused, disabled'::text)))
+);
+
+COMMENT ON TABLE public.et_channel_sessions IS 'One sending/receiving identity of a tenant (channel, provider, address; secrets by reference in credentials_ref). Written rarely: its value lists are plain CHECKs that refuse through et_value_refused, naming the column and the allowed values';
+
+ALTER TABLE public.et_channel_sessions ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_channel_sessions_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.et_outbound_queue (
+    tenant_id text NOT NULL,
+    message_id bigint NOT NULL,
+    channel_session_id bigint NOT NULL,
+    state text DEFAULT 'ready'::text NOT NULL,
+    priority smallint DEFAULT 2 NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    max_attempts integer DEFAULT 5 NOT NULL,
+    leased_by text,
+    lease_expires_at timestamp with time zone,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    maybe_delivered boolean DEFAULT false NOT NULL,
+    CONSTRAINT et_outbound_queue_lease CHECK (((state = 'leased'::text) = ((leased_by IS NOT NULL) AND (lease_expires_at IS NOT NULL)))),
+    CONSTRAINT et_outbound_queue_state CHECK (((state)::public.et_queue_state IS NOT NULL))
+);
+
+COMMENT ON TABLE public.et_outbound_queue IS 'One dispatch lifecycle per outbound message; finished rows are removed, dead rows are the dead-letter queue. No foreign keys: (tenant_id, message_id) -> et_messages (with its ON DELETE CASCADE) and (tenant_id, channel_session_id) -> et_channel_sessions are kept by triggers/035_message_keys.sql (rows our triggers write come from the statement that wrote the message; rows written from outside a trigger are checked per statement; deleting or truncating messages takes their queue rows along), because the two keys paid two queries and row locks per message. The state list is the domain et_queue_state';
+
+COMMENT ON COLUMN public.et_outbound_queue.maybe_delivered IS 'the previous attempt may have reached the provider (its lease expired with the send unrecorded, or the connection broke after the message was handed over): the next claim flags its attempt possible_duplicate and clears this';
+
+CREATE VIEW public.et_dead_letters WITH (security_invoker='true') AS
+ SELECT m.tenant_id,
+    m.id AS message_id,
+    m.public_id,
+    m.channel,
+    m.channel_session_id,
+    m.recipients,
+    m.subject,
+    q.attempts,
+    COALESCE(q.last_error, m.last_error) AS last_error,
+    m.error_class,
+    q.updated_at AS dead_since
+   FROM (public.et_outbound_queue q
+     JOIN public.et_messages m ON (((m.tenant_id = q.tenant_id) AND (m.id = q.message_id))))
+  WHERE (q.state = 'dead'::text);
+
+COMMENT ON VIEW public.et_dead_letters IS 'the dead-letter queue: messages that failed for good, with the reason; fix with et_retry(id, actor). security_invoker: an application role sees only its tenant';
+
+CREATE UNLOGGED TABLE public.et_dispatch_busy (
+    worker_id text NOT NULL,
+    busy_until timestamp with time zone NOT NULL
+);
+
+COMMENT ON TABLE public.et_dispatch_busy IS 'daemons draining the outbound queue right now: while a mark is fresh the message triggers skip their NOTIFY (it serialises committing transactions). Unlogged: a hint, not data (a crash empties it, which only means NOTIFYs resume)';
+
+CREATE TABLE public.et_inbound_rules (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    "position" integer DEFAULT 100 NOT NULL,
+    pattern text NOT NULL,
+    action text NOT NULL,
+    reply_template text,
+    follow_up_after interval,
+    label text,
+    enabled boolean DEFAULT true NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT et_inbound_rules_action CHECK ((action = ANY (ARRAY['auto_reply'::text, 'human_takeover'::text, 'follow_up'::text, 'no_action'::text]))),
+    CONSTRAINT et_inbound_rules_follow_up CHECK (((action <> 'follow_up'::text) OR (follow_up_after IS NOT NULL))),
+    CONSTRAINT et_inbound_rules_pattern CHECK (((''::text ~* pattern) IS NOT NULL)),
+    CONSTRAINT et_inbound_rules_reply CHECK (((action <> 'auto_reply'::text) OR (reply_template IS NOT NULL)))
+);
+
+ALTER TABLE public.et_inbound_rules ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_inbound_rules_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE UNLOGGED TABLE public.et_listeners (
+    worker_id text NOT NULL,
+    listening_until timestamp with time zone NOT NULL
+);
+
+COMMENT ON TABLE public.et_listeners IS 'daemons waiting on LISTEN: the message triggers NOTIFY only while some daemon listens. Unlogged: a hint, not data (a crash empties it; daemons register again when they reconnect)';
+
+CREATE TABLE public.et_message_events (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    message_id bigint NOT NULL,
+    from_status text,
+    to_status text NOT NULL,
+    actor text NOT NULL,
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE public.et_message_events IS 'The audit trail: one row per status change, written by the message triggers. No foreign key to et_messages: triggers/035_message_keys.sql checks writers outside our triggers and cascades deletes and truncates, because the key paid a query and a row lock per event (two per sent message) for rows our triggers copy from the statement that wrote the message';
+
+ALTER TABLE public.et_message_events ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_message_events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+ALTER TABLE public.et_messages ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_messages_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.et_meta (
+    key text NOT NULL,
+    value text NOT NULL
+);
+
+COMMENT ON TABLE public.et_meta IS 'bookkeeping of pgcourier migrate: triggers_md5 is the checksum of the applied triggers/ files (re-applied only when it changes)';
+
+CREATE VIEW public.et_queue_health WITH (security_invoker='true') AS
+ SELECT q.tenant_id,
+    cs.channel,
+    cs.provider,
+    q.state,
+    count(*) AS depth,
+    count(*) FILTER (WHERE ((q.state = 'ready'::text) AND (q.run_at <= now()))) AS due,
+    max((now() - q.run_at)) FILTER (WHERE ((q.state = 'ready'::text) AND (q.run_at <= now()))) AS oldest_ready_age,
+    min(q.run_at) FILTER (WHERE ((q.state = 'ready'::text) AND (q.run_at > now()))) AS next_scheduled_at,
+    count(*) FILTER (WHERE ((q.state = 'leased'::text) AND (q.lease_expires_at < now()))) AS expired_leases
+   FROM (public.et_outbound_queue q
+     JOIN public.et_channel_sessions cs ON (((cs.tenant_id = q.tenant_id) AND (cs.id = q.channel_session_id))))
+  GROUP BY q.tenant_id, cs.channel, cs.provider, q.state;
+
+COMMENT ON VIEW public.et_queue_health IS 'queue depth per tenant, channel, provider and state; due rows, the oldest due row''s wait, the next scheduled time, expired leases. security_invoker: an application role sees only its tenant';
+
+CREATE TABLE public.et_rate_buckets (
+    tenant_id text NOT NULL,
+    channel_session_id bigint NOT NULL,
+    second_tokens double precision NOT NULL,
+    minute_tokens double precision NOT NULL,
+    refilled_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL
+);
+
+CREATE TABLE public.et_security_events (
+    id bigint NOT NULL,
+    tenant_id text,
+    actor text NOT NULL,
+    action text NOT NULL,
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE public.et_security_events ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_security_events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.et_session_health (
+    tenant_id text NOT NULL,
+    channel_session_id bigint NOT NULL,
+    breaker_state text NOT NULL,
+    failure_rate double precision,
+    since timestamp with time zone DEFAULT now() NOT NULL,
+    reported_by text NOT NULL,
+    CONSTRAINT et_session_health_breaker_state_check CHECK ((breaker_state = ANY (ARRAY['closed'::text, 'open'::text, 'half_open'::text])))
+);
+
+CREATE TABLE public.et_status_transitions (
+    direction text NOT NULL,
+    from_status text NOT NULL,
+    to_status text NOT NULL,
+    description text NOT NULL,
+    CONSTRAINT et_status_transitions_direction_check CHECK ((direction = ANY (ARRAY['inbound'::text, 'outbound'::text])))
+);
+
+COMMENT ON TABLE public.et_status_transitions IS 'Every allowed delivery_status change; the BEFORE UPDATE trigger refuses any other. src/domain/lifecycle.rs holds the same list, and a test proves them identical';
+
+CREATE VIEW public.et_stuck WITH (security_invoker='true') AS
+ SELECT q.tenant_id,
+    q.message_id,
+    q.leased_by,
+    q.lease_expires_at,
+    (now() - q.lease_expires_at) AS overdue,
+    q.attempts
+   FROM public.et_outbound_queue q
+  WHERE ((q.state = 'leased'::text) AND (q.lease_expires_at < now()));
+
+COMMENT ON VIEW public.et_stuck IS 'leases past expiry (the rescuer returns them to ready). security_invoker: an application role sees only its tenant';
+
+CREATE TABLE public.et_suppressions (
+    tenant_id text NOT NULL,
+    channel text NOT NULL,
+    address text NOT NULL,
+    reason text NOT NULL,
+    source_message_id bigint,
+    detail text,
+    expires_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT et_suppressions_channel CHECK ((channel = ANY (ARRAY['email'::text, 'whatsapp'::text, 'telegram'::text, 'sms'::text, 'webhook'::text]))),
+    CONSTRAINT et_suppressions_reason CHECK ((reason = ANY (ARRAY['hard_bounce'::text, 'complaint'::text, 'unsubscribed'::text, 'blocked'::text, 'manual'::text])))
+);
+
+CREATE TABLE public.et_tenants (
+    id text NOT NULL,
+    name text DEFAULT ''::text NOT NULL,
+    settings jsonb DEFAULT '{}'::jsonb NOT NULL,
+    active boolean DEFAULT true NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT et_tenants_id_slug CHECK ((id ~ '^[a-z0-9][a-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT et_tenants_settings_object CHECK ((jsonb_typeof(settings) = 'object'::text))
+);
+
+COMMENT ON TABLE public.et_tenants IS 'A tenant: id is a slug that every other table carries as tenant_id, first in every key (cross-tenant references impossible by construction; distributable by tenant_id)';
+
+CREATE TABLE public.et_thread_insights (
+    tenant_id text NOT NULL,
+    thread_id bigint NOT NULL,
+    summary text,
+    label text,
+    next_step text,
+    follow_up_at timestamp with time zone,
+    decided_by text,
+    model text,
+    source_message_id bigint,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT et_thread_insights_decided_by CHECK ((decided_by = ANY (ARRAY['rules'::text, 'llm'::text])))
+);
+
+CREATE VIEW public.et_thread_timeline WITH (security_invoker='true') AS
+ SELECT m.tenant_id,
+    m.thread_id,
+    e.created_at AS at,
+    m.id AS message_id,
+    m.direction,
+    e.from_status,
+    e.to_status,
+    e.actor,
+    e.detail,
+    m.sender,
+    m.recipients,
+    m.subject,
+    "left"(COALESCE(m.body_text, m.body_html), 200) AS body_preview
+   FROM (public.et_message_events e
+     JOIN public.et_messages m ON (((m.tenant_id = e.tenant_id) AND (m.id = e.message_id))));
+
+COMMENT ON VIEW public.et_thread_timeline IS 'every message and status change of every thread, in order. security_invoker: an application role sees only its tenant';
+
+CREATE TABLE public.et_threads (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    channel_session_id bigint NOT NULL,
+    channel text NOT NULL,
+    contact text NOT NULL,
+    subject text,
+    external_thread_key text,
+    handling text DEFAULT 'ai'::text NOT NULL,
+    handling_by text,
+    handling_at timestamp with time zone,
+    state text DEFAULT 'open'::text NOT NULL,
+    message_count integer DEFAULT 0 NOT NULL,
+    inbound_count integer DEFAULT 0 NOT NULL,
+    outbound_count integer DEFAULT 0 NOT NULL,
+    last_inbound_at timestamp with time zone,
+    last_outbound_at timestamp with time zone,
+    insights_due_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    follow_up_at timestamp with time zone,
+    follow_up_note text,
+    follow_up_set_at timestamp with time zone,
+    follow_up_message_id bigint,
+    insights_leased_by text,
+    insights_lease_expires_at timestamp with time zone,
+    CONSTRAINT et_threads_handling CHECK (((handling)::public.et_thread_handling IS NOT NULL)),
+    CONSTRAINT et_threads_state CHECK (((state)::public.et_thread_state IS NOT NULL))
+);
+
+COMMENT ON TABLE public.et_threads IS 'A conversation with one contact on one session. No foreign key to et_tenants: the tenant is pinned by the (tenant_id, channel_session_id) key to et_channel_sessions, whose own tenant_id references et_tenants; a separate key paid a query and a FOR KEY SHARE lock on the tenant row per inserted thread (a MultiXact with concurrent inserters). Messages reference threads through triggers (see et_messages)';
+
+COMMENT ON COLUMN public.et_threads.insights_leased_by IS 'the daemon computing this thread''s insight now (NULL: nobody); owned by the insights worker';
+
+COMMENT ON COLUMN public.et_threads.insights_lease_expires_at IS 'until when insights_leased_by holds the thread; renewed while it computes';
+
+ALTER TABLE public.et_threads ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_threads_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.et_webhook_deliveries (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    endpoint_id bigint NOT NULL,
+    event_id uuid NOT NULL,
+    event_type text NOT NULL,
+    message_event_id bigint,
+    payload jsonb NOT NULL,
+    state text DEFAULT 'ready'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_status integer,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    delivered_at timestamp with time zone,
+    CONSTRAINT et_webhook_deliveries_state CHECK ((state = ANY (ARRAY['ready'::text, 'delivered'::text, 'dead'::text])))
+);
+
+ALTER TABLE public.et_webhook_deliveries ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_webhook_deliveries_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.et_webhook_endpoints (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    url text NOT NULL,
+    events text[] DEFAULT '{}'::text[] NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    secret text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    failure_count integer DEFAULT 0 NOT NULL,
+    disabled_reason text,
+    disabled_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT et_webhook_endpoints_secret CHECK ((secret ~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$'::text))
+);
+
+ALTER TABLE public.et_webhook_endpoints ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_webhook_endpoints_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.et_webhook_event_types (
+    type text NOT NULL,
+    description text NOT NULL
+);
+
+ALTER TABLE ONLY public.et_api_keys
+    ADD CONSTRAINT et_api_keys_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_api_keys
+    ADD CONSTRAINT et_api_keys_prefix_key UNIQUE (prefix);
+
+ALTER TABLE ONLY public.et_attachments
+    ADD CONSTRAINT et_attachments_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_channel_sessions
+    ADD CONSTRAINT et_channel_sessions_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_dispatch_busy
+    ADD CONSTRAINT et_dispatch_busy_pkey PRIMARY KEY (worker_id);
+
+ALTER TABLE ONLY public.et_inbound_rules
+    ADD CONSTRAINT et_inbound_rules_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_listeners
+    ADD CONSTRAINT et_listeners_pkey PRIMARY KEY (worker_id);
+
+ALTER TABLE ONLY public.et_message_events
+    ADD CONSTRAINT et_message_events_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_messages
+    ADD CONSTRAINT et_messages_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_meta
+    ADD CONSTRAINT et_meta_pkey PRIMARY KEY (key);
+
+ALTER TABLE ONLY public.et_outbound_queue
+    ADD CONSTRAINT et_outbound_queue_pkey PRIMARY KEY (tenant_id, message_id);
+
+ALTER TABLE ONLY public.et_rate_buckets
+    ADD CONSTRAINT et_rate_buckets_pkey PRIMARY KEY (tenant_id, channel_session_id);
+
+ALTER TABLE ONLY public.et_security_events
+    ADD CONSTRAINT et_security_events_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.et_session_health
+    ADD CONSTRAINT et_session_health_pkey PRIMARY KEY (tenant_id, channel_session_id);
+
+ALTER TABLE ONLY public.et_status_transitions
+    ADD CONSTRAINT et_status_transitions_pkey PRIMARY KEY (direction, from_status, to_status);
+
+ALTER TABLE ONLY public.et_suppressions
+    ADD CONSTRAINT et_suppressions_pkey PRIMARY KEY (tenant_id, channel, address);
+
+ALTER TABLE ONLY public.et_tenants
+    ADD CONSTRAINT et_tenants_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.et_thread_insights
+    ADD CONSTRAINT et_thread_insights_pkey PRIMARY KEY (tenant_id, thread_id);
+
+ALTER TABLE ONLY public.et_threads
+    ADD CONSTRAINT et_threads_contact UNIQUE (tenant_id, channel_session_id, contact);
+
+ALTER TABLE ONLY public.et_threads
+    ADD CONSTRAINT et_threads_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_webhook_deliveries
+    ADD CONSTRAINT et_webhook_deliveries_event UNIQUE (tenant_id, endpoint_id, event_id);
+
+ALTER TABLE ONLY public.et_webhook_deliveries
+    ADD CONSTRAINT et_webhook_deliveries_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_webhook_endpoints
+    ADD CONSTRAINT et_webhook_endpoints_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_webhook_event_types
+    ADD CONSTRAINT et_webhook_event_types_pkey PRIMARY KEY (type);
+
+CREATE INDEX et_attachments_message ON public.et_attachments USING btree (tenant_id, message_id, id);
+
+CREATE INDEX et_channel_sessions_id ON public.et_channel_sessions USING btree (id);
+
+COMMENT ON INDEX public.et_channel_sessions_id IS 'ids are unique across tenants (one identity sequence): finds a session by id alone';
+
+CREATE INDEX et_message_events_message ON public.et_message_events USING btree (tenant_id, message_id, id);
+
+CREATE INDEX et_messages_external_id ON public.et_messages USING btree (tenant_id, channel_session_id, external_message_id) WHERE (external_message_id IS NOT NULL);
+
+COMMENT ON INDEX public.et_messages_external_id IS 'partial: only rows with a provider/Message-ID, for email threading (In-Reply-To / References looked up against stored Message-IDs of the same session)';
+
+CREATE INDEX et_messages_id ON public.et_messages USING btree (id);
+
+COMMENT ON INDEX public.et_messages_id IS 'ids are unique across tenants (one identity sequence): finds a message by id alone (daemon claims, operator functions)';
+
+CREATE UNIQUE INDEX et_messages_idempotency ON public.et_messages USING btree (tenant_id, idempotency_key) WHERE (idempotency_key IS NOT NULL);
+
+COMMENT ON INDEX public.et_messages_idempotency IS 'partial, unique where an idempotency key is given: a client may retry its insert (Idempotency-Key)';
+
+CREATE UNIQUE INDEX et_messages_inbound_dedupe ON public.et_messages USING btree (tenant_id, channel, external_message_id) WHERE (direction = 'inbound'::text);
+
+COMMENT ON INDEX public.et_messages_inbound_dedupe IS 'partial, unique on inbound rows only: a bridge may insert the same provider message twice (ON CONFLICT DO NOTHING)';
+
+CREATE INDEX et_messages_inbound_error ON public.et_messages USING btree (inbound_touched_at) WHERE (inbound_state = 'inbound_error'::text);
+
+COMMENT ON INDEX public.et_messages_inbound_error IS 'partial on the generated inbound_state: inbound decisions that failed, by inbound_touched_at (retry backoff)';
+
+CREATE INDEX et_messages_inbound_processing ON public.et_messages USING btree (inbound_touched_at) WHERE (inbound_state = 'inbound_processing'::text);
+
+COMMENT ON INDEX public.et_messages_inbound_processing IS 'partial on the generated inbound_state: inbound work in flight, by inbound_touched_at (lease = inbound_touched_at + the daemon''s lease; the rescue of expired ones)';
+
+CREATE INDEX et_messages_inbound_ready ON public.et_messages USING btree (created_at) WHERE (inbound_state = 'received'::text);
+
+COMMENT ON INDEX public.et_messages_inbound_ready IS 'partial on the generated inbound_state: inbound rows waiting for a decision, oldest first (the inbound claim). Keyed on inbound_state, not delivery_status, so outbound status updates stay HOT';
+
+CREATE INDEX et_messages_inbound_undecided ON public.et_messages USING btree (tenant_id, thread_id, created_at) WHERE (inbound_state = ANY (ARRAY['received'::text, 'inbound_processing'::text]));
+
+COMMENT ON INDEX public.et_messages_inbound_undecided IS 'partial: only undecided inbound rows (received, inbound_processing), for the insights claim''s "is the newest inbound message decided?" probe: one tiny descent, and the only index whose predicate implies the probe''s, so even on a table nobody analysed the planner has nothing cheaper (it once probed through et_messages_inbound_dedupe: 6 s per claim)';
+
+CREATE UNIQUE INDEX et_messages_public_id ON public.et_messages USING btree (tenant_id, public_id);
+
+CREATE INDEX et_messages_tenant_created ON public.et_messages USING btree (tenant_id, created_at DESC, id DESC);
+
+COMMENT ON INDEX public.et_messages_tenant_created IS 'GET /v1/messages: a tenant''s messages newest first, keyset pagination';
+
+CREATE INDEX et_messages_thread_recent ON public.et_messages USING btree (tenant_id, thread_id, created_at, id);
+
+COMMENT ON INDEX public.et_messages_thread_recent IS 'a thread''s newest messages (ORDER BY created_at DESC, id DESC LIMIT n, the inbound and insights workers) as a backward index-only scan that stops after n entries; id in the key spares the sort of every message sharing a created_at (a bulk insert gives a thread one timestamp)';
+
+CREATE INDEX et_outbound_queue_lease_expiry ON public.et_outbound_queue USING btree (lease_expires_at) WHERE (lease_expires_at IS NOT NULL);
+
+COMMENT ON INDEX public.et_outbound_queue_lease_expiry IS 'partial on lease_expires_at IS NOT NULL (leased <=> lease set, by et_outbound_queue_lease), for the rescuer, et_stuck and et_queue_health; not on state = ''leased'', which matched every statement that fences on the lease and made the planner scan all leases per recorded outcome on early statistics';
+
+CREATE INDEX et_outbound_queue_ready ON public.et_outbound_queue USING btree (priority, run_at) WHERE (state = 'ready'::text);
+
+COMMENT ON INDEX public.et_outbound_queue_ready IS 'partial: ready rows only, in claim order over the whole queue (the next due time, the views)';
+
+CREATE INDEX et_outbound_queue_ready_by_session ON public.et_outbound_queue USING btree (channel_session_id, priority, run_at) WHERE (state = 'ready'::text);
+
+COMMENT ON INDEX public.et_outbound_queue_ready_by_session IS 'partial: ready rows per session in claim order, for fair claims: one probe per session with due work (a loose index scan), at most its budget from each, so a saturated session''s backlog is skipped in one probe instead of read past row by row';
+
+CREATE INDEX et_security_events_tenant ON public.et_security_events USING btree (tenant_id, created_at);
+
+CREATE INDEX et_threads_follow_up ON public.et_threads USING btree (follow_up_at) WHERE (follow_up_at IS NOT NULL);
+
+COMMENT ON INDEX public.et_threads_follow_up IS 'partial: only threads with a scheduled follow-up, by due time (the follow-up sweep)';
+
+CREATE INDEX et_threads_id ON public.et_threads USING btree (id);
+
+COMMENT ON INDEX public.et_threads_id IS 'ids are unique across tenants (one identity sequence): finds a thread by id alone';
+
+CREATE INDEX et_threads_insights_due_id ON public.et_threads USING btree (insights_due_at, id) WHERE (insights_due_at IS NOT NULL);
+
+COMMENT ON INDEX public.et_threads_insights_due_id IS 'partial: only threads whose insights are due, in the insights worker''s claim order with a unique tie-break (id), so the claim walks on from the last thread it took (keyset) instead of re-reading every thread already taken (a bulk insert gives thousands of threads one insights_due_at)';
+
+CREATE INDEX et_webhook_deliveries_endpoint ON public.et_webhook_deliveries USING btree (tenant_id, endpoint_id, id);
+
+CREATE INDEX et_webhook_deliveries_ready ON public.et_webhook_deliveries USING btree (run_at) WHERE (state = 'ready'::text);
+
+COMMENT ON INDEX public.et_webhook_deliveries_ready IS 'partial: ready deliveries only, in run_at order (the webhook worker''s claim)';
+
+CREATE INDEX et_webhook_endpoints_enabled ON public.et_webhook_endpoints USING btree (tenant_id) WHERE enabled;
+
+COMMENT ON INDEX public.et_webhook_endpoints_enabled IS 'partial: a tenant''s enabled endpoints, looked up by the event trigger on every status change';
+
+CREATE INDEX et_webhook_endpoints_id ON public.et_webhook_endpoints USING btree (id);
+
+COMMENT ON INDEX public.et_webhook_endpoints_id IS 'ids are unique across tenants (one identity sequence): lets the API tell "another tenant''s" from "none"';
+
+CREATE TRIGGER et_attachments_before_insert BEFORE INSERT ON public.et_attachments FOR EACH ROW EXECUTE FUNCTION public.et_attachments_before_insert();
+
+CREATE TRIGGER et_attachments_frozen BEFORE DELETE OR UPDATE ON public.et_attachments FOR EACH ROW EXECUTE FUNCTION public.et_attachments_frozen();
+
+CREATE TRIGGER et_channel_sessions_check BEFORE INSERT OR UPDATE OF address, channel, fallback_session_id ON public.et_channel_sessions FOR EACH ROW EXECUTE FUNCTION public.et_channel_sessions_check();
+
+CREATE TRIGGER et_channel_sessions_touch BEFORE UPDATE ON public.et_channel_sessions FOR EACH ROW WHEN (((NOT (new.updated_at IS DISTINCT FROM old.updated_at)) AND (old.* IS DISTINCT FROM new.*))) EXECUTE FUNCTION public.et_channel_sessions_touch();
+
+CREATE TRIGGER et_message_events_check AFTER INSERT ON public.et_message_events REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT WHEN (public.et_key_check_wanted()) EXECUTE FUNCTION public.et_message_events_check();
+
+CREATE TRIGGER et_message_events_check_update AFTER UPDATE ON public.et_message_events REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT WHEN (public.et_key_check_wanted()) EXECUTE FUNCTION public.et_message_events_check();
+
+CREATE TRIGGER et_message_events_webhooks AFTER INSERT ON public.et_message_events REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_message_events_webhooks();
+
+CREATE TRIGGER et_messages_after_insert AFTER INSERT ON public.et_messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_after_insert();
+
+CREATE TRIGGER et_messages_after_update AFTER UPDATE ON public.et_messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_after_update();
+
+CREATE TRIGGER et_messages_before_insert BEFORE INSERT ON public.et_messages FOR EACH ROW EXECUTE FUNCTION public.et_messages_before_insert();
+
+CREATE TRIGGER et_messages_before_update_content BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((new.sender IS DISTINCT FROM old.sender) OR (new.recipients IS DISTINCT FROM old.recipients) OR (new.cc IS DISTINCT FROM old.cc) OR (new.bcc IS DISTINCT FROM old.bcc) OR (new.reply_to IS DISTINCT FROM old.reply_to) OR (new.subject IS DISTINCT FROM old.subject) OR (new.body_text IS DISTINCT FROM old.body_text) OR (new.body_html IS DISTINCT FROM old.body_html) OR (new.variables IS DISTINCT FROM old.variables) OR (new.tenant_id IS DISTINCT FROM old.tenant_id) OR (new.id IS DISTINCT FROM old.id) OR (new.public_id IS DISTINCT FROM old.public_id) OR (new.direction IS DISTINCT FROM old.direction) OR (new.channel IS DISTINCT FROM old.channel) OR (new.channel_session_id IS DISTINCT FROM old.channel_session_id))) EXECUTE FUNCTION public.et_messages_before_update_content();
+
+CREATE TRIGGER et_messages_check_thread BEFORE UPDATE OF thread_id ON public.et_messages FOR EACH ROW WHEN ((new.thread_id IS DISTINCT FROM old.thread_id)) EXECUTE FUNCTION public.et_messages_check_thread();
+
+CREATE TRIGGER et_messages_delete_dependents AFTER DELETE ON public.et_messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_delete_dependents();
+
+CREATE TRIGGER et_messages_touch BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((new.delivery_status IS DISTINCT FROM old.delivery_status) AND (new.updated_at = old.updated_at))) EXECUTE FUNCTION public.et_messages_touch();
+
+CREATE TRIGGER et_messages_truncate_dependents AFTER TRUNCATE ON public.et_messages FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_delete_dependents();
+
+CREATE TRIGGER et_outbound_queue_check AFTER INSERT ON public.et_outbound_queue REFERENCING NEW TABLE AS new_queue FOR EACH STATEMENT WHEN (public.et_key_check_wanted()) EXECUTE FUNCTION public.et_outbound_queue_check();
+
+CREATE TRIGGER et_outbound_queue_check_update AFTER UPDATE OF tenant_id, message_id, channel_session_id ON public.et_outbound_queue FOR EACH ROW WHEN (((new.tenant_id IS DISTINCT FROM old.tenant_id) OR (new.message_id IS DISTINCT FROM old.message_id) OR (new.channel_session_id IS DISTINCT FROM old.channel_session_id))) EXECUTE FUNCTION public.et_outbound_queue_check();
+
+CREATE TRIGGER et_threads_keep_referenced_delete AFTER DELETE ON public.et_threads REFERENCING OLD TABLE AS old_threads FOR EACH STATEMENT EXECUTE FUNCTION public.et_threads_keep_referenced();
+
+CREATE TRIGGER et_threads_keep_referenced_truncate AFTER TRUNCATE ON public.et_threads FOR EACH STATEMENT EXECUTE FUNCTION public.et_threads_keep_referenced();
+
+CREATE TRIGGER et_threads_keep_referenced_update AFTER UPDATE OF tenant_id, id ON public.et_threads FOR EACH ROW WHEN (((new.tenant_id IS DISTINCT FROM old.tenant_id) OR (new.id IS DISTINCT FROM old.id))) EXECUTE FUNCTION public.et_threads_keep_referenced();
+
+CREATE TRIGGER et_webhook_endpoints_check BEFORE INSERT OR UPDATE ON public.et_webhook_endpoints FOR EACH ROW EXECUTE FUNCTION public.et_webhook_endpoints_check();
+
+CREATE TRIGGER et_webhook_endpoints_disabled AFTER UPDATE OF enabled ON public.et_webhook_endpoints FOR EACH ROW WHEN ((old.enabled AND (NOT new.enabled))) EXECUTE FUNCTION public.et_webhook_endpoints_disabled();
+
+ALTER TABLE ONLY public.et_api_keys
+    ADD CONSTRAINT et_api_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
+
+ALTER TABLE ONLY public.et_attachments
+    ADD CONSTRAINT et_attachments_tenant_id_message_id_fkey FOREIGN KEY (tenant_id, message_id) REFERENCES public.et_messages(tenant_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.et_channel_sessions
+    ADD CONSTRAINT et_channel_sessions_tenant_id_fallback_session_id_fkey FOREIGN KEY (tenant_id, fallback_session_id) REFERENCES public.et_channel_sessions(tenant_id, id);
+
+ALTER TABLE ONLY public.et_channel_sessions
+    ADD CONSTRAINT et_channel_sessions_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
+
+ALTER TABLE ONLY public.et_inbound_rules
+    ADD CONSTRAINT et_inbound_rules_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
+
+ALTER TABLE ONLY public.et_rate_buckets
+    ADD CONSTRAINT et_rate_buckets_tenant_id_channel_session_id_fkey FOREIGN KEY (tenant_id, channel_session_id) REFERENCES public.et_channel_sessions(tenant_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.et_session_health
+    ADD CONSTRAINT et_session_health_tenant_id_channel_session_id_fkey FOREIGN KEY (tenant_id, channel_session_id) REFERENCES public.et_channel_sessions(tenant_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.et_suppressions
+    ADD CONSTRAINT et_suppressions_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
+
+ALTER TABLE ONLY public.et_suppressions
+    ADD CONSTRAINT et_suppressions_tenant_id_source_message_id_fkey FOREIGN KEY (tenant_id, source_message_id) REFERENCES public.et_messages(tenant_id, id) ON DELETE SET NULL (source_message_id);
+
+ALTER TABLE ONLY public.et_thread_insights
+    ADD CONSTRAINT et_thread_insights_tenant_id_source_message_id_fkey FOREIGN KEY (tenant_id, source_message_id) REFERENCES public.et_messages(tenant_id, id) ON DELETE SET NULL (source_message_id);
+
+ALTER TABLE ONLY public.et_thread_insights
+    ADD CONSTRAINT et_thread_insights_tenant_id_thread_id_fkey FOREIGN KEY (tenant_id, thread_id) REFERENCES public.et_threads(tenant_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.et_threads
+    ADD CONSTRAINT et_threads_tenant_id_channel_session_id_fkey FOREIGN KEY (tenant_id, channel_session_id) REFERENCES public.et_channel_sessions(tenant_id, id);
+
+ALTER TABLE ONLY public.et_webhook_deliveries
+    ADD CONSTRAINT et_webhook_deliveries_event_type_fkey FOREIGN KEY (event_type) REFERENCES public.et_webhook_event_types(type);
+
+ALTER TABLE ONLY public.et_webhook_deliveries
+    ADD CONSTRAINT et_webhook_deliveries_tenant_id_endpoint_id_fkey FOREIGN KEY (tenant_id, endpoint_id) REFERENCES public.et_webhook_endpoints(tenant_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.et_webhook_endpoints
+    ADD CONSTRAINT et_webhook_endpoints_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
+
+ALTER TABLE public.et_api_keys ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_attachments ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_channel_sessions ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_inbound_rules ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_message_events ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_messages ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_outbound_queue ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_rate_buckets ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_security_events ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_session_health ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_suppressions ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY et_tenant_isolation ON public.et_api_keys USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_api_keys IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_attachments USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_attachments IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_channel_sessions USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_channel_sessions IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_inbound_rules USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_inbound_rules IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_message_events USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_message_events IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_messages USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_messages IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_outbound_queue USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_outbound_queue IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_rate_buckets USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_rate_buckets IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_security_events USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_security_events IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_session_health USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_session_health IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_suppressions USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_suppressions IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_tenants USING ((id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_tenants IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_thread_insights USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_thread_insights IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_threads USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_threads IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_webhook_deliveries USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_webhook_deliveries IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_webhook_endpoints USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_webhook_endpoints IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+ALTER TABLE public.et_tenants ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_thread_insights ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_threads ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_webhook_deliveries ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_webhook_endpoints ENABLE ROW LEVEL SECURITY;
+
+GRANT USAGE ON SCHEMA public TO pgcourier_app;
+
+GRANT SELECT,INSERT ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(delivery_status) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(sender) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(recipients) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(cc) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(bcc) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(reply_to) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(subject) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(body_text) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(body_html) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(variables) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(last_error) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(error_class) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(approved_by) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(approved_at) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(updated_at) ON TABLE public.et_messages TO pgcourier_app;
+
+REVOKE ALL ON FUNCTION public.et_grant_app_role(p_role name) FROM PUBLIC;
+
+GRANT USAGE ON SEQUENCE public.et_api_keys_id_seq TO pgcourier_app;
+
+GRANT SELECT,INSERT ON TABLE public.et_attachments TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_attachments_id_seq TO pgcourier_app;
+
+GRANT SELECT ON TABLE public.et_channel_sessions TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_channel_sessions_id_seq TO pgcourier_app;
+
+GRANT SELECT,INSERT,DELETE ON TABLE public.et_outbound_queue TO pgcourier_app;
+
+GRANT UPDATE(state) ON TABLE public.et_outbound_queue TO pgcourier_app;
+
+GRANT UPDATE(run_at) ON TABLE public.et_outbound_queue TO pgcourier_app;
+
+GRANT UPDATE(attempts) ON TABLE public.et_outbound_queue TO pgcourier_app;
+
+GRANT UPDATE(max_attempts) ON TABLE public.et_outbound_queue TO pgcourier_app;
+
+GRANT UPDATE(leased_by) ON TABLE public.et_outbound_queue TO pgcourier_app;
+
+GRANT UPDATE(lease_expires_at) ON TABLE public.et_outbound_queue TO pgcourier_app;
+
+GRANT UPDATE(last_error) ON TABLE public.et_outbound_queue TO pgcourier_app;
+
+GRANT UPDATE(updated_at) ON TABLE public.et_outbound_queue TO pgcourier_app;
+
+GRANT SELECT ON TABLE public.et_dead_letters TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_inbound_rules_id_seq TO pgcourier_app;
+
+GRANT SELECT,INSERT ON TABLE public.et_message_events TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_message_events_id_seq TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_messages_id_seq TO pgcourier_app;
+
+GRANT SELECT ON TABLE public.et_queue_health TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_security_events_id_seq TO pgcourier_app;
+
+GRANT SELECT ON TABLE public.et_status_transitions TO pgcourier_app;
+
+GRANT SELECT ON TABLE public.et_stuck TO pgcourier_app;
+
+GRANT SELECT,INSERT,DELETE ON TABLE public.et_suppressions TO pgcourier_app;
+
+GRANT SELECT ON TABLE public.et_tenants TO pgcourier_app;
+
+GRANT SELECT ON TABLE public.et_thread_insights TO pgcourier_app;
+
+GRANT SELECT ON TABLE public.et_thread_timeline TO pgcourier_app;
+
+GRANT SELECT,INSERT ON TABLE public.et_threads TO pgcourier_app;
+
+GRANT UPDATE(handling) ON TABLE public.et_threads TO pgcourier_app;
+
+GRANT UPDATE(handling_by) ON TABLE public.et_threads TO pgcourier_app;
+
+GRANT UPDATE(handling_at) ON TABLE public.et_threads TO pgcourier_app;
+
+GRANT UPDATE(state) ON TABLE public.et_threads TO pgcourier_app;
+
+GRANT UPDATE(message_count) ON TABLE public.et_threads TO pgcourier_app;
+
+GRANT UPDATE(inbound_count) ON TABLE public.et_threads TO pgcourier_app;
+
+GRANT UPDATE(outbound_count) ON TABLE public.et_threads TO pgcourier_app;
+
+GRANT UPDATE(last_inbound_at) ON TABLE public.et_threads TO pgcourier_app;
+
+GRANT UPDATE(last_outbound_at) ON TABLE public.et_threads TO pgcourier_app;
+
+GRANT UPDATE(insights_due_at) ON TABLE public.et_threads TO pgcourier_app;
+
+GRANT UPDATE(updated_at) ON TABLE public.et_threads TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_threads_id_seq TO pgcourier_app;
+
+GRANT SELECT,INSERT ON TABLE public.et_webhook_deliveries TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_webhook_deliveries_id_seq TO pgcourier_app;
+
+GRANT SELECT(tenant_id) ON TABLE public.et_webhook_endpoints TO pgcourier_app;
+
+GRANT SELECT(id) ON TABLE public.et_webhook_endpoints TO pgcourier_app;
+
+GRANT SELECT(url) ON TABLE public.et_webhook_endpoints TO pgcourier_app;
+
+GRANT SELECT(events) ON TABLE public.et_webhook_endpoints TO pgcourier_app;
+
+GRANT SELECT(description) ON TABLE public.et_webhook_endpoints TO pgcourier_app;
+
+GRANT SELECT(enabled) ON TABLE public.et_webhook_endpoints TO pgcourier_app;
+
+GRANT SELECT(failure_count) ON TABLE public.et_webhook_endpoints TO pgcourier_app;
+
+GRANT SELECT(disabled_reason) ON TABLE public.et_webhook_endpoints TO pgcourier_app;
+
+GRANT SELECT(disabled_at) ON TABLE public.et_webhook_endpoints TO pgcourier_app;
+
+GRANT SELECT(created_at) ON TABLE public.et_webhook_endpoints TO pgcourier_app;
+
+GRANT SELECT(updated_at) ON TABLE public.et_webhook_endpoints TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_webhook_endpoints_id_seq TO pgcourier_app;
+
+GRANT SELECT ON TABLE public.et_webhook_event_types TO pgcourier_app;

@@ -11,11 +11,12 @@ FROM rust:1-bookworm AS build
 WORKDIR /build
 COPY . .
 # Cache mounts keep the crate registry and compiled dependencies between builds (BuildKit);
-# the binary is copied out of the cached target dir in the same step.
+# the binary is copied out of the cached target dir in the same step. Only the daemon's package is
+# built: the workspace's other members (bench/, crates/testdb) are for development.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/build/target \
-    cargo build --release --locked --bin pgcourier \
+    cargo build --release --locked -p pgcourier --bin pgcourier \
     && install -m 0755 target/release/pgcourier /usr/local/bin/pgcourier
 
 FROM debian:bookworm-slim

@@ -58,7 +58,7 @@ session=$(psql "$url/cg" -qAt -c "INSERT INTO et_tenants (id, name) VALUES ('ben
 [ -z "$sql" ] || psql "$url/cg" -q -v ON_ERROR_STOP=1 -f "$sql" >/dev/null
 as_pg "'$bin/pg_ctl' -D '$dir/data' -w stop" >/dev/null
 
-# the statement and rows of the bench's single-row ingest (src/bin/bench/setup.rs ROW_VALUES)
+# the statement and rows of the bench's single-row ingest (bench/src/setup.rs ROW_VALUES)
 for n in 50 250; do
   {
     echo "PREPARE ins(int) AS INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text) SELECT 'bench', $session, 'outbound', ARRAY['r' || (g % 1000) || '@example.com'], 'Benchmark ' || g, 'Hello from the pgcourier benchmark, message ' || g || '.' FROM (SELECT \$1 AS g) s;"

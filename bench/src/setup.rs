@@ -1,13 +1,13 @@
-//! What every scenario stands on: a fresh migrated database `bench_<uuid>` (dropped
-//! `WITH (FORCE)` afterwards), the tenant and its sessions (`smtp` to the sink, `log`), the
+//! What every scenario stands on: a fresh migrated database `bench_<uuid>` (from
+//! [`pgcourier_testdb`], as the tests' databases; dropped `WITH (FORCE)` afterwards), the tenant and its sessions (`smtp` to the sink, `log`), the
 //! daemon's settings, polling the database until a condition holds, and the database clock.
 
 use crate::child::ChildDaemon;
 use anyhow::Context;
+use pgcourier_testdb::FreshDb;
+pub use pgcourier_testdb::{admin_url, connect};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio_postgres::{Client, NoTls};
-
-pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use tokio_postgres::Client;
 
 /// The tenant every scenario writes as, and its sender address.
 pub const TENANT: &str = "bench";
@@ -18,76 +18,42 @@ pub const SENDER: &str = "Bench <noreply@bench.example>";
 pub const ROW_VALUES: &str =
     "ARRAY['r' || (g % 1000) || '@example.com'], 'Benchmark ' || g, 'Hello from the pgcourier benchmark, message ' || g || '.'";
 
-/// The server the benchmark creates its databases on: `DATABASE_URL`, else the local one.
-pub fn admin_url() -> String {
-    std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| DEFAULT_ADMIN_URL.to_owned())
-}
-
-pub async fn connect(url: &str) -> anyhow::Result<Client> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .with_context(|| format!("cannot reach PostgreSQL at {url} (set DATABASE_URL to a server where this user may CREATE DATABASE)"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
-/// `url` with its database name replaced by `db` (keeps any `?query`).
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    format!("{host_part}/{db}{query}")
-}
-
 /// A fresh database; call [`BenchDb::drop_database`] when done (the scenario runner does,
 /// whether the scenario succeeded, failed or was interrupted).
 pub struct BenchDb {
-    pub name: String,
-    pub url: String,
     /// A ready connection for the scenario's own SQL.
     pub client: Client,
-    admin_url: String,
+    db: FreshDb,
 }
 
 impl BenchDb {
-    /// `CREATE DATABASE bench_<uuid>` and migrate it.
+    /// `CREATE DATABASE bench_<uuid>` as a copy of the migrated template.
     pub async fn create() -> anyhow::Result<BenchDb> {
-        let admin_url = admin_url();
-        let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
-        let admin = connect(&admin_url).await?;
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.context("CREATE DATABASE for the benchmark")?;
-        let url = with_database(&admin_url, &name);
-        let db = BenchDb { client: connect(&url).await?, name, url, admin_url };
-        let mut migrating = connect(&db.url).await?;
-        if let Err(e) = pgcourier::db::migrate::migrate(&mut migrating).await {
-            db.drop_database().await;
-            return Err(e).context("migrating the benchmark database");
+        let db = FreshDb::migrated("bench").await.context("a database for the benchmark")?;
+        match connect(&db.url).await {
+            Ok(client) => Ok(BenchDb { client, db }),
+            Err(e) => {
+                let _ = db.drop_database().await;
+                Err(e)
+            }
         }
-        Ok(db)
+    }
+
+    /// A connection string to this database.
+    pub fn url(&self) -> &str {
+        &self.db.url
     }
 
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        connect(&self.url).await
+        connect(self.url()).await
     }
 
     /// `DROP DATABASE ... WITH (FORCE)`; a failure is reported on stderr, not returned.
     pub async fn drop_database(self) {
-        let BenchDb { name, admin_url, client, .. } = self;
+        let BenchDb { client, db } = self;
         drop(client);
-        let result = match connect(&admin_url).await {
-            Ok(admin) => admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map_err(anyhow::Error::from),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            eprintln!("warning: could not drop benchmark database {name}: {e:#}");
+        if let Err(e) = db.drop_database().await {
+            eprintln!("warning: could not drop benchmark database {}: {e:#}", db.name);
         }
     }
 
@@ -204,7 +170,7 @@ impl DaemonSettings {
     /// The daemon's environment for `db`.
     pub fn env(&self, db: &BenchDb) -> Vec<(&'static str, String)> {
         vec![
-            ("DATABASE_URL", db.url.clone()),
+            ("DATABASE_URL", db.url().to_owned()),
             ("PGCOURIER_POLL_INTERVAL", self.poll_interval.clone()),
             ("PGCOURIER_SHUTDOWN_TIMEOUT", "10s".to_owned()),
             ("PGCOURIER_BATCH_SIZE", self.batch_size.to_string()),
@@ -248,10 +214,4 @@ pub const QUEUE_SETTLED: &str = "SELECT NOT EXISTS (SELECT 1 FROM et_outbound_qu
 /// Milliseconds, for reports.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-#[test]
-fn with_database_replaces_only_the_name() {
-    assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-    assert_eq!(with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
 }

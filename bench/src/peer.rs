@@ -30,7 +30,7 @@ pub struct Report {
 }
 
 pub fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/peer/graphile.sh")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peer/graphile.sh")
 }
 
 pub async fn run(jobs: usize, skip_default: bool) -> anyhow::Result<Report> {

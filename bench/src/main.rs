@@ -2,7 +2,7 @@
 //! PostgreSQL, a peer comparison with graphile-worker, and the issue's targets.
 //!
 //! ```text
-//! cargo run --release --bin bench -- [--json] [--scenario drain|steady|ingest|smtp|inbound|peer|all]
+//! cargo run --release -p pgcourier-bench -- [--json] [--scenario drain|steady|ingest|smtp|inbound|peer|all]
 //!     [--drain-messages 100000] [--rates 1000,5000] [--seconds 10] [--connections 8]
 //!     [--steady-provider log|smtp] [--ingest-rows 100000] [--ingest-single-rows 20000]
 //!     [--messages 20000] [--inbound-messages 50000] [--inbound-threads 5000]
@@ -11,8 +11,9 @@
 //!
 //! The server is `DATABASE_URL`, else `postgres://postgres@127.0.0.1:5432/postgres`; the user must
 //! be allowed to `CREATE DATABASE`. Every scenario (every steady rate) runs in its own fresh
-//! database `bench_<uuid>`, migrated with the library's migrations, and dropped `WITH (FORCE)`
-//! afterwards (also when the scenario fails or Ctrl-C interrupts it). The daemon runs as its own
+//! database `bench_<uuid>`, a copy of the migrated template database the tests copy too
+//! (`pgcourier-testdb`, crates/testdb), and dropped `WITH (FORCE)` afterwards (also when the
+//! scenario fails or Ctrl-C interrupts it). The daemon runs as its own
 //! process, as in production: this binary re-executed with the hidden `--daemon-child` flag (see
 //! the `child` module), configured through `PGCOURIER_*`, so its memory can be measured.
 //!
@@ -59,28 +60,16 @@
 //! `--sink-quickack` (the sink ACKs at once instead of with the kernel's delayed ACK: shows what
 //! the SMTP client's Nagle stall costs), `--log` (the daemon logs to stderr; `RUST_LOG`).
 
-// A binary's root file resolves `mod x;` next to itself, hence the paths into bench/.
-#[path = "bench/child.rs"]
 mod child;
-#[path = "bench/drain.rs"]
 mod drain;
-#[path = "bench/inbound.rs"]
 mod inbound;
-#[path = "bench/ingest.rs"]
 mod ingest;
-#[path = "bench/peer.rs"]
 mod peer;
-#[path = "bench/print.rs"]
 mod print;
-#[path = "bench/setup.rs"]
 mod setup;
-#[path = "bench/sink.rs"]
 mod sink;
-#[path = "bench/smtp.rs"]
 mod smtp;
-#[path = "bench/steady.rs"]
 mod steady;
-#[path = "bench/targets.rs"]
 mod targets;
 
 use clap::{Parser, ValueEnum};

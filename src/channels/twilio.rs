@@ -30,6 +30,7 @@
 use super::provider_http::{error_chain, excerpt, may_have_arrived, retry_after};
 use super::{Channel, Outbound, Receipt, SendError};
 use crate::domain::outcome::{ErrorClass, SuppressReason};
+use crate::domain::vocab;
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -126,9 +127,9 @@ impl Twilio {
 #[async_trait]
 impl Channel for Twilio {
     async fn send(&self, msg: &Outbound) -> Result<Receipt, SendError> {
-        let prefix = match msg.channel.as_str() {
-            "sms" => "",
-            "whatsapp" => "whatsapp:",
+        let prefix = match msg.channel {
+            vocab::Channel::Sms => "",
+            vocab::Channel::Whatsapp => "whatsapp:",
             other => return Err(SendError::permanent(format!("twilio sends sms and whatsapp, not {other}"))),
         };
         if !msg.attachments.is_empty() {

@@ -6,6 +6,8 @@
 //! attempt. No transaction stays open while a provider is called.
 
 use crate::channels::Attachment;
+use crate::domain::outcome::SuppressReason;
+use crate::domain::vocab::{Channel, Provider, Status};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -17,8 +19,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct SessionRow {
     pub id: i64,
-    pub channel: String,
-    pub provider: String,
+    pub channel: Channel,
+    pub provider: Provider,
     /// The from-address / phone / bot of the session.
     pub address: String,
     /// Non-secret provider settings.
@@ -179,8 +181,9 @@ SELECT m.tenant_id, m.id, m.public_id, m.lease_attempt AS attempts, m.lease_max_
                                   AND fb.channel = s.channel AND fb.status = 'active'
 "#;
 
-fn claimed(row: &Row) -> Claimed {
-    Claimed {
+/// One claimed row; an error (never a panic) if a channel or provider is not on its list.
+fn claimed(row: &Row) -> Result<Claimed, tokio_postgres::Error> {
+    Ok(Claimed {
         tenant_id: row.get("tenant_id"),
         id: row.get("id"),
         public_id: row.get("public_id"),
@@ -189,22 +192,25 @@ fn claimed(row: &Row) -> Claimed {
         possible_duplicate: row.get("possible_duplicate"),
         session: SessionRow {
             id: row.get("session_id"),
-            channel: row.get("channel"),
-            provider: row.get("provider"),
+            channel: row.try_get("channel")?,
+            provider: row.try_get("provider")?,
             address: row.get("address"),
             config: row.get("config"),
             credentials_ref: row.get("credentials_ref"),
             updated_at: row.get("session_updated_at"),
         },
-        fallback: row.get::<_, Option<i64>>("fb_id").map(|id| SessionRow {
-            id,
-            channel: row.get("channel"),
-            provider: row.get("fb_provider"),
-            address: row.get("fb_address"),
-            config: row.get("fb_config"),
-            credentials_ref: row.get("fb_credentials_ref"),
-            updated_at: row.get("fb_updated_at"),
-        }),
+        fallback: match row.get::<_, Option<i64>>("fb_id") {
+            Some(id) => Some(SessionRow {
+                id,
+                channel: row.try_get("channel")?,
+                provider: row.try_get("fb_provider")?,
+                address: row.get("fb_address"),
+                config: row.get("fb_config"),
+                credentials_ref: row.get("fb_credentials_ref"),
+                updated_at: row.get("fb_updated_at"),
+            }),
+            None => None,
+        },
         sender: row.get("sender"),
         recipients: row.get("recipients"),
         cc: row.get("cc"),
@@ -220,7 +226,7 @@ fn claimed(row: &Row) -> Claimed {
         references: row.get("references"),
         suppressed_now: row.get("suppressed_now"),
         attachments: Vec::new(),
-    }
+    })
 }
 
 /// Lease up to `limit` due messages for `worker` for `lease`, moving them to `sending`, with no
@@ -249,7 +255,7 @@ pub async fn claim_within(
 ) -> Result<Vec<Claimed>, tokio_postgres::Error> {
     let stmt = client.prepare_cached(&CLAIM.replace("{limit}", &limit.to_string())).await?;
     let rows = client.query(&stmt, &[&worker, &lease.as_secs_f64(), &sessions, &budgets, &others]).await?;
-    let mut batch: Vec<Claimed> = rows.iter().map(claimed).collect();
+    let mut batch: Vec<Claimed> = rows.iter().map(claimed).collect::<Result<_, _>>()?;
     let with_files: Vec<usize> = rows.iter().enumerate().filter(|(_, r)| r.get::<_, bool>("has_attachments")).map(|(i, _)| i).collect();
     if !with_files.is_empty() {
         let tenants: Vec<&str> = with_files.iter().map(|&i| batch[i].tenant_id.as_str()).collect();
@@ -281,7 +287,7 @@ pub struct OutcomeRow {
     /// The attempt this outcome belongs to (the lease fence).
     pub attempt: i32,
     /// `sent`, `queued` (retry at `run_at`), `failed` or `suppressed`.
-    pub status: &'static str,
+    pub status: Status,
     pub run_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub error_class: Option<&'static str>,
@@ -290,7 +296,7 @@ pub struct OutcomeRow {
     pub rendered_text: Option<String>,
     pub rendered_html: Option<String>,
     /// (channel, address, reason) to add to `et_suppressions`.
-    pub suppress: Option<(String, String, &'static str)>,
+    pub suppress: Option<(Channel, String, SuppressReason)>,
     /// The provider's extra detail, merged into `metadata` under `delivery`.
     pub delivery: Option<Value>,
     /// A failed attempt that may still have reached the provider (the connection broke after
@@ -300,7 +306,7 @@ pub struct OutcomeRow {
 
 impl OutcomeRow {
     /// An outcome with its status alone: no error, no provider id, nothing rendered or suppressed.
-    pub fn bare(tenant_id: String, message_id: i64, attempt: i32, status: &'static str) -> OutcomeRow {
+    pub fn bare(tenant_id: String, message_id: i64, attempt: i32, status: Status) -> OutcomeRow {
         OutcomeRow {
             tenant_id,
             message_id,
@@ -377,7 +383,7 @@ pub async fn record(client: &mut deadpool_postgres::Client, worker: &str, rows: 
     let tenant: Vec<&str> = rows.iter().map(|r| r.tenant_id.as_str()).collect();
     let ids: Vec<i64> = rows.iter().map(|r| r.message_id).collect();
     let attempts: Vec<i32> = rows.iter().map(|r| r.attempt).collect();
-    let status: Vec<&str> = rows.iter().map(|r| r.status).collect();
+    let status: Vec<Status> = rows.iter().map(|r| r.status).collect();
     let run_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.run_at).collect();
     let error = col(|r| r.error.clone());
     let class: Vec<Option<&str>> = rows.iter().map(|r| r.error_class).collect();
@@ -401,13 +407,15 @@ pub async fn record(client: &mut deadpool_postgres::Client, worker: &str, rows: 
     if !sup.is_empty() {
         let s = |f: fn(&OutcomeRow) -> String| sup.iter().map(|r| f(r)).collect::<Vec<_>>();
         let ids: Vec<i64> = sup.iter().map(|r| r.message_id).collect();
+        let channels: Vec<Channel> = sup.iter().filter_map(|r| r.suppress.as_ref()).map(|s| s.0).collect();
+        let reasons: Vec<SuppressReason> = sup.iter().filter_map(|r| r.suppress.as_ref()).map(|s| s.2).collect();
         tx.execute(
             SUPPRESS,
             &[
                 &s(|r| r.tenant_id.clone()),
-                &s(|r| r.suppress.as_ref().unwrap().0.clone()),
+                &channels,
                 &s(|r| r.suppress.as_ref().unwrap().1.clone()),
-                &s(|r| r.suppress.as_ref().unwrap().2.to_owned()),
+                &reasons,
                 &ids,
                 &s(|r| r.error.clone().unwrap_or_default()),
             ],

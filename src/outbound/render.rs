@@ -4,6 +4,7 @@
 
 use crate::channels::{Outbound, SendError};
 use crate::db::outbound::Claimed;
+use crate::domain::vocab::Channel;
 use handlebars::Handlebars;
 use std::sync::OnceLock;
 
@@ -55,7 +56,7 @@ pub fn outbound(m: &Claimed) -> Result<Outbound, SendError> {
         subject,
         text,
         html,
-        message_id: if m.session.channel == "email" { m.external_message_id.clone() } else { None },
+        message_id: if m.session.channel == Channel::Email { m.external_message_id.clone() } else { None },
         in_reply_to: m.in_reply_to.clone(),
         references: m.references.clone(),
         metadata: m.metadata.clone(),

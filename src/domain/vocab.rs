@@ -92,7 +92,7 @@ macro_rules! vocabulary {
 
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 
@@ -242,6 +242,7 @@ mod tests {
         for f in Fruit::ALL {
             assert_eq!(f.as_str().parse::<Fruit>().unwrap(), f);
             assert_eq!(f.to_string(), f.as_str());
+            assert_eq!(format!("{f:<13}|"), format!("{:<13}|", f.as_str()), "padding is honoured");
             assert_eq!(serde_json::to_value(f).unwrap(), f.as_str());
             assert_eq!(serde_json::from_value::<Fruit>(f.as_str().into()).unwrap(), f);
         }

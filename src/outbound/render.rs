@@ -47,7 +47,7 @@ pub fn outbound(m: &Claimed) -> Result<Outbound, SendError> {
     Ok(Outbound {
         public_id: m.public_id,
         tenant_id: m.tenant_id.clone(),
-        channel: m.session.channel.clone(),
+        channel: m.session.channel,
         from: m.sender.clone(),
         to: keep(&m.recipients),
         cc: keep(&m.cc),

@@ -30,4 +30,5 @@ mod provider_webhooks;
 mod refusals;
 mod smtp_sink;
 mod support;
+mod vocabulary;
 mod webhooks;

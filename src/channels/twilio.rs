@@ -167,7 +167,7 @@ impl Channel for Twilio {
                 "twilio: some recipients were not sent to; the message counts as sent (a retry would duplicate the others)");
         }
         let external_id = sent[0]["sid"].as_str().map(str::to_owned);
-        let mut detail = serde_json::json!({ "provider": "twilio", "messages": sent });
+        let mut detail = serde_json::json!({ "provider": vocab::Provider::Twilio, "messages": sent });
         if !failed.is_empty() || !unsent.is_empty() {
             detail["failed"] =
                 failed.iter().map(|(to, e)| serde_json::json!({ "to": to, "class": e.class.as_str(), "error": e.detail })).collect();

@@ -268,6 +268,38 @@ mod tests {
         assert!(e.contains("unknown fruit \"pear\""), "{e}");
     }
 
+    /// Every value of every vocabulary: its spelling parses back, serde writes and reads that
+    /// spelling, and NAMES lists them in ALL's order without repeats.
+    #[test]
+    fn every_vocabulary_round_trips() {
+        fn check<T>(all: &[T], names: &[&str], as_str: fn(T) -> &'static str)
+        where
+            T: Copy + PartialEq + fmt::Debug + std::str::FromStr + serde::Serialize + serde::de::DeserializeOwned,
+        {
+            assert_eq!(all.len(), names.len());
+            for (v, name) in all.iter().zip(names) {
+                assert_eq!(as_str(*v), *name);
+                assert_eq!(name.parse::<T>().ok(), Some(*v));
+                assert_eq!(serde_json::to_value(v).unwrap(), *name);
+                assert_eq!(serde_json::from_value::<T>((*name).into()).unwrap(), *v);
+                assert_eq!(serde_json::to_string(v).unwrap(), format!("{name:?}"));
+            }
+            let unique: std::collections::BTreeSet<_> = names.iter().collect();
+            assert_eq!(unique.len(), names.len(), "{names:?}");
+            assert!("".parse::<T>().is_err() && "Sent".parse::<T>().is_err(), "spellings are exact");
+        }
+        check(&Status::ALL, Status::NAMES, Status::as_str);
+        check(&Direction::ALL, Direction::NAMES, Direction::as_str);
+        check(&Channel::ALL, Channel::NAMES, Channel::as_str);
+        check(&Provider::ALL, Provider::NAMES, Provider::as_str);
+        check(&Handling::ALL, Handling::NAMES, Handling::as_str);
+        check(&ThreadState::ALL, ThreadState::NAMES, ThreadState::as_str);
+        check(&QueueState::ALL, QueueState::NAMES, QueueState::as_str);
+        check(&DecidedBy::ALL, DecidedBy::NAMES, DecidedBy::as_str);
+        use crate::domain::outcome::SuppressReason;
+        check(&SuppressReason::ALL, SuppressReason::NAMES, SuppressReason::as_str);
+    }
+
     #[test]
     fn lists_read_as_sentences() {
         assert_eq!(one_of(&["a"]), "a");

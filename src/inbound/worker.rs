@@ -303,8 +303,9 @@ fn deciders(rules: &[q::RuleRow], settings: &HashMap<String, Value>) -> HashMap<
     settings
         .iter()
         .map(|(tenant, s)| {
-            let decider: Result<Arc<dyn Decider>, DecideError> = match s.get("decider").and_then(Value::as_str) {
-                Some("llm") => llm_decider(s).map(|d| Arc::new(d) as Arc<dyn Decider>),
+            let decider: Result<Arc<dyn Decider>, DecideError> = match s.get("decider").and_then(Value::as_str).and_then(|d| d.parse().ok())
+            {
+                Some(DecidedBy::Llm) => llm_decider(s).map(|d| Arc::new(d) as Arc<dyn Decider>),
                 _ => Ok(match by_tenant.remove(tenant) {
                     Some(rules) => Arc::new(RulesDecider::new(rules)),
                     None => Arc::new(RulesDecider::defaults()),

@@ -303,7 +303,7 @@ impl Worker {
 
     /// The summarizer for a claimed thread's tenant.
     fn method(&mut self, t: &DueThread) -> Method {
-        if t.insights_mode.as_deref().map(str::trim) != Some("llm") {
+        if t.insights_mode.as_deref().and_then(|m| m.trim().parse().ok()) != Some(DecidedBy::Llm) {
             return Method::Rules;
         }
         let key = match t.llm_settings.get("api_key_ref").and_then(Value::as_str).filter(|r| !r.trim().is_empty()) {

@@ -1,5 +1,6 @@
 //! Read-only reports for operators: queue health and message counts (`pgcourier status`).
 
+use crate::domain::breaker::BreakerState;
 use crate::domain::vocab::{Channel, Direction, Provider, QueueState, Status};
 
 /// One row of `et_queue_health`.
@@ -61,7 +62,7 @@ pub async fn dead_letters(
 /// Sessions whose circuit breaker is not closed: (tenant, session, state, failure rate, since, reporter).
 pub async fn open_breakers(
     client: &tokio_postgres::Client,
-) -> Result<Vec<(String, i64, String, Option<f64>, String, String)>, tokio_postgres::Error> {
+) -> Result<Vec<(String, i64, BreakerState, Option<f64>, String, String)>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT tenant_id, channel_session_id, breaker_state, failure_rate, to_char(since, 'YYYY-MM-DD HH24:MI:SS'), reported_by
@@ -69,5 +70,5 @@ pub async fn open_breakers(
             &[],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).collect())
+    rows.iter().map(|r| Ok((r.get(0), r.get(1), r.try_get(2)?, r.get(3), r.get(4), r.get(5)))).collect()
 }

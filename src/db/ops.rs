@@ -5,6 +5,7 @@
 //! whole installation), cheap, and runs in one read-only transaction under a statement timeout,
 //! so a slow database makes a scrape fail fast rather than pile up.
 
+use crate::domain::breaker::BreakerState;
 use crate::domain::vocab::{Channel, QueueState, Status};
 use tokio_postgres::Client;
 
@@ -34,8 +35,7 @@ pub struct QueueDepth {
 pub struct Breaker {
     pub tenant_id: String,
     pub session_id: i64,
-    /// `closed`, `open` or `half_open`.
-    pub state: String,
+    pub state: BreakerState,
 }
 
 /// Messages of one (tenant, channel, delivery_status).
@@ -100,8 +100,8 @@ pub async fn gauges(client: &mut Client) -> Result<Gauges, tokio_postgres::Error
         .query("SELECT tenant_id, channel_session_id, breaker_state FROM et_session_health ORDER BY tenant_id, channel_session_id", &[])
         .await?
         .iter()
-        .map(|r| Breaker { tenant_id: r.get(0), session_id: r.get(1), state: r.get(2) })
-        .collect();
+        .map(|r| Ok(Breaker { tenant_id: r.get(0), session_id: r.get(1), state: r.try_get(2)? }))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     g.dead_letters = tx.query_one("SELECT count(*) FROM et_outbound_queue WHERE state = 'dead'", &[]).await?.get(0);
     g.messages_estimate = tx.query_one(MESSAGES_ESTIMATE, &[]).await?.get(0);
     if g.messages_estimate < MESSAGES_GAUGE_MAX_ROWS {

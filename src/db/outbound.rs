@@ -6,6 +6,7 @@
 //! attempt. No transaction stays open while a provider is called.
 
 use crate::channels::Attachment;
+use crate::domain::breaker::BreakerState;
 use crate::domain::outcome::SuppressReason;
 use crate::domain::vocab::{Channel, Provider, Status};
 use chrono::{DateTime, Utc};
@@ -475,7 +476,7 @@ pub async fn report_breaker(
     client: &impl GenericClient,
     tenant_id: &str,
     session_id: i64,
-    state: &str,
+    state: BreakerState,
     failure_rate: f64,
     worker: &str,
 ) -> Result<(), tokio_postgres::Error> {

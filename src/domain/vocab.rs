@@ -213,6 +213,18 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// Where a tenant webhook delivery is (`et_webhook_deliveries.state`, a CHECK list).
+    pub enum DeliveryState: "webhook delivery state" {
+        /// Waiting for its `run_at` (first try or a retry).
+        Ready = "ready",
+        /// The endpoint answered 2xx.
+        Delivered = "delivered",
+        /// Attempts exhausted, or the endpoint is gone.
+        Dead = "dead",
+    }
+}
+
+vocabulary! {
     /// Who made a decision or wrote an insight (`et_thread_insights.decided_by`, a CHECK list).
     pub enum DecidedBy: "decided_by" {
         /// The keyword / regex rules (no network).
@@ -296,8 +308,11 @@ mod tests {
         check(&ThreadState::ALL, ThreadState::NAMES, ThreadState::as_str);
         check(&QueueState::ALL, QueueState::NAMES, QueueState::as_str);
         check(&DecidedBy::ALL, DecidedBy::NAMES, DecidedBy::as_str);
+        check(&DeliveryState::ALL, DeliveryState::NAMES, DeliveryState::as_str);
         use crate::domain::outcome::SuppressReason;
         check(&SuppressReason::ALL, SuppressReason::NAMES, SuppressReason::as_str);
+        use crate::domain::breaker::BreakerState;
+        check(&BreakerState::ALL, BreakerState::NAMES, BreakerState::as_str);
     }
 
     #[test]

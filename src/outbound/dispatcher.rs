@@ -410,9 +410,9 @@ impl Dispatcher {
         tracing::warn!(session = session_id, state = change.0.as_str(), failure_rate = change.1, "circuit breaker changed state");
         tokio::spawn(async move {
             let result = match pool.get().await {
-                Ok(client) => q::report_breaker(&client, &tenant_id, session_id, change.0.as_str(), change.1, &worker)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Ok(client) => {
+                    q::report_breaker(&client, &tenant_id, session_id, change.0.kind(), change.1, &worker).await.map_err(|e| e.to_string())
+                }
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = result {

@@ -3,8 +3,9 @@
 //! travel through the driver as text and as the domains over text.
 
 use crate::support::TestDb;
+use pgcourier::domain::breaker::BreakerState;
 use pgcourier::domain::outcome::SuppressReason;
-use pgcourier::domain::vocab::{Channel, DecidedBy, Direction, Handling, Provider, QueueState, Status, ThreadState};
+use pgcourier::domain::vocab::{Channel, DecidedBy, DeliveryState, Direction, Handling, Provider, QueueState, Status, ThreadState};
 use postgres_types::{FromSqlOwned, ToSql};
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -152,4 +153,22 @@ async fn a_value_off_the_list_read_from_the_database_is_an_error_not_a_panic() {
         .unwrap()
         .get(0);
     assert_eq!(n, Status::ALL.len() as i64);
+}
+
+#[tokio::test]
+async fn breaker_state_equals_the_session_health_check() {
+    let db = TestDb::new().await;
+    assert_eq!(
+        check_list(&db, "et_session_health", "et_session_health_breaker_state_check").await,
+        names(&BreakerState::ALL, BreakerState::as_str)
+    );
+}
+
+#[tokio::test]
+async fn webhook_delivery_state_equals_its_check() {
+    let db = TestDb::new().await;
+    assert_eq!(
+        check_list(&db, "et_webhook_deliveries", "et_webhook_deliveries_state").await,
+        names(&DeliveryState::ALL, DeliveryState::as_str)
+    );
 }

@@ -87,6 +87,9 @@ mod tests {
             let name = r.split('"').next().unwrap();
             assert!(schemas[name] != Value::Null, "{name} is referenced but not in components");
         }
+        let hooks = serde_json::to_value(crate::http::webhooks::openapi()).unwrap();
+        let state = &hooks["components"]["schemas"]["DeliveryState"]["enum"];
+        assert_eq!(state, &serde_json::json!(crate::domain::vocab::DeliveryState::NAMES), "{hooks}");
         let params = doc["paths"]["/v1/messages"]["get"]["parameters"].as_array().unwrap();
         let status = params.iter().find(|p| p["name"] == "status").unwrap();
         assert!(status["schema"].to_string().contains("Status"), "{status}");

@@ -9,6 +9,17 @@
 //! written and read as text here, and also accept a domain over text (a `$1::et_channel`).
 //! Reading a value that is not on the list is an error that names the list, never a panic.
 //! `tests/it/vocabulary.rs` proves each list equals what the database allows.
+//!
+//! A misspelt value is a compile error, not a row the database refuses at run time:
+//!
+//! ```compile_fail
+//! let _ = pgcourier::domain::vocab::Status::Snet;
+//! ```
+//! ```
+//! use pgcourier::domain::vocab::Status;
+//! assert_eq!(Status::Sent.as_str(), "sent");
+//! assert!("snet".parse::<Status>().is_err());
+//! ```
 
 use postgres_types::{Kind, Type};
 use std::fmt;

@@ -520,12 +520,20 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION public.et_message_check_content(m public.et_messages) RETURNS public.et_messages
+CREATE FUNCTION public.et_message_check_content(m public.et_messages, p_settings jsonb) RETURNS public.et_messages
     LANGUAGE plpgsql
     AS $$
 DECLARE
   limit_chars integer;
+  limit_bytes integer;
+  max_to integer;
   body_len integer;
+  -- most tenants set no payload limit: the defaults are then used without looking each one up
+  custom boolean := p_settings ?| ARRAY['email_max_recipients', 'email_max_cc', 'email_max_bcc', 'email_max_body_bytes',
+                                        'sms_max_recipients', 'sms_max_body_chars', 'whatsapp_max_recipients',
+                                        'whatsapp_max_body_bytes'];
+  refusal text;
+  tf record;
 BEGIN
   m.recipients := et_normalize_addresses(m.channel, 'recipients', m.recipients);
   IF cardinality(m.cc) > 0 THEN
@@ -564,22 +572,81 @@ BEGIN
   IF m.body_text IS NULL AND m.body_html IS NULL AND NOT (m.metadata ? 'template') THEN
     PERFORM et_refuse('body_text', 'an outbound message needs body_text, body_html or metadata.template');
   END IF;
+  -- recipients per channel (telegram and webhook sessions address one chat / endpoint per row,
+  -- so their recipients are not counted)
+  max_to := CASE m.channel
+              WHEN 'email' THEN CASE WHEN custom THEN et_payload_limit(p_settings, 'email_max_recipients') ELSE 100 END
+              WHEN 'sms' THEN CASE WHEN custom THEN et_payload_limit(p_settings, 'sms_max_recipients') ELSE 10 END
+              WHEN 'whatsapp' THEN CASE WHEN custom THEN et_payload_limit(p_settings, 'whatsapp_max_recipients') ELSE 100 END
+            END;
+  IF cardinality(m.recipients) > max_to THEN
+    PERFORM et_refuse('recipients', format('%s recipients; a %s message has at most %s', cardinality(m.recipients), m.channel, max_to),
+                      NULL, 'split the recipients over several messages');
+  END IF;
   IF m.channel = 'email' THEN
-    IF octet_length(m.body_text) > 2097152 OR octet_length(m.body_html) > 2097152 THEN
+    IF cardinality(m.cc) > 100 OR cardinality(m.bcc) > 100 OR custom THEN
+      max_to := et_payload_limit(p_settings, 'email_max_cc');
+      IF cardinality(m.cc) > max_to THEN
+        PERFORM et_refuse('cc', format('%s cc addresses; an email has at most %s', cardinality(m.cc), max_to));
+      END IF;
+      max_to := et_payload_limit(p_settings, 'email_max_bcc');
+      IF cardinality(m.bcc) > max_to THEN
+        PERFORM et_refuse('bcc', format('%s bcc addresses; an email has at most %s', cardinality(m.bcc), max_to));
+      END IF;
+    END IF;
+    limit_bytes := CASE WHEN custom THEN et_payload_limit(p_settings, 'email_max_body_bytes') ELSE 2097152 END;
+    IF octet_length(m.body_text) > limit_bytes OR octet_length(m.body_html) > limit_bytes THEN
       body_len := greatest(octet_length(m.body_text), octet_length(m.body_html));
-      PERFORM et_refuse(CASE WHEN octet_length(m.body_text) > 2097152 THEN 'body_text' ELSE 'body_html' END,
-                        format('body is %s bytes; email bodies are limited to 2 MiB (2097152 bytes)', body_len));
+      PERFORM et_refuse(CASE WHEN octet_length(m.body_text) > limit_bytes THEN 'body_text' ELSE 'body_html' END,
+                        format('body is %s bytes; email bodies are limited to %s bytes', body_len, limit_bytes));
+    END IF;
+  ELSIF m.channel = 'whatsapp' THEN
+    -- WhatsApp counts bytes (UTF-8), not characters
+    limit_bytes := CASE WHEN custom THEN et_payload_limit(p_settings, 'whatsapp_max_body_bytes') ELSE 4096 END;
+    body_len := octet_length(m.body_text);
+    IF body_len > limit_bytes THEN
+      PERFORM et_refuse('body_text', format('body is %s bytes (UTF-8); whatsapp bodies are limited to %s bytes',
+                                            body_len, limit_bytes));
     END IF;
   ELSE
-    limit_chars := CASE m.channel WHEN 'sms' THEN 1600 WHEN 'whatsapp' THEN 4096 WHEN 'telegram' THEN 4096 ELSE 65536 END;
+    limit_chars := CASE m.channel
+                     WHEN 'sms' THEN CASE WHEN custom THEN et_payload_limit(p_settings, 'sms_max_body_chars') ELSE 1600 END
+                     WHEN 'telegram' THEN 4096
+                     ELSE 65536 END;
     body_len := char_length(m.body_text);
     IF body_len > limit_chars THEN
       PERFORM et_refuse('body_text', format('body is %s characters; %s bodies are limited to %s characters',
                                             body_len, m.channel, limit_chars));
     END IF;
-    IF m.body_html IS NOT NULL THEN
-      PERFORM et_refuse('body_html', format('body_html exists only on email, not on %s', m.channel),
-                        NULL, 'send the text in body_text');
+  END IF;
+  IF m.channel <> 'email' AND m.body_html IS NOT NULL THEN
+    PERFORM et_refuse('body_html', format('body_html exists only on email, not on %s', m.channel),
+                      NULL, 'send the text in body_text');
+  END IF;
+  -- templates: with variables the daemon renders subject and bodies, so they must render
+  -- (triggers/015_templates.sql); without variables they are sent as written
+  IF m.variables <> '{}'::jsonb THEN
+    IF jsonb_typeof(m.variables) <> 'object' THEN
+      PERFORM et_refuse('variables', format('variables must be a JSON object of names and values, not a %s',
+                                            jsonb_typeof(m.variables)));
+    END IF;
+    FOR tf IN SELECT * FROM (VALUES ('subject', m.subject), ('body_text', m.body_text), ('body_html', m.body_html)) v(col, template)
+               WHERE strpos(v.template, '{{') > 0 LOOP
+      refusal := et_template_refusal(tf.template, m.variables, coalesce(p_settings->'strict_rendering' = 'true'::jsonb, false));
+      IF refusal IS NOT NULL THEN
+        PERFORM et_refuse(tf.col, format('%s template: %s', tf.col, refusal), NULL,
+                          'fix the template, or send without variables to have the content sent exactly as written');
+      END IF;
+    END LOOP;
+  END IF;
+  -- metadata whose whole text is within 128 characters cannot break a default limit (no key or
+  -- value that long, too few entries): the common case skips the per-entry scan
+  IF m.metadata <> '{}'::jsonb
+     AND (jsonb_typeof(m.metadata) <> 'object' OR char_length(m.metadata::text) > 128
+          OR p_settings ?| ARRAY['metadata_max_entries', 'metadata_max_key_chars', 'metadata_max_value_chars']) THEN
+    refusal := et_metadata_refusal(m.metadata, p_settings);
+    IF refusal IS NOT NULL THEN
+      PERFORM et_refuse('metadata', refusal);
     END IF;
   END IF;
   RETURN m;
@@ -917,6 +984,7 @@ BEGIN
   -- suppression query (each query a row runs costs it ~5 µs).
   SELECT cs.channel, cs.address, cs.requires_approval, cs.status,
          t.active AS tenant_active, coalesce((t.settings->>'requires_approval')::boolean, false) AS tenant_approval,
+         t.settings,
          EXISTS (SELECT 1 FROM et_suppressions x WHERE x.tenant_id = cs.tenant_id AND x.channel = cs.channel) AS any_suppression
     INTO s
     FROM et_channel_sessions cs JOIN et_tenants t ON t.id = cs.tenant_id
@@ -948,7 +1016,7 @@ BEGIN
   IF NEW.direction = 'inbound' AND NEW.idempotency_key IS NOT NULL THEN
     PERFORM et_refuse('idempotency_key', 'idempotency_key is for outbound messages; inbound rows dedupe on external_message_id');
   END IF;
-  NEW := et_message_check_content(NEW);
+  NEW := et_message_check_content(NEW, s.settings);
   IF NEW.direction = 'outbound' THEN
     -- the session address was validated when the session was written (et_channel_sessions trigger)
     NEW.sender := coalesce(NEW.sender, s.address);
@@ -1078,7 +1146,7 @@ BEGIN
       'content can change only while an outbound message is pending_approval',
       'cancel it and insert a corrected message');
   END IF;
-  NEW := et_message_check_content(NEW);
+  NEW := et_message_check_content(NEW, (SELECT t.settings FROM et_tenants t WHERE t.id = NEW.tenant_id));
   NEW.updated_at := now();
   RETURN NEW;
 END
@@ -1137,6 +1205,40 @@ BEGIN
      FOR NO KEY UPDATE OF m;
   UPDATE et_messages m SET updated_at = m.updated_at
    WHERE (m.tenant_id, m.id) IN (SELECT * FROM unnest(p_tenants, p_ids));
+END
+$$;
+
+CREATE FUNCTION public.et_metadata_refusal(p_metadata jsonb, p_settings jsonb) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+  entries integer;
+  max_entries integer := et_payload_limit(p_settings, 'metadata_max_entries');
+  max_key integer := et_payload_limit(p_settings, 'metadata_max_key_chars');
+  max_value integer := et_payload_limit(p_settings, 'metadata_max_value_chars');
+  bad record;
+BEGIN
+  IF jsonb_typeof(p_metadata) <> 'object' THEN
+    RETURN format('metadata must be a JSON object of keys and values, not a %s', jsonb_typeof(p_metadata));
+  END IF;
+  SELECT count(*) INTO entries FROM jsonb_object_keys(p_metadata);
+  IF entries > max_entries THEN
+    RETURN format('metadata has %s entries (at most %s)', entries, max_entries);
+  END IF;
+  SELECT e.key, char_length(e.key) AS key_len,
+         CASE WHEN jsonb_typeof(e.value) = 'string' THEN char_length(e.value #>> '{}') END AS value_len
+    INTO bad
+    FROM jsonb_each(p_metadata) e
+   WHERE char_length(e.key) > max_key
+      OR (jsonb_typeof(e.value) = 'string' AND char_length(e.value #>> '{}') > max_value)
+   ORDER BY e.key
+   LIMIT 1;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  ELSIF bad.key_len > max_key THEN
+    RETURN format('metadata key %s... is %s characters (at most %s)', left(bad.key, 32), bad.key_len, max_key);
+  END IF;
+  RETURN format('metadata.%s is %s characters (at most %s)', bad.key, bad.value_len, max_value);
 END
 $$;
 
@@ -1226,6 +1328,35 @@ BEGIN
   END IF;
   RETURN NULL;
 END
+$$;
+
+CREATE FUNCTION public.et_payload_limit(p_settings jsonb, p_key text) RETURNS integer
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+  dflt integer := (et_payload_limit_defaults() ->> p_key)::integer;
+  v jsonb := p_settings -> p_key;
+BEGIN
+  IF v IS NULL OR v = 'null'::jsonb THEN
+    RETURN dflt;
+  END IF;
+  IF jsonb_typeof(v) = 'number' AND (v #>> '{}')::numeric = trunc((v #>> '{}')::numeric)
+     AND (v #>> '{}')::numeric BETWEEN 1 AND dflt THEN
+    RETURN (v #>> '{}')::integer;
+  END IF;
+  PERFORM et_refuse('tenant_id', format('tenant setting %s must be a whole number from 1 to %s, not %s', p_key, dflt, v),
+                    NULL, 'fix it in et_tenants.settings, or remove it for the default');
+END
+$$;
+
+CREATE FUNCTION public.et_payload_limit_defaults() RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT '{"email_max_recipients": 100, "email_max_cc": 100, "email_max_bcc": 100,
+           "email_max_body_bytes": 2097152,
+           "sms_max_recipients": 10, "sms_max_body_chars": 1600,
+           "whatsapp_max_recipients": 100, "whatsapp_max_body_bytes": 4096,
+           "metadata_max_entries": 50, "metadata_max_key_chars": 128, "metadata_max_value_chars": 1024}'::jsonb
 $$;
 
 CREATE FUNCTION public.et_punycode(p_label text) RETURNS text
@@ -1432,6 +1563,138 @@ BEGIN
    WHERE tenant_id = p_tenant AND channel_session_id = p_session;
 END
 $$;
+
+CREATE FUNCTION public.et_template_has(p_variables jsonb, p_path text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE WHEN p_path IN ('this', '.') THEN true
+              WHEN p_path LIKE '@%' OR p_path LIKE '../%' THEN false
+              ELSE p_variables #> regexp_split_to_array(regexp_replace(p_path, '^this[./]', ''), '[./]') IS NOT NULL
+         END
+$$;
+
+CREATE FUNCTION public.et_template_refusal(p_template text, p_variables jsonb, p_strict boolean) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    AS $_$
+DECLARE
+  pieces text[];
+  piece text;
+  i integer;
+  n integer;
+  close_at integer;
+  tag text;
+  body text;
+  stack text[] := '{}';
+  context_depth integer := 0;  -- open #each / #with blocks: paths inside are relative to an item
+  path_re constant text := '^((\.\./)*(this|@[a-z]+|[A-Za-z_][A-Za-z0-9_-]*)([./][A-Za-z0-9_][A-Za-z0-9_-]*)*|\.)$';
+  helper text;
+  arg text;
+  shown text;
+BEGIN
+  IF p_template IS NULL OR strpos(p_template, '{{') = 0 THEN
+    RETURN NULL;
+  END IF;
+  -- every piece after the first starts right after a `{{`
+  pieces := regexp_split_to_array(p_template, '\{\{');
+  n := array_length(pieces, 1);
+  i := 2;
+  WHILE i <= n LOOP
+    piece := pieces[i];
+    -- `\{{` is a literal `{{` (a preceding `\\` would be an escaped backslash: refused as unclear)
+    IF right(pieces[i - 1], 1) = '\' AND i > 1 THEN
+      IF right(pieces[i - 1], 2) = '\\' THEN
+        RETURN format('%s{{ (a backslash before an escaped mustache) is ambiguous; write the text without it', '\\');
+      END IF;
+      i := i + 1;
+      CONTINUE;
+    END IF;
+    -- a long comment may hold `{{` and `}}`: it ends at the first `--}}`
+    IF piece ~ '^~?!--' THEN
+      body := array_to_string(pieces[i:n], '{{');
+      close_at := strpos(body, '--}}');
+      IF close_at = 0 THEN
+        RETURN 'a {{!-- comment is not closed with --}}';
+      END IF;
+      -- skip the pieces the comment spans
+      i := i + array_length(regexp_split_to_array(left(body, close_at), '\{\{'), 1);
+      CONTINUE;
+    END IF;
+    IF left(piece, 1) = '{' OR left(piece, 2) = '~{' THEN
+      close_at := strpos(piece, '}}}');
+      IF close_at = 0 THEN
+        RETURN format('{{%s is not closed with }}}', left(piece, 40));
+      END IF;
+      tag := substr(piece, 1, close_at + 2);            -- `{path}}}` or `~{path}~}}`
+      body := btrim(regexp_replace(tag, '^~?\{|\}~?\}\}$', '', 'g'));
+      shown := '{{' || tag;
+      IF body !~ path_re THEN
+        RETURN format('%s: only a variable name may stand in {{{ }}} (helpers are not supported)', shown);
+      ELSIF body IN ('if', 'unless', 'each', 'with') THEN
+        RETURN format('%s: %s is a block helper; a variable of that name is written {{{this.%s}}}', shown, body, body);
+      END IF;
+      IF p_strict AND context_depth = 0 AND NOT et_template_has(p_variables, body) THEN
+        RETURN format('%s: variable %s is missing (strict rendering)', shown, body);
+      END IF;
+      i := i + 1;
+      CONTINUE;
+    END IF;
+    close_at := strpos(piece, '}}');
+    IF close_at = 0 THEN
+      RETURN format('{{%s is not closed with }}', left(piece, 40));
+    END IF;
+    tag := left(piece, close_at - 1);
+    shown := '{{' || tag || '}}';
+    body := btrim(regexp_replace(tag, '^~|~$', '', 'g'));
+    IF left(body, 1) = '!' THEN
+      NULL;  -- a short comment
+    ELSIF left(body, 1) = '#' THEN
+      helper := substring(body FROM '^#\s*([A-Za-z]+)');
+      arg := btrim(substring(body FROM '^#\s*[A-Za-z]+(.*)$'));
+      IF helper IS NULL OR helper NOT IN ('if', 'unless', 'each', 'with') THEN
+        RETURN format('%s: unknown block (only #if, #unless, #each and #with)', shown);
+      END IF;
+      IF arg !~ path_re THEN
+        RETURN format('%s: #%s takes one variable name', shown, helper);
+      END IF;
+      IF p_strict AND context_depth = 0 AND NOT et_template_has(p_variables, arg) THEN
+        RETURN format('%s: variable %s is missing (strict rendering)', shown, arg);
+      END IF;
+      stack := stack || helper;
+      IF helper IN ('each', 'with') THEN
+        context_depth := context_depth + 1;
+      END IF;
+    ELSIF left(body, 1) = '/' THEN
+      helper := btrim(substr(body, 2));
+      IF cardinality(stack) = 0 THEN
+        RETURN format('%s closes a block that was not opened', shown);
+      ELSIF stack[cardinality(stack)] <> helper THEN
+        RETURN format('%s: the open block is #%s (close it with {{/%s}} first)', shown, stack[cardinality(stack)], stack[cardinality(stack)]);
+      END IF;
+      IF helper IN ('each', 'with') THEN
+        context_depth := context_depth - 1;
+      END IF;
+      stack := stack[1:cardinality(stack) - 1];
+    ELSIF body = 'else' THEN
+      IF cardinality(stack) = 0 THEN
+        RETURN format('%s outside a block', shown);
+      END IF;
+    ELSIF body IN ('if', 'unless', 'each', 'with') THEN
+      RETURN format('%s: %s is a block helper; a variable of that name is written {{this.%s}}', shown, body, body);
+    ELSIF left(body, 1) = '>' THEN
+      RETURN format('%s: partials are not supported', shown);
+    ELSIF body !~ path_re THEN
+      RETURN format('%s: only a variable name may stand in {{ }} (helpers and expressions are not supported)', shown);
+    ELSIF p_strict AND context_depth = 0 AND NOT et_template_has(p_variables, body) THEN
+      RETURN format('%s: variable %s is missing (strict rendering)', shown, body);
+    END IF;
+    i := i + 1;
+  END LOOP;
+  IF cardinality(stack) > 0 THEN
+    RETURN format('{{#%s}} is not closed (expected {{/%s}})', stack[cardinality(stack)], stack[cardinality(stack)]);
+  END IF;
+  RETURN NULL;
+END
+$_$;
 
 CREATE FUNCTION public.et_threads_keep_referenced() RETURNS trigger
     LANGUAGE plpgsql

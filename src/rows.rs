@@ -2,6 +2,7 @@
 //! on and the files sent with it. A leaf, so that [`crate::db`] (which reads them) and
 //! [`crate::channels`] (which sends with them) need not know each other.
 
+use crate::domain::vocab::{Channel, Provider};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -10,10 +11,10 @@ use serde_json::Value;
 pub struct SessionRow {
     /// `et_sessions.id`: keys the adapter cache and the session's circuit breaker.
     pub id: i64,
-    /// The channel the session serves (`email`, `sms`, ...).
-    pub channel: String,
-    /// The adapter that sends for it (`smtp`, `twilio`, ...).
-    pub provider: String,
+    /// The channel the session serves.
+    pub channel: Channel,
+    /// The adapter that sends for it.
+    pub provider: Provider,
     /// The from-address / phone / bot of the session.
     pub address: String,
     /// Non-secret provider settings.

@@ -245,7 +245,7 @@ mod tests {
         Outbound {
             public_id: uuid::Uuid::nil(),
             tenant_id: "acme".into(),
-            channel: "email".into(),
+            channel: crate::domain::vocab::Channel::Email,
             from: "Acme <noreply@acme.example>".into(),
             to: vec!["ann@example.com".into()],
             cc: vec!["cat@example.com".into()],

@@ -12,6 +12,7 @@ pub mod twilio;
 pub mod whatsapp_cloud;
 
 use crate::domain::outcome::ErrorClass;
+use crate::domain::vocab::{self, Provider};
 pub use crate::rows::Attachment;
 use crate::rows::SessionRow;
 use async_trait::async_trait;
@@ -24,8 +25,7 @@ use uuid::Uuid;
 pub struct Outbound {
     pub public_id: Uuid,
     pub tenant_id: String,
-    /// `email`, `whatsapp`, `telegram`, `sms` or `webhook`.
-    pub channel: String,
+    pub channel: vocab::Channel,
     pub from: String,
     pub to: Vec<String>,
     pub cc: Vec<String>,
@@ -138,17 +138,14 @@ impl Registry {
 
 fn build(session: &SessionRow) -> Result<Arc<dyn Channel>, SendError> {
     let secret = resolve_secret(&session.credentials_ref)?;
-    Ok(match session.provider.as_str() {
-        "smtp" => Arc::new(smtp::Smtp::new(&session.config, secret)?),
-        "file" => Arc::new(file::File::new(&session.config)?),
-        "log" => Arc::new(log::Log),
-        "telegram_bot" => Arc::new(telegram::Telegram::new(&session.config, secret)?),
-        "whatsapp_cloud" => Arc::new(whatsapp_cloud::WhatsappCloud::new(&session.config, secret)?),
-        "twilio" => Arc::new(twilio::Twilio::new(&session.config, &session.address, secret)?),
-        "http_bridge" => Arc::new(http_bridge::HttpBridge::new(&session.config, secret)?),
-        other => {
-            return Err(SendError::permanent(format!("provider {other:?} (session {}) is not supported by this daemon yet", session.id)))
-        }
+    Ok(match session.provider {
+        Provider::Smtp => Arc::new(smtp::Smtp::new(&session.config, secret)?),
+        Provider::File => Arc::new(file::File::new(&session.config)?),
+        Provider::Log => Arc::new(log::Log),
+        Provider::TelegramBot => Arc::new(telegram::Telegram::new(&session.config, secret)?),
+        Provider::WhatsappCloud => Arc::new(whatsapp_cloud::WhatsappCloud::new(&session.config, secret)?),
+        Provider::Twilio => Arc::new(twilio::Twilio::new(&session.config, &session.address, secret)?),
+        Provider::HttpBridge => Arc::new(http_bridge::HttpBridge::new(&session.config, secret)?),
     })
 }
 

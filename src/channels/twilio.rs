@@ -30,6 +30,7 @@
 use super::provider_http::{error_chain, excerpt, may_have_arrived, retry_after};
 use super::{Channel, Outbound, Receipt, SendError};
 use crate::domain::outcome::{ErrorClass, SuppressReason};
+use crate::domain::vocab;
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -126,9 +127,9 @@ impl Twilio {
 #[async_trait]
 impl Channel for Twilio {
     async fn send(&self, msg: &Outbound) -> Result<Receipt, SendError> {
-        let prefix = match msg.channel.as_str() {
-            "sms" => "",
-            "whatsapp" => "whatsapp:",
+        let prefix = match msg.channel {
+            vocab::Channel::Sms => "",
+            vocab::Channel::Whatsapp => "whatsapp:",
             other => return Err(SendError::permanent(format!("twilio sends sms and whatsapp, not {other}"))),
         };
         if !msg.attachments.is_empty() {
@@ -166,7 +167,7 @@ impl Channel for Twilio {
                 "twilio: some recipients were not sent to; the message counts as sent (a retry would duplicate the others)");
         }
         let external_id = sent[0]["sid"].as_str().map(str::to_owned);
-        let mut detail = serde_json::json!({ "provider": "twilio", "messages": sent });
+        let mut detail = serde_json::json!({ "provider": vocab::Provider::Twilio, "messages": sent });
         if !failed.is_empty() || !unsent.is_empty() {
             detail["failed"] =
                 failed.iter().map(|(to, e)| serde_json::json!({ "to": to, "class": e.class.as_str(), "error": e.detail })).collect();

@@ -25,6 +25,7 @@
 use super::provider_http::{excerpt, parse_retry_after};
 use super::{Attachment, Channel, Outbound, Receipt, SendError};
 use crate::domain::outcome::ErrorClass;
+use crate::domain::vocab::Provider;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -187,7 +188,7 @@ impl Channel for WhatsappCloud {
         }
         self.forget(msg.public_id);
         let external_id = sent.iter().find_map(|s| s["id"].as_str().map(str::to_owned));
-        Ok(Receipt { external_id, detail: Some(json!({ "provider": "whatsapp_cloud", "messages": sent })) })
+        Ok(Receipt { external_id, detail: Some(json!({ "provider": Provider::WhatsappCloud, "messages": sent })) })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The demo tenant `pgcourier up` creates on first start: an email session that writes `.eml`
 //! files (provider `file`) and a chat session that only logs (provider `log`).
 
+use crate::domain::vocab::{Channel, Provider};
 use tokio_postgres::Client;
 
 /// Ids of the demo sessions.
@@ -14,15 +15,16 @@ pub struct Demo {
 pub async fn ensure(client: &Client, outbox: &str) -> Result<Demo, tokio_postgres::Error> {
     client.execute("INSERT INTO et_tenants (id, name) VALUES ('demo', 'Demo tenant') ON CONFLICT (id) DO NOTHING", &[]).await?;
     let config = serde_json::json!({ "dir": outbox });
-    let email = session(client, "email", "file", "Demo <demo@pgcourier.localhost>", "demo email (.eml files)", &config).await?;
-    let chat = session(client, "whatsapp", "log", "+15550000000", "demo chat (log only)", &serde_json::json!({})).await?;
+    let email =
+        session(client, Channel::Email, Provider::File, "Demo <demo@pgcourier.localhost>", "demo email (.eml files)", &config).await?;
+    let chat = session(client, Channel::Whatsapp, Provider::Log, "+15550000000", "demo chat (log only)", &serde_json::json!({})).await?;
     Ok(Demo { email_session: email, chat_session: chat })
 }
 
 async fn session(
     client: &Client,
-    channel: &str,
-    provider: &str,
+    channel: Channel,
+    provider: Provider,
     address: &str,
     name: &str,
     config: &serde_json::Value,

@@ -1,12 +1,15 @@
 //! Read-only reports for operators: queue health and message counts (`pgcourier status`).
 
+use crate::domain::breaker::BreakerState;
+use crate::domain::vocab::{Channel, Direction, Provider, QueueState, Status};
+
 /// One row of `et_queue_health`.
 #[derive(Debug, Clone)]
 pub struct QueueHealth {
     pub tenant_id: String,
-    pub channel: String,
-    pub provider: String,
-    pub state: String,
+    pub channel: Channel,
+    pub provider: Provider,
+    pub state: QueueState,
     pub depth: i64,
     pub due: i64,
     /// Seconds the oldest due row has waited.
@@ -23,25 +26,26 @@ pub async fn queue_health(client: &tokio_postgres::Client) -> Result<Vec<QueueHe
             &[],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| QueueHealth {
-            tenant_id: r.get(0),
-            channel: r.get(1),
-            provider: r.get(2),
-            state: r.get(3),
-            depth: r.get(4),
-            due: r.get(5),
-            oldest_ready_secs: r.get(6),
-            expired_leases: r.get(7),
+    rows.iter()
+        .map(|r| {
+            Ok(QueueHealth {
+                tenant_id: r.get(0),
+                channel: r.try_get(1)?,
+                provider: r.try_get(2)?,
+                state: r.try_get(3)?,
+                depth: r.get(4),
+                due: r.get(5),
+                oldest_ready_secs: r.get(6),
+                expired_leases: r.get(7),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Messages per (direction, delivery_status).
-pub async fn status_counts(client: &tokio_postgres::Client) -> Result<Vec<(String, String, i64)>, tokio_postgres::Error> {
+pub async fn status_counts(client: &tokio_postgres::Client) -> Result<Vec<(Direction, Status, i64)>, tokio_postgres::Error> {
     let rows = client.query("SELECT direction, delivery_status, count(*) FROM et_messages GROUP BY 1, 2 ORDER BY 1, 2", &[]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.get(2)))).collect()
 }
 
 /// The newest dead letters: (message id, tenant, recipients, last error).
@@ -58,7 +62,7 @@ pub async fn dead_letters(
 /// Sessions whose circuit breaker is not closed: (tenant, session, state, failure rate, since, reporter).
 pub async fn open_breakers(
     client: &tokio_postgres::Client,
-) -> Result<Vec<(String, i64, String, Option<f64>, String, String)>, tokio_postgres::Error> {
+) -> Result<Vec<(String, i64, BreakerState, Option<f64>, String, String)>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT tenant_id, channel_session_id, breaker_state, failure_rate, to_char(since, 'YYYY-MM-DD HH24:MI:SS'), reported_by
@@ -66,5 +70,5 @@ pub async fn open_breakers(
             &[],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).collect())
+    rows.iter().map(|r| Ok((r.get(0), r.get(1), r.try_get(2)?, r.get(3), r.get(4), r.get(5)))).collect()
 }

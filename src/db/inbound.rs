@@ -15,6 +15,7 @@
 //! [`apply`] writes statuses, replies and threads.
 
 use crate::domain::decision::{HistoryMessage, ThreadHistory};
+use crate::domain::vocab::{Handling, Status};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -95,10 +96,10 @@ pub async fn histories(
             ThreadHistory {
                 tenant_id: r.get(0),
                 thread_id: id,
-                channel: r.get(2),
+                channel: r.try_get(2)?,
                 contact: r.get(3),
                 subject: r.get(4),
-                handling: r.get(5),
+                handling: r.try_get(5)?,
                 messages: Vec::new(),
             },
         );
@@ -123,8 +124,8 @@ pub async fn histories(
         if let Some(h) = out.get_mut(&thread) {
             h.messages.push(HistoryMessage {
                 id: r.get(1),
-                direction: r.get(2),
-                delivery_status: r.get(3),
+                direction: r.try_get(2)?,
+                delivery_status: r.try_get(3)?,
                 sender: r.get(4),
                 subject: r.get(5),
                 text: r.get(6),
@@ -143,7 +144,7 @@ pub struct Applied {
     pub thread_id: i64,
     pub fence: DateTime<Utc>,
     /// The inbound status to end in.
-    pub status: &'static str,
+    pub status: Status,
     pub reply: Option<String>,
     pub follow_up: Option<(DateTime<Utc>, String)>,
     /// Stored in the message's `metadata.decision`.
@@ -154,7 +155,7 @@ pub struct Applied {
 
 /// Lock the threads of a batch (`FOR NO KEY UPDATE`, in id order) for the rest of the
 /// transaction; returns thread id → `handling` as of now.
-pub async fn lock_threads(client: &impl GenericClient, threads: &[(&str, i64)]) -> Result<HashMap<i64, String>, tokio_postgres::Error> {
+pub async fn lock_threads(client: &impl GenericClient, threads: &[(&str, i64)]) -> Result<HashMap<i64, Handling>, tokio_postgres::Error> {
     let mut threads = threads.to_vec();
     threads.sort_by_key(|t| t.1);
     threads.dedup();
@@ -170,7 +171,7 @@ pub async fn lock_threads(client: &impl GenericClient, threads: &[(&str, i64)]) 
         )
         .await?;
     let rows = client.query(&stmt, &[&tenants, &ids]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    rows.iter().map(|r| Ok((r.get(0), r.try_get(1)?))).collect()
 }
 
 const APPLY: &str = r#"
@@ -237,7 +238,7 @@ pub async fn apply(client: &impl GenericClient, worker: &str, items: &[Applied])
     let tenants: Vec<&str> = items.iter().map(|a| a.tenant_id.as_str()).collect();
     let ids: Vec<i64> = items.iter().map(|a| a.message_id).collect();
     let fences: Vec<DateTime<Utc>> = items.iter().map(|a| a.fence).collect();
-    let status: Vec<&str> = items.iter().map(|a| a.status).collect();
+    let status: Vec<Status> = items.iter().map(|a| a.status).collect();
     let reply: Vec<Option<&str>> = items.iter().map(|a| a.reply.as_deref()).collect();
     let follow_at: Vec<Option<DateTime<Utc>>> = items.iter().map(|a| a.follow_up.as_ref().map(|f| f.0)).collect();
     let follow_note: Vec<Option<&str>> = items.iter().map(|a| a.follow_up.as_ref().map(|f| f.1.as_str())).collect();

@@ -14,6 +14,7 @@
 //! the `followup.due` audit events and the `et_followups` notifications, and clears the follow-up.
 
 use crate::domain::decision::{HistoryMessage, Insight};
+use crate::domain::vocab::{Channel, DecidedBy, Handling};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -32,10 +33,10 @@ pub struct DueThread {
     pub due_at: DateTime<Utc>,
     /// `updated_at` as claimed: the fence for clearing the marker.
     pub updated_at: DateTime<Utc>,
-    pub channel: String,
+    pub channel: Channel,
     pub contact: String,
     pub subject: Option<String>,
-    pub handling: String,
+    pub handling: Handling,
     pub message_count: i32,
     pub inbound_count: i32,
     pub outbound_count: i32,
@@ -117,26 +118,27 @@ pub async fn claim_due(
     let starved = quiet * 10.0;
     let (after_due, after_id) = (after.map(|a| a.0), after.map(|a| a.1));
     let rows = client.query(CLAIM, &[&quiet, &starved, &exclude, &limit, &after_due, &after_id, &worker, &lease.as_secs_f64()]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| DueThread {
-            tenant_id: r.get(0),
-            thread_id: r.get(1),
-            due_at: r.get(2),
-            updated_at: r.get(3),
-            channel: r.get(4),
-            contact: r.get(5),
-            subject: r.get(6),
-            handling: r.get(7),
-            message_count: r.get(8),
-            inbound_count: r.get(9),
-            outbound_count: r.get(10),
-            follow_up_at: r.get(11),
-            follow_up_note: r.get(12),
-            insights_mode: r.get(13),
-            llm_settings: r.get(14),
+    rows.iter()
+        .map(|r| {
+            Ok(DueThread {
+                tenant_id: r.get(0),
+                thread_id: r.get(1),
+                due_at: r.get(2),
+                updated_at: r.get(3),
+                channel: r.try_get(4)?,
+                contact: r.get(5),
+                subject: r.get(6),
+                handling: r.try_get(7)?,
+                message_count: r.get(8),
+                inbound_count: r.get(9),
+                outbound_count: r.get(10),
+                follow_up_at: r.get(11),
+                follow_up_note: r.get(12),
+                insights_mode: r.get(13),
+                llm_settings: r.get(14),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Extend `worker`'s leases on `threads` to `lease` from now; returns the threads still held.
@@ -219,8 +221,8 @@ pub async fn histories(
         out.entry(r.get(0)).or_default().push(HistoryRow {
             message: HistoryMessage {
                 id: r.get(1),
-                direction: r.get(2),
-                delivery_status: r.get(3),
+                direction: r.try_get(2)?,
+                delivery_status: r.try_get(3)?,
                 sender: r.get(4),
                 subject: r.get(5),
                 text,
@@ -320,7 +322,7 @@ pub async fn write(client: &mut deadpool_postgres::Client, items: &[Computed]) -
         let label: Vec<Option<String>> = keep.iter().map(|c| c.insight.label.as_deref().map(clean)).collect();
         let next: Vec<Option<String>> = keep.iter().map(|c| c.insight.next_step.as_deref().map(clean)).collect();
         let follow: Vec<Option<DateTime<Utc>>> = keep.iter().map(|c| c.insight.follow_up_at).collect();
-        let by: Vec<&str> = keep.iter().map(|c| if c.insight.decided_by == "llm" { "llm" } else { "rules" }).collect();
+        let by: Vec<DecidedBy> = keep.iter().map(|c| c.insight.decided_by).collect();
         let model: Vec<Option<String>> = keep.iter().map(|c| c.insight.model.as_deref().map(clean)).collect();
         let source: Vec<Option<i64>> = keep.iter().map(|c| c.source_message_id).collect();
         tx.execute(UPSERT, &[&tenants, &ids, &summary, &label, &next, &follow, &by, &model, &source]).await?;

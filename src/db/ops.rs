@@ -5,6 +5,8 @@
 //! whole installation), cheap, and runs in one read-only transaction under a statement timeout,
 //! so a slow database makes a scrape fail fast rather than pile up.
 
+use crate::domain::breaker::BreakerState;
+use crate::domain::vocab::{Channel, QueueState, Status};
 use tokio_postgres::Client;
 
 /// Above this many rows (the planner's estimate), `pgcourier_messages` is not computed: the
@@ -23,8 +25,8 @@ pub async fn ping(client: &Client) -> Result<(), tokio_postgres::Error> {
 /// Queue depth of one (channel, state).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueDepth {
-    pub channel: String,
-    pub state: String,
+    pub channel: Channel,
+    pub state: QueueState,
     pub depth: i64,
 }
 
@@ -33,27 +35,26 @@ pub struct QueueDepth {
 pub struct Breaker {
     pub tenant_id: String,
     pub session_id: i64,
-    /// `closed`, `open` or `half_open`.
-    pub state: String,
+    pub state: BreakerState,
 }
 
 /// Messages of one (tenant, channel, delivery_status).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageCount {
     pub tenant_id: String,
-    pub channel: String,
-    pub status: String,
+    pub channel: Channel,
+    pub status: Status,
     pub count: i64,
 }
 
 /// Everything `/metrics` reads from the database.
 #[derive(Debug, Clone, Default)]
 pub struct Gauges {
-    /// Every (channel with a session) × (`ready`, `leased`, `dead`), zero when empty, so the
+    /// Every (channel with a session) × (every [`QueueState`]), zero when empty, so the
     /// series do not vanish when a queue drains.
     pub queue_depth: Vec<QueueDepth>,
     /// Per channel with a session: seconds the oldest due `ready` row has waited (0 when none).
-    pub oldest_ready_secs: Vec<(String, f64)>,
+    pub oldest_ready_secs: Vec<(Channel, f64)>,
     pub breakers: Vec<Breaker>,
     /// Rows in the dead-letter queue.
     pub dead_letters: i64,
@@ -66,7 +67,7 @@ pub struct Gauges {
 
 const QUEUE: &str = r#"
 WITH channels AS (SELECT DISTINCT channel FROM et_channel_sessions),
-     states (state) AS (VALUES ('ready'), ('leased'), ('dead')),
+     states (state) AS (SELECT unnest($1::text[])),
      q AS (SELECT channel, state, sum(depth)::bigint AS depth, max(oldest_ready_age) AS oldest
              FROM et_queue_health GROUP BY channel, state)
 SELECT c.channel, s.state, coalesce(q.depth, 0)::bigint,
@@ -88,10 +89,10 @@ pub async fn gauges(client: &mut Client) -> Result<Gauges, tokio_postgres::Error
     tx.batch_execute(&format!("SET LOCAL statement_timeout = '{SCRAPE_STATEMENT_TIMEOUT}'")).await?;
 
     let mut g = Gauges::default();
-    for r in tx.query(QUEUE, &[]).await? {
-        let (channel, state): (String, String) = (r.get(0), r.get(1));
-        if state == "ready" {
-            g.oldest_ready_secs.push((channel.clone(), r.get(3)));
+    for r in tx.query(QUEUE, &[&&QueueState::ALL[..]]).await? {
+        let (channel, state): (Channel, QueueState) = (r.try_get(0)?, r.try_get(1)?);
+        if state == QueueState::Ready {
+            g.oldest_ready_secs.push((channel, r.get(3)));
         }
         g.queue_depth.push(QueueDepth { channel, state, depth: r.get(2) });
     }
@@ -99,16 +100,19 @@ pub async fn gauges(client: &mut Client) -> Result<Gauges, tokio_postgres::Error
         .query("SELECT tenant_id, channel_session_id, breaker_state FROM et_session_health ORDER BY tenant_id, channel_session_id", &[])
         .await?
         .iter()
-        .map(|r| Breaker { tenant_id: r.get(0), session_id: r.get(1), state: r.get(2) })
-        .collect();
+        .map(|r| Ok(Breaker { tenant_id: r.get(0), session_id: r.get(1), state: r.try_get(2)? }))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     g.dead_letters = tx.query_one("SELECT count(*) FROM et_outbound_queue WHERE state = 'dead'", &[]).await?.get(0);
     g.messages_estimate = tx.query_one(MESSAGES_ESTIMATE, &[]).await?.get(0);
     if g.messages_estimate < MESSAGES_GAUGE_MAX_ROWS {
         let rows = tx
             .query("SELECT tenant_id, channel, delivery_status, count(*) FROM et_messages GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", &[])
             .await?;
-        g.messages =
-            Some(rows.iter().map(|r| MessageCount { tenant_id: r.get(0), channel: r.get(1), status: r.get(2), count: r.get(3) }).collect());
+        g.messages = Some(
+            rows.iter()
+                .map(|r| Ok(MessageCount { tenant_id: r.get(0), channel: r.try_get(1)?, status: r.try_get(2)?, count: r.get(3) }))
+                .collect::<Result<_, tokio_postgres::Error>>()?,
+        );
     }
     tx.commit().await?;
     Ok(g)

@@ -5,6 +5,9 @@
 //! (`leased_by` and the attempt number) so a daemon whose lease expired cannot overwrite a newer
 //! attempt. No transaction stays open while a provider is called.
 
+use crate::domain::breaker::BreakerState;
+use crate::domain::outcome::SuppressReason;
+use crate::domain::vocab::{Channel, Status};
 use crate::rows::{Attachment, SessionRow};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -163,8 +166,9 @@ SELECT m.tenant_id, m.id, m.public_id, m.lease_attempt AS attempts, m.lease_max_
                                   AND fb.channel = s.channel AND fb.status = 'active'
 "#;
 
-fn claimed(row: &Row) -> Claimed {
-    Claimed {
+/// One claimed row; an error (never a panic) if a channel or provider is not on its list.
+fn claimed(row: &Row) -> Result<Claimed, tokio_postgres::Error> {
+    Ok(Claimed {
         tenant_id: row.get("tenant_id"),
         id: row.get("id"),
         public_id: row.get("public_id"),
@@ -173,22 +177,25 @@ fn claimed(row: &Row) -> Claimed {
         possible_duplicate: row.get("possible_duplicate"),
         session: SessionRow {
             id: row.get("session_id"),
-            channel: row.get("channel"),
-            provider: row.get("provider"),
+            channel: row.try_get("channel")?,
+            provider: row.try_get("provider")?,
             address: row.get("address"),
             config: row.get("config"),
             credentials_ref: row.get("credentials_ref"),
             updated_at: row.get("session_updated_at"),
         },
-        fallback: row.get::<_, Option<i64>>("fb_id").map(|id| SessionRow {
-            id,
-            channel: row.get("channel"),
-            provider: row.get("fb_provider"),
-            address: row.get("fb_address"),
-            config: row.get("fb_config"),
-            credentials_ref: row.get("fb_credentials_ref"),
-            updated_at: row.get("fb_updated_at"),
-        }),
+        fallback: match row.get::<_, Option<i64>>("fb_id") {
+            Some(id) => Some(SessionRow {
+                id,
+                channel: row.try_get("channel")?,
+                provider: row.try_get("fb_provider")?,
+                address: row.get("fb_address"),
+                config: row.get("fb_config"),
+                credentials_ref: row.get("fb_credentials_ref"),
+                updated_at: row.get("fb_updated_at"),
+            }),
+            None => None,
+        },
         sender: row.get("sender"),
         recipients: row.get("recipients"),
         cc: row.get("cc"),
@@ -204,7 +211,7 @@ fn claimed(row: &Row) -> Claimed {
         references: row.get("references"),
         suppressed_now: row.get("suppressed_now"),
         attachments: Vec::new(),
-    }
+    })
 }
 
 /// Lease up to `limit` due messages for `worker` for `lease`, moving them to `sending`, with no
@@ -233,7 +240,7 @@ pub async fn claim_within(
 ) -> Result<Vec<Claimed>, tokio_postgres::Error> {
     let stmt = client.prepare_cached(&CLAIM.replace("{limit}", &limit.to_string())).await?;
     let rows = client.query(&stmt, &[&worker, &lease.as_secs_f64(), &sessions, &budgets, &others]).await?;
-    let mut batch: Vec<Claimed> = rows.iter().map(claimed).collect();
+    let mut batch: Vec<Claimed> = rows.iter().map(claimed).collect::<Result<_, _>>()?;
     let with_files: Vec<usize> = rows.iter().enumerate().filter(|(_, r)| r.get::<_, bool>("has_attachments")).map(|(i, _)| i).collect();
     if !with_files.is_empty() {
         let tenants: Vec<&str> = with_files.iter().map(|&i| batch[i].tenant_id.as_str()).collect();
@@ -265,7 +272,7 @@ pub struct OutcomeRow {
     /// The attempt this outcome belongs to (the lease fence).
     pub attempt: i32,
     /// `sent`, `queued` (retry at `run_at`), `failed` or `suppressed`.
-    pub status: &'static str,
+    pub status: Status,
     pub run_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub error_class: Option<&'static str>,
@@ -274,7 +281,7 @@ pub struct OutcomeRow {
     pub rendered_text: Option<String>,
     pub rendered_html: Option<String>,
     /// (channel, address, reason) to add to `et_suppressions`.
-    pub suppress: Option<(String, String, &'static str)>,
+    pub suppress: Option<(Channel, String, SuppressReason)>,
     /// The provider's extra detail, merged into `metadata` under `delivery`.
     pub delivery: Option<Value>,
     /// A failed attempt that may still have reached the provider (the connection broke after
@@ -284,7 +291,7 @@ pub struct OutcomeRow {
 
 impl OutcomeRow {
     /// An outcome with its status alone: no error, no provider id, nothing rendered or suppressed.
-    pub fn bare(tenant_id: String, message_id: i64, attempt: i32, status: &'static str) -> OutcomeRow {
+    pub fn bare(tenant_id: String, message_id: i64, attempt: i32, status: Status) -> OutcomeRow {
         OutcomeRow {
             tenant_id,
             message_id,
@@ -361,7 +368,7 @@ pub async fn record(client: &mut deadpool_postgres::Client, worker: &str, rows: 
     let tenant: Vec<&str> = rows.iter().map(|r| r.tenant_id.as_str()).collect();
     let ids: Vec<i64> = rows.iter().map(|r| r.message_id).collect();
     let attempts: Vec<i32> = rows.iter().map(|r| r.attempt).collect();
-    let status: Vec<&str> = rows.iter().map(|r| r.status).collect();
+    let status: Vec<Status> = rows.iter().map(|r| r.status).collect();
     let run_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.run_at).collect();
     let error = col(|r| r.error.clone());
     let class: Vec<Option<&str>> = rows.iter().map(|r| r.error_class).collect();
@@ -385,13 +392,15 @@ pub async fn record(client: &mut deadpool_postgres::Client, worker: &str, rows: 
     if !sup.is_empty() {
         let s = |f: fn(&OutcomeRow) -> String| sup.iter().map(|r| f(r)).collect::<Vec<_>>();
         let ids: Vec<i64> = sup.iter().map(|r| r.message_id).collect();
+        let channels: Vec<Channel> = sup.iter().filter_map(|r| r.suppress.as_ref()).map(|s| s.0).collect();
+        let reasons: Vec<SuppressReason> = sup.iter().filter_map(|r| r.suppress.as_ref()).map(|s| s.2).collect();
         tx.execute(
             SUPPRESS,
             &[
                 &s(|r| r.tenant_id.clone()),
-                &s(|r| r.suppress.as_ref().unwrap().0.clone()),
+                &channels,
                 &s(|r| r.suppress.as_ref().unwrap().1.clone()),
-                &s(|r| r.suppress.as_ref().unwrap().2.to_owned()),
+                &reasons,
                 &ids,
                 &s(|r| r.error.clone().unwrap_or_default()),
             ],
@@ -451,7 +460,7 @@ pub async fn report_breaker(
     client: &impl GenericClient,
     tenant_id: &str,
     session_id: i64,
-    state: &str,
+    state: BreakerState,
     failure_rate: f64,
     worker: &str,
 ) -> Result<(), tokio_postgres::Error> {

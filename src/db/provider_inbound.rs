@@ -6,6 +6,7 @@
 //! audit events the triggers write say who delivered the row. Validation (addresses, channel,
 //! tenant active) is left to the triggers.
 
+use crate::domain::vocab::{Channel, Provider};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
@@ -15,8 +16,8 @@ use uuid::Uuid;
 pub struct WebhookSession {
     pub tenant_id: String,
     pub id: i64,
-    pub channel: String,
-    pub provider: String,
+    pub channel: Channel,
+    pub provider: Provider,
     pub config: Value,
     pub credentials_ref: Option<String>,
 }
@@ -36,14 +37,18 @@ pub async fn session(client: &tokio_postgres::Client, id: i64) -> Result<Option<
         tracing::error!(session_id = id, "two tenants have a channel session with this id: provider webhooks for it are refused");
         return Ok(None);
     }
-    Ok(rows.first().map(|r| WebhookSession {
-        tenant_id: r.get(0),
-        id: r.get(1),
-        channel: r.get(2),
-        provider: r.get(3),
-        config: r.get(4),
-        credentials_ref: r.get(5),
-    }))
+    rows.first()
+        .map(|r| {
+            Ok(WebhookSession {
+                tenant_id: r.get(0),
+                id: r.get(1),
+                channel: r.try_get(2)?,
+                provider: r.try_get(3)?,
+                config: r.get(4),
+                credentials_ref: r.get(5),
+            })
+        })
+        .transpose()
 }
 
 /// One inbound message as a provider delivered it.

@@ -8,6 +8,7 @@
 //! endpoints' consecutive-failure counts (disabling an endpoint that answered 410 Gone or failed
 //! too often: the endpoint trigger then retires its pending deliveries).
 
+use crate::domain::vocab::DeliveryState;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use std::time::Duration;
@@ -127,7 +128,7 @@ pub struct Delivery {
     pub id: i64,
     pub event_id: Uuid,
     pub event_type: String,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i32,
     pub run_at: DateTime<Utc>,
     pub last_status: Option<i32>,
@@ -152,22 +153,23 @@ pub async fn deliveries(
             &[&tenant_id, &endpoint_id, &limit],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Delivery {
-            id: r.get(0),
-            event_id: r.get(1),
-            event_type: r.get(2),
-            state: r.get(3),
-            attempts: r.get(4),
-            run_at: r.get(5),
-            last_status: r.get(6),
-            last_error: r.get(7),
-            created_at: r.get(8),
-            delivered_at: r.get(9),
-            payload: r.get(10),
+    rows.iter()
+        .map(|r| {
+            Ok(Delivery {
+                id: r.get(0),
+                event_id: r.get(1),
+                event_type: r.get(2),
+                state: r.try_get(3)?,
+                attempts: r.get(4),
+                run_at: r.get(5),
+                last_status: r.get(6),
+                last_error: r.get(7),
+                created_at: r.get(8),
+                delivered_at: r.get(9),
+                payload: r.get(10),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// A claimed delivery, with what it takes to send it.

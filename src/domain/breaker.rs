@@ -7,6 +7,7 @@
 //! passed; then one send is let through as a probe (half-open): success closes the breaker,
 //! failure opens it again.
 
+use super::vocab::vocabulary;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -34,14 +35,28 @@ pub enum State {
     HalfOpen,
 }
 
+vocabulary! {
+    /// What `et_session_health.breaker_state` says of a session's breaker (a CHECK list).
+    pub enum BreakerState: "breaker_state" {
+        Closed = "closed",
+        Open = "open",
+        HalfOpen = "half_open",
+    }
+}
+
 impl State {
+    /// The state as reported in `et_session_health.breaker_state`.
+    pub fn kind(&self) -> BreakerState {
+        match self {
+            State::Closed => BreakerState::Closed,
+            State::Open { .. } => BreakerState::Open,
+            State::HalfOpen => BreakerState::HalfOpen,
+        }
+    }
+
     /// The spelling in `et_session_health.breaker_state`.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            State::Closed => "closed",
-            State::Open { .. } => "open",
-            State::HalfOpen => "half_open",
-        }
+        self.kind().as_str()
     }
 }
 

@@ -1,15 +1,15 @@
 //! What the inbound worker decides about a message, and what the insights worker writes about a
 //! thread. Plain data: deciders produce it, `db::inbound` / `db::insights` apply it.
 
+use super::vocab::{Channel, DecidedBy, Direction, Handling, Status};
 use chrono::{DateTime, Utc};
 
 /// One message of a thread, as deciders see it.
 #[derive(Debug, Clone)]
 pub struct HistoryMessage {
     pub id: i64,
-    /// `inbound` or `outbound`.
-    pub direction: String,
-    pub delivery_status: String,
+    pub direction: Direction,
+    pub delivery_status: Status,
     pub sender: Option<String>,
     pub subject: Option<String>,
     /// The text (body_text, or the text of body_html).
@@ -22,12 +22,11 @@ pub struct HistoryMessage {
 pub struct ThreadHistory {
     pub tenant_id: String,
     pub thread_id: i64,
-    pub channel: String,
+    pub channel: Channel,
     /// The normalised peer address.
     pub contact: String,
     pub subject: Option<String>,
-    /// `ai` or `human`.
-    pub handling: String,
+    pub handling: Handling,
     /// Bounded (the newest N), oldest first.
     pub messages: Vec<HistoryMessage>,
 }
@@ -35,7 +34,7 @@ pub struct ThreadHistory {
 impl ThreadHistory {
     /// The newest inbound message (the one being decided).
     pub fn last_inbound(&self) -> Option<&HistoryMessage> {
-        self.messages.iter().rev().find(|m| m.direction == "inbound")
+        self.messages.iter().rev().find(|m| m.direction == Direction::Inbound)
     }
 }
 
@@ -60,12 +59,12 @@ pub enum Decision {
 
 impl Decision {
     /// The inbound `delivery_status` this decision ends in.
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> Status {
         match self {
-            Decision::AutoReply { .. } => "inbound_ai_replied",
-            Decision::HumanTakeover { .. } => "inbound_human_takeover",
-            Decision::FollowUp { .. } => "inbound_follow_up",
-            Decision::NoAction => "inbound_no_action",
+            Decision::AutoReply { .. } => Status::InboundAiReplied,
+            Decision::HumanTakeover { .. } => Status::InboundHumanTakeover,
+            Decision::FollowUp { .. } => Status::InboundFollowUp,
+            Decision::NoAction => Status::InboundNoAction,
         }
     }
 }
@@ -78,8 +77,7 @@ pub struct Decided {
     pub reason: String,
     /// A CRM label for the thread (e.g. `refund`, `pricing`).
     pub label: Option<String>,
-    /// `rules` or `llm`.
-    pub decided_by: &'static str,
+    pub decided_by: DecidedBy,
     pub model: Option<String>,
 }
 
@@ -103,7 +101,6 @@ pub struct Insight {
     pub label: Option<String>,
     pub next_step: Option<String>,
     pub follow_up_at: Option<DateTime<Utc>>,
-    /// `rules` or `llm`.
-    pub decided_by: &'static str,
+    pub decided_by: DecidedBy,
     pub model: Option<String>,
 }

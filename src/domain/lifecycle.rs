@@ -4,102 +4,56 @@
 //! `et_messages` update trigger checks, so a direct `UPDATE` from psql cannot break the lifecycle
 //! either. `tests/it/lifecycle.rs` proves the two lists are identical.
 
-use std::fmt;
-use std::str::FromStr;
+use super::vocab::vocabulary;
 
-/// Which way a message travels; the two directions have separate lifecycles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Direction {
-    /// Written by a channel bridge or provider webhook: a contact wrote to us.
-    Inbound,
-    /// Written by an application: we send it.
-    Outbound,
-}
-
-impl Direction {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }
+vocabulary! {
+    /// Which way a message travels; the two directions have separate lifecycles
+    /// (`et_messages.direction`, domain `et_direction`).
+    pub enum Direction: "direction" {
+        /// Written by a channel bridge or provider webhook: a contact wrote to us.
+        Inbound = "inbound",
+        /// Written by an application: we send it.
+        Outbound = "outbound",
     }
 }
 
-/// Every value `et_messages.delivery_status` may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Status {
-    /// Outbound, waiting for an operator's `et_approve` / `et_reject`.
-    PendingApproval,
-    /// Outbound, in `et_outbound_queue`, waiting for its `run_at`.
-    Queued,
-    /// Outbound, leased by a daemon that is talking to the provider.
-    Sending,
-    /// Outbound, accepted by the provider (final).
-    Sent,
-    /// Outbound, permanent error or attempts exhausted; the queue row is dead (operator may retry).
-    Failed,
-    /// Outbound, refused by an operator (final).
-    Rejected,
-    /// Outbound, withdrawn before sending (final).
-    Cancelled,
-    /// Outbound, every recipient is on the suppression list (final).
-    Suppressed,
-    /// Inbound, waiting for the inbound worker.
-    Received,
-    /// Inbound, leased by the inbound worker while it decides.
-    InboundProcessing,
-    /// Inbound, answered automatically (final).
-    InboundAiReplied,
-    /// Inbound, handed to a human (final).
-    InboundHumanTakeover,
-    /// Inbound, a follow-up was scheduled (final).
-    InboundFollowUp,
-    /// Inbound, nothing to do (final).
-    InboundNoAction,
-    /// Inbound, the decision failed; an operator may send it back to `received`.
-    InboundError,
+vocabulary! {
+    /// Every value `et_messages.delivery_status` may hold (domain `et_delivery_status`).
+    pub enum Status: "delivery_status" {
+        /// Outbound, waiting for an operator's `et_approve` / `et_reject`.
+        PendingApproval = "pending_approval",
+        /// Outbound, in `et_outbound_queue`, waiting for its `run_at`.
+        Queued = "queued",
+        /// Outbound, leased by a daemon that is talking to the provider.
+        Sending = "sending",
+        /// Outbound, accepted by the provider (final).
+        Sent = "sent",
+        /// Outbound, permanent error or attempts exhausted; the queue row is dead (operator may retry).
+        Failed = "failed",
+        /// Outbound, refused by an operator (final).
+        Rejected = "rejected",
+        /// Outbound, withdrawn before sending (final).
+        Cancelled = "cancelled",
+        /// Outbound, every recipient is on the suppression list (final).
+        Suppressed = "suppressed",
+        /// Inbound, waiting for the inbound worker.
+        Received = "received",
+        /// Inbound, leased by the inbound worker while it decides.
+        InboundProcessing = "inbound_processing",
+        /// Inbound, answered automatically (final).
+        InboundAiReplied = "inbound_ai_replied",
+        /// Inbound, handed to a human (final).
+        InboundHumanTakeover = "inbound_human_takeover",
+        /// Inbound, a follow-up was scheduled (final).
+        InboundFollowUp = "inbound_follow_up",
+        /// Inbound, nothing to do (final).
+        InboundNoAction = "inbound_no_action",
+        /// Inbound, the decision failed; an operator may send it back to `received`.
+        InboundError = "inbound_error",
+    }
 }
 
 impl Status {
-    pub const ALL: [Status; 15] = [
-        Status::PendingApproval,
-        Status::Queued,
-        Status::Sending,
-        Status::Sent,
-        Status::Failed,
-        Status::Rejected,
-        Status::Cancelled,
-        Status::Suppressed,
-        Status::Received,
-        Status::InboundProcessing,
-        Status::InboundAiReplied,
-        Status::InboundHumanTakeover,
-        Status::InboundFollowUp,
-        Status::InboundNoAction,
-        Status::InboundError,
-    ];
-
-    /// The spelling stored in `et_messages.delivery_status`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Status::PendingApproval => "pending_approval",
-            Status::Queued => "queued",
-            Status::Sending => "sending",
-            Status::Sent => "sent",
-            Status::Failed => "failed",
-            Status::Rejected => "rejected",
-            Status::Cancelled => "cancelled",
-            Status::Suppressed => "suppressed",
-            Status::Received => "received",
-            Status::InboundProcessing => "inbound_processing",
-            Status::InboundAiReplied => "inbound_ai_replied",
-            Status::InboundHumanTakeover => "inbound_human_takeover",
-            Status::InboundFollowUp => "inbound_follow_up",
-            Status::InboundNoAction => "inbound_no_action",
-            Status::InboundError => "inbound_error",
-        }
-    }
-
     /// The direction whose lifecycle this status belongs to.
     pub const fn direction(self) -> Direction {
         match self {
@@ -126,24 +80,6 @@ impl Status {
     /// No transition leaves this status.
     pub fn is_final(self) -> bool {
         !TRANSITIONS.iter().any(|t| t.from == self)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A `delivery_status` string that is not one of [`Status::ALL`].
-#[derive(Debug, thiserror::Error)]
-#[error("unknown delivery_status {0:?}")]
-pub struct UnknownStatus(pub String);
-
-impl FromStr for Status {
-    type Err = UnknownStatus;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Status::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| UnknownStatus(s.to_owned()))
     }
 }
 

@@ -1,4 +1,5 @@
-//! Pure domain rules: no tokio, no SQL, the clock and randomness passed in.
+//! Pure domain rules: no tokio, no SQL, the clock and randomness passed in. (The vocabulary
+//! enums carry their `postgres-types` text conversions, `vocab`: a type, not a query.)
 
 pub mod address;
 pub mod breaker;
@@ -7,3 +8,4 @@ pub mod lifecycle;
 pub mod network;
 pub mod outcome;
 pub mod retry;
+pub mod vocab;

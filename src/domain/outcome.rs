@@ -4,27 +4,17 @@
 //! (retry with backoff, fail and dead-letter, suppress the address).
 
 use super::retry::{RetryDecision, RetryPolicy};
+use super::vocab::vocabulary;
 use std::time::Duration;
 
-/// Why an address goes on the suppression list (`et_suppressions.reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SuppressReason {
-    HardBounce,
-    Complaint,
-    Unsubscribed,
-    Blocked,
-    Manual,
-}
-
-impl SuppressReason {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            SuppressReason::HardBounce => "hard_bounce",
-            SuppressReason::Complaint => "complaint",
-            SuppressReason::Unsubscribed => "unsubscribed",
-            SuppressReason::Blocked => "blocked",
-            SuppressReason::Manual => "manual",
-        }
+vocabulary! {
+    /// Why an address goes on the suppression list (`et_suppressions.reason`, a CHECK list).
+    pub enum SuppressReason: "suppression reason" {
+        HardBounce = "hard_bounce",
+        Complaint = "complaint",
+        Unsubscribed = "unsubscribed",
+        Blocked = "blocked",
+        Manual = "manual",
     }
 }
 

@@ -14,6 +14,7 @@
 
 use super::AppState;
 use crate::db::ops::{self as q, Gauges};
+use crate::domain::breaker::BreakerState;
 use crate::wakeup::ListenerState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -200,7 +201,7 @@ fn render_database(out: &mut String, g: &Gauges) {
         .breakers
         .iter()
         .map(|b| {
-            let open = if matches!(b.state.as_str(), "open" | "half_open") { 1.0 } else { 0.0 };
+            let open = if matches!(b.state, BreakerState::Open | BreakerState::HalfOpen) { 1.0 } else { 0.0 };
             (vec![("tenant", b.tenant_id.clone()), ("session", b.session_id.to_string())], open)
         })
         .collect();

@@ -19,6 +19,7 @@ mod whatsapp_cloud;
 
 use super::{error::ApiError, AppState};
 use crate::db::{apikeys, provider_inbound::WebhookSession};
+use crate::domain::vocab::{self, Provider};
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{any, get, post};
@@ -27,15 +28,19 @@ use axum::Router;
 /// Webhook bodies larger than this are refused with 413 (a bridge batch of 1,000 messages fits).
 pub const MAX_WEBHOOK_BODY: usize = 4 * 1024 * 1024;
 
+/// The providers with an inbound route; the route's name is the session's `provider`.
+const ROUTED: [Provider; 4] = [Provider::Twilio, Provider::WhatsappCloud, Provider::TelegramBot, Provider::HttpBridge];
+
+fn route_of(p: Provider) -> String {
+    format!("/v1/providers/{p}/{{session_id}}")
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/providers/twilio/{session_id}", post(twilio::receive).fallback(method_not_allowed))
-        .route(
-            "/v1/providers/whatsapp_cloud/{session_id}",
-            get(whatsapp_cloud::verify).post(whatsapp_cloud::receive).fallback(method_not_allowed),
-        )
-        .route("/v1/providers/telegram_bot/{session_id}", post(telegram::receive).fallback(method_not_allowed))
-        .route("/v1/providers/http_bridge/{session_id}", post(http_bridge::receive).fallback(method_not_allowed))
+        .route(&route_of(Provider::Twilio), post(twilio::receive).fallback(method_not_allowed))
+        .route(&route_of(Provider::WhatsappCloud), get(whatsapp_cloud::verify).post(whatsapp_cloud::receive).fallback(method_not_allowed))
+        .route(&route_of(Provider::TelegramBot), post(telegram::receive).fallback(method_not_allowed))
+        .route(&route_of(Provider::HttpBridge), post(http_bridge::receive).fallback(method_not_allowed))
         .route("/v1/providers/{provider}/{session_id}", any(unknown_provider))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
 }
@@ -45,36 +50,19 @@ async fn method_not_allowed() -> ApiError {
 }
 
 async fn unknown_provider() -> ApiError {
-    ApiError::not_found("provider route (twilio, whatsapp_cloud, telegram_bot or http_bridge)")
+    ApiError::not_found(&format!("provider route ({})", vocab::one_of(&ROUTED.map(Provider::as_str))))
 }
 
-/// The providers with an inbound route; the name is the session's `provider` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Provider {
-    Twilio,
-    WhatsappCloud,
-    TelegramBot,
-    HttpBridge,
-}
-
+/// What the webhook routes say about their provider.
 impl Provider {
-    fn name(self) -> &'static str {
-        match self {
-            Provider::Twilio => "twilio",
-            Provider::WhatsappCloud => "whatsapp_cloud",
-            Provider::TelegramBot => "telegram_bot",
-            Provider::HttpBridge => "http_bridge",
-        }
-    }
-
     /// Written to `pgcourier.actor`, so the audit trail says who delivered the row.
     fn actor(self) -> String {
-        format!("provider:{}", self.name())
+        format!("provider:{self}")
     }
 
     fn count(self, outcome: &'static str, n: u64) {
         if n > 0 {
-            metrics::counter!("pgcourier_provider_webhooks_total", "provider" => self.name(), "outcome" => outcome).increment(n);
+            metrics::counter!("pgcourier_provider_webhooks_total", "provider" => self.as_str(), "outcome" => outcome).increment(n);
         }
     }
 }
@@ -83,7 +71,7 @@ impl Provider {
 async fn load_session(client: &tokio_postgres::Client, provider: Provider, raw_id: &str) -> Result<WebhookSession, ApiError> {
     let id: i64 = raw_id.parse().map_err(|_| ApiError::not_found("channel session"))?;
     match crate::db::provider_inbound::session(client, id).await.map_err(ApiError::internal)? {
-        Some(s) if s.provider == provider.name() => Ok(s),
+        Some(s) if s.provider == provider => Ok(s),
         _ => Err(ApiError::not_found("channel session")),
     }
 }
@@ -126,12 +114,12 @@ async fn refuse(
     path: &str,
 ) -> ApiError {
     provider.count("unauthorized", 1);
-    tracing::warn!(tenant = %session.tenant_id, session_id = session.id, provider = provider.name(), reason, "provider webhook refused");
+    tracing::warn!(tenant = %session.tenant_id, session_id = session.id, provider = provider.as_str(), reason, "provider webhook refused");
     let detail = serde_json::json!({ "session_id": session.id, "reason": reason, "path": path });
-    if let Err(e) = apikeys::security_event(client, Some(&session.tenant_id), provider.name(), action, &detail).await {
+    if let Err(e) = apikeys::security_event(client, Some(&session.tenant_id), provider.as_str(), action, &detail).await {
         tracing::error!(error = %crate::telemetry::one_line(&e), "could not record a security event");
     }
-    ApiError::unauthorized(format!("{} webhook refused: {}", provider.name(), reason.replace('_', " ")))
+    ApiError::unauthorized(format!("{provider} webhook refused: {}", reason.replace('_', " ")))
 }
 
 /// Equal contents, in time that depends only on the lengths.

@@ -15,6 +15,7 @@
 use super::{Decider, Summarizer};
 use crate::channels::provider_http::{error_chain, excerpt};
 use crate::domain::decision::{DecideError, Decided, Decision, Insight, ThreadHistory};
+use crate::domain::vocab::{DecidedBy, Direction};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
@@ -120,7 +121,7 @@ impl LlmDecider {
         }
         let mut messages = vec![json!({ "role": "system", "content": format!("{system}{context}") })];
         for m in &thread.messages {
-            let role = if m.direction == "inbound" { "user" } else { "assistant" };
+            let role = if m.direction == Direction::Inbound { "user" } else { "assistant" };
             let content = match m.subject.as_deref().filter(|s| !s.trim().is_empty()) {
                 Some(subject) => format!("Subject: {subject}\n\n{}", m.text),
                 None => m.text.clone(),
@@ -292,7 +293,7 @@ impl Decider for LlmDecider {
                     .invalid(format!("unknown decision {:?} (expected auto_reply, human_takeover, follow_up or no_action)", short(other))))
             }
         };
-        Ok(Decided { decision, reason, label: text(raw.label), decided_by: "llm", model: Some(self.model.clone()) })
+        Ok(Decided { decision, reason, label: text(raw.label), decided_by: DecidedBy::Llm, model: Some(self.model.clone()) })
     }
 }
 
@@ -314,7 +315,7 @@ impl Summarizer for LlmDecider {
             label: text(raw.label),
             next_step: text(raw.next_step),
             follow_up_at,
-            decided_by: "llm",
+            decided_by: DecidedBy::Llm,
             model: Some(self.model.clone()),
         })
     }

@@ -4,6 +4,7 @@
 
 use super::Decider;
 use crate::domain::decision::{DecideError, Decided, Decision, ThreadHistory};
+use crate::domain::vocab::DecidedBy;
 use async_trait::async_trait;
 use regex::{Regex, RegexBuilder};
 use std::time::Duration;
@@ -109,9 +110,15 @@ impl Decider for RulesDecider {
                 },
                 Action::NoAction => Decision::NoAction,
             };
-            return Ok(Decided { decision, reason, label: rule.label.clone(), decided_by: "rules", model: None });
+            return Ok(Decided { decision, reason, label: rule.label.clone(), decided_by: DecidedBy::Rules, model: None });
         }
-        Ok(Decided { decision: Decision::NoAction, reason: "no rule matched".into(), label: None, decided_by: "rules", model: None })
+        Ok(Decided {
+            decision: Decision::NoAction,
+            reason: "no rule matched".into(),
+            label: None,
+            decided_by: DecidedBy::Rules,
+            model: None,
+        })
     }
 
     fn is_local(&self) -> bool {
@@ -123,19 +130,20 @@ impl Decider for RulesDecider {
 mod tests {
     use super::*;
     use crate::domain::decision::HistoryMessage;
+    use crate::domain::vocab::{Channel, Direction, Handling, Status};
 
     fn thread(text: &str) -> ThreadHistory {
         ThreadHistory {
             tenant_id: "acme".into(),
             thread_id: 7,
-            channel: "whatsapp".into(),
+            channel: Channel::Whatsapp,
             contact: "+15551234567".into(),
             subject: None,
-            handling: "ai".into(),
+            handling: Handling::Ai,
             messages: vec![HistoryMessage {
                 id: 1,
-                direction: "inbound".into(),
-                delivery_status: "inbound_processing".into(),
+                direction: Direction::Inbound,
+                delivery_status: Status::InboundProcessing,
                 sender: Some("+15551234567".into()),
                 subject: None,
                 text: text.into(),

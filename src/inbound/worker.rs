@@ -24,6 +24,7 @@ use super::Decider;
 use crate::config::Config;
 use crate::db::inbound::{self as q, Applied, ClaimFence, ClaimedInbound};
 use crate::domain::decision::{DecideError, Decided, Decision, ThreadHistory};
+use crate::domain::vocab::{DecidedBy, Handling, Status};
 use crate::lease::{self, Leases};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -252,8 +253,8 @@ async fn apply(client: &mut deadpool_postgres::Client, worker: &str, mut items: 
     let threads: Vec<(&str, i64)> = items.iter().map(|a| (a.tenant_id.as_str(), a.thread_id)).collect();
     let handling = q::lock_threads(&tx, &threads).await?;
     for item in &mut items {
-        if handling.get(&item.thread_id).map(String::as_str) == Some("human")
-            && !matches!(item.status, "inbound_error" | "inbound_human_takeover")
+        if handling.get(&item.thread_id) == Some(&Handling::Human)
+            && !matches!(item.status, Status::InboundError | Status::InboundHumanTakeover)
         {
             *item = handed_to_human(item);
         }
@@ -267,12 +268,12 @@ async fn apply(client: &mut deadpool_postgres::Client, worker: &str, mut items: 
 }
 
 /// `inbound_human_takeover` → `human_takeover`, `inbound_error` → `error`.
-fn kind(status: &str) -> &'static str {
+fn kind(status: Status) -> &'static str {
     match status {
-        "inbound_ai_replied" => "ai_replied",
-        "inbound_human_takeover" => "human_takeover",
-        "inbound_follow_up" => "follow_up",
-        "inbound_no_action" => "no_action",
+        Status::InboundAiReplied => "ai_replied",
+        Status::InboundHumanTakeover => "human_takeover",
+        Status::InboundFollowUp => "follow_up",
+        Status::InboundNoAction => "no_action",
         _ => "error",
     }
 }
@@ -287,7 +288,7 @@ fn handed_to_human(item: &Applied) -> Applied {
         d.insert("reason".into(), json!(HUMAN_HANDLED));
         d.insert("label".into(), Value::Null);
     }
-    Applied { status: "inbound_human_takeover", reply: None, follow_up: None, decision, ..item.clone() }
+    Applied { status: Status::InboundHumanTakeover, reply: None, follow_up: None, decision, ..item.clone() }
 }
 
 /// The decider of each tenant in the batch: `settings.decider = 'llm'` or the rules (the
@@ -303,8 +304,9 @@ fn deciders(rules: &[q::RuleRow], settings: &HashMap<String, Value>) -> HashMap<
     settings
         .iter()
         .map(|(tenant, s)| {
-            let decider: Result<Arc<dyn Decider>, DecideError> = match s.get("decider").and_then(Value::as_str) {
-                Some("llm") => llm_decider(s).map(|d| Arc::new(d) as Arc<dyn Decider>),
+            let decider: Result<Arc<dyn Decider>, DecideError> = match s.get("decider").and_then(Value::as_str).and_then(|d| d.parse().ok())
+            {
+                Some(DecidedBy::Llm) => llm_decider(s).map(|d| Arc::new(d) as Arc<dyn Decider>),
                 _ => Ok(match by_tenant.remove(tenant) {
                     Some(rules) => Arc::new(RulesDecider::new(rules)),
                     None => Arc::new(RulesDecider::defaults()),
@@ -334,7 +336,7 @@ async fn decide_all(
     histories: &HashMap<i64, ThreadHistory>,
     deciders: &HashMap<String, Result<Arc<dyn Decider>, DecideError>>,
 ) -> Vec<Result<Decided, DecideError>> {
-    let mut human: HashSet<i64> = histories.values().filter(|h| h.handling == "human").map(|h| h.thread_id).collect();
+    let mut human: HashSet<i64> = histories.values().filter(|h| h.handling == Handling::Human).map(|h| h.thread_id).collect();
     let mut out: Vec<Option<Result<Decided, DecideError>>> = vec![None; claimed.len()];
     let mut pending = Vec::new();
     for (i, c) in claimed.iter().enumerate() {
@@ -347,7 +349,7 @@ async fn decide_all(
                 decision: Decision::HumanTakeover { reason: HUMAN_HANDLED.into() },
                 reason: HUMAN_HANDLED.into(),
                 label: None,
-                decided_by: "rules",
+                decided_by: DecidedBy::Rules,
                 model: None,
             }));
             continue;
@@ -390,7 +392,7 @@ fn applied(c: &ClaimedInbound, d: Result<Decided, DecideError>) -> Applied {
     match d {
         Ok(d) => {
             let decision = json!({
-                "kind": d.decision.status().trim_start_matches("inbound_"),
+                "kind": kind(d.decision.status()),
                 "reason": d.reason, "label": d.label, "decided_by": d.decided_by, "model": d.model,
             });
             let (reply, follow_up) = match &d.decision {
@@ -417,7 +419,7 @@ fn applied(c: &ClaimedInbound, d: Result<Decided, DecideError>) -> Applied {
                 message_id: c.id,
                 thread_id: c.thread_id,
                 fence: c.fence,
-                status: "inbound_error",
+                status: Status::InboundError,
                 reply: None,
                 follow_up: None,
                 decision: json!({ "kind": "error", "reason": e.reason, "attempt": c.attempts }),
@@ -429,7 +431,7 @@ fn applied(c: &ClaimedInbound, d: Result<Decided, DecideError>) -> Applied {
 
 fn applied_error(item: &Applied, reason: &str) -> Applied {
     Applied {
-        status: "inbound_error",
+        status: Status::InboundError,
         reply: None,
         follow_up: None,
         decision: json!({ "kind": "error", "reason": reason }),

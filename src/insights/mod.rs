@@ -21,6 +21,7 @@ pub mod rules;
 use crate::config::Config;
 use crate::db::insights::{self as q, Computed, DueThread, HistoryRow};
 use crate::domain::decision::{DecideError, Insight, ThreadHistory};
+use crate::domain::vocab::DecidedBy;
 use crate::inbound::llm::LlmDecider;
 use crate::inbound::Summarizer;
 use crate::lease::{self, Leases};
@@ -68,10 +69,10 @@ impl Snapshot {
             history: ThreadHistory {
                 tenant_id: t.tenant_id.clone(),
                 thread_id: t.thread_id,
-                channel: t.channel.clone(),
+                channel: t.channel,
                 contact: t.contact.clone(),
                 subject: t.subject.clone(),
-                handling: t.handling.clone(),
+                handling: t.handling,
                 messages,
             },
             decision_labels,
@@ -302,7 +303,7 @@ impl Worker {
 
     /// The summarizer for a claimed thread's tenant.
     fn method(&mut self, t: &DueThread) -> Method {
-        if t.insights_mode.as_deref().map(str::trim) != Some("llm") {
+        if t.insights_mode.as_deref().and_then(|m| m.trim().parse().ok()) != Some(DecidedBy::Llm) {
             return Method::Rules;
         }
         let key = match t.llm_settings.get("api_key_ref").and_then(Value::as_str).filter(|r| !r.trim().is_empty()) {
@@ -348,6 +349,6 @@ fn merge_llm(mut insight: Insight, snap: &Snapshot) -> Insight {
     }
     insight.label = insight.label.filter(|l| !l.trim().is_empty()).or(facts.label);
     insight.next_step = insight.next_step.filter(|l| !l.trim().is_empty()).or(facts.next_step);
-    insight.decided_by = "llm";
+    insight.decided_by = DecidedBy::Llm;
     insight
 }

@@ -9,6 +9,7 @@
 
 use super::Snapshot;
 use crate::domain::decision::Insight;
+use crate::domain::vocab::{DecidedBy, Direction, Handling, Status};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -48,7 +49,7 @@ pub fn summarize(s: &Snapshot) -> Insight {
         label: label(s),
         next_step: next_step(s),
         follow_up_at: s.follow_up_at,
-        decided_by: "rules",
+        decided_by: DecidedBy::Rules,
         model: None,
     }
 }
@@ -57,7 +58,7 @@ fn summary(s: &Snapshot) -> String {
     let total = s.message_count.max(s.history.messages.len() as i32);
     let mut out = format!("{total} message{} ({} in, {} out)", if total == 1 { "" } else { "s" }, s.inbound_count, s.outbound_count);
     if let Some(last) = s.history.messages.last() {
-        let who = if last.direction == "inbound" {
+        let who = if last.direction == Direction::Inbound {
             format!("last from {}", s.history.contact)
         } else {
             format!("last reply to {}", s.history.contact)
@@ -80,7 +81,7 @@ fn label(s: &Snapshot) -> Option<String> {
         .messages
         .iter()
         .rev()
-        .filter(|m| m.direction == "inbound")
+        .filter(|m| m.direction == Direction::Inbound)
         .find_map(|m| {
             let subject = m.subject.as_deref().unwrap_or("");
             keyword_label(&m.text).or_else(|| keyword_label(subject))
@@ -92,29 +93,32 @@ fn label(s: &Snapshot) -> Option<String> {
 fn next_step(s: &Snapshot) -> Option<String> {
     let messages = &s.history.messages;
     let last = messages.last()?;
-    if s.history.handling == "human" {
+    if s.history.handling == Handling::Human {
         return Some("human agent to answer".into());
     }
     if let Some(inbound) = s.history.last_inbound() {
-        let answered_after = messages.iter().any(|m| m.direction == "outbound" && m.created_at > inbound.created_at && m.id != inbound.id);
-        match inbound.delivery_status.as_str() {
-            "received" | "inbound_processing" => return Some("awaiting decision".into()),
-            "inbound_error" if !answered_after => return Some("decision failed: retry it (et_retry) or answer by hand".into()),
+        let answered_after =
+            messages.iter().any(|m| m.direction == Direction::Outbound && m.created_at > inbound.created_at && m.id != inbound.id);
+        match inbound.delivery_status {
+            Status::Received | Status::InboundProcessing => return Some("awaiting decision".into()),
+            Status::InboundError if !answered_after => return Some("decision failed: retry it (et_retry) or answer by hand".into()),
             _ => {}
         }
     }
     if let Some(at) = s.follow_up_at {
         return Some(format!("follow up on {}", at.format("%Y-%m-%d %H:%M UTC")));
     }
-    if last.direction == "outbound" {
-        return Some(match last.delivery_status.as_str() {
-            "pending_approval" => "approve the pending reply".into(),
-            "failed" | "suppressed" | "rejected" | "cancelled" => "the last reply was not delivered: contact them another way".into(),
+    if last.direction == Direction::Outbound {
+        return Some(match last.delivery_status {
+            Status::PendingApproval => "approve the pending reply".into(),
+            Status::Failed | Status::Suppressed | Status::Rejected | Status::Cancelled => {
+                "the last reply was not delivered: contact them another way".into()
+            }
             _ => "wait for the contact".into(),
         });
     }
-    Some(match last.delivery_status.as_str() {
-        "inbound_no_action" => "no action needed".into(),
+    Some(match last.delivery_status {
+        Status::InboundNoAction => "no action needed".into(),
         _ => "answer the contact".into(),
     })
 }
@@ -137,13 +141,18 @@ fn excerpt(text: &str, chars: usize) -> String {
 mod tests {
     use super::*;
     use crate::domain::decision::{HistoryMessage, ThreadHistory};
+    use crate::domain::vocab::{
+        Channel,
+        Direction::{self, Inbound as In, Outbound as Out},
+        Status::{self, *},
+    };
     use chrono::{TimeZone, Utc};
 
-    fn msg(id: i64, direction: &str, status: &str, text: &str) -> HistoryMessage {
+    fn msg(id: i64, direction: Direction, status: Status, text: &str) -> HistoryMessage {
         HistoryMessage {
             id,
-            direction: direction.into(),
-            delivery_status: status.into(),
+            direction,
+            delivery_status: status,
             sender: None,
             subject: None,
             text: text.into(),
@@ -152,16 +161,16 @@ mod tests {
     }
 
     fn snap(messages: Vec<HistoryMessage>) -> Snapshot {
-        let inbound = messages.iter().filter(|m| m.direction == "inbound").count() as i32;
+        let inbound = messages.iter().filter(|m| m.direction == Direction::Inbound).count() as i32;
         let n = messages.len() as i32;
         Snapshot {
             history: ThreadHistory {
                 tenant_id: "acme".into(),
                 thread_id: 1,
-                channel: "whatsapp".into(),
+                channel: Channel::Whatsapp,
                 contact: "+15551234567".into(),
                 subject: None,
-                handling: "ai".into(),
+                handling: Handling::Ai,
                 messages: messages.clone(),
             },
             decision_labels: vec![None; messages.len()],
@@ -174,18 +183,15 @@ mod tests {
 
     #[test]
     fn summary_counts_and_quotes_the_last_message() {
-        let s = snap(vec![
-            msg(1, "inbound", "inbound_no_action", "hi"),
-            msg(2, "outbound", "sent", "hello"),
-            msg(3, "inbound", "inbound_no_action", "  how   much\nis it? "),
-        ]);
+        let s =
+            snap(vec![msg(1, In, InboundNoAction, "hi"), msg(2, Out, Sent, "hello"), msg(3, In, InboundNoAction, "  how   much\nis it? ")]);
         let i = summarize(&s);
         assert_eq!(i.summary, "3 messages (2 in, 1 out); last from +15551234567: \"how much is it?\"");
         assert_eq!(i.label.as_deref(), Some("pricing"));
         assert_eq!(i.next_step.as_deref(), Some("no action needed"));
-        assert_eq!(i.decided_by, "rules");
+        assert_eq!(i.decided_by, DecidedBy::Rules);
         let long = "x".repeat(300);
-        let s = snap(vec![msg(1, "outbound", "sent", &long)]);
+        let s = snap(vec![msg(1, Out, Sent, &long)]);
         let i = summarize(&s);
         assert!(i.summary.starts_with("1 message (0 in, 1 out); last reply to +15551234567: \"xxx"), "{}", i.summary);
         assert!(i.summary.ends_with("x…\""));
@@ -195,7 +201,7 @@ mod tests {
 
     #[test]
     fn decision_label_wins_over_keywords_and_the_newest_wins() {
-        let mut s = snap(vec![msg(1, "inbound", "inbound_human_takeover", "refund please"), msg(2, "inbound", "received", "thanks")]);
+        let mut s = snap(vec![msg(1, In, InboundHumanTakeover, "refund please"), msg(2, In, Received, "thanks")]);
         assert_eq!(summarize(&s).label.as_deref(), Some("refund"));
         s.decision_labels = vec![Some("billing".into()), None];
         assert_eq!(summarize(&s).label.as_deref(), Some("billing"));
@@ -216,16 +222,16 @@ mod tests {
 
     #[test]
     fn next_steps_follow_the_state() {
-        let mut s = snap(vec![msg(1, "inbound", "received", "hi")]);
+        let mut s = snap(vec![msg(1, In, Received, "hi")]);
         assert_eq!(summarize(&s).next_step.as_deref(), Some("awaiting decision"));
-        s.history.handling = "human".into();
+        s.history.handling = Handling::Human;
         assert_eq!(summarize(&s).next_step.as_deref(), Some("human agent to answer"));
-        let mut s = snap(vec![msg(1, "inbound", "inbound_follow_up", "call me next week")]);
+        let mut s = snap(vec![msg(1, In, InboundFollowUp, "call me next week")]);
         s.follow_up_at = Some(Utc.with_ymd_and_hms(2030, 1, 2, 9, 30, 0).unwrap());
         let i = summarize(&s);
         assert_eq!(i.next_step.as_deref(), Some("follow up on 2030-01-02 09:30 UTC"));
         assert_eq!(i.follow_up_at, s.follow_up_at);
-        let s = snap(vec![msg(1, "inbound", "inbound_ai_replied", "hi"), msg(2, "outbound", "pending_approval", "hello")]);
+        let s = snap(vec![msg(1, In, InboundAiReplied, "hi"), msg(2, Out, PendingApproval, "hello")]);
         assert_eq!(summarize(&s).next_step.as_deref(), Some("approve the pending reply"));
         let s = snap(vec![]);
         let i = summarize(&s);

@@ -26,6 +26,7 @@ use crate::db::DbError;
 use crate::domain::breaker::{Admit, State};
 use crate::domain::outcome::{decide, Decision};
 use crate::domain::retry::RetryPolicy;
+use crate::domain::vocab::Status;
 use crate::lease::{self, Leases};
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
@@ -292,7 +293,7 @@ impl Dispatcher {
         let key: LeaseKey = (m.tenant_id.clone(), m.id, m.attempt);
         if m.possible_duplicate {
             tracing::warn!("an earlier attempt may have delivered this message: this attempt is flagged possible_duplicate");
-            metrics::counter!("pgcourier_possible_duplicates_total", "channel" => m.session.channel.clone(), "tenant" => m.tenant_id.clone())
+            metrics::counter!("pgcourier_possible_duplicates_total", "channel" => m.session.channel.as_str(), "tenant" => m.tenant_id.clone())
                 .increment(1);
         }
         let slots = self.slots_for(&m);
@@ -309,8 +310,8 @@ impl Dispatcher {
         let all = m.recipients.len() + m.cc.len() + m.bcc.len();
         if !m.suppressed_now.is_empty() && m.suppressed_now.len() >= all {
             tracing::info!(suppressed = ?m.suppressed_now, "every recipient is suppressed; not sending");
-            metrics::counter!("pgcourier_messages_total", "status" => "suppressed", "channel" => m.session.channel.clone(), "tenant" => m.tenant_id.clone()).increment(1);
-            return Finished::Outcome(row(&m, "suppressed", None, None));
+            metrics::counter!("pgcourier_messages_total", "status" => Status::Suppressed.as_str(), "channel" => m.session.channel.as_str(), "tenant" => m.tenant_id.clone()).increment(1);
+            return Finished::Outcome(row(&m, Status::Suppressed, None, None));
         }
         // The session, or its fallback while the session's breaker is open.
         let via = match self.breakers.admit(&m.session, std::time::Instant::now()) {
@@ -346,7 +347,7 @@ impl Dispatcher {
                         // the next attempt.
                         tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64,
                                        "the lease ran out during the send (renewals failed); send abandoned");
-                        metrics::counter!("pgcourier_sends_abandoned_total", "provider" => via.provider.clone()).increment(1);
+                        metrics::counter!("pgcourier_sends_abandoned_total", "provider" => via.provider.as_str()).increment(1);
                         return Finished::Dropped(key);
                     }
                 };
@@ -360,11 +361,11 @@ impl Dispatcher {
         }
         self.loads.sent(m.session.id, started.elapsed());
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        metrics::histogram!("pgcourier_send_duration_seconds", "provider" => via.provider.clone()).record(started.elapsed().as_secs_f64());
+        metrics::histogram!("pgcourier_send_duration_seconds", "provider" => via.provider.as_str()).record(started.elapsed().as_secs_f64());
         let mut outcome = match &result {
             Ok(receipt) => {
                 tracing::info!(elapsed_ms, provider = %via.provider, session = via.id, "sent");
-                let mut r = row(&m, "sent", None, None);
+                let mut r = row(&m, Status::Sent, None, None);
                 r.external_id = receipt.external_id.clone();
                 r.delivery = receipt.detail.clone();
                 if via.id != m.session.id {
@@ -375,7 +376,7 @@ impl Dispatcher {
                 r
             }
             Err(e) => {
-                metrics::counter!("pgcourier_provider_errors_total", "provider" => via.provider.clone(), "class" => e.class.as_str())
+                metrics::counter!("pgcourier_provider_errors_total", "provider" => via.provider.as_str(), "class" => e.class.as_str())
                     .increment(1);
                 self.failed(&m, e, elapsed_ms)
             }
@@ -387,7 +388,7 @@ impl Dispatcher {
             outcome.rendered_text = out.text.filter(|t| m.body_text.as_ref() != Some(t));
             outcome.rendered_html = out.html.filter(|h| m.body_html.as_ref() != Some(h));
         }
-        metrics::counter!("pgcourier_messages_total", "status" => outcome.status, "channel" => m.session.channel.clone(), "tenant" => m.tenant_id.clone()).increment(1);
+        metrics::counter!("pgcourier_messages_total", "status" => outcome.status.as_str(), "channel" => m.session.channel.as_str(), "tenant" => m.tenant_id.clone()).increment(1);
         Finished::Outcome(outcome)
     }
 
@@ -413,7 +414,7 @@ impl Dispatcher {
         tokio::spawn(async move {
             let result: Result<_, DbError> = async {
                 let client = pool.get().await?;
-                Ok(q::report_breaker(&client, &tenant_id, session_id, change.0.as_str(), change.1, &worker).await?)
+                Ok(q::report_breaker(&client, &tenant_id, session_id, change.0.kind(), change.1, &worker).await?)
             }
             .await;
             if let Err(e) = result {
@@ -428,7 +429,7 @@ impl Dispatcher {
         match decide(Some(&e.class), m.attempt as u32, &policy, rand::random::<f64>()) {
             Decision::Retry(delay) => {
                 tracing::warn!(elapsed_ms, error = %detail, class = e.class.as_str(), retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
-                let mut r = row(m, "queued", Some(detail), Some(e.class.as_str()));
+                let mut r = row(m, Status::Queued, Some(detail), Some(e.class.as_str()));
                 r.maybe_delivered = e.possibly_delivered;
                 r.run_at = Some(chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
                 r
@@ -440,12 +441,12 @@ impl Dispatcher {
                     detail
                 };
                 tracing::error!(elapsed_ms, error = %reason, class = e.class.as_str(), "send failed for good");
-                let mut r = row(m, "failed", Some(reason), Some(e.class.as_str()));
+                let mut r = row(m, Status::Failed, Some(reason), Some(e.class.as_str()));
                 r.maybe_delivered = e.possibly_delivered;
                 if let Some((why, address)) = suppress {
                     let address = address.or_else(|| m.recipients.first().cloned());
                     if let Some(address) = address {
-                        r.suppress = Some((m.session.channel.clone(), address.to_lowercase(), why.as_str()));
+                        r.suppress = Some((m.session.channel, address.to_lowercase(), why));
                     }
                 }
                 r
@@ -484,6 +485,6 @@ fn released(m: &Claimed, run_at: Option<chrono::DateTime<chrono::Utc>>, reason: 
     Released { tenant_id: m.tenant_id.clone(), message_id: m.id, attempt: m.attempt, run_at, reason }
 }
 
-fn row(m: &Claimed, status: &'static str, error: Option<String>, class: Option<&'static str>) -> OutcomeRow {
+fn row(m: &Claimed, status: Status, error: Option<String>, class: Option<&'static str>) -> OutcomeRow {
     OutcomeRow { error, error_class: class, ..OutcomeRow::bare(m.tenant_id.clone(), m.id, m.attempt, status) }
 }

@@ -7,6 +7,7 @@
 
 use crate::channels::{Outbound, SendError};
 use crate::db::outbound::Claimed;
+use crate::domain::vocab::Channel;
 use handlebars::Handlebars;
 use std::sync::OnceLock;
 
@@ -76,7 +77,7 @@ pub fn outbound(m: &Claimed) -> Result<Outbound, SendError> {
     Ok(Outbound {
         public_id: m.public_id,
         tenant_id: m.tenant_id.clone(),
-        channel: m.session.channel.clone(),
+        channel: m.session.channel,
         from: m.sender.clone(),
         to: keep(&m.recipients),
         cc: keep(&m.cc),
@@ -85,7 +86,7 @@ pub fn outbound(m: &Claimed) -> Result<Outbound, SendError> {
         subject,
         text,
         html,
-        message_id: if m.session.channel == "email" { m.external_message_id.clone() } else { None },
+        message_id: if m.session.channel == Channel::Email { m.external_message_id.clone() } else { None },
         in_reply_to: m.in_reply_to.clone(),
         references: m.references.clone(),
         metadata: m.metadata.clone(),

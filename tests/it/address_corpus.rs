@@ -49,7 +49,7 @@ async fn the_trigger_and_the_email_adapter_accept_and_refuse_the_same_addresses(
                 let twice: Option<String> =
                     db.client.query_one("SELECT et_normalize_address('email', $1)", &[stored]).await.unwrap().get(0);
                 assert_eq!(twice.as_ref(), Some(stored), "normalising {address:?} twice changes it");
-                let msg = text_message("email", "Acme <noreply@acme.example>", &[stored.as_str()], "x");
+                let msg = text_message(pgcourier::domain::vocab::Channel::Email, "Acme <noreply@acme.example>", &[stored.as_str()], "x");
                 let built = build(&msg).unwrap_or_else(|e| panic!("{address:?} stored as {stored:?}: {e:?}"));
                 let bytes = String::from_utf8_lossy(&built.formatted()).into_owned();
                 let bare = parse_email(stored).unwrap().address();

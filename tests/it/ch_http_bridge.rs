@@ -20,7 +20,7 @@ fn message() -> Outbound {
     Outbound {
         in_reply_to: Some("3EB0C431C26A1916E07A".into()),
         metadata: json!({ "order": 42 }),
-        ..text_message("whatsapp", "+15550001111", &["+15551234567"], "Your order shipped")
+        ..text_message(pgcourier::domain::vocab::Channel::Whatsapp, "+15550001111", &["+15551234567"], "Your order shipped")
     }
 }
 

@@ -19,7 +19,7 @@ fn adapter(mock: &MockHttp) -> Telegram {
 }
 
 fn message(to: &[&str], text: &str) -> Outbound {
-    text_message("telegram", "@acme_bot", to, text)
+    text_message(pgcourier::domain::vocab::Channel::Telegram, "@acme_bot", to, text)
 }
 
 /// Telegram's success answer: the sent Message.

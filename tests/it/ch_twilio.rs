@@ -10,6 +10,7 @@ use base64::Engine as _;
 use pgcourier::channels::twilio::Twilio;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
 use pgcourier::domain::outcome::{ErrorClass, SuppressReason};
+use pgcourier::domain::vocab;
 use serde_json::json;
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ fn twilio_error(status: u16, code: u32, message: &str) -> Answer {
     )
 }
 
-fn message(channel: &str, to: &[&str], text: &str) -> Outbound {
+fn message(channel: vocab::Channel, to: &[&str], text: &str) -> Outbound {
     text_message(channel, FROM, to, text)
 }
 
@@ -65,14 +66,14 @@ fn basic(user: &str, pass: &str) -> String {
 
 async fn fail_with(answer: fn() -> Answer) -> (SendError, Recorded) {
     let mock = MockHttp::start(move |_, _| answer()).await;
-    let err = adapter(&mock, json!({})).send(&message("sms", &[TO], "hi")).await.expect_err("a failure");
+    let err = adapter(&mock, json!({})).send(&message(vocab::Channel::Sms, &[TO], "hi")).await.expect_err("a failure");
     (err, mock.requests().remove(0))
 }
 
 #[tokio::test]
 async fn twilio_sms_success_posts_the_exact_form_with_basic_auth() {
     let mock = MockHttp::start(|r, _| created(r, "SM0123456789abcdef0123456789abcdef")).await;
-    let receipt = adapter(&mock, json!({})).send(&message("sms", &[TO], "Your code is 123 & more")).await.expect("sent");
+    let receipt = adapter(&mock, json!({})).send(&message(vocab::Channel::Sms, &[TO], "Your code is 123 & more")).await.expect("sent");
     assert_eq!(receipt.external_id.as_deref(), Some("SM0123456789abcdef0123456789abcdef"));
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 1);
@@ -87,7 +88,7 @@ async fn twilio_sms_success_posts_the_exact_form_with_basic_auth() {
 #[tokio::test]
 async fn twilio_whatsapp_success_prefixes_to_and_from() {
     let mock = MockHttp::start(|r, _| created(r, "SMwa")).await;
-    let receipt = adapter(&mock, json!({})).send(&message("whatsapp", &[TO], "Hola")).await.expect("sent");
+    let receipt = adapter(&mock, json!({})).send(&message(vocab::Channel::Whatsapp, &[TO], "Hola")).await.expect("sent");
     assert_eq!(receipt.external_id.as_deref(), Some("SMwa"));
     let r = &mock.requests()[0];
     assert_eq!(r.path, path());
@@ -103,7 +104,7 @@ async fn twilio_status_callback_and_messaging_service_with_the_token_alone() {
     let config = json!({ "api_base": mock.url(), "account_sid": SID, "messaging_service_sid": "MG1234",
                          "status_callback_url": "https://hooks.acme.example/twilio/status" });
     let twilio = Twilio::new(&config, FROM, Some(TOKEN.into())).expect("token alone with config.account_sid");
-    twilio.send(&message("sms", &[TO], "hi")).await.expect("sent");
+    twilio.send(&message(vocab::Channel::Sms, &[TO], "hi")).await.expect("sent");
     let r = &mock.requests()[0];
     assert_eq!(r.path, path());
     assert_eq!(r.header("authorization"), Some(basic(SID, TOKEN).as_str()));
@@ -121,7 +122,7 @@ async fn twilio_status_callback_and_messaging_service_with_the_token_alone() {
 #[tokio::test]
 async fn twilio_one_call_per_recipient() {
     let mock = MockHttp::start(|r, n| created(r, &format!("SM{n}"))).await;
-    let receipt = adapter(&mock, json!({})).send(&message("sms", &[TO, "+15557654321"], "hi")).await.expect("sent");
+    let receipt = adapter(&mock, json!({})).send(&message(vocab::Channel::Sms, &[TO, "+15557654321"], "hi")).await.expect("sent");
     assert_eq!(receipt.external_id.as_deref(), Some("SM0"));
     let tos: Vec<String> = mock.requests().iter().map(|r| r.form()[0].1.clone()).collect();
     assert_eq!(tos, [TO, "+15557654321"]);
@@ -136,7 +137,7 @@ async fn twilio_several_recipients_partial_failure_is_sent_and_nothing_sent_retu
             |r, n| if n == 1 { twilio_error(400, 21610, "Attempt to send to unsubscribed recipient") } else { created(r, "SMok") },
         )
         .await;
-    let receipt = adapter(&mock, json!({})).send(&message("sms", &[TO, "+15557654321"], "hi")).await.expect("partly sent");
+    let receipt = adapter(&mock, json!({})).send(&message(vocab::Channel::Sms, &[TO, "+15557654321"], "hi")).await.expect("partly sent");
     assert_eq!(receipt.external_id.as_deref(), Some("SMok"));
     let detail = receipt.detail.unwrap();
     assert_eq!(detail["failed"][0]["to"], "+15557654321");
@@ -145,7 +146,10 @@ async fn twilio_several_recipients_partial_failure_is_sent_and_nothing_sent_retu
     let mock =
         MockHttp::start(|_, n| if n == 0 { twilio_error(400, 21211, "invalid") } else { twilio_error(503, 20503, "Service Unavailable") })
             .await;
-    let err = adapter(&mock, json!({})).send(&message("sms", &[TO, "+15557654321", "+15559999999"], "hi")).await.expect_err("nothing sent");
+    let err = adapter(&mock, json!({}))
+        .send(&message(vocab::Channel::Sms, &[TO, "+15557654321", "+15559999999"], "hi"))
+        .await
+        .expect_err("nothing sent");
     assert_eq!(err.class, ErrorClass::Transient { retry_after: None });
     assert_eq!(mock.requests().len(), 2, "a transient failure stops the loop");
 }
@@ -203,14 +207,14 @@ async fn twilio_other_4xx_is_permanent_and_network_errors_are_transient() {
     // nothing listens on this port any more
     let port = { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port() };
     let twilio = Twilio::new(&json!({ "api_base": format!("http://127.0.0.1:{port}") }), FROM, Some(format!("{SID}:{TOKEN}"))).unwrap();
-    let err = twilio.send(&message("sms", &[TO], "hi")).await.expect_err("refused");
+    let err = twilio.send(&message(vocab::Channel::Sms, &[TO], "hi")).await.expect_err("refused");
     assert_eq!(err.class, ErrorClass::Transient { retry_after: None }, "{}", err.detail);
 }
 
 #[tokio::test]
 async fn twilio_refuses_attachments_and_bad_secrets() {
     let mock = MockHttp::start(|r, _| created(r, "SMx")).await;
-    let mut m = message("sms", &[TO], "see attached");
+    let mut m = message(vocab::Channel::Sms, &[TO], "see attached");
     m.attachments.push(Attachment { filename: "a.pdf".into(), content_type: "application/pdf".into(), content: vec![1, 2, 3] });
     let err = adapter(&mock, json!({})).send(&m).await.expect_err("attachments refused");
     assert_eq!(err.class, ErrorClass::Permanent);

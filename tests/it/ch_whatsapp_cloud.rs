@@ -57,7 +57,7 @@ fn adapter(mock: &MockHttp, extra: Value) -> WhatsappCloud {
 }
 
 fn message(to: &[&str], text: &str) -> Outbound {
-    text_message("whatsapp", "+15550000000", to, text)
+    text_message(pgcourier::domain::vocab::Channel::Whatsapp, "+15550000000", to, text)
 }
 
 fn messages_path() -> String {

@@ -6,6 +6,7 @@ use crate::smtp_sink::{Reply, SmtpSink};
 use crate::support::TestDb;
 use crate::support::{send_many, smtp_session, spawn, until};
 use pgcourier::db::outbound::{claim, record, renew, rescue, OutcomeRow};
+use pgcourier::domain::vocab::Status;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -72,7 +73,7 @@ async fn renewals_keep_leases_and_rescues_flag_the_next_attempt() {
     let kept = renew(&client, "w1", &keys, lease).await.unwrap();
     assert_eq!(kept, vec![keys[1].clone()], "the rescued lease is lost to its old holder");
     // its old holder's outcome is discarded; the next claim is flagged
-    assert_eq!(record(&mut client, "w1", &[OutcomeRow::bare("acme".into(), keys[0].1, 1, "sent")]).await.unwrap(), 0);
+    assert_eq!(record(&mut client, "w1", &[OutcomeRow::bare("acme".into(), keys[0].1, 1, Status::Sent)]).await.unwrap(), 0);
     let again = claim(&client, "w2", 5, lease).await.unwrap();
     assert_eq!(again.len(), 1);
     assert!(again[0].possible_duplicate && again[0].attempt == 2);
@@ -87,10 +88,10 @@ async fn renewals_keep_leases_and_rescues_flag_the_next_attempt() {
     );
     assert_eq!(db.count(&format!("SELECT possible_duplicates::bigint FROM et_messages WHERE id = {}", keys[0].1)).await, 1);
     // a retry after a failure the provider may have acted on is flagged too; a plain one is not
-    let mut retry = OutcomeRow::bare("acme".into(), keys[0].1, 2, "queued");
+    let mut retry = OutcomeRow::bare("acme".into(), keys[0].1, 2, Status::Queued);
     retry.maybe_delivered = true;
-    assert_eq!(record(&mut client, "w2", &[retry, OutcomeRow::bare("acme".into(), keys[1].1, 1, "queued")]).await.unwrap(), 1);
-    assert_eq!(record(&mut client, "w1", &[OutcomeRow::bare("acme".into(), keys[1].1, 1, "queued")]).await.unwrap(), 1);
+    assert_eq!(record(&mut client, "w2", &[retry, OutcomeRow::bare("acme".into(), keys[1].1, 1, Status::Queued)]).await.unwrap(), 1);
+    assert_eq!(record(&mut client, "w1", &[OutcomeRow::bare("acme".into(), keys[1].1, 1, Status::Queued)]).await.unwrap(), 1);
     let third = claim(&client, "w3", 5, lease).await.unwrap();
     let flags: HashMap<i64, bool> = third.iter().map(|m| (m.id, m.possible_duplicate)).collect();
     assert_eq!(flags, HashMap::from([(keys[0].1, true), (keys[1].1, false)]));

@@ -5,6 +5,7 @@
 use crate::mock_http::{Answer, MockHttp};
 use chrono::{Duration as Days, TimeZone, Utc};
 use pgcourier::domain::decision::{Decision, HistoryMessage, ThreadHistory};
+use pgcourier::domain::vocab::{Channel, DecidedBy, Direction, Handling, Status};
 use pgcourier::inbound::llm::LlmDecider;
 use pgcourier::inbound::{Decider, Summarizer};
 use serde_json::{json, Value};
@@ -17,12 +18,12 @@ fn decider(base_url: &str) -> LlmDecider {
     LlmDecider::new(&json!({ "base_url": base_url, "model": MODEL, "timeout_ms": 5000 }), Some(KEY.into())).expect("decider")
 }
 
-fn msg(id: i64, direction: &str, subject: Option<&str>, text: &str) -> HistoryMessage {
+fn msg(id: i64, direction: Direction, subject: Option<&str>, text: &str) -> HistoryMessage {
     HistoryMessage {
         id,
-        direction: direction.into(),
-        delivery_status: if direction == "inbound" { "received".into() } else { "delivered".into() },
-        sender: Some(if direction == "inbound" { "ann@example.com".into() } else { "shop@acme.test".into() }),
+        direction,
+        delivery_status: if direction == Direction::Inbound { Status::Received } else { Status::Sent },
+        sender: Some(if direction == Direction::Inbound { "ann@example.com".into() } else { "shop@acme.test".into() }),
         subject: subject.map(Into::into),
         text: text.into(),
         created_at: Utc.with_ymd_and_hms(2025, 3, 1, 10, id as u32, 0).unwrap(),
@@ -34,14 +35,14 @@ fn thread() -> ThreadHistory {
     ThreadHistory {
         tenant_id: "acme".into(),
         thread_id: 42,
-        channel: "email".into(),
+        channel: Channel::Email,
         contact: "ann@example.com".into(),
         subject: Some("Order 1001".into()),
-        handling: "ai".into(),
+        handling: Handling::Ai,
         messages: vec![
-            msg(1, "inbound", Some("Order 1001"), "Hi, where is my order 1001?"),
-            msg(2, "outbound", None, "It shipped yesterday, tracking ABC123."),
-            msg(3, "inbound", None, "Thanks! Do you also sell gift cards?"),
+            msg(1, Direction::Inbound, Some("Order 1001"), "Hi, where is my order 1001?"),
+            msg(2, Direction::Outbound, None, "It shipped yesterday, tracking ABC123."),
+            msg(3, Direction::Inbound, None, "Thanks! Do you also sell gift cards?"),
         ],
     }
 }
@@ -84,7 +85,7 @@ async fn each_decision_kind_is_mapped_and_the_request_is_openai_shaped() {
     assert_eq!(d.decision, Decision::AutoReply { body: "Yes, from 10 to 200 EUR.".into() });
     assert_eq!(
         (d.reason.as_str(), d.label.as_deref(), d.decided_by, d.model.as_deref()),
-        ("because auto_reply", Some("gift-cards"), "llm", Some(MODEL))
+        ("because auto_reply", Some("gift-cards"), DecidedBy::Llm, Some(MODEL))
     );
 
     let d = llm.decide(&t).await.expect("human_takeover");
@@ -237,7 +238,7 @@ async fn summarize_maps_an_answer_with_the_summary_schema() {
     assert_eq!(insight.summary, "Ann got her order and asks about gift cards.");
     assert_eq!((insight.label.as_deref(), insight.next_step.as_deref()), (Some("gift-cards"), Some("Send the gift card page.")));
     assert_eq!(insight.follow_up_at, Some(chrono::DateTime::parse_from_rfc3339(&later).unwrap().with_timezone(&Utc)));
-    assert_eq!((insight.decided_by, insight.model.as_deref()), ("llm", Some(MODEL)));
+    assert_eq!((insight.decided_by, insight.model.as_deref()), (DecidedBy::Llm, Some(MODEL)));
 
     let body: Value = mock.wait_for(1, Duration::from_secs(5)).await[0].json();
     let js = &body["response_format"]["json_schema"];

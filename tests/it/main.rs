@@ -35,4 +35,5 @@ mod schema;
 mod smtp_sink;
 mod support;
 mod templates;
+mod vocabulary;
 mod webhooks;

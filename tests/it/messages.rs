@@ -2,6 +2,7 @@
 
 use crate::support::TestDb;
 use futures_util::StreamExt;
+use pgcourier::domain::vocab::Status;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -511,15 +512,15 @@ async fn an_outcome_is_recorded_only_under_its_own_lease() {
     assert_eq!((claimed.len(), claimed[0].attempt), (1, 1));
     // what the rescuer and the next claim do once w1's lease expired
     db.client.batch_execute(&format!("UPDATE et_outbound_queue SET leased_by = 'w2', attempts = 2 WHERE message_id = {id}")).await.unwrap();
-    let outcome = |attempt: i32, status: &'static str| OutcomeRow::bare("acme".into(), id, attempt, status);
+    let outcome = |attempt: i32, status: Status| OutcomeRow::bare("acme".into(), id, attempt, status);
     let lease = "SELECT count(*) FROM et_outbound_queue WHERE state = 'leased' AND leased_by = 'w2' AND attempts = 2";
-    for status in ["sent", "queued", "failed"] {
+    for status in [Status::Sent, Status::Queued, Status::Failed] {
         assert_eq!(record(&mut client, "w1", &[outcome(1, status)]).await.unwrap(), 0, "w1's {status} is not recorded");
         assert_eq!(db.count(lease).await, 1, "w2's lease stands after w1's {status}");
         assert_eq!(db.count(&format!("SELECT count(*) FROM et_messages WHERE id = {id} AND delivery_status = 'sending'")).await, 1);
     }
-    assert_eq!(record(&mut client, "w2", &[outcome(1, "sent")]).await.unwrap(), 0, "the right worker, the wrong attempt");
-    assert_eq!(record(&mut client, "w2", &[outcome(2, "sent")]).await.unwrap(), 1);
+    assert_eq!(record(&mut client, "w2", &[outcome(1, Status::Sent)]).await.unwrap(), 0, "the right worker, the wrong attempt");
+    assert_eq!(record(&mut client, "w2", &[outcome(2, Status::Sent)]).await.unwrap(), 1);
     assert_eq!(db.count(&format!("SELECT count(*) FROM et_messages WHERE id = {id} AND delivery_status = 'sent'")).await, 1);
     assert_eq!(db.count("SELECT count(*) FROM et_outbound_queue").await, 0);
 }

@@ -470,7 +470,12 @@ mod tests {
     }
 
     fn outbound(i: usize) -> Outbound {
-        let mut m = crate::fixtures::text_message("email", "Acme <noreply@acme.example>", &[&format!("u{i}@example.com")], "Hi");
+        let mut m = crate::fixtures::text_message(
+            pgcourier::domain::vocab::Channel::Email,
+            "Acme <noreply@acme.example>",
+            &[&format!("u{i}@example.com")],
+            "Hi",
+        );
         m.message_id = Some(format!("<m{i}@acme.example>"));
         m
     }

@@ -2,6 +2,7 @@
 //! actions, all scoped by tenant; `message_elsewhere` only answers yes / no for the security log.
 
 use super::MessageRef;
+use crate::domain::vocab::{Channel, Direction, Status};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -14,10 +15,10 @@ use uuid::Uuid;
 pub struct MessageRow {
     pub id: i64,
     pub public_id: Uuid,
-    pub direction: String,
-    pub channel: String,
+    pub direction: Direction,
+    pub channel: Channel,
     pub channel_session_id: i64,
-    pub status: String,
+    pub status: Status,
     pub thread_id: i64,
     pub sender: Option<String>,
     pub recipients: Vec<String>,
@@ -67,14 +68,15 @@ pub(super) fn cols(bodies: Bodies) -> String {
     format!("{MESSAGE_COLS}, {extra}")
 }
 
-pub(super) fn message(r: &Row) -> MessageRow {
-    MessageRow {
+/// One message row; an error (never a panic) if a value is not on its list.
+pub(super) fn message(r: &Row) -> Result<MessageRow, Error> {
+    Ok(MessageRow {
         id: r.get("id"),
         public_id: r.get("public_id"),
-        direction: r.get("direction"),
-        channel: r.get("channel"),
+        direction: r.try_get("direction")?,
+        channel: r.try_get("channel")?,
         channel_session_id: r.get("channel_session_id"),
-        status: r.get("delivery_status"),
+        status: r.try_get("delivery_status")?,
         thread_id: r.get("thread_id"),
         sender: r.get("sender"),
         recipients: r.get("recipients"),
@@ -99,7 +101,7 @@ pub(super) fn message(r: &Row) -> MessageRow {
         updated_at: r.get("updated_at"),
         body_text: r.get("body_text"),
         body_html: r.get("body_html"),
-    }
+    })
 }
 
 /// A message of `tenant`, with its bodies.
@@ -117,7 +119,7 @@ pub async fn find_message(c: &impl GenericClient, tenant: &str, m: MessageRef) -
             .await?
         }
     };
-    Ok(row.as_ref().map(message))
+    row.as_ref().map(message).transpose()
 }
 
 /// The bigint id of a message of `tenant`.
@@ -195,10 +197,10 @@ pub async fn attachments(c: &impl GenericClient, tenant: &str, message_id: i64) 
 /// Filters of `GET /v1/messages` (already validated).
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
-    pub status: Option<String>,
-    pub direction: Option<String>,
+    pub status: Option<Status>,
+    pub direction: Option<Direction>,
     pub thread_id: Option<i64>,
-    pub channel: Option<String>,
+    pub channel: Option<Channel>,
     pub to: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
@@ -250,7 +252,7 @@ pub async fn list_messages(c: &impl GenericClient, tenant: &str, f: &ListFilter)
         conds.join(" AND ")
     );
     let rows = c.query(&sql, &params).await?;
-    Ok(rows.iter().map(message).collect())
+    rows.iter().map(message).collect()
 }
 
 /// An operator action on a message.

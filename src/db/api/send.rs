@@ -1,6 +1,7 @@
 //! The SQL of `POST /v1/messages`: pick the session, insert the message
 //! idempotently (`ON CONFLICT` on the idempotency index) and its attachments.
 
+use crate::domain::vocab::{Channel, Status};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -13,14 +14,14 @@ use uuid::Uuid;
 pub enum SessionChoice {
     Id(i64),
     /// The tenant's single active session of this channel.
-    Channel(String),
+    Channel(Channel),
 }
 
 /// The session picked for a send.
 #[derive(Debug, Clone)]
 pub struct SendSession {
     pub id: i64,
-    pub channel: String,
+    pub channel: Channel,
     pub address: String,
 }
 
@@ -57,7 +58,7 @@ pub async fn pick_session(c: &impl GenericClient, tenant: &str, choice: &Session
     if n > 1 {
         return Ok(Err(NoSession::Ambiguous(n)));
     }
-    Ok(Ok(SendSession { id: r.get(0), channel: r.get(1), address: r.get(2) }))
+    Ok(Ok(SendSession { id: r.get(0), channel: r.try_get(1)?, address: r.get(2) }))
 }
 
 /// An outbound message as the API writes it; the triggers validate and default the rest.
@@ -66,7 +67,7 @@ pub struct NewMessage {
     pub tenant_id: String,
     pub session_id: i64,
     /// When the caller named a channel: the trigger checks it against the session.
-    pub channel: Option<String>,
+    pub channel: Option<Channel>,
     pub sender: Option<String>,
     pub recipients: Vec<String>,
     pub cc: Vec<String>,
@@ -89,15 +90,15 @@ pub struct Inserted {
     pub created: bool,
     pub id: i64,
     pub public_id: Uuid,
-    pub status: String,
+    pub status: Status,
     pub thread_id: i64,
     pub suppressed_recipients: Vec<String>,
 }
 
 const INSERTED_COLS: &str = "id, public_id, delivery_status, thread_id, suppressed_recipients";
 
-fn inserted(r: &Row, created: bool) -> Inserted {
-    Inserted { created, id: r.get(0), public_id: r.get(1), status: r.get(2), thread_id: r.get(3), suppressed_recipients: r.get(4) }
+fn inserted(r: &Row, created: bool) -> Result<Inserted, Error> {
+    Ok(Inserted { created, id: r.get(0), public_id: r.get(1), status: r.try_get(2)?, thread_id: r.get(3), suppressed_recipients: r.get(4) })
 }
 
 /// Insert `m`; with an idempotency key, a row that already holds it (same tenant) is returned
@@ -133,7 +134,7 @@ pub async fn insert_message(c: &impl GenericClient, m: &NewMessage) -> Result<In
         &m.idempotency_key,
     ];
     if let Some(r) = c.query_opt(&sql, &params).await? {
-        return Ok(inserted(&r, true));
+        return inserted(&r, true);
     }
     // A conflict: the key is taken (a new statement sees the row the other insert committed).
     let r = c
@@ -142,7 +143,7 @@ pub async fn insert_message(c: &impl GenericClient, m: &NewMessage) -> Result<In
             &[&m.tenant_id, &m.idempotency_key],
         )
         .await?;
-    Ok(inserted(&r, false))
+    inserted(&r, false)
 }
 
 /// Add one attachment to a message inserted in this transaction (the trigger enforces limits).

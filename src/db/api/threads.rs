@@ -1,6 +1,7 @@
 //! Thread reads (the thread, its newest messages, its insight) and `et_handoff`.
 
 use super::messages::{cols, message, Bodies, MessageRow};
+use crate::domain::vocab::{Channel, DecidedBy, Handling, ThreadState};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Error;
@@ -10,14 +11,14 @@ use tokio_postgres::Error;
 pub struct ThreadRow {
     pub id: i64,
     pub channel_session_id: i64,
-    pub channel: String,
+    pub channel: Channel,
     pub contact: String,
     pub subject: Option<String>,
     pub external_thread_key: Option<String>,
-    pub handling: String,
+    pub handling: Handling,
     pub handling_by: Option<String>,
     pub handling_at: Option<DateTime<Utc>>,
-    pub state: String,
+    pub state: ThreadState,
     pub message_count: i32,
     pub inbound_count: i32,
     pub outbound_count: i32,
@@ -36,25 +37,28 @@ pub async fn find_thread(c: &impl GenericClient, tenant: &str, id: i64) -> Resul
             &[&tenant, &id],
         )
         .await?;
-    Ok(row.map(|r| ThreadRow {
-        id: r.get(0),
-        channel_session_id: r.get(1),
-        channel: r.get(2),
-        contact: r.get(3),
-        subject: r.get(4),
-        external_thread_key: r.get(5),
-        handling: r.get(6),
-        handling_by: r.get(7),
-        handling_at: r.get(8),
-        state: r.get(9),
-        message_count: r.get(10),
-        inbound_count: r.get(11),
-        outbound_count: r.get(12),
-        last_inbound_at: r.get(13),
-        last_outbound_at: r.get(14),
-        created_at: r.get(15),
-        updated_at: r.get(16),
-    }))
+    row.map(|r| {
+        Ok(ThreadRow {
+            id: r.get(0),
+            channel_session_id: r.get(1),
+            channel: r.try_get(2)?,
+            contact: r.get(3),
+            subject: r.get(4),
+            external_thread_key: r.get(5),
+            handling: r.try_get(6)?,
+            handling_by: r.get(7),
+            handling_at: r.get(8),
+            state: r.try_get(9)?,
+            message_count: r.get(10),
+            inbound_count: r.get(11),
+            outbound_count: r.get(12),
+            last_inbound_at: r.get(13),
+            last_outbound_at: r.get(14),
+            created_at: r.get(15),
+            updated_at: r.get(16),
+        })
+    })
+    .transpose()
 }
 
 pub async fn thread_elsewhere(c: &impl GenericClient, tenant: &str, id: i64) -> Result<bool, Error> {
@@ -69,7 +73,7 @@ pub async fn thread_messages(c: &impl GenericClient, tenant: &str, thread: i64, 
           ORDER BY s.created_at, s.id",
         cols(Bodies::Text)
     );
-    Ok(c.query(&sql, &[&tenant, &thread, &limit]).await?.iter().map(message).collect())
+    c.query(&sql, &[&tenant, &thread, &limit]).await?.iter().map(message).collect()
 }
 
 /// What the insights worker concluded about a thread.
@@ -79,7 +83,7 @@ pub struct InsightRow {
     pub label: Option<String>,
     pub next_step: Option<String>,
     pub follow_up_at: Option<DateTime<Utc>>,
-    pub decided_by: Option<String>,
+    pub decided_by: Option<DecidedBy>,
     pub model: Option<String>,
     pub source_message_id: Option<i64>,
     pub updated_at: DateTime<Utc>,
@@ -93,20 +97,23 @@ pub async fn thread_insight(c: &impl GenericClient, tenant: &str, thread: i64) -
             &[&tenant, &thread],
         )
         .await?;
-    Ok(row.map(|r| InsightRow {
-        summary: r.get(0),
-        label: r.get(1),
-        next_step: r.get(2),
-        follow_up_at: r.get(3),
-        decided_by: r.get(4),
-        model: r.get(5),
-        source_message_id: r.get(6),
-        updated_at: r.get(7),
-    }))
+    row.map(|r| {
+        Ok(InsightRow {
+            summary: r.get(0),
+            label: r.get(1),
+            next_step: r.get(2),
+            follow_up_at: r.get(3),
+            decided_by: r.try_get(4)?,
+            model: r.get(5),
+            source_message_id: r.get(6),
+            updated_at: r.get(7),
+        })
+    })
+    .transpose()
 }
 
 /// `et_handoff` on a thread of `tenant`; `Ok(None)`: no such thread for this tenant.
-pub async fn handoff(c: &impl GenericClient, tenant: &str, thread: i64, handling: &str, actor: &str) -> Result<Option<String>, Error> {
+pub async fn handoff(c: &impl GenericClient, tenant: &str, thread: i64, handling: Handling, actor: &str) -> Result<Option<String>, Error> {
     let row = c
         .query_opt(
             "SELECT et_handoff(t.id, $3, $4) FROM et_threads t WHERE t.tenant_id = $1 AND t.id = $2",

@@ -61,3 +61,37 @@ impl Modify for ApiKeyScheme {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::vocab::{Channel, DecidedBy, Direction, Handling, Status, ThreadState};
+    use serde_json::Value;
+
+    /// The lists the document shows are the enums' lists, and every reference to one resolves.
+    #[test]
+    fn vocabulary_lists_come_from_the_enums() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let values = |name: &str| -> Vec<String> {
+            let e = schemas[name]["enum"].as_array().unwrap_or_else(|| panic!("{name} is an enum in components: {}", schemas[name]));
+            e.iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+        };
+        assert_eq!(values("Status"), Status::NAMES);
+        assert_eq!(values("Direction"), Direction::NAMES);
+        assert_eq!(values("Channel"), Channel::NAMES);
+        assert_eq!(values("Handling"), Handling::NAMES);
+        assert_eq!(values("ThreadState"), ThreadState::NAMES);
+        assert_eq!(values("DecidedBy"), DecidedBy::NAMES);
+        let text = doc.to_string();
+        for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = r.split('"').next().unwrap();
+            assert!(schemas[name] != Value::Null, "{name} is referenced but not in components");
+        }
+        let hooks = serde_json::to_value(crate::http::webhooks::openapi()).unwrap();
+        let state = &hooks["components"]["schemas"]["DeliveryState"]["enum"];
+        assert_eq!(state, &serde_json::json!(crate::domain::vocab::DeliveryState::NAMES), "{hooks}");
+        let params = doc["paths"]["/v1/messages"]["get"]["parameters"].as_array().unwrap();
+        let status = params.iter().find(|p| p["name"] == "status").unwrap();
+        assert!(status["schema"].to_string().contains("Status"), "{status}");
+    }
+}

@@ -2,10 +2,10 @@
 //! (`approve`, `reject`, `retry`, `cancel`, through the SQL operator functions).
 
 use super::input::{self, OptionalJsonBody, QueryParams};
-use super::send::CHANNELS;
 use super::views::{ErrorBody, MessagePage, MessageView};
 use crate::db::api::{self as db, Action, ListFilter, MessageRef};
 use crate::db::apikeys::Scope;
+use crate::domain::vocab::{self, Channel, Direction, Status, UnknownValue};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::AppState;
@@ -16,25 +16,6 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
-
-/// Every delivery status a message can have.
-const STATUSES: &[&str] = &[
-    "pending_approval",
-    "queued",
-    "sending",
-    "sent",
-    "failed",
-    "rejected",
-    "cancelled",
-    "suppressed",
-    "received",
-    "inbound_processing",
-    "inbound_ai_replied",
-    "inbound_human_takeover",
-    "inbound_follow_up",
-    "inbound_no_action",
-    "inbound_error",
-];
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
@@ -100,13 +81,11 @@ pub async fn get_message(State(state): State<AppState>, caller: Caller, Path(id)
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)]
 pub struct ListParams {
-    /// A delivery status (`queued`, `sent`, `failed`, …).
-    status: Option<String>,
-    /// `inbound` or `outbound`.
-    direction: Option<String>,
+    /// A delivery status.
+    status: Option<Status>,
+    direction: Option<Direction>,
     thread_id: Option<i64>,
-    /// `email`, `whatsapp`, `telegram`, `sms` or `webhook`.
-    channel: Option<String>,
+    channel: Option<Channel>,
     /// A recipient address.
     to: Option<String>,
     /// Created at or after (RFC 3339 or YYYY-MM-DD).
@@ -129,11 +108,9 @@ fn parse_cursor(s: &str) -> Option<(DateTime<Utc>, i64)> {
     Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, id.parse().ok()?))
 }
 
-fn one_of(field: &str, v: &str, allowed: &[&str]) -> Result<String, ApiError> {
-    if allowed.contains(&v) {
-        return Ok(v.to_owned());
-    }
-    Err(ApiError::field(field, format!("{v:?} is not one of {}", allowed.join(", "))))
+/// A value of one of the vocabulary lists, or 400 naming `field` and the allowed values.
+fn one_of<T: std::str::FromStr<Err = UnknownValue>>(field: &str, v: &str) -> Result<T, ApiError> {
+    v.parse().map_err(|e: UnknownValue| ApiError::field(field, format!("{v:?} is not one of {}", vocab::Listed(e.allowed))))
 }
 
 fn filter(params: Vec<(String, String)>) -> Result<ListFilter, ApiError> {
@@ -144,9 +121,9 @@ fn filter(params: Vec<(String, String)>) -> Result<ListFilter, ApiError> {
             return Err(ApiError::field(k, "is given more than once"));
         }
         match k.as_str() {
-            "status" => f.status = Some(one_of("status", &v, STATUSES)?),
-            "direction" => f.direction = Some(one_of("direction", &v, &["inbound", "outbound"])?),
-            "channel" => f.channel = Some(one_of("channel", &v, CHANNELS)?),
+            "status" => f.status = Some(one_of("status", &v)?),
+            "direction" => f.direction = Some(one_of("direction", &v)?),
+            "channel" => f.channel = Some(one_of("channel", &v)?),
             "threadId" => {
                 f.thread_id = Some(v.parse().map_err(|_| ApiError::field("threadId", format!("{v:?} is not a thread id (an integer)")))?)
             }

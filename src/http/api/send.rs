@@ -6,6 +6,7 @@ use super::input::{self, JsonBody, MESSAGE_FIELDS};
 use super::views::{ErrorBody, SendResponse};
 use crate::db::api::{self as db, NewMessage, NoSession, SessionChoice};
 use crate::db::apikeys::Scope;
+use crate::domain::vocab::{Channel, Status};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::AppState;
@@ -18,9 +19,6 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
-
-/// The channels a message can go out on.
-pub const CHANNELS: &[&str] = &["email", "whatsapp", "telegram", "sms", "webhook"];
 
 /// One address, or several.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -118,8 +116,7 @@ pub struct SendRequest {
     #[schema(format = DateTime)]
     pub scheduled_at: Option<String>,
     pub channel_session_id: Option<i64>,
-    /// `email`, `whatsapp`, `telegram`, `sms` or `webhook`.
-    pub channel: Option<String>,
+    pub channel: Option<Channel>,
     /// The Message-ID (email) or provider id this message answers.
     pub in_reply_to: Option<String>,
     /// Same as the `Idempotency-Key` header (both may be given only if equal).
@@ -227,11 +224,6 @@ pub async fn send_message(
     let key = idempotency_key(&headers, req.idempotency_key)?;
     let priority = priority(req.priority)?;
     let scheduled_at = req.scheduled_at.as_deref().map(|s| input::timestamp("scheduledAt", s, false)).transpose()?;
-    if let Some(ch) = &req.channel {
-        if !CHANNELS.contains(&ch.as_str()) {
-            return Err(ApiError::field("channel", format!("unknown channel {ch:?}; expected {}", CHANNELS.join(", "))));
-        }
-    }
     let mut files = Vec::new();
     for (i, a) in req.attachments.into_iter().flatten().enumerate() {
         let cleaned: String = a.content_base64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
@@ -241,10 +233,10 @@ pub async fn send_message(
         let content_type = a.content_type.unwrap_or_else(|| "application/octet-stream".to_owned());
         files.push((a.filename, content_type, content));
     }
-    let choice = match (req.channel_session_id, &req.channel) {
+    let choice = match (req.channel_session_id, req.channel) {
         (Some(id), _) => SessionChoice::Id(id),
-        (None, Some(ch)) => SessionChoice::Channel(ch.clone()),
-        (None, None) => SessionChoice::Channel("email".to_owned()),
+        (None, Some(ch)) => SessionChoice::Channel(ch),
+        (None, None) => SessionChoice::Channel(Channel::Email),
     };
     let tenant = caller.0.tenant_id.clone();
     let from = req.from.map(Address::into_string);
@@ -261,12 +253,12 @@ pub async fn send_message(
             ))
         }
         Err(NoSession::NoneActive) => {
-            let ch = req.channel.as_deref().unwrap_or("email");
+            let ch = req.channel.unwrap_or(Channel::Email);
             let field = if req.channel.is_some() { "channel" } else { "channelSessionId" };
             return Err(ApiError::field(field, format!("this tenant has no active {ch} session; name one with channelSessionId")));
         }
         Err(NoSession::Ambiguous(n)) => {
-            let ch = req.channel.as_deref().unwrap_or("email");
+            let ch = req.channel.unwrap_or(Channel::Email);
             let field = if req.channel.is_some() { "channel" } else { "channelSessionId" };
             return Err(ApiError::field(field, format!("this tenant has {n} active {ch} sessions; name one with channelSessionId")));
         }
@@ -294,7 +286,7 @@ pub async fn send_message(
     };
     let ins = db::insert_message(&tx, &new).await.map_err(|e| input::db_error(e, MESSAGE_FIELDS))?;
     // a fully suppressed message is kept for the record but never sent: no content to attach
-    if ins.created && ins.status != "suppressed" {
+    if ins.created && ins.status != Status::Suppressed {
         for (i, (filename, content_type, content)) in files.iter().enumerate() {
             db::insert_attachment(&tx, &tenant, ins.id, filename, content_type, content)
                 .await

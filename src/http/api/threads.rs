@@ -5,6 +5,7 @@ use super::input::{self, JsonBody};
 use super::views::{ErrorBody, ThreadDetail, ThreadView};
 use crate::db::api as db;
 use crate::db::apikeys::Scope;
+use crate::domain::vocab::Handling;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::AppState;
@@ -65,7 +66,7 @@ pub async fn get_thread(State(state): State<AppState>, caller: Caller, Path(id):
 #[serde(deny_unknown_fields)]
 pub struct HandoffRequest {
     /// `ai` (may be auto-answered) or `human` (never auto-answered).
-    pub handling: String,
+    pub handling: Handling,
 }
 
 /// Hand a thread to a human, or back to the AI (et_handoff).
@@ -96,7 +97,7 @@ pub async fn handoff(
     let client = state.pool.get().await?;
     let tenant = &caller.0.tenant_id;
     let actor = format!("apikey:{}", caller.0.prefix);
-    db::handoff(&client, tenant, thread, &req.handling, &actor)
+    db::handoff(&client, tenant, thread, req.handling, &actor)
         .await
         .map_err(|e| input::db_error(e, &[("handling", "handling")]))?
         .ok_or_else(|| ApiError::not_found("thread"))?;

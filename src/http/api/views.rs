@@ -2,6 +2,7 @@
 //! error body, as camelCase JSON with OpenAPI schemas.
 
 use crate::db::api::{AttachmentRow, EventRow, InsightRow, MessageRow, ThreadRow};
+use crate::domain::vocab::{Channel, DecidedBy, DeliveryState, Direction, Handling, Status, ThreadState};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -33,7 +34,7 @@ pub struct SendResponse {
     /// The internal bigint id (also accepted wherever `{id}` is).
     pub id: i64,
     /// `queued`, `pending_approval` or `suppressed` when new; the current status on a replay.
-    pub status: String,
+    pub status: Status,
     pub thread_id: i64,
     /// Recipients dropped because they are on the tenant's suppression list.
     pub suppressed_recipients: Vec<String>,
@@ -45,12 +46,11 @@ pub struct SendResponse {
 pub struct MessageView {
     pub message_id: Uuid,
     pub id: i64,
-    /// `outbound` or `inbound`.
-    pub direction: String,
-    pub channel: String,
+    pub direction: Direction,
+    pub channel: Channel,
     pub channel_session_id: i64,
-    /// The delivery status (`queued`, `sending`, `sent`, `failed`, … or an inbound status).
-    pub status: String,
+    /// The delivery status (outbound or inbound lifecycle).
+    pub status: Status,
     pub thread_id: i64,
     pub from: Option<String>,
     pub to: Vec<String>,
@@ -181,17 +181,16 @@ pub struct MessagePage {
 pub struct ThreadView {
     pub id: i64,
     pub channel_session_id: i64,
-    pub channel: String,
+    pub channel: Channel,
     /// The peer: email address, E.164 number or chat id.
     pub contact: String,
     pub subject: Option<String>,
     pub external_thread_key: Option<String>,
     /// `ai` (may be auto-answered) or `human`.
-    pub handling: String,
+    pub handling: Handling,
     pub handling_by: Option<String>,
     pub handling_at: Option<DateTime<Utc>>,
-    /// `open` or `closed`.
-    pub state: String,
+    pub state: ThreadState,
     pub message_count: i32,
     pub inbound_count: i32,
     pub outbound_count: i32,
@@ -233,8 +232,7 @@ pub struct InsightView {
     pub label: Option<String>,
     pub next_step: Option<String>,
     pub follow_up_at: Option<DateTime<Utc>>,
-    /// `rules` or `llm`.
-    pub decided_by: Option<String>,
+    pub decided_by: Option<DecidedBy>,
     pub model: Option<String>,
     pub source_message_id: Option<i64>,
     pub updated_at: DateTime<Utc>,
@@ -265,3 +263,20 @@ pub struct ThreadDetail {
     /// Null until the insights worker has looked at the thread.
     pub insight: Option<InsightView>,
 }
+
+/// The vocabulary enums as OpenAPI string enums: the allowed values are each enum's one list.
+macro_rules! vocabulary_schema {
+    ($($t:ident),+ $(,)?) => {$(
+        impl utoipa::PartialSchema for $t {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some($t::NAMES.iter().copied()))
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $t {}
+    )+};
+}
+
+vocabulary_schema!(Status, Direction, Channel, Handling, ThreadState, DecidedBy, DeliveryState);

@@ -2,6 +2,7 @@
 //! in the OpenAPI document (the handlers parse bodies by hand to name the field at fault).
 
 use crate::db::webhooks::{Delivery, Endpoint};
+use crate::domain::vocab::DeliveryState;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -60,7 +61,7 @@ pub struct DeliveryView {
     pub event_id: uuid::Uuid,
     pub event_type: String,
     /// `ready` (waiting or being retried), `delivered` or `dead`.
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i32,
     /// When a ready delivery is (re)tried next.
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -79,7 +80,7 @@ impl From<Delivery> for DeliveryView {
             id: d.id,
             event_id: d.event_id,
             event_type: d.event_type,
-            next_attempt_at: (d.state == "ready").then_some(d.run_at),
+            next_attempt_at: (d.state == DeliveryState::Ready).then_some(d.run_at),
             state: d.state,
             attempts: d.attempts,
             last_status: d.last_status,

@@ -127,6 +127,44 @@ async fn bad_cli_input_is_one_clear_line() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `pgcourier run` on `db` with `env` added, its stderr piped; returns once `/health` answers,
+/// with the base URL of its HTTP surface.
+async fn daemon(db: &TestDb, env: &[(&str, &str)]) -> (Child, String) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = pgcourier(db)
+        .arg("run")
+        .env("PGCOURIER_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the daemon never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, base)
+}
+
+/// SIGTERM the daemon, wait for it to stop, and return what it wrote to stderr.
+async fn stop(mut child: Child) -> String {
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the daemon did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    stderr
+}
+
 #[tokio::test]
 async fn a_database_error_behind_a_500_is_logged_with_sqlstate_message_detail_and_hint() {
     let db = TestDb::new().await;
@@ -142,24 +180,8 @@ async fn a_database_error_behind_a_500_is_logged_with_sqlstate_message_detail_an
         )
         .await
         .unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = pgcourier(&db)
-        .arg("run")
-        .env("PGCOURIER_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, base) = daemon(&db, &[]).await;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http.get(format!("{base}/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the daemon never listened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let resp = http
         .post(format!("{base}/v1/messages"))
         .header("x-api-key", &key)
@@ -170,14 +192,7 @@ async fn a_database_error_behind_a_500_is_logged_with_sqlstate_message_detail_an
     assert_eq!(resp.status().as_u16(), 500);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["message"], "internal error", "nothing of the database leaks: {body}");
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the daemon did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let stderr = stop(child).await;
     let line = stderr.lines().find(|l| l.contains("request failed")).unwrap_or_else(|| panic!("no error logged:\n{stderr}"));
     for want in ["XX000", "something inside broke", "the detail of it", "the hint of it"] {
         assert!(line.contains(want), "{want:?} missing from the log line: {line}");
@@ -223,26 +238,8 @@ async fn json_logs_carry_the_request_id_and_the_message_public_id_at_the_top_lev
     let db = TestDb::new().await;
     db.seed_acme().await; // its email session (provider file, no config.dir) fails every send
     let key = api_key(&db, "acme", &[Scope::Send]).await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = pgcourier(&db)
-        .arg("run")
-        .env("PGCOURIER_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("PGCOURIER_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, base) = daemon(&db, &[("PGCOURIER_LOG_FORMAT", "json"), ("RUST_LOG", "info")]).await;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http.get(format!("{base}/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the daemon never listened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let resp = http
         .post(format!("{base}/v1/messages"))
         .header("x-api-key", &key)
@@ -259,14 +256,7 @@ async fn json_logs_carry_the_request_id_and_the_message_public_id_at_the_top_lev
     let generated = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
     crate::support::until(&db, "SELECT count(*) > 0 FROM et_messages WHERE delivery_status = 'failed'", Duration::from_secs(15)).await;
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the daemon did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let stderr = stop(child).await;
     let lines: Vec<serde_json::Value> =
         stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
     let served = lines

@@ -74,6 +74,18 @@ pub async fn histories(
     threads.dedup();
     let tenants: Vec<&str> = threads.iter().map(|t| t.0).collect();
     let ids: Vec<i64> = threads.iter().map(|t| t.1).collect();
+    let (mut out, settings) = threads_and_settings(client, &tenants, &ids).await?;
+    add_recent_messages(client, &tenants, &ids, depth, &mut out).await?;
+    Ok((out, settings))
+}
+
+/// The threads (`tenants[i]`, `ids[i]`) without their messages, keyed by id, and their
+/// tenants' settings, keyed by tenant.
+async fn threads_and_settings(
+    client: &impl GenericClient,
+    tenants: &[&str],
+    ids: &[i64],
+) -> Result<(HashMap<i64, ThreadHistory>, HashMap<String, Value>), tokio_postgres::Error> {
     let stmt = client
         .prepare_cached(
             // settings in a subquery, not a join: with et_tenants in the join, the generic plan (from
@@ -104,6 +116,17 @@ pub async fn histories(
             },
         );
     }
+    Ok((out, settings))
+}
+
+/// Each thread's newest `depth` messages, oldest first, into `out`.
+async fn add_recent_messages(
+    client: &impl GenericClient,
+    tenants: &[&str],
+    ids: &[i64],
+    depth: i64,
+    out: &mut HashMap<i64, ThreadHistory>,
+) -> Result<(), tokio_postgres::Error> {
     let stmt = client
         .prepare_cached(
             "SELECT w.thread_id, h.id, h.direction, h.delivery_status, h.sender, h.subject, h.text, h.created_at
@@ -118,8 +141,7 @@ pub async fn histories(
               ORDER BY w.thread_id, h.created_at, h.id",
         )
         .await?;
-    let msgs = client.query(&stmt, &[&tenants, &ids, &depth]).await?;
-    for r in msgs {
+    for r in client.query(&stmt, &[&tenants, &ids, &depth]).await? {
         let thread: i64 = r.get(0);
         if let Some(h) = out.get_mut(&thread) {
             h.messages.push(HistoryMessage {
@@ -133,7 +155,7 @@ pub async fn histories(
             });
         }
     }
-    Ok((out, settings))
+    Ok(())
 }
 
 /// A decision ready to apply.

@@ -76,6 +76,26 @@ async fn load_session(client: &tokio_postgres::Client, provider: Provider, raw_i
     }
 }
 
+/// The preamble every provider webhook runs before it reads the body: a connection, the session
+/// the path names (404 unless it is one of `provider`'s), and the provider's own check of the
+/// request. `check` answers `Ok(Ok(value))` when the request is the provider's, `Ok(Err(reason))`
+/// for a missing or wrong signature (then 401 and a security event, nothing written), or `Err`
+/// when the session cannot check one (503 `not_configured`).
+async fn verified<T>(
+    state: &AppState,
+    provider: Provider,
+    session_id: &str,
+    path: &str,
+    check: impl FnOnce(&WebhookSession) -> Result<Result<T, &'static str>, ApiError>,
+) -> Result<(deadpool_postgres::Object, WebhookSession, T), ApiError> {
+    let client = state.pool.get().await?;
+    let session = load_session(&client, provider, session_id).await?;
+    match check(&session)? {
+        Ok(value) => Ok((client, session, value)),
+        Err(reason) => Err(refuse(&client, provider, &session, "bad_webhook_signature", reason, path).await),
+    }
+}
+
 /// The secret named by `config[key]` (a reference resolved from `PGCOURIER_SECRET_<REF>`).
 fn config_secret(session: &WebhookSession, key: &str) -> Result<String, ApiError> {
     let reference = session.config.get(key).and_then(|v| v.as_str()).map(str::trim).filter(|s| !s.is_empty());

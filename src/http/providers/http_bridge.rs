@@ -12,7 +12,7 @@
 //! Answer: `200 {"received": n, "inserted": k, "duplicates": d, "messages": [{"id",
 //! "publicId" (null for a duplicate), "duplicate"}]}`.
 
-use super::{config_secret, hmac_sha256_matches, load_session, refuse, refused_row, sha256_header, Provider};
+use super::{config_secret, hmac_sha256_matches, refused_row, sha256_header, verified, Provider};
 use crate::db::provider_inbound::{self, Inserted, NewInbound};
 use crate::http::{error::ApiError, AppState};
 use axum::body::Bytes;
@@ -36,15 +36,12 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let mut client = state.pool.get().await?;
-    let session = load_session(&client, PROVIDER, &session_id).await?;
-    let secret = config_secret(&session, "webhook_secret_ref")?;
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
-    if let Err(reason) =
-        check(&secret, header("x-pgcourier-timestamp"), header("x-pgcourier-signature"), &body, chrono::Utc::now().timestamp())
-    {
-        return Err(refuse(&client, PROVIDER, &session, "bad_webhook_signature", reason, uri.path()).await);
-    }
+    let (mut client, session, ()) = verified(&state, PROVIDER, &session_id, uri.path(), |session| {
+        let secret = config_secret(session, "webhook_secret_ref")?;
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
+        Ok(check(&secret, header("x-pgcourier-timestamp"), header("x-pgcourier-signature"), &body, chrono::Utc::now().timestamp()))
+    })
+    .await?;
     let payload: Value = super::parse_json(&body)?;
     let (items, batch) = match payload {
         Value::Array(items) => (items, true),

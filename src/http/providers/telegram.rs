@@ -12,7 +12,7 @@
 //! Sources: https://core.telegram.org/bots/api#setwebhook (secret_token header),
 //! https://core.telegram.org/bots/api#update, #message.
 
-use super::{config_secret, constant_time_eq, load_session, refuse, refused_row, Provider};
+use super::{config_secret, constant_time_eq, refused_row, verified, Provider};
 use crate::db::provider_inbound::{self, Inserted, NewInbound};
 use crate::http::{error::ApiError, AppState};
 use axum::body::Bytes;
@@ -34,20 +34,18 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let mut client = state.pool.get().await?;
-    let session = load_session(&client, PROVIDER, &session_id).await?;
-    let secret = config_secret(&session, "webhook_secret_ref")?;
-    let presented = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let reason = if presented.is_empty() {
-        Some("missing_signature")
-    } else if !constant_time_eq(presented.as_bytes(), secret.as_bytes()) {
-        Some("signature_mismatch")
-    } else {
-        None
-    };
-    if let Some(reason) = reason {
-        return Err(refuse(&client, PROVIDER, &session, "bad_webhook_signature", reason, uri.path()).await);
-    }
+    let (mut client, session, ()) = verified(&state, PROVIDER, &session_id, uri.path(), |session| {
+        let secret = config_secret(session, "webhook_secret_ref")?;
+        let presented = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+        Ok(if presented.is_empty() {
+            Err("missing_signature")
+        } else if !constant_time_eq(presented.as_bytes(), secret.as_bytes()) {
+            Err("signature_mismatch")
+        } else {
+            Ok(())
+        })
+    })
+    .await?;
     let update: Value = super::parse_json(&body)?;
     let Some(message) = update.get("message") else {
         let kind = update.as_object().and_then(|o| o.keys().find(|k| *k != "update_id").cloned()).unwrap_or_default();

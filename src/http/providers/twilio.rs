@@ -22,7 +22,7 @@
 //! twilio-node `lib/webhooks/webhooks.ts` (`getExpectedTwilioSignature`, port variants);
 //! https://www.twilio.com/docs/messaging/guides/webhook-request (parameters).
 
-use super::{config_secret, constant_time_eq, load_session, not_configured, parse_form, refuse, refused_row, resolve_secret, Provider};
+use super::{config_secret, constant_time_eq, not_configured, parse_form, refused_row, resolve_secret, verified, Provider};
 use crate::db::provider_inbound::{self, Inserted, NewInbound, ProviderStatus, WebhookSession};
 use crate::http::{error::ApiError, AppState};
 use axum::body::Bytes;
@@ -41,19 +41,21 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let mut client = state.pool.get().await?;
-    let session = load_session(&client, PROVIDER, &session_id).await?;
-    let token = auth_token(&session)?;
-    let params = parse_form(&body);
-    let presented = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
-    if presented.is_empty() {
-        return Err(refuse(&client, PROVIDER, &session, "bad_webhook_signature", "missing_signature", uri.path()).await);
-    }
-    let urls = signed_urls(&session.config, state.config.public_url.as_deref(), &headers, &uri);
-    if !signature_matches(&token, &urls, &params, presented) {
-        tracing::info!(session_id = session.id, url = %urls[0], "twilio signature mismatch: if the token is right, set config.webhook_url to the exact URL configured at Twilio");
-        return Err(refuse(&client, PROVIDER, &session, "bad_webhook_signature", "signature_mismatch", uri.path()).await);
-    }
+    let (mut client, session, params) = verified(&state, PROVIDER, &session_id, uri.path(), |session| {
+        let token = auth_token(session)?;
+        let params = parse_form(&body);
+        let presented = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
+        if presented.is_empty() {
+            return Ok(Err("missing_signature"));
+        }
+        let urls = signed_urls(&session.config, state.config.public_url.as_deref(), &headers, &uri);
+        if !signature_matches(&token, &urls, &params, presented) {
+            tracing::info!(session_id = session.id, url = %urls[0], "twilio signature mismatch: if the token is right, set config.webhook_url to the exact URL configured at Twilio");
+            return Ok(Err("signature_mismatch"));
+        }
+        Ok(Ok(params))
+    })
+    .await?;
     // the database stores no NUL character: refuse it naming the parameter
     if let Some((k, _)) = params.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
         return Err(ApiError::field(k.replace('\0', "\\u0000"), crate::http::api::input::NUL_RULE));

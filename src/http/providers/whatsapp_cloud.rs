@@ -20,7 +20,7 @@
 //! (verification requests, X-Hub-Signature-256); https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components
 //! (messages, statuses, errors).
 
-use super::{config_secret, constant_time_eq, hmac_sha256_matches, load_session, parse_form, refuse, sha256_header, Provider};
+use super::{config_secret, constant_time_eq, hmac_sha256_matches, load_session, parse_form, refuse, sha256_header, verified, Provider};
 use crate::db::provider_inbound::{self, Inserted, NewInbound, ProviderStatus};
 use crate::http::{error::ApiError, AppState};
 use axum::body::Bytes;
@@ -62,19 +62,17 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let mut client = state.pool.get().await?;
-    let session = load_session(&client, PROVIDER, &session_id).await?;
-    let secret = config_secret(&session, "app_secret_ref")?;
-    let presented = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let reason = match sha256_header(presented) {
-        _ if presented.trim().is_empty() => Some("missing_signature"),
-        None => Some("malformed_signature"),
-        Some(digest) if !hmac_sha256_matches(secret.as_bytes(), &[&body], &digest) => Some("signature_mismatch"),
-        Some(_) => None,
-    };
-    if let Some(reason) = reason {
-        return Err(refuse(&client, PROVIDER, &session, "bad_webhook_signature", reason, uri.path()).await);
-    }
+    let (mut client, session, ()) = verified(&state, PROVIDER, &session_id, uri.path(), |session| {
+        let secret = config_secret(session, "app_secret_ref")?;
+        let presented = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()).unwrap_or("");
+        Ok(match sha256_header(presented) {
+            _ if presented.trim().is_empty() => Err("missing_signature"),
+            None => Err("malformed_signature"),
+            Some(digest) if !hmac_sha256_matches(secret.as_bytes(), &[&body], &digest) => Err("signature_mismatch"),
+            Some(_) => Ok(()),
+        })
+    })
+    .await?;
     // (no NUL check here: a message the database refuses is logged and counted, never a 4xx)
     let payload: Value = serde_json::from_slice(&body).map_err(|e| ApiError::field("body", format!("not JSON: {e}")))?;
     let own_number = match session.config.get("phone_number_id") {

@@ -1,7 +1,8 @@
 //! The typed vocabulary: every short list of values the schema allows in a text column
 //! (`delivery_status`, `direction`, `channel`, `provider`, `handling`, queue `state`, ...) is a
 //! Rust enum declared once with [`vocabulary!`], which derives from that one list the spellings,
-//! `ALL`, `as_str`, `FromStr`, `Display`, serde, and the `postgres-types` conversions.
+//! `ALL`, `as_str`, `FromStr`, `Display`, serde, the `postgres-types` conversions and the
+//! OpenAPI schema (`utoipa::ToSchema`: a string enum of the list).
 //!
 //! Why not `#[derive(ToSql, FromSql)]`: the derive maps a Rust enum to a PostgreSQL `ENUM`
 //! (`Kind::Enum`, matched by type name), but these columns are `text`, their values checked by a
@@ -144,6 +145,18 @@ macro_rules! vocabulary {
             ::postgres_types::to_sql_checked!();
         }
 
+        // the OpenAPI schema: a string enum of this one list (one source for the document)
+        impl ::utoipa::PartialSchema for $name {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
+                ::utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(::utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(Self::NAMES.iter().copied()))
+                    .into()
+            }
+        }
+
+        impl ::utoipa::ToSchema for $name {}
+
         impl<'a> ::postgres_types::FromSql<'a> for $name {
             fn from_sql(ty: &::postgres_types::Type, raw: &'a [u8]) -> Result<Self, Box<dyn ::std::error::Error + Sync + Send>> {
                 let s = <&str as ::postgres_types::FromSql>::from_sql(ty, raw)?;
@@ -236,6 +249,20 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// The status events a tenant webhook endpoint can subscribe to (the rows of
+    /// `et_webhook_event_types`; the endpoints' trigger refuses any other name).
+    pub enum WebhookEvent: "webhook event type" {
+        MessageSent = "message.sent",
+        MessageFailed = "message.failed",
+        MessageSuppressed = "message.suppressed",
+        MessageRetrying = "message.retrying",
+        InboundReceived = "inbound.received",
+        ThreadTakeover = "thread.takeover",
+        FollowupDue = "followup.due",
+    }
+}
+
+vocabulary! {
     /// Who made a decision or wrote an insight (`et_thread_insights.decided_by`, a CHECK list).
     pub enum DecidedBy: "decided_by" {
         /// The keyword / regex rules (no network).
@@ -320,6 +347,7 @@ mod tests {
         check(&QueueState::ALL, QueueState::NAMES, QueueState::as_str);
         check(&DecidedBy::ALL, DecidedBy::NAMES, DecidedBy::as_str);
         check(&DeliveryState::ALL, DeliveryState::NAMES, DeliveryState::as_str);
+        check(&WebhookEvent::ALL, WebhookEvent::NAMES, WebhookEvent::as_str);
         use crate::domain::outcome::SuppressReason;
         check(&SuppressReason::ALL, SuppressReason::NAMES, SuppressReason::as_str);
         use crate::domain::breaker::BreakerState;

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod ops;
 pub mod providers;
+pub mod responses;
 pub mod webhooks;
 
 use crate::config::Config;

@@ -23,10 +23,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use utoipa::{OpenApi, ToSchema};
 
 /// How long `/ready` waits for the database (connection and each query).
 pub const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,11 +43,54 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/metrics", get(metrics))
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
 }
 
-async fn ready(State(state): State<AppState>) -> Response {
+/// The process is up (no database involved).
+#[utoipa::path(
+    get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The process runs", body = Health)),
+    security(())
+)]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The body of `/ready`, both when ready and when not.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyBody {
+    /// `ready` or `unavailable`.
+    #[schema(pattern = "^(ready|unavailable)$")]
+    pub status: &'static str,
+    /// Each check by name (`database`, `migrations`, `listener`).
+    pub checks: BTreeMap<&'static str, CheckView>,
+    /// The names of the failing checks.
+    pub failing: Vec<&'static str>,
+}
+
+/// One readiness check's outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckView {
+    pub ok: bool,
+    /// Why it failed (null when ok).
+    pub error: Option<String>,
+}
+
+/// Ready to work: the database answers, its schema is this binary's, LISTEN is up.
+#[utoipa::path(
+    get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = ReadyBody),
+        (status = 503, description = "Not ready: `failing` names the checks, `checks.<name>.error` says why", body = ReadyBody),
+    ),
+    security(())
+)]
+pub async fn ready(State(state): State<AppState>) -> Response {
     let r = readiness(&state.pool, &state.listener).await;
     let status = if r.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     if !r.is_ready() {
@@ -95,16 +139,12 @@ impl Readiness {
     }
 
     /// The JSON body of `/ready`.
-    pub fn body(&self) -> Value {
-        let mut checks = Map::new();
-        for c in &self.checks {
-            checks.insert(c.name.to_owned(), json!({ "ok": c.ok, "error": c.error }));
+    pub fn body(&self) -> ReadyBody {
+        ReadyBody {
+            status: if self.is_ready() { "ready" } else { "unavailable" },
+            checks: self.checks.iter().map(|c| (c.name, CheckView { ok: c.ok, error: c.error.clone() })).collect(),
+            failing: self.failing(),
         }
-        json!({
-            "status": if self.is_ready() { "ready" } else { "unavailable" },
-            "checks": checks,
-            "failing": self.failing(),
-        })
     }
 }
 
@@ -153,7 +193,14 @@ pub async fn readiness(pool: &Pool, listener: &ListenerState) -> Readiness {
     Readiness { checks: vec![database, migrations, listener] }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus text exposition: the process's counters and histograms, then gauges read from
+/// this daemon and the database at scrape time.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)),
+    security(())
+)]
+pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = crate::telemetry::metrics_handle().render();
     render_listener(&mut out, &state.listener);
     let gauges = match tokio::time::timeout(SCRAPE_CONNECT_TIMEOUT, state.pool.get()).await {
@@ -278,6 +325,14 @@ fn format_value(v: f64) -> String {
         v.to_string()
     }
 }
+
+/// The OpenAPI paths and schemas of these routes (to merge into the API's document).
+#[derive(OpenApi)]
+#[openapi(
+    paths(health, ready, metrics),
+    tags((name = "operations", description = "Health, readiness and metrics (no API key)"))
+)]
+pub struct OpsDoc;
 
 #[cfg(test)]
 mod tests {

@@ -45,6 +45,25 @@ pub fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
 }
 
+crate::http::responses::error_responses! {
+    /// What every provider route can refuse: 400, 401, 404, 413, 503.
+    ProviderErrors {
+        "400" => "The body is malformed, or the database refused a message (named in error.field); nothing was written",
+        "401" => "The provider's signature is missing or wrong (recorded as a security event); nothing was written",
+        "404" => "No session of this provider with this id",
+        "413" => "The body is over 4 MiB",
+        "503" => "The session cannot check this provider's signature (its secret is not configured), or the database is unavailable",
+    }
+}
+
+/// The OpenAPI paths and schemas of these routes (to merge into the API's document).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(twilio::receive, whatsapp_cloud::verify, whatsapp_cloud::receive, telegram::receive, http_bridge::receive),
+    tags((name = "providers", description = "Inbound messages and delivery statuses from providers, checked by each provider's own signature (no API key)"))
+)]
+pub struct ProvidersDoc;
+
 async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this provider route does not take this method")
 }

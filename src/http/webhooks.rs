@@ -15,9 +15,11 @@
 
 mod views;
 
-pub use views::{CreateRequest, DeliveryList, DeliveryView, EndpointList, EndpointView, UpdateRequest};
+pub use views::{CreateRequest, DeliveriesParams, DeliveryList, DeliveryView, EndpointList, EndpointView, UpdateRequest};
 
-use super::api::input::{JsonBody, QueryParams};
+use super::api::input::{self, JsonBody, QueryParams};
+use super::api::views::ErrorBody;
+use super::responses::{Authenticated, BadRequest, JsonBodyErrors, NotFound};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::AppState;
@@ -38,51 +40,25 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/webhooks/{id}/deliveries", get(list_deliveries))
 }
 
-/// The fields of a create or update body, type-checked.
-#[derive(Debug, Default)]
-struct Fields {
-    url: Option<String>,
-    events: Option<Vec<String>>,
-    description: Option<String>,
-    enabled: Option<bool>,
-}
+/// Friendlier rules for the fields whose serde error says little.
+const HINTS: &[(&str, &str)] = &[
+    ("url", "must be a string"),
+    ("events", "must be a list of event types ([] for all)"),
+    ("description", "must be a string"),
+    ("enabled", "must be true or false"),
+];
 
-const FIELDS: &str = "url, events, description, enabled";
-
-fn fields(map: Map<String, Value>) -> Result<Fields, ApiError> {
-    let mut f = Fields::default();
-    for (k, v) in map {
-        match k.as_str() {
-            "url" => match v {
-                Value::String(s) => f.url = Some(s),
-                _ => return Err(ApiError::field("url", "must be a string")),
-            },
-            "events" => match v {
-                Value::Array(items) => {
-                    let mut events = Vec::with_capacity(items.len());
-                    for (i, item) in items.into_iter().enumerate() {
-                        match item {
-                            Value::String(s) => events.push(s),
-                            _ => return Err(ApiError::field(format!("events[{i}]"), "must be an event type (a string)")),
-                        }
-                    }
-                    f.events = Some(events);
-                }
-                _ => return Err(ApiError::field("events", "must be a list of event types ([] for all)")),
-            },
-            "description" => match v {
-                Value::String(s) => f.description = Some(s),
-                Value::Null => f.description = Some(String::new()),
-                _ => return Err(ApiError::field("description", "must be a string")),
-            },
-            "enabled" => match v {
-                Value::Bool(b) => f.enabled = Some(b),
-                _ => return Err(ApiError::field("enabled", "must be true or false")),
-            },
-            _ => return Err(ApiError::field(k, format!("unknown field (expected {FIELDS})"))),
-        }
-    }
-    Ok(f)
+/// A create or update body: unknown, missing or mistyped fields are 400 naming the field
+/// (`events[i]` for an event that is not a string).
+fn parse<T: serde::de::DeserializeOwned>(map: Map<String, Value>) -> Result<T, ApiError> {
+    let events = map.get("events").cloned();
+    input::json::<T>(map, HINTS).map_err(|e| match (&e.field, &events) {
+        (Some(f), Some(Value::Array(items))) if f == "events" => match items.iter().position(|v| !v.is_string()) {
+            Some(i) => ApiError::field(format!("events[{i}]"), "must be an event type (a string)"),
+            None => e,
+        },
+        _ => e,
+    })
 }
 
 /// The URL as stored (normalised), if the SSRF guard lets it through.
@@ -119,8 +95,7 @@ async fn missing(state: &AppState, caller: &Caller, client: &deadpool_postgres::
     post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateRequest,
     responses(
         (status = 201, description = "The endpoint, with its secret (shown once)", body = EndpointView),
-        (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
-        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
+        Authenticated, JsonBodyErrors,
     ),
     security(("api_key" = []))
 )]
@@ -130,11 +105,8 @@ pub async fn create_endpoint(
     body: Result<JsonBody, ApiError>,
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
     caller.require(&state, Scope::Admin).await?;
-    let f = fields(body?.0)?;
-    let Some(url) = f.url else {
-        return Err(ApiError::field("url", "is required"));
-    };
-    let url = checked_url(&state, &url).await?;
+    let f: CreateRequest = parse(body?.0)?;
+    let url = checked_url(&state, &f.url).await?;
     let secret = sign::new_secret();
     let client = state.pool.get().await?;
     let events = f.events.unwrap_or_default();
@@ -150,7 +122,7 @@ pub async fn create_endpoint(
 /// The tenant's endpoints (without secrets).
 #[utoipa::path(
     get, path = "/v1/webhooks", tag = "webhooks",
-    responses((status = 200, description = "Every endpoint of the tenant", body = EndpointList)),
+    responses((status = 200, description = "Every endpoint of the tenant", body = EndpointList), Authenticated),
     security(("api_key" = []))
 )]
 pub async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Result<Json<EndpointList>, ApiError> {
@@ -166,7 +138,7 @@ pub async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Re
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint", body = EndpointView),
-        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+        Authenticated, NotFound,
     ),
     security(("api_key" = []))
 )]
@@ -186,9 +158,7 @@ pub async fn get_endpoint(State(state): State<AppState>, caller: Caller, Path(id
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint as changed", body = EndpointView),
-        (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
-        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
-        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
+        Authenticated, JsonBodyErrors, NotFound,
     ),
     security(("api_key" = []))
 )]
@@ -200,7 +170,7 @@ pub async fn update_endpoint(
 ) -> Result<Json<EndpointView>, ApiError> {
     caller.require(&state, Scope::Admin).await?;
     let id = parse_id(&id)?;
-    let f = fields(body?.0)?;
+    let f: UpdateRequest = parse(body?.0)?;
     let url = match f.url {
         Some(u) => Some(checked_url(&state, &u).await?),
         None => None,
@@ -220,7 +190,7 @@ pub async fn update_endpoint(
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+        Authenticated, NotFound,
     ),
     security(("api_key" = []))
 )]
@@ -238,14 +208,10 @@ pub async fn delete_endpoint(State(state): State<AppState>, caller: Caller, Path
 /// An endpoint's newest deliveries (`limit` 1 to 100, default 20), newest first.
 #[utoipa::path(
     get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
-    params(
-        ("id" = i64, Path, description = "The endpoint's id"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
-    ),
+    params(("id" = i64, Path, description = "The endpoint's id"), DeliveriesParams),
     responses(
         (status = 200, description = "Recent deliveries", body = DeliveryList),
-        (status = 400, description = "A parameter is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
-        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+        Authenticated, BadRequest, NotFound,
     ),
     security(("api_key" = []))
 )]
@@ -258,18 +224,11 @@ pub async fn list_deliveries(
     caller.require(&state, Scope::Admin).await?;
     let id = parse_id(&id)?;
     let QueryParams(params) = query?;
-    let mut limit = 20;
-    for (k, v) in params {
-        match k.as_str() {
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=100).contains(l))
-                    .ok_or_else(|| ApiError::field("limit", format!("{v:?} is not a number from 1 to 100")))?
-            }
-            _ => return Err(ApiError::field(k, "unknown parameter (expected limit)")),
-        }
+    let rule = "is not a number from 1 to 100";
+    let p: DeliveriesParams = input::query(&params, &[("limit", rule)])?;
+    let limit = p.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::field("limit", format!("{limit} {rule}")));
     }
     let client = state.pool.get().await?;
     if db::get(&client, &caller.0.tenant_id, id).await.map_err(ApiError::internal)?.is_none() {
@@ -283,23 +242,17 @@ pub async fn list_deliveries(
 #[derive(OpenApi)]
 #[openapi(
     paths(create_endpoint, list_endpoints, get_endpoint, update_endpoint, delete_endpoint, list_deliveries),
-    components(schemas(
-        EndpointView, EndpointList, DeliveryView, DeliveryList, CreateRequest, UpdateRequest,
-        crate::http::api::views::ErrorBody, crate::http::api::views::ErrorDetail,
-    )),
+    components(schemas(ErrorBody)),
     tags((name = "webhooks", description = "Tenant status webhooks (Standard Webhooks signatures)"))
 )]
 pub struct WebhooksDoc;
-
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    WebhooksDoc::openapi()
-}
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_openapi_document_lists_every_route() {
-        let doc = super::openapi();
+        use utoipa::OpenApi;
+        let doc = super::WebhooksDoc::openapi();
         for path in ["/v1/webhooks", "/v1/webhooks/{id}", "/v1/webhooks/{id}/deliveries"] {
             assert!(doc.paths.paths.contains_key(path), "{path} missing");
         }

@@ -5,7 +5,9 @@
 use crate::support::TestDb;
 use pgcourier::domain::breaker::BreakerState;
 use pgcourier::domain::outcome::SuppressReason;
-use pgcourier::domain::vocab::{Channel, DecidedBy, DeliveryState, Direction, Handling, Provider, QueueState, Status, ThreadState};
+use pgcourier::domain::vocab::{
+    Channel, DecidedBy, DeliveryState, Direction, Handling, Provider, QueueState, Status, ThreadState, WebhookEvent,
+};
 use postgres_types::{FromSqlOwned, ToSql};
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -171,4 +173,12 @@ async fn webhook_delivery_state_equals_its_check() {
         check_list(&db, "et_webhook_deliveries", "et_webhook_deliveries_state").await,
         names(&DeliveryState::ALL, DeliveryState::as_str)
     );
+}
+
+#[tokio::test]
+async fn webhook_event_equals_the_event_types_table() {
+    let db = TestDb::new().await;
+    let rows = db.client.query("SELECT type FROM et_webhook_event_types", &[]).await.unwrap();
+    let table: BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(table, names(&WebhookEvent::ALL, WebhookEvent::as_str));
 }

@@ -1,5 +1,12 @@
 //! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` and the request /
-//! response types' `ToSchema`; the `api_key` security scheme is the `x-api-key` header.
+//! response types' `ToSchema` / `IntoParams` (the same types that parse requests and write
+//! answers); the `api_key` security scheme is the `x-api-key` header. The error answers are
+//! declared once in [`crate::http::responses`]; the vocabulary enums bring their own lists.
+//!
+//! A new route: annotate its handler with `#[utoipa::path]` (its answers, then the error sets
+//! it can answer: `Authenticated`, `JsonBodyErrors`, `BadRequest`, `NotFound`, `Conflict`,
+//! `TooManyRequests`), list it in `paths(...)` of its module's document, and run
+//! `.ci/schemathesis.sh`.
 
 use super::{messages, send, threads, views};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -7,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "pgcourier API", version = "1", description = "Send, read and act on messages and threads. Authenticate with an API key in the x-api-key header. Bodies are JSON sent with content-type: application/json (else 415); a NUL character in any string or query parameter is 400 naming the field; request headers over 32 KiB in total are 431."),
+    info(title = "pgcourier API", version = "1", description = "Send, read and act on messages and threads. Authenticate with an API key in the x-api-key header. Bodies are JSON sent with content-type: application/json (else 415); a NUL character in any string or query parameter is 400 naming the field; request headers over 32 KiB in total are 431. Every refusal is the JSON error body {\"error\": {\"code\", \"message\", \"field\"}}."),
     paths(
         send::send_message,
         messages::list_messages,
@@ -19,26 +26,7 @@ use utoipa::{Modify, OpenApi};
         threads::get_thread,
         threads::handoff,
     ),
-    components(schemas(
-        send::SendRequest,
-        send::Addresses,
-        send::Address,
-        send::NamedAddress,
-        send::Priority,
-        send::AttachmentIn,
-        messages::ActionRequest,
-        threads::HandoffRequest,
-        views::SendResponse,
-        views::MessageView,
-        views::EventView,
-        views::AttachmentView,
-        views::MessagePage,
-        views::ThreadView,
-        views::InsightView,
-        views::ThreadDetail,
-        views::ErrorBody,
-        views::ErrorDetail,
-    )),
+    components(schemas(views::ErrorBody, views::ErrorDetail)),
     modifiers(&ApiKeyScheme),
     security(("api_key" = [])),
     tags(
@@ -58,13 +46,20 @@ impl Modify for ApiKeyScheme {
     }
 }
 
+/// The whole document: API v1, the status webhooks, the provider routes and the operations
+/// endpoints, each route with every status it answers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::http::webhooks::WebhooksDoc::openapi());
+    doc.merge(crate::http::providers::ProvidersDoc::openapi());
+    doc.merge(crate::http::ops::OpsDoc::openapi());
+    crate::http::responses::AllRoutes.modify(&mut doc);
+    doc
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::domain::vocab::{Channel, DecidedBy, Direction, Handling, Status, ThreadState};
+    use crate::domain::vocab::{Channel, DecidedBy, DeliveryState, Direction, Handling, Status, ThreadState, WebhookEvent};
     use serde_json::Value;
 
     /// The lists the document shows are the enums' lists, and every reference to one resolves.
@@ -87,9 +82,8 @@ mod tests {
             let name = r.split('"').next().unwrap();
             assert!(schemas[name] != Value::Null, "{name} is referenced but not in components");
         }
-        let hooks = serde_json::to_value(crate::http::webhooks::openapi()).unwrap();
-        let state = &hooks["components"]["schemas"]["DeliveryState"]["enum"];
-        assert_eq!(state, &serde_json::json!(crate::domain::vocab::DeliveryState::NAMES), "{hooks}");
+        assert_eq!(values("DeliveryState"), DeliveryState::NAMES);
+        assert_eq!(values("WebhookEvent"), WebhookEvent::NAMES);
         let params = doc["paths"]["/v1/messages"]["get"]["parameters"].as_array().unwrap();
         let status = params.iter().find(|p| p["name"] == "status").unwrap();
         assert!(status["schema"].to_string().contains("Status"), "{status}");

@@ -168,6 +168,36 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
+/// The query's `(name, value)` pairs into `T` (a struct of optional fields that denies unknown
+/// ones, as its `IntoParams` documents them): a parameter given twice, unknown, or not of its
+/// type is 400 naming it; `hints` give a friendlier rule than serde's for a parameter.
+pub fn query<T: DeserializeOwned>(params: &[(String, String)], hints: &[(&str, &str)]) -> Result<T, ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    if let Some((k, _)) = params.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+        return Err(ApiError::field(k.as_str(), "is given more than once"));
+    }
+    let parse = |pairs: &[(String, String)]| {
+        let encoded = serde_urlencoded::to_string(pairs).expect("string pairs always encode");
+        serde_urlencoded::from_str::<T>(&encoded).map_err(|e| e.to_string())
+    };
+    let message = match parse(params) {
+        Ok(t) => return Ok(t),
+        Err(m) => m,
+    };
+    if let Some(k) = quoted(&message, "unknown field `") {
+        let expected = message.split_once(", expected ").map(|(_, rest)| rest.replace('`', "")).unwrap_or_default();
+        return Err(ApiError::field(k, format!("unknown parameter (expected {expected})")));
+    }
+    for pair in params {
+        if let Err(m) = parse(std::slice::from_ref(pair)) {
+            let (k, v) = pair;
+            let rule = hints.iter().find(|(f, _)| f == k).map(|(_, h)| format!("{v:?} {h}")).unwrap_or(m);
+            return Err(ApiError::field(k.as_str(), rule));
+        }
+    }
+    Err(ApiError::field("query", message))
+}
+
 /// Deserialize a JSON object body into `T` (every field of `T` optional or defaulted, unknown
 /// fields denied). A refusal names the field at fault; `hints` give a friendlier rule for
 /// fields whose serde error says little (untagged enums).

@@ -2,10 +2,11 @@
 //! (`approve`, `reject`, `retry`, `cancel`, through the SQL operator functions).
 
 use super::input::{self, OptionalJsonBody, QueryParams};
-use super::views::{ErrorBody, MessagePage, MessageView};
+use super::views::{MessagePage, MessageView};
+use crate::http::responses::{Authenticated, BadRequest, Conflict, JsonBodyErrors, NotFound};
 use crate::db::api::{self as db, Action, ListFilter, MessageRef};
 use crate::db::apikeys::Scope;
-use crate::domain::vocab::{self, Channel, Direction, Status, UnknownValue};
+use crate::domain::vocab::{self, Channel, Direction, Status};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::AppState;
@@ -51,10 +52,7 @@ async fn not_found<T>(
     path = "/v1/messages/{id}",
     tag = "messages",
     params(("id" = String, Path, description = "The message's public uuid (messageId) or bigint id")),
-    responses(
-        (status = 200, description = "The message", body = MessageView),
-        (status = 404, description = "No such message for this tenant", body = ErrorBody),
-    ),
+    responses((status = 200, description = "The message", body = MessageView), Authenticated, NotFound),
     security(("api_key" = []))
 )]
 pub async fn get_message(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<MessageView>, ApiError> {
@@ -75,11 +73,10 @@ pub async fn get_message(State(state): State<AppState>, caller: Caller, Path(id)
     Ok(Json(view))
 }
 
-/// Query parameters of `GET /v1/messages` (documentation; parsed by hand to name bad ones).
+/// Query parameters of `GET /v1/messages` (parsed into this, then checked by [`filter`]).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListParams {
     /// A delivery status.
     status: Option<Status>,
@@ -87,12 +84,14 @@ pub struct ListParams {
     thread_id: Option<i64>,
     channel: Option<Channel>,
     /// A recipient address.
+    #[param(min_length = 1)]
     to: Option<String>,
     /// Created at or after (RFC 3339 or YYYY-MM-DD).
     from: Option<String>,
     /// Created before (RFC 3339 or YYYY-MM-DD).
     until: Option<String>,
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// The `nextCursor` of the previous page.
     after: Option<String>,
@@ -108,46 +107,36 @@ fn parse_cursor(s: &str) -> Option<(DateTime<Utc>, i64)> {
     Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, id.parse().ok()?))
 }
 
-/// A value of one of the vocabulary lists, or 400 naming `field` and the allowed values.
-fn one_of<T: std::str::FromStr<Err = UnknownValue>>(field: &str, v: &str) -> Result<T, ApiError> {
-    v.parse().map_err(|e: UnknownValue| ApiError::field(field, format!("{v:?} is not one of {}", vocab::Listed(e.allowed))))
-}
-
-fn filter(params: Vec<(String, String)>) -> Result<ListFilter, ApiError> {
-    let mut f = ListFilter { limit: DEFAULT_LIMIT, ..ListFilter::default() };
-    let mut seen = std::collections::HashSet::new();
-    for (k, v) in params {
-        if !seen.insert(k.clone()) {
-            return Err(ApiError::field(k, "is given more than once"));
-        }
-        match k.as_str() {
-            "status" => f.status = Some(one_of("status", &v)?),
-            "direction" => f.direction = Some(one_of("direction", &v)?),
-            "channel" => f.channel = Some(one_of("channel", &v)?),
-            "threadId" => {
-                f.thread_id = Some(v.parse().map_err(|_| ApiError::field("threadId", format!("{v:?} is not a thread id (an integer)")))?)
-            }
-            "to" if v.trim().is_empty() => return Err(ApiError::field("to", "must not be empty")),
-            "to" => f.to = Some(v),
-            "from" => f.from = Some(input::timestamp("from", &v, true)?),
-            "until" => f.until = Some(input::timestamp("until", &v, true)?),
-            "limit" => {
-                f.limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| ApiError::field("limit", format!("{v:?} is not a number from 1 to {MAX_LIMIT}")))?
-            }
-            "after" => f.after = Some(parse_cursor(&v).ok_or_else(|| ApiError::field("after", "is not a cursor from nextCursor"))?),
-            _ => {
-                return Err(ApiError::field(
-                    k,
-                    "unknown parameter (expected status, direction, threadId, channel, to, from, until, limit, after)",
-                ))
-            }
-        }
+fn filter(params: &[(String, String)]) -> Result<ListFilter, ApiError> {
+    let listed = |names: &'static [&'static str]| format!("is not one of {}", vocab::Listed(names));
+    let (status, direction, channel) = (listed(Status::NAMES), listed(Direction::NAMES), listed(Channel::NAMES));
+    let limit_rule = format!("is not a number from 1 to {MAX_LIMIT}");
+    let hints = [
+        ("status", status.as_str()),
+        ("direction", direction.as_str()),
+        ("channel", channel.as_str()),
+        ("threadId", "is not a thread id (an integer)"),
+        ("limit", limit_rule.as_str()),
+    ];
+    let p: ListParams = input::query(params, &hints)?;
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::field("limit", format!("{limit} {limit_rule}")));
     }
-    Ok(f)
+    if p.to.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(ApiError::field("to", "must not be empty"));
+    }
+    Ok(ListFilter {
+        status: p.status,
+        direction: p.direction,
+        channel: p.channel,
+        thread_id: p.thread_id,
+        to: p.to,
+        from: p.from.map(|v| input::timestamp("from", &v, true)).transpose()?,
+        until: p.until.map(|v| input::timestamp("until", &v, true)).transpose()?,
+        limit,
+        after: p.after.map(|v| parse_cursor(&v).ok_or_else(|| ApiError::field("after", "is not a cursor from nextCursor"))).transpose()?,
+    })
 }
 
 /// Messages of the caller's tenant, newest first, with keyset pagination.
@@ -156,10 +145,7 @@ fn filter(params: Vec<(String, String)>) -> Result<ListFilter, ApiError> {
     path = "/v1/messages",
     tag = "messages",
     params(ListParams),
-    responses(
-        (status = 200, description = "A page of messages", body = MessagePage),
-        (status = 400, description = "A parameter is invalid (named in error.field)", body = ErrorBody),
-    ),
+    responses((status = 200, description = "A page of messages", body = MessagePage), Authenticated, BadRequest),
     security(("api_key" = []))
 )]
 pub async fn list_messages(
@@ -169,7 +155,7 @@ pub async fn list_messages(
 ) -> Result<Json<MessagePage>, ApiError> {
     caller.require(&state, Scope::Read).await?;
     let QueryParams(params) = query?;
-    let mut f = filter(params)?;
+    let mut f = filter(&params)?;
     let limit = f.limit;
     f.limit += 1;
     let client = state.pool.get().await?;
@@ -221,7 +207,7 @@ async fn act(
 
 macro_rules! action {
     ($name:ident, $action:expr, $verb:literal, $doc:literal, $scope:literal) => {
-        #[doc = $doc]
+        #[doc = concat!($doc, " Needs the ", $scope, " scope.")]
         #[utoipa::path(
             post,
             path = concat!("/v1/messages/{id}/", $verb),
@@ -230,11 +216,7 @@ macro_rules! action {
             request_body(content = Option<ActionRequest>, description = "Optional; `reason` is recorded on a rejection"),
             responses(
                 (status = 200, description = "The message after the change", body = MessageView),
-                (status = 400, description = "The body is not a JSON object, or a field is invalid (named in error.field)", body = ErrorBody),
-                (status = 403, description = concat!("The key lacks the ", $scope, " scope"), body = ErrorBody),
-                (status = 404, description = "No such message for this tenant", body = ErrorBody),
-                (status = 409, description = "The message is not in a state that allows this", body = ErrorBody),
-                (status = 415, description = "A body that is not declared JSON (content-type: application/json)", body = ErrorBody),
+                Authenticated, JsonBodyErrors, NotFound, Conflict,
             ),
             security(("api_key" = []))
         )]
@@ -267,12 +249,14 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named() {
-        let bad = |k: &str, v: &str| filter(vec![(k.into(), v.into())]).unwrap_err().field;
+        let bad = |k: &str, v: &str| filter(&[(k.into(), v.into())]).unwrap_err().field;
         assert_eq!(bad("status", "nope").as_deref(), Some("status"));
         assert_eq!(bad("limit", "0").as_deref(), Some("limit"));
         assert_eq!(bad("limit", "501").as_deref(), Some("limit"));
         assert_eq!(bad("from", "yesterday").as_deref(), Some("from"));
         assert_eq!(bad("colour", "red").as_deref(), Some("colour"));
-        assert_eq!(filter(vec![]).unwrap().limit, DEFAULT_LIMIT);
+        assert_eq!(bad("threadId", "x").as_deref(), Some("threadId"));
+        assert_eq!(filter(&[("status".into(), "sent".into()), ("status".into(), "sent".into())]).unwrap_err().field.as_deref(), Some("status"));
+        assert_eq!(filter(&[]).unwrap().limit, DEFAULT_LIMIT);
     }
 }

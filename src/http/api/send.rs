@@ -4,6 +4,7 @@
 
 use super::input::{self, JsonBody, MESSAGE_FIELDS};
 use super::views::{ErrorBody, SendResponse};
+use crate::http::responses::{Authenticated, JsonBodyErrors};
 use crate::db::api::{self as db, NewMessage, NoSession, SessionChoice};
 use crate::db::apikeys::Scope;
 use crate::domain::vocab::{Channel, Status};
@@ -205,11 +206,8 @@ fn idempotency_key(headers: &HeaderMap, body: Option<String>) -> Result<Option<S
     responses(
         (status = 201, description = "Created", body = SendResponse),
         (status = 200, description = "Replay of an idempotency key: the original message", body = SendResponse),
-        (status = 400, description = "A field is invalid (named in error.field); nothing was written", body = ErrorBody),
-        (status = 401, description = "Missing, unknown, expired or revoked key", body = ErrorBody),
-        (status = 403, description = "The key lacks the send scope, or its tenant is not active", body = ErrorBody),
-        (status = 413, description = "Body or attachments over the limit", body = ErrorBody),
-        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = ErrorBody),
+        (status = 409, description = "Another request with this idempotency key is being written; retry", body = ErrorBody),
+        Authenticated, JsonBodyErrors,
     ),
     security(("api_key" = []))
 )]

@@ -2,7 +2,8 @@
 //! `POST /v1/threads/{id}/handoff` (et_handoff: `ai` or `human` handling).
 
 use super::input::{self, JsonBody};
-use super::views::{ErrorBody, ThreadDetail, ThreadView};
+use super::views::{ThreadDetail, ThreadView};
+use crate::http::responses::{Authenticated, JsonBodyErrors, NotFound};
 use crate::db::api as db;
 use crate::db::apikeys::Scope;
 use crate::domain::vocab::Handling;
@@ -40,10 +41,7 @@ async fn resolve(state: &AppState, caller: &Caller, id: &str) -> Result<i64, Api
     path = "/v1/threads/{id}",
     tag = "threads",
     params(("id" = i64, Path, description = "The thread id")),
-    responses(
-        (status = 200, description = "The thread", body = ThreadDetail),
-        (status = 404, description = "No such thread for this tenant", body = ErrorBody),
-    ),
+    responses((status = 200, description = "The thread", body = ThreadDetail), Authenticated, NotFound),
     security(("api_key" = []))
 )]
 pub async fn get_thread(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<ThreadDetail>, ApiError> {
@@ -76,13 +74,7 @@ pub struct HandoffRequest {
     tag = "threads",
     params(("id" = i64, Path, description = "The thread id")),
     request_body = HandoffRequest,
-    responses(
-        (status = 200, description = "The thread after the change", body = ThreadView),
-        (status = 400, description = "handling is not ai or human, or the body is not a JSON object", body = ErrorBody),
-        (status = 403, description = "The key lacks the admin scope", body = ErrorBody),
-        (status = 404, description = "No such thread for this tenant", body = ErrorBody),
-        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = ErrorBody),
-    ),
+    responses((status = 200, description = "The thread after the change", body = ThreadView), Authenticated, JsonBodyErrors, NotFound),
     security(("api_key" = []))
 )]
 pub async fn handoff(

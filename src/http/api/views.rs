@@ -2,7 +2,7 @@
 //! error body, as camelCase JSON with OpenAPI schemas.
 
 use crate::db::api::{AttachmentRow, EventRow, InsightRow, MessageRow, ThreadRow};
-use crate::domain::vocab::{Channel, DecidedBy, DeliveryState, Direction, Handling, Status, ThreadState};
+use crate::domain::vocab::{Channel, DecidedBy, Direction, Handling, Status, ThreadState};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -263,20 +263,3 @@ pub struct ThreadDetail {
     /// Null until the insights worker has looked at the thread.
     pub insight: Option<InsightView>,
 }
-
-/// The vocabulary enums as OpenAPI string enums: the allowed values are each enum's one list.
-macro_rules! vocabulary_schema {
-    ($($t:ident),+ $(,)?) => {$(
-        impl utoipa::PartialSchema for $t {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                utoipa::openapi::schema::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String)
-                    .enum_values(Some($t::NAMES.iter().copied()))
-                    .into()
-            }
-        }
-        impl utoipa::ToSchema for $t {}
-    )+};
-}
-
-vocabulary_schema!(Status, Direction, Channel, Handling, ThreadState, DecidedBy, DeliveryState);

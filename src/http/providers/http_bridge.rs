@@ -12,14 +12,16 @@
 //! Answer: `200 {"received": n, "inserted": k, "duplicates": d, "messages": [{"id",
 //! "publicId" (null for a duplicate), "duplicate"}]}`.
 
-use super::{config_secret, hmac_sha256_matches, refused_row, sha256_header, verified, Provider};
+use super::{config_secret, ProviderErrors, hmac_sha256_matches, refused_row, sha256_header, verified, Provider};
 use crate::db::provider_inbound::{self, Inserted, NewInbound};
 use crate::http::{error::ApiError, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 const PROVIDER: Provider = Provider::HttpBridge;
 
@@ -29,13 +31,46 @@ pub const MAX_SKEW_SECS: i64 = 300;
 /// Messages per request.
 pub const MAX_BATCH: usize = 1000;
 
+/// What a bridge's delivery did: counts, and each message's fate in the order sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BridgeReceipt {
+    pub received: usize,
+    pub inserted: usize,
+    pub duplicates: usize,
+    pub messages: Vec<BridgeMessage>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BridgeMessage {
+    /// The bridge's message id.
+    pub id: String,
+    /// The new row's public id; null for a duplicate.
+    pub public_id: Option<uuid::Uuid>,
+    pub duplicate: bool,
+}
+
+/// Inbound messages from an in-house bridge (one, or a batch of up to 1,000), signed with the
+/// session's secret.
+#[utoipa::path(
+    post, path = "/v1/providers/http_bridge/{session_id}", tag = "providers",
+    params(
+        ("session_id" = String, Path, description = "The http_bridge session's id"),
+        ("x-pgcourier-timestamp" = Option<String>, Header, description = "Unix seconds, within 5 minutes of the daemon's clock"),
+        ("x-pgcourier-signature" = Option<String>, Header, description = "sha256=<hex HMAC-SHA256(secret, \"{timestamp}.{raw body}\")>"),
+    ),
+    request_body(content = Object, content_type = "application/json",
+        description = "{\"id\", \"from\", \"text\", \"subject\"?, \"inReplyTo\"?, \"metadata\"?}, or an array of up to 1,000 of them"),
+    responses((status = 200, description = "Written (duplicates reported, not written again)", body = BridgeReceipt), ProviderErrors),
+    security(())
+)]
 pub async fn receive(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BridgeReceipt>, ApiError> {
     let (mut client, session, ()) = verified(&state, PROVIDER, &session_id, uri.path(), |session| {
         let secret = config_secret(session, "webhook_secret_ref")?;
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
@@ -77,15 +112,17 @@ pub async fn receive(
     let inserted = done.iter().filter(|d| matches!(d, Inserted::New { .. })).count();
     PROVIDER.count("inserted", inserted as u64);
     PROVIDER.count("duplicate", (done.len() - inserted) as u64);
-    let messages: Vec<Value> = rows
+    let messages = rows
         .iter()
         .zip(&done)
         .map(|(row, d)| match d {
-            Inserted::New { public_id, .. } => json!({ "id": row.external_message_id, "publicId": public_id, "duplicate": false }),
-            Inserted::Duplicate => json!({ "id": row.external_message_id, "publicId": null, "duplicate": true }),
+            Inserted::New { public_id, .. } => {
+                BridgeMessage { id: row.external_message_id.clone(), public_id: Some(*public_id), duplicate: false }
+            }
+            Inserted::Duplicate => BridgeMessage { id: row.external_message_id.clone(), public_id: None, duplicate: true },
         })
         .collect();
-    Ok(Json(json!({ "received": rows.len(), "inserted": inserted, "duplicates": rows.len() - inserted, "messages": messages })))
+    Ok(Json(BridgeReceipt { received: rows.len(), inserted, duplicates: rows.len() - inserted, messages }))
 }
 
 /// The timestamp is within [`MAX_SKEW_SECS`] of `now` and the signature signs

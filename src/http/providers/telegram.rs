@@ -12,14 +12,16 @@
 //! Sources: https://core.telegram.org/bots/api#setwebhook (secret_token header),
 //! https://core.telegram.org/bots/api#update, #message.
 
-use super::{config_secret, constant_time_eq, refused_row, verified, Provider};
+use super::{config_secret, ProviderErrors, constant_time_eq, refused_row, verified, Provider};
 use crate::db::provider_inbound::{self, Inserted, NewInbound};
 use crate::http::{error::ApiError, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 const PROVIDER: Provider = Provider::TelegramBot;
 
@@ -27,13 +29,36 @@ const PROVIDER: Provider = Provider::TelegramBot;
 const KINDS: &[&str] =
     &["photo", "document", "audio", "video", "voice", "video_note", "sticker", "animation", "location", "venue", "contact", "poll", "dice"];
 
+/// The answer to an update.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TelegramReceipt {
+    pub ok: bool,
+    /// The update's kind, when it is not a `message` (acknowledged, not written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+    /// For a message: whether it was received before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
+}
+
+/// Telegram Bot API updates (`setWebhook` with a `secret_token`).
+#[utoipa::path(
+    post, path = "/v1/providers/telegram_bot/{session_id}", tag = "providers",
+    params(
+        ("session_id" = String, Path, description = "The telegram_bot session's id"),
+        ("x-telegram-bot-api-secret-token" = Option<String>, Header, description = "The secret named by config.webhook_secret_ref"),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "A Telegram Update"),
+    responses((status = 200, description = "Written, a duplicate, or an update kind that is ignored", body = TelegramReceipt), ProviderErrors),
+    security(())
+)]
 pub async fn receive(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TelegramReceipt>, ApiError> {
     let (mut client, session, ()) = verified(&state, PROVIDER, &session_id, uri.path(), |session| {
         let secret = config_secret(session, "webhook_secret_ref")?;
         let presented = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -50,7 +75,7 @@ pub async fn receive(
     let Some(message) = update.get("message") else {
         let kind = update.as_object().and_then(|o| o.keys().find(|k| *k != "update_id").cloned()).unwrap_or_default();
         PROVIDER.count("ignored", 1);
-        return Ok(Json(json!({ "ok": true, "ignored": kind })));
+        return Ok(Json(TelegramReceipt { ok: true, ignored: Some(kind), duplicate: None }));
     };
     let row = inbound(message)?;
     match provider_inbound::insert_all(&mut client, &PROVIDER.actor(), &session, std::slice::from_ref(&row))
@@ -60,7 +85,7 @@ pub async fn receive(
         Ok(done) => {
             let duplicate = matches!(done[0], Inserted::Duplicate);
             PROVIDER.count(if duplicate { "duplicate" } else { "inserted" }, 1);
-            Ok(Json(json!({ "ok": true, "duplicate": duplicate })))
+            Ok(Json(TelegramReceipt { ok: true, ignored: None, duplicate: Some(duplicate) }))
         }
         Err((_, e)) => Err(refused_row(e, None, &[("sender", "message.chat.id"), ("body_text", "message.text")])),
     }

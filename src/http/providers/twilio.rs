@@ -22,7 +22,7 @@
 //! twilio-node `lib/webhooks/webhooks.ts` (`getExpectedTwilioSignature`, port variants);
 //! https://www.twilio.com/docs/messaging/guides/webhook-request (parameters).
 
-use super::{config_secret, constant_time_eq, not_configured, parse_form, refused_row, resolve_secret, verified, Provider};
+use super::{config_secret, ProviderErrors, constant_time_eq, not_configured, parse_form, refused_row, resolve_secret, verified, Provider};
 use crate::db::provider_inbound::{self, Inserted, NewInbound, ProviderStatus, WebhookSession};
 use crate::http::{error::ApiError, AppState};
 use axum::body::Bytes;
@@ -34,6 +34,17 @@ use serde_json::{json, Map, Value};
 
 const PROVIDER: Provider = Provider::Twilio;
 
+/// Twilio's incoming-message webhook and status callbacks (form-encoded, `X-Twilio-Signature`).
+#[utoipa::path(
+    post, path = "/v1/providers/twilio/{session_id}", tag = "providers",
+    params(
+        ("session_id" = String, Path, description = "The twilio session's id"),
+        ("x-twilio-signature" = Option<String>, Header, description = "base64(HMAC-SHA1(auth token, URL + sorted POST parameters))"),
+    ),
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "Twilio's webhook parameters (MessageSid, From, Body, MessageStatus, ...)"),
+    responses((status = 200, description = "An empty TwiML answer", content_type = "text/xml", body = String), ProviderErrors),
+    security(())
+)]
 pub async fn receive(
     State(state): State<AppState>,
     Path(session_id): Path<String>,

@@ -20,7 +20,7 @@
 //! (verification requests, X-Hub-Signature-256); https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components
 //! (messages, statuses, errors).
 
-use super::{config_secret, constant_time_eq, hmac_sha256_matches, load_session, parse_form, refuse, sha256_header, verified, Provider};
+use super::{config_secret, ProviderErrors, constant_time_eq, hmac_sha256_matches, load_session, parse_form, refuse, sha256_header, verified, Provider};
 use crate::db::provider_inbound::{self, Inserted, NewInbound, ProviderStatus};
 use crate::http::{error::ApiError, AppState};
 use axum::body::Bytes;
@@ -28,11 +28,30 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 const PROVIDER: Provider = Provider::WhatsappCloud;
 
-/// The subscription handshake.
+/// The subscription handshake: `hub.challenge` back when the verify token matches.
+#[utoipa::path(
+    get, path = "/v1/providers/whatsapp_cloud/{session_id}", tag = "providers",
+    params(
+        ("session_id" = String, Path, description = "The whatsapp_cloud session's id"),
+        ("hub.mode" = Option<String>, Query, description = "subscribe"),
+        ("hub.verify_token" = Option<String>, Query, description = "The secret named by config.verify_token_ref"),
+        ("hub.challenge" = Option<String>, Query, description = "Echoed back"),
+    ),
+    responses(
+        (status = 200, description = "The challenge", content_type = "text/plain", body = String),
+        (status = 400, description = "hub.challenge is missing", body = crate::http::api::views::ErrorBody),
+        (status = 403, description = "hub.mode is not subscribe, or the verify token is wrong", body = crate::http::api::views::ErrorBody),
+        (status = 404, description = "No whatsapp_cloud session with this id", body = crate::http::api::views::ErrorBody),
+        (status = 503, description = "The session's verify token is not configured, or the database is unavailable", body = crate::http::api::views::ErrorBody),
+    ),
+    security(())
+)]
 pub async fn verify(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
@@ -54,7 +73,28 @@ pub async fn verify(
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], challenge.to_owned()).into_response())
 }
 
-/// Messages and statuses.
+/// What a delivery of changes did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhatsappReceipt {
+    pub inserted: u64,
+    pub duplicates: u64,
+    /// Messages the database refused (logged; Meta is still answered 200).
+    pub refused: u64,
+    pub statuses: u64,
+    pub statuses_matched: u64,
+}
+
+/// Messages and statuses, signed with the app secret (`X-Hub-Signature-256`).
+#[utoipa::path(
+    post, path = "/v1/providers/whatsapp_cloud/{session_id}", tag = "providers",
+    params(
+        ("session_id" = String, Path, description = "The whatsapp_cloud session's id"),
+        ("x-hub-signature-256" = Option<String>, Header, description = "sha256=<hex HMAC-SHA256(app secret, raw body)>"),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "A WhatsApp Business Account webhook payload"),
+    responses((status = 200, description = "Processed (also when the database refused a message: logged)", body = WhatsappReceipt), ProviderErrors),
+    security(())
+)]
 pub async fn receive(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
@@ -128,11 +168,7 @@ pub async fn receive(
     PROVIDER.count("refused", refused);
     PROVIDER.count("status", matched);
     PROVIDER.count("status_unmatched", statuses.len() as u64 - matched);
-    Ok(Json(json!({
-        "inserted": inserted, "duplicates": duplicates, "refused": refused,
-        "statuses": statuses.len(), "statuses_matched": matched,
-    }))
-    .into_response())
+    Ok(Json(WhatsappReceipt { inserted, duplicates, refused, statuses: statuses.len() as u64, statuses_matched: matched }).into_response())
 }
 
 /// Every `entry[].changes[].value`.

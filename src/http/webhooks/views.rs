@@ -1,12 +1,12 @@
-//! The response shapes of `/v1/webhooks` (camelCase JSON), and the request bodies as documented
-//! in the OpenAPI document (the handlers parse bodies by hand to name the field at fault).
+//! The shapes of `/v1/webhooks`: the answers (camelCase JSON) and the request bodies and query
+//! the handlers parse (the same types document them).
 
 use crate::db::webhooks::{Delivery, Endpoint};
-use crate::domain::vocab::DeliveryState;
+use crate::domain::vocab::{DeliveryState, WebhookEvent};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// A webhook endpoint. `secret` is present only in the answer to its creation.
 #[derive(Debug, Serialize, ToSchema)]
@@ -15,6 +15,7 @@ pub struct EndpointView {
     pub id: i64,
     pub url: String,
     /// Subscribed event types; empty = every type.
+    #[schema(value_type = Vec<WebhookEvent>)]
     pub events: Vec<String>,
     pub description: String,
     pub enabled: bool,
@@ -59,6 +60,7 @@ pub struct DeliveryView {
     pub id: i64,
     /// The `webhook-id` header: the same on every attempt.
     pub event_id: uuid::Uuid,
+    #[schema(value_type = WebhookEvent)]
     pub event_type: String,
     /// `ready` (waiting or being retried), `delivered` or `dead`.
     pub state: DeliveryState,
@@ -97,26 +99,51 @@ pub struct DeliveryList {
     pub deliveries: Vec<DeliveryView>,
 }
 
-/// Body of `POST /v1/webhooks` (documentation; parsed by hand to name bad fields).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+/// Body of `POST /v1/webhooks`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateRequest {
-    /// http:// or https:// URL whose host resolves to public addresses.
-    url: String,
-    /// Event types: message.sent, message.failed, message.suppressed, message.retrying,
-    /// inbound.received, thread.takeover, followup.due. Empty or absent = all.
-    events: Option<Vec<String>>,
-    description: Option<String>,
-    enabled: Option<bool>,
+    /// http:// or https:// URL whose host resolves to public addresses (the SSRF guard).
+    #[schema(max_length = 2048)]
+    pub url: String,
+    /// Event types to receive; empty or absent = all.
+    #[schema(value_type = Option<Vec<WebhookEvent>>)]
+    pub events: Option<Vec<String>>,
+    /// Null is empty.
+    #[serde(default, deserialize_with = "null_is_empty")]
+    #[schema(max_length = 500)]
+    pub description: Option<String>,
+    /// Default true.
+    pub enabled: Option<bool>,
 }
 
 /// Body of `PATCH /v1/webhooks/{id}`: absent fields keep their value. Enabling again resets the
 /// failure count.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
-    url: Option<String>,
-    events: Option<Vec<String>>,
-    description: Option<String>,
-    enabled: Option<bool>,
+    #[schema(max_length = 2048)]
+    pub url: Option<String>,
+    #[schema(value_type = Option<Vec<WebhookEvent>>)]
+    pub events: Option<Vec<String>>,
+    /// Null is empty.
+    #[serde(default, deserialize_with = "null_is_empty")]
+    #[schema(max_length = 500)]
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// A present `null` is the empty string (absent stays `None`).
+fn null_is_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Some(Option::<String>::deserialize(d)?.unwrap_or_default()))
+}
+
+/// Query of `GET /v1/webhooks/{id}/deliveries`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesParams {
+    /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
 }

@@ -41,6 +41,7 @@ db_url="${admin_url%/*}/$db"
 data="$work/data-$$"
 log="$work/daemon-$$.log"
 daemon=""
+config=""
 
 cleanup() {
   status=$?
@@ -50,7 +51,7 @@ cleanup() {
     kill -KILL "$daemon" 2>/dev/null || true
   fi
   psql "$admin_url" -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$data"
+  rm -rf "$data" "${config:-}"
   if [ "$status" -ne 0 ] && [ -s "$log" ]; then
     echo "--- the daemon's log (last 40 lines of $log) ---" >&2
     tail -n 40 "$log" >&2
@@ -64,8 +65,11 @@ mkdir -p "$data"
 
 # `up` with DATABASE_URL set: migrate, create the demo tenant, its sessions and a key with every
 # scope (written to $data/demo-api-key), then run the daemon; port 0 = a free port, announced
+# (webhook endpoints may point at loopback only; the provider sessions' secrets are set, so their
+# routes check signatures and answer 401 rather than 503)
 DATABASE_URL="$db_url" PGCOURIER_DATA_DIR="$data" PGCOURIER_HTTP_ADDR="127.0.0.1:0" \
-  PGCOURIER_POLL_INTERVAL=200ms RUST_LOG="${RUST_LOG:-warn}" \
+  PGCOURIER_POLL_INTERVAL=200ms PGCOURIER_WEBHOOK_ALLOW=loopback RUST_LOG="${RUST_LOG:-warn}" \
+  PGCOURIER_SECRET_ST_HOOK=st-hook-secret PGCOURIER_SECRET_ST_TWILIO=st-twilio-token \
   "$PGCOURIER_BIN" up >"$log" 2>&1 &
 daemon=$!
 
@@ -81,14 +85,44 @@ key=$(cat "$data/demo-api-key")
 base="http://$addr"
 echo "schemathesis against $base (database $db)" >&2
 
+# Things for the generated requests to find besides 404s: a scheduled message (and its thread),
+# a webhook endpoint, and a session of each provider with an inbound route. Their ids go into
+# a dictionary that schemathesis draws path ids from half of the time.
+sql() { psql "$db_url" -qAt -v ON_ERROR_STOP=1 -c "$1"; }
+api() { curl -sS -f -H "x-api-key: $key" -H 'content-type: application/json' "$@"; }
+json() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
+later=$(date -u -d '+300 days' +%Y-%m-%dT%H:%M:%SZ)
+sent=$(api -d "{\"to\": [\"st@example.com\"], \"subject\": \"schemathesis\", \"textBody\": \"hi\", \"scheduledAt\": \"$later\"}" "$base/v1/messages")
+message_id=$(echo "$sent" | json '["id"]')
+message_uuid=$(echo "$sent" | json '["messageId"]')
+thread_id=$(echo "$sent" | json '["threadId"]')
+endpoint_id=$(api -d '{"url": "http://127.0.0.1:9/schemathesis"}' "$base/v1/webhooks" | json '["id"]')
+session() { sql "INSERT INTO et_channel_sessions (tenant_id, channel, provider, address, credentials_ref, config)
+                 VALUES ('demo', '$1', '$2', '$3', $4, '$5') RETURNING id"; }
+sessions=(
+  "$(session sms twilio +15550000101 "'ST_TWILIO'" '{}')"
+  "$(session whatsapp whatsapp_cloud +15550000102 NULL '{"app_secret_ref": "ST_HOOK", "verify_token_ref": "ST_HOOK"}')"
+  "$(session telegram telegram_bot @st_bot NULL '{"webhook_secret_ref": "ST_HOOK"}')"
+  "$(session whatsapp http_bridge +15550000104 NULL '{"webhook_secret_ref": "ST_HOOK"}')"
+)
+ids=("$message_id" "$message_uuid" "$thread_id" "$endpoint_id" "${sessions[@]}")
+config="$work/schemathesis-$$.toml"
+{
+  echo "[dictionaries.ids]"
+  printf 'values = [%s]\n' "$(printf '"%s", ' "${ids[@]}" | sed 's/, $//')"
+  echo "[parameters]"
+  echo '"path.id" = { dictionary = "ids", probability = 0.5 }'
+  echo '"path.session_id" = { dictionary = "ids", probability = 0.5 }'
+} >"$config"
+
 # the four standard checks of the issue: no 5xx, every status / content type / body declared
 checks="not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 set +e
 timeout --kill-after=10 "${SCHEMATHESIS_BUDGET:-300}" \
-  "$venv/bin/st" run "$base/openapi.json" \
+  "$venv/bin/st" --config-file "$config" run "$base/openapi.json" \
     --url "$base" \
     --header "x-api-key: $key" \
-    --checks "$checks" \
+    --checks "${SCHEMATHESIS_CHECKS:-$checks}" \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-50}" \
     --seed "${SCHEMATHESIS_SEED:-17011}" \
     --workers 2 \

@@ -101,10 +101,15 @@ fn cursor(at: DateTime<Utc>, id: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.timestamp_micros()))
 }
 
+/// The oldest time a PostgreSQL `timestamptz` holds (4714-11-24 BC), in microseconds since
+/// the Unix epoch; chrono goes further back, so a forged cursor must be checked against it.
+const OLDEST_TIMESTAMP_MICROS: i64 = -210_866_803_200_000_000;
+
 fn parse_cursor(s: &str) -> Option<(DateTime<Utc>, i64)> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
     let (micros, id) = raw.split_once(':')?;
-    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, id.parse().ok()?))
+    let micros: i64 = micros.parse().ok().filter(|m| *m >= OLDEST_TIMESTAMP_MICROS)?;
+    Some((DateTime::from_timestamp_micros(micros)?, id.parse().ok()?))
 }
 
 fn filter(params: &[(String, String)]) -> Result<ListFilter, ApiError> {

@@ -121,3 +121,21 @@ async fn bad_parameters_are_400_naming_them() {
     assert_eq!(s, 200, "{v}");
     api.stop().await;
 }
+
+/// A cursor is opaque but forgeable: one whose time PostgreSQL cannot hold (before 4714 BC,
+/// though chrono can) is a 400 naming `after`, not a database error and a 500.
+#[tokio::test]
+async fn a_forged_cursor_out_of_the_databases_range_is_400() {
+    use base64::Engine;
+    let api = Api::start().await;
+    for raw in ["-8000000000000000000:1", "-210866803200000001:1"] {
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let (s, v) = api.get(&format!("/v1/messages?after={cursor}")).await;
+        assert_eq!((s, field(&v)), (400, "after"), "{raw}: {v}");
+    }
+    // the oldest time the database holds is still a cursor
+    let oldest = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("-210866803200000000:1");
+    let (s, v) = api.get(&format!("/v1/messages?after={oldest}")).await;
+    assert_eq!(s, 200, "{v}");
+    api.stop().await;
+}

@@ -5,6 +5,7 @@ pub mod address;
 pub mod breaker;
 pub mod decision;
 pub mod lifecycle;
+pub mod limits;
 pub mod network;
 pub mod outcome;
 pub mod retry;

@@ -12,6 +12,7 @@
 
 mod doc;
 pub(crate) mod input;
+mod limits;
 pub mod messages;
 pub mod send;
 pub mod threads;

@@ -176,3 +176,13 @@ async fn the_api_names_the_field_over_its_limit() {
     assert_eq!(api.count("SELECT count(*) FROM et_messages").await, 0, "nothing written");
     api.stop().await;
 }
+
+/// The limits the OpenAPI document states (`domain::limits`) are the trigger's defaults.
+#[tokio::test]
+async fn the_documented_defaults_are_the_triggers() {
+    let db = TestDb::new().await;
+    let sql: serde_json::Value = db.client.query_one("SELECT et_payload_limit_defaults()", &[]).await.unwrap().get(0);
+    let rust: serde_json::Map<String, serde_json::Value> =
+        pgcourier::domain::limits::DEFAULTS.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    assert_eq!(sql, serde_json::Value::Object(rust));
+}

@@ -3,6 +3,7 @@
 //! transaction and let the triggers validate, thread, suppress, gate and queue it.
 
 use super::input::{self, JsonBody, MESSAGE_FIELDS};
+use super::limits;
 use super::views::{ErrorBody, SendResponse};
 use crate::http::responses::{Authenticated, JsonBodyErrors};
 use crate::db::api::{self as db, NewMessage, NoSession, SessionChoice};
@@ -65,19 +66,23 @@ impl Address {
     }
 }
 
-/// `"high"`, `"normal"`, `"low"`, or 1 (highest) to 4.
-#[derive(Debug, Deserialize, ToSchema)]
+/// `"high"`, `"normal"`, `"low"`, or 1 (highest) to 4 (its schema: `limits`).
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum Priority {
     Named(String),
     Level(i64),
 }
 
+/// The priority names and their levels (4 is the lowest level, without a name).
+pub const PRIORITY_NAMES: [(&str, i64); 3] = [("high", 1), ("normal", 2), ("low", 3)];
+
 /// A file to send with the message.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttachmentIn {
     /// 1 to 255 characters, no slashes.
+    #[schema(min_length = 1, max_length = 255)]
     pub filename: String,
     /// A MIME type; `application/octet-stream` when absent.
     pub content_type: Option<String>,
@@ -92,25 +97,30 @@ pub struct AttachmentIn {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendRequest {
     /// Recipients (at least one): email addresses, E.164 numbers or chat ids.
+    #[schema(schema_with = limits::to, required = true)]
     pub to: Option<Addresses>,
-    /// Email only.
+    #[schema(schema_with = limits::cc)]
     pub cc: Option<Addresses>,
-    /// Email only.
+    #[schema(schema_with = limits::bcc)]
     pub bcc: Option<Addresses>,
     /// Defaults to the session's address. Otherwise the session's address, or (email) an address
     /// at one of the tenant's `allowed_sender_domains` or a subdomain of it (the session's domain
     /// when the tenant lists none): the insert trigger's rule, `et_sender_refusal`.
     pub from: Option<Address>,
     pub reply_to: Option<Address>,
+    #[schema(schema_with = limits::subject)]
     pub subject: Option<String>,
+    /// Email only.
+    #[schema(schema_with = limits::body)]
     pub html_body: Option<String>,
     /// Derived from `htmlBody` when absent (email).
+    #[schema(schema_with = limits::body)]
     pub text_body: Option<String>,
     /// Handlebars variables rendered into subject and bodies at send time.
     #[schema(value_type = Option<Object>)]
     pub variables: Option<Map<String, Value>>,
     pub attachments: Option<Vec<AttachmentIn>>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = limits::metadata)]
     pub metadata: Option<Map<String, Value>>,
     pub priority: Option<Priority>,
     /// RFC 3339; not sent before then.
@@ -118,9 +128,11 @@ pub struct SendRequest {
     pub scheduled_at: Option<String>,
     pub channel_session_id: Option<i64>,
     pub channel: Option<Channel>,
-    /// The Message-ID (email) or provider id this message answers.
+    /// The Message-ID (email) or provider id this message answers (at most 985 octets).
+    #[schema(max_length = 985)]
     pub in_reply_to: Option<String>,
     /// Same as the `Idempotency-Key` header (both may be given only if equal).
+    #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
 }
 
@@ -157,12 +169,10 @@ fn parse_request(body: Map<String, Value>) -> Result<SendRequest, ApiError> {
 fn priority(p: Option<Priority>) -> Result<Option<i16>, ApiError> {
     let level = match p {
         None => return Ok(None),
-        Some(Priority::Named(n)) => match n.trim().to_ascii_lowercase().as_str() {
-            "high" => 1,
-            "normal" => 2,
-            "low" => 3,
-            _ => 0,
-        },
+        Some(Priority::Named(n)) => {
+            let n = n.trim().to_ascii_lowercase();
+            PRIORITY_NAMES.iter().find(|(name, _)| *name == n).map_or(0, |(_, level)| *level)
+        }
         Some(Priority::Level(l)) => l,
     };
     if !(1..=4).contains(&level) {

@@ -19,9 +19,9 @@ pub use views::{CreateRequest, DeliveriesParams, DeliveryList, DeliveryView, End
 
 use super::api::input::{self, JsonBody, QueryParams};
 use super::api::views::ErrorBody;
-use super::responses::{Authenticated, BadRequest, JsonBodyErrors, NotFound};
 use super::auth::Caller;
 use super::error::ApiError;
+use super::responses::{Authenticated, BadRequest, JsonBodyErrors, NotFound};
 use super::AppState;
 use crate::db::apikeys::Scope;
 use crate::db::webhooks::{self as db, Changes};

@@ -3,12 +3,12 @@
 
 use super::input::{self, OptionalJsonBody, QueryParams};
 use super::views::{MessagePage, MessageView};
-use crate::http::responses::{Authenticated, BadRequest, Conflict, JsonBodyErrors, NotFound};
 use crate::db::api::{self as db, Action, ListFilter, MessageRef};
 use crate::db::apikeys::Scope;
 use crate::domain::vocab::{self, Channel, Direction, Status};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::responses::{Authenticated, BadRequest, Conflict, JsonBodyErrors, NotFound};
 use crate::http::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
@@ -214,17 +214,17 @@ macro_rules! action {
     ($name:ident, $action:expr, $verb:literal, $doc:literal, $scope:literal) => {
         #[doc = concat!($doc, " Needs the ", $scope, " scope.")]
         #[utoipa::path(
-            post,
-            path = concat!("/v1/messages/{id}/", $verb),
-            tag = "messages",
-            params(("id" = String, Path, description = "The message's public uuid or bigint id")),
-            request_body(content = Option<ActionRequest>, description = "Optional; `reason` is recorded on a rejection"),
-            responses(
-                (status = 200, description = "The message after the change", body = MessageView),
-                Authenticated, JsonBodyErrors, NotFound, Conflict,
-            ),
-            security(("api_key" = []))
-        )]
+                    post,
+                    path = concat!("/v1/messages/{id}/", $verb),
+                    tag = "messages",
+                    params(("id" = String, Path, description = "The message's public uuid or bigint id")),
+                    request_body(content = Option<ActionRequest>, description = "Optional; `reason` is recorded on a rejection"),
+                    responses(
+                        (status = 200, description = "The message after the change", body = MessageView),
+                        Authenticated, JsonBodyErrors, NotFound, Conflict,
+                    ),
+                    security(("api_key" = []))
+                )]
         pub async fn $name(
             State(state): State<AppState>,
             caller: Caller,
@@ -261,7 +261,10 @@ mod tests {
         assert_eq!(bad("from", "yesterday").as_deref(), Some("from"));
         assert_eq!(bad("colour", "red").as_deref(), Some("colour"));
         assert_eq!(bad("threadId", "x").as_deref(), Some("threadId"));
-        assert_eq!(filter(&[("status".into(), "sent".into()), ("status".into(), "sent".into())]).unwrap_err().field.as_deref(), Some("status"));
+        assert_eq!(
+            filter(&[("status".into(), "sent".into()), ("status".into(), "sent".into())]).unwrap_err().field.as_deref(),
+            Some("status")
+        );
         assert_eq!(filter(&[]).unwrap().limit, DEFAULT_LIMIT);
     }
 }

@@ -5,12 +5,12 @@
 use super::input::{self, JsonBody, MESSAGE_FIELDS};
 use super::limits;
 use super::views::{ErrorBody, SendResponse};
-use crate::http::responses::{Authenticated, JsonBodyErrors};
 use crate::db::api::{self as db, NewMessage, NoSession, SessionChoice};
 use crate::db::apikeys::Scope;
 use crate::domain::vocab::{Channel, Status};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::responses::{Authenticated, JsonBodyErrors};
 use crate::http::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

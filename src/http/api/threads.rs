@@ -3,12 +3,12 @@
 
 use super::input::{self, JsonBody};
 use super::views::{ThreadDetail, ThreadView};
-use crate::http::responses::{Authenticated, JsonBodyErrors, NotFound};
 use crate::db::api as db;
 use crate::db::apikeys::Scope;
 use crate::domain::vocab::Handling;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::responses::{Authenticated, JsonBodyErrors, NotFound};
 use crate::http::AppState;
 use axum::extract::{Path, State};
 use axum::Json;

@@ -17,8 +17,9 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code: `invalid_field`, `not_found`, `unauthorized`, `forbidden`,
-    /// `conflict`, `payload_too_large`, `internal`.
+    /// Stable machine-readable code: `invalid_field`, `bad_request`, `unauthorized`, `forbidden`,
+    /// `not_found`, `method_not_allowed`, `conflict`, `payload_too_large`,
+    /// `unsupported_media_type`, `header_too_large`, `unavailable`, `not_configured`, `internal`.
     pub code: String,
     pub message: String,
     /// The request field at fault (`to`, `attachments[0].contentBase64`, a query parameter).

@@ -12,7 +12,7 @@
 //! Answer: `200 {"received": n, "inserted": k, "duplicates": d, "messages": [{"id",
 //! "publicId" (null for a duplicate), "duplicate"}]}`.
 
-use super::{config_secret, ProviderErrors, hmac_sha256_matches, refused_row, sha256_header, verified, Provider};
+use super::{config_secret, hmac_sha256_matches, refused_row, sha256_header, verified, Provider, ProviderErrors};
 use crate::db::provider_inbound::{self, Inserted, NewInbound};
 use crate::http::{error::ApiError, AppState};
 use axum::body::Bytes;

@@ -12,7 +12,7 @@
 //! Sources: https://core.telegram.org/bots/api#setwebhook (secret_token header),
 //! https://core.telegram.org/bots/api#update, #message.
 
-use super::{config_secret, ProviderErrors, constant_time_eq, refused_row, verified, Provider};
+use super::{config_secret, constant_time_eq, refused_row, verified, Provider, ProviderErrors};
 use crate::db::provider_inbound::{self, Inserted, NewInbound};
 use crate::http::{error::ApiError, AppState};
 use axum::body::Bytes;

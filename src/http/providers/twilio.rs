@@ -22,7 +22,7 @@
 //! twilio-node `lib/webhooks/webhooks.ts` (`getExpectedTwilioSignature`, port variants);
 //! https://www.twilio.com/docs/messaging/guides/webhook-request (parameters).
 
-use super::{config_secret, ProviderErrors, constant_time_eq, not_configured, parse_form, refused_row, resolve_secret, verified, Provider};
+use super::{config_secret, constant_time_eq, not_configured, parse_form, refused_row, resolve_secret, verified, Provider, ProviderErrors};
 use crate::db::provider_inbound::{self, Inserted, NewInbound, ProviderStatus, WebhookSession};
 use crate::http::{error::ApiError, AppState};
 use axum::body::Bytes;

@@ -20,7 +20,10 @@
 //! (verification requests, X-Hub-Signature-256); https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components
 //! (messages, statuses, errors).
 
-use super::{config_secret, ProviderErrors, constant_time_eq, hmac_sha256_matches, load_session, parse_form, refuse, sha256_header, verified, Provider};
+use super::{
+    config_secret, constant_time_eq, hmac_sha256_matches, load_session, parse_form, refuse, sha256_header, verified, Provider,
+    ProviderErrors,
+};
 use crate::db::provider_inbound::{self, Inserted, NewInbound, ProviderStatus};
 use crate::http::{error::ApiError, AppState};
 use axum::body::Bytes;

@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION="4.32.5"
-work="target/schemathesis"
+work="$PWD/target/schemathesis"
 venv="$work/venv"
 mkdir -p "$work"
 
@@ -121,6 +121,9 @@ config="$work/schemathesis-$$.toml"
 # the four standard checks of the issue: no 5xx, every status / content type / body declared
 checks="not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 set +e
+# (run from $work, where schemathesis keeps its .schemathesis cache)
+top=$PWD
+cd "$work"
 timeout --kill-after=10 "${SCHEMATHESIS_BUDGET:-300}" \
   "$venv/bin/st" --config-file "$config" run "$base/openapi.json" \
     --url "$base" \
@@ -136,6 +139,7 @@ timeout --kill-after=10 "${SCHEMATHESIS_BUDGET:-300}" \
     ${SCHEMATHESIS_ARGS:-}
 rc=$?
 set -e
+cd "$top"
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
   echo "schemathesis: over the time budget of ${SCHEMATHESIS_BUDGET:-300} s" >&2
   exit 1

@@ -214,17 +214,17 @@ macro_rules! action {
     ($name:ident, $action:expr, $verb:literal, $doc:literal, $scope:literal) => {
         #[doc = concat!($doc, " Needs the ", $scope, " scope.")]
         #[utoipa::path(
-                    post,
-                    path = concat!("/v1/messages/{id}/", $verb),
-                    tag = "messages",
-                    params(("id" = String, Path, description = "The message's public uuid or bigint id")),
-                    request_body(content = Option<ActionRequest>, description = "Optional; `reason` is recorded on a rejection"),
-                    responses(
-                        (status = 200, description = "The message after the change", body = MessageView),
-                        Authenticated, JsonBodyErrors, NotFound, Conflict,
-                    ),
-                    security(("api_key" = []))
-                )]
+                            post,
+                            path = concat!("/v1/messages/{id}/", $verb),
+                            tag = "messages",
+                            params(("id" = String, Path, description = "The message's public uuid or bigint id")),
+                            request_body(content = Option<ActionRequest>, description = "Optional; `reason` is recorded on a rejection"),
+                            responses(
+                                (status = 200, description = "The message after the change", body = MessageView),
+                                Authenticated, JsonBodyErrors, NotFound, Conflict,
+                            ),
+                            security(("api_key" = []))
+                        )]
         pub async fn $name(
             State(state): State<AppState>,
             caller: Caller,

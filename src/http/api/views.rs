@@ -60,6 +60,7 @@ pub struct MessageView {
     pub reply_to: Option<String>,
     pub subject: Option<String>,
     /// 1 (high) to 4; 2 is normal.
+    #[schema(minimum = 1, maximum = 4)]
     pub priority: i16,
     pub attempts: i32,
     pub last_error: Option<String>,

@@ -55,6 +55,8 @@ cleanup() {
   if [ "$status" -ne 0 ] && [ -s "$log" ]; then
     echo "--- the daemon's log (last 40 lines of $log) ---" >&2
     tail -n 40 "$log" >&2
+  elif [ -z "${SCHEMATHESIS_KEEP:-}" ]; then
+    rm -f "$log"
   fi
   exit "$status"
 }
@@ -65,8 +67,8 @@ mkdir -p "$data"
 
 # `up` with DATABASE_URL set: migrate, create the demo tenant, its sessions and a key with every
 # scope (written to $data/demo-api-key), then run the daemon; port 0 = a free port, announced
-# (webhook endpoints may point at loopback only; the provider sessions' secrets are set, so their
-# routes check signatures and answer 401 rather than 503)
+# (webhook endpoints may also point at loopback, so the seeded one stays on this machine; the
+# provider sessions' secrets are set, so their routes check signatures: 401 rather than 503)
 DATABASE_URL="$db_url" PGCOURIER_DATA_DIR="$data" PGCOURIER_HTTP_ADDR="127.0.0.1:0" \
   PGCOURIER_POLL_INTERVAL=200ms PGCOURIER_WEBHOOK_ALLOW=loopback RUST_LOG="${RUST_LOG:-warn}" \
   PGCOURIER_SECRET_ST_HOOK=st-hook-secret PGCOURIER_SECRET_ST_TWILIO=st-twilio-token \

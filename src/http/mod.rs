@@ -48,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         // one log line per request (health checks and scrapes below are not logged)
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span).on_request(()).on_response(log_response))
         .merge(ops::routes())
+        // a method a route does not take: 405 with the JSON error body (and axum's Allow header)
+        .method_not_allowed_fallback(method_not_allowed)
         // request bodies over PGCOURIER_HTTP_MAX_BODY are refused with 413
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(limit_headers))
@@ -66,6 +68,10 @@ fn request_span(req: &Request) -> tracing::Span {
 
 fn log_response(res: &Response, latency: std::time::Duration, _: &tracing::Span) {
     tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "request served");
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take this method (see the Allow header)")
 }
 
 /// 431 for a request whose headers are over [`MAX_HEADER_BYTES`].

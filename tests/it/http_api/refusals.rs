@@ -260,3 +260,26 @@ async fn a_nul_character_in_a_path_id_is_404() {
     }
     api.stop().await;
 }
+
+/// A method a route does not take is 405 with the JSON error body and the Allow header, like
+/// every other refusal (axum's own 405 has no body).
+#[tokio::test]
+async fn a_method_a_route_does_not_take_is_405_with_the_error_body() {
+    let api = Api::start().await;
+    for (method, path, allowed) in [
+        (Method::PUT, "/v1/messages", "GET,HEAD,POST"),
+        (Method::DELETE, "/v1/messages/1", "GET,HEAD"),
+        (Method::POST, "/health", "GET,HEAD"),
+        (Method::PUT, "/v1/providers/twilio/1", "POST"),
+    ] {
+        let resp = api.app.http.request(method.clone(), api.app.url(path)).header("x-api-key", &api.admin).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
+        let allow = resp.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().replace(' ', "");
+        let mut got: Vec<&str> = allow.split(',').collect();
+        got.sort_unstable();
+        assert_eq!(got.join(","), allowed, "{method} {path}");
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(v["error"]["code"], "method_not_allowed", "{method} {path}: {v}");
+    }
+    api.stop().await;
+}

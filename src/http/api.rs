@@ -6,10 +6,12 @@
 //! - [`send`]: `POST /v1/messages` (idempotent, attachments in the same transaction)
 //! - [`messages`]: `GET /v1/messages/{id}`, `GET /v1/messages`, `POST …/{approve|reject|retry|cancel}`
 //! - [`threads`]: `GET /v1/threads/{id}`, `POST /v1/threads/{id}/handoff`
+//! - [`dead_letters`]: `GET /v1/dead-letters`
 //! - `input`: body / parameter parsing and the column → field map of database refusals
 //! - [`views`]: the response shapes
 //! - `doc`: the OpenAPI document
 
+pub mod dead_letters;
 mod doc;
 pub(crate) mod input;
 pub mod messages;
@@ -29,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/messages/{id}/reject", post(messages::reject))
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route("/v1/dead-letters", get(dead_letters::list_dead_letters))
         .route("/v1/threads/{id}", get(threads::get_thread))
         .route("/v1/threads/{id}/handoff", post(threads::handoff))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
@@ -38,5 +41,6 @@ pub fn routes() -> Router<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = doc::openapi();
     doc.merge(crate::http::webhooks::openapi());
+    doc.merge(dead_letters::openapi());
     doc
 }

@@ -392,6 +392,7 @@ impl Dispatcher {
             Ok(receipt) => {
                 tracing::info!(elapsed_ms, provider = %via.provider, session = via.id, "sent");
                 let mut r = row(m, Status::Sent, None, None);
+                r.provider_response = Some(receipt.response());
                 r.external_id = receipt.external_id;
                 r.delivery = receipt.detail;
                 if via.id != m.session.id {
@@ -404,7 +405,9 @@ impl Dispatcher {
             Err(e) => {
                 metrics::counter!("pgcourier_provider_errors_total", "provider" => via.provider.as_str(), "class" => e.class.as_str())
                     .increment(1);
-                self.failed(m, &e, elapsed_ms)
+                let mut r = self.failed(m, &e, elapsed_ms);
+                r.provider_response = e.response();
+                r
             }
         }
     }

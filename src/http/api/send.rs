@@ -195,6 +195,38 @@ fn idempotency_key(headers: &HeaderMap, body: Option<String>) -> Result<Option<S
     Ok(key)
 }
 
+/// The trace id a caller passes along: `X-Trace-Id` as it is, else the trace-id of a W3C
+/// `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`). Kept as `metadata.trace_id` unless the body's
+/// metadata names one.
+fn trace_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    if let Some(v) = headers.get("x-trace-id") {
+        let id = v.to_str().ok().map(str::trim).filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()));
+        return match id {
+            Some(id) => Ok(Some(id.to_owned())),
+            None => Err(ApiError::field("X-Trace-Id", "must be 1 to 128 visible ASCII characters")),
+        };
+    }
+    let Some(v) = headers.get("traceparent") else { return Ok(None) };
+    let parts: Vec<&str> = v.to_str().unwrap_or_default().trim().split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    match parts.as_slice() {
+        [version, trace, parent, flags, ..]
+            if hex(version, 2)
+                && *version != "ff"
+                && hex(trace, 32)
+                && hex(parent, 16)
+                && hex(flags, 2)
+                && trace.bytes().any(|b| b != b'0') =>
+        {
+            Ok(Some((*trace).to_owned()))
+        }
+        _ => Err(ApiError::field(
+            "traceparent",
+            "must be a W3C traceparent: 00-<32 lowercase hex trace id>-<16 hex parent id>-<2 hex flags>",
+        )),
+    }
+}
+
 /// The attachments' content decoded, each with its filename and MIME type (the type defaults to
 /// `application/octet-stream`); a bad one is named by its index.
 fn decode_attachments(attachments: Option<Vec<AttachmentIn>>) -> Result<Vec<(String, String, Vec<u8>)>, ApiError> {
@@ -297,6 +329,9 @@ pub async fn send_message(
     let priority = priority(req.priority.take())?;
     let scheduled_at = req.scheduled_at.as_deref().map(|s| input::timestamp("scheduledAt", s, false)).transpose()?;
     let files = decode_attachments(req.attachments.take())?;
+    if let Some(id) = trace_id(&headers)? {
+        req.metadata.get_or_insert_with(Map::new).entry("trace_id").or_insert(Value::String(id));
+    }
     let tenant = caller.0.tenant_id.clone();
 
     let mut client = state.pool.get().await?;

@@ -38,5 +38,6 @@ pub fn routes() -> Router<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = doc::openapi();
     doc.merge(crate::http::webhooks::openapi());
+    doc.merge(crate::http::suppressions::openapi());
     doc
 }

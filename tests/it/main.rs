@@ -34,6 +34,7 @@ mod refusals;
 mod schema;
 mod smtp_sink;
 mod support;
+mod suppressions;
 mod templates;
 mod vocabulary;
 mod webhooks;

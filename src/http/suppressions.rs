@@ -390,6 +390,7 @@ mod tests {
         }
         let reasons = &doc["components"]["schemas"]["SuppressReason"]["enum"];
         assert_eq!(reasons, &serde_json::json!(SuppressReason::NAMES));
+        assert_eq!(doc["components"]["schemas"]["AddRequest"]["required"], serde_json::json!(["channel", "address"]));
         assert!(doc["paths"]["/v1/suppressions"]["post"]["responses"]["200"].is_object());
         assert!(doc["paths"]["/v1/suppressions/{channel}/{address}"]["delete"]["responses"]["404"].is_object());
     }

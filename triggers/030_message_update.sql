@@ -51,7 +51,13 @@ BEGIN
       format('message %s is %s: its content (%s) is frozen',
              OLD.id, OLD.delivery_status, array_to_string(et_message_content_columns(), ', ')),
       'content can change only while an outbound message is pending_approval',
-      'cancel it and insert a corrected message');
+      -- what the caller can do instead, for the state the message is in
+      CASE WHEN NEW.direction = 'inbound' THEN 'an inbound message is kept as it was received'
+           WHEN OLD.delivery_status IN ('failed', 'rejected', 'cancelled', 'suppressed')
+             THEN format('resend it as a corrected copy: SELECT et_resend(%s, ''{"subject": "..."}'', ''you''), or POST /v1/messages/{id}/resend', OLD.id)
+           WHEN OLD.delivery_status = 'queued'
+             THEN format('cancel it (SELECT et_cancel(%s, ''you'')), then resend it as a corrected copy (et_resend)', OLD.id)
+           ELSE 'it has gone out (or is going out) as written: send a new message' END);
   END IF;
   NEW := et_message_check_content(NEW, (SELECT t.settings FROM et_tenants t WHERE t.id = NEW.tenant_id));
   NEW.updated_at := now();

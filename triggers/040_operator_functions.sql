@@ -182,7 +182,9 @@ BEGIN
     RAISE EXCEPTION 'et_resend: message % is % %; only outbound messages that did not go out (failed, rejected, cancelled or suppressed) can be resent',
                     p_message_id, o.direction, o.delivery_status
       USING ERRCODE = 'check_violation', DETAIL = format('message %s is %s', p_message_id, o.delivery_status),
-            HINT = CASE WHEN o.delivery_status IN ('queued', 'pending_approval') THEN 'cancel it first (et_cancel), then resend it' END;
+            HINT = CASE WHEN o.direction = 'inbound' THEN 'an inbound message is not resent'
+                        WHEN o.delivery_status IN ('queued', 'pending_approval') THEN 'cancel it first (et_cancel), then resend it'
+                        ELSE 'it went out (or is going out): send a new message' END;
   END IF;
   IF o.resent_as IS NOT NULL THEN
     RAISE EXCEPTION 'et_resend: message % was already resent as message %; resend that one to correct it again', p_message_id, o.resent_as

@@ -81,7 +81,10 @@ pub async fn retry_failed(c: &impl GenericClient, tenant: &str, actor: &str, f: 
 /// or the insert trigger's error.
 pub async fn resend(c: &impl GenericClient, tenant: &str, id: i64, changes: &Value, actor: &str) -> Result<Option<i64>, Error> {
     let row = c
-        .query_opt("SELECT et_resend(m.id, $3, $4) FROM et_messages m WHERE m.tenant_id = $1 AND m.id = $2", &[&tenant, &id, changes, &actor])
+        .query_opt(
+            "SELECT et_resend(m.id, $3, $4) FROM et_messages m WHERE m.tenant_id = $1 AND m.id = $2",
+            &[&tenant, &id, changes, &actor],
+        )
         .await?;
     Ok(row.map(|r| r.get(0)))
 }

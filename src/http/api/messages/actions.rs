@@ -195,15 +195,8 @@ pub async fn retry_failed(
     if f.statuses.iter().any(|s| *s != Status::Failed) {
         return Err(ApiError::field("status", "only failed messages are retried (leave status out, or give \"failed\")"));
     }
-    let retry = RetryFilter {
-        recipient: f.recipient,
-        from: f.from,
-        until: f.until,
-        category: f.category,
-        tags: f.tags,
-        channel: f.channel,
-        limit,
-    };
+    let retry =
+        RetryFilter { recipient: f.recipient, from: f.from, until: f.until, category: f.category, tags: f.tags, channel: f.channel, limit };
     let client = state.pool.get().await?;
     let actor = format!("apikey:{}", caller.0.prefix);
     let queued = db::retry_failed(&client, &caller.0.tenant_id, &actor, &retry).await.map_err(ApiError::from_db)?;

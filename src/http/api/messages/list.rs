@@ -259,7 +259,10 @@ mod tests {
         assert_eq!(f.until.unwrap().to_rfc3339(), "2026-02-26T00:00:00+00:00", "the whole day of the 25th");
         assert_eq!(f.recipient, None);
         let f = parse(&[("to", "2026-02-25T12:00:00Z")]).unwrap();
-        assert_eq!(f.until.unwrap().timestamp_micros(), DateTime::parse_from_rfc3339("2026-02-25T12:00:00Z").unwrap().timestamp_micros() + 1);
+        assert_eq!(
+            f.until.unwrap().timestamp_micros(),
+            DateTime::parse_from_rfc3339("2026-02-25T12:00:00Z").unwrap().timestamp_micros() + 1
+        );
         for r in ["ann@example.com", "+15551234567", "-1001234567890", "20260225"] {
             assert_eq!(parse(&[("to", r)]).unwrap().recipient.as_deref(), Some(r));
         }

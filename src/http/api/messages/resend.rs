@@ -122,9 +122,10 @@ fn refused(e: tokio_postgres::Error) -> ApiError {
     match (code.as_str(), table.as_deref()) {
         ("23514", None) if message.starts_with("et_resend:") => ApiError::conflict(message),
         ("P0002", _) => ApiError::not_found("message"),
-        (_, Some("et_attachments")) => {
-            input::db_error(e, &[("content", "attachments"), ("filename", "attachments"), ("content_type", "attachments"), ("message_id", "attachments")])
-        }
+        (_, Some("et_attachments")) => input::db_error(
+            e,
+            &[("content", "attachments"), ("filename", "attachments"), ("content_type", "attachments"), ("message_id", "attachments")],
+        ),
         _ => input::db_error(e, MESSAGE_FIELDS),
     }
 }
@@ -163,6 +164,7 @@ pub async fn resend(
     let client = state.pool.get().await?;
     let tenant = &caller.0.tenant_id;
     let actor = format!("apikey:{}", caller.0.prefix);
-    let copy = db::resend(&client, tenant, original, &changes, &actor).await.map_err(refused)?.ok_or_else(|| ApiError::not_found("message"))?;
+    let copy =
+        db::resend(&client, tenant, original, &changes, &actor).await.map_err(refused)?.ok_or_else(|| ApiError::not_found("message"))?;
     Ok((StatusCode::CREATED, Json(detailed(&client, tenant, copy).await?)))
 }

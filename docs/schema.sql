@@ -229,6 +229,8 @@ CASE
     ELSE NULL::timestamp with time zone
 END) STORED,
     possible_duplicates integer DEFAULT 0 NOT NULL,
+    resent_from bigint,
+    resent_as bigint,
     provider_response jsonb,
     CONSTRAINT "et_messages.priority: 1 to 4 (1 = first, 4 = last)" CHECK (((priority >= 1) AND (priority <= 4))),
     CONSTRAINT et_messages_channel CHECK (((channel)::public.et_channel IS NOT NULL)),
@@ -267,6 +269,10 @@ COMMENT ON COLUMN public.et_messages.inbound_state IS 'delivery_status of inboun
 COMMENT ON COLUMN public.et_messages.inbound_touched_at IS 'updated_at of inbound rows, NULL on outbound rows (generated; leases and retry backoff of inbound work, indexed without making outbound updates non-HOT)';
 
 COMMENT ON COLUMN public.et_messages.possible_duplicates IS 'attempts started while an earlier attempt may already have delivered the message; each such attempt''s queued -> sending event carries detail.possible_duplicate = true (owned by the daemon)';
+
+COMMENT ON COLUMN public.et_messages.resent_from IS 'the message this one is a corrected copy of (et_resend, POST /v1/messages/{id}/resend); NULL for an original. No foreign key (see the table comment); the original may have been pruned since';
+
+COMMENT ON COLUMN public.et_messages.resent_as IS 'the corrected copy this message was resent as (et_resend); set once, under the row lock, so a message is resent at most once (resend the copy to correct it again)';
 
 COMMENT ON COLUMN public.et_messages.provider_response IS 'the provider''s answer to the last attempt: {status: ok | rejected | rate_limited | unknown, code, message, raw}; written by the daemon, cleared by each claim, copied onto the attempt''s event';
 
@@ -366,6 +372,13 @@ CREATE FUNCTION public.et_contact_of_normalized(p_channel text, v text) RETURNS 
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
   SELECT CASE WHEN p_channel = 'email' THEN rtrim(split_part(v, '<', -1), '>') ELSE v END
+$$;
+
+CREATE FUNCTION public.et_contacts_of(p_address text) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT coalesce(array_agg(DISTINCT x.c) FILTER (WHERE x.c IS NOT NULL), '{}')
+    FROM (SELECT et_contact(ch, p_address) AS c FROM unnest(ARRAY['email', 'sms', 'whatsapp', 'telegram', 'webhook']) ch) x
 $$;
 
 CREATE FUNCTION public.et_display_name(p_name text) RETURNS text
@@ -468,9 +481,11 @@ BEGIN
   EXECUTE format('GRANT INSERT, UPDATE, DELETE ON et_suppressions TO %s', r);
   EXECUTE format('GRANT INSERT ON et_suppression_log TO %s', r);
   EXECUTE format('GRANT INSERT, UPDATE, DELETE ON et_bounce_counts TO %s', r);
-  -- edit while pending approval, and the status changes of the operator functions
+  -- edit while pending approval, and the status changes of the operator functions (and
+  -- et_resend's link from the original to its copy)
   EXECUTE format('GRANT UPDATE (delivery_status, approved_by, approved_at, last_error, error_class, updated_at,
-                    sender, recipients, cc, bcc, reply_to, subject, body_text, body_html, variables) ON et_messages TO %s', r);
+                    sender, recipients, cc, bcc, reply_to, subject, body_text, body_html, variables,
+                    resent_as) ON et_messages TO %s', r);
 
   -- what the message triggers write on the application's behalf:
   -- a new thread, and its counters (and et_handoff's handling columns)
@@ -535,6 +550,15 @@ CREATE FUNCTION public.et_idna_domain(p_domain text) RETURNS text
                       FROM unnest(string_to_array(d, '.')) WITH ORDINALITY u(l, i))
          END
     FROM (SELECT translate(normalize(lower(replace(p_domain, 'İ', 'i̇')), NFKC), '。', '.') AS d) n
+$$;
+
+CREATE FUNCTION public.et_jsonb_addresses(v jsonb) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE jsonb_typeof(v)
+              WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(v))
+              WHEN 'string' THEN ARRAY[v #>> '{}']
+              ELSE '{}'::text[] END
 $$;
 
 CREATE FUNCTION public.et_key_check_wanted() RETURNS boolean
@@ -1173,7 +1197,13 @@ BEGIN
       format('message %s is %s: its content (%s) is frozen',
              OLD.id, OLD.delivery_status, array_to_string(et_message_content_columns(), ', ')),
       'content can change only while an outbound message is pending_approval',
-      'cancel it and insert a corrected message');
+      -- what the caller can do instead, for the state the message is in
+      CASE WHEN NEW.direction = 'inbound' THEN 'an inbound message is kept as it was received'
+           WHEN OLD.delivery_status IN ('failed', 'rejected', 'cancelled', 'suppressed')
+             THEN format('resend it as a corrected copy: SELECT et_resend(%s, ''{"subject": "..."}'', ''you''), or POST /v1/messages/{id}/resend', OLD.id)
+           WHEN OLD.delivery_status = 'queued'
+             THEN format('cancel it (SELECT et_cancel(%s, ''you'')), then resend it as a corrected copy (et_resend)', OLD.id)
+           ELSE 'it has gone out (or is going out) as written: send a new message' END);
   END IF;
   NEW := et_message_check_content(NEW, (SELECT t.settings FROM et_tenants t WHERE t.id = NEW.tenant_id));
   NEW.updated_at := now();
@@ -1212,6 +1242,20 @@ BEGIN
     DELETE FROM et_outbound_queue q USING old_rows o WHERE q.tenant_id = o.tenant_id AND q.message_id = o.id;
   END IF;
   RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_requeue_failed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  NEW.attempts := 0;
+  NEW.last_error := NULL;
+  NEW.error_class := NULL;
+  NEW.rendered_subject := NULL;
+  NEW.rendered_text := NULL;
+  NEW.rendered_html := NULL;
+  RETURN NEW;
 END
 $$;
 
@@ -1540,10 +1584,143 @@ CREATE FUNCTION public.et_report_complaint(p_tenant text, p_channel text, p_addr
   SELECT et_report_address(p_tenant, p_channel, p_address, 'complaint', p_actor, p_source_message_id, p_detail)
 $$;
 
+CREATE FUNCTION public.et_requeue_failed(p_ids bigint[]) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  n integer;
+BEGIN
+  UPDATE et_messages SET delivery_status = 'queued', updated_at = now()
+   WHERE id = ANY (p_ids) AND delivery_status = 'failed';
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;
+
+CREATE FUNCTION public.et_resend(p_message_id bigint, p_changes jsonb, p_actor text) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  o et_messages;
+  c jsonb := coalesce(p_changes, '{}'::jsonb);
+  bad text;
+  copy_id bigint;
+  prev_actor text := current_setting('pgcourier.actor', true);
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_resend: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF jsonb_typeof(c) <> 'object' THEN
+    RAISE EXCEPTION 'et_resend: the changes must be a jsonb object, not %', jsonb_typeof(c) USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT k INTO bad FROM jsonb_object_keys(c) k WHERE k <> ALL (et_resend_columns()) LIMIT 1;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'et_resend: % cannot be changed on a resend', quote_literal(bad)
+      USING ERRCODE = 'invalid_parameter_value', DETAIL = 'changeable: ' || array_to_string(et_resend_columns(), ', ');
+  END IF;
+  SELECT * INTO o FROM et_messages m WHERE m.id = p_message_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'et_resend: no message %', p_message_id USING ERRCODE = 'no_data_found';
+  END IF;
+  IF o.direction <> 'outbound' OR o.delivery_status NOT IN ('failed', 'rejected', 'cancelled', 'suppressed') THEN
+    RAISE EXCEPTION 'et_resend: message % is % %; only outbound messages that did not go out (failed, rejected, cancelled or suppressed) can be resent',
+                    p_message_id, o.direction, o.delivery_status
+      USING ERRCODE = 'check_violation', DETAIL = format('message %s is %s', p_message_id, o.delivery_status),
+            HINT = CASE WHEN o.direction = 'inbound' THEN 'an inbound message is not resent'
+                        WHEN o.delivery_status IN ('queued', 'pending_approval') THEN 'cancel it first (et_cancel), then resend it'
+                        ELSE 'it went out (or is going out): send a new message' END;
+  END IF;
+  IF o.resent_as IS NOT NULL THEN
+    RAISE EXCEPTION 'et_resend: message % was already resent as message %; resend that one to correct it again', p_message_id, o.resent_as
+      USING ERRCODE = 'check_violation', DETAIL = format('message %s is resent as %s', p_message_id, o.resent_as);
+  END IF;
+  PERFORM set_config('pgcourier.actor', p_actor, true);
+  INSERT INTO et_messages (tenant_id, channel_session_id, channel, direction, sender, recipients, cc, bcc, reply_to,
+                           subject, body_text, body_html, variables, metadata, priority, scheduled_at, in_reply_to,
+                           "references", idempotency_key, resent_from)
+  VALUES (o.tenant_id, o.channel_session_id, o.channel, 'outbound',
+          CASE WHEN c ? 'sender' THEN c ->> 'sender' ELSE o.sender END,
+          CASE WHEN c ? 'recipients' THEN et_jsonb_addresses(c -> 'recipients') ELSE o.recipients END,
+          CASE WHEN c ? 'cc' THEN et_jsonb_addresses(c -> 'cc') ELSE o.cc END,
+          CASE WHEN c ? 'bcc' THEN et_jsonb_addresses(c -> 'bcc') ELSE o.bcc END,
+          CASE WHEN c ? 'reply_to' THEN c ->> 'reply_to' ELSE o.reply_to END,
+          CASE WHEN c ? 'subject' THEN c ->> 'subject' ELSE o.subject END,
+          CASE WHEN c ? 'body_text' THEN c ->> 'body_text' ELSE o.body_text END,
+          CASE WHEN c ? 'body_html' THEN c ->> 'body_html' ELSE o.body_html END,
+          CASE WHEN c ? 'variables' THEN coalesce(nullif(c -> 'variables', 'null'), '{}') ELSE o.variables END,
+          CASE WHEN c ? 'metadata' THEN coalesce(nullif(c -> 'metadata', 'null'), '{}') ELSE o.metadata - 'delivery' END,
+          CASE WHEN c ? 'priority' THEN coalesce((c ->> 'priority')::integer, 2) ELSE o.priority END,
+          -- a scheduled time already past is now (the original's is copied only while ahead)
+          CASE WHEN c ? 'scheduled_at' THEN (c ->> 'scheduled_at')::timestamptz
+               WHEN o.scheduled_at > now() THEN o.scheduled_at END,
+          o.in_reply_to, o."references",
+          c ->> 'idempotency_key',
+          o.id)
+  RETURNING id INTO copy_id;
+  INSERT INTO et_attachments (tenant_id, message_id, filename, content_type, content)
+  SELECT a.tenant_id, copy_id, a.filename, a.content_type, a.content
+    FROM et_attachments a WHERE a.tenant_id = o.tenant_id AND a.message_id = o.id ORDER BY a.id;
+  UPDATE et_messages SET resent_as = copy_id WHERE tenant_id = o.tenant_id AND id = o.id;
+  PERFORM set_config('pgcourier.actor', coalesce(prev_actor, ''), true);
+  RETURN copy_id;
+END
+$$;
+
+CREATE FUNCTION public.et_resend_columns() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT ARRAY['sender', 'recipients', 'cc', 'bcc', 'reply_to', 'subject', 'body_text', 'body_html', 'variables',
+               'metadata', 'priority', 'scheduled_at', 'idempotency_key']
+$$;
+
 CREATE FUNCTION public.et_retry(p_message_id bigint, p_actor text) RETURNS text
     LANGUAGE sql
     AS $$
   SELECT et_set_status(p_message_id, ARRAY['failed'], 'queued', p_actor, 'operator retry', 'et_retry', 'retried')
+$$;
+
+CREATE FUNCTION public.et_retry_failed(p_tenant text, p_actor text, p_recipient text DEFAULT NULL::text, p_from timestamp with time zone DEFAULT NULL::timestamp with time zone, p_to timestamp with time zone DEFAULT NULL::timestamp with time zone, p_category text DEFAULT NULL::text, p_tags text[] DEFAULT NULL::text[], p_channel text DEFAULT NULL::text, p_limit integer DEFAULT 10000, p_batch integer DEFAULT 1000) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  ids bigint[];
+  total integer := 0;
+  i integer := 1;
+  prev_actor text := current_setting('pgcourier.actor', true);
+  prev_reason text := current_setting('pgcourier.reason', true);
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_retry_failed: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 100000 OR p_batch IS NULL OR p_batch NOT BETWEEN 1 AND 10000 THEN
+    RAISE EXCEPTION 'et_retry_failed: p_limit must be 1 to 100000 and p_batch 1 to 10000 (got % and %)', p_limit, p_batch
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- the rows are locked as they are chosen: a message that moves on meanwhile is not retried
+  ids := ARRAY(
+    SELECT m.id FROM et_messages m
+     WHERE m.tenant_id = p_tenant AND m.direction = 'outbound' AND m.delivery_status = 'failed'
+       AND (p_from IS NULL OR m.created_at >= p_from)
+       AND (p_to IS NULL OR m.created_at < p_to)
+       AND (p_channel IS NULL OR m.channel = p_channel)
+       AND (p_category IS NULL OR m.metadata ->> 'category' = p_category)
+       AND (p_tags IS NULL OR m.metadata -> 'tags' @> to_jsonb(p_tags))
+       AND (p_recipient IS NULL
+            OR EXISTS (SELECT 1 FROM unnest(m.recipients) r
+                        WHERE et_contact_of_normalized(m.channel, r) = ANY ((SELECT et_contacts_of(p_recipient))::text[])))
+     ORDER BY m.id
+     LIMIT p_limit
+       FOR UPDATE);
+  PERFORM set_config('pgcourier.actor', p_actor, true);
+  PERFORM set_config('pgcourier.reason', 'operator retry (bulk)', true);
+  WHILE i <= cardinality(ids) LOOP
+    total := total + et_requeue_failed(ids[i:i + p_batch - 1]);
+    i := i + p_batch;
+  END LOOP;
+  PERFORM set_config('pgcourier.actor', coalesce(prev_actor, ''), true);
+  PERFORM set_config('pgcourier.reason', coalesce(prev_reason, ''), true);
+  RETURN total;
+END
 $$;
 
 CREATE FUNCTION public.et_sender_refusal(p_tenant text, p_session_id bigint, p_channel text, p_sender text) RETURNS text
@@ -1610,8 +1787,7 @@ BEGIN
     UPDATE et_messages SET delivery_status = p_to, approved_by = p_actor, approved_at = now(), updated_at = now()
      WHERE id = p_message_id;
   ELSIF p_to = 'queued' THEN
-    UPDATE et_messages SET delivery_status = p_to, last_error = NULL, error_class = NULL, updated_at = now()
-     WHERE id = p_message_id;
+    PERFORM et_requeue_failed(ARRAY[p_message_id]);
   ELSE
     UPDATE et_messages SET delivery_status = p_to, updated_at = now() WHERE id = p_message_id;
   END IF;
@@ -2779,6 +2955,8 @@ CREATE TRIGGER et_messages_check_thread BEFORE UPDATE OF thread_id ON public.et_
 
 CREATE TRIGGER et_messages_delete_dependents AFTER DELETE ON public.et_messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_delete_dependents();
 
+CREATE TRIGGER et_messages_requeue_failed BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((old.delivery_status = 'failed'::text) AND (new.delivery_status = 'queued'::text))) EXECUTE FUNCTION public.et_messages_requeue_failed();
+
 CREATE TRIGGER et_messages_touch BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((new.delivery_status IS DISTINCT FROM old.delivery_status) AND (new.updated_at = old.updated_at))) EXECUTE FUNCTION public.et_messages_touch();
 
 CREATE TRIGGER et_messages_truncate_dependents AFTER TRUNCATE ON public.et_messages FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_delete_dependents();
@@ -2997,6 +3175,8 @@ GRANT UPDATE(approved_by) ON TABLE public.et_messages TO pgcourier_app;
 GRANT UPDATE(approved_at) ON TABLE public.et_messages TO pgcourier_app;
 
 GRANT UPDATE(updated_at) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(resent_as) ON TABLE public.et_messages TO pgcourier_app;
 
 REVOKE ALL ON FUNCTION public.et_grant_app_role(p_role name) FROM PUBLIC;
 

@@ -11,6 +11,7 @@ mod resend;
 mod retry;
 mod routes;
 mod send;
+mod send_limits;
 mod threads;
 
 use crate::app::{api_key, spawn_app, App};

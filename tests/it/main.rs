@@ -37,3 +37,4 @@ mod support;
 mod templates;
 mod vocabulary;
 mod webhooks;
+mod webhooks_contract;

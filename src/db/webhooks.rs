@@ -33,7 +33,8 @@ pub struct Endpoint {
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
-const ENDPOINT_COLUMNS: &str = "id, url, events, description, enabled, failure_count, disabled_reason, disabled_at, created_at, updated_at, \
+const ENDPOINT_COLUMNS: &str =
+    "id, url, events, description, enabled, failure_count, disabled_reason, disabled_at, created_at, updated_at, \
      secret_rotated_at, CASE WHEN previous_secret_expires_at > now() THEN previous_secret_expires_at END";
 
 fn endpoint(r: &tokio_postgres::Row) -> Endpoint {

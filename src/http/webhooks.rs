@@ -20,7 +20,10 @@
 
 mod views;
 
-pub use views::{CreateRequest, DeliveryList, DeliveryView, EndpointList, EndpointView, EventName, EventType, ReplaceRequest, RotateRequest, UpdateRequest};
+pub use views::{
+    CreateRequest, DeliveryList, DeliveryView, EndpointList, EndpointView, EventName, EventType, ReplaceRequest, RotateRequest,
+    UpdateRequest,
+};
 
 use super::api::input::{JsonBody, OptionalJsonBody, QueryParams};
 use super::auth::Caller;
@@ -236,6 +239,8 @@ pub async fn update_endpoint(
     responses(
         (status = 200, description = "The endpoint as replaced (its secret unchanged and not shown)", body = EndpointView),
         (status = 400, description = "A field is invalid or missing (named in error.field)", body = crate::http::api::views::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::http::api::views::ErrorBody),
+        (status = 403, description = "The key lacks the admin scope", body = crate::http::api::views::ErrorBody),
         (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
         (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
     ),
@@ -281,6 +286,8 @@ const DEFAULT_ROLLOVER_SECS: u64 = 86_400;
     responses(
         (status = 200, description = "The endpoint with its new secret (shown once) and previousSecretExpiresAt", body = EndpointView),
         (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::http::api::views::ErrorBody),
+        (status = 403, description = "The key lacks the admin scope", body = crate::http::api::views::ErrorBody),
         (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
         (status = 415, description = "A body is sent but not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
     ),

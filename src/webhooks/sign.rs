@@ -43,12 +43,7 @@ pub fn signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<
 
 /// The `webhook-signature` value for several secrets (the current one first, then the one a
 /// rotation replaced): `v1,<sig> v1,<sig>`.
-pub fn signatures<'a>(
-    secrets: impl IntoIterator<Item = &'a str>,
-    id: &str,
-    timestamp: i64,
-    body: &[u8],
-) -> Result<String, BadSecret> {
+pub fn signatures<'a>(secrets: impl IntoIterator<Item = &'a str>, id: &str, timestamp: i64, body: &[u8]) -> Result<String, BadSecret> {
     let all = secrets.into_iter().map(|s| signature(s, id, timestamp, body)).collect::<Result<Vec<_>, _>>()?;
     Ok(all.join(" "))
 }

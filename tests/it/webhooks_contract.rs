@@ -93,14 +93,8 @@ async fn put_replaces_the_endpoint_and_aliases_are_stored_canonical() {
     let kept: String = db.client.query_one("SELECT secret FROM et_webhook_endpoints WHERE id = $1", &[&id]).await.unwrap().get(0);
     assert_eq!(kept, secret);
     // every field given
-    let (status, put) = call(
-        &app,
-        Method::PUT,
-        &path,
-        &key,
-        Some(json!({ "url": a, "events": [], "description": "all events", "enabled": false })),
-    )
-    .await;
+    let (status, put) =
+        call(&app, Method::PUT, &path, &key, Some(json!({ "url": a, "events": [], "description": "all events", "enabled": false }))).await;
     assert_eq!(status, 200, "{put}");
     assert_eq!((put["events"].clone(), put["description"].clone(), put["enabled"].clone()), (json!([]), json!("all events"), json!(false)));
     assert!(put["disabledReason"].as_str().unwrap().contains("disabled through the API"), "{put}");
@@ -156,6 +150,24 @@ async fn put_replaces_the_endpoint_and_aliases_are_stored_canonical() {
     let e = e.as_db_error().unwrap();
     assert_eq!(e.column(), Some("events"));
     assert!(e.detail().unwrap().contains("message.bounced (or bounced)"), "{e:?}");
+
+    // the OpenAPI document: PUT and rotate-secret with the statuses they answer, the names a
+    // request may use (aliases included) and the canonical ones an answer carries
+    let doc: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for (path, method) in [("/v1/webhooks/{id}", "put"), ("/v1/webhooks/{id}/rotate-secret", "post")] {
+        for code in ["200", "400", "401", "403", "404", "415"] {
+            assert!(doc["paths"][path][method]["responses"][code].is_object(), "{method} {path} documents {code}");
+        }
+    }
+    let names: BTreeSet<&str> =
+        doc["components"]["schemas"]["EventName"]["enum"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(
+        ["sent", "failed", "bounced", "retrying", "message.bounced", "message.retrying"].iter().all(|n| names.contains(n)),
+        "{names:?}"
+    );
+    let canonical = doc["components"]["schemas"]["EventType"]["enum"].as_array().unwrap();
+    assert_eq!(canonical.len(), WebhookEvent::ALL.len());
+    assert!(doc["components"]["schemas"]["EndpointView"]["properties"]["previousSecretExpiresAt"].is_object());
     app.stop().await;
 }
 
@@ -205,8 +217,7 @@ async fn a_hard_bounce_and_a_retry_reach_the_endpoint_with_the_payload() {
     // failed + bounced for gone@, retrying + sent for slow@
     let requests = receiver.wait_for(4, SECS).await;
     let by = |message: &str, event: &str| -> Recorded {
-        let found: Vec<&Recorded> =
-            requests.iter().filter(|r| r.json()["messageId"] == message && r.json()["type"] == event).collect();
+        let found: Vec<&Recorded> = requests.iter().filter(|r| r.json()["messageId"] == message && r.json()["type"] == event).collect();
         assert_eq!(found.len(), 1, "one {event} for {message}: {:?}", requests.iter().map(Recorded::text).collect::<Vec<_>>());
         found[0].clone()
     };
@@ -232,7 +243,10 @@ async fn a_hard_bounce_and_a_retry_reach_the_endpoint_with_the_payload() {
         assert!(data["error"].as_str().unwrap().contains("5.1.1"), "{data}");
     }
     let data = retrying.json()["data"].clone();
-    assert_eq!((data["to"].clone(), data["attempts"].clone(), data["status"].clone()), (json!(["slow@example.com"]), json!(1), json!("queued")));
+    assert_eq!(
+        (data["to"].clone(), data["attempts"].clone(), data["status"].clone()),
+        (json!(["slow@example.com"]), json!(1), json!("queued"))
+    );
     assert!(data["error"].as_str().unwrap().contains("451"), "{data}");
     let data = sent.json()["data"].clone();
     assert_eq!((data["attempts"].clone(), data["status"].clone(), data["error"].clone()), (json!(2), json!("sent"), Value::Null));

@@ -162,10 +162,7 @@ pub struct EventName;
 impl utoipa::PartialSchema for EventName {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         let names = WebhookEvent::ALL.into_iter().flat_map(|e| std::iter::once(e.as_str()).chain(e.alias()));
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(names))
-            .into()
+        utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).enum_values(Some(names)).into()
     }
 }
 impl utoipa::ToSchema for EventName {}

@@ -694,20 +694,25 @@ BEGIN
   END IF;
 
   WITH ev AS MATERIALIZED (
-    SELECT n.tenant_id, n.id, n.message_id, n.to_status, n.detail, n.created_at,
-           CASE
-             WHEN n.detail->>'event' = 'followup.due'                      THEN 'followup.due'
-             WHEN n.from_status IS NOT DISTINCT FROM n.to_status           THEN NULL
-             WHEN n.to_status = 'sent'                                     THEN 'message.sent'
-             WHEN n.to_status = 'failed'                                   THEN 'message.failed'
-             WHEN n.to_status = 'suppressed'                               THEN 'message.suppressed'
-             WHEN n.from_status = 'sending' AND n.to_status = 'queued'
-                  AND NOT (n.detail ? 'reason' AND NOT n.detail ? 'error') THEN 'message.retrying'
-             WHEN n.from_status IS NULL AND n.to_status = 'received'       THEN 'inbound.received'
-             WHEN n.to_status = 'inbound_human_takeover'                   THEN 'thread.takeover'
-           END AS type
-      FROM new_rows n
-     WHERE EXISTS (SELECT 1 FROM et_webhook_endpoints w WHERE w.tenant_id = n.tenant_id AND w.enabled)
+    -- the changes that are events (a claim's queued → sending, say, is none): only these are
+    -- joined to their messages below
+    SELECT * FROM (
+      SELECT n.tenant_id, n.id, n.message_id, n.to_status, n.detail, n.created_at,
+             CASE
+               WHEN n.detail->>'event' = 'followup.due'                      THEN 'followup.due'
+               WHEN n.from_status IS NOT DISTINCT FROM n.to_status           THEN NULL
+               WHEN n.to_status = 'sent'                                     THEN 'message.sent'
+               WHEN n.to_status = 'failed'                                   THEN 'message.failed'
+               WHEN n.to_status = 'suppressed'                               THEN 'message.suppressed'
+               WHEN n.from_status = 'sending' AND n.to_status = 'queued'
+                    AND NOT (n.detail ? 'reason' AND NOT n.detail ? 'error') THEN 'message.retrying'
+               WHEN n.from_status IS NULL AND n.to_status = 'received'       THEN 'inbound.received'
+               WHEN n.to_status = 'inbound_human_takeover'                   THEN 'thread.takeover'
+             END AS type
+        FROM new_rows n
+       WHERE EXISTS (SELECT 1 FROM et_webhook_endpoints w WHERE w.tenant_id = n.tenant_id AND w.enabled)
+    ) e
+    WHERE e.type IS NOT NULL
   ), typed AS MATERIALIZED (
     -- one webhook-id per event, shared by every endpoint that receives it
     SELECT ev.tenant_id, ev.id, ev.to_status, ev.detail, ev.created_at, x.type, gen_random_uuid() AS event_id,

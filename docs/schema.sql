@@ -1861,12 +1861,18 @@ $$;
 
 CREATE FUNCTION public.et_webhook_rotate_secret(p_tenant_id text, p_endpoint_id bigint, p_actor text, p_rollover interval DEFAULT '24:00:00'::interval, p_secret text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql
-    AS $$
+    AS $_$
 DECLARE
   fresh text := coalesce(p_secret, 'whsec_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64'));
 BEGIN
   IF p_actor IS NULL OR btrim(p_actor) = '' THEN
     RAISE EXCEPTION 'et_webhook_rotate_secret: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- checked here, not left to the table's CHECK: its refusal would show the whole row, secrets
+  -- included, in the error's detail (and the server log)
+  IF fresh !~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$' OR length(fresh) > 200 THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: the secret must be whsec_ followed by the base64 of 24 to 64 random bytes'
+      USING ERRCODE = 'check_violation', COLUMN = 'secret';
   END IF;
   IF p_rollover IS NULL OR p_rollover < interval '0' OR p_rollover > interval '7 days' THEN
     RAISE EXCEPTION 'et_webhook_rotate_secret: rollover must be from 0 to 7 days, not %', coalesce(p_rollover::text, 'NULL')
@@ -1883,7 +1889,7 @@ BEGIN
   END IF;
   RETURN fresh;
 END
-$$;
+$_$;
 
 CREATE TABLE public.et_api_keys (
     tenant_id text NOT NULL,

@@ -467,6 +467,16 @@ async fn a_rotated_secret_signs_along_during_its_rollover_then_no_more() {
     // psql users: the same function, a secret made in SQL when none is given
     let e = db.client.query_one("SELECT et_webhook_rotate_secret('acme', $1, 'psql', interval '8 days')", &[&id]).await.unwrap_err();
     assert_eq!(e.as_db_error().unwrap().column(), Some("rollover"));
+    // a malformed secret is refused without echoing the row (and its secrets) in the error
+    let e = db
+        .client
+        .query_one("SELECT et_webhook_rotate_secret('acme', $1, 'psql', interval '1 hour', 'whsec_short')", &[&id])
+        .await
+        .unwrap_err();
+    let e = e.as_db_error().unwrap();
+    assert_eq!(e.column(), Some("secret"));
+    let said = format!("{} {:?} {:?}", e.message(), e.detail(), e.hint());
+    assert!(!said.contains(&current) && !said.contains("whsec_short"), "{said}");
     let from_sql: String =
         db.client.query_one("SELECT et_webhook_rotate_secret('acme', $1, 'psql', interval '1 hour')", &[&id]).await.unwrap().get(0);
     assert_eq!(pgcourier::webhooks::sign::secret_key(&from_sql).unwrap().len(), 32);

@@ -743,43 +743,68 @@ BEGIN
   END IF;
 
   WITH ev AS MATERIALIZED (
-    SELECT n.tenant_id, n.id, n.message_id, n.to_status, n.detail, n.created_at,
-           CASE
-             WHEN n.detail->>'event' = 'followup.due'                      THEN 'followup.due'
-             WHEN n.from_status IS NOT DISTINCT FROM n.to_status           THEN NULL
-             WHEN n.to_status = 'sent'                                     THEN 'message.sent'
-             WHEN n.to_status = 'failed'                                   THEN 'message.failed'
-             WHEN n.to_status = 'suppressed'                               THEN 'message.suppressed'
-             WHEN n.from_status = 'sending' AND n.to_status = 'queued'     THEN 'message.retrying'
-             WHEN n.from_status IS NULL AND n.to_status = 'received'       THEN 'inbound.received'
-             WHEN n.to_status = 'inbound_human_takeover'                   THEN 'thread.takeover'
-           END AS type
-      FROM new_rows n
+    -- the changes that are events (a claim's queued → sending, say, is none): only these are
+    -- joined to their messages below
+    SELECT * FROM (
+      SELECT n.tenant_id, n.id, n.message_id, n.to_status, n.detail, n.created_at,
+             CASE
+               WHEN n.detail->>'event' = 'followup.due'                      THEN 'followup.due'
+               WHEN n.from_status IS NOT DISTINCT FROM n.to_status           THEN NULL
+               WHEN n.to_status = 'sent'                                     THEN 'message.sent'
+               WHEN n.to_status = 'failed'                                   THEN 'message.failed'
+               WHEN n.to_status = 'suppressed'                               THEN 'message.suppressed'
+               WHEN n.from_status = 'sending' AND n.to_status = 'queued'
+                    AND NOT (n.detail ? 'reason' AND NOT n.detail ? 'error') THEN 'message.retrying'
+               WHEN n.from_status IS NULL AND n.to_status = 'received'       THEN 'inbound.received'
+               WHEN n.to_status = 'inbound_human_takeover'                   THEN 'thread.takeover'
+             END AS type
+        FROM new_rows n
+       WHERE EXISTS (SELECT 1 FROM et_webhook_endpoints w WHERE w.tenant_id = n.tenant_id AND w.enabled)
+    ) e
+    WHERE e.type IS NOT NULL
   ), typed AS MATERIALIZED (
     -- one webhook-id per event, shared by every endpoint that receives it
-    SELECT ev.*, gen_random_uuid() AS event_id
+    SELECT ev.tenant_id, ev.id, ev.to_status, ev.detail, ev.created_at, x.type, gen_random_uuid() AS event_id,
+           m.public_id, m.id AS message_id, m.thread_id, m.channel, m.direction, m.delivery_status, m.last_error,
+           m.attempts, m.recipients, m.sender, coalesce(m.rendered_subject, m.subject) AS subject,
+           coalesce(CASE WHEN m.metadata #> '{delivery,via_fallback_session}' IS NOT NULL
+                         THEN (SELECT f.provider FROM et_channel_sessions f
+                                WHERE f.tenant_id = m.tenant_id
+                                  AND f.id::text = m.metadata #>> '{delivery,via_fallback_session}') END,
+                    s.provider) AS provider
       FROM ev
-     WHERE ev.type IS NOT NULL
-       AND EXISTS (SELECT 1 FROM et_webhook_endpoints w WHERE w.tenant_id = ev.tenant_id AND w.enabled)
+      JOIN et_messages m ON m.tenant_id = ev.tenant_id AND m.id = ev.message_id
+      JOIN et_channel_sessions s ON s.tenant_id = m.tenant_id AND s.id = m.channel_session_id
+     CROSS JOIN LATERAL (VALUES (ev.type),
+                                (CASE WHEN ev.type = 'message.failed' AND m.error_class = 'suppress' THEN 'message.bounced' END)) AS x(type)
+     WHERE x.type IS NOT NULL
   )
   INSERT INTO et_webhook_deliveries (tenant_id, endpoint_id, event_id, event_type, message_event_id, payload)
   SELECT t.tenant_id, w.id, t.event_id, t.type, t.id,
          jsonb_build_object(
            'type', t.type,
+           -- the seed's name for `type`
+           'event', t.type,
            'timestamp', to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           'tenantId', t.tenant_id,
+           'messageId', t.public_id,
            'data', jsonb_build_object(
-             'messageId', m.public_id,
-             'id', m.id,
-             'threadId', m.thread_id,
-             'status', CASE WHEN t.type = 'followup.due' THEN m.delivery_status ELSE t.to_status END,
-             'channel', m.channel,
-             'error', CASE WHEN t.type IN ('message.failed', 'message.retrying', 'message.suppressed')
-                           THEN coalesce(t.detail->>'error', m.last_error) END,
-             'attempts', m.attempts)
+             'messageId', t.public_id,
+             'id', t.message_id,
+             'threadId', t.thread_id,
+             'status', CASE WHEN t.type = 'followup.due' THEN t.delivery_status ELSE t.to_status END,
+             'channel', t.channel,
+             'direction', t.direction,
+             'to', to_jsonb(t.recipients),
+             'from', t.sender,
+             'subject', t.subject,
+             'provider', t.provider,
+             'error', CASE WHEN t.type IN ('message.failed', 'message.bounced', 'message.retrying', 'message.suppressed')
+                           THEN coalesce(t.detail->>'error', t.last_error) END,
+             'attempts', t.attempts)
            || CASE WHEN t.type = 'followup.due'
                    THEN jsonb_build_object('followUp', t.detail - 'event') ELSE '{}'::jsonb END)
     FROM typed t
-    JOIN et_messages m ON m.tenant_id = t.tenant_id AND m.id = t.message_id
     JOIN et_webhook_endpoints w ON w.tenant_id = t.tenant_id AND w.enabled
                                AND (cardinality(w.events) = 0 OR t.type = ANY (w.events))
   ON CONFLICT ON CONSTRAINT et_webhook_deliveries_event DO NOTHING;
@@ -2244,15 +2269,17 @@ BEGIN
   IF is_new OR NEW.events IS DISTINCT FROM OLD.events THEN
     SELECT string_agg(quote_nullable(e), ', ') INTO unknown
       FROM unnest(NEW.events) AS e
-     WHERE e IS NULL OR NOT EXISTS (SELECT 1 FROM et_webhook_event_types t WHERE t.type = e);
+     WHERE e IS NULL OR NOT EXISTS (SELECT 1 FROM et_webhook_event_types t WHERE t.type = e OR t.alias = e);
     IF unknown IS NOT NULL THEN
       RAISE EXCEPTION 'et_webhook_endpoints.events: unknown event type %', unknown
         USING ERRCODE = 'check_violation', COLUMN = 'events', TABLE = 'et_webhook_endpoints',
-              DETAIL = (SELECT 'known: ' || string_agg(t.type, ', ' ORDER BY t.type) FROM et_webhook_event_types t),
+              DETAIL = (SELECT 'known: ' || string_agg(t.type || coalesce(' (or ' || t.alias || ')', ''), ', ' ORDER BY t.type)
+                          FROM et_webhook_event_types t),
               HINT = 'an empty list subscribes to every event type';
     END IF;
-    -- one spelling per subscription: sorted, no duplicates
-    NEW.events := coalesce((SELECT array_agg(DISTINCT e ORDER BY e) FROM unnest(NEW.events) AS e), '{}');
+    -- one spelling per subscription: canonical (an alias becomes its type), sorted, no duplicates
+    NEW.events := coalesce((SELECT array_agg(DISTINCT t.type ORDER BY t.type)
+                              FROM unnest(NEW.events) AS e JOIN et_webhook_event_types t ON t.type = e OR t.alias = e), '{}');
   END IF;
   IF (is_new OR NEW.description IS DISTINCT FROM OLD.description) AND length(NEW.description) > 500 THEN
     RAISE EXCEPTION 'et_webhook_endpoints.description: at most 500 characters'
@@ -2291,6 +2318,38 @@ BEGIN
   RETURN NULL;
 END
 $$;
+
+CREATE FUNCTION public.et_webhook_rotate_secret(p_tenant_id text, p_endpoint_id bigint, p_actor text, p_rollover interval DEFAULT '24:00:00'::interval, p_secret text DEFAULT NULL::text) RETURNS text
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+  fresh text := coalesce(p_secret, 'whsec_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64'));
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- checked here, not left to the table's CHECK: its refusal would show the whole row, secrets
+  -- included, in the error's detail (and the server log)
+  IF fresh !~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$' OR length(fresh) > 200 THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: the secret must be whsec_ followed by the base64 of 24 to 64 random bytes'
+      USING ERRCODE = 'check_violation', COLUMN = 'secret';
+  END IF;
+  IF p_rollover IS NULL OR p_rollover < interval '0' OR p_rollover > interval '7 days' THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: rollover must be from 0 to 7 days, not %', coalesce(p_rollover::text, 'NULL')
+      USING ERRCODE = 'check_violation', COLUMN = 'rollover';
+  END IF;
+  UPDATE et_webhook_endpoints e
+     SET previous_secret = CASE WHEN p_rollover > interval '0' THEN e.secret END,
+         previous_secret_expires_at = CASE WHEN p_rollover > interval '0' THEN now() + p_rollover END,
+         secret = fresh, secret_rotated_at = now(), secret_rotated_by = p_actor
+   WHERE e.tenant_id = p_tenant_id AND e.id = p_endpoint_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: no webhook endpoint % for tenant %', p_endpoint_id, p_tenant_id
+      USING ERRCODE = 'no_data_found';
+  END IF;
+  RETURN fresh;
+END
+$_$;
 
 CREATE TABLE public.et_api_keys (
     tenant_id text NOT NULL,
@@ -2802,8 +2861,20 @@ CREATE TABLE public.et_webhook_endpoints (
     disabled_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    previous_secret text,
+    previous_secret_expires_at timestamp with time zone,
+    secret_rotated_at timestamp with time zone,
+    secret_rotated_by text,
+    CONSTRAINT et_webhook_endpoints_previous_secret CHECK ((previous_secret ~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$'::text)),
+    CONSTRAINT et_webhook_endpoints_previous_secret_expiry CHECK (((previous_secret IS NULL) = (previous_secret_expires_at IS NULL))),
     CONSTRAINT et_webhook_endpoints_secret CHECK ((secret ~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$'::text))
 );
+
+COMMENT ON COLUMN public.et_webhook_endpoints.previous_secret IS 'the secret a rotation replaced: deliveries are signed with it as well until previous_secret_expires_at (the rollover window), then it is erased (by the webhook worker, or the next rotation). Stored for the same reason as secret, and likewise never granted to application roles';
+
+COMMENT ON COLUMN public.et_webhook_endpoints.previous_secret_expires_at IS 'end of the rollover window: after it only the current secret signs';
+
+COMMENT ON COLUMN public.et_webhook_endpoints.secret_rotated_by IS 'who rotated the secret last (apikey:<prefix>, or the actor given to et_webhook_rotate_secret)';
 
 ALTER TABLE public.et_webhook_endpoints ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     SEQUENCE NAME public.et_webhook_endpoints_id_seq
@@ -2816,8 +2887,11 @@ ALTER TABLE public.et_webhook_endpoints ALTER COLUMN id ADD GENERATED BY DEFAULT
 
 CREATE TABLE public.et_webhook_event_types (
     type text NOT NULL,
-    description text NOT NULL
+    description text NOT NULL,
+    alias text
 );
+
+COMMENT ON COLUMN public.et_webhook_event_types.alias IS 'the short name seed 002 uses (sent, failed, bounced, retrying), accepted wherever an event type is written and stored as the canonical type; src/domain/vocab.rs WebhookEvent keeps the same list (a test compares them)';
 
 ALTER TABLE ONLY public.et_api_keys
     ADD CONSTRAINT et_api_keys_pkey PRIMARY KEY (tenant_id, id);
@@ -2896,6 +2970,9 @@ ALTER TABLE ONLY public.et_webhook_deliveries
 
 ALTER TABLE ONLY public.et_webhook_endpoints
     ADD CONSTRAINT et_webhook_endpoints_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_webhook_event_types
+    ADD CONSTRAINT et_webhook_event_types_alias UNIQUE (alias);
 
 ALTER TABLE ONLY public.et_webhook_event_types
     ADD CONSTRAINT et_webhook_event_types_pkey PRIMARY KEY (type);

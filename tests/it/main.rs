@@ -39,3 +39,4 @@ mod suppressions;
 mod templates;
 mod vocabulary;
 mod webhooks;
+mod webhooks_contract;

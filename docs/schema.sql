@@ -229,6 +229,9 @@ CASE
     ELSE NULL::timestamp with time zone
 END) STORED,
     possible_duplicates integer DEFAULT 0 NOT NULL,
+    resent_from bigint,
+    resent_as bigint,
+    provider_response jsonb,
     CONSTRAINT "et_messages.priority: 1 to 4 (1 = first, 4 = last)" CHECK (((priority >= 1) AND (priority <= 4))),
     CONSTRAINT et_messages_channel CHECK (((channel)::public.et_channel IS NOT NULL)),
     CONSTRAINT et_messages_delivery_status CHECK (((delivery_status)::public.et_delivery_status IS NOT NULL)),
@@ -267,6 +270,12 @@ COMMENT ON COLUMN public.et_messages.inbound_touched_at IS 'updated_at of inboun
 
 COMMENT ON COLUMN public.et_messages.possible_duplicates IS 'attempts started while an earlier attempt may already have delivered the message; each such attempt''s queued -> sending event carries detail.possible_duplicate = true (owned by the daemon)';
 
+COMMENT ON COLUMN public.et_messages.resent_from IS 'the message this one is a corrected copy of (et_resend, POST /v1/messages/{id}/resend); NULL for an original. No foreign key (see the table comment); the original may have been pruned since';
+
+COMMENT ON COLUMN public.et_messages.resent_as IS 'the corrected copy this message was resent as (et_resend); set once, under the row lock, so a message is resent at most once (resend the copy to correct it again)';
+
+COMMENT ON COLUMN public.et_messages.provider_response IS 'the provider''s answer to the last attempt: {status: ok | rejected | rate_limited | unknown, code, message, raw}; written by the daemon, cleared by each claim, copied onto the attempt''s event';
+
 COMMENT ON CONSTRAINT et_messages_delivery_status ON public.et_messages IS 'the value list is the domain et_delivery_status (a cast: parsed once per connection, not per statement)';
 
 CREATE FUNCTION public.et_check_inserted_fields(m public.et_messages) RETURNS void
@@ -290,6 +299,7 @@ BEGIN
               WHEN m.rendered_subject IS NOT NULL THEN 'rendered_subject'
               WHEN m.rendered_text IS NOT NULL THEN 'rendered_text'
               WHEN m.rendered_html IS NOT NULL THEN 'rendered_html'
+              WHEN m.provider_response IS NOT NULL THEN 'provider_response'
               WHEN cardinality(m.suppressed_recipients) > 0 THEN 'suppressed_recipients'
               WHEN m.approved_by IS NOT NULL THEN 'approved_by'
               WHEN m.approved_at IS NOT NULL THEN 'approved_at' END;
@@ -297,7 +307,7 @@ BEGIN
     PERFORM et_refuse(col, format('%s is written by pgcourier, not by the inserting application', col),
                       'on an outbound insert, external_message_id (the Message-ID or provider id), attempts, '
                       'possible_duplicates, sent_at, '
-                      'last_error, error_class, rendered_*, suppressed_recipients, approved_by and approved_at are set '
+                      'last_error, error_class, rendered_*, provider_response, suppressed_recipients, approved_by and approved_at are set '
                       'by the triggers, the daemon and et_approve',
                       format('leave %s out of the insert', col));
   END IF;
@@ -362,6 +372,13 @@ CREATE FUNCTION public.et_contact_of_normalized(p_channel text, v text) RETURNS 
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
   SELECT CASE WHEN p_channel = 'email' THEN rtrim(split_part(v, '<', -1), '>') ELSE v END
+$$;
+
+CREATE FUNCTION public.et_contacts_of(p_address text) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT coalesce(array_agg(DISTINCT x.c) FILTER (WHERE x.c IS NOT NULL), '{}')
+    FROM (SELECT et_contact(ch, p_address) AS c FROM unnest(ARRAY['email', 'sms', 'whatsapp', 'telegram', 'webhook']) ch) x
 $$;
 
 CREATE FUNCTION public.et_display_name(p_name text) RETURNS text
@@ -452,18 +469,23 @@ BEGIN
   -- reads (its own tenant's rows)
   EXECUTE format('GRANT SELECT ON et_tenants, et_channel_sessions, et_threads, et_messages, et_outbound_queue,
                     et_thread_insights, et_message_events, et_suppressions, et_attachments, et_webhook_deliveries,
-                    et_status_transitions, et_webhook_event_types,
+                    et_status_transitions, et_webhook_event_types, et_bounce_counts, et_suppression_log,
                     et_queue_health, et_dead_letters, et_thread_timeline, et_stuck TO %s', r);
   -- webhook endpoints without their signing secrets (the event trigger reads the rest)
   EXECUTE format('GRANT SELECT (tenant_id, id, url, events, description, enabled, failure_count, disabled_reason,
                     disabled_at, created_at, updated_at) ON et_webhook_endpoints TO %s', r);
 
-  -- send: messages and their attachments; unsubscribes and other suppressions
+  -- send: messages and their attachments; unsubscribes and other suppressions, their log and
+  -- the hard-bounce counts (et_report_bounce counts, a removal resets)
   EXECUTE format('GRANT INSERT ON et_messages, et_attachments TO %s', r);
-  EXECUTE format('GRANT INSERT, DELETE ON et_suppressions TO %s', r);
-  -- edit while pending approval, and the status changes of the operator functions
+  EXECUTE format('GRANT INSERT, UPDATE, DELETE ON et_suppressions TO %s', r);
+  EXECUTE format('GRANT INSERT ON et_suppression_log TO %s', r);
+  EXECUTE format('GRANT INSERT, UPDATE, DELETE ON et_bounce_counts TO %s', r);
+  -- edit while pending approval, and the status changes of the operator functions (and
+  -- et_resend's link from the original to its copy)
   EXECUTE format('GRANT UPDATE (delivery_status, approved_by, approved_at, last_error, error_class, updated_at,
-                    sender, recipients, cc, bcc, reply_to, subject, body_text, body_html, variables) ON et_messages TO %s', r);
+                    sender, recipients, cc, bcc, reply_to, subject, body_text, body_html, variables,
+                    resent_as) ON et_messages TO %s', r);
 
   -- what the message triggers write on the application's behalf:
   -- a new thread, and its counters (and et_handoff's handling columns)
@@ -479,7 +501,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION public.et_grant_app_role(p_role name) IS 'grants an application role what pgcourier_app may do: read its tenant''s rows (webhook endpoints without secrets), insert messages and attachments, manage suppressions, and the column-level writes the message triggers and operator functions make on its behalf. Run by the tables'' owner; not executable by PUBLIC';
+COMMENT ON FUNCTION public.et_grant_app_role(p_role name) IS 'grants an application role what pgcourier_app may do: read its tenant''s rows (webhook endpoints without secrets), insert messages and attachments, manage suppressions (with their log and hard-bounce counts), and the column-level writes the message triggers and operator functions make on its behalf. Run by the tables'' owner; not executable by PUBLIC';
 
 CREATE FUNCTION public.et_handoff(p_thread_id bigint, p_handling text, p_actor text) RETURNS text
     LANGUAGE plpgsql
@@ -501,6 +523,24 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.et_hard_bounce_threshold(p_settings jsonb) RETURNS integer
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+  v jsonb := p_settings -> 'hard_bounce_threshold';
+BEGIN
+  IF v IS NULL OR v = 'null'::jsonb THEN
+    RETURN 3;
+  END IF;
+  IF jsonb_typeof(v) = 'number' AND (v #>> '{}')::numeric = trunc((v #>> '{}')::numeric)
+     AND (v #>> '{}')::numeric BETWEEN 1 AND 1000000 THEN
+    RETURN (v #>> '{}')::integer;
+  END IF;
+  RAISE WARNING 'tenant setting hard_bounce_threshold must be a whole number from 1, not %; using 3', v;
+  RETURN 3;
+END
+$$;
+
 CREATE FUNCTION public.et_idna_domain(p_domain text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     AS $$
@@ -510,6 +550,15 @@ CREATE FUNCTION public.et_idna_domain(p_domain text) RETURNS text
                       FROM unnest(string_to_array(d, '.')) WITH ORDINALITY u(l, i))
          END
     FROM (SELECT translate(normalize(lower(replace(p_domain, 'İ', 'i̇')), NFKC), '。', '.') AS d) n
+$$;
+
+CREATE FUNCTION public.et_jsonb_addresses(v jsonb) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE jsonb_typeof(v)
+              WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(v))
+              WHEN 'string' THEN ARRAY[v #>> '{}']
+              ELSE '{}'::text[] END
 $$;
 
 CREATE FUNCTION public.et_key_check_wanted() RETURNS boolean
@@ -694,43 +743,68 @@ BEGIN
   END IF;
 
   WITH ev AS MATERIALIZED (
-    SELECT n.tenant_id, n.id, n.message_id, n.to_status, n.detail, n.created_at,
-           CASE
-             WHEN n.detail->>'event' = 'followup.due'                      THEN 'followup.due'
-             WHEN n.from_status IS NOT DISTINCT FROM n.to_status           THEN NULL
-             WHEN n.to_status = 'sent'                                     THEN 'message.sent'
-             WHEN n.to_status = 'failed'                                   THEN 'message.failed'
-             WHEN n.to_status = 'suppressed'                               THEN 'message.suppressed'
-             WHEN n.from_status = 'sending' AND n.to_status = 'queued'     THEN 'message.retrying'
-             WHEN n.from_status IS NULL AND n.to_status = 'received'       THEN 'inbound.received'
-             WHEN n.to_status = 'inbound_human_takeover'                   THEN 'thread.takeover'
-           END AS type
-      FROM new_rows n
+    -- the changes that are events (a claim's queued → sending, say, is none): only these are
+    -- joined to their messages below
+    SELECT * FROM (
+      SELECT n.tenant_id, n.id, n.message_id, n.to_status, n.detail, n.created_at,
+             CASE
+               WHEN n.detail->>'event' = 'followup.due'                      THEN 'followup.due'
+               WHEN n.from_status IS NOT DISTINCT FROM n.to_status           THEN NULL
+               WHEN n.to_status = 'sent'                                     THEN 'message.sent'
+               WHEN n.to_status = 'failed'                                   THEN 'message.failed'
+               WHEN n.to_status = 'suppressed'                               THEN 'message.suppressed'
+               WHEN n.from_status = 'sending' AND n.to_status = 'queued'
+                    AND NOT (n.detail ? 'reason' AND NOT n.detail ? 'error') THEN 'message.retrying'
+               WHEN n.from_status IS NULL AND n.to_status = 'received'       THEN 'inbound.received'
+               WHEN n.to_status = 'inbound_human_takeover'                   THEN 'thread.takeover'
+             END AS type
+        FROM new_rows n
+       WHERE EXISTS (SELECT 1 FROM et_webhook_endpoints w WHERE w.tenant_id = n.tenant_id AND w.enabled)
+    ) e
+    WHERE e.type IS NOT NULL
   ), typed AS MATERIALIZED (
     -- one webhook-id per event, shared by every endpoint that receives it
-    SELECT ev.*, gen_random_uuid() AS event_id
+    SELECT ev.tenant_id, ev.id, ev.to_status, ev.detail, ev.created_at, x.type, gen_random_uuid() AS event_id,
+           m.public_id, m.id AS message_id, m.thread_id, m.channel, m.direction, m.delivery_status, m.last_error,
+           m.attempts, m.recipients, m.sender, coalesce(m.rendered_subject, m.subject) AS subject,
+           coalesce(CASE WHEN m.metadata #> '{delivery,via_fallback_session}' IS NOT NULL
+                         THEN (SELECT f.provider FROM et_channel_sessions f
+                                WHERE f.tenant_id = m.tenant_id
+                                  AND f.id::text = m.metadata #>> '{delivery,via_fallback_session}') END,
+                    s.provider) AS provider
       FROM ev
-     WHERE ev.type IS NOT NULL
-       AND EXISTS (SELECT 1 FROM et_webhook_endpoints w WHERE w.tenant_id = ev.tenant_id AND w.enabled)
+      JOIN et_messages m ON m.tenant_id = ev.tenant_id AND m.id = ev.message_id
+      JOIN et_channel_sessions s ON s.tenant_id = m.tenant_id AND s.id = m.channel_session_id
+     CROSS JOIN LATERAL (VALUES (ev.type),
+                                (CASE WHEN ev.type = 'message.failed' AND m.error_class = 'suppress' THEN 'message.bounced' END)) AS x(type)
+     WHERE x.type IS NOT NULL
   )
   INSERT INTO et_webhook_deliveries (tenant_id, endpoint_id, event_id, event_type, message_event_id, payload)
   SELECT t.tenant_id, w.id, t.event_id, t.type, t.id,
          jsonb_build_object(
            'type', t.type,
+           -- the seed's name for `type`
+           'event', t.type,
            'timestamp', to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           'tenantId', t.tenant_id,
+           'messageId', t.public_id,
            'data', jsonb_build_object(
-             'messageId', m.public_id,
-             'id', m.id,
-             'threadId', m.thread_id,
-             'status', CASE WHEN t.type = 'followup.due' THEN m.delivery_status ELSE t.to_status END,
-             'channel', m.channel,
-             'error', CASE WHEN t.type IN ('message.failed', 'message.retrying', 'message.suppressed')
-                           THEN coalesce(t.detail->>'error', m.last_error) END,
-             'attempts', m.attempts)
+             'messageId', t.public_id,
+             'id', t.message_id,
+             'threadId', t.thread_id,
+             'status', CASE WHEN t.type = 'followup.due' THEN t.delivery_status ELSE t.to_status END,
+             'channel', t.channel,
+             'direction', t.direction,
+             'to', to_jsonb(t.recipients),
+             'from', t.sender,
+             'subject', t.subject,
+             'provider', t.provider,
+             'error', CASE WHEN t.type IN ('message.failed', 'message.bounced', 'message.retrying', 'message.suppressed')
+                           THEN coalesce(t.detail->>'error', t.last_error) END,
+             'attempts', t.attempts)
            || CASE WHEN t.type = 'followup.due'
                    THEN jsonb_build_object('followUp', t.detail - 'event') ELSE '{}'::jsonb END)
     FROM typed t
-    JOIN et_messages m ON m.tenant_id = t.tenant_id AND m.id = t.message_id
     JOIN et_webhook_endpoints w ON w.tenant_id = t.tenant_id AND w.enabled
                                AND (cardinality(w.events) = 0 OR t.type = ANY (w.events))
   ON CONFLICT ON CONSTRAINT et_webhook_deliveries_event DO NOTHING;
@@ -881,7 +955,10 @@ BEGIN
                        'possible_duplicate', CASE WHEN n.possible_duplicates > o.possible_duplicates THEN true END,
                        'attempts', CASE WHEN n.direction = 'outbound' AND o.delivery_status = 'sending' THEN n.attempts END,
                        'error', CASE WHEN n.last_error IS DISTINCT FROM o.last_error THEN n.last_error END,
-                       'error_class', CASE WHEN n.error_class IS DISTINCT FROM o.error_class THEN n.error_class END)) END AS detail
+                       'error_class', CASE WHEN n.error_class IS DISTINCT FROM o.error_class THEN n.error_class END,
+                       -- an attempt's end: the provider's answer to it and the message's trace id
+                       'provider_response', CASE WHEN n.direction = 'outbound' AND o.delivery_status = 'sending' THEN n.provider_response END,
+                       'trace_id', CASE WHEN n.direction = 'outbound' AND o.delivery_status = 'sending' THEN n.metadata ->> 'trace_id' END)) END AS detail
       FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
       LEFT JOIN et_status_transitions t
         ON t.direction = o.direction AND t.from_status = o.delivery_status AND t.to_status = n.delivery_status
@@ -974,7 +1051,8 @@ BEGIN
   IF NEW.priority NOT BETWEEN 1 AND 4
      OR (NEW.direction = 'outbound'
          AND (num_nonnulls(NEW.external_message_id, NEW.sent_at, NEW.last_error, NEW.error_class, NEW.rendered_subject,
-                           NEW.rendered_text, NEW.rendered_html, NEW.approved_by, NEW.approved_at, NEW.scheduled_at) > 0
+                           NEW.rendered_text, NEW.rendered_html, NEW.approved_by, NEW.approved_at, NEW.scheduled_at,
+                           NEW.provider_response) > 0
               OR NEW.attempts <> 0 OR NEW.possible_duplicates <> 0 OR cardinality(NEW.suppressed_recipients) > 0)) THEN
     PERFORM et_check_inserted_fields(NEW);
   END IF;
@@ -1144,7 +1222,13 @@ BEGIN
       format('message %s is %s: its content (%s) is frozen',
              OLD.id, OLD.delivery_status, array_to_string(et_message_content_columns(), ', ')),
       'content can change only while an outbound message is pending_approval',
-      'cancel it and insert a corrected message');
+      -- what the caller can do instead, for the state the message is in
+      CASE WHEN NEW.direction = 'inbound' THEN 'an inbound message is kept as it was received'
+           WHEN OLD.delivery_status IN ('failed', 'rejected', 'cancelled', 'suppressed')
+             THEN format('resend it as a corrected copy: SELECT et_resend(%s, ''{"subject": "..."}'', ''you''), or POST /v1/messages/{id}/resend', OLD.id)
+           WHEN OLD.delivery_status = 'queued'
+             THEN format('cancel it (SELECT et_cancel(%s, ''you'')), then resend it as a corrected copy (et_resend)', OLD.id)
+           ELSE 'it has gone out (or is going out) as written: send a new message' END);
   END IF;
   NEW := et_message_check_content(NEW, (SELECT t.settings FROM et_tenants t WHERE t.id = NEW.tenant_id));
   NEW.updated_at := now();
@@ -1183,6 +1267,20 @@ BEGIN
     DELETE FROM et_outbound_queue q USING old_rows o WHERE q.tenant_id = o.tenant_id AND q.message_id = o.id;
   END IF;
   RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_requeue_failed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  NEW.attempts := 0;
+  NEW.last_error := NULL;
+  NEW.error_class := NULL;
+  NEW.rendered_subject := NULL;
+  NEW.rendered_text := NULL;
+  NEW.rendered_html := NULL;
+  RETURN NEW;
 END
 $$;
 
@@ -1451,10 +1549,214 @@ CREATE FUNCTION public.et_reply_subject(p_subject text) RETURNS text
   SELECT left('Re: ' || regexp_replace(regexp_replace(coalesce(p_subject, ''), '^\s*(re:\s*)+', '', 'i'), '[\r\n]+\s*', ' ', 'g'), 255)
 $$;
 
+CREATE FUNCTION public.et_report_address(p_tenant text, p_channel text, p_address text, p_reason text, p_actor text, p_source_message_id bigint DEFAULT NULL::bigint, p_detail text DEFAULT NULL::text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  who text := et_suppression_actor('et_report_address', p_actor);
+  a text;
+  msg bigint;
+  threshold integer;
+  n integer;
+  s record;
+BEGIN
+  IF p_reason IS NULL OR p_reason NOT IN ('hard_bounce', 'complaint', 'unsubscribed', 'blocked') THEN
+    RAISE EXCEPTION 'et_report_address: reason must be hard_bounce, complaint, unsubscribed or blocked, not % (use et_suppress for manual)',
+                    coalesce(quote_literal(p_reason), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF p_channel IN ('email', 'whatsapp', 'telegram', 'sms', 'webhook') THEN
+    a := et_contact(p_channel, p_address);
+  END IF;
+  IF a IS NULL THEN
+    RAISE WARNING 'et_report_address: % % is not a valid % address; not recorded', p_reason, quote_literal(p_address), p_channel;
+    RETURN 'invalid_address';
+  END IF;
+  -- the message, if it is the tenant's (an informational link: a wrong one is dropped, not refused)
+  SELECT m.id INTO msg FROM et_messages m WHERE m.tenant_id = p_tenant AND m.id = p_source_message_id;
+  IF p_reason = 'hard_bounce' THEN
+    threshold := et_hard_bounce_threshold((SELECT t.settings FROM et_tenants t WHERE t.id = p_tenant));
+    INSERT INTO et_bounce_counts AS b (tenant_id, channel, address, hard_bounces, last_message_id, last_detail)
+    VALUES (p_tenant, p_channel, a, 1, msg, p_detail)
+    ON CONFLICT (tenant_id, channel, address) DO UPDATE
+       SET hard_bounces = b.hard_bounces + 1, last_bounce_at = now(), last_message_id = excluded.last_message_id,
+           last_detail = excluded.last_detail
+    RETURNING b.hard_bounces INTO n;
+    INSERT INTO et_suppression_log (tenant_id, channel, address, action, reason, actor, detail, source_message_id)
+    VALUES (p_tenant, p_channel, a, 'hard_bounce', 'hard_bounce', who,
+            format('hard bounce %s (threshold %s)', n, threshold) || coalesce(': ' || p_detail, ''), msg);
+    IF n < threshold THEN
+      RETURN 'counted';
+    END IF;
+  END IF;
+  SELECT * INTO s
+    FROM et_suppress(p_tenant, p_channel, a, p_reason, who,
+                     CASE WHEN p_reason = 'hard_bounce' THEN format('%s hard bounces (threshold %s)', n, threshold) || coalesce(': ' || p_detail, '')
+                          ELSE p_detail END,
+                     NULL, msg);
+  RETURN CASE WHEN s.created THEN 'suppressed' ELSE 'already_suppressed' END;
+END
+$$;
+
+CREATE FUNCTION public.et_report_bounce(p_tenant text, p_channel text, p_address text, p_actor text, p_source_message_id bigint DEFAULT NULL::bigint, p_detail text DEFAULT NULL::text) RETURNS text
+    LANGUAGE sql
+    AS $$
+  SELECT et_report_address(p_tenant, p_channel, p_address, 'hard_bounce', p_actor, p_source_message_id, p_detail)
+$$;
+
+CREATE FUNCTION public.et_report_complaint(p_tenant text, p_channel text, p_address text, p_actor text, p_source_message_id bigint DEFAULT NULL::bigint, p_detail text DEFAULT NULL::text) RETURNS text
+    LANGUAGE sql
+    AS $$
+  SELECT et_report_address(p_tenant, p_channel, p_address, 'complaint', p_actor, p_source_message_id, p_detail)
+$$;
+
+CREATE FUNCTION public.et_requeue_failed(p_ids bigint[]) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  n integer;
+BEGIN
+  UPDATE et_messages SET delivery_status = 'queued', updated_at = now()
+   WHERE id = ANY (p_ids) AND delivery_status = 'failed';
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;
+
+CREATE FUNCTION public.et_resend(p_message_id bigint, p_changes jsonb, p_actor text) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  o et_messages;
+  c jsonb := coalesce(p_changes, '{}'::jsonb);
+  bad text;
+  copy_id bigint;
+  prev_actor text := current_setting('pgcourier.actor', true);
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_resend: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF jsonb_typeof(c) <> 'object' THEN
+    RAISE EXCEPTION 'et_resend: the changes must be a jsonb object, not %', jsonb_typeof(c) USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT k INTO bad FROM jsonb_object_keys(c) k WHERE k <> ALL (et_resend_columns()) LIMIT 1;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'et_resend: % cannot be changed on a resend', quote_literal(bad)
+      USING ERRCODE = 'invalid_parameter_value', DETAIL = 'changeable: ' || array_to_string(et_resend_columns(), ', ');
+  END IF;
+  SELECT * INTO o FROM et_messages m WHERE m.id = p_message_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'et_resend: no message %', p_message_id USING ERRCODE = 'no_data_found';
+  END IF;
+  IF o.direction <> 'outbound' OR o.delivery_status NOT IN ('failed', 'rejected', 'cancelled', 'suppressed') THEN
+    RAISE EXCEPTION 'et_resend: message % is % %; only outbound messages that did not go out (failed, rejected, cancelled or suppressed) can be resent',
+                    p_message_id, o.direction, o.delivery_status
+      USING ERRCODE = 'check_violation', DETAIL = format('message %s is %s', p_message_id, o.delivery_status),
+            HINT = CASE WHEN o.direction = 'inbound' THEN 'an inbound message is not resent'
+                        WHEN o.delivery_status IN ('queued', 'pending_approval') THEN 'cancel it first (et_cancel), then resend it'
+                        ELSE 'it went out (or is going out): send a new message' END;
+  END IF;
+  IF o.resent_as IS NOT NULL THEN
+    RAISE EXCEPTION 'et_resend: message % was already resent as message %; resend that one to correct it again', p_message_id, o.resent_as
+      USING ERRCODE = 'check_violation', DETAIL = format('message %s is resent as %s', p_message_id, o.resent_as);
+  END IF;
+  PERFORM set_config('pgcourier.actor', p_actor, true);
+  INSERT INTO et_messages (tenant_id, channel_session_id, channel, direction, sender, recipients, cc, bcc, reply_to,
+                           subject, body_text, body_html, variables, metadata, priority, scheduled_at, in_reply_to,
+                           "references", idempotency_key, resent_from)
+  VALUES (o.tenant_id, o.channel_session_id, o.channel, 'outbound',
+          CASE WHEN c ? 'sender' THEN c ->> 'sender' ELSE o.sender END,
+          CASE WHEN c ? 'recipients' THEN et_jsonb_addresses(c -> 'recipients') ELSE o.recipients END,
+          CASE WHEN c ? 'cc' THEN et_jsonb_addresses(c -> 'cc') ELSE o.cc END,
+          CASE WHEN c ? 'bcc' THEN et_jsonb_addresses(c -> 'bcc') ELSE o.bcc END,
+          CASE WHEN c ? 'reply_to' THEN c ->> 'reply_to' ELSE o.reply_to END,
+          CASE WHEN c ? 'subject' THEN c ->> 'subject' ELSE o.subject END,
+          CASE WHEN c ? 'body_text' THEN c ->> 'body_text' ELSE o.body_text END,
+          CASE WHEN c ? 'body_html' THEN c ->> 'body_html' ELSE o.body_html END,
+          CASE WHEN c ? 'variables' THEN coalesce(nullif(c -> 'variables', 'null'), '{}') ELSE o.variables END,
+          CASE WHEN c ? 'metadata' THEN coalesce(nullif(c -> 'metadata', 'null'), '{}') ELSE o.metadata - 'delivery' END,
+          CASE WHEN c ? 'priority' THEN coalesce((c ->> 'priority')::integer, 2) ELSE o.priority END,
+          -- a scheduled time already past is now (the original's is copied only while ahead)
+          CASE WHEN c ? 'scheduled_at' THEN (c ->> 'scheduled_at')::timestamptz
+               WHEN o.scheduled_at > now() THEN o.scheduled_at END,
+          o.in_reply_to, o."references",
+          c ->> 'idempotency_key',
+          o.id)
+  RETURNING id INTO copy_id;
+  INSERT INTO et_attachments (tenant_id, message_id, filename, content_type, content)
+  SELECT a.tenant_id, copy_id, a.filename, a.content_type, a.content
+    FROM et_attachments a WHERE a.tenant_id = o.tenant_id AND a.message_id = o.id ORDER BY a.id;
+  UPDATE et_messages SET resent_as = copy_id WHERE tenant_id = o.tenant_id AND id = o.id;
+  PERFORM set_config('pgcourier.actor', coalesce(prev_actor, ''), true);
+  RETURN copy_id;
+END
+$$;
+
+CREATE FUNCTION public.et_resend_columns() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT ARRAY['sender', 'recipients', 'cc', 'bcc', 'reply_to', 'subject', 'body_text', 'body_html', 'variables',
+               'metadata', 'priority', 'scheduled_at', 'idempotency_key']
+$$;
+
 CREATE FUNCTION public.et_retry(p_message_id bigint, p_actor text) RETURNS text
     LANGUAGE sql
     AS $$
   SELECT et_set_status(p_message_id, ARRAY['failed'], 'queued', p_actor, 'operator retry', 'et_retry', 'retried')
+$$;
+
+CREATE FUNCTION public.et_retry_failed(p_tenant text, p_actor text, p_recipient text DEFAULT NULL::text, p_from timestamp with time zone DEFAULT NULL::timestamp with time zone, p_to timestamp with time zone DEFAULT NULL::timestamp with time zone, p_category text DEFAULT NULL::text, p_tags text[] DEFAULT NULL::text[], p_channel text DEFAULT NULL::text, p_limit integer DEFAULT 10000, p_batch integer DEFAULT 1000) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  ids bigint[];
+  total integer := 0;
+  i integer := 1;
+  prev_actor text := current_setting('pgcourier.actor', true);
+  prev_reason text := current_setting('pgcourier.reason', true);
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_retry_failed: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 100000 OR p_batch IS NULL OR p_batch NOT BETWEEN 1 AND 10000 THEN
+    RAISE EXCEPTION 'et_retry_failed: p_limit must be 1 to 100000 and p_batch 1 to 10000 (got % and %)', p_limit, p_batch
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- the rows are locked as they are chosen: a message that moves on meanwhile is not retried
+  ids := ARRAY(
+    SELECT m.id FROM et_messages m
+     WHERE m.tenant_id = p_tenant AND m.direction = 'outbound' AND m.delivery_status = 'failed'
+       AND (p_from IS NULL OR m.created_at >= p_from)
+       AND (p_to IS NULL OR m.created_at < p_to)
+       AND (p_channel IS NULL OR m.channel = p_channel)
+       AND (p_category IS NULL OR m.metadata ->> 'category' = p_category)
+       AND (p_tags IS NULL OR m.metadata -> 'tags' @> to_jsonb(p_tags))
+       AND (p_recipient IS NULL
+            OR EXISTS (SELECT 1 FROM unnest(m.recipients) r
+                        WHERE et_contact_of_normalized(m.channel, r) = ANY ((SELECT et_contacts_of(p_recipient))::text[])))
+     ORDER BY m.id
+     LIMIT p_limit
+       FOR UPDATE);
+  PERFORM set_config('pgcourier.actor', p_actor, true);
+  PERFORM set_config('pgcourier.reason', 'operator retry (bulk)', true);
+  WHILE i <= cardinality(ids) LOOP
+    total := total + et_requeue_failed(ids[i:i + p_batch - 1]);
+    i := i + p_batch;
+  END LOOP;
+  PERFORM set_config('pgcourier.actor', coalesce(prev_actor, ''), true);
+  PERFORM set_config('pgcourier.reason', coalesce(prev_reason, ''), true);
+  RETURN total;
+END
+$$;
+
+CREATE FUNCTION public.et_send_limits_valid(p_settings jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT coalesce(bool_and(jsonb_typeof(p_settings -> k) = 'number'
+                           AND (p_settings ->> k)::numeric >= 1
+                           AND (p_settings ->> k)::numeric = trunc((p_settings ->> k)::numeric)
+                           AND (p_settings ->> k)::numeric <= 2147483647), true)
+    FROM unnest(ARRAY['max_per_minute', 'max_per_hour', 'max_per_day']) k
+   WHERE p_settings ? k
 $$;
 
 CREATE FUNCTION public.et_sender_refusal(p_tenant text, p_session_id bigint, p_channel text, p_sender text) RETURNS text
@@ -1521,8 +1823,7 @@ BEGIN
     UPDATE et_messages SET delivery_status = p_to, approved_by = p_actor, approved_at = now(), updated_at = now()
      WHERE id = p_message_id;
   ELSIF p_to = 'queued' THEN
-    UPDATE et_messages SET delivery_status = p_to, last_error = NULL, error_class = NULL, updated_at = now()
-     WHERE id = p_message_id;
+    PERFORM et_requeue_failed(ARRAY[p_message_id]);
   ELSE
     UPDATE et_messages SET delivery_status = p_to, updated_at = now() WHERE id = p_message_id;
   END IF;
@@ -1531,6 +1832,170 @@ BEGIN
   RETURN p_to;
 END
 $$;
+
+CREATE FUNCTION public.et_suppress(p_tenant text, p_channel text, p_address text, p_reason text, p_actor text, p_detail text DEFAULT NULL::text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_source_message_id bigint DEFAULT NULL::bigint) RETURNS TABLE(id bigint, channel text, address text, reason text, detail text, source_message_id bigint, expires_at timestamp with time zone, created_at timestamp with time zone, created_by text, created boolean)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+  who text := et_suppression_actor('et_suppress', p_actor);
+  a text := et_suppression_address(p_channel, p_address);
+  prev_actor text := current_setting('pgcourier.actor', true);
+  prev_reason text := current_setting('pgcourier.reason', true);
+  made boolean;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM et_tenants t WHERE t.id = p_tenant) THEN
+    PERFORM et_suppression_refuse('tenant_id', format('unknown tenant %s', coalesce(quote_literal(p_tenant), 'NULL')),
+                                  NULL, 'foreign_key_violation');
+  END IF;
+  IF p_reason IS NULL OR p_reason NOT IN ('hard_bounce', 'complaint', 'unsubscribed', 'blocked', 'manual') THEN
+    PERFORM et_suppression_refuse('reason', format('unknown reason %s; expected hard_bounce, complaint, unsubscribed, blocked or manual',
+                                                   coalesce(quote_literal(p_reason), 'NULL')));
+  END IF;
+  IF p_expires_at IS NOT NULL AND p_expires_at <= now() THEN
+    PERFORM et_suppression_refuse('expires_at', format('%s is not in the future (the suppression would never apply)', p_expires_at));
+  END IF;
+  IF p_source_message_id IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = p_tenant AND m.id = p_source_message_id) THEN
+    PERFORM et_suppression_refuse('source_message_id', format('no message %s for tenant %L', p_source_message_id, p_tenant),
+                                  NULL, 'foreign_key_violation');
+  END IF;
+  PERFORM set_config('pgcourier.actor', who, true);
+  PERFORM set_config('pgcourier.reason', coalesce(p_detail, ''), true);
+  INSERT INTO et_suppressions AS s (tenant_id, channel, address, reason, detail, expires_at, source_message_id, created_by)
+  VALUES (p_tenant, p_channel, a, p_reason, p_detail, p_expires_at, p_source_message_id, who)
+  ON CONFLICT (tenant_id, channel, address) DO UPDATE
+     SET reason = excluded.reason, detail = excluded.detail, expires_at = excluded.expires_at,
+         source_message_id = excluded.source_message_id, created_at = now(), created_by = excluded.created_by
+   WHERE s.expires_at IS NOT NULL AND s.expires_at <= now()
+  RETURNING true INTO made;
+  PERFORM set_config('pgcourier.actor', coalesce(prev_actor, ''), true);
+  PERFORM set_config('pgcourier.reason', coalesce(prev_reason, ''), true);
+  RETURN QUERY
+    SELECT s.id, s.channel, s.address, s.reason, s.detail, s.source_message_id, s.expires_at, s.created_at, s.created_by,
+           coalesce(made, false)
+      FROM et_suppressions s
+     WHERE s.tenant_id = p_tenant AND s.channel = p_channel AND s.address = a;
+END
+$$;
+
+CREATE FUNCTION public.et_suppression_actor(p_verb text, p_actor text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION '%: actor is required (who is doing this?)', p_verb USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  RETURN btrim(p_actor);
+END
+$$;
+
+CREATE FUNCTION public.et_suppression_address(p_channel text, p_address text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+  a text;
+BEGIN
+  IF p_channel IS NULL OR p_channel NOT IN ('email', 'whatsapp', 'telegram', 'sms', 'webhook') THEN
+    PERFORM et_suppression_refuse('channel', format('unknown channel %s; expected email, whatsapp, telegram, sms or webhook',
+                                                    coalesce(quote_literal(p_channel), 'NULL')));
+  END IF;
+  a := et_contact(p_channel, p_address);
+  IF a IS NULL THEN
+    PERFORM et_suppression_refuse('address', format('%s is not %s', coalesce(quote_literal(p_address), 'NULL'),
+                                                    et_address_rule(p_channel)));
+  END IF;
+  RETURN a;
+END
+$$;
+
+CREATE FUNCTION public.et_suppression_refuse(p_column text, p_message text, p_hint text DEFAULT NULL::text, p_errcode text DEFAULT 'check_violation'::text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  RAISE EXCEPTION 'et_suppressions.%: %', p_column, p_message
+    USING ERRCODE = p_errcode, COLUMN = p_column, TABLE = 'et_suppressions',
+          HINT = coalesce(p_hint, 'nothing was written');
+END
+$$;
+
+CREATE FUNCTION public.et_suppressions_before_write() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  NEW.address := et_suppression_address(NEW.channel, NEW.address);
+  IF NEW.reason IS NULL OR NEW.reason NOT IN ('hard_bounce', 'complaint', 'unsubscribed', 'blocked', 'manual') THEN
+    PERFORM et_suppression_refuse('reason', format('unknown reason %s; expected hard_bounce, complaint, unsubscribed, blocked or manual',
+                                                   coalesce(quote_literal(NEW.reason), 'NULL')));
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION public.et_suppressions_log() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  why text := nullif(current_setting('pgcourier.reason', true), '');
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO et_suppression_log (tenant_id, channel, address, action, reason, actor, detail, source_message_id)
+    SELECT n.tenant_id, n.channel, n.address, 'added', n.reason, n.created_by, coalesce(why, n.detail), n.source_message_id
+      FROM new_rows n;
+  ELSIF TG_OP = 'UPDATE' THEN
+    INSERT INTO et_suppression_log (tenant_id, channel, address, action, reason, actor, detail, source_message_id)
+    SELECT n.tenant_id, n.channel, n.address,
+           CASE WHEN o.expires_at <= now() AND (n.expires_at IS NULL OR n.expires_at > now()) THEN 'added' ELSE 'changed' END,
+           n.reason, et_actor(), coalesce(why, n.detail), n.source_message_id
+      FROM new_rows n JOIN old_rows o ON o.tenant_id = n.tenant_id AND o.id = n.id;
+  ELSE
+    INSERT INTO et_suppression_log (tenant_id, channel, address, action, reason, actor, detail, source_message_id)
+    SELECT o.tenant_id, o.channel, o.address, 'removed', o.reason, et_actor(), why, o.source_message_id
+      FROM old_rows o;
+    -- a removed suppression gives the address a fresh start
+    DELETE FROM et_bounce_counts b USING old_rows o
+     WHERE b.tenant_id = o.tenant_id AND b.channel = o.channel AND b.address = o.address;
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_take_send_quota(p_tenant text, p_count integer DEFAULT 1, OUT limit_name text, OUT max_sends integer, OUT retry_after_s integer) RETURNS SETOF record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  settings jsonb;
+  per text;
+  cap integer;
+  win timestamptz;
+  n integer;
+BEGIN
+  SELECT t.settings INTO settings FROM et_tenants t WHERE t.id = p_tenant;
+  IF settings IS NULL OR NOT (settings ?| ARRAY['max_per_minute', 'max_per_hour', 'max_per_day']) THEN
+    RETURN;
+  END IF;
+  FOREACH per IN ARRAY ARRAY['minute', 'hour', 'day'] LOOP
+    cap := CASE WHEN jsonb_typeof(settings -> ('max_per_' || per)) = 'number'
+                THEN floor((settings ->> ('max_per_' || per))::numeric)::integer END;
+    CONTINUE WHEN cap IS NULL;
+    win := date_trunc(per, now());
+    INSERT INTO et_send_counts AS c (tenant_id, period, window_start, sent) VALUES (p_tenant, per, win, p_count)
+    ON CONFLICT (tenant_id, period) DO UPDATE
+       SET window_start = excluded.window_start,
+           sent = CASE WHEN c.window_start = excluded.window_start THEN c.sent + excluded.sent ELSE excluded.sent END
+    RETURNING c.sent INTO n;
+    IF n > cap THEN
+      limit_name := 'max_per_' || per;
+      max_sends := cap;
+      retry_after_s := greatest(1, ceil(extract(epoch FROM (win + ('1 ' || per)::interval) - clock_timestamp())))::integer;
+      RETURN NEXT;
+      RETURN;
+    END IF;
+  END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION public.et_take_send_quota(p_tenant text, p_count integer, OUT limit_name text, OUT max_sends integer, OUT retry_after_s integer) IS 'counts p_count API sends against the tenant''s max_per_minute / max_per_hour / max_per_day (calendar windows); returns the exceeded limit and the seconds until its window ends, or nothing';
 
 CREATE FUNCTION public.et_take_tokens(p_tenant text, p_session bigint, p_want integer, p_per_second double precision, p_per_minute double precision, OUT granted integer, OUT wait_ms integer) RETURNS record
     LANGUAGE plpgsql
@@ -1731,6 +2196,26 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.et_unsuppress(p_tenant text, p_channel text, p_address text, p_actor text, p_note text DEFAULT NULL::text) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  who text := et_suppression_actor('et_unsuppress', p_actor);
+  a text := et_suppression_address(p_channel, p_address);
+  prev_actor text := current_setting('pgcourier.actor', true);
+  prev_reason text := current_setting('pgcourier.reason', true);
+  gone boolean;
+BEGIN
+  PERFORM set_config('pgcourier.actor', who, true);
+  PERFORM set_config('pgcourier.reason', coalesce(p_note, ''), true);
+  DELETE FROM et_suppressions s WHERE s.tenant_id = p_tenant AND s.channel = p_channel AND s.address = a;
+  gone := FOUND;
+  PERFORM set_config('pgcourier.actor', coalesce(prev_actor, ''), true);
+  PERFORM set_config('pgcourier.reason', coalesce(prev_reason, ''), true);
+  RETURN gone;
+END
+$$;
+
 CREATE FUNCTION public.et_value_refused(p_column text, p_value text, p_allowed text) RETURNS boolean
     LANGUAGE plpgsql STABLE
     AS $_$
@@ -1784,15 +2269,17 @@ BEGIN
   IF is_new OR NEW.events IS DISTINCT FROM OLD.events THEN
     SELECT string_agg(quote_nullable(e), ', ') INTO unknown
       FROM unnest(NEW.events) AS e
-     WHERE e IS NULL OR NOT EXISTS (SELECT 1 FROM et_webhook_event_types t WHERE t.type = e);
+     WHERE e IS NULL OR NOT EXISTS (SELECT 1 FROM et_webhook_event_types t WHERE t.type = e OR t.alias = e);
     IF unknown IS NOT NULL THEN
       RAISE EXCEPTION 'et_webhook_endpoints.events: unknown event type %', unknown
         USING ERRCODE = 'check_violation', COLUMN = 'events', TABLE = 'et_webhook_endpoints',
-              DETAIL = (SELECT 'known: ' || string_agg(t.type, ', ' ORDER BY t.type) FROM et_webhook_event_types t),
+              DETAIL = (SELECT 'known: ' || string_agg(t.type || coalesce(' (or ' || t.alias || ')', ''), ', ' ORDER BY t.type)
+                          FROM et_webhook_event_types t),
               HINT = 'an empty list subscribes to every event type';
     END IF;
-    -- one spelling per subscription: sorted, no duplicates
-    NEW.events := coalesce((SELECT array_agg(DISTINCT e ORDER BY e) FROM unnest(NEW.events) AS e), '{}');
+    -- one spelling per subscription: canonical (an alias becomes its type), sorted, no duplicates
+    NEW.events := coalesce((SELECT array_agg(DISTINCT t.type ORDER BY t.type)
+                              FROM unnest(NEW.events) AS e JOIN et_webhook_event_types t ON t.type = e OR t.alias = e), '{}');
   END IF;
   IF (is_new OR NEW.description IS DISTINCT FROM OLD.description) AND length(NEW.description) > 500 THEN
     RAISE EXCEPTION 'et_webhook_endpoints.description: at most 500 characters'
@@ -1831,6 +2318,38 @@ BEGIN
   RETURN NULL;
 END
 $$;
+
+CREATE FUNCTION public.et_webhook_rotate_secret(p_tenant_id text, p_endpoint_id bigint, p_actor text, p_rollover interval DEFAULT '24:00:00'::interval, p_secret text DEFAULT NULL::text) RETURNS text
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+  fresh text := coalesce(p_secret, 'whsec_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64'));
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- checked here, not left to the table's CHECK: its refusal would show the whole row, secrets
+  -- included, in the error's detail (and the server log)
+  IF fresh !~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$' OR length(fresh) > 200 THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: the secret must be whsec_ followed by the base64 of 24 to 64 random bytes'
+      USING ERRCODE = 'check_violation', COLUMN = 'secret';
+  END IF;
+  IF p_rollover IS NULL OR p_rollover < interval '0' OR p_rollover > interval '7 days' THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: rollover must be from 0 to 7 days, not %', coalesce(p_rollover::text, 'NULL')
+      USING ERRCODE = 'check_violation', COLUMN = 'rollover';
+  END IF;
+  UPDATE et_webhook_endpoints e
+     SET previous_secret = CASE WHEN p_rollover > interval '0' THEN e.secret END,
+         previous_secret_expires_at = CASE WHEN p_rollover > interval '0' THEN now() + p_rollover END,
+         secret = fresh, secret_rotated_at = now(), secret_rotated_by = p_actor
+   WHERE e.tenant_id = p_tenant_id AND e.id = p_endpoint_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: no webhook endpoint % for tenant %', p_endpoint_id, p_tenant_id
+      USING ERRCODE = 'no_data_found';
+  END IF;
+  RETURN fresh;
+END
+$_$;
 
 CREATE TABLE public.et_api_keys (
     tenant_id text NOT NULL,
@@ -1878,6 +2397,22 @@ ALTER TABLE public.et_attachments ALTER COLUMN id ADD GENERATED BY DEFAULT AS ID
     CACHE 1
 );
 
+CREATE TABLE public.et_bounce_counts (
+    tenant_id text NOT NULL,
+    channel public.et_channel NOT NULL,
+    address text NOT NULL,
+    hard_bounces integer DEFAULT 0 NOT NULL,
+    first_bounce_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_bounce_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_message_id bigint,
+    last_detail text,
+    CONSTRAINT et_bounce_counts_positive CHECK ((hard_bounces >= 0))
+);
+
+COMMENT ON TABLE public.et_bounce_counts IS 'Hard bounces counted per (tenant, channel, address) by et_report_bounce; the address is suppressed (reason hard_bounce) when the count reaches the tenant''s settings.hard_bounce_threshold (default 3). Counts are cumulative (the seed''s "after 3+ hard bounces"), not windowed; removing the address''s suppression resets them. A table of its own, not a column of et_suppressions, because a row there means suppressed';
+
+COMMENT ON COLUMN public.et_bounce_counts.last_message_id IS 'the message whose send bounced last; no foreign key: informational, and a key would make every message delete probe this table';
+
 CREATE TABLE public.et_channel_sessions (
     tenant_id text NOT NULL,
     id bigint NOT NULL,
@@ -1912,6 +2447,19 @@ ALTER TABLE public.et_channel_sessions ALTER COLUMN id ADD GENERATED BY DEFAULT 
     CACHE 1
 );
 
+CREATE TABLE public.et_message_events (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    message_id bigint NOT NULL,
+    from_status text,
+    to_status text NOT NULL,
+    actor text NOT NULL,
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE public.et_message_events IS 'The audit trail: one row per status change, written by the message triggers. No foreign key to et_messages: triggers/035_message_keys.sql checks writers outside our triggers and cascades deletes and truncates, because the key paid a query and a row lock per event (two per sent message) for rows our triggers copy from the statement that wrote the message';
+
 CREATE TABLE public.et_outbound_queue (
     tenant_id text NOT NULL,
     message_id bigint NOT NULL,
@@ -1942,16 +2490,38 @@ CREATE VIEW public.et_dead_letters WITH (security_invoker='true') AS
     m.channel,
     m.channel_session_id,
     m.recipients,
-    m.subject,
+    COALESCE(m.rendered_subject, m.subject) AS subject,
     q.attempts,
     COALESCE(q.last_error, m.last_error) AS last_error,
     m.error_class,
-    q.updated_at AS dead_since
-   FROM (public.et_outbound_queue q
+    q.updated_at AS dead_since,
+    cs.provider,
+    m.sender,
+    m.cc,
+    m.bcc,
+    COALESCE(m.rendered_text, m.body_text) AS body_text,
+    COALESCE(m.rendered_html, m.body_html) AS body_html,
+        CASE
+            WHEN (m.error_class = ANY (ARRAY['permanent'::text, 'suppress'::text])) THEN 'permanent'::text
+            WHEN (m.error_class = ANY (ARRAY['transient'::text, 'rate_limited'::text])) THEN 'transient'::text
+            WHEN (m.error_class = 'validation'::text) THEN 'validation'::text
+            ELSE 'unknown'::text
+        END AS failure_type,
+    ( SELECT min(e.created_at) AS min
+           FROM public.et_message_events e
+          WHERE ((e.tenant_id = m.tenant_id) AND (e.message_id = m.id) AND (e.from_status = 'sending'::text) AND (e.detail ? 'error'::text))) AS first_failed_at,
+    ( SELECT max(e.created_at) AS max
+           FROM public.et_message_events e
+          WHERE ((e.tenant_id = m.tenant_id) AND (e.message_id = m.id) AND (e.from_status = 'sending'::text))) AS last_attempt_at,
+    (m.metadata ->> 'trace_id'::text) AS trace_id,
+    m.metadata AS meta,
+    m.provider_response
+   FROM ((public.et_outbound_queue q
      JOIN public.et_messages m ON (((m.tenant_id = q.tenant_id) AND (m.id = q.message_id))))
+     JOIN public.et_channel_sessions cs ON (((cs.tenant_id = m.tenant_id) AND (cs.id = m.channel_session_id))))
   WHERE (q.state = 'dead'::text);
 
-COMMENT ON VIEW public.et_dead_letters IS 'the dead-letter queue: messages that failed for good, with the reason; fix with et_retry(id, actor). security_invoker: an application role sees only its tenant';
+COMMENT ON VIEW public.et_dead_letters IS 'the dead-letter queue: messages that failed for good, as sent (rendered subject and bodies), with attempts, failure_type (permanent / transient / validation / unknown), the last error and provider response, first failure and last attempt times, trace_id and metadata; fix with et_retry(id, actor). security_invoker: an application role sees only its tenant';
 
 CREATE UNLOGGED TABLE public.et_dispatch_busy (
     worker_id text NOT NULL,
@@ -1992,19 +2562,6 @@ CREATE UNLOGGED TABLE public.et_listeners (
 );
 
 COMMENT ON TABLE public.et_listeners IS 'daemons waiting on LISTEN: the message triggers NOTIFY only while some daemon listens. Unlogged: a hint, not data (a crash empties it; daemons register again when they reconnect)';
-
-CREATE TABLE public.et_message_events (
-    tenant_id text NOT NULL,
-    id bigint NOT NULL,
-    message_id bigint NOT NULL,
-    from_status text,
-    to_status text NOT NULL,
-    actor text NOT NULL,
-    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
-);
-
-COMMENT ON TABLE public.et_message_events IS 'The audit trail: one row per status change, written by the message triggers. No foreign key to et_messages: triggers/035_message_keys.sql checks writers outside our triggers and cascades deletes and truncates, because the key paid a query and a row lock per event (two per sent message) for rows our triggers copy from the statement that wrote the message';
 
 ALTER TABLE public.et_message_events ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     SEQUENCE NAME public.et_message_events_id_seq
@@ -2073,6 +2630,17 @@ ALTER TABLE public.et_security_events ALTER COLUMN id ADD GENERATED BY DEFAULT A
     CACHE 1
 );
 
+CREATE TABLE public.et_send_counts (
+    tenant_id text NOT NULL,
+    period text NOT NULL,
+    window_start timestamp with time zone NOT NULL,
+    sent integer NOT NULL,
+    CONSTRAINT et_send_counts_period_check CHECK ((period = ANY (ARRAY['minute'::text, 'hour'::text, 'day'::text])))
+)
+WITH (fillfactor='50');
+
+COMMENT ON TABLE public.et_send_counts IS 'messages accepted by the HTTP API per tenant in the current minute, hour and day (calendar windows, UTC), kept only for tenants that set max_per_minute / max_per_hour / max_per_day; one row per period, overwritten when its window passes. fillfactor 50: every accepted send updates these rows, HOT';
+
 CREATE TABLE public.et_session_health (
     tenant_id text NOT NULL,
     channel_session_id bigint NOT NULL,
@@ -2105,6 +2673,31 @@ CREATE VIEW public.et_stuck WITH (security_invoker='true') AS
 
 COMMENT ON VIEW public.et_stuck IS 'leases past expiry (the rescuer returns them to ready). security_invoker: an application role sees only its tenant';
 
+CREATE TABLE public.et_suppression_log (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    channel public.et_channel NOT NULL,
+    address text NOT NULL,
+    action text NOT NULL,
+    reason text NOT NULL,
+    actor text NOT NULL,
+    detail text,
+    source_message_id bigint,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT et_suppression_log_action CHECK ((action = ANY (ARRAY['added'::text, 'changed'::text, 'removed'::text, 'hard_bounce'::text])))
+);
+
+COMMENT ON TABLE public.et_suppression_log IS 'Audit log of suppressions: added, changed, removed (by any writer: the et_suppressions triggers write it) and hard_bounce (a bounce counted by et_report_bounce). Append-only; no foreign key to et_messages (source_message_id is informational, like et_bounce_counts.last_message_id)';
+
+ALTER TABLE public.et_suppression_log ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_suppression_log_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.et_suppressions (
     tenant_id text NOT NULL,
     channel text NOT NULL,
@@ -2114,8 +2707,25 @@ CREATE TABLE public.et_suppressions (
     detail text,
     expires_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    id bigint NOT NULL,
+    created_by text DEFAULT COALESCE(NULLIF(current_setting('pgcourier.actor'::text, true), ''::text), (SESSION_USER)::text) NOT NULL,
     CONSTRAINT et_suppressions_channel CHECK ((channel = ANY (ARRAY['email'::text, 'whatsapp'::text, 'telegram'::text, 'sms'::text, 'webhook'::text]))),
     CONSTRAINT et_suppressions_reason CHECK ((reason = ANY (ARRAY['hard_bounce'::text, 'complaint'::text, 'unsubscribed'::text, 'blocked'::text, 'manual'::text])))
+);
+
+COMMENT ON TABLE public.et_suppressions IS 'Addresses a tenant never sends to on a channel (the insert trigger drops them from new messages; the dispatcher drops those suppressed after queueing). Addresses are normalised by the et_suppressions trigger exactly like message recipients (et_contact). Every insert, change and removal is logged in et_suppression_log';
+
+COMMENT ON COLUMN public.et_suppressions.id IS 'identity, for the API''s keyset pages (newest first); the key is still (tenant_id, channel, address)';
+
+COMMENT ON COLUMN public.et_suppressions.created_by IS 'who added it: pgcourier.actor when the writer set it (apikey:<prefix>, the daemon''s worker id, the actor given to et_suppress), else the database user';
+
+ALTER TABLE public.et_suppressions ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_suppressions_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
 );
 
 CREATE TABLE public.et_tenants (
@@ -2125,10 +2735,13 @@ CREATE TABLE public.et_tenants (
     active boolean DEFAULT true NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT et_tenants_id_slug CHECK ((id ~ '^[a-z0-9][a-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT et_tenants_send_limits CHECK (public.et_send_limits_valid(settings)),
     CONSTRAINT et_tenants_settings_object CHECK ((jsonb_typeof(settings) = 'object'::text))
 );
 
 COMMENT ON TABLE public.et_tenants IS 'A tenant: id is a slug that every other table carries as tenant_id, first in every key (cross-tenant references impossible by construction; distributable by tenant_id)';
+
+COMMENT ON CONSTRAINT et_tenants_send_limits ON public.et_tenants IS 'settings.max_per_minute / max_per_hour / max_per_day, when present, are whole numbers from 1 to 2147483647';
 
 CREATE TABLE public.et_thread_insights (
     tenant_id text NOT NULL,
@@ -2248,8 +2861,20 @@ CREATE TABLE public.et_webhook_endpoints (
     disabled_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    previous_secret text,
+    previous_secret_expires_at timestamp with time zone,
+    secret_rotated_at timestamp with time zone,
+    secret_rotated_by text,
+    CONSTRAINT et_webhook_endpoints_previous_secret CHECK ((previous_secret ~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$'::text)),
+    CONSTRAINT et_webhook_endpoints_previous_secret_expiry CHECK (((previous_secret IS NULL) = (previous_secret_expires_at IS NULL))),
     CONSTRAINT et_webhook_endpoints_secret CHECK ((secret ~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$'::text))
 );
+
+COMMENT ON COLUMN public.et_webhook_endpoints.previous_secret IS 'the secret a rotation replaced: deliveries are signed with it as well until previous_secret_expires_at (the rollover window), then it is erased (by the webhook worker, or the next rotation). Stored for the same reason as secret, and likewise never granted to application roles';
+
+COMMENT ON COLUMN public.et_webhook_endpoints.previous_secret_expires_at IS 'end of the rollover window: after it only the current secret signs';
+
+COMMENT ON COLUMN public.et_webhook_endpoints.secret_rotated_by IS 'who rotated the secret last (apikey:<prefix>, or the actor given to et_webhook_rotate_secret)';
 
 ALTER TABLE public.et_webhook_endpoints ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     SEQUENCE NAME public.et_webhook_endpoints_id_seq
@@ -2262,8 +2887,11 @@ ALTER TABLE public.et_webhook_endpoints ALTER COLUMN id ADD GENERATED BY DEFAULT
 
 CREATE TABLE public.et_webhook_event_types (
     type text NOT NULL,
-    description text NOT NULL
+    description text NOT NULL,
+    alias text
 );
+
+COMMENT ON COLUMN public.et_webhook_event_types.alias IS 'the short name seed 002 uses (sent, failed, bounced, retrying), accepted wherever an event type is written and stored as the canonical type; src/domain/vocab.rs WebhookEvent keeps the same list (a test compares them)';
 
 ALTER TABLE ONLY public.et_api_keys
     ADD CONSTRAINT et_api_keys_pkey PRIMARY KEY (tenant_id, id);
@@ -2273,6 +2901,9 @@ ALTER TABLE ONLY public.et_api_keys
 
 ALTER TABLE ONLY public.et_attachments
     ADD CONSTRAINT et_attachments_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_bounce_counts
+    ADD CONSTRAINT et_bounce_counts_pkey PRIMARY KEY (tenant_id, channel, address);
 
 ALTER TABLE ONLY public.et_channel_sessions
     ADD CONSTRAINT et_channel_sessions_pkey PRIMARY KEY (tenant_id, id);
@@ -2304,11 +2935,17 @@ ALTER TABLE ONLY public.et_rate_buckets
 ALTER TABLE ONLY public.et_security_events
     ADD CONSTRAINT et_security_events_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.et_send_counts
+    ADD CONSTRAINT et_send_counts_pkey PRIMARY KEY (tenant_id, period);
+
 ALTER TABLE ONLY public.et_session_health
     ADD CONSTRAINT et_session_health_pkey PRIMARY KEY (tenant_id, channel_session_id);
 
 ALTER TABLE ONLY public.et_status_transitions
     ADD CONSTRAINT et_status_transitions_pkey PRIMARY KEY (direction, from_status, to_status);
+
+ALTER TABLE ONLY public.et_suppression_log
+    ADD CONSTRAINT et_suppression_log_pkey PRIMARY KEY (tenant_id, id);
 
 ALTER TABLE ONLY public.et_suppressions
     ADD CONSTRAINT et_suppressions_pkey PRIMARY KEY (tenant_id, channel, address);
@@ -2333,6 +2970,9 @@ ALTER TABLE ONLY public.et_webhook_deliveries
 
 ALTER TABLE ONLY public.et_webhook_endpoints
     ADD CONSTRAINT et_webhook_endpoints_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_webhook_event_types
+    ADD CONSTRAINT et_webhook_event_types_alias UNIQUE (alias);
 
 ALTER TABLE ONLY public.et_webhook_event_types
     ADD CONSTRAINT et_webhook_event_types_pkey PRIMARY KEY (type);
@@ -2401,6 +3041,10 @@ COMMENT ON INDEX public.et_outbound_queue_ready_by_session IS 'partial: ready ro
 
 CREATE INDEX et_security_events_tenant ON public.et_security_events USING btree (tenant_id, created_at);
 
+CREATE INDEX et_suppression_log_address ON public.et_suppression_log USING btree (tenant_id, channel, address, id);
+
+CREATE UNIQUE INDEX et_suppressions_id ON public.et_suppressions USING btree (tenant_id, id);
+
 CREATE INDEX et_threads_follow_up ON public.et_threads USING btree (follow_up_at) WHERE (follow_up_at IS NOT NULL);
 
 COMMENT ON INDEX public.et_threads_follow_up IS 'partial: only threads with a scheduled follow-up, by due time (the follow-up sweep)';
@@ -2453,6 +3097,8 @@ CREATE TRIGGER et_messages_check_thread BEFORE UPDATE OF thread_id ON public.et_
 
 CREATE TRIGGER et_messages_delete_dependents AFTER DELETE ON public.et_messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_delete_dependents();
 
+CREATE TRIGGER et_messages_requeue_failed BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((old.delivery_status = 'failed'::text) AND (new.delivery_status = 'queued'::text))) EXECUTE FUNCTION public.et_messages_requeue_failed();
+
 CREATE TRIGGER et_messages_touch BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((new.delivery_status IS DISTINCT FROM old.delivery_status) AND (new.updated_at = old.updated_at))) EXECUTE FUNCTION public.et_messages_touch();
 
 CREATE TRIGGER et_messages_truncate_dependents AFTER TRUNCATE ON public.et_messages FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_delete_dependents();
@@ -2460,6 +3106,14 @@ CREATE TRIGGER et_messages_truncate_dependents AFTER TRUNCATE ON public.et_messa
 CREATE TRIGGER et_outbound_queue_check AFTER INSERT ON public.et_outbound_queue REFERENCING NEW TABLE AS new_queue FOR EACH STATEMENT WHEN (public.et_key_check_wanted()) EXECUTE FUNCTION public.et_outbound_queue_check();
 
 CREATE TRIGGER et_outbound_queue_check_update AFTER UPDATE OF tenant_id, message_id, channel_session_id ON public.et_outbound_queue FOR EACH ROW WHEN (((new.tenant_id IS DISTINCT FROM old.tenant_id) OR (new.message_id IS DISTINCT FROM old.message_id) OR (new.channel_session_id IS DISTINCT FROM old.channel_session_id))) EXECUTE FUNCTION public.et_outbound_queue_check();
+
+CREATE TRIGGER et_suppressions_log_delete AFTER DELETE ON public.et_suppressions REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_suppressions_log();
+
+CREATE TRIGGER et_suppressions_log_insert AFTER INSERT ON public.et_suppressions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_suppressions_log();
+
+CREATE TRIGGER et_suppressions_log_update AFTER UPDATE ON public.et_suppressions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_suppressions_log();
+
+CREATE TRIGGER et_suppressions_normalize BEFORE INSERT OR UPDATE OF channel, address, reason ON public.et_suppressions FOR EACH ROW EXECUTE FUNCTION public.et_suppressions_before_write();
 
 CREATE TRIGGER et_threads_keep_referenced_delete AFTER DELETE ON public.et_threads REFERENCING OLD TABLE AS old_threads FOR EACH STATEMENT EXECUTE FUNCTION public.et_threads_keep_referenced();
 
@@ -2477,6 +3131,9 @@ ALTER TABLE ONLY public.et_api_keys
 ALTER TABLE ONLY public.et_attachments
     ADD CONSTRAINT et_attachments_tenant_id_message_id_fkey FOREIGN KEY (tenant_id, message_id) REFERENCES public.et_messages(tenant_id, id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY public.et_bounce_counts
+    ADD CONSTRAINT et_bounce_counts_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
+
 ALTER TABLE ONLY public.et_channel_sessions
     ADD CONSTRAINT et_channel_sessions_tenant_id_fallback_session_id_fkey FOREIGN KEY (tenant_id, fallback_session_id) REFERENCES public.et_channel_sessions(tenant_id, id);
 
@@ -2489,8 +3146,14 @@ ALTER TABLE ONLY public.et_inbound_rules
 ALTER TABLE ONLY public.et_rate_buckets
     ADD CONSTRAINT et_rate_buckets_tenant_id_channel_session_id_fkey FOREIGN KEY (tenant_id, channel_session_id) REFERENCES public.et_channel_sessions(tenant_id, id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY public.et_send_counts
+    ADD CONSTRAINT et_send_counts_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY public.et_session_health
     ADD CONSTRAINT et_session_health_tenant_id_channel_session_id_fkey FOREIGN KEY (tenant_id, channel_session_id) REFERENCES public.et_channel_sessions(tenant_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.et_suppression_log
+    ADD CONSTRAINT et_suppression_log_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
 
 ALTER TABLE ONLY public.et_suppressions
     ADD CONSTRAINT et_suppressions_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
@@ -2520,6 +3183,8 @@ ALTER TABLE public.et_api_keys ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_attachments ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.et_bounce_counts ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.et_channel_sessions ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_inbound_rules ENABLE ROW LEVEL SECURITY;
@@ -2536,6 +3201,8 @@ ALTER TABLE public.et_security_events ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_session_health ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.et_suppression_log ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.et_suppressions ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY et_tenant_isolation ON public.et_api_keys USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
@@ -2545,6 +3212,10 @@ COMMENT ON POLICY et_tenant_isolation ON public.et_api_keys IS 'application role
 CREATE POLICY et_tenant_isolation ON public.et_attachments USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 
 COMMENT ON POLICY et_tenant_isolation ON public.et_attachments IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_bounce_counts USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_bounce_counts IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
 
 CREATE POLICY et_tenant_isolation ON public.et_channel_sessions USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 
@@ -2577,6 +3248,10 @@ COMMENT ON POLICY et_tenant_isolation ON public.et_security_events IS 'applicati
 CREATE POLICY et_tenant_isolation ON public.et_session_health USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 
 COMMENT ON POLICY et_tenant_isolation ON public.et_session_health IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_suppression_log USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_suppression_log IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
 
 CREATE POLICY et_tenant_isolation ON public.et_suppressions USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 
@@ -2646,6 +3321,8 @@ GRANT UPDATE(approved_at) ON TABLE public.et_messages TO pgcourier_app;
 
 GRANT UPDATE(updated_at) ON TABLE public.et_messages TO pgcourier_app;
 
+GRANT UPDATE(resent_as) ON TABLE public.et_messages TO pgcourier_app;
+
 REVOKE ALL ON FUNCTION public.et_grant_app_role(p_role name) FROM PUBLIC;
 
 GRANT USAGE ON SEQUENCE public.et_api_keys_id_seq TO pgcourier_app;
@@ -2654,9 +3331,13 @@ GRANT SELECT,INSERT ON TABLE public.et_attachments TO pgcourier_app;
 
 GRANT USAGE ON SEQUENCE public.et_attachments_id_seq TO pgcourier_app;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.et_bounce_counts TO pgcourier_app;
+
 GRANT SELECT ON TABLE public.et_channel_sessions TO pgcourier_app;
 
 GRANT USAGE ON SEQUENCE public.et_channel_sessions_id_seq TO pgcourier_app;
+
+GRANT SELECT,INSERT ON TABLE public.et_message_events TO pgcourier_app;
 
 GRANT SELECT,INSERT,DELETE ON TABLE public.et_outbound_queue TO pgcourier_app;
 
@@ -2680,8 +3361,6 @@ GRANT SELECT ON TABLE public.et_dead_letters TO pgcourier_app;
 
 GRANT USAGE ON SEQUENCE public.et_inbound_rules_id_seq TO pgcourier_app;
 
-GRANT SELECT,INSERT ON TABLE public.et_message_events TO pgcourier_app;
-
 GRANT USAGE ON SEQUENCE public.et_message_events_id_seq TO pgcourier_app;
 
 GRANT USAGE ON SEQUENCE public.et_messages_id_seq TO pgcourier_app;
@@ -2694,7 +3373,13 @@ GRANT SELECT ON TABLE public.et_status_transitions TO pgcourier_app;
 
 GRANT SELECT ON TABLE public.et_stuck TO pgcourier_app;
 
-GRANT SELECT,INSERT,DELETE ON TABLE public.et_suppressions TO pgcourier_app;
+GRANT SELECT,INSERT ON TABLE public.et_suppression_log TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_suppression_log_id_seq TO pgcourier_app;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.et_suppressions TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_suppressions_id_seq TO pgcourier_app;
 
 GRANT SELECT ON TABLE public.et_tenants TO pgcourier_app;
 

@@ -4,31 +4,39 @@
 //!
 //! - `POST /v1/webhooks` `{url, events?, description?, enabled?}` → 201 endpoint + `secret`
 //! - `GET /v1/webhooks` → `{webhooks: [endpoint]}`; `GET /v1/webhooks/{id}` → endpoint
+//! - `PUT /v1/webhooks/{id}` `{url, events?, description?, enabled?}` → endpoint: a full replace,
+//!   absent fields take their create defaults (every event, no description, enabled)
 //! - `PATCH /v1/webhooks/{id}` `{url?, events?, description?, enabled?}` → endpoint
+//! - `POST /v1/webhooks/{id}/rotate-secret` `{rolloverSeconds?}` → endpoint + its new `secret`
+//!   (shown once); the old secret signs along until `previousSecretExpiresAt` (default 24 h)
 //! - `DELETE /v1/webhooks/{id}` → 204 (its deliveries go with it)
 //! - `GET /v1/webhooks/{id}/deliveries?limit=` → `{deliveries: [delivery]}`, newest first
 //!
-//! The URL must be http(s) and resolve to public addresses only (the SSRF guard,
+//! Event types are the canonical names (`message.sent`) or the seed's short ones (`sent`,
+//! [`WebhookEvent::alias`]), stored canonical. The URL must be http(s) and resolve to public addresses only (the SSRF guard,
 //! [`crate::webhooks::guard`], with `PGCOURIER_WEBHOOK_ALLOW`); the event types and the URL's
 //! shape are checked by the table's trigger. Another tenant's endpoint is a 404 and a security
 //! event.
 
 mod views;
 
-pub use views::{CreateRequest, DeliveriesParams, DeliveryList, DeliveryView, EndpointList, EndpointView, UpdateRequest};
+pub use views::{
+    DeliveriesParams,
+    CreateRequest, DeliveryList, DeliveryView, EndpointList, EndpointView, EventName, EventType, ReplaceRequest, RotateRequest,
+    UpdateRequest,
+};
 
-use super::api::input::{self, JsonBody, QueryParams};
-use super::api::views::ErrorBody;
+use super::api::input::{JsonBody, OptionalJsonBody, QueryParams};
 use super::auth::Caller;
 use super::error::ApiError;
-use super::responses::{Authenticated, BadRequest, JsonBodyErrors, NotFound};
 use super::AppState;
 use crate::db::apikeys::Scope;
-use crate::db::webhooks::{self as db, Changes};
+use crate::db::webhooks::{self as db, Changes, Replacement};
+use crate::domain::vocab::WebhookEvent;
 use crate::webhooks::{guard, sign};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value};
 use utoipa::OpenApi;
@@ -36,29 +44,64 @@ use utoipa::OpenApi;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/webhooks", get(list_endpoints).post(create_endpoint))
-        .route("/v1/webhooks/{id}", get(get_endpoint).patch(update_endpoint).delete(delete_endpoint))
+        .route("/v1/webhooks/{id}", get(get_endpoint).put(replace_endpoint).patch(update_endpoint).delete(delete_endpoint))
+        .route("/v1/webhooks/{id}/rotate-secret", post(rotate_secret))
         .route("/v1/webhooks/{id}/deliveries", get(list_deliveries))
 }
 
-/// Friendlier rules for the fields whose serde error says little.
-const HINTS: &[(&str, &str)] = &[
-    ("url", "must be a string"),
-    ("events", "must be a list of event types ([] for all)"),
-    ("description", "must be a string"),
-    ("enabled", "must be true or false"),
-];
+/// The fields of a create or update body, type-checked.
+#[derive(Debug, Default)]
+struct Fields {
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    description: Option<String>,
+    enabled: Option<bool>,
+}
 
-/// A create or update body: unknown, missing or mistyped fields are 400 naming the field
-/// (`events[i]` for an event that is not a string).
-fn parse<T: serde::de::DeserializeOwned>(map: Map<String, Value>) -> Result<T, ApiError> {
-    let events = map.get("events").cloned();
-    input::json::<T>(map, HINTS).map_err(|e| match (&e.field, &events) {
-        (Some(f), Some(Value::Array(items))) if f == "events" => match items.iter().position(|v| !v.is_string()) {
-            Some(i) => ApiError::field(format!("events[{i}]"), "must be an event type (a string)"),
-            None => e,
-        },
-        _ => e,
-    })
+const FIELDS: &str = "url, events, description, enabled";
+
+fn fields(map: Map<String, Value>) -> Result<Fields, ApiError> {
+    let mut f = Fields::default();
+    for (k, v) in map {
+        match k.as_str() {
+            "url" => match v {
+                Value::String(s) => f.url = Some(s),
+                _ => return Err(ApiError::field("url", "must be a string")),
+            },
+            "events" => match v {
+                Value::Array(items) => {
+                    let mut events = Vec::with_capacity(items.len());
+                    for (i, item) in items.into_iter().enumerate() {
+                        match item {
+                            Value::String(s) => match WebhookEvent::from_name(&s) {
+                                Some(e) => events.push(e.as_str().to_owned()),
+                                None => {
+                                    return Err(ApiError::field(
+                                        "events",
+                                        format!("unknown event type {s:?} (known: {}; [] for all)", WebhookEvent::known()),
+                                    ))
+                                }
+                            },
+                            _ => return Err(ApiError::field(format!("events[{i}]"), "must be an event type (a string)")),
+                        }
+                    }
+                    f.events = Some(events);
+                }
+                _ => return Err(ApiError::field("events", "must be a list of event types ([] for all)")),
+            },
+            "description" => match v {
+                Value::String(s) => f.description = Some(s),
+                Value::Null => f.description = Some(String::new()),
+                _ => return Err(ApiError::field("description", "must be a string")),
+            },
+            "enabled" => match v {
+                Value::Bool(b) => f.enabled = Some(b),
+                _ => return Err(ApiError::field("enabled", "must be true or false")),
+            },
+            _ => return Err(ApiError::field(k, format!("unknown field (expected {FIELDS})"))),
+        }
+    }
+    Ok(f)
 }
 
 /// The URL as stored (normalised), if the SSRF guard lets it through.
@@ -95,7 +138,8 @@ async fn missing(state: &AppState, caller: &Caller, client: &deadpool_postgres::
     post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateRequest,
     responses(
         (status = 201, description = "The endpoint, with its secret (shown once)", body = EndpointView),
-        Authenticated, JsonBodyErrors,
+        (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
+        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -105,8 +149,11 @@ pub async fn create_endpoint(
     body: Result<JsonBody, ApiError>,
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
     caller.require(&state, Scope::Admin).await?;
-    let f: CreateRequest = parse(body?.0)?;
-    let url = checked_url(&state, &f.url).await?;
+    let f = fields(body?.0)?;
+    let Some(url) = f.url else {
+        return Err(ApiError::field("url", "is required"));
+    };
+    let url = checked_url(&state, &url).await?;
     let secret = sign::new_secret();
     let client = state.pool.get().await?;
     let events = f.events.unwrap_or_default();
@@ -122,7 +169,7 @@ pub async fn create_endpoint(
 /// The tenant's endpoints (without secrets).
 #[utoipa::path(
     get, path = "/v1/webhooks", tag = "webhooks",
-    responses((status = 200, description = "Every endpoint of the tenant", body = EndpointList), Authenticated),
+    responses((status = 200, description = "Every endpoint of the tenant", body = EndpointList)),
     security(("api_key" = []))
 )]
 pub async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Result<Json<EndpointList>, ApiError> {
@@ -138,7 +185,7 @@ pub async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Re
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint", body = EndpointView),
-        Authenticated, NotFound,
+        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -158,7 +205,9 @@ pub async fn get_endpoint(State(state): State<AppState>, caller: Caller, Path(id
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint as changed", body = EndpointView),
-        Authenticated, JsonBodyErrors, NotFound,
+        (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
+        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -170,7 +219,7 @@ pub async fn update_endpoint(
 ) -> Result<Json<EndpointView>, ApiError> {
     caller.require(&state, Scope::Admin).await?;
     let id = parse_id(&id)?;
-    let f: UpdateRequest = parse(body?.0)?;
+    let f = fields(body?.0)?;
     let url = match f.url {
         Some(u) => Some(checked_url(&state, &u).await?),
         None => None,
@@ -184,13 +233,110 @@ pub async fn update_endpoint(
     }
 }
 
+/// Replace an endpoint: `url` is required, absent fields take their create defaults.
+#[utoipa::path(
+    put, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = ReplaceRequest,
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "The endpoint as replaced (its secret unchanged and not shown)", body = EndpointView),
+        (status = 400, description = "A field is invalid or missing (named in error.field)", body = crate::http::api::views::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::http::api::views::ErrorBody),
+        (status = 403, description = "The key lacks the admin scope", body = crate::http::api::views::ErrorBody),
+        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn replace_endpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Json<EndpointView>, ApiError> {
+    caller.require(&state, Scope::Admin).await?;
+    let id = parse_id(&id)?;
+    let f = fields(body?.0)?;
+    let Some(url) = f.url else {
+        return Err(ApiError::field("url", "is required (PUT replaces the whole endpoint; PATCH changes some fields)"));
+    };
+    let url = checked_url(&state, &url).await?;
+    let enabled = f.enabled.unwrap_or(true);
+    let replacement = Replacement {
+        url,
+        events: f.events.unwrap_or_default(),
+        description: f.description.unwrap_or_default(),
+        enabled,
+        disabled_reason: (!enabled).then(|| format!("disabled through the API (key {})", caller.0.prefix)),
+    };
+    let client = state.pool.get().await?;
+    match db::replace(&client, &caller.0.tenant_id, id, &replacement).await.map_err(refused)? {
+        Some(e) => Ok(Json(e.into())),
+        None => Err(missing(&state, &caller, &client, id).await),
+    }
+}
+
+/// The longest rollover window a rotation may ask for (7 days), and the default (24 hours).
+const MAX_ROLLOVER_SECS: u64 = 7 * 86_400;
+const DEFAULT_ROLLOVER_SECS: u64 = 86_400;
+
+/// Give an endpoint a new signing secret, returned once; the old one signs along until the
+/// rollover window ends.
+#[utoipa::path(
+    post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", request_body(content = RotateRequest, description = "Optional"),
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "The endpoint with its new secret (shown once) and previousSecretExpiresAt", body = EndpointView),
+        (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::http::api::views::ErrorBody),
+        (status = 403, description = "The key lacks the admin scope", body = crate::http::api::views::ErrorBody),
+        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+        (status = 415, description = "A body is sent but not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<OptionalJsonBody, ApiError>,
+) -> Result<Json<EndpointView>, ApiError> {
+    caller.require(&state, Scope::Admin).await?;
+    let id = parse_id(&id)?;
+    let mut rollover = DEFAULT_ROLLOVER_SECS;
+    for (k, v) in body?.0 {
+        match k.as_str() {
+            "rolloverSeconds" => {
+                rollover = v.as_u64().filter(|s| *s <= MAX_ROLLOVER_SECS).ok_or_else(|| {
+                    ApiError::field("rolloverSeconds", format!("must be a whole number of seconds from 0 to {MAX_ROLLOVER_SECS} (7 days)"))
+                })?
+            }
+            _ => return Err(ApiError::field(k, "unknown field (expected rolloverSeconds)")),
+        }
+    }
+    let secret = sign::new_secret();
+    let actor = format!("apikey:{}", caller.0.prefix);
+    let client = state.pool.get().await?;
+    let rotated = db::rotate_secret(&client, &caller.0.tenant_id, id, &actor, std::time::Duration::from_secs(rollover), &secret)
+        .await
+        .map_err(refused)?;
+    match rotated {
+        Some(e) => {
+            tracing::info!(tenant = %caller.0.tenant_id, endpoint = id, key = %caller.0.prefix, rollover_secs = rollover, "webhook secret rotated");
+            let mut view = EndpointView::from(e);
+            view.secret = Some(secret);
+            Ok(Json(view))
+        }
+        None => Err(missing(&state, &caller, &client, id).await),
+    }
+}
+
 /// Delete an endpoint and its deliveries.
 #[utoipa::path(
     delete, path = "/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 204, description = "Deleted"),
-        Authenticated, NotFound,
+        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -211,7 +357,8 @@ pub async fn delete_endpoint(State(state): State<AppState>, caller: Caller, Path
     params(("id" = i64, Path, description = "The endpoint's id"), DeliveriesParams),
     responses(
         (status = 200, description = "Recent deliveries", body = DeliveryList),
-        Authenticated, BadRequest, NotFound,
+        (status = 400, description = "A parameter is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
+        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -225,7 +372,7 @@ pub async fn list_deliveries(
     let id = parse_id(&id)?;
     let QueryParams(params) = query?;
     let rule = "is not a number from 1 to 100";
-    let p: DeliveriesParams = input::query(&params, &[("limit", rule)])?;
+    let p: DeliveriesParams = super::api::input::query(&params, &[("limit", rule)])?;
     let limit = p.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::field("limit", format!("{limit} {rule}")));
@@ -241,21 +388,29 @@ pub async fn list_deliveries(
 /// The OpenAPI paths and schemas of these routes (to merge into the API's document).
 #[derive(OpenApi)]
 #[openapi(
-    paths(create_endpoint, list_endpoints, get_endpoint, update_endpoint, delete_endpoint, list_deliveries),
-    components(schemas(ErrorBody)),
+    paths(create_endpoint, list_endpoints, get_endpoint, replace_endpoint, update_endpoint, rotate_secret, delete_endpoint, list_deliveries),
+    components(schemas(
+        EndpointView, EndpointList, DeliveryView, DeliveryList, CreateRequest, ReplaceRequest, UpdateRequest, RotateRequest, EventName, EventType,
+        crate::http::api::views::ErrorBody, crate::http::api::views::ErrorDetail,
+    )),
     tags((name = "webhooks", description = "Tenant status webhooks (Standard Webhooks signatures)"))
 )]
 pub struct WebhooksDoc;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    WebhooksDoc::openapi()
+}
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_openapi_document_lists_every_route() {
-        use utoipa::OpenApi;
-        let doc = super::WebhooksDoc::openapi();
-        for path in ["/v1/webhooks", "/v1/webhooks/{id}", "/v1/webhooks/{id}/deliveries"] {
+        let doc = super::openapi();
+        for path in ["/v1/webhooks", "/v1/webhooks/{id}", "/v1/webhooks/{id}/deliveries", "/v1/webhooks/{id}/rotate-secret"] {
             assert!(doc.paths.paths.contains_key(path), "{path} missing");
         }
+        let item = &doc.paths.paths["/v1/webhooks/{id}"];
+        assert!(item.put.is_some() && item.patch.is_some(), "PUT beside PATCH");
         let json = serde_json::to_value(&doc).unwrap();
         assert!(json["components"]["schemas"]["EndpointView"]["properties"]["failureCount"].is_object());
         assert!(json["components"]["schemas"]["ErrorBody"].is_object());

@@ -23,10 +23,36 @@ use utoipa::{Modify, OpenApi};
         messages::reject,
         messages::retry,
         messages::cancel,
+        messages::retry_failed,
+        messages::resend,
         threads::get_thread,
         threads::handoff,
     ),
-    components(schemas(views::ErrorBody, views::ErrorDetail)),
+    components(schemas(
+        send::SendRequest,
+        send::Addresses,
+        send::Address,
+        send::NamedAddress,
+        send::Priority,
+        send::AttachmentIn,
+        messages::ActionRequest,
+        messages::BulkRetryRequest,
+        messages::OneOrMany,
+        messages::ResendRequest,
+        threads::HandoffRequest,
+        views::SendResponse,
+        views::MessageView,
+        views::EventView,
+        views::AttachmentView,
+        views::MessagePage,
+        views::RenderedView,
+        views::BulkRetryResponse,
+        views::ThreadView,
+        views::InsightView,
+        views::ThreadDetail,
+        views::ErrorBody,
+        views::ErrorDetail,
+    )),
     modifiers(&ApiKeyScheme),
     security(("api_key" = [])),
     tags(
@@ -51,6 +77,8 @@ impl Modify for ApiKeyScheme {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::http::webhooks::WebhooksDoc::openapi());
+    doc.merge(super::dead_letters::openapi());
+    doc.merge(crate::http::suppressions::openapi());
     doc.merge(crate::http::providers::ProvidersDoc::openapi());
     doc.merge(crate::http::ops::OpsDoc::openapi());
     crate::http::responses::AllRoutes.modify(&mut doc);

@@ -1,12 +1,12 @@
-//! The shapes of `/v1/webhooks`: the answers (camelCase JSON) and the request bodies and query
-//! the handlers parse (the same types document them).
+//! The response shapes of `/v1/webhooks` (camelCase JSON), and the request bodies as documented
+//! in the OpenAPI document (the handlers parse bodies by hand to name the field at fault).
 
 use crate::db::webhooks::{Delivery, Endpoint};
 use crate::domain::vocab::{DeliveryState, WebhookEvent};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 /// A webhook endpoint. `secret` is present only in the answer to its creation.
 #[derive(Debug, Serialize, ToSchema)]
@@ -14,8 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 pub struct EndpointView {
     pub id: i64,
     pub url: String,
-    /// Subscribed event types; empty = every type.
-    #[schema(value_type = Vec<WebhookEvent>)]
+    /// Subscribed event types (canonical names); empty = every type.
+    #[schema(value_type = Vec<EventType>)]
     pub events: Vec<String>,
     pub description: String,
     pub enabled: bool,
@@ -25,7 +25,11 @@ pub struct EndpointView {
     pub disabled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// `whsec_<base64>`: verify `webhook-signature` with it. Shown once.
+    /// When the secret was last rotated (null: never).
+    pub secret_rotated_at: Option<DateTime<Utc>>,
+    /// While a rotation's rollover window lasts: until when the previous secret signs as well.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// `whsec_<base64>`: verify `webhook-signature` with it. Shown once (create, rotate-secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
@@ -43,6 +47,8 @@ impl From<Endpoint> for EndpointView {
             disabled_at: e.disabled_at,
             created_at: e.created_at,
             updated_at: e.updated_at,
+            secret_rotated_at: e.secret_rotated_at,
+            previous_secret_expires_at: e.previous_secret_expires_at,
             secret: None,
         }
     }
@@ -60,7 +66,7 @@ pub struct DeliveryView {
     pub id: i64,
     /// The `webhook-id` header: the same on every attempt.
     pub event_id: uuid::Uuid,
-    #[schema(value_type = WebhookEvent)]
+    #[schema(value_type = EventType)]
     pub event_type: String,
     /// `ready` (waiting or being retried), `delivered` or `dead`.
     pub state: DeliveryState,
@@ -71,7 +77,7 @@ pub struct DeliveryView {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
-    /// The body sent: `{type, timestamp, data}`.
+    /// The body sent: `{type, event, timestamp, tenantId, messageId, data}`.
     #[schema(value_type = Object)]
     pub payload: Value,
 }
@@ -99,47 +105,81 @@ pub struct DeliveryList {
     pub deliveries: Vec<DeliveryView>,
 }
 
-/// Body of `POST /v1/webhooks`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Body of `POST /v1/webhooks` (documentation; parsed by hand to name bad fields).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
 pub struct CreateRequest {
-    /// http:// or https:// URL whose host resolves to public addresses (the SSRF guard).
-    #[schema(max_length = 2048)]
-    pub url: String,
-    /// Event types to receive; empty or absent = all.
-    #[schema(value_type = Option<Vec<WebhookEvent>>)]
-    pub events: Option<Vec<String>>,
-    /// Null is empty.
-    #[serde(default, deserialize_with = "null_is_empty")]
-    #[schema(max_length = 500)]
-    pub description: Option<String>,
-    /// Default true.
-    pub enabled: Option<bool>,
+    /// http:// or https:// URL whose host resolves to public addresses.
+    url: String,
+    /// Event types, canonical or the seed's short names (sent, failed, bounced, retrying,
+    /// suppressed); stored canonical. Empty or absent = all.
+    events: Option<Vec<EventName>>,
+    description: Option<String>,
+    enabled: Option<bool>,
 }
+
+/// Body of `PUT /v1/webhooks/{id}`: the whole endpoint; absent fields take the create defaults
+/// (every event, no description, enabled). The secret is not part of it (see rotate-secret).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ReplaceRequest {
+    /// http:// or https:// URL whose host resolves to public addresses.
+    url: String,
+    /// As on create; absent = all.
+    events: Option<Vec<EventName>>,
+    description: Option<String>,
+    enabled: Option<bool>,
+}
+
+/// Body of `POST /v1/webhooks/{id}/rotate-secret` (optional).
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct RotateRequest {
+    /// How long the old secret signs along with the new one: 0 to 604800 (7 days), default 86400.
+    #[schema(minimum = 0, maximum = 604800)]
+    rollover_seconds: Option<u64>,
+}
+
+/// A webhook event type, as stored and sent (`type` of the payload).
+#[derive(Debug)]
+pub struct EventType;
+
+impl utoipa::PartialSchema for EventType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(WebhookEvent::NAMES.iter().copied()))
+            .into()
+    }
+}
+impl utoipa::ToSchema for EventType {}
+
+/// A webhook event type as a request may name it: canonical or its alias.
+#[derive(Debug)]
+pub struct EventName;
+
+impl utoipa::PartialSchema for EventName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let names = WebhookEvent::ALL.into_iter().flat_map(|e| std::iter::once(e.as_str()).chain(e.alias()));
+        utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).enum_values(Some(names)).into()
+    }
+}
+impl utoipa::ToSchema for EventName {}
 
 /// Body of `PATCH /v1/webhooks/{id}`: absent fields keep their value. Enabling again resets the
 /// failure count.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
 pub struct UpdateRequest {
-    #[schema(max_length = 2048)]
-    pub url: Option<String>,
-    #[schema(value_type = Option<Vec<WebhookEvent>>)]
-    pub events: Option<Vec<String>>,
-    /// Null is empty.
-    #[serde(default, deserialize_with = "null_is_empty")]
-    #[schema(max_length = 500)]
-    pub description: Option<String>,
-    pub enabled: Option<bool>,
+    url: Option<String>,
+    events: Option<Vec<EventName>>,
+    description: Option<String>,
+    enabled: Option<bool>,
 }
 
-/// A present `null` is the empty string (absent stays `None`).
-fn null_is_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(Some(Option::<String>::deserialize(d)?.unwrap_or_default()))
-}
-
-/// Query of `GET /v1/webhooks/{id}/deliveries`.
-#[derive(Debug, Deserialize, IntoParams)]
+/// Query of `GET /v1/webhooks/{id}/deliveries` (parsed into this, as documented).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesParams {

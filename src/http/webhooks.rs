@@ -28,6 +28,7 @@ pub use views::{
 
 use super::api::input::{JsonBody, OptionalJsonBody, QueryParams};
 use super::auth::Caller;
+use super::responses::{Authenticated, BadRequest, JsonBodyErrors, NotFound};
 use super::error::ApiError;
 use super::AppState;
 use crate::db::apikeys::Scope;
@@ -138,8 +139,7 @@ async fn missing(state: &AppState, caller: &Caller, client: &deadpool_postgres::
     post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateRequest,
     responses(
         (status = 201, description = "The endpoint, with its secret (shown once)", body = EndpointView),
-        (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
-        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
+        Authenticated, JsonBodyErrors,
     ),
     security(("api_key" = []))
 )]
@@ -169,7 +169,10 @@ pub async fn create_endpoint(
 /// The tenant's endpoints (without secrets).
 #[utoipa::path(
     get, path = "/v1/webhooks", tag = "webhooks",
-    responses((status = 200, description = "Every endpoint of the tenant", body = EndpointList)),
+    responses(
+        (status = 200, description = "Every endpoint of the tenant", body = EndpointList),
+        Authenticated,
+    ),
     security(("api_key" = []))
 )]
 pub async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Result<Json<EndpointList>, ApiError> {
@@ -185,7 +188,7 @@ pub async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Re
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint", body = EndpointView),
-        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+        Authenticated, NotFound,
     ),
     security(("api_key" = []))
 )]
@@ -205,9 +208,7 @@ pub async fn get_endpoint(State(state): State<AppState>, caller: Caller, Path(id
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint as changed", body = EndpointView),
-        (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
-        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
-        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
+        Authenticated, JsonBodyErrors, NotFound,
     ),
     security(("api_key" = []))
 )]
@@ -239,11 +240,7 @@ pub async fn update_endpoint(
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint as replaced (its secret unchanged and not shown)", body = EndpointView),
-        (status = 400, description = "A field is invalid or missing (named in error.field)", body = crate::http::api::views::ErrorBody),
-        (status = 401, description = "No API key, or an unknown one", body = crate::http::api::views::ErrorBody),
-        (status = 403, description = "The key lacks the admin scope", body = crate::http::api::views::ErrorBody),
-        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
-        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
+        Authenticated, JsonBodyErrors, NotFound,
     ),
     security(("api_key" = []))
 )]
@@ -286,11 +283,7 @@ const DEFAULT_ROLLOVER_SECS: u64 = 86_400;
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint with its new secret (shown once) and previousSecretExpiresAt", body = EndpointView),
-        (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
-        (status = 401, description = "No API key, or an unknown one", body = crate::http::api::views::ErrorBody),
-        (status = 403, description = "The key lacks the admin scope", body = crate::http::api::views::ErrorBody),
-        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
-        (status = 415, description = "A body is sent but not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
+        Authenticated, JsonBodyErrors, NotFound,
     ),
     security(("api_key" = []))
 )]
@@ -336,7 +329,7 @@ pub async fn rotate_secret(
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+        Authenticated, NotFound,
     ),
     security(("api_key" = []))
 )]
@@ -357,8 +350,7 @@ pub async fn delete_endpoint(State(state): State<AppState>, caller: Caller, Path
     params(("id" = i64, Path, description = "The endpoint's id"), DeliveriesParams),
     responses(
         (status = 200, description = "Recent deliveries", body = DeliveryList),
-        (status = 400, description = "A parameter is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
-        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+        Authenticated, BadRequest, NotFound,
     ),
     security(("api_key" = []))
 )]

@@ -21,15 +21,14 @@
 mod views;
 
 pub use views::{
-    DeliveriesParams,
-    CreateRequest, DeliveryList, DeliveryView, EndpointList, EndpointView, EventName, EventType, ReplaceRequest, RotateRequest,
-    UpdateRequest,
+    CreateRequest, DeliveriesParams, DeliveryList, DeliveryView, EndpointList, EndpointView, EventName, EventType, ReplaceRequest,
+    RotateRequest, UpdateRequest,
 };
 
 use super::api::input::{JsonBody, OptionalJsonBody, QueryParams};
 use super::auth::Caller;
-use super::responses::{Authenticated, BadRequest, JsonBodyErrors, NotFound};
 use super::error::ApiError;
+use super::responses::{Authenticated, BadRequest, JsonBodyErrors, NotFound};
 use super::AppState;
 use crate::db::apikeys::Scope;
 use crate::db::webhooks::{self as db, Changes, Replacement};

@@ -3199,6 +3199,8 @@ ALTER TABLE public.et_rate_buckets ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_security_events ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.et_send_counts ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.et_session_health ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_suppression_log ENABLE ROW LEVEL SECURITY;
@@ -3244,6 +3246,10 @@ COMMENT ON POLICY et_tenant_isolation ON public.et_rate_buckets IS 'application 
 CREATE POLICY et_tenant_isolation ON public.et_security_events USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 
 COMMENT ON POLICY et_tenant_isolation ON public.et_security_events IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_send_counts USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_send_counts IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
 
 CREATE POLICY et_tenant_isolation ON public.et_session_health USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 

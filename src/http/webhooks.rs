@@ -25,7 +25,7 @@ pub use views::{
     UpdateRequest,
 };
 
-use super::api::input::{JsonBody, OptionalJsonBody, QueryParams};
+use super::api::input::{self, JsonBody, OptionalJsonBody, QueryParams};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::AppState;
@@ -376,13 +376,7 @@ pub async fn list_deliveries(
     let mut limit = 20;
     for (k, v) in params {
         match k.as_str() {
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=100).contains(l))
-                    .ok_or_else(|| ApiError::field("limit", format!("{v:?} is not a number from 1 to 100")))?
-            }
+            "limit" => limit = input::limit(&v, 100)?,
             _ => return Err(ApiError::field(k, "unknown parameter (expected limit)")),
         }
     }

@@ -6,19 +6,23 @@
 //! - [`send`]: `POST /v1/messages` (idempotent, attachments in the same transaction)
 //! - [`messages`]: `GET /v1/messages/{id}`, `GET /v1/messages`, `POST …/{approve|reject|retry|cancel}`
 //! - [`threads`]: `GET /v1/threads/{id}`, `POST /v1/threads/{id}/handoff`
+//! - [`tenants`]: `/v1/tenants` and their sessions, for the platform operator
+//! - [`keys`]: `/v1/tenants/{id}/keys`: create, rotate, revoke (platform key or the tenant's admin key)
 //! - `input`: body / parameter parsing and the column → field map of database refusals
 //! - [`views`]: the response shapes
 //! - `doc`: the OpenAPI document
 
 mod doc;
 pub(crate) mod input;
+pub mod keys;
 pub mod messages;
 pub mod send;
+pub mod tenants;
 pub mod threads;
 pub mod views;
 
 use super::AppState;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 
 pub fn routes() -> Router<AppState> {
@@ -31,6 +35,18 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
         .route("/v1/threads/{id}", get(threads::get_thread))
         .route("/v1/threads/{id}/handoff", post(threads::handoff))
+        .route("/v1/tenants", post(tenants::create_tenant).get(tenants::list_tenants))
+        .route("/v1/tenants/{id}", get(tenants::get_tenant).patch(tenants::update_tenant))
+        .route("/v1/tenants/{id}/deactivate", post(tenants::deactivate_tenant))
+        .route("/v1/tenants/{id}/activate", post(tenants::activate_tenant))
+        .route("/v1/tenants/{id}/sessions", post(tenants::create_session).get(tenants::list_sessions))
+        .route(
+            "/v1/tenants/{id}/sessions/{sid}",
+            get(tenants::get_session).patch(tenants::update_session).delete(tenants::disable_session),
+        )
+        .route("/v1/tenants/{id}/keys", post(keys::create_key).get(keys::list_keys))
+        .route("/v1/tenants/{id}/keys/{prefix}/rotate", post(keys::rotate_key))
+        .route("/v1/tenants/{id}/keys/{prefix}", delete(keys::revoke_key))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
 }
 

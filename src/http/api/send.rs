@@ -247,6 +247,7 @@ pub async fn send_message(
     let session = match db::pick_session(&tx, &tenant, &choice).await.map_err(ApiError::internal)? {
         Ok(s) => s,
         Err(NoSession::UnknownId) => {
+            caller.foreign_session(&state, req.channel_session_id.unwrap_or_default()).await;
             return Err(ApiError::field(
                 "channelSessionId",
                 format!("no channel session {} for this tenant", req.channel_session_id.unwrap_or_default()),

@@ -7,7 +7,7 @@ use crate::support::TestDb;
 use pgcourier::db::webhooks::Claimed;
 use pgcourier::domain::network::{Allow, Class};
 use pgcourier::webhooks::deliver::{Attempt, Sender};
-use pgcourier::webhooks::guard::{check_url, Refused};
+use pgcourier::egress::{check_url, Refused};
 use serde_json::json;
 use std::time::Duration;
 

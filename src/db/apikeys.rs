@@ -190,10 +190,9 @@ pub async fn rotate(
 ) -> Result<Rotated, KeyError> {
     let (new_prefix, key) = generate();
     let overlap = format!("{} milliseconds", overlap.as_millis());
-    let row = client
+    let id: i64 = client
         .query_one(
-            "WITH r AS (SELECT et_api_key_rotate($1, $2, $3, $4, $5::text::interval, $6) AS id)
-             SELECT k.id, k.name, k.scopes, k.expires_at, now() + $5::text::interval FROM r JOIN et_api_keys k ON k.id = r.id",
+            "SELECT et_api_key_rotate($1, $2, $3, $4, $5::text::interval, $6)",
             &[&tenant_id, &prefix, &new_prefix, &sha256(&key), &overlap, &actor],
         )
         .await
@@ -203,7 +202,16 @@ pub async fn rotate(
                 KeyError::NotLive(e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_default())
             }
             _ => KeyError::Db(e),
-        })?;
+        })?
+        .get(0);
+    // (a statement of its own: a CTE around the function would not see the row it inserts)
+    let row = client
+        .query_one(
+            "SELECT n.id, n.name, n.scopes, n.expires_at, o.revoked_at FROM et_api_keys n JOIN et_api_keys o ON o.replaced_by = n.id
+              WHERE n.id = $1",
+            &[&id],
+        )
+        .await?;
     Ok(Rotated {
         new: NewKey { id: row.get(0), prefix: new_prefix, key },
         name: row.get(1),

@@ -35,5 +35,6 @@ mod schema;
 mod smtp_sink;
 mod support;
 mod templates;
+mod tenants;
 mod vocabulary;
 mod webhooks;

@@ -447,3 +447,31 @@ async fn the_daemon_fails_a_send_to_a_refused_address_that_sql_wrote() {
     assert!(mock.requests().is_empty(), "the refused bridge was called");
     daemon.stop().await;
 }
+
+#[test]
+fn the_tenant_and_key_routes_are_in_the_openapi_document() {
+    let doc = serde_json::to_value(pgcourier::http::api::openapi()).unwrap();
+    for (path, methods) in [
+        ("/v1/tenants", &["get", "post"][..]),
+        ("/v1/tenants/{id}", &["get", "patch"]),
+        ("/v1/tenants/{id}/deactivate", &["post"]),
+        ("/v1/tenants/{id}/activate", &["post"]),
+        ("/v1/tenants/{id}/sessions", &["get", "post"]),
+        ("/v1/tenants/{id}/sessions/{sid}", &["get", "patch", "delete"]),
+        ("/v1/tenants/{id}/keys", &["get", "post"]),
+        ("/v1/tenants/{id}/keys/{prefix}/rotate", &["post"]),
+        ("/v1/tenants/{id}/keys/{prefix}", &["delete"]),
+    ] {
+        for m in methods {
+            let op = &doc["paths"][path][m];
+            assert!(op.is_object(), "{m} {path} is not documented");
+            for status in ["401", "403"] {
+                assert!(op["responses"][status].is_object(), "{m} {path} does not document {status}");
+            }
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["SessionStatus"]["enum"], json!(["active", "paused", "disabled"]));
+    assert_eq!(schemas["Provider"]["enum"], json!(pgcourier::domain::vocab::Provider::NAMES));
+    assert_eq!(schemas["KeyScope"]["enum"], json!(["send", "read", "admin"]));
+}

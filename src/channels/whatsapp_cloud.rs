@@ -67,7 +67,13 @@ impl WhatsappCloud {
         let text = |k: &str, d: &str| config.get(k).and_then(Value::as_str).unwrap_or(d).trim_end_matches('/').to_owned();
         let ms = |k: &str, d: u64| config.get(k).and_then(Value::as_u64).unwrap_or(d);
         let api_base = text("api_base", "https://graph.facebook.com");
-        let client = super::provider_http::guarded_client("whatsapp_cloud", "api_base", &api_base, allow, Duration::from_millis(ms("timeout_ms", 10_000)))?;
+        let client = super::provider_http::guarded_client(
+            "whatsapp_cloud",
+            "api_base",
+            &api_base,
+            allow,
+            Duration::from_millis(ms("timeout_ms", 10_000)),
+        )?;
         Ok(WhatsappCloud {
             client,
             base: format!("{api_base}/{}/{phone_number_id}", text("api_version", DEFAULT_API_VERSION)),

@@ -10,8 +10,8 @@
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use tokio_postgres::GenericClient;
 use sha2::{Digest, Sha256};
+use tokio_postgres::GenericClient;
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,14 +23,7 @@ pub struct TenantRow {
 const TENANT_COLS: &str = "id, name, settings, active, created_at, updated_at";
 
 fn tenant(r: &Row) -> TenantRow {
-    TenantRow {
-        id: r.get(0),
-        name: r.get(1),
-        settings: r.get(2),
-        active: r.get(3),
-        created_at: r.get(4),
-        updated_at: r.get(5),
-    }
+    TenantRow { id: r.get(0), name: r.get(1), settings: r.get(2), active: r.get(3), created_at: r.get(4), updated_at: r.get(5) }
 }
 
 /// A new tenant; `None` when the id is taken.
@@ -184,7 +177,8 @@ pub async fn create_session(c: &impl GenericClient, tenant: &str, s: &NewSession
 }
 
 pub async fn get_session(c: &impl GenericClient, tenant: &str, id: i64) -> Result<Option<SessionRow>, Error> {
-    let row = c.query_opt(&format!("SELECT {SESSION_COLS} FROM et_channel_sessions WHERE tenant_id = $1 AND id = $2"), &[&tenant, &id]).await?;
+    let row =
+        c.query_opt(&format!("SELECT {SESSION_COLS} FROM et_channel_sessions WHERE tenant_id = $1 AND id = $2"), &[&tenant, &id]).await?;
     Ok(row.as_ref().map(session))
 }
 

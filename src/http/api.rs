@@ -40,10 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tenants/{id}/deactivate", post(tenants::deactivate_tenant))
         .route("/v1/tenants/{id}/activate", post(tenants::activate_tenant))
         .route("/v1/tenants/{id}/sessions", post(tenants::create_session).get(tenants::list_sessions))
-        .route(
-            "/v1/tenants/{id}/sessions/{sid}",
-            get(tenants::get_session).patch(tenants::update_session).delete(tenants::disable_session),
-        )
+        .route("/v1/tenants/{id}/sessions/{sid}", get(tenants::get_session).patch(tenants::update_session).delete(tenants::disable_session))
         .route("/v1/tenants/{id}/keys", post(keys::create_key).get(keys::list_keys))
         .route("/v1/tenants/{id}/keys/{prefix}/rotate", post(keys::rotate_key))
         .route("/v1/tenants/{id}/keys/{prefix}", delete(keys::revoke_key))

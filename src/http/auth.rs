@@ -85,7 +85,9 @@ impl FromRequestParts<AppState> for Caller {
                     let detail = serde_json::json!({ "path": parts.uri.path() });
                     let _ = apikeys::security_event(&**client, None, &p.prefix, "platform_key_on_tenant_route", &detail).await;
                 }
-                Err(ApiError::forbidden("a platform key has no tenant: it administers tenants under /v1/tenants; send and read with a tenant's key"))
+                Err(ApiError::forbidden(
+                    "a platform key has no tenant: it administers tenants under /v1/tenants; send and read with a tenant's key",
+                ))
             }
         }
     }

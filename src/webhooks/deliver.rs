@@ -5,10 +5,10 @@
 //! request timeout, and resolves names through [`GuardedResolver`]; IP literals are checked
 //! before connecting.
 
-use crate::egress::{self, Refused};
 use super::sign;
 use crate::db::webhooks::Claimed;
 use crate::domain::network::Allow;
+use crate::egress::{self, Refused};
 use std::time::Duration;
 
 /// What the endpoint made of one attempt.

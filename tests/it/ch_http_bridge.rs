@@ -2,7 +2,6 @@
 //! base64), every classification row, and the daemon end to end (sent with the bridge's id
 //! stored, attachment bytes intact; a 400 failed with the bridge's body in last_error).
 
-use pgcourier::domain::network::Allow;
 use crate::fixtures::text_message;
 use crate::mock_http::{Answer, MockHttp, Recorded};
 use crate::support::TestDb;
@@ -10,6 +9,7 @@ use crate::support::{spawn, until};
 use base64::Engine as _;
 use pgcourier::channels::http_bridge::HttpBridge;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
+use pgcourier::domain::network::Allow;
 use pgcourier::domain::outcome::ErrorClass;
 use serde_json::json;
 use std::time::Duration;
@@ -29,7 +29,8 @@ fn message() -> Outbound {
 }
 
 fn bridge(mock: &MockHttp, secret: Option<&str>) -> HttpBridge {
-    HttpBridge::new(&json!({ "url": format!("{}/send", mock.url()), "timeout_ms": 5000 }), secret.map(str::to_owned), LOOPBACK).expect("adapter")
+    HttpBridge::new(&json!({ "url": format!("{}/send", mock.url()), "timeout_ms": 5000 }), secret.map(str::to_owned), LOOPBACK)
+        .expect("adapter")
 }
 
 async fn fail_with(answer: fn() -> Answer) -> (SendError, Recorded) {

@@ -1,13 +1,13 @@
 //! Provider `telegram_bot`: the Bot API adapter against a mock answering with Telegram's real
 //! payloads (one test per classification row), then end to end through the daemon.
 
-use pgcourier::domain::network::Allow;
 use crate::fixtures::text_message;
 use crate::mock_http::{Answer, MockHttp, Recorded};
 use crate::support::TestDb;
 use crate::support::{spawn, until};
 use pgcourier::channels::telegram::Telegram;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
+use pgcourier::domain::network::Allow;
 use pgcourier::domain::outcome::{ErrorClass, SuppressReason};
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -2,7 +2,6 @@
 //! StatusCallback), every classification row against Twilio's real payload shapes, and the
 //! daemon end to end (sent with the SID stored; 21610 failed and suppressed as unsubscribed).
 
-use pgcourier::domain::network::Allow;
 use crate::fixtures::text_message;
 use crate::mock_http::{Answer, MockHttp, Recorded};
 use crate::support::TestDb;
@@ -10,6 +9,7 @@ use crate::support::{spawn, until};
 use base64::Engine as _;
 use pgcourier::channels::twilio::Twilio;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
+use pgcourier::domain::network::Allow;
 use pgcourier::domain::outcome::{ErrorClass, SuppressReason};
 use pgcourier::domain::vocab;
 use serde_json::json;
@@ -210,7 +210,8 @@ async fn twilio_other_4xx_is_permanent_and_network_errors_are_transient() {
     assert!(err.detail.contains("21614"), "{}", err.detail);
     // nothing listens on this port any more
     let port = { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port() };
-    let twilio = Twilio::new(&json!({ "api_base": format!("http://127.0.0.1:{port}") }), FROM, Some(format!("{SID}:{TOKEN}")), LOOPBACK).unwrap();
+    let twilio =
+        Twilio::new(&json!({ "api_base": format!("http://127.0.0.1:{port}") }), FROM, Some(format!("{SID}:{TOKEN}")), LOOPBACK).unwrap();
     let err = twilio.send(&message(vocab::Channel::Sms, &[TO], "hi")).await.expect_err("refused");
     assert_eq!(err.class, ErrorClass::Transient { retry_after: None }, "{}", err.detail);
 }

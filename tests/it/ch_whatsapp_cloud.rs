@@ -2,13 +2,13 @@
 //! media uploads) and the classification of Meta's real error payloads; then end to end through
 //! the daemon.
 
-use pgcourier::domain::network::Allow;
 use crate::fixtures::text_message;
 use crate::mock_http::{Answer, MockHttp, Recorded};
 use crate::support::TestDb;
 use crate::support::{spawn, until};
 use pgcourier::channels::whatsapp_cloud::WhatsappCloud;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
+use pgcourier::domain::network::Allow;
 use pgcourier::domain::outcome::ErrorClass;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -298,7 +298,8 @@ async fn whatsapp_config_errors_and_connection_failures() {
     assert!(no_token.detail.contains("access token") && no_token.detail.contains("credentials_ref"), "{}", no_token.detail);
     assert_eq!(no_token.class, ErrorClass::Permanent);
     // nothing listens on port 9 of 127.0.0.1
-    let wa = WhatsappCloud::new(&json!({ "phone_number_id": PHONE_ID, "api_base": "http://127.0.0.1:9" }), Some(TOKEN.into()), LOOPBACK).unwrap();
+    let wa = WhatsappCloud::new(&json!({ "phone_number_id": PHONE_ID, "api_base": "http://127.0.0.1:9" }), Some(TOKEN.into()), LOOPBACK)
+        .unwrap();
     let e = wa.send(&message(&["+15551234567"], "Hi")).await.expect_err("refused");
     assert!(e.class.is_transient(), "{e:?}");
     let mut m = message(&["+15551234567"], "Hi");

@@ -179,7 +179,11 @@ async fn keys_are_created_rotated_and_revoked_through_the_api() {
     let old = k["key"].as_str().unwrap().to_owned();
     // stored as its SHA-256 only: the secret is in no column
     let (sha, row): (Vec<u8>, String) = {
-        let r = db.client.query_one("SELECT key_sha256, row_to_json(k)::text FROM et_api_keys k WHERE prefix = $1", &[&prefix(&old)]).await.unwrap();
+        let r = db
+            .client
+            .query_one("SELECT key_sha256, row_to_json(k)::text FROM et_api_keys k WHERE prefix = $1", &[&prefix(&old)])
+            .await
+            .unwrap();
         (r.get(0), r.get(1))
     };
     assert_eq!(sha, Sha256::digest(old.as_bytes()).to_vec());
@@ -285,15 +289,21 @@ async fn a_send_naming_another_tenants_session_is_a_logged_cross_tenant_attempt(
     let actor: String = db.client.query_one("SELECT actor FROM et_security_events", &[]).await.unwrap().get(0);
     assert_eq!(actor, prefix(&acme));
     // a session that exists nowhere is not an attempt on anyone
-    let (s, _) = post(&app, "/v1/messages", &acme, json!({ "channelSessionId": theirs + 1000, "to": ["+15557654321"], "textBody": "x" })).await;
+    let (s, _) =
+        post(&app, "/v1/messages", &acme, json!({ "channelSessionId": theirs + 1000, "to": ["+15557654321"], "textBody": "x" })).await;
     assert_eq!(s, 400);
     assert_eq!(events(&db, "cross_tenant_access", None).await, 1);
     assert_eq!(db.count("SELECT count(*) FROM et_messages").await, 0);
     app.stop().await;
 }
 
-const REFUSED_HOSTS: &[&str] =
-    &["http://127.0.0.1:9/", "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://192.168.1.10:8080/", "http://172.16.0.1/"];
+const REFUSED_HOSTS: &[&str] = &[
+    "http://127.0.0.1:9/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://10.0.0.1/",
+    "http://192.168.1.10:8080/",
+    "http://172.16.0.1/",
+];
 
 #[tokio::test]
 async fn every_url_a_tenant_configures_passes_the_ssrf_guard() {
@@ -305,18 +315,39 @@ async fn every_url_a_tenant_configures_passes_the_ssrf_guard() {
     let before = db.count("SELECT count(*) FROM et_channel_sessions").await;
     for url in REFUSED_HOSTS {
         let cases = [
-            ("/v1/tenants/acme/sessions", json!({ "channel": "whatsapp", "provider": "http_bridge", "address": "+15550002222", "config": { "url": url } }), "config.url"),
-            ("/v1/tenants/acme/sessions", json!({ "channel": "telegram", "provider": "telegram_bot", "address": "@acme_bot", "config": { "api_base": url } }), "config.api_base"),
-            ("/v1/tenants/acme/sessions", json!({ "channel": "sms", "provider": "twilio", "address": "+15550003333", "config": { "api_base": url } }), "config.api_base"),
-            ("/v1/tenants/acme/sessions", json!({ "channel": "whatsapp", "provider": "whatsapp_cloud", "address": "+15550004444", "config": { "api_base": url, "phone_number_id": "1" } }), "config.api_base"),
-            ("/v1/tenants", json!({ "id": "llmco", "settings": { "decider": "llm", "llm": { "base_url": url, "model": "m" } } }), "settings.llm.base_url"),
+            (
+                "/v1/tenants/acme/sessions",
+                json!({ "channel": "whatsapp", "provider": "http_bridge", "address": "+15550002222", "config": { "url": url } }),
+                "config.url",
+            ),
+            (
+                "/v1/tenants/acme/sessions",
+                json!({ "channel": "telegram", "provider": "telegram_bot", "address": "@acme_bot", "config": { "api_base": url } }),
+                "config.api_base",
+            ),
+            (
+                "/v1/tenants/acme/sessions",
+                json!({ "channel": "sms", "provider": "twilio", "address": "+15550003333", "config": { "api_base": url } }),
+                "config.api_base",
+            ),
+            (
+                "/v1/tenants/acme/sessions",
+                json!({ "channel": "whatsapp", "provider": "whatsapp_cloud", "address": "+15550004444", "config": { "api_base": url, "phone_number_id": "1" } }),
+                "config.api_base",
+            ),
+            (
+                "/v1/tenants",
+                json!({ "id": "llmco", "settings": { "decider": "llm", "llm": { "base_url": url, "model": "m" } } }),
+                "settings.llm.base_url",
+            ),
         ];
         for (path, body, field) in cases {
             let (s, e) = post(&app, path, &op, body).await;
             assert_eq!((s, e["error"]["field"].as_str()), (400, Some(field)), "{url} {path}: {e}");
             assert!(e["error"]["message"].as_str().unwrap().contains("address"), "{url}: {e}");
         }
-        let (s, e) = call(&app, reqwest::Method::PATCH, "/v1/tenants/acme", &op, Some(json!({ "settings": { "llm": { "base_url": url } } }))).await;
+        let (s, e) =
+            call(&app, reqwest::Method::PATCH, "/v1/tenants/acme", &op, Some(json!({ "settings": { "llm": { "base_url": url } } }))).await;
         assert_eq!((s, e["error"]["field"].as_str()), (400, Some("settings.llm.base_url")), "{url}: {e}");
         let (s, e) = post(&app, "/v1/webhooks", &admin, json!({ "url": url })).await;
         assert_eq!((s, e["error"]["field"].as_str()), (400, Some("url")), "{url}: {e}");
@@ -334,9 +365,12 @@ async fn every_url_a_tenant_configures_passes_the_ssrf_guard() {
     )
     .await;
     assert_eq!((s, e["error"]["field"].as_str()), (400, Some("config.password")), "{e}");
-    let (s, e) = call(&app, reqwest::Method::PATCH, "/v1/tenants/acme", &op, Some(json!({ "settings": { "llm": { "api_key": "sk-1" } } }))).await;
+    let (s, e) =
+        call(&app, reqwest::Method::PATCH, "/v1/tenants/acme", &op, Some(json!({ "settings": { "llm": { "api_key": "sk-1" } } }))).await;
     assert_eq!((s, e["error"]["field"].as_str()), (400, Some("settings.llm.api_key")), "{e}");
-    let (s, e) = call(&app, reqwest::Method::PATCH, "/v1/tenants/acme", &op, Some(json!({ "settings": { "llm": { "api_key_ref": "openai" } } }))).await;
+    let (s, e) =
+        call(&app, reqwest::Method::PATCH, "/v1/tenants/acme", &op, Some(json!({ "settings": { "llm": { "api_key_ref": "openai" } } })))
+            .await;
     assert_eq!(s, 200, "{e}");
     app.stop().await;
 }
@@ -349,7 +383,8 @@ async fn loopback_urls_pass_when_the_operator_allows_loopback() {
     let op = platform_key(&db).await;
     let body = json!({ "channel": "whatsapp", "provider": "http_bridge", "address": "+15550002222", "config": { "url": "http://127.0.0.1:9/send" } });
     assert_eq!(post(&app, "/v1/tenants/acme/sessions", &op, body).await.0, 201);
-    let body = json!({ "channel": "whatsapp", "provider": "http_bridge", "address": "+15550002223", "config": { "url": "http://10.0.0.1/send" } });
+    let body =
+        json!({ "channel": "whatsapp", "provider": "http_bridge", "address": "+15550002223", "config": { "url": "http://10.0.0.1/send" } });
     assert_eq!(post(&app, "/v1/tenants/acme/sessions", &op, body).await.0, 400, "loopback only");
     app.stop().await;
 }
@@ -383,7 +418,8 @@ async fn the_adapters_refuse_non_public_addresses_at_call_time() {
     // a name is resolved and checked when the call connects: localhost is loopback
     let mock = MockHttp::start(|_, _| Answer::json(200, json!({ "id": "x" }))).await;
     let port = mock.url().rsplit(':').next().unwrap().to_owned();
-    let bridge = HttpBridge::new(&json!({ "url": format!("http://localhost:{port}/send") }), None, none).expect("a name passes construction");
+    let bridge =
+        HttpBridge::new(&json!({ "url": format!("http://localhost:{port}/send") }), None, none).expect("a name passes construction");
     let msg = crate::fixtures::text_message(Channel::Whatsapp, "+15550001111", &["+15551234567"], "hi");
     let err = bridge.send(&msg).await.expect_err("refused at connect");
     assert!(err.detail.contains("loopback"), "{err:?}");

@@ -251,7 +251,7 @@ pub async fn send_message(
             return Err(ApiError::field(
                 "channelSessionId",
                 format!("no channel session {} for this tenant", req.channel_session_id.unwrap_or_default()),
-            ))
+            ));
         }
         Err(NoSession::NoneActive) => {
             let ch = req.channel.unwrap_or(Channel::Email);

@@ -210,11 +210,9 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 /// tenant), else 404 as if `tenant` did not exist; both logged.
 pub(super) async fn refuse_tenant_key(state: &AppState, holder: &KeyHolder, own: &str, tenant: Option<&str>, route: &str) -> ApiError {
     let (action, detail, err) = match tenant {
-        Some(t) if t != own => (
-            "cross_tenant_access",
-            serde_json::json!({ "resource": "tenant", "id": t, "route": route }),
-            ApiError::not_found("tenant"),
-        ),
+        Some(t) if t != own => {
+            ("cross_tenant_access", serde_json::json!({ "resource": "tenant", "id": t, "route": route }), ApiError::not_found("tenant"))
+        }
         _ => (
             "missing_scope",
             serde_json::json!({ "needed": apikeys::PLATFORM_SCOPE, "route": route }),
@@ -267,7 +265,9 @@ async fn urls_pass(state: &AppState, urls: &[(&str, Option<&Value>)]) -> Result<
         match v {
             None | Some(Value::Null) => {}
             Some(Value::String(url)) => {
-                egress::check_url(url, &state.config.network_allow).await.map_err(|refused| ApiError::field(*field, refused.to_string()))?;
+                egress::check_url(url, &state.config.network_allow)
+                    .await
+                    .map_err(|refused| ApiError::field(*field, refused.to_string()))?;
             }
             Some(_) => return Err(ApiError::field(*field, "must be an http(s) URL (a string)")),
         }
@@ -380,7 +380,8 @@ pub async fn list_tenants(
             "active" => active = Some(v.parse::<bool>().map_err(|_| ApiError::field("active", "must be true or false"))?),
             "after" => after = Some(v),
             "limit" => {
-                limit = v.parse::<i64>().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| ApiError::field("limit", "must be 1..=500"))?
+                limit =
+                    v.parse::<i64>().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| ApiError::field("limit", "must be 1..=500"))?
             }
             _ => return Err(ApiError::field(k, "unknown parameter (expected active, after, limit)")),
         }
@@ -462,7 +463,11 @@ pub async fn update_tenant(
     ),
     security(("api_key" = []))
 )]
-pub async fn deactivate_tenant(State(state): State<AppState>, holder: KeyHolder, Path(id): Path<String>) -> Result<Json<TenantView>, ApiError> {
+pub async fn deactivate_tenant(
+    State(state): State<AppState>,
+    holder: KeyHolder,
+    Path(id): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
     platform(&state, &holder, Some(&id), "POST /v1/tenants/{id}/deactivate").await?;
     change_tenant(&state, &holder, &id, TenantChanges { active: Some(false), ..Default::default() }).await
 }
@@ -479,7 +484,11 @@ pub async fn deactivate_tenant(State(state): State<AppState>, holder: KeyHolder,
     ),
     security(("api_key" = []))
 )]
-pub async fn activate_tenant(State(state): State<AppState>, holder: KeyHolder, Path(id): Path<String>) -> Result<Json<TenantView>, ApiError> {
+pub async fn activate_tenant(
+    State(state): State<AppState>,
+    holder: KeyHolder,
+    Path(id): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
     platform(&state, &holder, Some(&id), "POST /v1/tenants/{id}/activate").await?;
     change_tenant(&state, &holder, &id, TenantChanges { active: Some(true), ..Default::default() }).await
 }
@@ -554,7 +563,11 @@ pub async fn create_session(
     ),
     security(("api_key" = []))
 )]
-pub async fn list_sessions(State(state): State<AppState>, holder: KeyHolder, Path(id): Path<String>) -> Result<Json<SessionList>, ApiError> {
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    holder: KeyHolder,
+    Path(id): Path<String>,
+) -> Result<Json<SessionList>, ApiError> {
     platform(&state, &holder, Some(&id), "GET /v1/tenants/{id}/sessions").await?;
     let client = state.pool.get().await?;
     tenant_exists(&client, &id).await?;
@@ -582,11 +595,18 @@ pub async fn get_session(
     platform(&state, &holder, Some(&id), "GET /v1/tenants/{id}/sessions/{sid}").await?;
     let sid = session_id(&sid)?;
     let client = state.pool.get().await?;
-    let row = db::get_session(&**client, &id, sid).await.map_err(ApiError::from_db)?.ok_or_else(|| ApiError::not_found("channel session"))?;
+    let row =
+        db::get_session(&**client, &id, sid).await.map_err(ApiError::from_db)?.ok_or_else(|| ApiError::not_found("channel session"))?;
     Ok(Json(row.try_into()?))
 }
 
-async fn change_session(state: &AppState, holder: &KeyHolder, id: &str, sid: i64, changes: SessionChanges) -> Result<Json<SessionView>, ApiError> {
+async fn change_session(
+    state: &AppState,
+    holder: &KeyHolder,
+    id: &str,
+    sid: i64,
+    changes: SessionChanges,
+) -> Result<Json<SessionView>, ApiError> {
     let client = state.pool.get().await?;
     let row = db::update_session(&**client, id, sid, &changes, &holder.actor())
         .await

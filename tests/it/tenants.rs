@@ -511,3 +511,55 @@ fn the_tenant_and_key_routes_are_in_the_openapi_document() {
     assert_eq!(schemas["Provider"]["enum"], json!(pgcourier::domain::vocab::Provider::NAMES));
     assert_eq!(schemas["KeyScope"]["enum"], json!(["send", "read", "admin"]));
 }
+
+/// The operator's command line: a platform key, tenants, key rotation.
+#[tokio::test]
+async fn the_command_line_makes_platform_keys_tenants_and_rotates_keys() {
+    let db = TestDb::new().await;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgcourier"))
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "warn")
+            .args(args)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        stdout.trim().to_owned()
+    };
+    let platform = run(&["apikey", "create", "--platform", "--name", "ops"]);
+    assert!(platform.starts_with("pgc_"), "{platform}");
+    let row = db
+        .client
+        .query_one("SELECT tenant_id, scopes, created_by FROM et_api_keys WHERE prefix = $1", &[&prefix(&platform)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, Option<String>>(0), row.get::<_, Vec<String>>(1), row.get::<_, String>(2)),
+        (None, vec!["platform".to_owned()], "cli".to_owned())
+    );
+
+    run(&["tenant", "create", "hooli", "--name", "Hooli", "--settings", r#"{"max_per_day": 5}"#]);
+    assert!(run(&["tenant", "list"]).contains("hooli"));
+    let key = run(&["apikey", "create", "--tenant", "hooli", "--scopes", "read"]);
+    run(&["tenant", "deactivate", "hooli"]);
+    assert_eq!(db.count("SELECT count(*) FROM et_tenants WHERE id = 'hooli' AND NOT active AND updated_by = 'cli'").await, 1);
+    run(&["tenant", "activate", "hooli"]);
+
+    let new = run(&["apikey", "rotate", "--tenant", "hooli", prefix(&key), "--overlap", "1h"]);
+    assert!(new.starts_with("pgc_") && new != key, "{new}");
+    let overlap_ends: bool = db
+        .client
+        .query_one(
+            "SELECT revoked_at BETWEEN now() + interval '59 minutes' AND now() + interval '61 minutes' FROM et_api_keys WHERE prefix = $1",
+            &[&prefix(&key)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(overlap_ends, "the old key stops an hour from now");
+    // the platform key rotates too (no tenant)
+    let platform2 = run(&["apikey", "rotate", prefix(&platform)]);
+    assert_eq!(db.count("SELECT count(*) FROM et_api_keys WHERE tenant_id IS NULL AND revoked_at <= now()").await, 1);
+    assert!(platform2.starts_with("pgc_"));
+}

@@ -161,6 +161,17 @@ async fn a_deactivated_tenants_keys_get_403_until_it_is_active_again() {
     assert_eq!(s, 403, "{e}");
     assert!(e["error"]["message"].as_str().unwrap().contains("deactivated"), "{e}");
     assert_eq!(events(&db, "inactive_tenant_key", None).await, 1);
+    // SQL inserts are refused by the insert trigger
+    let wa: i64 = db.client.query_one("SELECT id FROM et_channel_sessions WHERE channel = 'whatsapp'", &[]).await.unwrap().get(0);
+    let e = db
+        .client
+        .execute(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text) VALUES ('acme', $1, 'outbound', '{+15551234567}', 'x')",
+            &[&wa],
+        )
+        .await
+        .expect_err("refused");
+    assert!(e.as_db_error().unwrap().message().contains("tenant 'acme' is not active"), "{e}");
 
     assert_eq!(post(&app, "/v1/tenants/acme/activate", &op, json!({})).await.0, 200);
     assert_eq!(get(&app, "/v1/messages", &key).await.0, 200);

@@ -29,6 +29,19 @@
 //! - [`cluster`]: the private PostgreSQL that `pgcourier up` starts.
 //! - [`config`], [`telemetry`], [`status`], [`show`]: environment configuration, logging and
 //!   metrics, the `pgcourier status` report, one message's `pgcourier show` report.
+//!
+//! # The workers
+//!
+//! Four workers claim rows and record outcomes: the dispatcher ([`outbound`]), the inbound
+//! worker, the insights worker and the webhook worker. What they share is shared: the leases and
+//! their batched renewal ([`lease`]), the wake-ups ([`wakeup`]), the pass timer ([`every`]), the
+//! database errors ([`db::DbError`]) and one shutdown token. Their loops are not one generic
+//! loop, because they differ where it matters: the dispatcher bounds sends per session and in
+//! total, keeps a busy mark instead of NOTIFYs and writes outcomes from a separate task; the
+//! inbound worker prefetches the next claim while it decides a batch set-based; the insights
+//! worker works one batch at a time; the webhook worker has no renewal (a request is shorter than
+//! its lease). A loop generic over those choices would take a parameter for each and read longer
+//! than any one of them, so each worker keeps its own short loop.
 
 pub mod channels;
 pub mod cluster;

@@ -76,6 +76,7 @@ BEGIN
               WHEN m.rendered_subject IS NOT NULL THEN 'rendered_subject'
               WHEN m.rendered_text IS NOT NULL THEN 'rendered_text'
               WHEN m.rendered_html IS NOT NULL THEN 'rendered_html'
+              WHEN m.provider_response IS NOT NULL THEN 'provider_response'
               WHEN cardinality(m.suppressed_recipients) > 0 THEN 'suppressed_recipients'
               WHEN m.approved_by IS NOT NULL THEN 'approved_by'
               WHEN m.approved_at IS NOT NULL THEN 'approved_at' END;
@@ -83,7 +84,7 @@ BEGIN
     PERFORM et_refuse(col, format('%s is written by pgcourier, not by the inserting application', col),
                       'on an outbound insert, external_message_id (the Message-ID or provider id), attempts, '
                       'possible_duplicates, sent_at, '
-                      'last_error, error_class, rendered_*, suppressed_recipients, approved_by and approved_at are set '
+                      'last_error, error_class, rendered_*, provider_response, suppressed_recipients, approved_by and approved_at are set '
                       'by the triggers, the daemon and et_approve',
                       format('leave %s out of the insert', col));
   END IF;
@@ -391,7 +392,8 @@ BEGIN
   IF NEW.priority NOT BETWEEN 1 AND 4
      OR (NEW.direction = 'outbound'
          AND (num_nonnulls(NEW.external_message_id, NEW.sent_at, NEW.last_error, NEW.error_class, NEW.rendered_subject,
-                           NEW.rendered_text, NEW.rendered_html, NEW.approved_by, NEW.approved_at, NEW.scheduled_at) > 0
+                           NEW.rendered_text, NEW.rendered_html, NEW.approved_by, NEW.approved_at, NEW.scheduled_at,
+                           NEW.provider_response) > 0
               OR NEW.attempts <> 0 OR NEW.possible_duplicates <> 0 OR cardinality(NEW.suppressed_recipients) > 0)) THEN
     PERFORM et_check_inserted_fields(NEW);
   END IF;

@@ -98,7 +98,10 @@ BEGIN
                        'possible_duplicate', CASE WHEN n.possible_duplicates > o.possible_duplicates THEN true END,
                        'attempts', CASE WHEN n.direction = 'outbound' AND o.delivery_status = 'sending' THEN n.attempts END,
                        'error', CASE WHEN n.last_error IS DISTINCT FROM o.last_error THEN n.last_error END,
-                       'error_class', CASE WHEN n.error_class IS DISTINCT FROM o.error_class THEN n.error_class END)) END AS detail
+                       'error_class', CASE WHEN n.error_class IS DISTINCT FROM o.error_class THEN n.error_class END,
+                       -- an attempt's end: the provider's answer to it and the message's trace id
+                       'provider_response', CASE WHEN n.direction = 'outbound' AND o.delivery_status = 'sending' THEN n.provider_response END,
+                       'trace_id', CASE WHEN n.direction = 'outbound' AND o.delivery_status = 'sending' THEN n.metadata ->> 'trace_id' END)) END AS detail
       FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
       LEFT JOIN et_status_transitions t
         ON t.direction = o.direction AND t.from_status = o.delivery_status AND t.to_status = n.delivery_status

@@ -19,7 +19,7 @@ use lettre::{Address, Message};
 /// the same rules, `crate::domain::address`), ready for lettre: display name unquoted, the
 /// domain in its ASCII form, a quoted local part kept quoted.
 pub fn mailbox(field: &str, value: &str) -> Result<Mailbox, SendError> {
-    let unusable = |why: &dyn std::fmt::Display| SendError::permanent(format!("{field} {value:?} is not a usable address: {why}"));
+    let unusable = |why: &dyn std::fmt::Display| SendError::invalid(format!("{field} {value:?} is not a usable address: {why}"));
     let email = parse_email(value).ok_or_else(|| unusable(&"not a valid email address"))?;
     let address = Address::new(&email.local, &email.domain).map_err(|e| unusable(&e))?;
     Ok(Mailbox::new(email.name, address))
@@ -70,7 +70,7 @@ pub fn build(msg: &Outbound) -> Result<Message, SendError> {
             b.multipart(mixed)
         }
     };
-    built.map_err(|e| SendError::permanent(format!("cannot build the email: {e}")))
+    built.map_err(|e| SendError::invalid(format!("cannot build the email: {e}")))
 }
 
 /// A text or HTML body with every line end (CRLF, lone CR, lone LF) as LF, which lettre writes as
@@ -85,7 +85,7 @@ fn lf_line_ends(body: &str) -> String {
 /// and nothing in it can break the wire format. (Left to itself lettre sends an ASCII file `7bit`,
 /// bare LFs and over-long lines included.)
 fn attachment_part(a: &Attachment) -> Result<SinglePart, SendError> {
-    let refuse = |what: String| SendError::permanent(format!("attachment {:?}: {what}", a.filename));
+    let refuse = |what: String| SendError::invalid(format!("attachment {:?}: {what}", a.filename));
     let ct = ContentType::parse(&a.content_type).map_err(|e| refuse(format!("content type {:?}: {e}", a.content_type)))?;
     let body = Body::new_with_encoding(a.content.clone(), ContentTransferEncoding::Base64)
         .map_err(|_| refuse("cannot be encoded as base64".into()))?;

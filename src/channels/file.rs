@@ -34,6 +34,10 @@ impl Channel for File {
             tokio::fs::rename(&partial, &path).await
         };
         write.await.map_err(|e| SendError::transient(format!("writing {} failed: {e}", path.display())))?;
-        Ok(Receipt { external_id: msg.message_id.clone().or_else(|| Some(msg.public_id.to_string())), detail: None })
+        Ok(Receipt {
+            external_id: msg.message_id.clone().or_else(|| Some(msg.public_id.to_string())),
+            detail: None,
+            answer: Default::default(),
+        })
     }
 }

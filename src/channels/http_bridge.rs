@@ -19,7 +19,7 @@
 //! https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/ (Idempotency-Key).
 
 use super::provider_http::{error_chain, excerpt, guarded_client, may_have_arrived, retry_after};
-use super::{Channel, Outbound, Receipt, SendError};
+use super::{Answer, Channel, Outbound, Receipt, SendError};
 use crate::domain::network::Allow;
 use crate::domain::outcome::ErrorClass;
 use async_trait::async_trait;
@@ -99,7 +99,7 @@ impl Channel for HttpBridge {
                 Some(serde_json::Value::Number(n)) => Some(n.to_string()),
                 _ => None,
             };
-            return Ok(Receipt { external_id, detail: None });
+            return Ok(Receipt { external_id, detail: None, answer: Answer::http(status, &text) });
         }
         let body = excerpt(text.trim(), 1000);
         let detail = format!("http_bridge HTTP {status} from {}: {}", self.url, if body.is_empty() { "(empty body)" } else { &body });
@@ -108,6 +108,6 @@ impl Channel for HttpBridge {
             408 | 500..=599 => ErrorClass::Transient { retry_after },
             _ => ErrorClass::Permanent,
         };
-        Err(SendError::new(class, detail))
+        Err(SendError::new(class, detail).answered(Answer::http(status, &text)))
     }
 }

@@ -17,6 +17,6 @@ impl Channel for Log {
         );
         // an email keeps the Message-ID it would have been sent with, as over SMTP
         let external_id = msg.message_id.clone().unwrap_or_else(|| format!("log-{}", msg.public_id));
-        Ok(Receipt { external_id: Some(external_id), detail: None })
+        Ok(Receipt { external_id: Some(external_id), detail: None, answer: Default::default() })
     }
 }

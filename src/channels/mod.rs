@@ -12,7 +12,7 @@ pub mod twilio;
 pub mod whatsapp_cloud;
 
 use crate::domain::network::Allow;
-use crate::domain::outcome::ErrorClass;
+use crate::domain::outcome::{ErrorClass, ProviderResponse};
 use crate::domain::vocab::{self, Provider};
 pub use crate::rows::Attachment;
 use crate::rows::SessionRow;
@@ -55,6 +55,30 @@ pub struct Receipt {
     /// Anything else worth keeping (e.g. a migrated chat id), merged into the message's
     /// `metadata` under `delivery`.
     pub detail: Option<serde_json::Value>,
+    /// The provider's answer (code and text), for the attempt's provider response.
+    pub answer: Answer,
+}
+
+/// What a provider answered, as received: its code (SMTP reply code, HTTP status) and text.
+/// Both None: no answer (the failure happened before one came).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub code: Option<String>,
+    pub raw: Option<String>,
+}
+
+impl Answer {
+    /// An HTTP answer: its status and body.
+    pub fn http(status: u16, body: &str) -> Answer {
+        Answer { code: Some(status.to_string()), raw: (!body.trim().is_empty()).then(|| body.trim().to_owned()) }
+    }
+}
+
+impl Receipt {
+    /// The attempt's provider response.
+    pub fn response(&self) -> ProviderResponse {
+        ProviderResponse::accepted(self.answer.code.clone(), self.answer.raw.clone())
+    }
 }
 
 /// A failed send, classified by the adapter.
@@ -68,11 +92,30 @@ pub struct SendError {
     /// or timed out after the message was handed over, before the provider's answer. A retry
     /// is then flagged as a possible duplicate.
     pub possibly_delivered: bool,
+    /// The provider's answer, when it gave one (boxed: errors travel in `Result`s and stay small).
+    pub answer: Option<Box<Answer>>,
 }
 
 impl SendError {
     pub fn new(class: ErrorClass, detail: impl Into<String>) -> Self {
-        SendError { class, detail: detail.into(), possibly_delivered: false }
+        SendError { class, detail: detail.into(), possibly_delivered: false, answer: None }
+    }
+
+    /// The message cannot be sent as stored; the provider is not asked.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        SendError::new(ErrorClass::Invalid, detail)
+    }
+
+    /// The same error, with the provider's answer.
+    pub fn answered(mut self, answer: Answer) -> Self {
+        self.answer = (answer != Answer::default()).then(|| Box::new(answer));
+        self
+    }
+
+    /// The attempt's provider response (None: the provider was never asked).
+    pub fn response(&self) -> Option<ProviderResponse> {
+        let answer = self.answer.as_deref().cloned().unwrap_or_default();
+        ProviderResponse::failed(&self.class, answer.code, answer.raw, &self.detail)
     }
 
     pub fn permanent(detail: impl Into<String>) -> Self {

@@ -13,7 +13,7 @@
 //! 5.1.1–5.1.3 (no such mailbox / bad address) also suppress the address as `hard_bounce`. A send
 //! that broke without the server's answer may have been delivered (see [`classify`]).
 
-use super::{email, Channel, Outbound, Receipt, SendError};
+use super::{email, Answer, Channel, Outbound, Receipt, SendError};
 use crate::domain::outcome::{ErrorClass, SuppressReason};
 use async_trait::async_trait;
 use deadpool::managed::{Manager, Metrics, Pool, PoolError, QueueMode, RecycleError, RecycleResult};
@@ -90,7 +90,10 @@ impl Channel for Smtp {
         // After an error reply lettre has sent QUIT and marked the connection broken; it is not reused.
         conn.clean = !conn.smtp.has_broken();
         match sent {
-            Ok(_) => Ok(Receipt { external_id: msg.message_id.clone(), detail: None }),
+            Ok(reply) => {
+                let answer = Answer { code: Some(reply.code().to_string()), raw: Some(reply.message().collect::<Vec<_>>().join(" ")) };
+                Ok(Receipt { external_id: msg.message_id.clone(), detail: None, answer })
+            }
             Err(e) => Err(classify(&e, msg)),
         }
     }
@@ -217,7 +220,11 @@ fn classify(e: &lettre::transport::smtp::Error, msg: &Outbound) -> SendError {
     // been handed over whole: lettre does not say in which step it failed, so any such failure
     // counts, and the retry is flagged as a possible duplicate.
     let answered = e.is_response() || e.is_transient() || e.is_permanent() || e.is_client();
-    SendError::new(class, detail).possibly_delivered(!answered)
+    let answer = match e.status() {
+        Some(code) => Answer { code: Some(code.to_string()), raw: Some(detail.clone()) },
+        None => Answer::default(),
+    };
+    SendError::new(class, detail).possibly_delivered(!answered).answered(answer)
 }
 
 /// The address a 5.1.x reply names (`<user@host>`), else the only recipient.

@@ -127,10 +127,10 @@ impl Channel for Telegram {
     async fn send(&self, msg: &Outbound) -> Result<Receipt, SendError> {
         let text = msg.text.as_deref().filter(|t| !t.trim().is_empty());
         if text.is_none() && msg.attachments.is_empty() {
-            return Err(SendError::permanent("telegram: the message has no text and no attachments: nothing to send"));
+            return Err(SendError::invalid("telegram: the message has no text and no attachments: nothing to send"));
         }
         if msg.to.is_empty() {
-            return Err(SendError::permanent("telegram: the message has no recipient chat"));
+            return Err(SendError::invalid("telegram: the message has no recipient chat"));
         }
         // inbound Telegram rows are keyed `<chat_id>:<message_id>`; a bare message id works too
         let reply_to = msg.in_reply_to.as_deref().and_then(|r| r.rsplit(':').next()).and_then(|r| r.trim().parse::<i64>().ok());
@@ -281,7 +281,7 @@ fn classify(what: &str, recipient: &str, status: u16, retry_header: Option<u64>,
         _ if status >= 500 => (ErrorClass::Transient { retry_after: None }, detail),
         _ => (ErrorClass::Permanent, detail),
     };
-    Err(SendError::new(class, detail).into())
+    Err(SendError::new(class, detail).answered(super::Answer::http(status, body)).into())
 }
 
 /// External id = the first message; the detail lists every id when there were several, and
@@ -300,5 +300,9 @@ fn receipt(ids: &[i64], migrations: &[(String, i64)]) -> Receipt {
             migrations.iter().map(|(f, t)| json!({ "from_chat_id": chat_id_value(f), "migrated_to_chat_id": t })).collect();
         detail.insert("migrations".into(), Value::Array(all));
     }
-    Receipt { external_id: ids.first().map(|id| id.to_string()), detail: (!detail.is_empty()).then_some(Value::Object(detail)) }
+    Receipt {
+        external_id: ids.first().map(|id| id.to_string()),
+        detail: (!detail.is_empty()).then_some(Value::Object(detail)),
+        answer: Default::default(),
+    }
 }

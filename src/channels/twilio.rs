@@ -28,7 +28,7 @@
 //! - https://www.twilio.com/docs/api/errors/21610, /20003, /20429, /21211
 
 use super::provider_http::{error_chain, excerpt, may_have_arrived, retry_after};
-use super::{Channel, Outbound, Receipt, SendError};
+use super::{Answer, Channel, Outbound, Receipt, SendError};
 use crate::domain::network::Allow;
 use crate::domain::outcome::{ErrorClass, SuppressReason};
 use crate::domain::vocab;
@@ -117,7 +117,7 @@ impl Twilio {
         if (200..300).contains(&status) {
             return Ok(json);
         }
-        Err(classify(status, &json, &text, retry_after, to))
+        Err(classify(status, &json, &text, retry_after, to).answered(Answer::http(status, &text)))
     }
 }
 
@@ -130,15 +130,15 @@ impl Channel for Twilio {
             other => return Err(SendError::permanent(format!("twilio sends sms and whatsapp, not {other}"))),
         };
         if !msg.attachments.is_empty() {
-            return Err(SendError::permanent(format!(
+            return Err(SendError::invalid(format!(
                 "twilio: {} attachment(s) cannot be sent: MMS/WhatsApp media need a public MediaUrl, which pgcourier does not host; send a link in the text instead",
                 msg.attachments.len()
             )));
         }
         let body =
-            msg.text.as_deref().filter(|t| !t.trim().is_empty()).ok_or_else(|| SendError::permanent("twilio: the message has no text"))?;
+            msg.text.as_deref().filter(|t| !t.trim().is_empty()).ok_or_else(|| SendError::invalid("twilio: the message has no text"))?;
         if msg.to.is_empty() {
-            return Err(SendError::permanent("twilio: the message has no recipients"));
+            return Err(SendError::invalid("twilio: the message has no recipients"));
         }
         let mut sent = Vec::new();
         let mut failed: Vec<(String, SendError)> = Vec::new();
@@ -170,7 +170,7 @@ impl Channel for Twilio {
                 failed.iter().map(|(to, e)| serde_json::json!({ "to": to, "class": e.class.as_str(), "error": e.detail })).collect();
             detail["unsent"] = serde_json::json!(unsent);
         }
-        Ok(Receipt { external_id, detail: Some(detail) })
+        Ok(Receipt { external_id, detail: Some(detail), answer: Default::default() })
     }
 }
 

@@ -189,7 +189,11 @@ impl Channel for WhatsappCloud {
         }
         self.forget(msg.public_id);
         let external_id = sent.iter().find_map(|s| s["id"].as_str().map(str::to_owned));
-        Ok(Receipt { external_id, detail: Some(json!({ "provider": Provider::WhatsappCloud, "messages": sent })) })
+        Ok(Receipt {
+            external_id,
+            detail: Some(json!({ "provider": Provider::WhatsappCloud, "messages": sent })),
+            answer: Default::default(),
+        })
     }
 }
 
@@ -301,5 +305,5 @@ fn classify(status: u16, retry_after: Option<Duration>, body: &str, what: &str, 
         detail.push_str(&format!("; details: {details}"));
     }
     detail.push_str(&format!("; body: {}", excerpt(body, 1000)));
-    SendError::new(class, detail)
+    SendError::new(class, detail).answered(super::Answer::http(status, body))
 }

@@ -10,11 +10,14 @@
 //! - `send`: session choice, sender checks, the idempotent insert and attachments
 //! - `messages`: message reads, events, the filtered list, operator actions
 //! - `threads`: thread reads, insights, handoff
+//! - `dead_letters`: the dead-letter queue (`et_dead_letters`)
 
+mod dead_letters;
 mod messages;
 mod send;
 mod threads;
 
+pub use dead_letters::*;
 pub use messages::*;
 pub use send::*;
 pub use threads::*;

@@ -6,7 +6,7 @@
 //! attempt. No transaction stays open while a provider is called.
 
 use crate::domain::breaker::BreakerState;
-use crate::domain::outcome::SuppressReason;
+use crate::domain::outcome::{ProviderResponse, SuppressReason};
 use crate::domain::vocab::{Channel, Status};
 use crate::rows::{Attachment, SessionRow};
 use chrono::{DateTime, Utc};
@@ -137,7 +137,7 @@ WITH b AS (
     -- update trigger) as a possible duplicate
     UPDATE et_messages m
        SET delivery_status = 'sending', attempts = m.attempts + 1,
-           possible_duplicates = m.possible_duplicates + q.maybe_delivered::int, updated_at = now()
+           possible_duplicates = m.possible_duplicates + q.maybe_delivered::int, provider_response = NULL, updated_at = now()
       FROM q
      WHERE m.tenant_id = q.tenant_id AND m.id = q.message_id
  -- the lease's numbers travel with the row: joining m back to q below was a nested loop over
@@ -287,6 +287,8 @@ pub struct OutcomeRow {
     /// A failed attempt that may still have reached the provider (the connection broke after
     /// the message was handed over): the next attempt is flagged as a possible duplicate.
     pub maybe_delivered: bool,
+    /// The provider's answer to this attempt (None: the provider was never asked).
+    pub provider_response: Option<ProviderResponse>,
 }
 
 impl OutcomeRow {
@@ -307,6 +309,7 @@ impl OutcomeRow {
             suppress: None,
             delivery: None,
             maybe_delivered: false,
+            provider_response: None,
         }
     }
 }
@@ -314,9 +317,9 @@ impl OutcomeRow {
 const RECORD: &str = r#"
 WITH o AS (
     SELECT * FROM unnest($2::text[], $3::bigint[], $4::int[], $5::text[], $6::timestamptz[], $7::text[], $8::text[],
-                         $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::bool[])
+                         $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::bool[], $15::jsonb[])
         AS o(tenant_id, message_id, attempt, status, run_at, error, error_class, external_id, r_subject, r_text, r_html, delivery,
-             maybe)
+             maybe, response)
 ), dq AS (
     -- the fence (this worker's lease, this attempt) sits in the DELETE and the UPDATE themselves,
     -- so a row re-leased meanwhile is rechecked and skipped without locking it first; each
@@ -341,7 +344,7 @@ WITH o AS (
        SET delivery_status = f.status,
            sent_at = CASE WHEN f.status = 'sent' THEN now() ELSE m.sent_at END,
            external_message_id = coalesce(f.external_id, m.external_message_id),
-           last_error = f.error, error_class = f.error_class,
+           last_error = f.error, error_class = f.error_class, provider_response = f.response,
            rendered_subject = coalesce(f.r_subject, m.rendered_subject),
            rendered_text = coalesce(f.r_text, m.rendered_text),
            rendered_html = coalesce(f.r_html, m.rendered_html),
@@ -378,13 +381,15 @@ pub async fn record(client: &mut deadpool_postgres::Client, worker: &str, rows: 
     let html = col(|r| r.rendered_html.clone());
     let delivery: Vec<Option<Value>> = rows.iter().map(|r| r.delivery.clone()).collect();
     let maybe: Vec<bool> = rows.iter().map(|r| r.maybe_delivered).collect();
+    let response: Vec<Option<Value>> =
+        rows.iter().map(|r| r.provider_response.as_ref().and_then(|p| serde_json::to_value(p).ok())).collect();
 
     let tx = client.transaction().await?;
     let stmt = tx.prepare_cached(RECORD).await?;
     let held: i64 = tx
         .query_one(
             &stmt,
-            &[&worker, &tenant, &ids, &attempts, &status, &run_at, &error, &class, &ext, &subj, &text, &html, &delivery, &maybe],
+            &[&worker, &tenant, &ids, &attempts, &status, &run_at, &error, &class, &ext, &subj, &text, &html, &delivery, &maybe, &response],
         )
         .await?
         .get(0);

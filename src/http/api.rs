@@ -6,12 +6,14 @@
 //! - [`send`]: `POST /v1/messages` (idempotent, attachments in the same transaction)
 //! - [`messages`]: `GET /v1/messages/{id}`, `GET /v1/messages`, `POST …/{approve|reject|retry|cancel}`
 //! - [`threads`]: `GET /v1/threads/{id}`, `POST /v1/threads/{id}/handoff`
+//! - [`dead_letters`]: `GET /v1/dead-letters`
 //! - [`tenants`]: `/v1/tenants` and their sessions, for the platform operator
 //! - [`keys`]: `/v1/tenants/{id}/keys`: create, rotate, revoke (platform key or the tenant's admin key)
 //! - `input`: body / parameter parsing and the column → field map of database refusals
 //! - [`views`]: the response shapes
 //! - `doc`: the OpenAPI document
 
+pub mod dead_letters;
 mod doc;
 pub(crate) mod input;
 pub mod keys;
@@ -33,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/messages/{id}/reject", post(messages::reject))
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route("/v1/dead-letters", get(dead_letters::list_dead_letters))
         .route("/v1/threads/{id}", get(threads::get_thread))
         .route("/v1/threads/{id}/handoff", post(threads::handoff))
         .route("/v1/tenants", post(tenants::create_tenant).get(tenants::list_tenants))
@@ -51,5 +54,6 @@ pub fn routes() -> Router<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = doc::openapi();
     doc.merge(crate::http::webhooks::openapi());
+    doc.merge(dead_letters::openapi());
     doc
 }

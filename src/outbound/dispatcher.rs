@@ -19,7 +19,7 @@ use super::breakers::Breakers;
 use super::fair::{Budgets, Loads};
 use super::outcomes::{self, Finished};
 use super::render;
-use crate::channels::{Registry, SendError};
+use crate::channels::{Outbound, Receipt, Registry, SendError};
 use crate::config::Config;
 use crate::db::outbound::{self as q, Claimed, LeaseKey, OutcomeRow, Released};
 use crate::db::DbError;
@@ -28,6 +28,7 @@ use crate::domain::outcome::{decide, Decision};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::vocab::Status;
 use crate::lease::{self, Leases};
+use crate::rows::SessionRow;
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -311,64 +312,90 @@ impl Dispatcher {
         let all = m.recipients.len() + m.cc.len() + m.bcc.len();
         if !m.suppressed_now.is_empty() && m.suppressed_now.len() >= all {
             tracing::info!(suppressed = ?m.suppressed_now, "every recipient is suppressed; not sending");
-            metrics::counter!("pgcourier_messages_total", "status" => Status::Suppressed.as_str(), "channel" => m.session.channel.as_str(), "tenant" => m.tenant_id.clone()).increment(1);
-            return Finished::Outcome(row(&m, Status::Suppressed, None, None));
+            return self.finish(&m, row(&m, Status::Suppressed, None, None));
         }
-        // The session, or its fallback while the session's breaker is open.
-        let via = match self.breakers.admit(&m.session, std::time::Instant::now()) {
-            Admit::Allow | Admit::Probe => &m.session,
-            Admit::Deny { retry_in } => match &m.fallback {
-                Some(fb) if matches!(self.breakers.admit(fb, std::time::Instant::now()), Admit::Allow | Admit::Probe) => {
-                    tracing::info!(session = m.session.id, fallback = fb.id, "circuit open: sending via the fallback session");
-                    fb
-                }
-                _ => {
-                    tracing::info!(session = m.session.id, retry_in_ms = retry_in.as_millis() as u64, "circuit open: deferred");
-                    let at = chrono::Utc::now() + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::zero());
-                    return Finished::Release(released(&m, Some(at), "circuit breaker open"));
-                }
-            },
+        let via = match self.route(&m) {
+            Ok(via) => via,
+            Err(deferred) => return Finished::Release(deferred),
         };
         let started = Instant::now();
-        let mut rendered = None;
-        let result = match render::outbound(&m) {
-            Err(e) => Err(e),
-            Ok(out) => {
-                let send = async {
-                    match self.registry.get(via) {
-                        Ok(channel) => channel.send(&out).await,
-                        Err(e) => Err(e),
-                    }
-                };
-                let r = tokio::select! {
-                    r = send => r,
-                    _ = self.leases.run_out(&key) => {
-                        // Past this point the row may be handed to another claim: stop sending.
-                        // Whether the provider got the message is unknown; the rescuer flags
-                        // the next attempt.
-                        tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64,
-                                       "the lease ran out during the send (renewals failed); send abandoned");
-                        metrics::counter!("pgcourier_sends_abandoned_total", "provider" => via.provider.as_str()).increment(1);
-                        return Finished::Dropped(key);
-                    }
-                };
-                rendered = Some(out);
-                r
-            }
+        let (result, rendered) = match render::outbound(&m) {
+            Err(e) => (Err(e), None),
+            Ok(out) => match self.deliver(via, &out, &key, started).await {
+                Some(result) => (result, Some(out)),
+                None => return Finished::Dropped(key),
+            },
         };
         let provider_failed = matches!(&result, Err(e) if e.class.is_transient());
         if let Some(change) = self.breakers.record(via, std::time::Instant::now(), provider_failed) {
             self.report(m.tenant_id.clone(), via.id, change);
         }
         self.loads.sent(m.session.id, started.elapsed());
-        let elapsed_ms = started.elapsed().as_millis() as u64;
         metrics::histogram!("pgcourier_send_duration_seconds", "provider" => via.provider.as_str()).record(started.elapsed().as_secs_f64());
-        let mut outcome = match &result {
+        let mut outcome = self.outcome(&m, via, result, started.elapsed().as_millis() as u64);
+        if let Some(out) = rendered {
+            // kept only where rendering changed what was written (NULL: sent as written), so a
+            // message without variables is not stored twice and its update can stay on its page
+            outcome.rendered_subject = out.subject.filter(|s| m.subject.as_ref() != Some(s));
+            outcome.rendered_text = out.text.filter(|t| m.body_text.as_ref() != Some(t));
+            outcome.rendered_html = out.html.filter(|h| m.body_html.as_ref() != Some(h));
+        }
+        self.finish(&m, outcome)
+    }
+
+    /// The session to send through: the message's own, or its fallback while the own session's
+    /// breaker is open; with neither admitted, the message is given back until the breaker's
+    /// next probe.
+    fn route<'m>(&self, m: &'m Claimed) -> Result<&'m SessionRow, Released> {
+        let retry_in = match self.breakers.admit(&m.session, std::time::Instant::now()) {
+            Admit::Allow | Admit::Probe => return Ok(&m.session),
+            Admit::Deny { retry_in } => retry_in,
+        };
+        match &m.fallback {
+            Some(fb) if matches!(self.breakers.admit(fb, std::time::Instant::now()), Admit::Allow | Admit::Probe) => {
+                tracing::info!(session = m.session.id, fallback = fb.id, "circuit open: sending via the fallback session");
+                Ok(fb)
+            }
+            _ => {
+                tracing::info!(session = m.session.id, retry_in_ms = retry_in.as_millis() as u64, "circuit open: deferred");
+                let at = chrono::Utc::now() + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::zero());
+                Err(released(m, Some(at), "circuit breaker open"))
+            }
+        }
+    }
+
+    /// Hand the rendered message to the session's channel, racing the lease: `None` when the
+    /// lease ran out first. Past that point the row may be handed to another claim, so the send
+    /// is abandoned; whether the provider got the message is unknown, and the rescuer flags the
+    /// next attempt.
+    async fn deliver(&self, via: &SessionRow, out: &Outbound, key: &LeaseKey, started: Instant) -> Option<Result<Receipt, SendError>> {
+        let send = async {
+            match self.registry.get(via) {
+                Ok(channel) => channel.send(out).await,
+                Err(e) => Err(e),
+            }
+        };
+        tokio::select! {
+            r = send => Some(r),
+            _ = self.leases.run_out(key) => {
+                tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64,
+                               "the lease ran out during the send (renewals failed); send abandoned");
+                metrics::counter!("pgcourier_sends_abandoned_total", "provider" => via.provider.as_str()).increment(1);
+                None
+            }
+        }
+    }
+
+    /// The row to record for a finished send: sent with the provider's receipt (and the fallback
+    /// session that carried it, if one did), or the failure's retry or final failure.
+    fn outcome(&self, m: &Claimed, via: &SessionRow, result: Result<Receipt, SendError>, elapsed_ms: u64) -> OutcomeRow {
+        match result {
             Ok(receipt) => {
                 tracing::info!(elapsed_ms, provider = %via.provider, session = via.id, "sent");
-                let mut r = row(&m, Status::Sent, None, None);
-                r.external_id = receipt.external_id.clone();
-                r.delivery = receipt.detail.clone();
+                let mut r = row(m, Status::Sent, None, None);
+                r.provider_response = Some(receipt.response());
+                r.external_id = receipt.external_id;
+                r.delivery = receipt.detail;
                 if via.id != m.session.id {
                     let mut detail = r.delivery.take().unwrap_or_else(|| serde_json::json!({}));
                     detail["via_fallback_session"] = via.id.into();
@@ -379,16 +406,15 @@ impl Dispatcher {
             Err(e) => {
                 metrics::counter!("pgcourier_provider_errors_total", "provider" => via.provider.as_str(), "class" => e.class.as_str())
                     .increment(1);
-                self.failed(&m, e, elapsed_ms)
+                let mut r = self.failed(m, &e, elapsed_ms);
+                r.provider_response = e.response();
+                r
             }
-        };
-        if let Some(out) = rendered {
-            // kept only where rendering changed what was written (NULL: sent as written), so a
-            // message without variables is not stored twice and its update can stay on its page
-            outcome.rendered_subject = out.subject.filter(|s| m.subject.as_ref() != Some(s));
-            outcome.rendered_text = out.text.filter(|t| m.body_text.as_ref() != Some(t));
-            outcome.rendered_html = out.html.filter(|h| m.body_html.as_ref() != Some(h));
         }
+    }
+
+    /// Count the outcome and hand it to the writer.
+    fn finish(&self, m: &Claimed, outcome: OutcomeRow) -> Finished {
         metrics::counter!("pgcourier_messages_total", "status" => outcome.status.as_str(), "channel" => m.session.channel.as_str(), "tenant" => m.tenant_id.clone()).increment(1);
         Finished::Outcome(outcome)
     }

@@ -53,7 +53,7 @@ fn render(engine: &Handlebars<'_>, field: &str, template: &Option<String>, vars:
         Some(t) if has_variables(vars) && t.contains("{{") => engine.render_template(t, vars).map(Some).map_err(|e| {
             // the insert trigger accepts only templates that render; this is a row written past it
             tracing::warn!(field, error = %e, "a template the insert trigger accepted did not render");
-            SendError::permanent(format!("{field}: the template could not be rendered (a form pgcourier does not render)"))
+            SendError::invalid(format!("{field}: the template could not be rendered (a form pgcourier does not render)"))
         }),
         other => Ok(other.clone()),
     }

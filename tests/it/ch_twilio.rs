@@ -222,7 +222,7 @@ async fn twilio_refuses_attachments_and_bad_secrets() {
     let mut m = message(vocab::Channel::Sms, &[TO], "see attached");
     m.attachments.push(Attachment { filename: "a.pdf".into(), content_type: "application/pdf".into(), content: vec![1, 2, 3] });
     let err = adapter(&mock, json!({})).send(&m).await.expect_err("attachments refused");
-    assert_eq!(err.class, ErrorClass::Permanent);
+    assert_eq!(err.class, ErrorClass::Invalid, "content the channel cannot carry: the provider is not asked");
     assert!(err.detail.contains("MediaUrl"), "{}", err.detail);
     assert!(mock.requests().is_empty());
     let config = json!({ "api_base": mock.url() });

@@ -12,6 +12,7 @@ mod cli;
 mod config_cli;
 mod daemon;
 mod db_errors;
+mod dead_letters;
 mod door;
 mod fairness;
 mod fixtures;

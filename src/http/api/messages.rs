@@ -98,18 +98,18 @@ pub struct ListParams {
     after: Option<String>,
 }
 
-fn cursor(at: DateTime<Utc>, id: i64) -> String {
+pub(super) fn cursor(at: DateTime<Utc>, id: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.timestamp_micros()))
 }
 
-fn parse_cursor(s: &str) -> Option<(DateTime<Utc>, i64)> {
+pub(super) fn parse_cursor(s: &str) -> Option<(DateTime<Utc>, i64)> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
     let (micros, id) = raw.split_once(':')?;
     Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, id.parse().ok()?))
 }
 
 /// A value of one of the vocabulary lists, or 400 naming `field` and the allowed values.
-fn one_of<T: std::str::FromStr<Err = UnknownValue>>(field: &str, v: &str) -> Result<T, ApiError> {
+pub(super) fn one_of<T: std::str::FromStr<Err = UnknownValue>>(field: &str, v: &str) -> Result<T, ApiError> {
     v.parse().map_err(|e: UnknownValue| ApiError::field(field, format!("{v:?} is not one of {}", vocab::Listed(e.allowed))))
 }
 

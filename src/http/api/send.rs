@@ -195,6 +195,110 @@ fn idempotency_key(headers: &HeaderMap, body: Option<String>) -> Result<Option<S
     Ok(key)
 }
 
+/// The trace id a caller passes along: `X-Trace-Id` as it is, else the trace-id of a W3C
+/// `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`). Kept as `metadata.trace_id` unless the body's
+/// metadata names one.
+fn trace_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    if let Some(v) = headers.get("x-trace-id") {
+        let id = v.to_str().ok().map(str::trim).filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()));
+        return match id {
+            Some(id) => Ok(Some(id.to_owned())),
+            None => Err(ApiError::field("X-Trace-Id", "must be 1 to 128 visible ASCII characters")),
+        };
+    }
+    let Some(v) = headers.get("traceparent") else { return Ok(None) };
+    let parts: Vec<&str> = v.to_str().unwrap_or_default().trim().split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    match parts.as_slice() {
+        [version, trace, parent, flags, ..]
+            if hex(version, 2)
+                && *version != "ff"
+                && hex(trace, 32)
+                && hex(parent, 16)
+                && hex(flags, 2)
+                && trace.bytes().any(|b| b != b'0') =>
+        {
+            Ok(Some((*trace).to_owned()))
+        }
+        _ => Err(ApiError::field(
+            "traceparent",
+            "must be a W3C traceparent: 00-<32 lowercase hex trace id>-<16 hex parent id>-<2 hex flags>",
+        )),
+    }
+}
+
+/// The attachments' content decoded, each with its filename and MIME type (the type defaults to
+/// `application/octet-stream`); a bad one is named by its index.
+fn decode_attachments(attachments: Option<Vec<AttachmentIn>>) -> Result<Vec<(String, String, Vec<u8>)>, ApiError> {
+    let mut files = Vec::new();
+    for (i, a) in attachments.into_iter().flatten().enumerate() {
+        let cleaned: String = a.content_base64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let content = BASE64
+            .decode(cleaned.as_bytes())
+            .map_err(|e| ApiError::field(format!("attachments[{i}].contentBase64"), format!("is not valid base64 ({e})")))?;
+        let content_type = a.content_type.unwrap_or_else(|| "application/octet-stream".to_owned());
+        files.push((a.filename, content_type, content));
+    }
+    Ok(files)
+}
+
+/// Which session the request names: its id, else its channel's single active session, else the
+/// tenant's single active email session.
+fn session_choice(req: &SendRequest) -> SessionChoice {
+    match (req.channel_session_id, req.channel) {
+        (Some(id), _) => SessionChoice::Id(id),
+        (None, Some(ch)) => SessionChoice::Channel(ch),
+        (None, None) => SessionChoice::Channel(Channel::Email),
+    }
+}
+
+/// Why no session carries the request, as a 400 naming the field the caller should change.
+fn no_session(req: &SendRequest, why: NoSession) -> ApiError {
+    let ch = req.channel.unwrap_or(Channel::Email);
+    let field = if req.channel.is_some() { "channel" } else { "channelSessionId" };
+    match why {
+        NoSession::UnknownId => ApiError::field(
+            "channelSessionId",
+            format!("no channel session {} for this tenant", req.channel_session_id.unwrap_or_default()),
+        ),
+        NoSession::NoneActive => ApiError::field(field, format!("this tenant has no active {ch} session; name one with channelSessionId")),
+        NoSession::Ambiguous(n) => {
+            ApiError::field(field, format!("this tenant has {n} active {ch} sessions; name one with channelSessionId"))
+        }
+    }
+}
+
+/// The row to insert. The sender rule (the session address, or an allowed sender domain) is the
+/// insert trigger's (`et_sender_refusal`): a refused `from` comes back as a 400 naming `from`.
+fn new_message(
+    req: SendRequest,
+    tenant_id: String,
+    session_id: i64,
+    idempotency_key: Option<String>,
+    priority: Option<i16>,
+    scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> NewMessage {
+    NewMessage {
+        tenant_id,
+        session_id,
+        channel: req.channel,
+        sender: req.from.map(Address::into_string),
+        recipients: req.to.map(Addresses::into_vec).unwrap_or_default(),
+        cc: req.cc.map(Addresses::into_vec).unwrap_or_default(),
+        bcc: req.bcc.map(Addresses::into_vec).unwrap_or_default(),
+        reply_to: req.reply_to.map(Address::into_string),
+        subject: req.subject,
+        body_text: req.text_body,
+        body_html: req.html_body,
+        variables: req.variables.map(Value::Object),
+        metadata: req.metadata.map(Value::Object),
+        priority,
+        scheduled_at,
+        in_reply_to: req.in_reply_to,
+        idempotency_key,
+    }
+}
+
 /// Send a message: 201 when created, 200 with the original on an idempotent replay.
 #[utoipa::path(
     post,
@@ -220,71 +324,26 @@ pub async fn send_message(
     body: Result<JsonBody, ApiError>,
 ) -> Result<(StatusCode, Json<SendResponse>), ApiError> {
     caller.require(&state, Scope::Send).await?;
-    let req = parse_request(body?.0)?;
-    let key = idempotency_key(&headers, req.idempotency_key)?;
-    let priority = priority(req.priority)?;
+    let mut req = parse_request(body?.0)?;
+    let key = idempotency_key(&headers, req.idempotency_key.take())?;
+    let priority = priority(req.priority.take())?;
     let scheduled_at = req.scheduled_at.as_deref().map(|s| input::timestamp("scheduledAt", s, false)).transpose()?;
-    let mut files = Vec::new();
-    for (i, a) in req.attachments.into_iter().flatten().enumerate() {
-        let cleaned: String = a.content_base64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        let content = BASE64
-            .decode(cleaned.as_bytes())
-            .map_err(|e| ApiError::field(format!("attachments[{i}].contentBase64"), format!("is not valid base64 ({e})")))?;
-        let content_type = a.content_type.unwrap_or_else(|| "application/octet-stream".to_owned());
-        files.push((a.filename, content_type, content));
+    let files = decode_attachments(req.attachments.take())?;
+    if let Some(id) = trace_id(&headers)? {
+        req.metadata.get_or_insert_with(Map::new).entry("trace_id").or_insert(Value::String(id));
     }
-    let choice = match (req.channel_session_id, req.channel) {
-        (Some(id), _) => SessionChoice::Id(id),
-        (None, Some(ch)) => SessionChoice::Channel(ch),
-        (None, None) => SessionChoice::Channel(Channel::Email),
-    };
     let tenant = caller.0.tenant_id.clone();
-    let from = req.from.map(Address::into_string);
 
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await.map_err(ApiError::internal)?;
     crate::db::audit::set_actor(&tx, &format!("apikey:{}", caller.0.prefix)).await.map_err(ApiError::internal)?;
-    let session = match db::pick_session(&tx, &tenant, &choice).await.map_err(ApiError::internal)? {
-        Ok(s) => s,
-        Err(NoSession::UnknownId) => {
-            caller.foreign_session(&state, req.channel_session_id.unwrap_or_default()).await;
-            return Err(ApiError::field(
-                "channelSessionId",
-                format!("no channel session {} for this tenant", req.channel_session_id.unwrap_or_default()),
-            ));
-        }
-        Err(NoSession::NoneActive) => {
-            let ch = req.channel.unwrap_or(Channel::Email);
-            let field = if req.channel.is_some() { "channel" } else { "channelSessionId" };
-            return Err(ApiError::field(field, format!("this tenant has no active {ch} session; name one with channelSessionId")));
-        }
-        Err(NoSession::Ambiguous(n)) => {
-            let ch = req.channel.unwrap_or(Channel::Email);
-            let field = if req.channel.is_some() { "channel" } else { "channelSessionId" };
-            return Err(ApiError::field(field, format!("this tenant has {n} active {ch} sessions; name one with channelSessionId")));
-        }
-    };
-    // the sender rule (the session address, or an allowed sender domain) is the insert
-    // trigger's (et_sender_refusal): a refused `from` comes back as a 400 naming `from`
-    let new = NewMessage {
-        tenant_id: tenant.clone(),
-        session_id: session.id,
-        channel: req.channel,
-        sender: from,
-        recipients: req.to.map(Addresses::into_vec).unwrap_or_default(),
-        cc: req.cc.map(Addresses::into_vec).unwrap_or_default(),
-        bcc: req.bcc.map(Addresses::into_vec).unwrap_or_default(),
-        reply_to: req.reply_to.map(Address::into_string),
-        subject: req.subject,
-        body_text: req.text_body,
-        body_html: req.html_body,
-        variables: req.variables.map(Value::Object),
-        metadata: req.metadata.map(Value::Object),
-        priority,
-        scheduled_at,
-        in_reply_to: req.in_reply_to,
-        idempotency_key: key,
-    };
+    let session = db::pick_session(&tx, &tenant, &session_choice(&req)).await.map_err(ApiError::internal)?;
+    if let (Err(NoSession::UnknownId), Some(id)) = (&session, req.channel_session_id) {
+        // another tenant's session is a cross-tenant attempt: logged, answered like an unknown one
+        caller.foreign_session(&state, id).await;
+    }
+    let session_id = session.map_err(|why| no_session(&req, why))?.id;
+    let new = new_message(req, tenant.clone(), session_id, key, priority, scheduled_at);
     let ins = db::insert_message(&tx, &new).await.map_err(|e| input::db_error(e, MESSAGE_FIELDS))?;
     // a fully suppressed message is kept for the record but never sent: no content to attach
     if ins.created && ins.status != Status::Suppressed {

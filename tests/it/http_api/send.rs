@@ -243,17 +243,8 @@ async fn every_refusal_names_its_field_and_writes_nothing() {
         assert!(v["error"]["message"].as_str().unwrap().starts_with(name), "the message names the field: {v}");
     }
     // not JSON, not an object
-    let resp = api
-        .app
-        .http
-        .post(api.app.url("/v1/messages"))
-        .header("x-api-key", &api.admin)
-        .header("content-type", "application/json")
-        .body("{nope")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
+    let (s, v) = post_raw(&api, "{nope".to_owned()).await;
+    assert_eq!((s, field(&v)), (400, "body"), "{v}");
     let (s, v) = api.post("/v1/messages", json!([1])).await;
     assert_eq!((s, field(&v)), (400, "body"));
     assert_eq!(api.count("SELECT count(*) FROM et_messages").await, 0);
@@ -300,7 +291,11 @@ async fn sender_domains_and_session_choice() {
 
 /// POST a `text`-byte text body as `/v1/messages`: the status and the JSON answer.
 async fn post_sized(api: &Api, text: usize) -> (u16, Value) {
-    let body = format!("{{\"to\": \"a@example.com\", \"textBody\": \"{}\"}}", "a".repeat(text));
+    post_raw(api, format!("{{\"to\": \"a@example.com\", \"textBody\": \"{}\"}}", "a".repeat(text))).await
+}
+
+/// POST `body` as it is, declared JSON, to `/v1/messages`: the status and the JSON answer.
+async fn post_raw(api: &Api, body: String) -> (u16, Value) {
     let resp = api
         .app
         .http

@@ -504,15 +504,18 @@ BEGIN
   -- reads (its own tenant's rows)
   EXECUTE format('GRANT SELECT ON et_tenants, et_channel_sessions, et_threads, et_messages, et_outbound_queue,
                     et_thread_insights, et_message_events, et_suppressions, et_attachments, et_webhook_deliveries,
-                    et_status_transitions, et_webhook_event_types,
+                    et_status_transitions, et_webhook_event_types, et_bounce_counts, et_suppression_log,
                     et_queue_health, et_dead_letters, et_thread_timeline, et_stuck TO %s', r);
   -- webhook endpoints without their signing secrets (the event trigger reads the rest)
   EXECUTE format('GRANT SELECT (tenant_id, id, url, events, description, enabled, failure_count, disabled_reason,
                     disabled_at, created_at, updated_at) ON et_webhook_endpoints TO %s', r);
 
-  -- send: messages and their attachments; unsubscribes and other suppressions
+  -- send: messages and their attachments; unsubscribes and other suppressions, their log and
+  -- the hard-bounce counts (et_report_bounce counts, a removal resets)
   EXECUTE format('GRANT INSERT ON et_messages, et_attachments TO %s', r);
-  EXECUTE format('GRANT INSERT, DELETE ON et_suppressions TO %s', r);
+  EXECUTE format('GRANT INSERT, UPDATE, DELETE ON et_suppressions TO %s', r);
+  EXECUTE format('GRANT INSERT ON et_suppression_log TO %s', r);
+  EXECUTE format('GRANT INSERT, UPDATE, DELETE ON et_bounce_counts TO %s', r);
   -- edit while pending approval, and the status changes of the operator functions
   EXECUTE format('GRANT UPDATE (delivery_status, approved_by, approved_at, last_error, error_class, updated_at,
                     sender, recipients, cc, bcc, reply_to, subject, body_text, body_html, variables) ON et_messages TO %s', r);
@@ -531,7 +534,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION public.et_grant_app_role(p_role name) IS 'grants an application role what pgcourier_app may do: read its tenant''s rows (webhook endpoints without secrets), insert messages and attachments, manage suppressions, and the column-level writes the message triggers and operator functions make on its behalf. Run by the tables'' owner; not executable by PUBLIC';
+COMMENT ON FUNCTION public.et_grant_app_role(p_role name) IS 'grants an application role what pgcourier_app may do: read its tenant''s rows (webhook endpoints without secrets), insert messages and attachments, manage suppressions (with their log and hard-bounce counts), and the column-level writes the message triggers and operator functions make on its behalf. Run by the tables'' owner; not executable by PUBLIC';
 
 CREATE FUNCTION public.et_handoff(p_thread_id bigint, p_handling text, p_actor text) RETURNS text
     LANGUAGE plpgsql
@@ -550,6 +553,24 @@ BEGIN
     RAISE EXCEPTION 'et_handoff: no thread %', p_thread_id USING ERRCODE = 'no_data_found';
   END IF;
   RETURN p_handling;
+END
+$$;
+
+CREATE FUNCTION public.et_hard_bounce_threshold(p_settings jsonb) RETURNS integer
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+  v jsonb := p_settings -> 'hard_bounce_threshold';
+BEGIN
+  IF v IS NULL OR v = 'null'::jsonb THEN
+    RETURN 3;
+  END IF;
+  IF jsonb_typeof(v) = 'number' AND (v #>> '{}')::numeric = trunc((v #>> '{}')::numeric)
+     AND (v #>> '{}')::numeric BETWEEN 1 AND 1000000 THEN
+    RETURN (v #>> '{}')::integer;
+  END IF;
+  RAISE WARNING 'tenant setting hard_bounce_threshold must be a whole number from 1, not %; using 3', v;
+  RETURN 3;
 END
 $$;
 
@@ -1530,6 +1551,66 @@ CREATE FUNCTION public.et_reply_subject(p_subject text) RETURNS text
   SELECT left('Re: ' || regexp_replace(regexp_replace(coalesce(p_subject, ''), '^\s*(re:\s*)+', '', 'i'), '[\r\n]+\s*', ' ', 'g'), 255)
 $$;
 
+CREATE FUNCTION public.et_report_address(p_tenant text, p_channel text, p_address text, p_reason text, p_actor text, p_source_message_id bigint DEFAULT NULL::bigint, p_detail text DEFAULT NULL::text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  who text := et_suppression_actor('et_report_address', p_actor);
+  a text;
+  msg bigint;
+  threshold integer;
+  n integer;
+  s record;
+BEGIN
+  IF p_reason IS NULL OR p_reason NOT IN ('hard_bounce', 'complaint', 'unsubscribed', 'blocked') THEN
+    RAISE EXCEPTION 'et_report_address: reason must be hard_bounce, complaint, unsubscribed or blocked, not % (use et_suppress for manual)',
+                    coalesce(quote_literal(p_reason), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF p_channel IN ('email', 'whatsapp', 'telegram', 'sms', 'webhook') THEN
+    a := et_contact(p_channel, p_address);
+  END IF;
+  IF a IS NULL THEN
+    RAISE WARNING 'et_report_address: % % is not a valid % address; not recorded', p_reason, quote_literal(p_address), p_channel;
+    RETURN 'invalid_address';
+  END IF;
+  -- the message, if it is the tenant's (an informational link: a wrong one is dropped, not refused)
+  SELECT m.id INTO msg FROM et_messages m WHERE m.tenant_id = p_tenant AND m.id = p_source_message_id;
+  IF p_reason = 'hard_bounce' THEN
+    threshold := et_hard_bounce_threshold((SELECT t.settings FROM et_tenants t WHERE t.id = p_tenant));
+    INSERT INTO et_bounce_counts AS b (tenant_id, channel, address, hard_bounces, last_message_id, last_detail)
+    VALUES (p_tenant, p_channel, a, 1, msg, p_detail)
+    ON CONFLICT (tenant_id, channel, address) DO UPDATE
+       SET hard_bounces = b.hard_bounces + 1, last_bounce_at = now(), last_message_id = excluded.last_message_id,
+           last_detail = excluded.last_detail
+    RETURNING b.hard_bounces INTO n;
+    INSERT INTO et_suppression_log (tenant_id, channel, address, action, reason, actor, detail, source_message_id)
+    VALUES (p_tenant, p_channel, a, 'hard_bounce', 'hard_bounce', who,
+            format('hard bounce %s (threshold %s)', n, threshold) || coalesce(': ' || p_detail, ''), msg);
+    IF n < threshold THEN
+      RETURN 'counted';
+    END IF;
+  END IF;
+  SELECT * INTO s
+    FROM et_suppress(p_tenant, p_channel, a, p_reason, who,
+                     CASE WHEN p_reason = 'hard_bounce' THEN format('%s hard bounces (threshold %s)', n, threshold) || coalesce(': ' || p_detail, '')
+                          ELSE p_detail END,
+                     NULL, msg);
+  RETURN CASE WHEN s.created THEN 'suppressed' ELSE 'already_suppressed' END;
+END
+$$;
+
+CREATE FUNCTION public.et_report_bounce(p_tenant text, p_channel text, p_address text, p_actor text, p_source_message_id bigint DEFAULT NULL::bigint, p_detail text DEFAULT NULL::text) RETURNS text
+    LANGUAGE sql
+    AS $$
+  SELECT et_report_address(p_tenant, p_channel, p_address, 'hard_bounce', p_actor, p_source_message_id, p_detail)
+$$;
+
+CREATE FUNCTION public.et_report_complaint(p_tenant text, p_channel text, p_address text, p_actor text, p_source_message_id bigint DEFAULT NULL::bigint, p_detail text DEFAULT NULL::text) RETURNS text
+    LANGUAGE sql
+    AS $$
+  SELECT et_report_address(p_tenant, p_channel, p_address, 'complaint', p_actor, p_source_message_id, p_detail)
+$$;
+
 CREATE FUNCTION public.et_retry(p_message_id bigint, p_actor text) RETURNS text
     LANGUAGE sql
     AS $$
@@ -1608,6 +1689,133 @@ BEGIN
   PERFORM set_config('pgcourier.actor', coalesce(prev_actor, ''), true);
   PERFORM set_config('pgcourier.reason', coalesce(prev_reason, ''), true);
   RETURN p_to;
+END
+$$;
+
+CREATE FUNCTION public.et_suppress(p_tenant text, p_channel text, p_address text, p_reason text, p_actor text, p_detail text DEFAULT NULL::text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_source_message_id bigint DEFAULT NULL::bigint) RETURNS TABLE(id bigint, channel text, address text, reason text, detail text, source_message_id bigint, expires_at timestamp with time zone, created_at timestamp with time zone, created_by text, created boolean)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+  who text := et_suppression_actor('et_suppress', p_actor);
+  a text := et_suppression_address(p_channel, p_address);
+  prev_actor text := current_setting('pgcourier.actor', true);
+  prev_reason text := current_setting('pgcourier.reason', true);
+  made boolean;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM et_tenants t WHERE t.id = p_tenant) THEN
+    PERFORM et_suppression_refuse('tenant_id', format('unknown tenant %s', coalesce(quote_literal(p_tenant), 'NULL')),
+                                  NULL, 'foreign_key_violation');
+  END IF;
+  IF p_reason IS NULL OR p_reason NOT IN ('hard_bounce', 'complaint', 'unsubscribed', 'blocked', 'manual') THEN
+    PERFORM et_suppression_refuse('reason', format('unknown reason %s; expected hard_bounce, complaint, unsubscribed, blocked or manual',
+                                                   coalesce(quote_literal(p_reason), 'NULL')));
+  END IF;
+  IF p_expires_at IS NOT NULL AND p_expires_at <= now() THEN
+    PERFORM et_suppression_refuse('expires_at', format('%s is not in the future (the suppression would never apply)', p_expires_at));
+  END IF;
+  IF p_source_message_id IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = p_tenant AND m.id = p_source_message_id) THEN
+    PERFORM et_suppression_refuse('source_message_id', format('no message %s for tenant %L', p_source_message_id, p_tenant),
+                                  NULL, 'foreign_key_violation');
+  END IF;
+  PERFORM set_config('pgcourier.actor', who, true);
+  PERFORM set_config('pgcourier.reason', coalesce(p_detail, ''), true);
+  INSERT INTO et_suppressions AS s (tenant_id, channel, address, reason, detail, expires_at, source_message_id, created_by)
+  VALUES (p_tenant, p_channel, a, p_reason, p_detail, p_expires_at, p_source_message_id, who)
+  ON CONFLICT (tenant_id, channel, address) DO UPDATE
+     SET reason = excluded.reason, detail = excluded.detail, expires_at = excluded.expires_at,
+         source_message_id = excluded.source_message_id, created_at = now(), created_by = excluded.created_by
+   WHERE s.expires_at IS NOT NULL AND s.expires_at <= now()
+  RETURNING true INTO made;
+  PERFORM set_config('pgcourier.actor', coalesce(prev_actor, ''), true);
+  PERFORM set_config('pgcourier.reason', coalesce(prev_reason, ''), true);
+  RETURN QUERY
+    SELECT s.id, s.channel, s.address, s.reason, s.detail, s.source_message_id, s.expires_at, s.created_at, s.created_by,
+           coalesce(made, false)
+      FROM et_suppressions s
+     WHERE s.tenant_id = p_tenant AND s.channel = p_channel AND s.address = a;
+END
+$$;
+
+CREATE FUNCTION public.et_suppression_actor(p_verb text, p_actor text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION '%: actor is required (who is doing this?)', p_verb USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  RETURN btrim(p_actor);
+END
+$$;
+
+CREATE FUNCTION public.et_suppression_address(p_channel text, p_address text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+  a text;
+BEGIN
+  IF p_channel IS NULL OR p_channel NOT IN ('email', 'whatsapp', 'telegram', 'sms', 'webhook') THEN
+    PERFORM et_suppression_refuse('channel', format('unknown channel %s; expected email, whatsapp, telegram, sms or webhook',
+                                                    coalesce(quote_literal(p_channel), 'NULL')));
+  END IF;
+  a := et_contact(p_channel, p_address);
+  IF a IS NULL THEN
+    PERFORM et_suppression_refuse('address', format('%s is not %s', coalesce(quote_literal(p_address), 'NULL'),
+                                                    et_address_rule(p_channel)));
+  END IF;
+  RETURN a;
+END
+$$;
+
+CREATE FUNCTION public.et_suppression_refuse(p_column text, p_message text, p_hint text DEFAULT NULL::text, p_errcode text DEFAULT 'check_violation'::text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  RAISE EXCEPTION 'et_suppressions.%: %', p_column, p_message
+    USING ERRCODE = p_errcode, COLUMN = p_column, TABLE = 'et_suppressions',
+          HINT = coalesce(p_hint, 'nothing was written');
+END
+$$;
+
+CREATE FUNCTION public.et_suppressions_before_write() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  NEW.address := et_suppression_address(NEW.channel, NEW.address);
+  IF NEW.reason IS NULL OR NEW.reason NOT IN ('hard_bounce', 'complaint', 'unsubscribed', 'blocked', 'manual') THEN
+    PERFORM et_suppression_refuse('reason', format('unknown reason %s; expected hard_bounce, complaint, unsubscribed, blocked or manual',
+                                                   coalesce(quote_literal(NEW.reason), 'NULL')));
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION public.et_suppressions_log() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  why text := nullif(current_setting('pgcourier.reason', true), '');
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO et_suppression_log (tenant_id, channel, address, action, reason, actor, detail, source_message_id)
+    SELECT n.tenant_id, n.channel, n.address, 'added', n.reason, n.created_by, coalesce(why, n.detail), n.source_message_id
+      FROM new_rows n;
+  ELSIF TG_OP = 'UPDATE' THEN
+    INSERT INTO et_suppression_log (tenant_id, channel, address, action, reason, actor, detail, source_message_id)
+    SELECT n.tenant_id, n.channel, n.address,
+           CASE WHEN o.expires_at <= now() AND (n.expires_at IS NULL OR n.expires_at > now()) THEN 'added' ELSE 'changed' END,
+           n.reason, et_actor(), coalesce(why, n.detail), n.source_message_id
+      FROM new_rows n JOIN old_rows o ON o.tenant_id = n.tenant_id AND o.id = n.id;
+  ELSE
+    INSERT INTO et_suppression_log (tenant_id, channel, address, action, reason, actor, detail, source_message_id)
+    SELECT o.tenant_id, o.channel, o.address, 'removed', o.reason, et_actor(), why, o.source_message_id
+      FROM old_rows o;
+    -- a removed suppression gives the address a fresh start
+    DELETE FROM et_bounce_counts b USING old_rows o
+     WHERE b.tenant_id = o.tenant_id AND b.channel = o.channel AND b.address = o.address;
+  END IF;
+  RETURN NULL;
 END
 $$;
 
@@ -1810,6 +2018,26 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.et_unsuppress(p_tenant text, p_channel text, p_address text, p_actor text, p_note text DEFAULT NULL::text) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  who text := et_suppression_actor('et_unsuppress', p_actor);
+  a text := et_suppression_address(p_channel, p_address);
+  prev_actor text := current_setting('pgcourier.actor', true);
+  prev_reason text := current_setting('pgcourier.reason', true);
+  gone boolean;
+BEGIN
+  PERFORM set_config('pgcourier.actor', who, true);
+  PERFORM set_config('pgcourier.reason', coalesce(p_note, ''), true);
+  DELETE FROM et_suppressions s WHERE s.tenant_id = p_tenant AND s.channel = p_channel AND s.address = a;
+  gone := FOUND;
+  PERFORM set_config('pgcourier.actor', coalesce(prev_actor, ''), true);
+  PERFORM set_config('pgcourier.reason', coalesce(prev_reason, ''), true);
+  RETURN gone;
+END
+$$;
+
 CREATE FUNCTION public.et_value_refused(p_column text, p_value text, p_allowed text) RETURNS boolean
     LANGUAGE plpgsql STABLE
     AS $_$
@@ -1973,6 +2201,22 @@ ALTER TABLE public.et_attachments ALTER COLUMN id ADD GENERATED BY DEFAULT AS ID
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE TABLE public.et_bounce_counts (
+    tenant_id text NOT NULL,
+    channel public.et_channel NOT NULL,
+    address text NOT NULL,
+    hard_bounces integer DEFAULT 0 NOT NULL,
+    first_bounce_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_bounce_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_message_id bigint,
+    last_detail text,
+    CONSTRAINT et_bounce_counts_positive CHECK ((hard_bounces >= 0))
+);
+
+COMMENT ON TABLE public.et_bounce_counts IS 'Hard bounces counted per (tenant, channel, address) by et_report_bounce; the address is suppressed (reason hard_bounce) when the count reaches the tenant''s settings.hard_bounce_threshold (default 3). Counts are cumulative (the seed''s "after 3+ hard bounces"), not windowed; removing the address''s suppression resets them. A table of its own, not a column of et_suppressions, because a row there means suppressed';
+
+COMMENT ON COLUMN public.et_bounce_counts.last_message_id IS 'the message whose send bounced last; no foreign key: informational, and a key would make every message delete probe this table';
 
 CREATE TABLE public.et_channel_sessions (
     tenant_id text NOT NULL,
@@ -2226,6 +2470,31 @@ CREATE VIEW public.et_stuck WITH (security_invoker='true') AS
 
 COMMENT ON VIEW public.et_stuck IS 'leases past expiry (the rescuer returns them to ready). security_invoker: an application role sees only its tenant';
 
+CREATE TABLE public.et_suppression_log (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    channel public.et_channel NOT NULL,
+    address text NOT NULL,
+    action text NOT NULL,
+    reason text NOT NULL,
+    actor text NOT NULL,
+    detail text,
+    source_message_id bigint,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT et_suppression_log_action CHECK ((action = ANY (ARRAY['added'::text, 'changed'::text, 'removed'::text, 'hard_bounce'::text])))
+);
+
+COMMENT ON TABLE public.et_suppression_log IS 'Audit log of suppressions: added, changed, removed (by any writer: the et_suppressions triggers write it) and hard_bounce (a bounce counted by et_report_bounce). Append-only; no foreign key to et_messages (source_message_id is informational, like et_bounce_counts.last_message_id)';
+
+ALTER TABLE public.et_suppression_log ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_suppression_log_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.et_suppressions (
     tenant_id text NOT NULL,
     channel text NOT NULL,
@@ -2235,8 +2504,25 @@ CREATE TABLE public.et_suppressions (
     detail text,
     expires_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    id bigint NOT NULL,
+    created_by text DEFAULT COALESCE(NULLIF(current_setting('pgcourier.actor'::text, true), ''::text), (SESSION_USER)::text) NOT NULL,
     CONSTRAINT et_suppressions_channel CHECK ((channel = ANY (ARRAY['email'::text, 'whatsapp'::text, 'telegram'::text, 'sms'::text, 'webhook'::text]))),
     CONSTRAINT et_suppressions_reason CHECK ((reason = ANY (ARRAY['hard_bounce'::text, 'complaint'::text, 'unsubscribed'::text, 'blocked'::text, 'manual'::text])))
+);
+
+COMMENT ON TABLE public.et_suppressions IS 'Addresses a tenant never sends to on a channel (the insert trigger drops them from new messages; the dispatcher drops those suppressed after queueing). Addresses are normalised by the et_suppressions trigger exactly like message recipients (et_contact). Every insert, change and removal is logged in et_suppression_log';
+
+COMMENT ON COLUMN public.et_suppressions.id IS 'identity, for the API''s keyset pages (newest first); the key is still (tenant_id, channel, address)';
+
+COMMENT ON COLUMN public.et_suppressions.created_by IS 'who added it: pgcourier.actor when the writer set it (apikey:<prefix>, the daemon''s worker id, the actor given to et_suppress), else the database user';
+
+ALTER TABLE public.et_suppressions ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.et_suppressions_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
 );
 
 CREATE TABLE public.et_tenants (
@@ -2404,6 +2690,9 @@ ALTER TABLE ONLY public.et_api_keys
 ALTER TABLE ONLY public.et_attachments
     ADD CONSTRAINT et_attachments_pkey PRIMARY KEY (tenant_id, id);
 
+ALTER TABLE ONLY public.et_bounce_counts
+    ADD CONSTRAINT et_bounce_counts_pkey PRIMARY KEY (tenant_id, channel, address);
+
 ALTER TABLE ONLY public.et_channel_sessions
     ADD CONSTRAINT et_channel_sessions_pkey PRIMARY KEY (tenant_id, id);
 
@@ -2439,6 +2728,9 @@ ALTER TABLE ONLY public.et_session_health
 
 ALTER TABLE ONLY public.et_status_transitions
     ADD CONSTRAINT et_status_transitions_pkey PRIMARY KEY (direction, from_status, to_status);
+
+ALTER TABLE ONLY public.et_suppression_log
+    ADD CONSTRAINT et_suppression_log_pkey PRIMARY KEY (tenant_id, id);
 
 ALTER TABLE ONLY public.et_suppressions
     ADD CONSTRAINT et_suppressions_pkey PRIMARY KEY (tenant_id, channel, address);
@@ -2531,6 +2823,10 @@ COMMENT ON INDEX public.et_outbound_queue_ready_by_session IS 'partial: ready ro
 
 CREATE INDEX et_security_events_tenant ON public.et_security_events USING btree (tenant_id, created_at);
 
+CREATE INDEX et_suppression_log_address ON public.et_suppression_log USING btree (tenant_id, channel, address, id);
+
+CREATE UNIQUE INDEX et_suppressions_id ON public.et_suppressions USING btree (tenant_id, id);
+
 CREATE INDEX et_threads_follow_up ON public.et_threads USING btree (follow_up_at) WHERE (follow_up_at IS NOT NULL);
 
 COMMENT ON INDEX public.et_threads_follow_up IS 'partial: only threads with a scheduled follow-up, by due time (the follow-up sweep)';
@@ -2591,6 +2887,14 @@ CREATE TRIGGER et_outbound_queue_check AFTER INSERT ON public.et_outbound_queue 
 
 CREATE TRIGGER et_outbound_queue_check_update AFTER UPDATE OF tenant_id, message_id, channel_session_id ON public.et_outbound_queue FOR EACH ROW WHEN (((new.tenant_id IS DISTINCT FROM old.tenant_id) OR (new.message_id IS DISTINCT FROM old.message_id) OR (new.channel_session_id IS DISTINCT FROM old.channel_session_id))) EXECUTE FUNCTION public.et_outbound_queue_check();
 
+CREATE TRIGGER et_suppressions_log_delete AFTER DELETE ON public.et_suppressions REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_suppressions_log();
+
+CREATE TRIGGER et_suppressions_log_insert AFTER INSERT ON public.et_suppressions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_suppressions_log();
+
+CREATE TRIGGER et_suppressions_log_update AFTER UPDATE ON public.et_suppressions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_suppressions_log();
+
+CREATE TRIGGER et_suppressions_normalize BEFORE INSERT OR UPDATE OF channel, address, reason ON public.et_suppressions FOR EACH ROW EXECUTE FUNCTION public.et_suppressions_before_write();
+
 CREATE TRIGGER et_threads_keep_referenced_delete AFTER DELETE ON public.et_threads REFERENCING OLD TABLE AS old_threads FOR EACH STATEMENT EXECUTE FUNCTION public.et_threads_keep_referenced();
 
 CREATE TRIGGER et_threads_keep_referenced_truncate AFTER TRUNCATE ON public.et_threads FOR EACH STATEMENT EXECUTE FUNCTION public.et_threads_keep_referenced();
@@ -2610,6 +2914,9 @@ ALTER TABLE ONLY public.et_api_keys
 ALTER TABLE ONLY public.et_attachments
     ADD CONSTRAINT et_attachments_tenant_id_message_id_fkey FOREIGN KEY (tenant_id, message_id) REFERENCES public.et_messages(tenant_id, id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY public.et_bounce_counts
+    ADD CONSTRAINT et_bounce_counts_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
+
 ALTER TABLE ONLY public.et_channel_sessions
     ADD CONSTRAINT et_channel_sessions_tenant_id_fallback_session_id_fkey FOREIGN KEY (tenant_id, fallback_session_id) REFERENCES public.et_channel_sessions(tenant_id, id);
 
@@ -2624,6 +2931,9 @@ ALTER TABLE ONLY public.et_rate_buckets
 
 ALTER TABLE ONLY public.et_session_health
     ADD CONSTRAINT et_session_health_tenant_id_channel_session_id_fkey FOREIGN KEY (tenant_id, channel_session_id) REFERENCES public.et_channel_sessions(tenant_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.et_suppression_log
+    ADD CONSTRAINT et_suppression_log_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
 
 ALTER TABLE ONLY public.et_suppressions
     ADD CONSTRAINT et_suppressions_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
@@ -2653,6 +2963,8 @@ ALTER TABLE public.et_api_keys ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_attachments ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.et_bounce_counts ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.et_channel_sessions ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_inbound_rules ENABLE ROW LEVEL SECURITY;
@@ -2669,6 +2981,8 @@ ALTER TABLE public.et_security_events ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_session_health ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.et_suppression_log ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.et_suppressions ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY et_tenant_isolation ON public.et_api_keys USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
@@ -2678,6 +2992,10 @@ COMMENT ON POLICY et_tenant_isolation ON public.et_api_keys IS 'application role
 CREATE POLICY et_tenant_isolation ON public.et_attachments USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 
 COMMENT ON POLICY et_tenant_isolation ON public.et_attachments IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_bounce_counts USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_bounce_counts IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
 
 CREATE POLICY et_tenant_isolation ON public.et_channel_sessions USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 
@@ -2710,6 +3028,10 @@ COMMENT ON POLICY et_tenant_isolation ON public.et_security_events IS 'applicati
 CREATE POLICY et_tenant_isolation ON public.et_session_health USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 
 COMMENT ON POLICY et_tenant_isolation ON public.et_session_health IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_suppression_log USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_suppression_log IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
 
 CREATE POLICY et_tenant_isolation ON public.et_suppressions USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 
@@ -2787,6 +3109,8 @@ GRANT SELECT,INSERT ON TABLE public.et_attachments TO pgcourier_app;
 
 GRANT USAGE ON SEQUENCE public.et_attachments_id_seq TO pgcourier_app;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.et_bounce_counts TO pgcourier_app;
+
 GRANT SELECT ON TABLE public.et_channel_sessions TO pgcourier_app;
 
 GRANT USAGE ON SEQUENCE public.et_channel_sessions_id_seq TO pgcourier_app;
@@ -2827,7 +3151,13 @@ GRANT SELECT ON TABLE public.et_status_transitions TO pgcourier_app;
 
 GRANT SELECT ON TABLE public.et_stuck TO pgcourier_app;
 
-GRANT SELECT,INSERT,DELETE ON TABLE public.et_suppressions TO pgcourier_app;
+GRANT SELECT,INSERT ON TABLE public.et_suppression_log TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_suppression_log_id_seq TO pgcourier_app;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.et_suppressions TO pgcourier_app;
+
+GRANT USAGE ON SEQUENCE public.et_suppressions_id_seq TO pgcourier_app;
 
 GRANT SELECT ON TABLE public.et_tenants TO pgcourier_app;
 

@@ -24,6 +24,7 @@ pub const TRIGGER_FILES: &[(&str, &str)] = &[
     ("030_message_update.sql", include_str!("../../triggers/030_message_update.sql")),
     ("035_message_keys.sql", include_str!("../../triggers/035_message_keys.sql")),
     ("040_operator_functions.sql", include_str!("../../triggers/040_operator_functions.sql")),
+    ("045_suppressions.sql", include_str!("../../triggers/045_suppressions.sql")),
     ("050_sessions.sql", include_str!("../../triggers/050_sessions.sql")),
     ("060_attachments.sql", include_str!("../../triggers/060_attachments.sql")),
     ("070_rate_limits.sql", include_str!("../../triggers/070_rate_limits.sql")),

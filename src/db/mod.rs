@@ -15,6 +15,7 @@ pub mod ops;
 pub mod outbound;
 pub mod provider_inbound;
 pub mod show;
+pub mod suppressions;
 pub mod tenants;
 pub mod webhooks;
 

@@ -280,7 +280,8 @@ pub struct OutcomeRow {
     pub rendered_subject: Option<String>,
     pub rendered_text: Option<String>,
     pub rendered_html: Option<String>,
-    /// (channel, address, reason) to add to `et_suppressions`.
+    /// (channel, address, reason) to report to `et_report_address` (a hard bounce is counted
+    /// toward the tenant's threshold; other reasons suppress at once).
     pub suppress: Option<(Channel, String, SuppressReason)>,
     /// The provider's extra detail, merged into `metadata` under `delivery`.
     pub delivery: Option<Value>,
@@ -358,10 +359,15 @@ WITH o AS (
 SELECT count(*) FROM um
 "#;
 
+/// The suppressing failures of a batch, through the SQL rule (triggers/045_suppressions.sql): a
+/// hard bounce is counted and suppresses at the tenant's threshold, the other reasons at once;
+/// the actor is this worker. Only outcomes that held their lease count (their message is now
+/// `failed`), so a rescued attempt's bounce is not counted twice.
 const SUPPRESS: &str = r#"
-INSERT INTO et_suppressions (tenant_id, channel, address, reason, source_message_id, detail)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
-ON CONFLICT (tenant_id, channel, address) DO NOTHING
+SELECT et_report_address(r.tenant_id, r.channel, r.address, r.reason, $7, r.message_id, r.detail)
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+       AS r(tenant_id, channel, address, reason, message_id, detail)
+ WHERE EXISTS (SELECT 1 FROM et_messages m WHERE m.tenant_id = r.tenant_id AND m.id = r.message_id AND m.delivery_status = 'failed')
 "#;
 
 /// Write a batch of outcomes for `worker`'s leases; returns how many still held their lease
@@ -408,6 +414,7 @@ pub async fn record(client: &mut deadpool_postgres::Client, worker: &str, rows: 
                 &reasons,
                 &ids,
                 &s(|r| r.error.clone().unwrap_or_default()),
+                &worker,
             ],
         )
         .await?;

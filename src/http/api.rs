@@ -55,5 +55,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = doc::openapi();
     doc.merge(crate::http::webhooks::openapi());
     doc.merge(dead_letters::openapi());
+    doc.merge(crate::http::suppressions::openapi());
     doc
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod ops;
 pub mod providers;
+pub mod suppressions;
 pub mod webhooks;
 
 use crate::config::Config;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(webhooks::routes())
+        .merge(suppressions::routes())
         .merge(providers::routes())
         // one log line per request (health checks and scrapes below are not logged)
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span).on_request(()).on_response(log_response))

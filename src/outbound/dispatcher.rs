@@ -473,7 +473,8 @@ impl Dispatcher {
                 if let Some((why, address)) = suppress {
                     let address = address.or_else(|| m.recipients.first().cloned());
                     if let Some(address) = address {
-                        r.suppress = Some((m.session.channel, address.to_lowercase(), why));
+                        // (normalised by the SQL rule, as recipients are: the bare address)
+                        r.suppress = Some((m.session.channel, address, why));
                     }
                 }
                 r

@@ -227,6 +227,8 @@ async fn smtp_550_5_1_1_fails_at_once_suppresses_and_the_next_message_never_conn
     let db = TestDb::new().await;
     let sink = SmtpSink::with_rule(|rcpt, _| if rcpt[0].starts_with("gone@") { Reply::Reject550_511 } else { Reply::Accept }).await;
     let session = smtp_session(&db, &sink, serde_json::json!({})).await;
+    // suppressed on the first hard bounce (the default threshold, 3: tests/it/suppressions.rs)
+    db.client.batch_execute("UPDATE et_tenants SET settings = '{\"hard_bounce_threshold\": 1}' WHERE id = 'acme'").await.unwrap();
     let daemon = spawn(&db, &[]);
     let id = send(&db, session, "Gone@Example.com").await;
     until(&db, &format!("SELECT delivery_status = 'failed' FROM et_messages WHERE id = {id}"), SECS).await;

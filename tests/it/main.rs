@@ -35,6 +35,7 @@ mod refusals;
 mod schema;
 mod smtp_sink;
 mod support;
+mod suppressions;
 mod templates;
 mod tenants;
 mod vocabulary;

@@ -277,6 +277,8 @@ CASE
     ELSE NULL::timestamp with time zone
 END) STORED,
     possible_duplicates integer DEFAULT 0 NOT NULL,
+    resent_from bigint,
+    resent_as bigint,
     provider_response jsonb,
     CONSTRAINT "et_messages.priority: 1 to 4 (1 = first, 4 = last)" CHECK (((priority >= 1) AND (priority <= 4))),
     CONSTRAINT et_messages_channel CHECK (((channel)::public.et_channel IS NOT NULL)),
@@ -315,6 +317,10 @@ COMMENT ON COLUMN public.et_messages.inbound_state IS 'delivery_status of inboun
 COMMENT ON COLUMN public.et_messages.inbound_touched_at IS 'updated_at of inbound rows, NULL on outbound rows (generated; leases and retry backoff of inbound work, indexed without making outbound updates non-HOT)';
 
 COMMENT ON COLUMN public.et_messages.possible_duplicates IS 'attempts started while an earlier attempt may already have delivered the message; each such attempt''s queued -> sending event carries detail.possible_duplicate = true (owned by the daemon)';
+
+COMMENT ON COLUMN public.et_messages.resent_from IS 'the message this one is a corrected copy of (et_resend, POST /v1/messages/{id}/resend); NULL for an original. No foreign key (see the table comment); the original may have been pruned since';
+
+COMMENT ON COLUMN public.et_messages.resent_as IS 'the corrected copy this message was resent as (et_resend); set once, under the row lock, so a message is resent at most once (resend the copy to correct it again)';
 
 COMMENT ON COLUMN public.et_messages.provider_response IS 'the provider''s answer to the last attempt: {status: ok | rejected | rate_limited | unknown, code, message, raw}; written by the daemon, cleared by each claim, copied onto the attempt''s event';
 
@@ -414,6 +420,13 @@ CREATE FUNCTION public.et_contact_of_normalized(p_channel text, v text) RETURNS 
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
   SELECT CASE WHEN p_channel = 'email' THEN rtrim(split_part(v, '<', -1), '>') ELSE v END
+$$;
+
+CREATE FUNCTION public.et_contacts_of(p_address text) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT coalesce(array_agg(DISTINCT x.c) FILTER (WHERE x.c IS NOT NULL), '{}')
+    FROM (SELECT et_contact(ch, p_address) AS c FROM unnest(ARRAY['email', 'sms', 'whatsapp', 'telegram', 'webhook']) ch) x
 $$;
 
 CREATE FUNCTION public.et_display_name(p_name text) RETURNS text
@@ -516,9 +529,11 @@ BEGIN
   EXECUTE format('GRANT INSERT, UPDATE, DELETE ON et_suppressions TO %s', r);
   EXECUTE format('GRANT INSERT ON et_suppression_log TO %s', r);
   EXECUTE format('GRANT INSERT, UPDATE, DELETE ON et_bounce_counts TO %s', r);
-  -- edit while pending approval, and the status changes of the operator functions
+  -- edit while pending approval, and the status changes of the operator functions (and
+  -- et_resend's link from the original to its copy)
   EXECUTE format('GRANT UPDATE (delivery_status, approved_by, approved_at, last_error, error_class, updated_at,
-                    sender, recipients, cc, bcc, reply_to, subject, body_text, body_html, variables) ON et_messages TO %s', r);
+                    sender, recipients, cc, bcc, reply_to, subject, body_text, body_html, variables,
+                    resent_as) ON et_messages TO %s', r);
 
   -- what the message triggers write on the application's behalf:
   -- a new thread, and its counters (and et_handoff's handling columns)
@@ -583,6 +598,15 @@ CREATE FUNCTION public.et_idna_domain(p_domain text) RETURNS text
                       FROM unnest(string_to_array(d, '.')) WITH ORDINALITY u(l, i))
          END
     FROM (SELECT translate(normalize(lower(replace(p_domain, 'İ', 'i̇')), NFKC), '。', '.') AS d) n
+$$;
+
+CREATE FUNCTION public.et_jsonb_addresses(v jsonb) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE jsonb_typeof(v)
+              WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(v))
+              WHEN 'string' THEN ARRAY[v #>> '{}']
+              ELSE '{}'::text[] END
 $$;
 
 CREATE FUNCTION public.et_jsonb_merge_patch(p_target jsonb, p_patch jsonb) RETURNS jsonb
@@ -790,43 +814,68 @@ BEGIN
   END IF;
 
   WITH ev AS MATERIALIZED (
-    SELECT n.tenant_id, n.id, n.message_id, n.to_status, n.detail, n.created_at,
-           CASE
-             WHEN n.detail->>'event' = 'followup.due'                      THEN 'followup.due'
-             WHEN n.from_status IS NOT DISTINCT FROM n.to_status           THEN NULL
-             WHEN n.to_status = 'sent'                                     THEN 'message.sent'
-             WHEN n.to_status = 'failed'                                   THEN 'message.failed'
-             WHEN n.to_status = 'suppressed'                               THEN 'message.suppressed'
-             WHEN n.from_status = 'sending' AND n.to_status = 'queued'     THEN 'message.retrying'
-             WHEN n.from_status IS NULL AND n.to_status = 'received'       THEN 'inbound.received'
-             WHEN n.to_status = 'inbound_human_takeover'                   THEN 'thread.takeover'
-           END AS type
-      FROM new_rows n
+    -- the changes that are events (a claim's queued → sending, say, is none): only these are
+    -- joined to their messages below
+    SELECT * FROM (
+      SELECT n.tenant_id, n.id, n.message_id, n.to_status, n.detail, n.created_at,
+             CASE
+               WHEN n.detail->>'event' = 'followup.due'                      THEN 'followup.due'
+               WHEN n.from_status IS NOT DISTINCT FROM n.to_status           THEN NULL
+               WHEN n.to_status = 'sent'                                     THEN 'message.sent'
+               WHEN n.to_status = 'failed'                                   THEN 'message.failed'
+               WHEN n.to_status = 'suppressed'                               THEN 'message.suppressed'
+               WHEN n.from_status = 'sending' AND n.to_status = 'queued'
+                    AND NOT (n.detail ? 'reason' AND NOT n.detail ? 'error') THEN 'message.retrying'
+               WHEN n.from_status IS NULL AND n.to_status = 'received'       THEN 'inbound.received'
+               WHEN n.to_status = 'inbound_human_takeover'                   THEN 'thread.takeover'
+             END AS type
+        FROM new_rows n
+       WHERE EXISTS (SELECT 1 FROM et_webhook_endpoints w WHERE w.tenant_id = n.tenant_id AND w.enabled)
+    ) e
+    WHERE e.type IS NOT NULL
   ), typed AS MATERIALIZED (
     -- one webhook-id per event, shared by every endpoint that receives it
-    SELECT ev.*, gen_random_uuid() AS event_id
+    SELECT ev.tenant_id, ev.id, ev.to_status, ev.detail, ev.created_at, x.type, gen_random_uuid() AS event_id,
+           m.public_id, m.id AS message_id, m.thread_id, m.channel, m.direction, m.delivery_status, m.last_error,
+           m.attempts, m.recipients, m.sender, coalesce(m.rendered_subject, m.subject) AS subject,
+           coalesce(CASE WHEN m.metadata #> '{delivery,via_fallback_session}' IS NOT NULL
+                         THEN (SELECT f.provider FROM et_channel_sessions f
+                                WHERE f.tenant_id = m.tenant_id
+                                  AND f.id::text = m.metadata #>> '{delivery,via_fallback_session}') END,
+                    s.provider) AS provider
       FROM ev
-     WHERE ev.type IS NOT NULL
-       AND EXISTS (SELECT 1 FROM et_webhook_endpoints w WHERE w.tenant_id = ev.tenant_id AND w.enabled)
+      JOIN et_messages m ON m.tenant_id = ev.tenant_id AND m.id = ev.message_id
+      JOIN et_channel_sessions s ON s.tenant_id = m.tenant_id AND s.id = m.channel_session_id
+     CROSS JOIN LATERAL (VALUES (ev.type),
+                                (CASE WHEN ev.type = 'message.failed' AND m.error_class = 'suppress' THEN 'message.bounced' END)) AS x(type)
+     WHERE x.type IS NOT NULL
   )
   INSERT INTO et_webhook_deliveries (tenant_id, endpoint_id, event_id, event_type, message_event_id, payload)
   SELECT t.tenant_id, w.id, t.event_id, t.type, t.id,
          jsonb_build_object(
            'type', t.type,
+           -- the seed's name for `type`
+           'event', t.type,
            'timestamp', to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           'tenantId', t.tenant_id,
+           'messageId', t.public_id,
            'data', jsonb_build_object(
-             'messageId', m.public_id,
-             'id', m.id,
-             'threadId', m.thread_id,
-             'status', CASE WHEN t.type = 'followup.due' THEN m.delivery_status ELSE t.to_status END,
-             'channel', m.channel,
-             'error', CASE WHEN t.type IN ('message.failed', 'message.retrying', 'message.suppressed')
-                           THEN coalesce(t.detail->>'error', m.last_error) END,
-             'attempts', m.attempts)
+             'messageId', t.public_id,
+             'id', t.message_id,
+             'threadId', t.thread_id,
+             'status', CASE WHEN t.type = 'followup.due' THEN t.delivery_status ELSE t.to_status END,
+             'channel', t.channel,
+             'direction', t.direction,
+             'to', to_jsonb(t.recipients),
+             'from', t.sender,
+             'subject', t.subject,
+             'provider', t.provider,
+             'error', CASE WHEN t.type IN ('message.failed', 'message.bounced', 'message.retrying', 'message.suppressed')
+                           THEN coalesce(t.detail->>'error', t.last_error) END,
+             'attempts', t.attempts)
            || CASE WHEN t.type = 'followup.due'
                    THEN jsonb_build_object('followUp', t.detail - 'event') ELSE '{}'::jsonb END)
     FROM typed t
-    JOIN et_messages m ON m.tenant_id = t.tenant_id AND m.id = t.message_id
     JOIN et_webhook_endpoints w ON w.tenant_id = t.tenant_id AND w.enabled
                                AND (cardinality(w.events) = 0 OR t.type = ANY (w.events))
   ON CONFLICT ON CONSTRAINT et_webhook_deliveries_event DO NOTHING;
@@ -1244,7 +1293,13 @@ BEGIN
       format('message %s is %s: its content (%s) is frozen',
              OLD.id, OLD.delivery_status, array_to_string(et_message_content_columns(), ', ')),
       'content can change only while an outbound message is pending_approval',
-      'cancel it and insert a corrected message');
+      -- what the caller can do instead, for the state the message is in
+      CASE WHEN NEW.direction = 'inbound' THEN 'an inbound message is kept as it was received'
+           WHEN OLD.delivery_status IN ('failed', 'rejected', 'cancelled', 'suppressed')
+             THEN format('resend it as a corrected copy: SELECT et_resend(%s, ''{"subject": "..."}'', ''you''), or POST /v1/messages/{id}/resend', OLD.id)
+           WHEN OLD.delivery_status = 'queued'
+             THEN format('cancel it (SELECT et_cancel(%s, ''you'')), then resend it as a corrected copy (et_resend)', OLD.id)
+           ELSE 'it has gone out (or is going out) as written: send a new message' END);
   END IF;
   NEW := et_message_check_content(NEW, (SELECT t.settings FROM et_tenants t WHERE t.id = NEW.tenant_id));
   NEW.updated_at := now();
@@ -1283,6 +1338,20 @@ BEGIN
     DELETE FROM et_outbound_queue q USING old_rows o WHERE q.tenant_id = o.tenant_id AND q.message_id = o.id;
   END IF;
   RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_requeue_failed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  NEW.attempts := 0;
+  NEW.last_error := NULL;
+  NEW.error_class := NULL;
+  NEW.rendered_subject := NULL;
+  NEW.rendered_text := NULL;
+  NEW.rendered_html := NULL;
+  RETURN NEW;
 END
 $$;
 
@@ -1611,10 +1680,154 @@ CREATE FUNCTION public.et_report_complaint(p_tenant text, p_channel text, p_addr
   SELECT et_report_address(p_tenant, p_channel, p_address, 'complaint', p_actor, p_source_message_id, p_detail)
 $$;
 
+CREATE FUNCTION public.et_requeue_failed(p_ids bigint[]) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  n integer;
+BEGIN
+  UPDATE et_messages SET delivery_status = 'queued', updated_at = now()
+   WHERE id = ANY (p_ids) AND delivery_status = 'failed';
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;
+
+CREATE FUNCTION public.et_resend(p_message_id bigint, p_changes jsonb, p_actor text) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  o et_messages;
+  c jsonb := coalesce(p_changes, '{}'::jsonb);
+  bad text;
+  copy_id bigint;
+  prev_actor text := current_setting('pgcourier.actor', true);
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_resend: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF jsonb_typeof(c) <> 'object' THEN
+    RAISE EXCEPTION 'et_resend: the changes must be a jsonb object, not %', jsonb_typeof(c) USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT k INTO bad FROM jsonb_object_keys(c) k WHERE k <> ALL (et_resend_columns()) LIMIT 1;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'et_resend: % cannot be changed on a resend', quote_literal(bad)
+      USING ERRCODE = 'invalid_parameter_value', DETAIL = 'changeable: ' || array_to_string(et_resend_columns(), ', ');
+  END IF;
+  SELECT * INTO o FROM et_messages m WHERE m.id = p_message_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'et_resend: no message %', p_message_id USING ERRCODE = 'no_data_found';
+  END IF;
+  IF o.direction <> 'outbound' OR o.delivery_status NOT IN ('failed', 'rejected', 'cancelled', 'suppressed') THEN
+    RAISE EXCEPTION 'et_resend: message % is % %; only outbound messages that did not go out (failed, rejected, cancelled or suppressed) can be resent',
+                    p_message_id, o.direction, o.delivery_status
+      USING ERRCODE = 'check_violation', DETAIL = format('message %s is %s', p_message_id, o.delivery_status),
+            HINT = CASE WHEN o.direction = 'inbound' THEN 'an inbound message is not resent'
+                        WHEN o.delivery_status IN ('queued', 'pending_approval') THEN 'cancel it first (et_cancel), then resend it'
+                        ELSE 'it went out (or is going out): send a new message' END;
+  END IF;
+  IF o.resent_as IS NOT NULL THEN
+    RAISE EXCEPTION 'et_resend: message % was already resent as message %; resend that one to correct it again', p_message_id, o.resent_as
+      USING ERRCODE = 'check_violation', DETAIL = format('message %s is resent as %s', p_message_id, o.resent_as);
+  END IF;
+  PERFORM set_config('pgcourier.actor', p_actor, true);
+  INSERT INTO et_messages (tenant_id, channel_session_id, channel, direction, sender, recipients, cc, bcc, reply_to,
+                           subject, body_text, body_html, variables, metadata, priority, scheduled_at, in_reply_to,
+                           "references", idempotency_key, resent_from)
+  VALUES (o.tenant_id, o.channel_session_id, o.channel, 'outbound',
+          CASE WHEN c ? 'sender' THEN c ->> 'sender' ELSE o.sender END,
+          CASE WHEN c ? 'recipients' THEN et_jsonb_addresses(c -> 'recipients') ELSE o.recipients END,
+          CASE WHEN c ? 'cc' THEN et_jsonb_addresses(c -> 'cc') ELSE o.cc END,
+          CASE WHEN c ? 'bcc' THEN et_jsonb_addresses(c -> 'bcc') ELSE o.bcc END,
+          CASE WHEN c ? 'reply_to' THEN c ->> 'reply_to' ELSE o.reply_to END,
+          CASE WHEN c ? 'subject' THEN c ->> 'subject' ELSE o.subject END,
+          CASE WHEN c ? 'body_text' THEN c ->> 'body_text' ELSE o.body_text END,
+          CASE WHEN c ? 'body_html' THEN c ->> 'body_html' ELSE o.body_html END,
+          CASE WHEN c ? 'variables' THEN coalesce(nullif(c -> 'variables', 'null'), '{}') ELSE o.variables END,
+          CASE WHEN c ? 'metadata' THEN coalesce(nullif(c -> 'metadata', 'null'), '{}') ELSE o.metadata - 'delivery' END,
+          CASE WHEN c ? 'priority' THEN coalesce((c ->> 'priority')::integer, 2) ELSE o.priority END,
+          -- a scheduled time already past is now (the original's is copied only while ahead)
+          CASE WHEN c ? 'scheduled_at' THEN (c ->> 'scheduled_at')::timestamptz
+               WHEN o.scheduled_at > now() THEN o.scheduled_at END,
+          o.in_reply_to, o."references",
+          c ->> 'idempotency_key',
+          o.id)
+  RETURNING id INTO copy_id;
+  INSERT INTO et_attachments (tenant_id, message_id, filename, content_type, content)
+  SELECT a.tenant_id, copy_id, a.filename, a.content_type, a.content
+    FROM et_attachments a WHERE a.tenant_id = o.tenant_id AND a.message_id = o.id ORDER BY a.id;
+  UPDATE et_messages SET resent_as = copy_id WHERE tenant_id = o.tenant_id AND id = o.id;
+  PERFORM set_config('pgcourier.actor', coalesce(prev_actor, ''), true);
+  RETURN copy_id;
+END
+$$;
+
+CREATE FUNCTION public.et_resend_columns() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT ARRAY['sender', 'recipients', 'cc', 'bcc', 'reply_to', 'subject', 'body_text', 'body_html', 'variables',
+               'metadata', 'priority', 'scheduled_at', 'idempotency_key']
+$$;
+
 CREATE FUNCTION public.et_retry(p_message_id bigint, p_actor text) RETURNS text
     LANGUAGE sql
     AS $$
   SELECT et_set_status(p_message_id, ARRAY['failed'], 'queued', p_actor, 'operator retry', 'et_retry', 'retried')
+$$;
+
+CREATE FUNCTION public.et_retry_failed(p_tenant text, p_actor text, p_recipient text DEFAULT NULL::text, p_from timestamp with time zone DEFAULT NULL::timestamp with time zone, p_to timestamp with time zone DEFAULT NULL::timestamp with time zone, p_category text DEFAULT NULL::text, p_tags text[] DEFAULT NULL::text[], p_channel text DEFAULT NULL::text, p_limit integer DEFAULT 10000, p_batch integer DEFAULT 1000) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  ids bigint[];
+  total integer := 0;
+  i integer := 1;
+  prev_actor text := current_setting('pgcourier.actor', true);
+  prev_reason text := current_setting('pgcourier.reason', true);
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_retry_failed: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 100000 OR p_batch IS NULL OR p_batch NOT BETWEEN 1 AND 10000 THEN
+    RAISE EXCEPTION 'et_retry_failed: p_limit must be 1 to 100000 and p_batch 1 to 10000 (got % and %)', p_limit, p_batch
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- the rows are locked as they are chosen: a message that moves on meanwhile is not retried
+  ids := ARRAY(
+    SELECT m.id FROM et_messages m
+     WHERE m.tenant_id = p_tenant AND m.direction = 'outbound' AND m.delivery_status = 'failed'
+       AND (p_from IS NULL OR m.created_at >= p_from)
+       AND (p_to IS NULL OR m.created_at < p_to)
+       AND (p_channel IS NULL OR m.channel = p_channel)
+       AND (p_category IS NULL OR m.metadata ->> 'category' = p_category)
+       AND (p_tags IS NULL OR m.metadata -> 'tags' @> to_jsonb(p_tags))
+       AND (p_recipient IS NULL
+            OR EXISTS (SELECT 1 FROM unnest(m.recipients) r
+                        WHERE et_contact_of_normalized(m.channel, r) = ANY ((SELECT et_contacts_of(p_recipient))::text[])))
+     ORDER BY m.id
+     LIMIT p_limit
+       FOR UPDATE);
+  PERFORM set_config('pgcourier.actor', p_actor, true);
+  PERFORM set_config('pgcourier.reason', 'operator retry (bulk)', true);
+  WHILE i <= cardinality(ids) LOOP
+    total := total + et_requeue_failed(ids[i:i + p_batch - 1]);
+    i := i + p_batch;
+  END LOOP;
+  PERFORM set_config('pgcourier.actor', coalesce(prev_actor, ''), true);
+  PERFORM set_config('pgcourier.reason', coalesce(prev_reason, ''), true);
+  RETURN total;
+END
+$$;
+
+CREATE FUNCTION public.et_send_limits_valid(p_settings jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT coalesce(bool_and(jsonb_typeof(p_settings -> k) = 'number'
+                           AND (p_settings ->> k)::numeric >= 1
+                           AND (p_settings ->> k)::numeric = trunc((p_settings ->> k)::numeric)
+                           AND (p_settings ->> k)::numeric <= 2147483647), true)
+    FROM unnest(ARRAY['max_per_minute', 'max_per_hour', 'max_per_day']) k
+   WHERE p_settings ? k
 $$;
 
 CREATE FUNCTION public.et_sender_refusal(p_tenant text, p_session_id bigint, p_channel text, p_sender text) RETURNS text
@@ -1681,8 +1894,7 @@ BEGIN
     UPDATE et_messages SET delivery_status = p_to, approved_by = p_actor, approved_at = now(), updated_at = now()
      WHERE id = p_message_id;
   ELSIF p_to = 'queued' THEN
-    UPDATE et_messages SET delivery_status = p_to, last_error = NULL, error_class = NULL, updated_at = now()
-     WHERE id = p_message_id;
+    PERFORM et_requeue_failed(ARRAY[p_message_id]);
   ELSE
     UPDATE et_messages SET delivery_status = p_to, updated_at = now() WHERE id = p_message_id;
   END IF;
@@ -1818,6 +2030,43 @@ BEGIN
   RETURN NULL;
 END
 $$;
+
+CREATE FUNCTION public.et_take_send_quota(p_tenant text, p_count integer DEFAULT 1, OUT limit_name text, OUT max_sends integer, OUT retry_after_s integer) RETURNS SETOF record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  settings jsonb;
+  per text;
+  cap integer;
+  win timestamptz;
+  n integer;
+BEGIN
+  SELECT t.settings INTO settings FROM et_tenants t WHERE t.id = p_tenant;
+  IF settings IS NULL OR NOT (settings ?| ARRAY['max_per_minute', 'max_per_hour', 'max_per_day']) THEN
+    RETURN;
+  END IF;
+  FOREACH per IN ARRAY ARRAY['minute', 'hour', 'day'] LOOP
+    cap := CASE WHEN jsonb_typeof(settings -> ('max_per_' || per)) = 'number'
+                THEN floor((settings ->> ('max_per_' || per))::numeric)::integer END;
+    CONTINUE WHEN cap IS NULL;
+    win := date_trunc(per, now());
+    INSERT INTO et_send_counts AS c (tenant_id, period, window_start, sent) VALUES (p_tenant, per, win, p_count)
+    ON CONFLICT (tenant_id, period) DO UPDATE
+       SET window_start = excluded.window_start,
+           sent = CASE WHEN c.window_start = excluded.window_start THEN c.sent + excluded.sent ELSE excluded.sent END
+    RETURNING c.sent INTO n;
+    IF n > cap THEN
+      limit_name := 'max_per_' || per;
+      max_sends := cap;
+      retry_after_s := greatest(1, ceil(extract(epoch FROM (win + ('1 ' || per)::interval) - clock_timestamp())))::integer;
+      RETURN NEXT;
+      RETURN;
+    END IF;
+  END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION public.et_take_send_quota(p_tenant text, p_count integer, OUT limit_name text, OUT max_sends integer, OUT retry_after_s integer) IS 'counts p_count API sends against the tenant''s max_per_minute / max_per_hour / max_per_day (calendar windows); returns the exceeded limit and the seconds until its window ends, or nothing';
 
 CREATE FUNCTION public.et_take_tokens(p_tenant text, p_session bigint, p_want integer, p_per_second double precision, p_per_minute double precision, OUT granted integer, OUT wait_ms integer) RETURNS record
     LANGUAGE plpgsql
@@ -2091,15 +2340,17 @@ BEGIN
   IF is_new OR NEW.events IS DISTINCT FROM OLD.events THEN
     SELECT string_agg(quote_nullable(e), ', ') INTO unknown
       FROM unnest(NEW.events) AS e
-     WHERE e IS NULL OR NOT EXISTS (SELECT 1 FROM et_webhook_event_types t WHERE t.type = e);
+     WHERE e IS NULL OR NOT EXISTS (SELECT 1 FROM et_webhook_event_types t WHERE t.type = e OR t.alias = e);
     IF unknown IS NOT NULL THEN
       RAISE EXCEPTION 'et_webhook_endpoints.events: unknown event type %', unknown
         USING ERRCODE = 'check_violation', COLUMN = 'events', TABLE = 'et_webhook_endpoints',
-              DETAIL = (SELECT 'known: ' || string_agg(t.type, ', ' ORDER BY t.type) FROM et_webhook_event_types t),
+              DETAIL = (SELECT 'known: ' || string_agg(t.type || coalesce(' (or ' || t.alias || ')', ''), ', ' ORDER BY t.type)
+                          FROM et_webhook_event_types t),
               HINT = 'an empty list subscribes to every event type';
     END IF;
-    -- one spelling per subscription: sorted, no duplicates
-    NEW.events := coalesce((SELECT array_agg(DISTINCT e ORDER BY e) FROM unnest(NEW.events) AS e), '{}');
+    -- one spelling per subscription: canonical (an alias becomes its type), sorted, no duplicates
+    NEW.events := coalesce((SELECT array_agg(DISTINCT t.type ORDER BY t.type)
+                              FROM unnest(NEW.events) AS e JOIN et_webhook_event_types t ON t.type = e OR t.alias = e), '{}');
   END IF;
   IF (is_new OR NEW.description IS DISTINCT FROM OLD.description) AND length(NEW.description) > 500 THEN
     RAISE EXCEPTION 'et_webhook_endpoints.description: at most 500 characters'
@@ -2138,6 +2389,38 @@ BEGIN
   RETURN NULL;
 END
 $$;
+
+CREATE FUNCTION public.et_webhook_rotate_secret(p_tenant_id text, p_endpoint_id bigint, p_actor text, p_rollover interval DEFAULT '24:00:00'::interval, p_secret text DEFAULT NULL::text) RETURNS text
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+  fresh text := coalesce(p_secret, 'whsec_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64'));
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- checked here, not left to the table's CHECK: its refusal would show the whole row, secrets
+  -- included, in the error's detail (and the server log)
+  IF fresh !~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$' OR length(fresh) > 200 THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: the secret must be whsec_ followed by the base64 of 24 to 64 random bytes'
+      USING ERRCODE = 'check_violation', COLUMN = 'secret';
+  END IF;
+  IF p_rollover IS NULL OR p_rollover < interval '0' OR p_rollover > interval '7 days' THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: rollover must be from 0 to 7 days, not %', coalesce(p_rollover::text, 'NULL')
+      USING ERRCODE = 'check_violation', COLUMN = 'rollover';
+  END IF;
+  UPDATE et_webhook_endpoints e
+     SET previous_secret = CASE WHEN p_rollover > interval '0' THEN e.secret END,
+         previous_secret_expires_at = CASE WHEN p_rollover > interval '0' THEN now() + p_rollover END,
+         secret = fresh, secret_rotated_at = now(), secret_rotated_by = p_actor
+   WHERE e.tenant_id = p_tenant_id AND e.id = p_endpoint_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'et_webhook_rotate_secret: no webhook endpoint % for tenant %', p_endpoint_id, p_tenant_id
+      USING ERRCODE = 'no_data_found';
+  END IF;
+  RETURN fresh;
+END
+$_$;
 
 CREATE TABLE public.et_api_keys (
     tenant_id text,
@@ -2438,6 +2721,17 @@ ALTER TABLE public.et_security_events ALTER COLUMN id ADD GENERATED BY DEFAULT A
     CACHE 1
 );
 
+CREATE TABLE public.et_send_counts (
+    tenant_id text NOT NULL,
+    period text NOT NULL,
+    window_start timestamp with time zone NOT NULL,
+    sent integer NOT NULL,
+    CONSTRAINT et_send_counts_period_check CHECK ((period = ANY (ARRAY['minute'::text, 'hour'::text, 'day'::text])))
+)
+WITH (fillfactor='50');
+
+COMMENT ON TABLE public.et_send_counts IS 'messages accepted by the HTTP API per tenant in the current minute, hour and day (calendar windows, UTC), kept only for tenants that set max_per_minute / max_per_hour / max_per_day; one row per period, overwritten when its window passes. fillfactor 50: every accepted send updates these rows, HOT';
+
 CREATE TABLE public.et_session_health (
     tenant_id text NOT NULL,
     channel_session_id bigint NOT NULL,
@@ -2534,6 +2828,7 @@ CREATE TABLE public.et_tenants (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_by text,
     CONSTRAINT et_tenants_id_slug CHECK ((id ~ '^[a-z0-9][a-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT et_tenants_send_limits CHECK (public.et_send_limits_valid(settings)),
     CONSTRAINT et_tenants_settings_object CHECK ((jsonb_typeof(settings) = 'object'::text))
 );
 
@@ -2542,6 +2837,8 @@ COMMENT ON TABLE public.et_tenants IS 'A tenant: id is a slug that every other t
 COMMENT ON COLUMN public.et_tenants.active IS 'false: the tenant is deactivated: its API keys are refused with 403 (tenant_inactive) until it is active again; its rows stay';
 
 COMMENT ON COLUMN public.et_tenants.updated_by IS 'who last changed the name, settings or active flag (apikey:<prefix>, cli:<user>)';
+
+COMMENT ON CONSTRAINT et_tenants_send_limits ON public.et_tenants IS 'settings.max_per_minute / max_per_hour / max_per_day, when present, are whole numbers from 1 to 2147483647';
 
 CREATE TABLE public.et_thread_insights (
     tenant_id text NOT NULL,
@@ -2661,8 +2958,20 @@ CREATE TABLE public.et_webhook_endpoints (
     disabled_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    previous_secret text,
+    previous_secret_expires_at timestamp with time zone,
+    secret_rotated_at timestamp with time zone,
+    secret_rotated_by text,
+    CONSTRAINT et_webhook_endpoints_previous_secret CHECK ((previous_secret ~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$'::text)),
+    CONSTRAINT et_webhook_endpoints_previous_secret_expiry CHECK (((previous_secret IS NULL) = (previous_secret_expires_at IS NULL))),
     CONSTRAINT et_webhook_endpoints_secret CHECK ((secret ~ '^whsec_[A-Za-z0-9+/]{32,}={0,2}$'::text))
 );
+
+COMMENT ON COLUMN public.et_webhook_endpoints.previous_secret IS 'the secret a rotation replaced: deliveries are signed with it as well until previous_secret_expires_at (the rollover window), then it is erased (by the webhook worker, or the next rotation). Stored for the same reason as secret, and likewise never granted to application roles';
+
+COMMENT ON COLUMN public.et_webhook_endpoints.previous_secret_expires_at IS 'end of the rollover window: after it only the current secret signs';
+
+COMMENT ON COLUMN public.et_webhook_endpoints.secret_rotated_by IS 'who rotated the secret last (apikey:<prefix>, or the actor given to et_webhook_rotate_secret)';
 
 ALTER TABLE public.et_webhook_endpoints ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     SEQUENCE NAME public.et_webhook_endpoints_id_seq
@@ -2675,8 +2984,11 @@ ALTER TABLE public.et_webhook_endpoints ALTER COLUMN id ADD GENERATED BY DEFAULT
 
 CREATE TABLE public.et_webhook_event_types (
     type text NOT NULL,
-    description text NOT NULL
+    description text NOT NULL,
+    alias text
 );
+
+COMMENT ON COLUMN public.et_webhook_event_types.alias IS 'the short name seed 002 uses (sent, failed, bounced, retrying), accepted wherever an event type is written and stored as the canonical type; src/domain/vocab.rs WebhookEvent keeps the same list (a test compares them)';
 
 ALTER TABLE ONLY public.et_api_keys
     ADD CONSTRAINT et_api_keys_pkey PRIMARY KEY (id);
@@ -2723,6 +3035,9 @@ ALTER TABLE ONLY public.et_rate_buckets
 ALTER TABLE ONLY public.et_security_events
     ADD CONSTRAINT et_security_events_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.et_send_counts
+    ADD CONSTRAINT et_send_counts_pkey PRIMARY KEY (tenant_id, period);
+
 ALTER TABLE ONLY public.et_session_health
     ADD CONSTRAINT et_session_health_pkey PRIMARY KEY (tenant_id, channel_session_id);
 
@@ -2755,6 +3070,9 @@ ALTER TABLE ONLY public.et_webhook_deliveries
 
 ALTER TABLE ONLY public.et_webhook_endpoints
     ADD CONSTRAINT et_webhook_endpoints_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_webhook_event_types
+    ADD CONSTRAINT et_webhook_event_types_alias UNIQUE (alias);
 
 ALTER TABLE ONLY public.et_webhook_event_types
     ADD CONSTRAINT et_webhook_event_types_pkey PRIMARY KEY (type);
@@ -2879,6 +3197,8 @@ CREATE TRIGGER et_messages_check_thread BEFORE UPDATE OF thread_id ON public.et_
 
 CREATE TRIGGER et_messages_delete_dependents AFTER DELETE ON public.et_messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_delete_dependents();
 
+CREATE TRIGGER et_messages_requeue_failed BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((old.delivery_status = 'failed'::text) AND (new.delivery_status = 'queued'::text))) EXECUTE FUNCTION public.et_messages_requeue_failed();
+
 CREATE TRIGGER et_messages_touch BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((new.delivery_status IS DISTINCT FROM old.delivery_status) AND (new.updated_at = old.updated_at))) EXECUTE FUNCTION public.et_messages_touch();
 
 CREATE TRIGGER et_messages_truncate_dependents AFTER TRUNCATE ON public.et_messages FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_delete_dependents();
@@ -2928,6 +3248,9 @@ ALTER TABLE ONLY public.et_inbound_rules
 
 ALTER TABLE ONLY public.et_rate_buckets
     ADD CONSTRAINT et_rate_buckets_tenant_id_channel_session_id_fkey FOREIGN KEY (tenant_id, channel_session_id) REFERENCES public.et_channel_sessions(tenant_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.et_send_counts
+    ADD CONSTRAINT et_send_counts_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.et_session_health
     ADD CONSTRAINT et_session_health_tenant_id_channel_session_id_fkey FOREIGN KEY (tenant_id, channel_session_id) REFERENCES public.et_channel_sessions(tenant_id, id) ON DELETE CASCADE;
@@ -3100,6 +3423,8 @@ GRANT UPDATE(approved_by) ON TABLE public.et_messages TO pgcourier_app;
 GRANT UPDATE(approved_at) ON TABLE public.et_messages TO pgcourier_app;
 
 GRANT UPDATE(updated_at) ON TABLE public.et_messages TO pgcourier_app;
+
+GRANT UPDATE(resent_as) ON TABLE public.et_messages TO pgcourier_app;
 
 REVOKE ALL ON FUNCTION public.et_grant_app_role(p_role name) FROM PUBLIC;
 

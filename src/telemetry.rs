@@ -151,7 +151,11 @@ fn describe() {
     );
     metrics::describe_counter!(
         "pgcourier_provider_errors_total",
-        "Failed sends per provider and error class (transient, rate_limited, permanent, suppress)."
+        "Failed sends per provider and error class (transient, rate_limited, permanent, suppress, validation)."
+    );
+    metrics::describe_counter!(
+        "pgcourier_send_limit_refusals_total",
+        "API sends refused with 429 because a tenant send limit was reached, per tenant and limit (max_per_minute, max_per_hour, max_per_day)."
     );
     metrics::describe_counter!(
         "pgcourier_inbound_decisions_total",

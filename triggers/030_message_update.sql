@@ -51,7 +51,13 @@ BEGIN
       format('message %s is %s: its content (%s) is frozen',
              OLD.id, OLD.delivery_status, array_to_string(et_message_content_columns(), ', ')),
       'content can change only while an outbound message is pending_approval',
-      'cancel it and insert a corrected message');
+      -- what the caller can do instead, for the state the message is in
+      CASE WHEN NEW.direction = 'inbound' THEN 'an inbound message is kept as it was received'
+           WHEN OLD.delivery_status IN ('failed', 'rejected', 'cancelled', 'suppressed')
+             THEN format('resend it as a corrected copy: SELECT et_resend(%s, ''{"subject": "..."}'', ''you''), or POST /v1/messages/{id}/resend', OLD.id)
+           WHEN OLD.delivery_status = 'queued'
+             THEN format('cancel it (SELECT et_cancel(%s, ''you'')), then resend it as a corrected copy (et_resend)', OLD.id)
+           ELSE 'it has gone out (or is going out) as written: send a new message' END);
   END IF;
   NEW := et_message_check_content(NEW, (SELECT t.settings FROM et_tenants t WHERE t.id = NEW.tenant_id));
   NEW.updated_at := now();
@@ -63,6 +69,24 @@ CREATE OR REPLACE FUNCTION et_messages_touch() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
   NEW.updated_at := now();
+  RETURN NEW;
+END
+$$;
+
+-- A failed message queued again (et_retry, et_retry_failed, or an UPDATE in psql) starts over:
+-- its attempt count from 0 (seed 002 §6.4), no error, no rendered copies (the next send renders
+-- the stored subject, bodies and variables anew). Here, not in the functions, so that every
+-- writer gets it and an application role needs no privilege on these daemon-owned columns (a
+-- trigger's changes are not checked against the statement's column grants).
+CREATE OR REPLACE FUNCTION et_messages_requeue_failed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.attempts := 0;
+  NEW.last_error := NULL;
+  NEW.error_class := NULL;
+  NEW.rendered_subject := NULL;
+  NEW.rendered_text := NULL;
+  NEW.rendered_html := NULL;
   RETURN NEW;
 END
 $$;
@@ -195,6 +219,12 @@ CREATE OR REPLACE TRIGGER et_messages_touch
   FOR EACH ROW
   WHEN (NEW.delivery_status IS DISTINCT FROM OLD.delivery_status AND NEW.updated_at = OLD.updated_at)
   EXECUTE FUNCTION et_messages_touch();
+
+CREATE OR REPLACE TRIGGER et_messages_requeue_failed
+  BEFORE UPDATE ON et_messages
+  FOR EACH ROW
+  WHEN (OLD.delivery_status = 'failed' AND NEW.delivery_status = 'queued')
+  EXECUTE FUNCTION et_messages_requeue_failed();
 
 CREATE OR REPLACE TRIGGER et_messages_after_update
   AFTER UPDATE ON et_messages

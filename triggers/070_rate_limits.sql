@@ -35,3 +35,46 @@ BEGIN
    WHERE tenant_id = p_tenant AND channel_session_id = p_session;
 END
 $$;
+
+-- Per-tenant API send limits: `settings.max_per_minute`, `max_per_hour`, `max_per_day` (positive
+-- integers; absent = no limit). Called by the API in the transaction that inserted `p_count`
+-- new messages: counts them in the current calendar window of each limit the tenant sets, and
+-- returns the first limit that the count now exceeds with the seconds until its window ends
+-- (the caller then rolls back, so a refused request counts nothing); no row when within every
+-- limit. The row lock serialises one tenant's API sends only while it has a limit set.
+CREATE OR REPLACE FUNCTION et_take_send_quota(p_tenant text, p_count integer DEFAULT 1,
+                                              OUT limit_name text, OUT max_sends integer, OUT retry_after_s integer)
+RETURNS SETOF record LANGUAGE plpgsql AS $$
+DECLARE
+  settings jsonb;
+  per text;
+  cap integer;
+  win timestamptz;
+  n integer;
+BEGIN
+  SELECT t.settings INTO settings FROM et_tenants t WHERE t.id = p_tenant;
+  IF settings IS NULL OR NOT (settings ?| ARRAY['max_per_minute', 'max_per_hour', 'max_per_day']) THEN
+    RETURN;
+  END IF;
+  FOREACH per IN ARRAY ARRAY['minute', 'hour', 'day'] LOOP
+    cap := CASE WHEN jsonb_typeof(settings -> ('max_per_' || per)) = 'number'
+                THEN floor((settings ->> ('max_per_' || per))::numeric)::integer END;
+    CONTINUE WHEN cap IS NULL;
+    win := date_trunc(per, now());
+    INSERT INTO et_send_counts AS c (tenant_id, period, window_start, sent) VALUES (p_tenant, per, win, p_count)
+    ON CONFLICT (tenant_id, period) DO UPDATE
+       SET window_start = excluded.window_start,
+           sent = CASE WHEN c.window_start = excluded.window_start THEN c.sent + excluded.sent ELSE excluded.sent END
+    RETURNING c.sent INTO n;
+    IF n > cap THEN
+      limit_name := 'max_per_' || per;
+      max_sends := cap;
+      retry_after_s := greatest(1, ceil(extract(epoch FROM (win + ('1 ' || per)::interval) - clock_timestamp())))::integer;
+      RETURN NEXT;
+      RETURN;
+    END IF;
+  END LOOP;
+END
+$$;
+COMMENT ON FUNCTION et_take_send_quota(text, integer) IS
+    'counts p_count API sends against the tenant''s max_per_minute / max_per_hour / max_per_day (calendar windows); returns the exceeded limit and the seconds until its window ends, or nothing';

@@ -27,9 +27,15 @@ pub struct Endpoint {
     pub disabled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the secret was last rotated.
+    pub secret_rotated_at: Option<DateTime<Utc>>,
+    /// Until when the secret before the last rotation still signs (None: only the current one).
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
-const ENDPOINT_COLUMNS: &str = "id, url, events, description, enabled, failure_count, disabled_reason, disabled_at, created_at, updated_at";
+const ENDPOINT_COLUMNS: &str =
+    "id, url, events, description, enabled, failure_count, disabled_reason, disabled_at, created_at, updated_at, \
+     secret_rotated_at, CASE WHEN previous_secret_expires_at > now() THEN previous_secret_expires_at END";
 
 fn endpoint(r: &tokio_postgres::Row) -> Endpoint {
     Endpoint {
@@ -43,6 +49,8 @@ fn endpoint(r: &tokio_postgres::Row) -> Endpoint {
         disabled_at: r.get(7),
         created_at: r.get(8),
         updated_at: r.get(9),
+        secret_rotated_at: r.get(10),
+        previous_secret_expires_at: r.get(11),
     }
 }
 
@@ -117,6 +125,69 @@ pub async fn update(
     Ok(row.as_ref().map(endpoint))
 }
 
+/// An endpoint's fields, all of them: what a PUT writes.
+#[derive(Debug, Clone)]
+pub struct Replacement {
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: String,
+    pub enabled: bool,
+    /// Recorded as the reason when this change disables the endpoint.
+    pub disabled_reason: Option<String>,
+}
+
+/// Replace every field of an endpoint (its secret and bookkeeping stay).
+pub async fn replace(
+    client: &impl GenericClient,
+    tenant_id: &str,
+    id: i64,
+    r: &Replacement,
+) -> Result<Option<Endpoint>, tokio_postgres::Error> {
+    let sql = format!(
+        "UPDATE et_webhook_endpoints
+            SET url = $3, events = $4, description = $5, enabled = $6,
+                disabled_reason = CASE WHEN enabled AND NOT $6 THEN coalesce($7, disabled_reason) ELSE disabled_reason END
+          WHERE tenant_id = $1 AND id = $2
+         RETURNING {ENDPOINT_COLUMNS}"
+    );
+    let row = client.query_opt(&sql, &[&tenant_id, &id, &r.url, &r.events, &r.description, &r.enabled, &r.disabled_reason]).await?;
+    Ok(row.as_ref().map(endpoint))
+}
+
+/// Rotate an endpoint's secret to `secret` through `et_webhook_rotate_secret` (the secret it
+/// replaces signs along for `rollover`); `None` when the tenant has no such endpoint.
+pub async fn rotate_secret(
+    client: &impl GenericClient,
+    tenant_id: &str,
+    id: i64,
+    actor: &str,
+    rollover: Duration,
+    secret: &str,
+) -> Result<Option<Endpoint>, tokio_postgres::Error> {
+    let rotated = client
+        .execute(
+            "SELECT et_webhook_rotate_secret($1, $2, $3, $4::float8 * interval '1 second', $5)",
+            &[&tenant_id, &id, &actor, &rollover.as_secs_f64(), &secret],
+        )
+        .await;
+    match rotated {
+        Ok(_) => get(client, tenant_id, id).await,
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::NO_DATA_FOUND) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Erase the secrets whose rollover window has passed; how many.
+pub async fn forget_expired_secrets(client: &impl GenericClient) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE et_webhook_endpoints SET previous_secret = NULL, previous_secret_expires_at = NULL
+              WHERE previous_secret_expires_at <= now()",
+            &[],
+        )
+        .await
+}
+
 /// Delete an endpoint and its deliveries; whether it existed.
 pub async fn delete(client: &impl GenericClient, tenant_id: &str, id: i64) -> Result<bool, tokio_postgres::Error> {
     Ok(client.execute("DELETE FROM et_webhook_endpoints WHERE tenant_id = $1 AND id = $2", &[&tenant_id, &id]).await? == 1)
@@ -186,6 +257,8 @@ pub struct Claimed {
     pub url: String,
     /// The endpoint's `whsec_` signing secret.
     pub secret: String,
+    /// The secret a rotation replaced, while its rollover window lasts: it signs as well.
+    pub previous_secret: Option<String>,
 }
 
 impl std::fmt::Debug for Claimed {
@@ -199,6 +272,7 @@ impl std::fmt::Debug for Claimed {
             .field("attempts", &self.attempts)
             .field("url", &self.url)
             .field("secret", &"[redacted]")
+            .field("previous_secret", &self.previous_secret.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -224,7 +298,8 @@ UPDATE et_webhook_deliveries d
   FROM c, et_webhook_endpoints e
  WHERE d.tenant_id = c.tenant_id AND d.id = c.id
    AND e.tenant_id = d.tenant_id AND e.id = d.endpoint_id
-RETURNING d.tenant_id, d.id, d.endpoint_id, d.event_id, d.event_type, d.payload, d.attempts, e.url, e.secret
+RETURNING d.tenant_id, d.id, d.endpoint_id, d.event_id, d.event_type, d.payload, d.attempts, e.url, e.secret,
+          CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END
 "#;
 
 /// Claim up to `limit` due deliveries (at most `per_endpoint` of any one endpoint), leased for
@@ -249,6 +324,7 @@ pub async fn claim(
             attempts: r.get(6),
             url: r.get(7),
             secret: r.get(8),
+            previous_secret: r.get(9),
         })
         .collect())
 }

@@ -257,6 +257,61 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// The status events a tenant's webhook endpoint can subscribe to (`et_webhook_event_types`,
+    /// a table: each has a description, and the seed's short names as aliases).
+    pub enum WebhookEvent: "webhook event type" {
+        /// An outbound message was accepted by its provider.
+        MessageSent = "message.sent",
+        /// An outbound message failed for good (dead letter).
+        MessageFailed = "message.failed",
+        /// It failed because the provider refused the recipient address for good (a hard bounce):
+        /// sent together with `message.failed`.
+        MessageBounced = "message.bounced",
+        /// Every recipient of an outbound message is suppressed.
+        MessageSuppressed = "message.suppressed",
+        /// A send failed transiently and will be retried.
+        MessageRetrying = "message.retrying",
+        /// A contact wrote to us.
+        InboundReceived = "inbound.received",
+        /// A human takes over a thread.
+        ThreadTakeover = "thread.takeover",
+        /// A scheduled follow-up is due.
+        FollowupDue = "followup.due",
+    }
+}
+
+impl WebhookEvent {
+    /// The short name seed 002 uses for it (`et_webhook_event_types.alias`), if it has one.
+    pub const fn alias(self) -> Option<&'static str> {
+        match self {
+            WebhookEvent::MessageSent => Some("sent"),
+            WebhookEvent::MessageFailed => Some("failed"),
+            WebhookEvent::MessageBounced => Some("bounced"),
+            WebhookEvent::MessageSuppressed => Some("suppressed"),
+            WebhookEvent::MessageRetrying => Some("retrying"),
+            _ => None,
+        }
+    }
+
+    /// The event a canonical name (`message.sent`) or an alias (`sent`) stands for.
+    pub fn from_name(name: &str) -> Option<WebhookEvent> {
+        WebhookEvent::ALL.into_iter().find(|e| e.as_str() == name || e.alias() == Some(name))
+    }
+
+    /// Every accepted spelling for messages: `message.sent (or sent), ...`.
+    pub fn known() -> String {
+        WebhookEvent::ALL
+            .iter()
+            .map(|e| match e.alias() {
+                Some(a) => format!("{e} (or {a})"),
+                None => e.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +323,16 @@ mod tests {
             Apple = "apple",
             BloodOrange = "blood_orange",
         }
+    }
+
+    #[test]
+    fn webhook_events_by_name_or_alias() {
+        assert_eq!(WebhookEvent::from_name("message.bounced"), Some(WebhookEvent::MessageBounced));
+        assert_eq!(WebhookEvent::from_name("bounced"), Some(WebhookEvent::MessageBounced));
+        assert_eq!(WebhookEvent::from_name("retrying"), Some(WebhookEvent::MessageRetrying));
+        assert_eq!(WebhookEvent::from_name("delivered"), None);
+        assert_eq!(WebhookEvent::from_name("takeover"), None);
+        assert!(WebhookEvent::known().starts_with("message.sent (or sent), message.failed (or failed)"));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! come back as 4xx naming the request field. `GET /openapi.json` describes it all.
 //!
 //! - [`send`]: `POST /v1/messages` (idempotent, attachments in the same transaction)
-//! - [`messages`]: `GET /v1/messages/{id}`, `GET /v1/messages`, `POST …/{approve|reject|retry|cancel}`
+//! - [`messages`]: `GET /v1/messages/{id}`, `GET /v1/messages`, `POST …/{approve|reject|retry|cancel|resend}`,
+//!   `POST /v1/messages/retry` (bulk)
 //! - [`threads`]: `GET /v1/threads/{id}`, `POST /v1/threads/{id}/handoff`
 //! - [`dead_letters`]: `GET /v1/dead-letters`
 //! - [`tenants`]: `/v1/tenants` and their sessions, for the platform operator
@@ -30,11 +31,13 @@ use axum::{Json, Router};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/messages", post(send::send_message).get(messages::list_messages))
+        .route("/v1/messages/retry", post(messages::retry_failed))
         .route("/v1/messages/{id}", get(messages::get_message))
         .route("/v1/messages/{id}/approve", post(messages::approve))
         .route("/v1/messages/{id}/reject", post(messages::reject))
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route("/v1/messages/{id}/resend", post(messages::resend))
         .route("/v1/dead-letters", get(dead_letters::list_dead_letters))
         .route("/v1/threads/{id}", get(threads::get_thread))
         .route("/v1/threads/{id}/handoff", post(threads::handoff))

@@ -18,11 +18,13 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault, when there is one.
     pub field: Option<String>,
+    /// Seconds for the `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), field: None }
+        ApiError { status, code, message: message.into(), field: None, retry_after: None }
     }
 
     /// 400: `field` breaks `rule`.
@@ -33,6 +35,7 @@ impl ApiError {
             code: "invalid_field",
             message: format!("{field}: {}", rule.into()),
             field: Some(field),
+            retry_after: None,
         }
     }
 
@@ -51,6 +54,17 @@ impl ApiError {
 
     pub fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 429: the tenant's `limit` is reached; retry after `seconds`. The limit is named in `field`.
+    pub fn too_many(limit: &str, message: impl Into<String>, seconds: u64) -> ApiError {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limited",
+            message: message.into(),
+            field: Some(limit.to_owned()),
+            retry_after: Some(seconds),
+        }
     }
 
     /// 500, logged with everything the error carries (a database error's SQLSTATE, message,
@@ -76,8 +90,8 @@ impl ApiError {
         let field = db.column().map(str::to_owned);
         let message = db.message().trim_start_matches("et_messages.").to_owned();
         match refusal(code) {
-            Refusal::Conflict => ApiError { status: StatusCode::CONFLICT, code: "conflict", message, field },
-            Refusal::Invalid => ApiError { status: StatusCode::BAD_REQUEST, code: "invalid_field", message, field },
+            Refusal::Conflict => ApiError { status: StatusCode::CONFLICT, code: "conflict", message, field, retry_after: None },
+            Refusal::Invalid => ApiError { status: StatusCode::BAD_REQUEST, code: "invalid_field", message, field, retry_after: None },
             Refusal::Unavailable => ApiError::unavailable(&e),
             Refusal::Internal => ApiError::internal(e),
         }
@@ -142,7 +156,11 @@ fn log_failure(e: &(dyn std::error::Error + 'static)) {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message, "field": self.field } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

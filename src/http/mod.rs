@@ -46,9 +46,14 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::routes())
         .merge(suppressions::routes())
         .merge(providers::routes())
+        // an unknown path is a JSON 404, like every other refusal
+        .fallback(no_route)
         // one log line per request (health checks and scrapes below are not logged)
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span).on_request(()).on_response(log_response))
         .merge(ops::routes())
+        // a known path with a method it does not take: JSON 405 (axum adds the Allow header);
+        // set last, so that it reaches every route above
+        .method_not_allowed_fallback(wrong_method)
         // request bodies over PGCOURIER_HTTP_MAX_BODY are refused with 413
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(limit_headers))
@@ -67,6 +72,16 @@ fn request_span(req: &Request) -> tracing::Span {
 
 fn log_response(res: &Response, latency: std::time::Duration, _: &tracing::Span) {
     tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "request served");
+}
+
+/// 404 for a path no route serves.
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {}", uri.path()))
+}
+
+/// 405 for a method a route does not take.
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{} does not take {method}", uri.path()))
 }
 
 /// 431 for a request whose headers are over [`MAX_HEADER_BYTES`].

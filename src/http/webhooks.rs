@@ -4,30 +4,39 @@
 //!
 //! - `POST /v1/webhooks` `{url, events?, description?, enabled?}` → 201 endpoint + `secret`
 //! - `GET /v1/webhooks` → `{webhooks: [endpoint]}`; `GET /v1/webhooks/{id}` → endpoint
+//! - `PUT /v1/webhooks/{id}` `{url, events?, description?, enabled?}` → endpoint: a full replace,
+//!   absent fields take their create defaults (every event, no description, enabled)
 //! - `PATCH /v1/webhooks/{id}` `{url?, events?, description?, enabled?}` → endpoint
+//! - `POST /v1/webhooks/{id}/rotate-secret` `{rolloverSeconds?}` → endpoint + its new `secret`
+//!   (shown once); the old secret signs along until `previousSecretExpiresAt` (default 24 h)
 //! - `DELETE /v1/webhooks/{id}` → 204 (its deliveries go with it)
 //! - `GET /v1/webhooks/{id}/deliveries?limit=` → `{deliveries: [delivery]}`, newest first
 //!
-//! The URL must be http(s) and resolve to public addresses only (the SSRF guard,
+//! Event types are the canonical names (`message.sent`) or the seed's short ones (`sent`,
+//! [`WebhookEvent::alias`]), stored canonical. The URL must be http(s) and resolve to public addresses only (the SSRF guard,
 //! [`crate::egress`], with `PGCOURIER_NETWORK_ALLOW`); the event types and the URL's
 //! shape are checked by the table's trigger. Another tenant's endpoint is a 404 and a security
 //! event.
 
 mod views;
 
-pub use views::{CreateRequest, DeliveryList, DeliveryView, EndpointList, EndpointView, UpdateRequest};
+pub use views::{
+    CreateRequest, DeliveryList, DeliveryView, EndpointList, EndpointView, EventName, EventType, ReplaceRequest, RotateRequest,
+    UpdateRequest,
+};
 
-use super::api::input::{JsonBody, QueryParams};
+use super::api::input::{JsonBody, OptionalJsonBody, QueryParams};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::AppState;
 use crate::db::apikeys::Scope;
-use crate::db::webhooks::{self as db, Changes};
+use crate::db::webhooks::{self as db, Changes, Replacement};
+use crate::domain::vocab::WebhookEvent;
 use crate::egress as guard;
 use crate::webhooks::sign;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value};
 use utoipa::OpenApi;
@@ -35,7 +44,8 @@ use utoipa::OpenApi;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/webhooks", get(list_endpoints).post(create_endpoint))
-        .route("/v1/webhooks/{id}", get(get_endpoint).patch(update_endpoint).delete(delete_endpoint))
+        .route("/v1/webhooks/{id}", get(get_endpoint).put(replace_endpoint).patch(update_endpoint).delete(delete_endpoint))
+        .route("/v1/webhooks/{id}/rotate-secret", post(rotate_secret))
         .route("/v1/webhooks/{id}/deliveries", get(list_deliveries))
 }
 
@@ -63,7 +73,15 @@ fn fields(map: Map<String, Value>) -> Result<Fields, ApiError> {
                     let mut events = Vec::with_capacity(items.len());
                     for (i, item) in items.into_iter().enumerate() {
                         match item {
-                            Value::String(s) => events.push(s),
+                            Value::String(s) => match WebhookEvent::from_name(&s) {
+                                Some(e) => events.push(e.as_str().to_owned()),
+                                None => {
+                                    return Err(ApiError::field(
+                                        "events",
+                                        format!("unknown event type {s:?} (known: {}; [] for all)", WebhookEvent::known()),
+                                    ))
+                                }
+                            },
                             _ => return Err(ApiError::field(format!("events[{i}]"), "must be an event type (a string)")),
                         }
                     }
@@ -215,6 +233,103 @@ pub async fn update_endpoint(
     }
 }
 
+/// Replace an endpoint: `url` is required, absent fields take their create defaults.
+#[utoipa::path(
+    put, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = ReplaceRequest,
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "The endpoint as replaced (its secret unchanged and not shown)", body = EndpointView),
+        (status = 400, description = "A field is invalid or missing (named in error.field)", body = crate::http::api::views::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::http::api::views::ErrorBody),
+        (status = 403, description = "The key lacks the admin scope", body = crate::http::api::views::ErrorBody),
+        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+        (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn replace_endpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Json<EndpointView>, ApiError> {
+    caller.require(&state, Scope::Admin).await?;
+    let id = parse_id(&id)?;
+    let f = fields(body?.0)?;
+    let Some(url) = f.url else {
+        return Err(ApiError::field("url", "is required (PUT replaces the whole endpoint; PATCH changes some fields)"));
+    };
+    let url = checked_url(&state, &url).await?;
+    let enabled = f.enabled.unwrap_or(true);
+    let replacement = Replacement {
+        url,
+        events: f.events.unwrap_or_default(),
+        description: f.description.unwrap_or_default(),
+        enabled,
+        disabled_reason: (!enabled).then(|| format!("disabled through the API (key {})", caller.0.prefix)),
+    };
+    let client = state.pool.get().await?;
+    match db::replace(&client, &caller.0.tenant_id, id, &replacement).await.map_err(refused)? {
+        Some(e) => Ok(Json(e.into())),
+        None => Err(missing(&state, &caller, &client, id).await),
+    }
+}
+
+/// The longest rollover window a rotation may ask for (7 days), and the default (24 hours).
+const MAX_ROLLOVER_SECS: u64 = 7 * 86_400;
+const DEFAULT_ROLLOVER_SECS: u64 = 86_400;
+
+/// Give an endpoint a new signing secret, returned once; the old one signs along until the
+/// rollover window ends.
+#[utoipa::path(
+    post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", request_body(content = RotateRequest, description = "Optional"),
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "The endpoint with its new secret (shown once) and previousSecretExpiresAt", body = EndpointView),
+        (status = 400, description = "A field is invalid (named in error.field)", body = crate::http::api::views::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::http::api::views::ErrorBody),
+        (status = 403, description = "The key lacks the admin scope", body = crate::http::api::views::ErrorBody),
+        (status = 404, description = "No such endpoint for this tenant", body = crate::http::api::views::ErrorBody),
+        (status = 415, description = "A body is sent but not declared JSON (content-type: application/json)", body = crate::http::api::views::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<OptionalJsonBody, ApiError>,
+) -> Result<Json<EndpointView>, ApiError> {
+    caller.require(&state, Scope::Admin).await?;
+    let id = parse_id(&id)?;
+    let mut rollover = DEFAULT_ROLLOVER_SECS;
+    for (k, v) in body?.0 {
+        match k.as_str() {
+            "rolloverSeconds" => {
+                rollover = v.as_u64().filter(|s| *s <= MAX_ROLLOVER_SECS).ok_or_else(|| {
+                    ApiError::field("rolloverSeconds", format!("must be a whole number of seconds from 0 to {MAX_ROLLOVER_SECS} (7 days)"))
+                })?
+            }
+            _ => return Err(ApiError::field(k, "unknown field (expected rolloverSeconds)")),
+        }
+    }
+    let secret = sign::new_secret();
+    let actor = format!("apikey:{}", caller.0.prefix);
+    let client = state.pool.get().await?;
+    let rotated = db::rotate_secret(&client, &caller.0.tenant_id, id, &actor, std::time::Duration::from_secs(rollover), &secret)
+        .await
+        .map_err(refused)?;
+    match rotated {
+        Some(e) => {
+            tracing::info!(tenant = %caller.0.tenant_id, endpoint = id, key = %caller.0.prefix, rollover_secs = rollover, "webhook secret rotated");
+            let mut view = EndpointView::from(e);
+            view.secret = Some(secret);
+            Ok(Json(view))
+        }
+        None => Err(missing(&state, &caller, &client, id).await),
+    }
+}
+
 /// Delete an endpoint and its deliveries.
 #[utoipa::path(
     delete, path = "/v1/webhooks/{id}", tag = "webhooks",
@@ -283,9 +398,9 @@ pub async fn list_deliveries(
 /// The OpenAPI paths and schemas of these routes (to merge into the API's document).
 #[derive(OpenApi)]
 #[openapi(
-    paths(create_endpoint, list_endpoints, get_endpoint, update_endpoint, delete_endpoint, list_deliveries),
+    paths(create_endpoint, list_endpoints, get_endpoint, replace_endpoint, update_endpoint, rotate_secret, delete_endpoint, list_deliveries),
     components(schemas(
-        EndpointView, EndpointList, DeliveryView, DeliveryList, CreateRequest, UpdateRequest,
+        EndpointView, EndpointList, DeliveryView, DeliveryList, CreateRequest, ReplaceRequest, UpdateRequest, RotateRequest, EventName, EventType,
         crate::http::api::views::ErrorBody, crate::http::api::views::ErrorDetail,
     )),
     tags((name = "webhooks", description = "Tenant status webhooks (Standard Webhooks signatures)"))
@@ -301,9 +416,11 @@ mod tests {
     #[test]
     fn the_openapi_document_lists_every_route() {
         let doc = super::openapi();
-        for path in ["/v1/webhooks", "/v1/webhooks/{id}", "/v1/webhooks/{id}/deliveries"] {
+        for path in ["/v1/webhooks", "/v1/webhooks/{id}", "/v1/webhooks/{id}/deliveries", "/v1/webhooks/{id}/rotate-secret"] {
             assert!(doc.paths.paths.contains_key(path), "{path} missing");
         }
+        let item = &doc.paths.paths["/v1/webhooks/{id}"];
+        assert!(item.put.is_some() && item.patch.is_some(), "PUT beside PATCH");
         let json = serde_json::to_value(&doc).unwrap();
         assert!(json["components"]["schemas"]["EndpointView"]["properties"]["failureCount"].is_object());
         assert!(json["components"]["schemas"]["ErrorBody"].is_object());

@@ -59,7 +59,9 @@ impl Sender {
             Err(e) => return failed(format!("payload: {e}")),
         };
         let id = delivery.event_id.to_string();
-        let signature = match sign::signature(&delivery.secret, &id, timestamp, &body) {
+        // during a rollover window the secret a rotation replaced signs as well
+        let secrets = std::iter::once(delivery.secret.as_str()).chain(delivery.previous_secret.as_deref());
+        let signature = match sign::signatures(secrets, &id, timestamp, &body) {
             Ok(s) => s,
             Err(e) => return failed(e.to_string()),
         };
@@ -88,8 +90,7 @@ impl Sender {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
         let excerpt = excerpt(&mut response).await;
         let reason = response.status().canonical_reason().unwrap_or("");
         let error = if excerpt.is_empty() { format!("HTTP {status} {reason}") } else { format!("HTTP {status} {reason}: {excerpt}") };
@@ -100,6 +101,18 @@ impl Sender {
     fn check_literal(&self, url: &str) -> Result<(), Refused> {
         egress::check_literal(url, &self.allow).map(|_| ())
     }
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3) as a delay from `now`: delay-seconds, or an
+/// HTTP-date in any of its three forms (IMF-fixdate, RFC 850, asctime). A date already past is
+/// no delay; anything else is ignored.
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The first characters of a failed answer's body, without reading more than needed.
@@ -140,5 +153,24 @@ fn describe(e: &reqwest::Error) -> String {
         kind.to_owned()
     } else {
         format!("{kind}: {}", causes.join(": "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn retry_after_as_seconds_or_any_http_date() {
+        // Sun, 06 Nov 1994 08:49:37 GMT, the RFC's example, seen 37 seconds earlier
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777 - 37);
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        for form in ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            assert_eq!(retry_after(form, now), Some(Duration::from_secs(37)), "{form}");
+        }
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:37 GMT", SystemTime::now()), Some(Duration::ZERO), "past: no delay");
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
     }
 }

@@ -11,6 +11,10 @@
 //! endpoint's consecutive-failure count grows; at the threshold the endpoint is disabled.
 //! Every delivery re-checks the URL against the SSRF guard ([`crate::egress`]).
 //!
+//! A rotated secret signs along with the new one until its rollover window ends (the claim
+//! returns it only until then); about once a minute the worker erases the secrets whose window
+//! has passed.
+//!
 //! Safe with several daemons (claims skip locked rows; a worker that dies leaves its leases to
 //! expire). On shutdown it stops claiming and waits for in-flight requests up to the shutdown
 //! timeout; unfinished ones are retried after their lease.
@@ -109,11 +113,16 @@ pub async fn run_with(pool: Pool, config: Config, settings: Settings, wake: Arc<
     let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
     let mut pending: Vec<Outcome> = Vec::new();
     tracing::info!(allow = ?settings.allow, "webhook worker started");
+    let mut forgotten_at: Option<tokio::time::Instant> = None;
     loop {
         while let Ok(o) = rx.try_recv() {
             pending.push(o);
         }
         record(&pool, &mut pending, settings.disable_after).await;
+        if forgotten_at.is_none_or(|at| at.elapsed() >= FORGET_EVERY) {
+            forgotten_at = Some(tokio::time::Instant::now());
+            forget_expired_secrets(&pool).await;
+        }
         if shutdown.is_cancelled() {
             break;
         }
@@ -155,6 +164,22 @@ pub async fn run_with(pool: Pool, config: Config, settings: Settings, wake: Arc<
     }
     record(&pool, &mut pending, settings.disable_after).await;
     tracing::info!("webhook worker stopped");
+}
+
+/// How often the worker erases secrets whose rollover window has passed.
+const FORGET_EVERY: Duration = Duration::from_secs(60);
+
+async fn forget_expired_secrets(pool: &Pool) {
+    let result: Result<u64, crate::db::DbError> = async {
+        let client = pool.get().await?;
+        Ok(q::forget_expired_secrets(&client).await?)
+    }
+    .await;
+    match result {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(endpoints = n, "webhook secrets past their rollover window erased"),
+        Err(e) => tracing::warn!(error = %e, "erasing expired webhook secrets failed; trying again later"),
+    }
 }
 
 async fn claim(pool: &Pool, limit: i64, per_endpoint: i64, lease: Duration) -> Result<Vec<Claimed>, crate::db::DbError> {

@@ -2,6 +2,8 @@
 //! the signature is `v1,` + base64(HMAC-SHA256(decoded secret, "{webhook-id}.{webhook-timestamp}.{body}")),
 //! sent in `webhook-signature` next to `webhook-id` and `webhook-timestamp` (unix seconds).
 //! See <https://www.standardwebhooks.com/> (spec/standard-webhooks.md, "Signature scheme").
+//! During a secret's rollover window ([`signatures`]) the header carries one signature per
+//! secret, space-separated: a receiver accepts the event when any of them verifies.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -39,6 +41,13 @@ pub fn signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<
     Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
 }
 
+/// The `webhook-signature` value for several secrets (the current one first, then the one a
+/// rotation replaced): `v1,<sig> v1,<sig>`.
+pub fn signatures<'a>(secrets: impl IntoIterator<Item = &'a str>, id: &str, timestamp: i64, body: &[u8]) -> Result<String, BadSecret> {
+    let all = secrets.into_iter().map(|s| signature(s, id, timestamp, body)).collect::<Result<Vec<_>, _>>()?;
+    Ok(all.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,6 +58,16 @@ mod tests {
         let sig =
             signature("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
         assert_eq!(sig.unwrap(), "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn one_signature_per_secret() {
+        let (a, b) = ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", new_secret());
+        let both = signatures([a, b.as_str()], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#).unwrap();
+        let (first, second) = both.split_once(' ').unwrap();
+        assert_eq!(first, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert_eq!(second, signature(&b, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#).unwrap());
+        assert_eq!(signatures([a, "whsec_!!"], "x", 1, b"").unwrap_err(), BadSecret);
     }
 
     #[test]

@@ -5,8 +5,13 @@
 mod actions;
 mod auth;
 mod list;
+mod list_filters;
 mod refusals;
+mod resend;
+mod retry;
+mod routes;
 mod send;
+mod send_limits;
 mod threads;
 
 use crate::app::{api_key, spawn_app, App};
@@ -135,6 +140,8 @@ async fn openapi_json_documents_the_endpoints_and_the_key() {
         "/v1/messages/{id}",
         "/v1/messages/{id}/approve",
         "/v1/messages/{id}/retry",
+        "/v1/messages/{id}/resend",
+        "/v1/messages/retry",
         "/v1/threads/{id}",
         "/v1/threads/{id}/handoff",
         "/v1/webhooks",

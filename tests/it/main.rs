@@ -40,3 +40,4 @@ mod templates;
 mod tenants;
 mod vocabulary;
 mod webhooks;
+mod webhooks_contract;

@@ -1,8 +1,8 @@
-//! Message reads (one, its events and attachments, a filtered keyset page) and the operator
-//! actions, all scoped by tenant; `message_elsewhere` only answers yes / no for the security log.
+//! Message reads (one, its events and attachments, a filtered page), all scoped by tenant;
+//! `message_elsewhere` only answers yes / no for the security log.
 
 use super::MessageRef;
-use crate::domain::vocab::{Channel, Direction, Status};
+use crate::domain::vocab::{Channel, Direction, Provider, Status};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -19,6 +19,9 @@ pub struct MessageRow {
     pub channel: Channel,
     pub channel_session_id: i64,
     pub status: Status,
+    /// The provider of the session that sent it (its fallback, when the send went there), else
+    /// of the session that will.
+    pub provider: Option<Provider>,
     pub thread_id: i64,
     pub sender: Option<String>,
     pub recipients: Vec<String>,
@@ -41,15 +44,27 @@ pub struct MessageRow {
     pub approved_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The message this one is a corrected copy of, and the copy this one was resent as.
+    pub resent_from: Option<i64>,
+    pub resent_as: Option<i64>,
     /// Only when the query asked for bodies.
     pub body_text: Option<String>,
     pub body_html: Option<String>,
+    /// What was sent where rendering changed it (NULL: sent as written); with both bodies only.
+    pub rendered_subject: Option<String>,
+    pub rendered_text: Option<String>,
+    pub rendered_html: Option<String>,
 }
 
 const MESSAGE_COLS: &str = "m.id, m.public_id, m.direction, m.channel, m.channel_session_id, m.delivery_status, m.thread_id,
     m.sender, m.recipients, m.cc, m.bcc, m.reply_to, m.subject, m.priority::smallint AS priority, m.attempts, m.last_error, m.error_class,
     m.external_message_id, m.in_reply_to, m.idempotency_key, m.metadata, m.suppressed_recipients, m.scheduled_at,
-    m.sent_at, m.approved_by, m.approved_at, m.created_at, m.updated_at";
+    m.sent_at, m.approved_by, m.approved_at, m.created_at, m.updated_at, m.resent_from, m.resent_as,
+    (SELECT cs.provider FROM et_channel_sessions cs
+      WHERE cs.tenant_id = m.tenant_id
+        AND cs.id = CASE WHEN m.metadata #>> '{delivery,via_fallback_session}' ~ '^[0-9]{1,18}$'
+                         THEN (m.metadata #>> '{delivery,via_fallback_session}')::bigint
+                         ELSE m.channel_session_id END) AS provider";
 
 /// Which bodies a read returns.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +78,11 @@ pub(super) fn cols(bodies: Bodies) -> String {
     let extra = match bodies {
         Bodies::None => "NULL::text AS body_text, NULL::text AS body_html",
         Bodies::Text => "m.body_text, NULL::text AS body_html",
-        Bodies::Both => "m.body_text, m.body_html",
+        Bodies::Both => "m.body_text, m.body_html, m.rendered_subject, m.rendered_text, m.rendered_html",
+    };
+    let extra = match bodies {
+        Bodies::Both => extra.to_owned(),
+        _ => format!("{extra}, NULL::text AS rendered_subject, NULL::text AS rendered_text, NULL::text AS rendered_html"),
     };
     format!("{MESSAGE_COLS}, {extra}")
 }
@@ -77,6 +96,7 @@ pub(super) fn message(r: &Row) -> Result<MessageRow, Error> {
         channel: r.try_get("channel")?,
         channel_session_id: r.get("channel_session_id"),
         status: r.try_get("delivery_status")?,
+        provider: r.try_get("provider")?,
         thread_id: r.get("thread_id"),
         sender: r.get("sender"),
         recipients: r.get("recipients"),
@@ -99,8 +119,13 @@ pub(super) fn message(r: &Row) -> Result<MessageRow, Error> {
         approved_at: r.get("approved_at"),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
+        resent_from: r.get("resent_from"),
+        resent_as: r.get("resent_as"),
         body_text: r.get("body_text"),
         body_html: r.get("body_html"),
+        rendered_subject: r.get("rendered_subject"),
+        rendered_text: r.get("rendered_text"),
+        rendered_html: r.get("rendered_html"),
     })
 }
 
@@ -197,28 +222,41 @@ pub async fn attachments(c: &impl GenericClient, tenant: &str, message_id: i64) 
 /// Filters of `GET /v1/messages` (already validated).
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
-    pub status: Option<Status>,
+    /// Any of these statuses (empty: any).
+    pub statuses: Vec<Status>,
     pub direction: Option<Direction>,
     pub thread_id: Option<i64>,
     pub channel: Option<Channel>,
-    pub to: Option<String>,
+    /// A recipient in `to`, compared as contacts (`et_contacts_of`: case, display names, phone
+    /// number formatting).
+    pub recipient: Option<String>,
+    /// created_at >= from.
     pub from: Option<DateTime<Utc>>,
+    /// created_at < until (exclusive).
     pub until: Option<DateTime<Utc>>,
+    /// metadata.category equals this.
+    pub category: Option<String>,
+    /// metadata.tags holds every one of these.
+    pub tags: Vec<String>,
     /// Keyset: rows strictly after this (created_at, id) in (created_at desc, id desc) order.
     pub after: Option<(DateTime<Utc>, i64)>,
+    pub offset: i64,
     pub limit: i64,
 }
 
-/// A page of messages, newest first.
+/// A page of messages, newest first: a backward walk of et_messages_tenant_created (tenant,
+/// created_at, id) from the cursor or the range's end, the other filters checked on the way.
 pub async fn list_messages(c: &impl GenericClient, tenant: &str, f: &ListFilter) -> Result<Vec<MessageRow>, Error> {
     fn push<'a>(params: &mut Vec<&'a (dyn ToSql + Sync)>, p: &'a (dyn ToSql + Sync)) -> usize {
         params.push(p);
         params.len()
     }
+    let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+    let tags = serde_json::Value::from(f.tags.clone());
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant];
     let mut conds = vec!["m.tenant_id = $1".to_owned()];
-    if let Some(s) = &f.status {
-        conds.push(format!("m.delivery_status = ${}", push(&mut params, s)));
+    if !statuses.is_empty() {
+        conds.push(format!("m.delivery_status = ANY (${}::text[])", push(&mut params, &statuses)));
     }
     if let Some(d) = &f.direction {
         conds.push(format!("m.direction = ${}", push(&mut params, d)));
@@ -229,10 +267,11 @@ pub async fn list_messages(c: &impl GenericClient, tenant: &str, f: &ListFilter)
     if let Some(ch) = &f.channel {
         conds.push(format!("m.channel = ${}", push(&mut params, ch)));
     }
-    if let Some(to) = &f.to {
+    if let Some(to) = &f.recipient {
         let n = push(&mut params, to);
         conds.push(format!(
-            "EXISTS (SELECT 1 FROM unnest(m.recipients) r WHERE et_contact(m.channel, r) = et_contact(m.channel, ${n}::text))"
+            "EXISTS (SELECT 1 FROM unnest(m.recipients) r
+                      WHERE et_contact_of_normalized(m.channel, r) = ANY ((SELECT et_contacts_of(${n}::text))::text[]))"
         ));
     }
     if let Some(from) = &f.from {
@@ -241,56 +280,23 @@ pub async fn list_messages(c: &impl GenericClient, tenant: &str, f: &ListFilter)
     if let Some(until) = &f.until {
         conds.push(format!("m.created_at < ${}", push(&mut params, until)));
     }
+    if let Some(cat) = &f.category {
+        conds.push(format!("m.metadata ->> 'category' = ${}::text", push(&mut params, cat)));
+    }
+    if !f.tags.is_empty() {
+        conds.push(format!("m.metadata -> 'tags' @> ${}::jsonb", push(&mut params, &tags)));
+    }
     if let Some((at, id)) = &f.after {
         let (a, b) = (push(&mut params, at), push(&mut params, id));
         conds.push(format!("(m.created_at, m.id) < (${a}, ${b})"));
     }
     let l = push(&mut params, &f.limit);
+    let o = push(&mut params, &f.offset);
     let sql = format!(
-        "SELECT {} FROM et_messages m WHERE {} ORDER BY m.created_at DESC, m.id DESC LIMIT ${l}",
+        "SELECT {} FROM et_messages m WHERE {} ORDER BY m.created_at DESC, m.id DESC LIMIT ${l} OFFSET ${o}",
         cols(Bodies::None),
         conds.join(" AND ")
     );
     let rows = c.query(&sql, &params).await?;
     rows.iter().map(message).collect()
-}
-
-/// An operator action on a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Approve,
-    Reject,
-    Retry,
-    Cancel,
-}
-
-/// Run the action's SQL function on a message of `tenant` as `actor`. `Ok(None)`: no such
-/// message for this tenant. A refused transition is the function's error (SQLSTATE 23514).
-pub async fn act(
-    c: &impl GenericClient,
-    tenant: &str,
-    id: i64,
-    action: Action,
-    actor: &str,
-    reason: Option<&str>,
-) -> Result<Option<String>, Error> {
-    let row = match action {
-        Action::Reject => {
-            c.query_opt(
-                "SELECT et_reject(m.id, $3, $4) FROM et_messages m WHERE m.tenant_id = $1 AND m.id = $2",
-                &[&tenant, &id, &actor, &reason],
-            )
-            .await?
-        }
-        other => {
-            let f = match other {
-                Action::Approve => "et_approve",
-                Action::Retry => "et_retry",
-                _ => "et_cancel",
-            };
-            c.query_opt(&format!("SELECT {f}(m.id, $3) FROM et_messages m WHERE m.tenant_id = $1 AND m.id = $2"), &[&tenant, &id, &actor])
-                .await?
-        }
-    };
-    Ok(row.map(|r| r.get(0)))
 }

@@ -162,3 +162,20 @@ pub async fn insert_attachment(
     .await?;
     Ok(())
 }
+
+/// A tenant send limit the request went over (`et_take_send_quota`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverLimit {
+    /// `max_per_minute`, `max_per_hour` or `max_per_day`.
+    pub limit: String,
+    pub max: i32,
+    /// Seconds until the limit's window ends.
+    pub retry_after: i32,
+}
+
+/// Count `count` new messages against the tenant's send limits, in the caller's transaction;
+/// the first limit now exceeded, if any (the caller rolls back).
+pub async fn take_send_quota(c: &impl GenericClient, tenant: &str, count: i32) -> Result<Option<OverLimit>, Error> {
+    let row = c.query_opt("SELECT limit_name, max_sends, retry_after_s FROM et_take_send_quota($1, $2)", &[&tenant, &count]).await?;
+    Ok(row.map(|r| OverLimit { limit: r.get(0), max: r.get(1), retry_after: r.get(2) }))
+}

@@ -227,6 +227,19 @@ fn trace_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// 429 for a tenant send limit, counted per tenant and limit.
+fn over_limit(tenant: &str, over: db::OverLimit) -> ApiError {
+    metrics::counter!("pgcourier_send_limit_refusals_total", "tenant" => tenant.to_owned(), "limit" => over.limit.clone()).increment(1);
+    let message = format!(
+        "{}: this tenant may send {} messages per {}; retry in {} s",
+        over.limit,
+        over.max,
+        over.limit.trim_start_matches("max_per_"),
+        over.retry_after
+    );
+    ApiError::too_many(&over.limit, message, over.retry_after.max(1) as u64)
+}
+
 /// The attachments' content decoded, each with its filename and MIME type (the type defaults to
 /// `application/octet-stream`); a bad one is named by its index.
 fn decode_attachments(attachments: Option<Vec<AttachmentIn>>) -> Result<Vec<(String, String, Vec<u8>)>, ApiError> {
@@ -314,6 +327,7 @@ fn new_message(
         (status = 403, description = "The key lacks the send scope, or its tenant is not active", body = ErrorBody),
         (status = 413, description = "Body or attachments over the limit", body = ErrorBody),
         (status = 415, description = "The body is not declared JSON (content-type: application/json)", body = ErrorBody),
+        (status = 429, description = "A tenant send limit (max_per_minute, max_per_hour, max_per_day, named in error.field) is reached; Retry-After says when its window ends. Nothing was written", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -345,6 +359,12 @@ pub async fn send_message(
     let session_id = session.map_err(|why| no_session(&req, why))?.id;
     let new = new_message(req, tenant.clone(), session_id, key, priority, scheduled_at);
     let ins = db::insert_message(&tx, &new).await.map_err(|e| input::db_error(e, MESSAGE_FIELDS))?;
+    // a replay of an idempotency key is not a new send: it neither counts nor is refused
+    if ins.created {
+        if let Some(over) = db::take_send_quota(&tx, &tenant, 1).await.map_err(ApiError::internal)? {
+            return Err(over_limit(&tenant, over)); // the transaction rolls back: nothing written, nothing counted
+        }
+    }
     // a fully suppressed message is kept for the record but never sent: no content to attach
     if ins.created && ins.status != Status::Suppressed {
         for (i, (filename, content_type, content)) in files.iter().enumerate() {

@@ -51,6 +51,9 @@ pub struct MessageView {
     pub channel_session_id: i64,
     /// The delivery status (outbound or inbound lifecycle).
     pub status: Status,
+    /// The provider of the session that sent it (its fallback session's, when the send went
+    /// there), or of the session that will.
+    pub provider: Option<Provider>,
     pub thread_id: i64,
     pub from: Option<String>,
     pub to: Vec<String>,
@@ -76,18 +79,45 @@ pub struct MessageView {
     pub approved_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The id of the message this one is a corrected copy of (`POST /v1/messages/{id}/resend`).
+    pub resent_from: Option<i64>,
+    /// The id of the corrected copy this message was resent as.
+    pub resent_as: Option<i64>,
     /// In single-message and thread reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text_body: Option<String>,
     /// In single-message reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub html_body: Option<String>,
+    /// What was sent, where rendering the variables changed the content (single-message reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<RenderedView>,
     /// In single-message reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<AttachmentView>>,
     /// The audit trail, oldest first (single-message reads).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventView>>,
+}
+
+/// The content as sent, field by field: null where it was sent as written (no variables, or
+/// rendering left it unchanged), so `coalesce(rendered, written)` is what went out.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RenderedView {
+    pub subject: Option<String>,
+    /// Also set when the text was derived from the HTML body.
+    pub text_body: Option<String>,
+    pub html_body: Option<String>,
+}
+
+impl MessageView {
+    /// The single-message read: with the rendered content (`m` read with both bodies).
+    pub fn detailed(mut m: MessageRow) -> Self {
+        let rendered =
+            RenderedView { subject: m.rendered_subject.take(), text_body: m.rendered_text.take(), html_body: m.rendered_html.take() };
+        MessageView { rendered: Some(rendered), ..MessageView::from(m) }
+    }
 }
 
 impl From<MessageRow> for MessageView {
@@ -99,6 +129,7 @@ impl From<MessageRow> for MessageView {
             channel: m.channel,
             channel_session_id: m.channel_session_id,
             status: m.status,
+            provider: m.provider,
             thread_id: m.thread_id,
             from: m.sender,
             to: m.recipients,
@@ -121,8 +152,11 @@ impl From<MessageRow> for MessageView {
             approved_at: m.approved_at,
             created_at: m.created_at,
             updated_at: m.updated_at,
+            resent_from: m.resent_from,
+            resent_as: m.resent_as,
             text_body: m.body_text,
             html_body: m.body_html,
+            rendered: None,
             attachments: None,
             events: None,
         }
@@ -171,8 +205,18 @@ impl From<AttachmentRow> for AttachmentView {
 #[serde(rename_all = "camelCase")]
 pub struct MessagePage {
     pub messages: Vec<MessageView>,
-    /// Pass as `after` for the next page; null on the last page.
+    /// Pass as `cursor` for the next page (the same filters apply); null on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// The answer to a bulk retry.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkRetryResponse {
+    /// How many failed messages were queued again.
+    pub queued: i32,
+    /// True when `queued` reached the request's `limit`: more may match; send it again.
+    pub limit_reached: bool,
 }
 
 /// A conversation.

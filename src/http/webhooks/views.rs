@@ -2,7 +2,7 @@
 //! in the OpenAPI document (the handlers parse bodies by hand to name the field at fault).
 
 use crate::db::webhooks::{Delivery, Endpoint};
-use crate::domain::vocab::DeliveryState;
+use crate::domain::vocab::{DeliveryState, WebhookEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -14,7 +14,8 @@ use utoipa::ToSchema;
 pub struct EndpointView {
     pub id: i64,
     pub url: String,
-    /// Subscribed event types; empty = every type.
+    /// Subscribed event types (canonical names); empty = every type.
+    #[schema(value_type = Vec<EventType>)]
     pub events: Vec<String>,
     pub description: String,
     pub enabled: bool,
@@ -24,7 +25,11 @@ pub struct EndpointView {
     pub disabled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// `whsec_<base64>`: verify `webhook-signature` with it. Shown once.
+    /// When the secret was last rotated (null: never).
+    pub secret_rotated_at: Option<DateTime<Utc>>,
+    /// While a rotation's rollover window lasts: until when the previous secret signs as well.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// `whsec_<base64>`: verify `webhook-signature` with it. Shown once (create, rotate-secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
@@ -42,6 +47,8 @@ impl From<Endpoint> for EndpointView {
             disabled_at: e.disabled_at,
             created_at: e.created_at,
             updated_at: e.updated_at,
+            secret_rotated_at: e.secret_rotated_at,
+            previous_secret_expires_at: e.previous_secret_expires_at,
             secret: None,
         }
     }
@@ -59,6 +66,7 @@ pub struct DeliveryView {
     pub id: i64,
     /// The `webhook-id` header: the same on every attempt.
     pub event_id: uuid::Uuid,
+    #[schema(value_type = EventType)]
     pub event_type: String,
     /// `ready` (waiting or being retried), `delivered` or `dead`.
     pub state: DeliveryState,
@@ -69,7 +77,7 @@ pub struct DeliveryView {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
-    /// The body sent: `{type, timestamp, data}`.
+    /// The body sent: `{type, event, timestamp, tenantId, messageId, data}`.
     #[schema(value_type = Object)]
     pub payload: Value,
 }
@@ -103,12 +111,61 @@ pub struct DeliveryList {
 pub struct CreateRequest {
     /// http:// or https:// URL whose host resolves to public addresses.
     url: String,
-    /// Event types: message.sent, message.failed, message.suppressed, message.retrying,
-    /// inbound.received, thread.takeover, followup.due. Empty or absent = all.
-    events: Option<Vec<String>>,
+    /// Event types, canonical or the seed's short names (sent, failed, bounced, retrying,
+    /// suppressed); stored canonical. Empty or absent = all.
+    events: Option<Vec<EventName>>,
     description: Option<String>,
     enabled: Option<bool>,
 }
+
+/// Body of `PUT /v1/webhooks/{id}`: the whole endpoint; absent fields take the create defaults
+/// (every event, no description, enabled). The secret is not part of it (see rotate-secret).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ReplaceRequest {
+    /// http:// or https:// URL whose host resolves to public addresses.
+    url: String,
+    /// As on create; absent = all.
+    events: Option<Vec<EventName>>,
+    description: Option<String>,
+    enabled: Option<bool>,
+}
+
+/// Body of `POST /v1/webhooks/{id}/rotate-secret` (optional).
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct RotateRequest {
+    /// How long the old secret signs along with the new one: 0 to 604800 (7 days), default 86400.
+    #[schema(minimum = 0, maximum = 604800)]
+    rollover_seconds: Option<u64>,
+}
+
+/// A webhook event type, as stored and sent (`type` of the payload).
+#[derive(Debug)]
+pub struct EventType;
+
+impl utoipa::PartialSchema for EventType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(WebhookEvent::NAMES.iter().copied()))
+            .into()
+    }
+}
+impl utoipa::ToSchema for EventType {}
+
+/// A webhook event type as a request may name it: canonical or its alias.
+#[derive(Debug)]
+pub struct EventName;
+
+impl utoipa::PartialSchema for EventName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let names = WebhookEvent::ALL.into_iter().flat_map(|e| std::iter::once(e.as_str()).chain(e.alias()));
+        utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).enum_values(Some(names)).into()
+    }
+}
+impl utoipa::ToSchema for EventName {}
 
 /// Body of `PATCH /v1/webhooks/{id}`: absent fields keep their value. Enabling again resets the
 /// failure count.
@@ -116,7 +173,7 @@ pub struct CreateRequest {
 #[allow(dead_code)]
 pub struct UpdateRequest {
     url: Option<String>,
-    events: Option<Vec<String>>,
+    events: Option<Vec<EventName>>,
     description: Option<String>,
     enabled: Option<bool>,
 }

@@ -172,6 +172,22 @@ async fn an_application_role_sees_and_writes_only_its_tenant() {
     assert_eq!(db.count(&format!("SELECT count(*) FROM et_outbound_queue WHERE message_id = {acme_msg}")).await, 0);
     app.query_one("SELECT et_handoff($1, 'human', 'app')", &[&thread]).await.expect("handoff");
     assert_eq!(db.count(&format!("SELECT count(*) FROM et_threads WHERE id = {thread} AND handling = 'human'")).await, 1);
+    // retry (attempts start again, written by the trigger, not by the role) and resend
+    db.client
+        .batch_execute(&format!(
+            "UPDATE et_messages SET delivery_status = 'sending', attempts = 3 WHERE id IN ({id}, {globex_msg});
+             UPDATE et_messages SET delivery_status = 'failed', last_error = 'x', error_class = 'permanent' WHERE id IN ({id}, {globex_msg});"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(app.query_one("SELECT et_retry($1, 'app')", &[&id]).await.expect("retry").get::<_, String>(0), "queued");
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_messages WHERE id = {id} AND attempts = 0 AND last_error IS NULL")).await, 1);
+    let copy: i64 = app.query_one("SELECT et_resend($1, '{\"subject\": \"Again\"}', 'app')", &[&acme_msg]).await.expect("resend").get(0);
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_messages WHERE id = {acme_msg} AND resent_as = {copy}")).await, 1);
+    let e = app.query_one("SELECT et_resend($1, '{}', 'app')", &[&globex_msg]).await.expect_err("resend another tenant's message");
+    assert!(e.as_db_error().unwrap().message().contains("no message"), "{e}");
+    assert_eq!(app.query_one("SELECT et_retry_failed('globex', 'app')", &[]).await.unwrap().get::<_, i32>(0), 0);
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_messages WHERE id = {globex_msg} AND delivery_status = 'failed'")).await, 1);
     // ... but not the daemon's bookkeeping columns
     let e = app.execute("UPDATE et_messages SET attempts = 99 WHERE tenant_id = 'acme'", &[]).await.expect_err("attempts");
     assert_eq!(e.code().unwrap().code(), "42501", "{e}");

@@ -102,6 +102,7 @@ async fn names_are_checked_when_the_request_resolves_them() {
         attempts: 1,
         url,
         secret: pgcourier::webhooks::sign::new_secret(),
+        previous_secret: None,
     };
     // no allowance: "localhost" resolves to loopback inside the client and is refused
     let strict = Sender::new(Allow::NONE, Duration::from_secs(5)).unwrap();

@@ -5,7 +5,9 @@
 use crate::support::TestDb;
 use pgcourier::domain::breaker::BreakerState;
 use pgcourier::domain::outcome::SuppressReason;
-use pgcourier::domain::vocab::{Channel, DecidedBy, DeliveryState, Direction, Handling, Provider, QueueState, Status, ThreadState};
+use pgcourier::domain::vocab::{
+    Channel, DecidedBy, DeliveryState, Direction, Handling, Provider, QueueState, SessionStatus, Status, ThreadState,
+};
 use postgres_types::{FromSqlOwned, ToSql};
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -171,4 +173,11 @@ async fn webhook_delivery_state_equals_its_check() {
         check_list(&db, "et_webhook_deliveries", "et_webhook_deliveries_state").await,
         names(&DeliveryState::ALL, DeliveryState::as_str)
     );
+}
+
+#[tokio::test]
+async fn session_status_equals_the_session_check() {
+    let db = TestDb::new().await;
+    let rust = names(&SessionStatus::ALL, SessionStatus::as_str);
+    assert_eq!(check_list(&db, "et_channel_sessions", "et_channel_sessions_status").await, rust);
 }

@@ -2,7 +2,7 @@
 //! error body, as camelCase JSON with OpenAPI schemas.
 
 use crate::db::api::{AttachmentRow, EventRow, InsightRow, MessageRow, ThreadRow};
-use crate::domain::vocab::{Channel, DecidedBy, DeliveryState, Direction, Handling, Provider, Status, ThreadState};
+use crate::domain::vocab::{Channel, DecidedBy, DeliveryState, Direction, Handling, Provider, SessionStatus, Status, ThreadState};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -323,4 +323,4 @@ macro_rules! vocabulary_schema {
     )+};
 }
 
-vocabulary_schema!(Status, Direction, Channel, Provider, Handling, ThreadState, DecidedBy, DeliveryState);
+vocabulary_schema!(Status, Direction, Channel, Provider, SessionStatus, Handling, ThreadState, DecidedBy, DeliveryState);

@@ -56,6 +56,54 @@ CREATE FUNCTION public.et_address_rule(p_channel text) RETURNS text
   END
 $$;
 
+CREATE FUNCTION public.et_api_key_revoke(p_tenant text, p_prefix text, p_actor text) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_api_key_revoke: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  UPDATE et_api_keys SET revoked_at = now(), revoked_by = p_actor
+   WHERE tenant_id IS NOT DISTINCT FROM p_tenant AND prefix = p_prefix AND (revoked_at IS NULL OR revoked_at > now());
+  RETURN FOUND;
+END
+$$;
+
+CREATE FUNCTION public.et_api_key_rotate(p_tenant text, p_prefix text, p_new_prefix text, p_new_sha256 bytea, p_overlap interval, p_actor text) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  old et_api_keys%ROWTYPE;
+  new_id bigint;
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_api_key_rotate: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF p_overlap IS NULL OR p_overlap < interval '0' OR p_overlap > interval '7 days' THEN
+    RAISE EXCEPTION 'overlap: % is not between 0 and 7 days', p_overlap
+      USING ERRCODE = 'check_violation', COLUMN = 'overlap', TABLE = 'et_api_keys';
+  END IF;
+  SELECT * INTO old FROM et_api_keys k
+   WHERE k.tenant_id IS NOT DISTINCT FROM p_tenant AND k.prefix = p_prefix FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'et_api_key_rotate: no key % for %', p_prefix, coalesce('tenant ' || p_tenant, 'the platform')
+      USING ERRCODE = 'no_data_found';
+  END IF;
+  IF old.revoked_at IS NOT NULL OR old.expires_at <= now() THEN
+    RAISE EXCEPTION 'key %: only a live key can be rotated; this one %', p_prefix,
+                    CASE WHEN old.revoked_at IS NULL THEN 'has expired'
+                         WHEN old.revoked_at > now() THEN 'was already rotated and stops working at ' || old.revoked_at
+                         ELSE 'was revoked' END
+      USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
+  INSERT INTO et_api_keys (tenant_id, name, prefix, key_sha256, scopes, expires_at, created_by)
+  VALUES (old.tenant_id, old.name, p_new_prefix, p_new_sha256, old.scopes, old.expires_at, p_actor)
+  RETURNING id INTO new_id;
+  UPDATE et_api_keys SET revoked_at = now() + p_overlap, revoked_by = p_actor, replaced_by = new_id WHERE id = old.id;
+  RETURN new_id;
+END
+$$;
+
 CREATE FUNCTION public.et_approve(p_message_id bigint, p_actor text) RETURNS text
     LANGUAGE sql
     AS $$
@@ -559,6 +607,29 @@ CREATE FUNCTION public.et_jsonb_addresses(v jsonb) RETURNS text[]
               WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(v))
               WHEN 'string' THEN ARRAY[v #>> '{}']
               ELSE '{}'::text[] END
+$$;
+
+CREATE FUNCTION public.et_jsonb_merge_patch(p_target jsonb, p_patch jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+  result jsonb;
+  k text;
+  v jsonb;
+BEGIN
+  IF p_patch IS NULL OR jsonb_typeof(p_patch) <> 'object' THEN
+    RETURN p_patch;
+  END IF;
+  result := CASE WHEN jsonb_typeof(p_target) = 'object' THEN p_target ELSE '{}'::jsonb END;
+  FOR k, v IN SELECT key, value FROM jsonb_each(p_patch) LOOP
+    IF jsonb_typeof(v) = 'null' THEN
+      result := result - k;
+    ELSE
+      result := jsonb_set(result, ARRAY[k], et_jsonb_merge_patch(result -> k, v));
+    END IF;
+  END LOOP;
+  RETURN result;
+END
 $$;
 
 CREATE FUNCTION public.et_key_check_wanted() RETURNS boolean
@@ -2352,7 +2423,7 @@ END
 $_$;
 
 CREATE TABLE public.et_api_keys (
-    tenant_id text NOT NULL,
+    tenant_id text,
     id bigint NOT NULL,
     name text DEFAULT ''::text NOT NULL,
     prefix text NOT NULL,
@@ -2362,9 +2433,26 @@ CREATE TABLE public.et_api_keys (
     revoked_at timestamp with time zone,
     last_used_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    replaced_by bigint,
+    created_by text DEFAULT ''::text NOT NULL,
+    revoked_by text,
     CONSTRAINT et_api_keys_key_sha256_check CHECK ((octet_length(key_sha256) = 32)),
-    CONSTRAINT et_api_keys_scopes_check CHECK (((scopes <@ ARRAY['send'::text, 'read'::text, 'admin'::text]) AND (cardinality(scopes) > 0)))
+    CONSTRAINT et_api_keys_scopes CHECK (
+CASE
+    WHEN (tenant_id IS NULL) THEN (scopes = ARRAY['platform'::text])
+    ELSE ((scopes <@ ARRAY['send'::text, 'read'::text, 'admin'::text]) AND (cardinality(scopes) > 0))
+END)
 );
+
+COMMENT ON TABLE public.et_api_keys IS 'API keys: the prefix (to find a key) and the SHA-256 of the whole 256-bit random key (to check it), never the key, which is shown once. A row without tenant_id is a platform key (scope platform only): the operator''s, for /v1/tenants; created only by the CLI. The primary key is id alone (a platform key has no tenant to lead it); (tenant_id, id) stays unique for tenant-first references';
+
+COMMENT ON COLUMN public.et_api_keys.tenant_id IS 'the tenant the key acts for; NULL for a platform key';
+
+COMMENT ON COLUMN public.et_api_keys.revoked_at IS 'when the key stops working: now() when revoked, or a moment in the future when it was rotated with an overlap (both keys work until then)';
+
+COMMENT ON COLUMN public.et_api_keys.replaced_by IS 'the key that replaced this one by rotation (et_api_key_rotate)';
+
+COMMENT ON COLUMN public.et_api_keys.created_by IS 'who created the key: apikey:<prefix> for the API, cli:<os user> for the command line';
 
 ALTER TABLE public.et_api_keys ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     SEQUENCE NAME public.et_api_keys_id_seq
@@ -2428,6 +2516,7 @@ CREATE TABLE public.et_channel_sessions (
     fallback_session_id bigint,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_by text,
     CONSTRAINT et_channel_sessions_channel CHECK (((channel = ANY (ARRAY['email'::text, 'whatsapp'::text, 'telegram'::text, 'sms'::text, 'webhook'::text])) OR public.et_value_refused('et_channel_sessions.channel'::text, channel, 'email, whatsapp, telegram, sms, webhook'::text))),
     CONSTRAINT et_channel_sessions_config_object CHECK ((jsonb_typeof(config) = 'object'::text)),
     CONSTRAINT et_channel_sessions_fallback_not_self CHECK ((fallback_session_id IS DISTINCT FROM id)),
@@ -2437,6 +2526,8 @@ CREATE TABLE public.et_channel_sessions (
 );
 
 COMMENT ON TABLE public.et_channel_sessions IS 'One sending/receiving identity of a tenant (channel, provider, address; secrets by reference in credentials_ref). Written rarely: its value lists are plain CHECKs that refuse through et_value_refused, naming the column and the allowed values';
+
+COMMENT ON COLUMN public.et_channel_sessions.updated_by IS 'who created or last changed the session through the API (apikey:<prefix>); NULL for rows written by SQL';
 
 ALTER TABLE public.et_channel_sessions ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     SEQUENCE NAME public.et_channel_sessions_id_seq
@@ -2734,12 +2825,18 @@ CREATE TABLE public.et_tenants (
     settings jsonb DEFAULT '{}'::jsonb NOT NULL,
     active boolean DEFAULT true NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_by text,
     CONSTRAINT et_tenants_id_slug CHECK ((id ~ '^[a-z0-9][a-z0-9_-]{0,62}$'::text)),
     CONSTRAINT et_tenants_send_limits CHECK (public.et_send_limits_valid(settings)),
     CONSTRAINT et_tenants_settings_object CHECK ((jsonb_typeof(settings) = 'object'::text))
 );
 
 COMMENT ON TABLE public.et_tenants IS 'A tenant: id is a slug that every other table carries as tenant_id, first in every key (cross-tenant references impossible by construction; distributable by tenant_id)';
+
+COMMENT ON COLUMN public.et_tenants.active IS 'false: the tenant is deactivated: its API keys are refused with 403 (tenant_inactive) until it is active again; its rows stay';
+
+COMMENT ON COLUMN public.et_tenants.updated_by IS 'who last changed the name, settings or active flag (apikey:<prefix>, cli:<user>)';
 
 COMMENT ON CONSTRAINT et_tenants_send_limits ON public.et_tenants IS 'settings.max_per_minute / max_per_hour / max_per_day, when present, are whole numbers from 1 to 2147483647';
 
@@ -2894,10 +2991,13 @@ CREATE TABLE public.et_webhook_event_types (
 COMMENT ON COLUMN public.et_webhook_event_types.alias IS 'the short name seed 002 uses (sent, failed, bounced, retrying), accepted wherever an event type is written and stored as the canonical type; src/domain/vocab.rs WebhookEvent keeps the same list (a test compares them)';
 
 ALTER TABLE ONLY public.et_api_keys
-    ADD CONSTRAINT et_api_keys_pkey PRIMARY KEY (tenant_id, id);
+    ADD CONSTRAINT et_api_keys_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.et_api_keys
     ADD CONSTRAINT et_api_keys_prefix_key UNIQUE (prefix);
+
+ALTER TABLE ONLY public.et_api_keys
+    ADD CONSTRAINT et_api_keys_tenant_id_id UNIQUE (tenant_id, id);
 
 ALTER TABLE ONLY public.et_attachments
     ADD CONSTRAINT et_attachments_pkey PRIMARY KEY (tenant_id, id);
@@ -3126,6 +3226,9 @@ CREATE TRIGGER et_webhook_endpoints_check BEFORE INSERT OR UPDATE ON public.et_w
 CREATE TRIGGER et_webhook_endpoints_disabled AFTER UPDATE OF enabled ON public.et_webhook_endpoints FOR EACH ROW WHEN ((old.enabled AND (NOT new.enabled))) EXECUTE FUNCTION public.et_webhook_endpoints_disabled();
 
 ALTER TABLE ONLY public.et_api_keys
+    ADD CONSTRAINT et_api_keys_replaced_by_fkey FOREIGN KEY (replaced_by) REFERENCES public.et_api_keys(id);
+
+ALTER TABLE ONLY public.et_api_keys
     ADD CONSTRAINT et_api_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
 
 ALTER TABLE ONLY public.et_attachments
@@ -3199,6 +3302,8 @@ ALTER TABLE public.et_rate_buckets ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_security_events ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.et_send_counts ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.et_session_health ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_suppression_log ENABLE ROW LEVEL SECURITY;
@@ -3244,6 +3349,10 @@ COMMENT ON POLICY et_tenant_isolation ON public.et_rate_buckets IS 'application 
 CREATE POLICY et_tenant_isolation ON public.et_security_events USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 
 COMMENT ON POLICY et_tenant_isolation ON public.et_security_events IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_send_counts USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_send_counts IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
 
 CREATE POLICY et_tenant_isolation ON public.et_session_health USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 

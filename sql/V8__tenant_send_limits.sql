@@ -26,3 +26,10 @@ $$;
 ALTER TABLE et_tenants ADD CONSTRAINT et_tenants_send_limits CHECK (et_send_limits_valid(settings));
 COMMENT ON CONSTRAINT et_tenants_send_limits ON et_tenants IS
     'settings.max_per_minute / max_per_hour / max_per_day, when present, are whole numbers from 1 to 2147483647';
+
+ALTER TABLE et_send_counts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_send_counts
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_send_counts IS
+    'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';

@@ -100,10 +100,11 @@ pub struct Config {
     #[arg(long, env = "PGCOURIER_HTTP_MAX_BODY", default_value = "31457280", value_parser = count, value_name = "BYTES", help_heading = "HTTP")]
     pub http_max_body: usize,
 
-    /// SSRF exceptions for tenants' webhook URLs, comma-separated: loopback, private, link_local,
-    /// cgnat [default: none].
-    #[arg(long, env = "PGCOURIER_WEBHOOK_ALLOW", default_value = "", hide_default_value = true, value_parser = allow, value_name = "CLASSES", help_heading = "Status webhooks")]
-    pub webhook_allow: Allow,
+    /// SSRF exceptions for every URL a tenant makes the daemon call (status webhooks, http_bridge
+    /// URLs, providers' api_base, the LLM's base_url), comma-separated: loopback, private,
+    /// link_local, cgnat [default: none].
+    #[arg(long, env = "PGCOURIER_NETWORK_ALLOW", default_value = "", hide_default_value = true, value_parser = allow, value_name = "CLASSES", help_heading = "HTTP")]
+    pub network_allow: Allow,
     /// How often the webhook worker looks for due deliveries, besides NOTIFY.
     #[arg(long, env = "PGCOURIER_WEBHOOK_POLL", default_value = "500ms", value_parser = duration, value_name = "DURATION", help_heading = "Status webhooks")]
     pub webhook_poll: Duration,
@@ -444,7 +445,7 @@ mod tests {
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(c.http_addr, Some(SocketAddr::from(([127, 0, 0, 1], 8080))));
         assert!(c.listen && c.database_url.is_none() && c.public_url.is_none());
-        assert_eq!(c.webhook_allow, Allow::NONE);
+        assert_eq!(c.network_allow, Allow::NONE);
         assert_eq!((c.webhook_max_attempts, c.webhook_retry_cap), (8, Duration::from_secs(6 * 3600)));
         let c = from(&[("PGCOURIER_POLL_INTERVAL", "250ms"), ("PGCOURIER_LOG_FORMAT", "json"), ("PGCOURIER_HTTP_ADDR", "off")]).unwrap();
         assert_eq!(c.poll_interval, Duration::from_millis(250));
@@ -459,7 +460,7 @@ mod tests {
         assert_eq!(e.name, "PGCOURIER_LEASE");
         assert_eq!(e.to_string(), r#"PGCOURIER_LEASE: "soon" is not a duration like 500ms or 2s (expected number at 0)"#);
         assert!(from(&[("PGCOURIER_BATCH_SIZE", "0")]).unwrap_err().to_string().starts_with("PGCOURIER_BATCH_SIZE: \"0\""));
-        assert!(from(&[("PGCOURIER_WEBHOOK_ALLOW", "all")]).unwrap_err().to_string().starts_with("PGCOURIER_WEBHOOK_ALLOW: "));
+        assert!(from(&[("PGCOURIER_NETWORK_ALLOW", "all")]).unwrap_err().to_string().starts_with("PGCOURIER_NETWORK_ALLOW: "));
     }
 
     /// Every setting has a flag, a variable and a file key, and the key is the variable's tail.
@@ -494,7 +495,7 @@ mod tests {
     fn precedence_is_command_line_then_environment_then_file_then_default() {
         let file = ConfigFile::parse(
             Path::new("pgcourier.toml"),
-            "lease = \"7s\"\nbatch_size = 7\npoll_interval = \"7s\"\nlisten = false\nwebhook_allow = [\"loopback\", \"private\"]\n",
+            "lease = \"7s\"\nbatch_size = 7\npoll_interval = \"7s\"\nlisten = false\nnetwork_allow = [\"loopback\", \"private\"]\n",
         )
         .unwrap();
         let cli = settings_command().try_get_matches_from(["--lease", "5s"]).unwrap();
@@ -512,7 +513,7 @@ mod tests {
         assert_eq!(c.batch_size, 6, "environment over file");
         assert_eq!(c.poll_interval, Duration::from_secs(7), "file over default");
         assert!(!c.listen);
-        assert!(c.webhook_allow.loopback && c.webhook_allow.private && !c.webhook_allow.cgnat);
+        assert!(c.network_allow.loopback && c.network_allow.private && !c.network_allow.cgnat);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30), "default");
     }
 

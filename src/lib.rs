@@ -19,6 +19,7 @@
 //! - [`inbound`]: the inbound worker and its deciders (`rules`, `llm`).
 //! - [`insights`]: the CRM insights worker and due follow-ups.
 //! - [`webhooks`]: signed status webhook delivery to tenants.
+//! - [`egress`]: the SSRF guard of every URL a tenant makes the daemon call.
 //! - [`http`]: the axum surface: API v1, provider webhooks, health / ready / metrics.
 //! - [`lease`]: the leases a daemon holds on claimed work, renewed in batches until recorded.
 //! - [`wakeup`]: the LISTEN connection that turns NOTIFY into wake-ups for the workers.
@@ -48,6 +49,7 @@ pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod domain;
+pub mod egress;
 pub mod every;
 pub mod http;
 pub mod inbound;

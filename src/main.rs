@@ -43,19 +43,47 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// API keys for the HTTP surface (the key is printed once, at creation).
+    /// API keys for the HTTP surface (the key is printed once, at creation or rotation).
     Apikey {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Tenants: create, list, deactivate, activate (the platform key's /v1/tenants does the same).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Its slug: lower-case letters, digits, _ and - (at most 63).
+        id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Settings as a JSON object.
+        #[arg(long, default_value = "{}")]
+        settings: String,
+    },
+    /// List every tenant.
+    List,
+    /// Deactivate a tenant: its API keys are refused (403) until it is activated again.
+    Deactivate { id: String },
+    /// Activate a deactivated tenant.
+    Activate { id: String },
 }
 
 #[derive(Subcommand)]
 enum ApikeyCommand {
-    /// Create a key for a tenant and print it (it is never shown again).
+    /// Create a key for a tenant, or a platform key (--platform), and print it (it is never shown again).
     Create {
+        #[arg(long, required_unless_present = "platform", conflicts_with = "platform")]
+        tenant: Option<String>,
+        /// A platform key: no tenant; administers every tenant under /v1/tenants (and nothing else).
         #[arg(long)]
-        tenant: String,
+        platform: bool,
         /// Comma-separated: send, read, admin.
         #[arg(long, default_value = "send,read")]
         scopes: String,
@@ -75,6 +103,16 @@ enum ApikeyCommand {
         #[arg(long)]
         tenant: String,
         prefix: String,
+    },
+    /// Replace a key by a new one (printed once) with the same name, scopes and expiry.
+    Rotate {
+        /// The key's tenant; absent for a platform key.
+        #[arg(long)]
+        tenant: Option<String>,
+        prefix: String,
+        /// How long the old key keeps working beside the new one (e.g. 1h; at most 7d). Default: stops at once.
+        #[arg(long, default_value = "0s")]
+        overlap: String,
     },
 }
 
@@ -179,6 +217,10 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             let client = connect(&config).await?;
             apikey(&client, command).await?;
         }
+        Command::Tenant { command } => {
+            let client = connect(&config).await?;
+            tenant(&client, command).await?;
+        }
     }
     Ok(())
 }
@@ -200,15 +242,21 @@ fn write_private(path: &std::path::Path, content: &str) -> anyhow::Result<()> {
 async fn apikey(client: &tokio_postgres::Client, command: ApikeyCommand) -> anyhow::Result<()> {
     use pgcourier::db::apikeys::{self, Scope};
     match command {
-        ApikeyCommand::Create { tenant, scopes, name, expires_in } => {
-            let scopes = scopes
-                .split(',')
-                .map(|s| Scope::parse(s.trim()).with_context(|| format!("--scopes: {s:?} is not one of send, read, admin")))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+        ApikeyCommand::Create { tenant, platform, scopes, name, expires_in } => {
             let expires_at = match expires_in {
                 Some(d) => Some(chrono::Utc::now() + humantime::parse_duration(&d).with_context(|| format!("--expires-in {d:?}"))?),
                 None => None,
             };
+            let Some(tenant) = tenant.filter(|_| !platform) else {
+                let key = apikeys::create_platform(client, &name, expires_at).await?;
+                println!("{}", key.key);
+                eprintln!("platform key {} created; store it now, it is not shown again", key.prefix);
+                return Ok(());
+            };
+            let scopes = scopes
+                .split(',')
+                .map(|s| Scope::parse(s.trim()).with_context(|| format!("--scopes: {s:?} is not one of send, read, admin")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let key = apikeys::create(client, &tenant, &name, &scopes, expires_at).await?;
             println!("{}", key.key);
             eprintln!("key {} for tenant {tenant} created; store it now, it is not shown again", key.prefix);
@@ -226,6 +274,46 @@ async fn apikey(client: &tokio_postgres::Client, command: ApikeyCommand) -> anyh
             } else {
                 anyhow::bail!("no live key {prefix} for tenant {tenant}");
             }
+        }
+        ApikeyCommand::Rotate { tenant, prefix, overlap } => {
+            let overlap = humantime::parse_duration(&overlap).with_context(|| format!("--overlap {overlap:?}"))?;
+            let r = apikeys::rotate(client, tenant.as_deref(), &prefix, overlap, "cli").await?;
+            println!("{}", r.new.key);
+            eprintln!(
+                "key {} replaces {prefix} (which stops at {}); store it now, it is not shown again",
+                r.new.prefix,
+                r.old_until.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn tenant(client: &tokio_postgres::Client, command: TenantCommand) -> anyhow::Result<()> {
+    use pgcourier::db::tenants::{self, TenantChanges};
+    let set_active = |active| TenantChanges { active: Some(active), ..Default::default() };
+    match command {
+        TenantCommand::Create { id, name, settings } => {
+            let settings: serde_json::Value = serde_json::from_str(&settings).with_context(|| "--settings is not JSON")?;
+            anyhow::ensure!(settings.is_object(), "--settings must be a JSON object");
+            match tenants::create_tenant(client, &id, &name, &settings, "cli").await? {
+                Some(t) => println!("tenant {} created", t.id),
+                None => anyhow::bail!("tenant {id} exists"),
+            }
+        }
+        TenantCommand::List => {
+            println!("{:<24} {:<8} name", "id", "active");
+            for t in tenants::list_tenants(client, None, None, i64::MAX).await? {
+                println!("{:<24} {:<8} {}", t.id, t.active, t.name);
+            }
+        }
+        TenantCommand::Deactivate { id } => {
+            tenants::update_tenant(client, &id, &set_active(false), "cli").await?.with_context(|| format!("no tenant {id}"))?;
+            println!("tenant {id} deactivated: its API keys are refused until `pgcourier tenant activate {id}`");
+        }
+        TenantCommand::Activate { id } => {
+            tenants::update_tenant(client, &id, &set_active(true), "cli").await?.with_context(|| format!("no tenant {id}"))?;
+            println!("tenant {id} activated");
         }
     }
     Ok(())

@@ -8,7 +8,8 @@
 //!   "attachments":[{"filename","content_type","content_base64"}]}`.
 //! Answer: any 2xx is accepted; `{"id": "..."}` in it becomes the external message id.
 //!
-//! Session config: `url` (required, http or https), `timeout_ms` (default 10000).
+//! Session config: `url` (required, http or https; the SSRF guard's rules, [`crate::egress`]),
+//! `timeout_ms` (default 10000).
 //!
 //! Classification: 429 → rate limited (Retry-After honoured); 5xx, 408, connection errors and
 //! timeouts → transient (Retry-After honoured); 410 Gone and every other 4xx (and 3xx: redirects
@@ -17,8 +18,9 @@
 //! Sources: RFC 9110 §10.2.3 (Retry-After: seconds or HTTP-date);
 //! https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/ (Idempotency-Key).
 
-use super::provider_http::{error_chain, excerpt, may_have_arrived, retry_after};
+use super::provider_http::{error_chain, excerpt, guarded_client, may_have_arrived, retry_after};
 use super::{Answer, Channel, Outbound, Receipt, SendError};
+use crate::domain::network::Allow;
 use crate::domain::outcome::ErrorClass;
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -31,7 +33,7 @@ pub struct HttpBridge {
 }
 
 impl HttpBridge {
-    pub fn new(config: &serde_json::Value, secret: Option<String>) -> Result<HttpBridge, SendError> {
+    pub fn new(config: &serde_json::Value, secret: Option<String>, allow: Allow) -> Result<HttpBridge, SendError> {
         let url = config
             .get("url")
             .and_then(|v| v.as_str())
@@ -43,12 +45,7 @@ impl HttpBridge {
             return Err(SendError::permanent(format!("http_bridge config.url {url:?}: expected an http or https URL")));
         }
         let timeout = config.get("timeout_ms").and_then(|v| v.as_u64()).unwrap_or(10_000);
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(timeout))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("pgcourier/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| SendError::permanent(format!("http_bridge: building the HTTP client: {e}")))?;
+        let client = guarded_client("http_bridge", "url", url, allow, Duration::from_millis(timeout))?;
         let token = secret.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
         Ok(HttpBridge { client, url: url.to_owned(), token })
     }

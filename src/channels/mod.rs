@@ -11,6 +11,7 @@ pub mod telegram;
 pub mod twilio;
 pub mod whatsapp_cloud;
 
+use crate::domain::network::Allow;
 use crate::domain::outcome::{ErrorClass, ProviderResponse};
 use crate::domain::vocab::{self, Provider};
 pub use crate::rows::Attachment;
@@ -157,14 +158,22 @@ fn resolve_secret(reference: &Option<String>) -> Result<Option<String>, SendErro
 /// A built adapter, shared by the sends of its session.
 type Built = Arc<dyn Channel>;
 
-/// The adapters of every session seen so far, rebuilt when a session is edited.
+/// The adapters of every session seen so far, rebuilt when a session is edited. The HTTP
+/// adapters' clients pass the SSRF guard with the operator's `allow` ([`crate::egress`]).
 #[derive(Default)]
 pub struct Registry {
+    allow: Allow,
     /// Per session: the `updated_at` the adapter was built for, and the adapter.
     built: Mutex<HashMap<i64, (chrono::DateTime<chrono::Utc>, Built)>>,
 }
 
 impl Registry {
+    /// A registry whose HTTP adapters may call the address classes `allow` permits
+    /// (`PGCOURIER_NETWORK_ALLOW`) besides public ones.
+    pub fn new(allow: Allow) -> Registry {
+        Registry { allow, built: Mutex::default() }
+    }
+
     /// The adapter for `session`, built on first use (or after the session changed).
     pub fn get(&self, session: &SessionRow) -> Result<Arc<dyn Channel>, SendError> {
         let mut built = self.built.lock().expect("registry lock");
@@ -173,22 +182,22 @@ impl Registry {
                 return Ok(ch.clone());
             }
         }
-        let ch = build(session)?;
+        let ch = build(session, self.allow)?;
         built.insert(session.id, (session.updated_at, ch.clone()));
         Ok(ch)
     }
 }
 
-fn build(session: &SessionRow) -> Result<Arc<dyn Channel>, SendError> {
+fn build(session: &SessionRow, allow: Allow) -> Result<Arc<dyn Channel>, SendError> {
     let secret = resolve_secret(&session.credentials_ref)?;
     Ok(match session.provider {
         Provider::Smtp => Arc::new(smtp::Smtp::new(&session.config, secret)?),
         Provider::File => Arc::new(file::File::new(&session.config)?),
         Provider::Log => Arc::new(log::Log),
-        Provider::TelegramBot => Arc::new(telegram::Telegram::new(&session.config, secret)?),
-        Provider::WhatsappCloud => Arc::new(whatsapp_cloud::WhatsappCloud::new(&session.config, secret)?),
-        Provider::Twilio => Arc::new(twilio::Twilio::new(&session.config, &session.address, secret)?),
-        Provider::HttpBridge => Arc::new(http_bridge::HttpBridge::new(&session.config, secret)?),
+        Provider::TelegramBot => Arc::new(telegram::Telegram::new(&session.config, secret, allow)?),
+        Provider::WhatsappCloud => Arc::new(whatsapp_cloud::WhatsappCloud::new(&session.config, secret, allow)?),
+        Provider::Twilio => Arc::new(twilio::Twilio::new(&session.config, &session.address, secret, allow)?),
+        Provider::HttpBridge => Arc::new(http_bridge::HttpBridge::new(&session.config, secret, allow)?),
     })
 }
 

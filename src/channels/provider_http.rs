@@ -1,7 +1,23 @@
 //! What an HTTP provider's answer means, shared by the HTTP adapters (and the LLM decider):
 //! `Retry-After`, error texts with their causes, bounded excerpts for `last_error`.
 
+use super::SendError;
+use crate::domain::network::Allow;
+use crate::egress;
 use std::time::Duration;
+
+/// The HTTP client of a provider whose `config.{field}` is `url`: the SSRF guard's client
+/// ([`egress::client_builder`]: names resolved and checked at every connection, no redirects, no
+/// proxy), after checking an IP-literal host here (reqwest connects to those without resolving).
+/// A refusal is permanent and names the field.
+pub fn guarded_client(provider: &str, field: &str, url: &str, allow: Allow, timeout: Duration) -> Result<reqwest::Client, SendError> {
+    egress::check_literal(url, &allow).map_err(|refused| SendError::permanent(format!("{provider} config.{field} {url:?} {refused}")))?;
+    egress::client_builder(allow)
+        .timeout(timeout)
+        .user_agent(concat!("pgcourier/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SendError::permanent(format!("{provider}: cannot build the HTTP client: {e}")))
+}
 
 /// `Retry-After` from the headers, as seconds or an HTTP date.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {

@@ -25,6 +25,7 @@
 
 use super::provider_http::error_chain;
 use super::{Attachment, Channel, Outbound, Receipt, SendError};
+use crate::domain::network::Allow;
 use crate::domain::outcome::{ErrorClass, SuppressReason};
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -44,7 +45,7 @@ pub struct Telegram {
 }
 
 impl Telegram {
-    pub fn new(config: &serde_json::Value, secret: Option<String>) -> Result<Telegram, SendError> {
+    pub fn new(config: &serde_json::Value, secret: Option<String>, allow: Allow) -> Result<Telegram, SendError> {
         let token = secret.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).ok_or_else(|| {
             SendError::permanent(
                 "provider telegram_bot needs the bot token as its secret: set the session's credentials_ref \
@@ -68,10 +69,7 @@ impl Telegram {
                 SendError::permanent(format!("telegram_bot config.timeout_ms {v} must be a positive number of milliseconds"))
             })?,
         };
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(timeout_ms))
-            .build()
-            .map_err(|e| SendError::permanent(format!("telegram_bot: cannot build the HTTP client: {e}")))?;
+        let client = super::provider_http::guarded_client("telegram_bot", "api_base", &api_base, allow, Duration::from_millis(timeout_ms))?;
         Ok(Telegram { client, api_base, token })
     }
 }

@@ -29,6 +29,7 @@
 
 use super::provider_http::{error_chain, excerpt, may_have_arrived, retry_after};
 use super::{Answer, Channel, Outbound, Receipt, SendError};
+use crate::domain::network::Allow;
 use crate::domain::outcome::{ErrorClass, SuppressReason};
 use crate::domain::vocab;
 use async_trait::async_trait;
@@ -47,7 +48,7 @@ pub struct Twilio {
 }
 
 impl Twilio {
-    pub fn new(config: &serde_json::Value, from: &str, secret: Option<String>) -> Result<Twilio, SendError> {
+    pub fn new(config: &serde_json::Value, from: &str, secret: Option<String>, allow: Allow) -> Result<Twilio, SendError> {
         let get = |k: &str| config.get(k).and_then(|v| v.as_str()).map(str::trim).filter(|s| !s.is_empty());
         let secret = secret.ok_or_else(|| {
             SendError::permanent("provider twilio needs a secret: set the session's credentials_ref (secret `AccountSid:AuthToken`)")
@@ -74,11 +75,7 @@ impl Twilio {
         }
         let api_base = get("api_base").unwrap_or("https://api.twilio.com").trim_end_matches('/');
         let timeout = config.get("timeout_ms").and_then(|v| v.as_u64()).unwrap_or(10_000);
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(timeout))
-            .user_agent(concat!("pgcourier/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| SendError::permanent(format!("twilio: building the HTTP client: {e}")))?;
+        let client = super::provider_http::guarded_client("twilio", "api_base", api_base, allow, Duration::from_millis(timeout))?;
         Ok(Twilio {
             client,
             endpoint: format!("{api_base}/2010-04-01/Accounts/{account_sid}/Messages.json"),

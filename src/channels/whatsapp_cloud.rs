@@ -24,6 +24,7 @@
 
 use super::provider_http::{excerpt, parse_retry_after};
 use super::{Attachment, Channel, Outbound, Receipt, SendError};
+use crate::domain::network::Allow;
 use crate::domain::outcome::ErrorClass;
 use crate::domain::vocab::Provider;
 use async_trait::async_trait;
@@ -54,7 +55,7 @@ enum Step<'a> {
 }
 
 impl WhatsappCloud {
-    pub fn new(config: &serde_json::Value, secret: Option<String>) -> Result<WhatsappCloud, SendError> {
+    pub fn new(config: &serde_json::Value, secret: Option<String>, allow: Allow) -> Result<WhatsappCloud, SendError> {
         let phone_number_id = match config.get("phone_number_id") {
             Some(Value::String(s)) if !s.trim().is_empty() && !s.contains('/') => s.trim().to_owned(),
             Some(Value::Number(n)) => n.to_string(),
@@ -65,17 +66,17 @@ impl WhatsappCloud {
         })?;
         let text = |k: &str, d: &str| config.get(k).and_then(Value::as_str).unwrap_or(d).trim_end_matches('/').to_owned();
         let ms = |k: &str, d: u64| config.get(k).and_then(Value::as_u64).unwrap_or(d);
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(ms("timeout_ms", 10_000)))
-            .build()
-            .map_err(|e| SendError::permanent(format!("whatsapp_cloud: cannot build the HTTP client: {e}")))?;
+        let api_base = text("api_base", "https://graph.facebook.com");
+        let client = super::provider_http::guarded_client(
+            "whatsapp_cloud",
+            "api_base",
+            &api_base,
+            allow,
+            Duration::from_millis(ms("timeout_ms", 10_000)),
+        )?;
         Ok(WhatsappCloud {
             client,
-            base: format!(
-                "{}/{}/{phone_number_id}",
-                text("api_base", "https://graph.facebook.com"),
-                text("api_version", DEFAULT_API_VERSION)
-            ),
+            base: format!("{api_base}/{}/{phone_number_id}", text("api_version", DEFAULT_API_VERSION)),
             token: token.trim().to_owned(),
             pair_rate_delay: Duration::from_millis(ms("pair_rate_delay_ms", 6_000)),
             delivered: Mutex::default(),

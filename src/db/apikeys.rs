@@ -1,9 +1,17 @@
-//! API keys: create (the key is returned once), authenticate by prefix + SHA-256, list, revoke;
-//! and the security log of denied attempts.
+//! API keys: create (the key is returned once), authenticate by prefix + SHA-256, list, rotate,
+//! revoke; and the security log of denied attempts.
+//!
+//! A tenant key acts for its tenant with the scopes `send`, `read`, `admin`. A platform key
+//! (`tenant_id` NULL, the single scope `platform`, created only by the CLI) acts for the operator
+//! on every tenant through `/v1/tenants` and nothing else. Rotation makes a new key with the old
+//! one's name, scopes and expiry; the old one stops at once or after an overlap
+//! (`et_api_key_rotate`, triggers/090_tenants_and_keys.sql). A key of a deactivated tenant is
+//! refused ([`Rejected::TenantInactive`]).
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use tokio_postgres::GenericClient;
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +40,10 @@ impl Scope {
     }
 }
 
-/// An authenticated caller.
+/// The scope of a platform key (its only one).
+pub const PLATFORM_SCOPE: &str = "platform";
+
+/// An authenticated tenant key.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub tenant_id: String,
@@ -46,6 +57,20 @@ impl Principal {
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.iter().any(|s| s == scope.as_str() || s == "admin")
     }
+}
+
+/// An authenticated platform key.
+#[derive(Debug, Clone)]
+pub struct PlatformKey {
+    pub key_id: i64,
+    pub prefix: String,
+}
+
+/// Whoever a presented key belongs to.
+#[derive(Debug, Clone)]
+pub enum Authenticated {
+    Tenant(Principal),
+    Platform(PlatformKey),
 }
 
 /// A freshly created key: `key` is shown once and never stored.
@@ -72,6 +97,11 @@ fn generate() -> (String, String) {
 pub enum KeyError {
     #[error("unknown tenant {0}")]
     UnknownTenant(String),
+    #[error("no key {0}")]
+    UnknownKey(String),
+    /// The key exists but cannot be rotated (revoked, expired, already rotated): the reason.
+    #[error("{0}")]
+    NotLive(String),
     #[error(transparent)]
     Db(#[from] tokio_postgres::Error),
 }
@@ -84,30 +114,111 @@ fn unknown_tenant(e: tokio_postgres::Error, tenant_id: &str) -> KeyError {
     KeyError::Db(e)
 }
 
-async fn require_tenant(client: &tokio_postgres::Client, tenant_id: &str) -> Result<(), KeyError> {
+async fn require_tenant(client: &impl GenericClient, tenant_id: &str) -> Result<(), KeyError> {
     let found = client.query_opt("SELECT 1 FROM et_tenants WHERE id = $1", &[&tenant_id]).await?;
     found.map(|_| ()).ok_or_else(|| KeyError::UnknownTenant(tenant_id.to_owned()))
 }
 
+/// A tenant key, created by the command line (`created_by` = `cli`).
 pub async fn create(
-    client: &tokio_postgres::Client,
+    client: &impl GenericClient,
     tenant_id: &str,
     name: &str,
     scopes: &[Scope],
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<NewKey, KeyError> {
-    let (prefix, key) = generate();
+    create_as(client, tenant_id, name, scopes, expires_at, "cli").await
+}
+
+/// A tenant key, created by `actor` (`apikey:<prefix>` through the API).
+pub async fn create_as(
+    client: &impl GenericClient,
+    tenant_id: &str,
+    name: &str,
+    scopes: &[Scope],
+    expires_at: Option<DateTime<Utc>>,
+    actor: &str,
+) -> Result<NewKey, KeyError> {
     let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    insert(client, Some(tenant_id), name, &scopes, expires_at, actor).await.map_err(|e| unknown_tenant(e, tenant_id))
+}
+
+/// A platform key (no tenant, scope `platform`): only the command line makes one.
+pub async fn create_platform(client: &impl GenericClient, name: &str, expires_at: Option<DateTime<Utc>>) -> Result<NewKey, KeyError> {
+    Ok(insert(client, None, name, &[PLATFORM_SCOPE], expires_at, "cli").await?)
+}
+
+async fn insert(
+    client: &impl GenericClient,
+    tenant_id: Option<&str>,
+    name: &str,
+    scopes: &[&str],
+    expires_at: Option<DateTime<Utc>>,
+    actor: &str,
+) -> Result<NewKey, tokio_postgres::Error> {
+    let (prefix, key) = generate();
     let id: i64 = client
         .query_one(
-            "INSERT INTO et_api_keys (tenant_id, name, prefix, key_sha256, scopes, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            &[&tenant_id, &name, &prefix, &sha256(&key), &scopes, &expires_at],
+            "INSERT INTO et_api_keys (tenant_id, name, prefix, key_sha256, scopes, expires_at, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            &[&tenant_id, &name, &prefix, &sha256(&key), &scopes, &expires_at, &actor],
         )
-        .await
-        .map_err(|e| unknown_tenant(e, tenant_id))?
+        .await?
         .get(0);
     Ok(NewKey { id, prefix, key })
+}
+
+/// A rotated key's replacement: the key (shown once) and what it took over.
+#[derive(Debug, Clone)]
+pub struct Rotated {
+    pub new: NewKey,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the old key stops working (now, or the end of the overlap).
+    pub old_until: DateTime<Utc>,
+}
+
+/// Rotate the live key `prefix` of `tenant_id` (`None`: a platform key): the new key (shown
+/// once) replaces it; the old one stops now, or after `overlap` (at most 7 days).
+pub async fn rotate(
+    client: &impl GenericClient,
+    tenant_id: Option<&str>,
+    prefix: &str,
+    overlap: std::time::Duration,
+    actor: &str,
+) -> Result<Rotated, KeyError> {
+    let (new_prefix, key) = generate();
+    let overlap = format!("{} milliseconds", overlap.as_millis());
+    let id: i64 = client
+        .query_one(
+            "SELECT et_api_key_rotate($1, $2, $3, $4, $5::text::interval, $6)",
+            &[&tenant_id, &prefix, &new_prefix, &sha256(&key), &overlap, &actor],
+        )
+        .await
+        .map_err(|e| match e.code() {
+            Some(c) if *c == tokio_postgres::error::SqlState::NO_DATA_FOUND => KeyError::UnknownKey(prefix.to_owned()),
+            Some(c) if *c == tokio_postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE => {
+                KeyError::NotLive(e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_default())
+            }
+            _ => KeyError::Db(e),
+        })?
+        .get(0);
+    // (a statement of its own: a CTE around the function would not see the row it inserts)
+    let row = client
+        .query_one(
+            "SELECT n.id, n.name, n.scopes, n.expires_at, o.revoked_at FROM et_api_keys n JOIN et_api_keys o ON o.replaced_by = n.id
+              WHERE n.id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(Rotated {
+        new: NewKey { id: row.get(0), prefix: new_prefix, key },
+        name: row.get(1),
+        scopes: row.get(2),
+        expires_at: row.get(3),
+        old_until: row.get(4),
+    })
 }
 
 /// Why a presented key was not accepted.
@@ -116,18 +227,20 @@ pub enum Rejected {
     Unknown,
     Expired,
     Revoked,
+    /// A tenant key whose tenant is deactivated (`et_tenants.active` false).
+    TenantInactive,
 }
 
-/// The principal for `key`, or why not. Touches `last_used_at` at most once a minute.
-pub async fn authenticate(client: &tokio_postgres::Client, key: &str) -> Result<Result<Principal, Rejected>, tokio_postgres::Error> {
+/// Who `key` belongs to, or why it is refused. Touches `last_used_at` at most once a minute.
+pub async fn authenticate(client: &impl GenericClient, key: &str) -> Result<Result<Authenticated, Rejected>, tokio_postgres::Error> {
     let Some(prefix) = key.strip_prefix("pgc_").and_then(|r| r.split('_').next()).filter(|p| p.len() == 8) else {
         return Ok(Err(Rejected::Unknown));
     };
     let Some(row) = client
         .query_opt(
-            "SELECT tenant_id, id, key_sha256, scopes, expires_at <= now(), revoked_at IS NOT NULL,
-                    last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
-               FROM et_api_keys WHERE prefix = $1",
+            "SELECT k.tenant_id, k.id, k.key_sha256, k.scopes, k.expires_at <= now(), k.revoked_at <= now(),
+                    k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute', t.active
+               FROM et_api_keys k LEFT JOIN et_tenants t ON t.id = k.tenant_id WHERE k.prefix = $1",
             &[&prefix],
         )
         .await?
@@ -138,28 +251,30 @@ pub async fn authenticate(client: &tokio_postgres::Client, key: &str) -> Result<
     if stored != sha256(key) {
         return Ok(Err(Rejected::Unknown));
     }
-    if row.get::<_, bool>(5) {
+    if row.get::<_, Option<bool>>(5) == Some(true) {
         return Ok(Err(Rejected::Revoked));
     }
     if row.get::<_, Option<bool>>(4) == Some(true) {
         return Ok(Err(Rejected::Expired));
     }
-    let principal = Principal { tenant_id: row.get(0), key_id: row.get(1), prefix: prefix.to_owned(), scopes: row.get(3) };
-    if row.get::<_, bool>(6) {
-        client
-            .execute(
-                "UPDATE et_api_keys SET last_used_at = now() WHERE tenant_id = $1 AND id = $2",
-                &[&principal.tenant_id, &principal.key_id],
-            )
-            .await?;
+    let tenant: Option<String> = row.get(0);
+    let key_id: i64 = row.get(1);
+    if tenant.is_some() && row.get::<_, Option<bool>>(7) != Some(true) {
+        return Ok(Err(Rejected::TenantInactive));
     }
-    Ok(Ok(principal))
+    if row.get::<_, bool>(6) {
+        client.execute("UPDATE et_api_keys SET last_used_at = now() WHERE id = $1", &[&key_id]).await?;
+    }
+    Ok(Ok(match tenant {
+        Some(tenant_id) => Authenticated::Tenant(Principal { tenant_id, key_id, prefix: prefix.to_owned(), scopes: row.get(3) }),
+        None => Authenticated::Platform(PlatformKey { key_id, prefix: prefix.to_owned() }),
+    }))
 }
 
 /// (id, name, prefix, scopes, expires_at, revoked_at, last_used_at) of a tenant's keys.
 pub type KeyRow = (i64, String, String, Vec<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
-pub async fn list(client: &tokio_postgres::Client, tenant_id: &str) -> Result<Vec<KeyRow>, KeyError> {
+pub async fn list(client: &impl GenericClient, tenant_id: &str) -> Result<Vec<KeyRow>, KeyError> {
     require_tenant(client, tenant_id).await?;
     let rows = client
         .query(
@@ -170,21 +285,29 @@ pub async fn list(client: &tokio_postgres::Client, tenant_id: &str) -> Result<Ve
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))).collect())
 }
 
-/// Revoke by prefix (as printed by `list`); returns whether a live key was revoked.
-pub async fn revoke(client: &tokio_postgres::Client, tenant_id: &str, prefix: &str) -> Result<bool, KeyError> {
+/// Revoke by prefix (as printed by `list`) from the command line; returns whether a key that
+/// still worked was revoked.
+pub async fn revoke(client: &impl GenericClient, tenant_id: &str, prefix: &str) -> Result<bool, KeyError> {
     require_tenant(client, tenant_id).await?;
+    revoke_as(client, Some(tenant_id), prefix, "cli").await
+}
+
+/// Revoke the key `prefix` of `tenant_id` (`None`: a platform key) now, as `actor`.
+pub async fn revoke_as(client: &impl GenericClient, tenant_id: Option<&str>, prefix: &str, actor: &str) -> Result<bool, KeyError> {
+    Ok(client.query_one("SELECT et_api_key_revoke($1, $2, $3)", &[&tenant_id, &prefix, &actor]).await?.get(0))
+}
+
+/// Whether `prefix` names a key of another tenant than `tenant_id` (for the security log).
+pub async fn key_elsewhere(client: &impl GenericClient, tenant_id: &str, prefix: &str) -> Result<bool, tokio_postgres::Error> {
     Ok(client
-        .execute(
-            "UPDATE et_api_keys SET revoked_at = now() WHERE tenant_id = $1 AND prefix = $2 AND revoked_at IS NULL",
-            &[&tenant_id, &prefix],
-        )
+        .query_opt("SELECT 1 FROM et_api_keys WHERE prefix = $1 AND tenant_id IS DISTINCT FROM $2", &[&prefix, &tenant_id])
         .await?
-        == 1)
+        .is_some())
 }
 
 /// Record a denied attempt.
 pub async fn security_event(
-    client: &tokio_postgres::Client,
+    client: &impl GenericClient,
     tenant_id: Option<&str>,
     actor: &str,
     action: &str,

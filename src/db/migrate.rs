@@ -29,6 +29,7 @@ pub const TRIGGER_FILES: &[(&str, &str)] = &[
     ("060_attachments.sql", include_str!("../../triggers/060_attachments.sql")),
     ("070_rate_limits.sql", include_str!("../../triggers/070_rate_limits.sql")),
     ("080_webhooks.sql", include_str!("../../triggers/080_webhooks.sql")),
+    ("090_tenants_and_keys.sql", include_str!("../../triggers/090_tenants_and_keys.sql")),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.

@@ -16,6 +16,7 @@ pub mod outbound;
 pub mod provider_inbound;
 pub mod show;
 pub mod suppressions;
+pub mod tenants;
 pub mod webhooks;
 
 pub use error::DbError;

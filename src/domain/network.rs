@@ -1,6 +1,6 @@
 //! Which network addresses are public: the classes of non-public addresses, and the classes an
-//! operator may allow (`PGCOURIER_WEBHOOK_ALLOW`). Used by the webhook SSRF guard
-//! ([`crate::webhooks::guard`]); pure, no I/O.
+//! operator may allow (`PGCOURIER_NETWORK_ALLOW`). Used by the SSRF guard ([`crate::egress`]) of
+//! every URL a tenant makes the daemon call; pure, no I/O.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

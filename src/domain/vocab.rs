@@ -207,6 +207,18 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// Whether a session sends (`et_channel_sessions.status`, a CHECK list).
+    pub enum SessionStatus: "session status" {
+        /// Sends and receives.
+        Active = "active",
+        /// Holds its queue: nothing is sent until it is active again.
+        Paused = "paused",
+        /// Switched off by its operator (the API's DELETE of a session).
+        Disabled = "disabled",
+    }
+}
+
+vocabulary! {
     /// Who answers a thread (`et_threads.handling`, domain `et_thread_handling`).
     pub enum Handling: "handling" {
         /// May be answered automatically.

@@ -8,6 +8,8 @@
 //!   `POST /v1/messages/retry` (bulk)
 //! - [`threads`]: `GET /v1/threads/{id}`, `POST /v1/threads/{id}/handoff`
 //! - [`dead_letters`]: `GET /v1/dead-letters`
+//! - [`tenants`]: `/v1/tenants` and their sessions, for the platform operator
+//! - [`keys`]: `/v1/tenants/{id}/keys`: create, rotate, revoke (platform key or the tenant's admin key)
 //! - `input`: body / parameter parsing and the column → field map of database refusals
 //! - [`views`]: the response shapes
 //! - `doc`: the OpenAPI document
@@ -16,13 +18,15 @@ pub mod dead_letters;
 mod doc;
 pub(crate) mod input;
 mod limits;
+pub mod keys;
 pub mod messages;
 pub mod send;
+pub mod tenants;
 pub mod threads;
 pub mod views;
 
 use super::AppState;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 
 pub fn routes() -> Router<AppState> {
@@ -38,6 +42,15 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/dead-letters", get(dead_letters::list_dead_letters))
         .route("/v1/threads/{id}", get(threads::get_thread))
         .route("/v1/threads/{id}/handoff", post(threads::handoff))
+        .route("/v1/tenants", post(tenants::create_tenant).get(tenants::list_tenants))
+        .route("/v1/tenants/{id}", get(tenants::get_tenant).patch(tenants::update_tenant))
+        .route("/v1/tenants/{id}/deactivate", post(tenants::deactivate_tenant))
+        .route("/v1/tenants/{id}/activate", post(tenants::activate_tenant))
+        .route("/v1/tenants/{id}/sessions", post(tenants::create_session).get(tenants::list_sessions))
+        .route("/v1/tenants/{id}/sessions/{sid}", get(tenants::get_session).patch(tenants::update_session).delete(tenants::disable_session))
+        .route("/v1/tenants/{id}/keys", post(keys::create_key).get(keys::list_keys))
+        .route("/v1/tenants/{id}/keys/{prefix}/rotate", post(keys::rotate_key))
+        .route("/v1/tenants/{id}/keys/{prefix}", delete(keys::revoke_key))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
 }
 

@@ -160,13 +160,7 @@ fn filter(params: Vec<(String, String)>) -> Result<ListFilter, ApiError> {
             "reason" => f.reason = Some(one_of("reason", &v)?),
             "address" if v.trim().is_empty() => return Err(ApiError::field("address", "must not be empty")),
             "address" => f.address_prefix = Some(v.trim().to_owned()),
-            "limit" => {
-                f.limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| ApiError::field("limit", format!("{v:?} is not a number from 1 to {MAX_LIMIT}")))?
-            }
+            "limit" => f.limit = input::limit(&v, MAX_LIMIT)?,
             "after" => f.before_id = Some(parse_cursor(&v).ok_or_else(|| ApiError::field("after", "is not a cursor from nextCursor"))?),
             _ => return Err(ApiError::field(k, "unknown parameter (expected channel, reason, address, limit, after)")),
         }
@@ -215,10 +209,8 @@ pub async fn list_suppressions(
     let limit = f.limit;
     f.limit += 1;
     let client = state.pool.get().await?;
-    let mut rows = db::list(&client, &caller.0.tenant_id, &f).await.map_err(ApiError::from_db)?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = if more { rows.last().map(|r| cursor(r.id)) } else { None };
+    let rows = db::list(&client, &caller.0.tenant_id, &f).await.map_err(ApiError::from_db)?;
+    let (rows, next_cursor) = input::page(rows, limit, |r| cursor(r.id));
     Ok(Json(SuppressionPage { suppressions: rows.into_iter().map(Into::into).collect(), next_cursor }))
 }
 

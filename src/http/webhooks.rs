@@ -14,7 +14,7 @@
 //!
 //! Event types are the canonical names (`message.sent`) or the seed's short ones (`sent`,
 //! [`WebhookEvent::alias`]), stored canonical. The URL must be http(s) and resolve to public addresses only (the SSRF guard,
-//! [`crate::webhooks::guard`], with `PGCOURIER_WEBHOOK_ALLOW`); the event types and the URL's
+//! [`crate::egress`], with `PGCOURIER_NETWORK_ALLOW`); the event types and the URL's
 //! shape are checked by the table's trigger. Another tenant's endpoint is a 404 and a security
 //! event.
 
@@ -33,7 +33,8 @@ use super::AppState;
 use crate::db::apikeys::Scope;
 use crate::db::webhooks::{self as db, Changes, Replacement};
 use crate::domain::vocab::WebhookEvent;
-use crate::webhooks::{guard, sign};
+use crate::egress as guard;
+use crate::webhooks::sign;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -106,7 +107,7 @@ fn fields(map: Map<String, Value>) -> Result<Fields, ApiError> {
 
 /// The URL as stored (normalised), if the SSRF guard lets it through.
 async fn checked_url(state: &AppState, url: &str) -> Result<String, ApiError> {
-    match guard::check_url(url, &state.config.webhook_allow).await {
+    match guard::check_url(url, &state.config.network_allow).await {
         Ok(parsed) => Ok(parsed.to_string()),
         Err(refused) => Err(ApiError::field("url", refused.to_string())),
     }

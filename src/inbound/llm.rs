@@ -2,7 +2,7 @@
 //! endpoint (llama.cpp server, vLLM, Ollama, a hosted API) answering with a JSON-schema answer.
 //!
 //! Settings are the tenant's `settings.llm`: `base_url` (required, with or without a trailing
-//! `/v1`), `model` (required), `timeout_ms` (default 15000), `temperature` (default 0),
+//! `/v1`; the SSRF guard's rules, [`crate::egress`]), `model` (required), `timeout_ms` (default 15000), `temperature` (default 0),
 //! `max_tokens` (optional). The API key (already resolved from `api_key_ref`) is sent as
 //! `Authorization: Bearer` and never logged.
 //!
@@ -73,8 +73,9 @@ impl std::fmt::Debug for LlmDecider {
 }
 
 impl LlmDecider {
-    /// `settings` is the tenant's `settings.llm`; `api_key` the resolved secret (if any).
-    pub fn new(settings: &Value, api_key: Option<String>) -> Result<LlmDecider, DecideError> {
+    /// `settings` is the tenant's `settings.llm`; `api_key` the resolved secret (if any); `allow`
+    /// the address classes besides public ones that `base_url` may reach (`PGCOURIER_NETWORK_ALLOW`).
+    pub fn new(settings: &Value, api_key: Option<String>, allow: crate::domain::network::Allow) -> Result<LlmDecider, DecideError> {
         let bad = |what: String| DecideError::new(format!("settings.llm.{what}"));
         let base = match settings.get("base_url") {
             Some(Value::String(s)) if s.starts_with("http://") || s.starts_with("https://") => s.trim_end_matches('/'),
@@ -103,7 +104,8 @@ impl LlmDecider {
             None | Some(Value::Null) => None,
             Some(v) => Some(v.as_u64().filter(|&n| n > 0).ok_or_else(|| bad(format!("max_tokens {v} must be a positive integer")))?),
         };
-        let client = reqwest::Client::builder()
+        crate::egress::check_literal(base, &allow).map_err(|refused| bad(format!("base_url {base:?} {refused}")))?;
+        let client = crate::egress::client_builder(allow)
             .timeout(Duration::from_millis(timeout_ms))
             .build()
             .map_err(|e| DecideError::new(format!("llm: cannot build the HTTP client: {e}")))?;

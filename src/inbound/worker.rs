@@ -24,6 +24,7 @@ use super::Decider;
 use crate::config::Config;
 use crate::db::inbound::{self as q, Applied, ClaimFence, ClaimedInbound};
 use crate::domain::decision::{DecideError, Decided, Decision, ThreadHistory};
+use crate::domain::network::Allow;
 use crate::domain::vocab::{DecidedBy, Handling, Status};
 use crate::lease::{self, Leases};
 use chrono::{DateTime, Utc};
@@ -121,7 +122,7 @@ impl Loaded {
 }
 
 /// Claim up to `limit` rows and load their threads' histories, settings and rules.
-async fn claim_and_load(pool: Pool, limit: i64) -> Result<Loaded, Error> {
+async fn claim_and_load(pool: Pool, limit: i64, allow: Allow) -> Result<Loaded, Error> {
     let client = pool.get().await?;
     let claimed_at = tokio::time::Instant::now();
     let claimed = q::claim(&client, limit).await?;
@@ -129,16 +130,16 @@ async fn claim_and_load(pool: Pool, limit: i64) -> Result<Loaded, Error> {
     let mut loaded =
         Loaded { claimed, histories: HashMap::new(), deciders: HashMap::new(), claimed_at, claim_time, load_time: Duration::ZERO };
     if !loaded.claimed.is_empty() {
-        load(&client, &mut loaded).await?;
+        load(&client, &mut loaded, allow).await?;
     }
     Ok(loaded)
 }
 
-async fn load(client: &deadpool_postgres::Client, loaded: &mut Loaded) -> Result<(), Error> {
+async fn load(client: &deadpool_postgres::Client, loaded: &mut Loaded, allow: Allow) -> Result<(), Error> {
     let started = Instant::now();
     let (histories, settings) = q::histories(client, &loaded.claimed, HISTORY_DEPTH).await?;
     let tenants: Vec<&str> = settings.keys().map(String::as_str).collect();
-    loaded.deciders = deciders(&q::rules(client, &tenants).await?, &settings);
+    loaded.deciders = deciders(&q::rules(client, &tenants).await?, &settings, allow);
     loaded.histories = histories;
     loaded.load_time = started.elapsed();
     Ok(())
@@ -161,11 +162,11 @@ async fn drain(pool: &Pool, config: &Config, claims: &Claims, shutdown: &Cancell
                 // the prefetch task is never aborted: a join error is its panic, passed on
                 let mut loaded = next.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
                 if !loaded.claimed.is_empty() && !loaded.local() {
-                    load(&pool.get().await?, &mut loaded).await?;
+                    load(&pool.get().await?, &mut loaded, config.network_allow).await?;
                 }
                 loaded
             }
-            None => claim_and_load(pool.clone(), limit).await?,
+            None => claim_and_load(pool.clone(), limit, config.network_allow).await?,
         };
         if loaded.claimed.is_empty() {
             return Ok(());
@@ -175,7 +176,7 @@ async fn drain(pool: &Pool, config: &Config, claims: &Claims, shutdown: &Cancell
         }
         let full = loaded.claimed.len() >= config.inbound_batch;
         if full && loaded.local() && !shutdown.is_cancelled() {
-            prefetched = Some(tokio::spawn(claim_and_load(pool.clone(), limit)));
+            prefetched = Some(tokio::spawn(claim_and_load(pool.clone(), limit, config.network_allow)));
         }
         let result = batch(pool, config, claims, &mut loaded).await;
         for c in &loaded.claimed {
@@ -292,8 +293,13 @@ fn handed_to_human(item: &Applied) -> Applied {
 }
 
 /// The decider of each tenant in the batch: `settings.decider = 'llm'` or the rules (the
-/// tenant's own from `et_inbound_rules`, else the defaults).
-fn deciders(rules: &[q::RuleRow], settings: &HashMap<String, Value>) -> HashMap<String, Result<Arc<dyn Decider>, DecideError>> {
+/// tenant's own from `et_inbound_rules`, else the defaults). The LLM's `base_url` passes the SSRF
+/// guard with `allow`.
+fn deciders(
+    rules: &[q::RuleRow],
+    settings: &HashMap<String, Value>,
+    allow: Allow,
+) -> HashMap<String, Result<Arc<dyn Decider>, DecideError>> {
     let mut by_tenant: HashMap<String, Vec<Rule>> = HashMap::new();
     for (tenant, id, pattern, action, template, follow, label) in rules {
         match Rule::parse(*id, pattern, action, template.clone(), *follow, label.clone()) {
@@ -306,7 +312,7 @@ fn deciders(rules: &[q::RuleRow], settings: &HashMap<String, Value>) -> HashMap<
         .map(|(tenant, s)| {
             let decider: Result<Arc<dyn Decider>, DecideError> = match s.get("decider").and_then(Value::as_str).and_then(|d| d.parse().ok())
             {
-                Some(DecidedBy::Llm) => llm_decider(s).map(|d| Arc::new(d) as Arc<dyn Decider>),
+                Some(DecidedBy::Llm) => llm_decider(s, allow).map(|d| Arc::new(d) as Arc<dyn Decider>),
                 _ => Ok(match by_tenant.remove(tenant) {
                     Some(rules) => Arc::new(RulesDecider::new(rules)),
                     None => Arc::new(RulesDecider::defaults()),
@@ -317,7 +323,7 @@ fn deciders(rules: &[q::RuleRow], settings: &HashMap<String, Value>) -> HashMap<
         .collect()
 }
 
-fn llm_decider(settings: &Value) -> Result<LlmDecider, DecideError> {
+fn llm_decider(settings: &Value, allow: Allow) -> Result<LlmDecider, DecideError> {
     let llm = settings.get("llm").cloned().unwrap_or(Value::Null);
     let key = match llm.get("api_key_ref").and_then(Value::as_str) {
         Some(r) => {
@@ -326,7 +332,7 @@ fn llm_decider(settings: &Value) -> Result<LlmDecider, DecideError> {
         }
         None => None,
     };
-    LlmDecider::new(&llm, key)
+    LlmDecider::new(&llm, key, allow)
 }
 
 /// Decide every claimed message, in claim order. A thread handed to a human, or taken over by an

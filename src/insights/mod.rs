@@ -150,6 +150,8 @@ struct Worker {
     leases: Arc<Leases<(String, i64)>>,
     backoff: HashMap<i64, Backoff>,
     llm: HashMap<String, CachedLlm>,
+    /// The SSRF allowance the LLM's `base_url` is checked with.
+    allow: crate::domain::network::Allow,
 }
 
 /// How one thread's insight is computed.
@@ -168,6 +170,7 @@ impl Worker {
             leases: Arc::new(Leases::new(config.lease)),
             backoff: HashMap::new(),
             llm: HashMap::new(),
+            allow: config.network_allow,
         }
     }
 
@@ -325,7 +328,7 @@ impl Worker {
                 return Method::Llm(c.summarizer.clone());
             }
         }
-        match LlmDecider::new(&t.llm_settings, key.clone()) {
+        match LlmDecider::new(&t.llm_settings, key.clone(), self.allow) {
             Ok(d) => {
                 let summarizer: Arc<dyn Summarizer> = Arc::new(d);
                 self.llm.insert(t.tenant_id.clone(), CachedLlm { settings: t.llm_settings.clone(), key, summarizer: summarizer.clone() });

@@ -131,10 +131,11 @@ impl Dispatcher {
     pub fn new(pool: Pool, config: Config, wake: Arc<Notify>) -> Dispatcher {
         let leases = Arc::new(Leases::new(config.lease));
         let loads = Loads::new(config.session_concurrency, config.max_in_flight);
+        let allow = config.network_allow;
         Dispatcher {
             pool,
             config,
-            registry: Arc::default(),
+            registry: Arc::new(Registry::new(allow)),
             session_slots: Mutex::default(),
             breakers: Breakers::default(),
             wake,

@@ -5,10 +5,10 @@
 //! request timeout, and resolves names through [`GuardedResolver`]; IP literals are checked
 //! before connecting.
 
-use super::guard::{GuardedResolver, Refused};
 use super::sign;
 use crate::db::webhooks::Claimed;
-use crate::domain::network::{self, Allow};
+use crate::domain::network::Allow;
+use crate::egress::{self, Refused};
 use std::time::Duration;
 
 /// What the endpoint made of one attempt.
@@ -39,12 +39,9 @@ const BODY_EXCERPT: usize = 200;
 
 impl Sender {
     pub fn new(allow: Allow, timeout: Duration) -> Result<Sender, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let client = egress::client_builder(allow)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(GuardedResolver::new(allow))
             .user_agent(concat!("pgcourier-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Sender { client, allow })
@@ -102,18 +99,7 @@ impl Sender {
 
     /// Scheme, credentials and IP-literal hosts (names are checked by the resolver).
     fn check_literal(&self, url: &str) -> Result<(), Refused> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| Refused::Invalid(e.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(Refused::Scheme);
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(Refused::Credentials);
-        }
-        let host = parsed.host_str().ok_or(Refused::NoHost)?;
-        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
-            network::check_ip(ip, &self.allow).map_err(|class| Refused::Address { host: host.to_owned(), class })?;
-        }
-        Ok(())
+        egress::check_literal(url, &self.allow).map(|_| ())
     }
 }
 
@@ -151,13 +137,12 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
+    if let Some(refused) = egress::refusal_in(e) {
+        return format!("url refused: {refused}");
+    }
     let mut causes = Vec::new();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        let inner = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|e| e as &(dyn std::error::Error + 'static));
-        if let Some(refused) = s.downcast_ref::<Refused>().or_else(|| inner.and_then(|e| e.downcast_ref::<Refused>())) {
-            return format!("url refused: {refused}");
-        }
         let text = s.to_string();
         if !causes.contains(&text) {
             causes.push(text);

@@ -9,7 +9,7 @@
 //! once; anything else is retried with full-jitter backoff (the receiver's `Retry-After` as a
 //! floor, up to the cap) until the attempts are exhausted, then the delivery is dead and the
 //! endpoint's consecutive-failure count grows; at the threshold the endpoint is disabled.
-//! Every delivery re-checks the URL against the SSRF guard ([`guard`]).
+//! Every delivery re-checks the URL against the SSRF guard ([`crate::egress`]).
 //!
 //! A rotated secret signs along with the new one until its rollover window ends (the claim
 //! returns it only until then); about once a minute the worker erases the secrets whose window
@@ -19,11 +19,10 @@
 //! expire). On shutdown it stops claiming and waits for in-flight requests up to the shutdown
 //! timeout; unfinished ones are retried after their lease.
 //!
-//! Settings: `PGCOURIER_WEBHOOK_*` in [`Config`] (the allowance is `PGCOURIER_WEBHOOK_ALLOW`,
-//! see [`guard`]).
+//! Settings: `PGCOURIER_WEBHOOK_*` in [`Config`] (the SSRF allowance is the daemon-wide
+//! `PGCOURIER_NETWORK_ALLOW`, see [`crate::egress`]).
 
 pub mod deliver;
-pub mod guard;
 pub mod sign;
 
 use crate::config::Config;
@@ -77,7 +76,7 @@ impl Settings {
     /// The daemon's webhook settings (`PGCOURIER_WEBHOOK_*`, see [`Config`]).
     pub fn from_config(config: &Config) -> Settings {
         Settings {
-            allow: config.webhook_allow,
+            allow: config.network_allow,
             poll: config.webhook_poll,
             timeout: config.webhook_timeout,
             retry: RetryPolicy {
@@ -267,7 +266,7 @@ mod tests {
     #[test]
     fn settings_from_the_configuration() {
         let env = |k: &str| match k {
-            "PGCOURIER_WEBHOOK_ALLOW" => Some("loopback".into()),
+            "PGCOURIER_NETWORK_ALLOW" => Some("loopback".into()),
             "PGCOURIER_WEBHOOK_RETRY_BASE" => Some("50ms".into()),
             "PGCOURIER_WEBHOOK_MAX_ATTEMPTS" => Some("3".into()),
             _ => None,
@@ -278,6 +277,6 @@ mod tests {
         assert_eq!(s.retry.max_attempts, 3);
         assert_eq!(s.timeout, Duration::from_secs(10));
         assert_eq!((s.poll, s.retry.cap, s.disable_after), (Duration::from_millis(500), Duration::from_secs(6 * 3600), 20));
-        assert!(Config::from_lookup(|k| (k == "PGCOURIER_WEBHOOK_ALLOW").then(|| "all".into())).is_err());
+        assert!(Config::from_lookup(|k| (k == "PGCOURIER_NETWORK_ALLOW").then(|| "all".into())).is_err());
     }
 }

@@ -9,9 +9,13 @@ use crate::support::{spawn, until};
 use base64::Engine as _;
 use pgcourier::channels::http_bridge::HttpBridge;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
+use pgcourier::domain::network::Allow;
 use pgcourier::domain::outcome::ErrorClass;
 use serde_json::json;
 use std::time::Duration;
+
+/// The mocks listen on 127.0.0.1: these adapters may call loopback (PGCOURIER_NETWORK_ALLOW=loopback).
+const LOOPBACK: Allow = Allow { loopback: true, ..Allow::NONE };
 
 const SECS: Duration = Duration::from_secs(15);
 const TOKEN: &str = "bridge-token-123";
@@ -25,7 +29,8 @@ fn message() -> Outbound {
 }
 
 fn bridge(mock: &MockHttp, secret: Option<&str>) -> HttpBridge {
-    HttpBridge::new(&json!({ "url": format!("{}/send", mock.url()), "timeout_ms": 5000 }), secret.map(str::to_owned)).expect("adapter")
+    HttpBridge::new(&json!({ "url": format!("{}/send", mock.url()), "timeout_ms": 5000 }), secret.map(str::to_owned), LOOPBACK)
+        .expect("adapter")
 }
 
 async fn fail_with(answer: fn() -> Answer) -> (SendError, Recorded) {
@@ -99,10 +104,10 @@ async fn http_bridge_410_is_permanent_and_connection_errors_are_transient() {
     assert_eq!(err.class, ErrorClass::Permanent);
     assert!(err.detail.contains("410") && err.detail.contains("session logged out"), "{}", err.detail);
     let port = { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port() };
-    let b = HttpBridge::new(&json!({ "url": format!("http://127.0.0.1:{port}/send") }), None).unwrap();
+    let b = HttpBridge::new(&json!({ "url": format!("http://127.0.0.1:{port}/send") }), None, LOOPBACK).unwrap();
     let err = b.send(&message()).await.expect_err("refused");
     assert_eq!(err.class, ErrorClass::Transient { retry_after: None }, "{}", err.detail);
-    let err = HttpBridge::new(&json!({}), None).err().expect("no url");
+    let err = HttpBridge::new(&json!({}), None, LOOPBACK).err().expect("no url");
     assert!(err.detail.contains("config.url"), "{}", err.detail);
 }
 

@@ -7,15 +7,19 @@ use crate::support::TestDb;
 use crate::support::{spawn, until};
 use pgcourier::channels::telegram::Telegram;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
+use pgcourier::domain::network::Allow;
 use pgcourier::domain::outcome::{ErrorClass, SuppressReason};
 use serde_json::{json, Value};
 use std::time::Duration;
+
+/// The mocks listen on 127.0.0.1: these adapters may call loopback (PGCOURIER_NETWORK_ALLOW=loopback).
+const LOOPBACK: Allow = Allow { loopback: true, ..Allow::NONE };
 
 const TOKEN: &str = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11";
 const SECS: Duration = Duration::from_secs(15);
 
 fn adapter(mock: &MockHttp) -> Telegram {
-    Telegram::new(&json!({ "api_base": mock.url(), "timeout_ms": 5000 }), Some(TOKEN.into())).expect("adapter")
+    Telegram::new(&json!({ "api_base": mock.url(), "timeout_ms": 5000 }), Some(TOKEN.into()), LOOPBACK).expect("adapter")
 }
 
 fn message(to: &[&str], text: &str) -> Outbound {
@@ -222,7 +226,7 @@ async fn server_errors_and_connection_failures_are_transient() {
     assert!(e.detail.contains("HTTP 500") && e.detail.contains("Internal Server Error"), "{}", e.detail);
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // closed again
-    let closed = Telegram::new(&json!({ "api_base": format!("http://127.0.0.1:{port}") }), Some(TOKEN.into())).unwrap();
+    let closed = Telegram::new(&json!({ "api_base": format!("http://127.0.0.1:{port}") }), Some(TOKEN.into()), LOOPBACK).unwrap();
     let e = closed.send(&message(&["4242"], "hi")).await.expect_err("nothing listens");
     assert_eq!(e.class, ErrorClass::Transient { retry_after: None });
     assert!(!e.detail.contains(TOKEN), "{}", e.detail);
@@ -304,11 +308,11 @@ async fn a_missing_or_malformed_token_or_api_base_is_refused_at_construction() {
             e.detail
         }
     };
-    assert!(named(Telegram::new(&json!({}), None)).contains("secret"));
-    let bad = named(Telegram::new(&json!({}), Some("not a token/../x".into())));
+    assert!(named(Telegram::new(&json!({}), None, LOOPBACK)).contains("secret"));
+    let bad = named(Telegram::new(&json!({}), Some("not a token/../x".into()), LOOPBACK));
     assert!(bad.contains("not a bot token") && !bad.contains("not a token/"), "{bad}");
-    assert!(named(Telegram::new(&json!({ "api_base": 5 }), Some(TOKEN.into()))).contains("config.api_base"));
-    assert!(named(Telegram::new(&json!({ "timeout_ms": "x" }), Some(TOKEN.into()))).contains("config.timeout_ms"));
+    assert!(named(Telegram::new(&json!({ "api_base": 5 }), Some(TOKEN.into()), LOOPBACK)).contains("config.api_base"));
+    assert!(named(Telegram::new(&json!({ "timeout_ms": "x" }), Some(TOKEN.into()), LOOPBACK)).contains("config.timeout_ms"));
 }
 
 // ---- end to end through the daemon ----

@@ -9,10 +9,14 @@ use crate::support::{spawn, until};
 use base64::Engine as _;
 use pgcourier::channels::twilio::Twilio;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
+use pgcourier::domain::network::Allow;
 use pgcourier::domain::outcome::{ErrorClass, SuppressReason};
 use pgcourier::domain::vocab;
 use serde_json::json;
 use std::time::Duration;
+
+/// The mocks listen on 127.0.0.1: these adapters may call loopback (PGCOURIER_NETWORK_ALLOW=loopback).
+const LOOPBACK: Allow = Allow { loopback: true, ..Allow::NONE };
 
 const SID: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const TOKEN: &str = "f00dcafe0123456789abcdef01234567";
@@ -57,7 +61,7 @@ fn message(channel: vocab::Channel, to: &[&str], text: &str) -> Outbound {
 fn adapter(mock: &MockHttp, extra: serde_json::Value) -> Twilio {
     let mut config = json!({ "api_base": mock.url(), "timeout_ms": 5000 });
     config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    Twilio::new(&config, FROM, Some(format!("{SID}:{TOKEN}"))).expect("adapter")
+    Twilio::new(&config, FROM, Some(format!("{SID}:{TOKEN}")), LOOPBACK).expect("adapter")
 }
 
 fn basic(user: &str, pass: &str) -> String {
@@ -103,7 +107,7 @@ async fn twilio_status_callback_and_messaging_service_with_the_token_alone() {
     let mock = MockHttp::start(|r, _| created(r, "SMcb")).await;
     let config = json!({ "api_base": mock.url(), "account_sid": SID, "messaging_service_sid": "MG1234",
                          "status_callback_url": "https://hooks.acme.example/twilio/status" });
-    let twilio = Twilio::new(&config, FROM, Some(TOKEN.into())).expect("token alone with config.account_sid");
+    let twilio = Twilio::new(&config, FROM, Some(TOKEN.into()), LOOPBACK).expect("token alone with config.account_sid");
     twilio.send(&message(vocab::Channel::Sms, &[TO], "hi")).await.expect("sent");
     let r = &mock.requests()[0];
     assert_eq!(r.path, path());
@@ -206,7 +210,8 @@ async fn twilio_other_4xx_is_permanent_and_network_errors_are_transient() {
     assert!(err.detail.contains("21614"), "{}", err.detail);
     // nothing listens on this port any more
     let port = { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port() };
-    let twilio = Twilio::new(&json!({ "api_base": format!("http://127.0.0.1:{port}") }), FROM, Some(format!("{SID}:{TOKEN}"))).unwrap();
+    let twilio =
+        Twilio::new(&json!({ "api_base": format!("http://127.0.0.1:{port}") }), FROM, Some(format!("{SID}:{TOKEN}")), LOOPBACK).unwrap();
     let err = twilio.send(&message(vocab::Channel::Sms, &[TO], "hi")).await.expect_err("refused");
     assert_eq!(err.class, ErrorClass::Transient { retry_after: None }, "{}", err.detail);
 }
@@ -222,7 +227,7 @@ async fn twilio_refuses_attachments_and_bad_secrets() {
     assert!(mock.requests().is_empty());
     let config = json!({ "api_base": mock.url() });
     for secret in [None, Some("just-a-token".to_string()), Some("user:pass".to_string())] {
-        let err = Twilio::new(&config, FROM, secret).err().expect("refused");
+        let err = Twilio::new(&config, FROM, secret, LOOPBACK).err().expect("refused");
         assert_eq!(err.class, ErrorClass::Permanent);
         assert!(err.detail.contains("AccountSid:AuthToken"), "{}", err.detail);
     }

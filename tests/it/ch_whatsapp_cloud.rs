@@ -8,9 +8,13 @@ use crate::support::TestDb;
 use crate::support::{spawn, until};
 use pgcourier::channels::whatsapp_cloud::WhatsappCloud;
 use pgcourier::channels::{Attachment, Channel, Outbound, SendError};
+use pgcourier::domain::network::Allow;
 use pgcourier::domain::outcome::ErrorClass;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+
+/// The mocks listen on 127.0.0.1: these adapters may call loopback (PGCOURIER_NETWORK_ALLOW=loopback).
+const LOOPBACK: Allow = Allow { loopback: true, ..Allow::NONE };
 
 const PHONE_ID: &str = "106540352242922";
 const TOKEN: &str = "EAAG-test-token";
@@ -53,7 +57,7 @@ fn graph_error(status: u16, code: i64, message: &str, details: &str) -> Answer {
 fn adapter(mock: &MockHttp, extra: Value) -> WhatsappCloud {
     let mut config = json!({ "api_base": mock.url(), "phone_number_id": PHONE_ID, "timeout_ms": 5000 });
     config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    WhatsappCloud::new(&config, Some(TOKEN.into())).expect("adapter")
+    WhatsappCloud::new(&config, Some(TOKEN.into()), LOOPBACK).expect("adapter")
 }
 
 fn message(to: &[&str], text: &str) -> Outbound {
@@ -288,13 +292,14 @@ async fn whatsapp_190_expired_token_is_permanent_and_names_the_token() {
 
 #[tokio::test]
 async fn whatsapp_config_errors_and_connection_failures() {
-    let no_id = WhatsappCloud::new(&json!({}), Some(TOKEN.into())).err().expect("needs phone_number_id");
+    let no_id = WhatsappCloud::new(&json!({}), Some(TOKEN.into()), LOOPBACK).err().expect("needs phone_number_id");
     assert!(no_id.detail.contains("config.phone_number_id"), "{}", no_id.detail);
-    let no_token = WhatsappCloud::new(&json!({ "phone_number_id": PHONE_ID }), None).err().expect("needs a token");
+    let no_token = WhatsappCloud::new(&json!({ "phone_number_id": PHONE_ID }), None, LOOPBACK).err().expect("needs a token");
     assert!(no_token.detail.contains("access token") && no_token.detail.contains("credentials_ref"), "{}", no_token.detail);
     assert_eq!(no_token.class, ErrorClass::Permanent);
     // nothing listens on port 9 of 127.0.0.1
-    let wa = WhatsappCloud::new(&json!({ "phone_number_id": PHONE_ID, "api_base": "http://127.0.0.1:9" }), Some(TOKEN.into())).unwrap();
+    let wa = WhatsappCloud::new(&json!({ "phone_number_id": PHONE_ID, "api_base": "http://127.0.0.1:9" }), Some(TOKEN.into()), LOOPBACK)
+        .unwrap();
     let e = wa.send(&message(&["+15551234567"], "Hi")).await.expect_err("refused");
     assert!(e.class.is_transient(), "{e:?}");
     let mut m = message(&["+15551234567"], "Hi");

@@ -38,7 +38,7 @@ fn run_help_lists_every_setting_with_its_variable_and_default() {
         "[env: PGCOURIER_HTTP_ADDR=] [default: 127.0.0.1:8080]",
         "[env: PGCOURIER_WEBHOOK_RETRY_CAP=] [default: 6h]",
         "[env: PGCOURIER_PUBLIC_URL=]",
-        "[env: PGCOURIER_WEBHOOK_ALLOW=]",
+        "[env: PGCOURIER_NETWORK_ALLOW=]",
         "[env: PGCOURIER_PG_BIN=]",
         "[env: DATABASE_URL]",
         "RUST_LOG",

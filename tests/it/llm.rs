@@ -5,17 +5,21 @@
 use crate::mock_http::{Answer, MockHttp};
 use chrono::{Duration as Days, TimeZone, Utc};
 use pgcourier::domain::decision::{Decision, HistoryMessage, ThreadHistory};
+use pgcourier::domain::network::Allow;
 use pgcourier::domain::vocab::{Channel, DecidedBy, Direction, Handling, Status};
 use pgcourier::inbound::llm::LlmDecider;
 use pgcourier::inbound::{Decider, Summarizer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+/// The mocks listen on 127.0.0.1: these adapters may call loopback (PGCOURIER_NETWORK_ALLOW=loopback).
+const LOOPBACK: Allow = Allow { loopback: true, ..Allow::NONE };
+
 const KEY: &str = "sk-test-0123456789";
 const MODEL: &str = "qwen2.5-7b-instruct";
 
 fn decider(base_url: &str) -> LlmDecider {
-    LlmDecider::new(&json!({ "base_url": base_url, "model": MODEL, "timeout_ms": 5000 }), Some(KEY.into())).expect("decider")
+    LlmDecider::new(&json!({ "base_url": base_url, "model": MODEL, "timeout_ms": 5000 }), Some(KEY.into()), LOOPBACK).expect("decider")
 }
 
 fn msg(id: i64, direction: Direction, subject: Option<&str>, text: &str) -> HistoryMessage {
@@ -140,7 +144,8 @@ async fn each_decision_kind_is_mapped_and_the_request_is_openai_shaped() {
 async fn fenced_json_is_accepted_and_no_key_means_no_authorization() {
     let fenced = format!("```json\n{}\n```", decision("no_action", None, None));
     let mock = MockHttp::start(move |_, _| completion(&fenced)).await;
-    let llm = LlmDecider::new(&json!({ "base_url": mock.url(), "model": MODEL, "temperature": 0.3, "max_tokens": 256 }), None).unwrap();
+    let llm =
+        LlmDecider::new(&json!({ "base_url": mock.url(), "model": MODEL, "temperature": 0.3, "max_tokens": 256 }), None, LOOPBACK).unwrap();
     let d = llm.decide(&thread()).await.expect("fenced answer");
     assert_eq!(d.decision, Decision::NoAction);
     let r = &mock.wait_for(1, Duration::from_secs(5)).await[0];
@@ -187,7 +192,8 @@ async fn a_silent_endpoint_times_out() {
         }
     });
     let llm =
-        LlmDecider::new(&json!({ "base_url": format!("http://{addr}"), "model": MODEL, "timeout_ms": 300 }), Some(KEY.into())).unwrap();
+        LlmDecider::new(&json!({ "base_url": format!("http://{addr}"), "model": MODEL, "timeout_ms": 300 }), Some(KEY.into()), LOOPBACK)
+            .unwrap();
     let started = Instant::now();
     let e = err_of(llm.decide(&thread()).await);
     assert!(e.contains("timed out after 300 ms"), "{e}");
@@ -259,9 +265,10 @@ async fn settings_are_checked() {
         (json!({ "base_url": "http://127.0.0.1:1", "model": MODEL, "timeout_ms": 0 }), "timeout_ms"),
         (json!({ "base_url": "http://127.0.0.1:1", "model": MODEL, "max_tokens": "lots" }), "max_tokens"),
     ] {
-        let e = err_of(LlmDecider::new(&settings, None));
+        let e = err_of(LlmDecider::new(&settings, None, LOOPBACK));
         assert!(e.contains(expected), "{settings}: {e}");
     }
-    let debug = format!("{:?}", LlmDecider::new(&json!({ "base_url": "http://h/v1", "model": MODEL }), Some(KEY.into())).unwrap());
+    let debug =
+        format!("{:?}", LlmDecider::new(&json!({ "base_url": "http://h/v1", "model": MODEL }), Some(KEY.into()), LOOPBACK).unwrap());
     assert!(!debug.contains(KEY) && debug.contains("http://h/v1/chat/completions"), "{debug}");
 }

@@ -37,6 +37,7 @@ mod smtp_sink;
 mod support;
 mod suppressions;
 mod templates;
+mod tenants;
 mod vocabulary;
 mod webhooks;
 mod webhooks_contract;

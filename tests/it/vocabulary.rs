@@ -6,7 +6,7 @@ use crate::support::TestDb;
 use pgcourier::domain::breaker::BreakerState;
 use pgcourier::domain::outcome::SuppressReason;
 use pgcourier::domain::vocab::{
-    Channel, DecidedBy, DeliveryState, Direction, Handling, Provider, QueueState, Status, ThreadState, WebhookEvent,
+    Channel, DecidedBy, DeliveryState, Direction, Handling, Provider, QueueState, SessionStatus, Status, ThreadState, WebhookEvent,
 };
 use postgres_types::{FromSqlOwned, ToSql};
 use std::collections::BTreeSet;
@@ -181,4 +181,11 @@ async fn webhook_event_equals_the_event_types_table() {
     let rows = db.client.query("SELECT type FROM et_webhook_event_types", &[]).await.unwrap();
     let table: BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(table, names(&WebhookEvent::ALL, WebhookEvent::as_str));
+}
+
+#[tokio::test]
+async fn session_status_equals_the_session_check() {
+    let db = TestDb::new().await;
+    let rust = names(&SessionStatus::ALL, SessionStatus::as_str);
+    assert_eq!(check_list(&db, "et_channel_sessions", "et_channel_sessions_status").await, rust);
 }

@@ -6,7 +6,7 @@
 //! constant-time comparison, not with the crate's signer.
 //!
 //! Configuration: the mock listens on 127.0.0.1, so the daemons and workers here run with
-//! [`ENV`]: `PGCOURIER_WEBHOOK_ALLOW=loopback` (private and link-local addresses stay refused) and
+//! [`ENV`]: `PGCOURIER_NETWORK_ALLOW=loopback` (private and link-local addresses stay refused) and
 //! fast retries.
 
 mod crud;
@@ -27,7 +27,7 @@ pub const SECS: Duration = Duration::from_secs(20);
 
 /// The webhook settings of this module's daemons and workers.
 pub const ENV: &[(&str, &str)] = &[
-    ("PGCOURIER_WEBHOOK_ALLOW", "loopback"),
+    ("PGCOURIER_NETWORK_ALLOW", "loopback"),
     ("PGCOURIER_WEBHOOK_RETRY_BASE", "50ms"),
     ("PGCOURIER_WEBHOOK_RETRY_CAP", "200ms"),
     ("PGCOURIER_WEBHOOK_POLL", "100ms"),

@@ -2,7 +2,7 @@
 //! each message as it was sent, how it failed, the provider's last answer; retry one with
 //! `POST /v1/messages/{id}/retry`.
 
-use super::input::QueryParams;
+use super::input::{self, QueryParams};
 use super::messages::{cursor, one_of, parse_cursor, DEFAULT_LIMIT, MAX_LIMIT};
 use super::views::ErrorBody;
 use crate::db::api::{self as db, DeadLetterFilter, DeadLetterRow};
@@ -152,13 +152,7 @@ fn filter(params: Vec<(String, String)>) -> Result<DeadLetterFilter, ApiError> {
                 })?;
                 f.failure_type = Some(t.as_str().to_owned());
             }
-            "limit" => {
-                f.limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| ApiError::field("limit", format!("{v:?} is not a number from 1 to {MAX_LIMIT}")))?
-            }
+            "limit" => f.limit = input::limit(&v, MAX_LIMIT)?,
             "after" => f.after = Some(parse_cursor(&v).ok_or_else(|| ApiError::field("after", "is not a cursor from nextCursor"))?),
             _ => return Err(ApiError::field(k, "unknown parameter (expected channel, failureType, limit, after)")),
         }
@@ -191,10 +185,8 @@ pub async fn list_dead_letters(
     let limit = f.limit;
     f.limit += 1;
     let client = state.pool.get().await?;
-    let mut rows = db::dead_letters(&client, &caller.0.tenant_id, &f).await.map_err(ApiError::internal)?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = if more { rows.last().map(|r| cursor(r.dead_since, r.message_id)) } else { None };
+    let rows = db::dead_letters(&client, &caller.0.tenant_id, &f).await.map_err(ApiError::internal)?;
+    let (rows, next_cursor) = input::page(rows, limit, |r| cursor(r.dead_since, r.message_id));
     Ok(Json(DeadLetterPage { dead_letters: rows.into_iter().map(DeadLetterView::from).collect(), next_cursor }))
 }
 

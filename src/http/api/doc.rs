@@ -8,7 +8,7 @@
 //! `TooManyRequests`), list it in `paths(...)` of its module's document, and run
 //! `.ci/schemathesis.sh`.
 
-use super::{messages, send, threads, views};
+use super::{keys, messages, send, tenants, threads, views};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -27,6 +27,21 @@ use utoipa::{Modify, OpenApi};
         messages::resend,
         threads::get_thread,
         threads::handoff,
+        tenants::create_tenant,
+        tenants::list_tenants,
+        tenants::get_tenant,
+        tenants::update_tenant,
+        tenants::deactivate_tenant,
+        tenants::activate_tenant,
+        tenants::create_session,
+        tenants::list_sessions,
+        tenants::get_session,
+        tenants::update_session,
+        tenants::disable_session,
+        keys::list_keys,
+        keys::create_key,
+        keys::rotate_key,
+        keys::revoke_key,
     ),
     components(schemas(
         send::SendRequest,
@@ -52,12 +67,27 @@ use utoipa::{Modify, OpenApi};
         views::ThreadDetail,
         views::ErrorBody,
         views::ErrorDetail,
+        tenants::TenantView,
+        tenants::TenantList,
+        tenants::SessionView,
+        tenants::SessionList,
+        tenants::CreateTenant,
+        tenants::UpdateTenant,
+        tenants::CreateSession,
+        tenants::UpdateSession,
+        keys::KeyScope,
+        keys::KeyView,
+        keys::KeyList,
+        keys::CreateKey,
+        keys::RotateKey,
     )),
     modifiers(&ApiKeyScheme),
     security(("api_key" = [])),
     tags(
         (name = "messages", description = "Outbound and inbound messages"),
         (name = "threads", description = "Conversations and their insights"),
+        (name = "tenants", description = "Tenants and their channel sessions (platform key)"),
+        (name = "keys", description = "A tenant's API keys (platform key, or the tenant's admin key)"),
     )
 )]
 struct ApiDoc;

@@ -329,6 +329,23 @@ pub fn attachment_error(e: tokio_postgres::Error, i: usize) -> ApiError {
     err
 }
 
+/// A page size parameter: a whole number from 1 to `max`, or 400 naming `limit`.
+pub fn limit(v: &str, max: i64) -> Result<i64, ApiError> {
+    v.parse()
+        .ok()
+        .filter(|l| (1..=max).contains(l))
+        .ok_or_else(|| ApiError::field("limit", format!("{v:?} is not a number from 1 to {max}")))
+}
+
+/// A keyset page from rows fetched with `limit + 1`: at most `limit` rows, and the cursor of the
+/// last one when more follow (None on the last page).
+pub fn page<T>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(cursor_of) } else { None };
+    (rows, next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -359,6 +359,10 @@ pub async fn send_message(
     let tx = client.transaction().await.map_err(ApiError::internal)?;
     crate::db::audit::set_actor(&tx, &format!("apikey:{}", caller.0.prefix)).await.map_err(ApiError::internal)?;
     let session = db::pick_session(&tx, &tenant, &session_choice(&req)).await.map_err(ApiError::internal)?;
+    if let (Err(NoSession::UnknownId), Some(id)) = (&session, req.channel_session_id) {
+        // another tenant's session is a cross-tenant attempt: logged, answered like an unknown one
+        caller.foreign_session(&state, id).await;
+    }
     let session_id = session.map_err(|why| no_session(&req, why))?.id;
     let new = new_message(req, tenant.clone(), session_id, key, priority, scheduled_at);
     let ins = db::insert_message(&tx, &new).await.map_err(|e| input::db_error(e, MESSAGE_FIELDS))?;

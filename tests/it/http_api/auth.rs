@@ -104,7 +104,8 @@ async fn another_tenants_messages_and_threads_are_404_and_logged() {
     .await;
     assert_eq!((s, field(&v)), (400, "channelSessionId"), "{v}");
 
-    assert_eq!(api.count("SELECT count(*) FROM et_security_events WHERE tenant_id = 'beta' AND action = 'cross_tenant_access'").await, 8);
+    // 8 reads and actions, and the send naming acme's session
+    assert_eq!(api.count("SELECT count(*) FROM et_security_events WHERE tenant_id = 'beta' AND action = 'cross_tenant_access'").await, 9);
     let detail: serde_json::Value = api
         .db
         .client
@@ -120,7 +121,7 @@ async fn another_tenants_messages_and_threads_are_404_and_logged() {
     let (s, _) = as_beta(Method::GET, format!("/v1/messages/{}", uuid::Uuid::new_v4()), None).await;
     assert_eq!(s, 404);
     assert_eq!(as_beta(Method::GET, "/v1/messages/not-an-id".into(), None).await.0, 404);
-    assert_eq!(api.count("SELECT count(*) FROM et_security_events WHERE action = 'cross_tenant_access'").await, 8);
+    assert_eq!(api.count("SELECT count(*) FROM et_security_events WHERE action = 'cross_tenant_access'").await, 9);
     // acme's message is untouched
     let status: String = api.db.client.query_one("SELECT delivery_status FROM et_messages WHERE id = $1", &[&id]).await.unwrap().get(0);
     assert_eq!(status, "queued");

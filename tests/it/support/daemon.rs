@@ -39,6 +39,9 @@ pub fn config(db: &TestDb, overrides: &[(&str, &str)]) -> Config {
         ("PGCOURIER_POLL_INTERVAL".into(), "1s".into()),
         ("PGCOURIER_SHUTDOWN_TIMEOUT".into(), "10s".into()),
         ("PGCOURIER_HTTP_ADDR".into(), "off".into()),
+        // the mock providers, bridges and model servers of the tests listen on 127.0.0.1: the
+        // SSRF guard must let loopback through (tests of the guard override this with "")
+        ("PGCOURIER_NETWORK_ALLOW".into(), "loopback".into()),
     ]);
     for (k, v) in overrides {
         env.insert(k.to_string(), v.to_string());

@@ -6,8 +6,8 @@ use crate::support::until;
 use crate::support::TestDb;
 use pgcourier::db::webhooks::Claimed;
 use pgcourier::domain::network::{Allow, Class};
+use pgcourier::egress::{check_url, Refused};
 use pgcourier::webhooks::deliver::{Attempt, Sender};
-use pgcourier::webhooks::guard::{check_url, Refused};
 use serde_json::json;
 use std::time::Duration;
 

@@ -151,13 +151,7 @@ pub(super) fn filter(params: Vec<(String, String)>, allowed: &[&str]) -> Result<
             "category" if v.is_empty() => return Err(ApiError::field("category", "must not be empty")),
             "category" => f.category = Some(v),
             "tags" => f.tags.extend(items("tags", &v)?.into_iter().map(str::to_owned)),
-            "limit" => {
-                f.limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| ApiError::field("limit", format!("{v:?} is not a number from 1 to {MAX_LIMIT}")))?
-            }
+            "limit" => f.limit = input::limit(&v, MAX_LIMIT)?,
             "offset" => {
                 f.offset = v.parse().ok().filter(|o| (0..=MAX_OFFSET).contains(o)).ok_or_else(|| {
                     ApiError::field("offset", format!("{v:?} is not a number from 0 to {MAX_OFFSET} (deeper pages: use cursor)"))
@@ -220,10 +214,8 @@ pub async fn list_messages(
     let limit = f.limit;
     f.limit += 1;
     let client = state.pool.get().await?;
-    let mut rows = db::list_messages(&client, &caller.0.tenant_id, &f).await.map_err(ApiError::internal)?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = if more { rows.last().map(|r| cursor(r.created_at, r.id)) } else { None };
+    let rows = db::list_messages(&client, &caller.0.tenant_id, &f).await.map_err(ApiError::internal)?;
+    let (rows, next_cursor) = input::page(rows, limit, |r| cursor(r.created_at, r.id));
     Ok(Json(MessagePage { messages: rows.into_iter().map(MessageView::from).collect(), next_cursor }))
 }
 

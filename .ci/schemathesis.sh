@@ -70,7 +70,7 @@ mkdir -p "$data"
 # (webhook endpoints may also point at loopback, so the seeded one stays on this machine; the
 # provider sessions' secrets are set, so their routes check signatures: 401 rather than 503)
 DATABASE_URL="$db_url" PGCOURIER_DATA_DIR="$data" PGCOURIER_HTTP_ADDR="127.0.0.1:0" \
-  PGCOURIER_POLL_INTERVAL=200ms PGCOURIER_WEBHOOK_ALLOW=loopback RUST_LOG="${RUST_LOG:-warn}" \
+  PGCOURIER_POLL_INTERVAL=200ms PGCOURIER_NETWORK_ALLOW=loopback RUST_LOG="${RUST_LOG:-warn}" \
   PGCOURIER_SECRET_ST_HOOK=st-hook-secret PGCOURIER_SECRET_ST_TWILIO=st-twilio-token \
   "$PGCOURIER_BIN" up >"$log" 2>&1 &
 daemon=$!
@@ -91,7 +91,7 @@ echo "schemathesis against $base (database $db)" >&2
 # a webhook endpoint, and a session of each provider with an inbound route. Their ids go into
 # a dictionary that schemathesis draws path ids from half of the time.
 sql() { psql "$db_url" -qAt -v ON_ERROR_STOP=1 -c "$1"; }
-api() { curl -sS -f -H "x-api-key: $key" -H 'content-type: application/json' "$@"; }
+api() { curl -sS --fail-with-body -H "x-api-key: $key" -H 'content-type: application/json' "$@"; }
 json() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
 later=$(date -u -d '+300 days' +%Y-%m-%dT%H:%M:%SZ)
 sent=$(api -d "{\"to\": [\"st@example.com\"], \"subject\": \"schemathesis\", \"textBody\": \"hi\", \"scheduledAt\": \"$later\"}" "$base/v1/messages")

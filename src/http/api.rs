@@ -17,8 +17,8 @@
 pub mod dead_letters;
 mod doc;
 pub(crate) mod input;
-mod limits;
 pub mod keys;
+mod limits;
 pub mod messages;
 pub mod send;
 pub mod tenants;

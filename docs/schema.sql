@@ -110,6 +110,54 @@ CREATE FUNCTION public.et_approve(p_message_id bigint, p_actor text) RETURNS tex
   SELECT et_set_status(p_message_id, ARRAY['pending_approval'], 'queued', p_actor, 'approved', 'et_approve', 'approved')
 $$;
 
+CREATE FUNCTION public.et_attachment_retention_days(p_settings jsonb) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT coalesce((p_settings ->> 'attachment_retention_days')::integer, 30)
+$$;
+
+CREATE FUNCTION public.et_attachment_settings_valid(p_settings jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $_$
+  SELECT (NOT p_settings ? 'allowed_attachment_types'
+          OR (jsonb_typeof(p_settings -> 'allowed_attachment_types') = 'array'
+              AND jsonb_array_length(p_settings -> 'allowed_attachment_types') > 0
+              AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_settings -> 'allowed_attachment_types') e
+                               WHERE jsonb_typeof(e) <> 'string'
+                                  OR lower(btrim(e #>> '{}')) !~ '^([a-z0-9][a-z0-9!#$&^_.+-]*/([a-z0-9][a-z0-9!#$&^_.+-]*|\*)|\*/\*)$')))
+     AND (NOT p_settings ? 'attachment_retention_days'
+          OR (jsonb_typeof(p_settings -> 'attachment_retention_days') = 'number'
+              AND (p_settings ->> 'attachment_retention_days')::numeric BETWEEN 0 AND 36500
+              AND (p_settings ->> 'attachment_retention_days')::numeric = trunc((p_settings ->> 'attachment_retention_days')::numeric)))
+$_$;
+
+CREATE FUNCTION public.et_attachment_type_allowed(p_content_type text, p_allowed text[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT EXISTS (SELECT 1 FROM unnest(p_allowed) a
+                  WHERE a = '*/*'
+                     OR a = lower(btrim(split_part(p_content_type, ';', 1)))
+                     OR (a LIKE '%/*' AND split_part(a, '/', 1) = lower(btrim(split_part(p_content_type, '/', 1)))))
+$$;
+
+CREATE FUNCTION public.et_attachment_types_allowed(p_settings jsonb) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE WHEN jsonb_typeof(p_settings -> 'allowed_attachment_types') = 'array'
+              THEN ARRAY(SELECT lower(btrim(e)) FROM jsonb_array_elements_text(p_settings -> 'allowed_attachment_types') e)
+              ELSE et_attachment_types_default() END
+$$;
+
+CREATE FUNCTION public.et_attachment_types_default() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT ARRAY['application/pdf', 'image/*',
+               'application/msword', 'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
+               'application/vnd.ms-excel', 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
+               'application/vnd.ms-powerpoint', 'application/vnd.openxmlformats-officedocument.presentationml.presentation',
+               'text/csv']
+$$;
+
 CREATE FUNCTION public.et_attachments_before_insert() RETURNS trigger
     LANGUAGE plpgsql
     AS $_$
@@ -139,10 +187,24 @@ BEGIN
                     coalesce(quote_literal(NEW.filename), 'NULL')
       USING ERRCODE = 'check_violation', COLUMN = 'filename', TABLE = 'et_attachments';
   END IF;
-  NEW.content_type := lower(btrim(NEW.content_type));
-  IF NEW.content_type !~ '^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$' THEN
+  IF NEW.content IS NULL OR NEW.content_dropped_at IS NOT NULL THEN
+    RAISE EXCEPTION 'et_attachments.content: % has no content', NEW.filename
+      USING ERRCODE = 'check_violation', COLUMN = 'content', TABLE = 'et_attachments',
+            HINT = 'content is dropped only after the retention period, from attachments of final messages';
+  END IF;
+  -- the type in lower case, its parameters (charset=UTF-8) as written
+  NEW.content_type := lower(btrim(split_part(NEW.content_type, ';', 1)))
+                      || coalesce('; ' || nullif(btrim(substr(NEW.content_type, length(split_part(NEW.content_type, ';', 1)) + 2)), ''), '');
+  IF NEW.content_type IS NULL OR NEW.content_type !~ '^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*(; *[A-Za-z0-9!#$&^_.+-]+=("[^"]*"|[^;" ]+))*$' THEN
     RAISE EXCEPTION 'et_attachments.content_type: % is not a MIME type like application/pdf', quote_literal(NEW.content_type)
       USING ERRCODE = 'check_violation', COLUMN = 'content_type', TABLE = 'et_attachments';
+  END IF;
+  IF NOT et_attachment_type_allowed(NEW.content_type, et_attachment_types_allowed(m.settings)) THEN
+    RAISE EXCEPTION 'et_attachments.content_type: % (%) is not an allowed attachment type; allowed: %',
+                    split_part(NEW.content_type, ';', 1), NEW.filename, array_to_string(et_attachment_types_allowed(m.settings), ', ')
+      USING ERRCODE = 'check_violation', COLUMN = 'content_type', TABLE = 'et_attachments',
+            HINT = CASE WHEN m.settings ? 'allowed_attachment_types' THEN 'tenant setting allowed_attachment_types'
+                        ELSE 'tenant setting allowed_attachment_types (unset: the default list)' END;
   END IF;
   NEW.size_bytes := octet_length(NEW.content);
   max_file  := coalesce((m.settings->>'attachment_max_file_bytes')::bigint, 10485760);
@@ -177,6 +239,16 @@ DECLARE
   st text;
 BEGIN
   SELECT delivery_status INTO st FROM et_messages WHERE tenant_id = OLD.tenant_id AND id = OLD.message_id;
+  IF TG_OP = 'UPDATE' AND NEW.content IS NULL AND NEW.content_dropped_at IS NOT NULL
+     AND (NEW.tenant_id, NEW.id, NEW.message_id, NEW.filename, NEW.content_type, NEW.size_bytes, NEW.created_at)
+         IS NOT DISTINCT FROM (OLD.tenant_id, OLD.id, OLD.message_id, OLD.filename, OLD.content_type, OLD.size_bytes, OLD.created_at) THEN
+    IF st IN ('sent', 'failed', 'cancelled', 'rejected', 'suppressed') THEN
+      RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'et_attachments: message % is %: attachment content is dropped only once the message is final (sent, failed, cancelled, rejected or suppressed)',
+                    OLD.message_id, st
+      USING ERRCODE = 'check_violation', TABLE = 'et_attachments';
+  END IF;
   IF st IS NOT NULL AND st <> 'pending_approval' THEN
     RAISE EXCEPTION 'et_attachments: message % is %: its attachments are frozen', OLD.message_id, st
       USING ERRCODE = 'check_violation', TABLE = 'et_attachments';
@@ -446,6 +518,42 @@ BEGIN
   RETURN name;
 END
 $_$;
+
+CREATE FUNCTION public.et_drop_expired_attachment_content(p_limit integer DEFAULT 500) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  t record;
+  n integer;
+  total integer := 0;
+BEGIN
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 100000 THEN
+    RAISE EXCEPTION 'et_drop_expired_attachment_content: p_limit must be 1 to 100000 (got %)', p_limit
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- tenant by tenant: each reads et_attachments_holding_content up to its own cut-off only
+  FOR t IN SELECT id, now() - make_interval(days => et_attachment_retention_days(settings)) AS cutoff
+             FROM et_tenants ORDER BY id LOOP
+    EXIT WHEN total >= p_limit;
+    WITH due AS (
+      SELECT a.id
+        FROM et_attachments a
+        JOIN et_messages m ON m.tenant_id = a.tenant_id AND m.id = a.message_id
+       WHERE a.tenant_id = t.id AND a.content IS NOT NULL AND a.created_at < t.cutoff
+         AND m.delivery_status IN ('sent', 'failed', 'cancelled', 'rejected', 'suppressed')
+         AND m.updated_at < t.cutoff
+       ORDER BY a.created_at
+       LIMIT p_limit - total
+         FOR UPDATE OF a SKIP LOCKED
+         FOR SHARE OF m SKIP LOCKED)
+    UPDATE et_attachments a SET content = NULL, content_dropped_at = now()
+      FROM due WHERE a.tenant_id = t.id AND a.id = due.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    total := total + n;
+  END LOOP;
+  RETURN total;
+END
+$$;
 
 CREATE FUNCTION public.et_email_address(v text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -1341,6 +1449,23 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.et_messages_requeue_attachments() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  gone text;
+BEGIN
+  SELECT string_agg(a.filename, ', ' ORDER BY a.id) INTO gone
+    FROM et_attachments a WHERE a.tenant_id = NEW.tenant_id AND a.message_id = NEW.id AND a.content IS NULL;
+  IF gone IS NOT NULL THEN
+    RAISE EXCEPTION 'message %: the content of its attachments (%) was dropped after the retention period; it cannot be sent again', NEW.id, gone
+      USING ERRCODE = 'check_violation', TABLE = 'et_messages',
+            HINT = 'send a new message with the files attached';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
 CREATE FUNCTION public.et_messages_requeue_failed() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -1730,6 +1855,14 @@ BEGIN
     RAISE EXCEPTION 'et_resend: message % was already resent as message %; resend that one to correct it again', p_message_id, o.resent_as
       USING ERRCODE = 'check_violation', DETAIL = format('message %s is resent as %s', p_message_id, o.resent_as);
   END IF;
+  SELECT string_agg(a.filename, ', ' ORDER BY a.id) INTO bad
+    FROM et_attachments a WHERE a.tenant_id = o.tenant_id AND a.message_id = o.id AND a.content IS NULL;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'et_resend: the content of message %''s attachments (%) was dropped after the retention period; the copy would go out without them',
+                    p_message_id, bad
+      USING ERRCODE = 'check_violation', DETAIL = format('message %s has attachments without content', p_message_id),
+            HINT = 'send a new message with the files attached';
+  END IF;
   PERFORM set_config('pgcourier.actor', p_actor, true);
   INSERT INTO et_messages (tenant_id, channel_session_id, channel, direction, sender, recipients, cc, bcc, reply_to,
                            subject, body_text, body_html, variables, metadata, priority, scheduled_at, in_reply_to,
@@ -1801,6 +1934,8 @@ BEGIN
        AND (p_channel IS NULL OR m.channel = p_channel)
        AND (p_category IS NULL OR m.metadata ->> 'category' = p_category)
        AND (p_tags IS NULL OR m.metadata -> 'tags' @> to_jsonb(p_tags))
+       -- not one whose attachment content was dropped after the retention period (it would be refused)
+       AND NOT EXISTS (SELECT 1 FROM et_attachments a WHERE a.tenant_id = m.tenant_id AND a.message_id = m.id AND a.content IS NULL)
        AND (p_recipient IS NULL
             OR EXISTS (SELECT 1 FROM unnest(m.recipients) r
                         WHERE et_contact_of_normalized(m.channel, r) = ANY ((SELECT et_contacts_of(p_recipient))::text[])))
@@ -2470,11 +2605,19 @@ CREATE TABLE public.et_attachments (
     filename text NOT NULL,
     content_type text DEFAULT 'application/octet-stream'::text NOT NULL,
     size_bytes integer DEFAULT 0 NOT NULL,
-    content bytea NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    content bytea,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    content_dropped_at timestamp with time zone,
+    CONSTRAINT et_attachments_content_or_dropped CHECK (((content IS NULL) = (content_dropped_at IS NOT NULL)))
 );
 
 COMMENT ON TABLE public.et_attachments IS 'Files sent with an outbound message; size and type limits from tenant settings, refused at insert by triggers/060_attachments.sql; frozen with the message''s content after approval';
+
+COMMENT ON COLUMN public.et_attachments.content IS 'the file; NULL once dropped after the tenant''s retention period (settings.attachment_retention_days, default 30) past the message''s final status: et_drop_expired_attachment_content';
+
+COMMENT ON COLUMN public.et_attachments.content_dropped_at IS 'when the content was dropped after the retention period (NULL: the content is here); filename, content_type and size_bytes are kept';
+
+COMMENT ON CONSTRAINT et_attachments_content_or_dropped ON public.et_attachments IS 'an attachment either has its content or says when it was dropped';
 
 ALTER TABLE public.et_attachments ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     SEQUENCE NAME public.et_attachments_id_seq
@@ -2827,6 +2970,7 @@ CREATE TABLE public.et_tenants (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_by text,
+    CONSTRAINT et_tenants_attachment_settings CHECK (public.et_attachment_settings_valid(settings)),
     CONSTRAINT et_tenants_id_slug CHECK ((id ~ '^[a-z0-9][a-z0-9_-]{0,62}$'::text)),
     CONSTRAINT et_tenants_send_limits CHECK (public.et_send_limits_valid(settings)),
     CONSTRAINT et_tenants_settings_object CHECK ((jsonb_typeof(settings) = 'object'::text))
@@ -2837,6 +2981,8 @@ COMMENT ON TABLE public.et_tenants IS 'A tenant: id is a slug that every other t
 COMMENT ON COLUMN public.et_tenants.active IS 'false: the tenant is deactivated: its API keys are refused with 403 (tenant_inactive) until it is active again; its rows stay';
 
 COMMENT ON COLUMN public.et_tenants.updated_by IS 'who last changed the name, settings or active flag (apikey:<prefix>, cli:<user>)';
+
+COMMENT ON CONSTRAINT et_tenants_attachment_settings ON public.et_tenants IS 'settings.allowed_attachment_types, when present, is a non-empty array of MIME types or type/* wildcards; settings.attachment_retention_days a whole number from 0 to 36500';
 
 COMMENT ON CONSTRAINT et_tenants_send_limits ON public.et_tenants IS 'settings.max_per_minute / max_per_hour / max_per_day, when present, are whole numbers from 1 to 2147483647';
 
@@ -3077,6 +3223,10 @@ ALTER TABLE ONLY public.et_webhook_event_types
 ALTER TABLE ONLY public.et_webhook_event_types
     ADD CONSTRAINT et_webhook_event_types_pkey PRIMARY KEY (type);
 
+CREATE INDEX et_attachments_holding_content ON public.et_attachments USING btree (tenant_id, created_at) WHERE (content IS NOT NULL);
+
+COMMENT ON INDEX public.et_attachments_holding_content IS 'partial: attachments whose content is still stored, by creation time; the retention pass (et_drop_expired_attachment_content) reads only those older than the tenant''s period';
+
 CREATE INDEX et_attachments_message ON public.et_attachments USING btree (tenant_id, message_id, id);
 
 CREATE INDEX et_channel_sessions_id ON public.et_channel_sessions USING btree (id);
@@ -3196,6 +3346,8 @@ CREATE TRIGGER et_messages_before_update_content BEFORE UPDATE ON public.et_mess
 CREATE TRIGGER et_messages_check_thread BEFORE UPDATE OF thread_id ON public.et_messages FOR EACH ROW WHEN ((new.thread_id IS DISTINCT FROM old.thread_id)) EXECUTE FUNCTION public.et_messages_check_thread();
 
 CREATE TRIGGER et_messages_delete_dependents AFTER DELETE ON public.et_messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_delete_dependents();
+
+CREATE TRIGGER et_messages_requeue_attachments BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((old.delivery_status = 'failed'::text) AND (new.delivery_status = 'queued'::text))) EXECUTE FUNCTION public.et_messages_requeue_attachments();
 
 CREATE TRIGGER et_messages_requeue_failed BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((old.delivery_status = 'failed'::text) AND (new.delivery_status = 'queued'::text))) EXECUTE FUNCTION public.et_messages_requeue_failed();
 

@@ -124,6 +124,11 @@ pub struct Config {
     #[arg(long, env = "PGCOURIER_WEBHOOK_DISABLE_AFTER", default_value = "20", value_parser = count32, value_name = "N", help_heading = "Status webhooks")]
     pub webhook_disable_after: u32,
 
+    /// How often a daemon drops the content of attachments past their tenant's retention period
+    /// (`attachment_retention_days`, default 30 days after the message is final); one daemon at a time.
+    #[arg(long, env = "PGCOURIER_MAINTENANCE_INTERVAL", default_value = "5m", value_parser = duration, value_name = "DURATION", help_heading = "Maintenance")]
+    pub maintenance_interval: Duration,
+
     /// `json`: one JSON object per line (every send line carries the message's `public_id`).
     /// The level filter is `RUST_LOG` (default `info`, e.g. `RUST_LOG=debug` or `RUST_LOG=pgcourier=debug`).
     #[arg(long, env = "PGCOURIER_LOG_FORMAT", default_value = "text", value_parser = log_format, value_name = "text|json", help_heading = "Logging")]

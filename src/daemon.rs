@@ -1,8 +1,9 @@
 //! Wires the daemon together: migrate, bind the HTTP address, then start its tasks: the LISTEN
 //! connection (unless `PGCOURIER_LISTEN=off`), the outbound rescuer, the statistics keeper, the
-//! HTTP surface, the inbound worker, the insights worker, the status webhook worker and the
-//! outbound dispatcher; all stopped by one cancellation token (soft stop: no new claims;
-//! in-flight work finishes up to the shutdown timeout, its leases renewed meanwhile).
+//! maintenance task (attachment retention), the HTTP surface, the inbound worker, the insights
+//! worker, the status webhook worker and the outbound dispatcher; all stopped by one
+//! cancellation token (soft stop: no new claims; in-flight work finishes up to the shutdown
+//! timeout, its leases renewed meanwhile).
 
 use crate::config::Config;
 use crate::db;
@@ -83,6 +84,7 @@ pub async fn run_with(
     }
     tasks.spawn(rescuer::run(pool.clone(), config.rescue_interval, config.lease, wakers.outbound.clone(), shutdown.clone()));
     tasks.spawn(crate::statistics::run(pool.clone(), Duration::from_secs(1), shutdown.clone()));
+    tasks.spawn(crate::maintenance::run(pool.clone(), config.maintenance_interval, shutdown.clone()));
     // the HTTP surface failing later stops the daemon, and `run` returns its error
     let http_failed = Arc::new(std::sync::Mutex::new(None));
     if let (Some(listener), Some(addr)) = (http, config.http_addr) {

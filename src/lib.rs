@@ -24,6 +24,7 @@
 //! - [`lease`]: the leases a daemon holds on claimed work, renewed in batches until recorded.
 //! - [`wakeup`]: the LISTEN connection that turns NOTIFY into wake-ups for the workers.
 //! - [`statistics`]: the statistics keeper (ANALYZE of the hot tables when autovacuum is off).
+//! - [`maintenance`]: the maintenance task (attachment content dropped after its retention period).
 //! - [`every`]: the pass timer of the periodic workers.
 //! - [`daemon`]: wires the workers together under one shutdown token.
 //! - [`cluster`]: the private PostgreSQL that `pgcourier up` starts.
@@ -55,6 +56,7 @@ pub mod http;
 pub mod inbound;
 pub mod insights;
 pub mod lease;
+pub mod maintenance;
 pub mod outbound;
 pub mod rows;
 pub mod show;

@@ -161,6 +161,10 @@ fn describe() {
         "pgcourier_inbound_decisions_total",
         "Inbound decisions made by this daemon, per kind (ai_replied, human_takeover, follow_up, no_action, error)."
     );
+    metrics::describe_counter!(
+        "pgcourier_attachment_content_dropped_total",
+        "Attachments whose content this daemon dropped after the retention period (tenant setting attachment_retention_days)."
+    );
 }
 
 #[cfg(test)]

@@ -123,6 +123,8 @@ BEGIN
        AND (p_channel IS NULL OR m.channel = p_channel)
        AND (p_category IS NULL OR m.metadata ->> 'category' = p_category)
        AND (p_tags IS NULL OR m.metadata -> 'tags' @> to_jsonb(p_tags))
+       -- not one whose attachment content was dropped after the retention period (it would be refused)
+       AND NOT EXISTS (SELECT 1 FROM et_attachments a WHERE a.tenant_id = m.tenant_id AND a.message_id = m.id AND a.content IS NULL)
        AND (p_recipient IS NULL
             OR EXISTS (SELECT 1 FROM unnest(m.recipients) r
                         WHERE et_contact_of_normalized(m.channel, r) = ANY ((SELECT et_contacts_of(p_recipient))::text[])))
@@ -199,6 +201,14 @@ BEGIN
   IF o.resent_as IS NOT NULL THEN
     RAISE EXCEPTION 'et_resend: message % was already resent as message %; resend that one to correct it again', p_message_id, o.resent_as
       USING ERRCODE = 'check_violation', DETAIL = format('message %s is resent as %s', p_message_id, o.resent_as);
+  END IF;
+  SELECT string_agg(a.filename, ', ' ORDER BY a.id) INTO bad
+    FROM et_attachments a WHERE a.tenant_id = o.tenant_id AND a.message_id = o.id AND a.content IS NULL;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'et_resend: the content of message %''s attachments (%) was dropped after the retention period; the copy would go out without them',
+                    p_message_id, bad
+      USING ERRCODE = 'check_violation', DETAIL = format('message %s has attachments without content', p_message_id),
+            HINT = 'send a new message with the files attached';
   END IF;
   PERFORM set_config('pgcourier.actor', p_actor, true);
   INSERT INTO et_messages (tenant_id, channel_session_id, channel, direction, sender, recipients, cc, bcc, reply_to,

@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod ops;
 pub mod outbound;
 pub mod provider_inbound;
+pub mod retention;
 pub mod show;
 pub mod suppressions;
 pub mod tenants;

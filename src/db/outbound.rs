@@ -48,6 +48,10 @@ pub struct Claimed {
     pub suppressed_now: Vec<String>,
     /// The message's files (loaded after the claim, only for messages that have some).
     pub attachments: Vec<Attachment>,
+    /// Files whose content was dropped after the retention period (their names): the message
+    /// cannot be sent as written. The triggers keep such a message from being queued again, so
+    /// this is only a guard.
+    pub dropped_attachments: Vec<String>,
 }
 
 /// The claim, with `{limit}` written in by [`claim`] rather than bound: with `LIMIT $n` the
@@ -211,6 +215,7 @@ fn claimed(row: &Row) -> Result<Claimed, tokio_postgres::Error> {
         references: row.get("references"),
         suppressed_now: row.get("suppressed_now"),
         attachments: Vec::new(),
+        dropped_attachments: Vec::new(),
     })
 }
 
@@ -257,7 +262,10 @@ pub async fn claim_within(
         for f in files {
             let id: i64 = f.get(0);
             if let Some(m) = batch.iter_mut().find(|m| m.id == id) {
-                m.attachments.push(Attachment { filename: f.get(1), content_type: f.get(2), content: f.get(3) });
+                match f.get::<_, Option<Vec<u8>>>(3) {
+                    Some(content) => m.attachments.push(Attachment { filename: f.get(1), content_type: f.get(2), content }),
+                    None => m.dropped_attachments.push(f.get(1)),
+                }
             }
         }
     }

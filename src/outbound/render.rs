@@ -64,8 +64,15 @@ pub fn text_from_html(html: &str) -> String {
     html2text::from_read(html.as_bytes(), 80).unwrap_or_else(|_| html.to_owned())
 }
 
-/// The provider-ready message, or a permanent error naming the template field that failed.
+/// The provider-ready message, or a permanent error naming the template field that failed (or
+/// the attachments whose content was dropped).
 pub fn outbound(m: &Claimed) -> Result<Outbound, SendError> {
+    if !m.dropped_attachments.is_empty() {
+        return Err(SendError::invalid(format!(
+            "the content of attachment(s) {} was dropped after the retention period; send a new message with the files",
+            m.dropped_attachments.join(", ")
+        )));
+    }
     let (html_engine, text_engine) = engines();
     let subject = render(text_engine, "subject", &m.subject, &m.variables)?;
     let html = render(html_engine, "body_html", &m.body_html, &m.variables)?;

@@ -14,12 +14,17 @@ pub async fn four_daemons_on_one_database() {
     let db = TestDb::new().await;
     let sink = SmtpSink::start().await;
     let session = smtp_session(&db, &sink, serde_json::json!({ "pool_size": 4, "concurrency": 8 })).await;
-    send_many(&db, session, "f", N).await;
-    let t0 = Instant::now();
+    // every daemon listening before the work arrives: on a loaded machine a daemon that starts
+    // late could otherwise find the queue already drained by the other three
     let daemons: Vec<_> = ["d1", "d2", "d3", "d4"]
         .iter()
         .map(|id| spawn(&db, &[("PGCOURIER_WORKER_ID", id), ("PGCOURIER_LEASE", "10s"), ("PGCOURIER_RESCUE_INTERVAL", "500ms")]))
         .collect();
+    for d in &daemons {
+        d.listening().await;
+    }
+    let t0 = Instant::now();
+    send_many(&db, session, "f", N).await;
     let done = settled(&db.client, "true", Duration::from_secs(60)).await;
     let wall = t0.elapsed();
     sink_quiet(&sink, Duration::from_millis(300), Duration::from_secs(3)).await;

@@ -4,6 +4,7 @@
 mod address_corpus;
 mod app;
 mod attachments;
+mod attachments_policy;
 mod ch_http_bridge;
 mod ch_telegram;
 mod ch_twilio;

@@ -207,16 +207,28 @@ pub struct AttachmentRow {
     pub filename: String,
     pub content_type: String,
     pub size_bytes: i32,
+    /// When the content was dropped after the retention period (`None`: it is stored).
+    pub content_dropped_at: Option<DateTime<Utc>>,
 }
 
 pub async fn attachments(c: &impl GenericClient, tenant: &str, message_id: i64) -> Result<Vec<AttachmentRow>, Error> {
     let rows = c
         .query(
-            "SELECT id, filename, content_type, size_bytes FROM et_attachments WHERE tenant_id = $1 AND message_id = $2 ORDER BY id",
+            "SELECT id, filename, content_type, size_bytes, content_dropped_at FROM et_attachments
+              WHERE tenant_id = $1 AND message_id = $2 ORDER BY id",
             &[&tenant, &message_id],
         )
         .await?;
-    Ok(rows.iter().map(|r| AttachmentRow { id: r.get(0), filename: r.get(1), content_type: r.get(2), size_bytes: r.get(3) }).collect())
+    Ok(rows
+        .iter()
+        .map(|r| AttachmentRow {
+            id: r.get(0),
+            filename: r.get(1),
+            content_type: r.get(2),
+            size_bytes: r.get(3),
+            content_dropped_at: r.get(4),
+        })
+        .collect())
 }
 
 /// Filters of `GET /v1/messages` (already validated).

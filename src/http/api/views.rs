@@ -186,7 +186,9 @@ impl From<EventRow> for EventView {
     }
 }
 
-/// An attachment's metadata.
+/// An attachment's metadata. Its content is kept for the tenant's retention period after the
+/// message is final (`attachment_retention_days`, default 30), then dropped: the metadata stays
+/// and `contentDropped` says so.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttachmentView {
@@ -194,11 +196,22 @@ pub struct AttachmentView {
     pub filename: String,
     pub content_type: String,
     pub size_bytes: i32,
+    /// The content was dropped after the retention period (the message cannot be retried or resent).
+    pub content_dropped: bool,
+    /// When it was dropped; null while the content is stored.
+    pub content_dropped_at: Option<DateTime<Utc>>,
 }
 
 impl From<AttachmentRow> for AttachmentView {
     fn from(a: AttachmentRow) -> Self {
-        AttachmentView { id: a.id, filename: a.filename, content_type: a.content_type, size_bytes: a.size_bytes }
+        AttachmentView {
+            id: a.id,
+            filename: a.filename,
+            content_type: a.content_type,
+            size_bytes: a.size_bytes,
+            content_dropped: a.content_dropped_at.is_some(),
+            content_dropped_at: a.content_dropped_at,
+        }
     }
 }
 

@@ -20,7 +20,7 @@ async fn a_failed_message_is_resent_as_a_linked_corrected_copy() {
         .send(json!({ "channelSessionId": broken, "to": ["ann@example.com", "bob@example.com"], "subject": "Invoice {{n}}",
                       "textBody": "Amount: {{amount}}", "variables": { "n": "7", "amount": "$9" },
                       "metadata": { "category": "billing" },
-                      "attachments": [{ "filename": "a.txt", "contentType": "text/plain", "contentBase64": "aGVsbG8=" }] }))
+                      "attachments": [{ "filename": "a.txt", "contentType": "text/csv", "contentBase64": "aGVsbG8=" }] }))
         .await;
     let (id, uuid) = (v["id"].as_i64().unwrap(), v["messageId"].as_str().unwrap().to_owned());
     until(&api.db, &format!("SELECT delivery_status = 'failed' FROM et_messages WHERE id = {id}"), SECS).await;

@@ -48,7 +48,7 @@ async fn a_message_with_attachments_is_written_in_one_go_and_readable() {
             "metadata": { "category": "billing", "tags": ["invoice"] },
             "priority": "high",
             "attachments": [{ "filename": "invoice.pdf", "contentType": "application/pdf", "contentBase64": b64(&pdf) },
-                            { "filename": "note.txt", "content": b64(b"hi") }],
+                            { "filename": "note.csv", "contentType": "text/csv", "content": b64(b"hi") }],
         }))
         .await;
     assert_eq!(v["status"], "queued");
@@ -70,7 +70,7 @@ async fn a_message_with_attachments_is_written_in_one_go_and_readable() {
     let stored: Vec<u8> =
         api.db.client.query_one("SELECT content FROM et_attachments WHERE filename = 'invoice.pdf'", &[]).await.unwrap().get(0);
     assert_eq!(stored, pdf);
-    assert_eq!(api.count("SELECT count(*) FROM et_attachments WHERE content_type = 'application/octet-stream'").await, 1);
+    assert_eq!(api.count("SELECT count(*) FROM et_attachments WHERE content_type = 'text/csv'").await, 1);
     let actor: String = api
         .db
         .client
@@ -165,7 +165,7 @@ async fn a_replay_after_sending_returns_the_sent_original() {
 async fn concurrent_identical_requests_create_exactly_one_message() {
     let api = Api::start().await;
     let msg = json!({ "to": "ann@example.com", "textBody": "once", "idempotencyKey": "race",
-                      "attachments": [{ "filename": "a.txt", "contentBase64": b64(b"payload") }] });
+                      "attachments": [{ "filename": "a.csv", "contentType": "text/csv", "contentBase64": b64(b"payload") }] });
     let calls = (0..8).map(|_| api.post("/v1/messages", msg.clone()));
     let results = futures_util::future::join_all(calls).await;
     let mut statuses: Vec<u16> = results.iter().map(|(s, _)| *s).collect();
@@ -230,9 +230,8 @@ async fn every_refusal_names_its_field_and_writes_nothing() {
             "attachments[0].contentType",
         ),
         (
-            with(
-                json!({ "attachments": [{ "filename": "ok.txt", "contentBase64": "aGk=" }, { "filename": "big.bin", "contentBase64": b64(&[7u8; 101]) }] }),
-            ),
+            with(json!({ "attachments": [{ "filename": "ok.pdf", "contentType": "application/pdf", "contentBase64": "aGk=" },
+                                         { "filename": "big.pdf", "contentType": "application/pdf", "contentBase64": b64(&[7u8; 101]) }] })),
             413,
             "attachments[1].contentBase64",
         ),

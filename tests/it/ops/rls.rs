@@ -150,7 +150,7 @@ async fn an_application_role_sees_and_writes_only_its_tenant() {
     // an attachment in the same transaction, and an inbound message whose event becomes a webhook delivery
     app.batch_execute("BEGIN").await.unwrap();
     let with_file: i64 = app.query_one(INSERT, &[&"acme", &acme, &"files@example.com"]).await.unwrap().get(0);
-    app.execute("INSERT INTO et_attachments (tenant_id, message_id, filename, content) VALUES ('acme', $1, 'a.txt', 'hi')", &[&with_file])
+    app.execute("INSERT INTO et_attachments (tenant_id, message_id, filename, content_type, content) VALUES ('acme', $1, 'a.csv', 'text/csv', 'hi')", &[&with_file])
         .await
         .expect("attachment");
     app.batch_execute("COMMIT").await.unwrap();

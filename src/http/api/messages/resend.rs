@@ -144,7 +144,7 @@ fn refused(e: tokio_postgres::Error) -> ApiError {
         (status = 401, description = "No API key, or an unknown, expired or revoked one", body = ErrorBody),
         (status = 403, description = "The key lacks the send scope, or the tenant is not active", body = ErrorBody),
         (status = 404, description = "No such message for this tenant", body = ErrorBody),
-        (status = 409, description = "The message went out or may still go out, was already resent, or the idempotency key is taken", body = ErrorBody),
+        (status = 409, description = "The message went out or may still go out, was already resent, its attachments' content was dropped after the retention period, or the idempotency key is taken", body = ErrorBody),
         (status = 413, description = "The body is larger than PGCOURIER_HTTP_MAX_BODY", body = ErrorBody),
         (status = 415, description = "A body that is not declared JSON (content-type: application/json)", body = ErrorBody),
     ),

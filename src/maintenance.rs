@@ -1,0 +1,52 @@
+//! The maintenance task: housekeeping that no request and no claim does. Today that is attachment
+//! retention (seed 002 §9): every `PGCOURIER_MAINTENANCE_INTERVAL` the content of attachments
+//! whose message has been final for longer than the tenant's `attachment_retention_days`
+//! (default 30) is dropped, metadata kept, in batches of [`BATCH`] rows, each its own short
+//! transaction (`et_drop_expired_attachment_content`, triggers/060_attachments.sql). With several
+//! daemons one does it at a time (a transaction-level advisory lock; the others skip the pass).
+
+use crate::db::{retention, DbError};
+use crate::every::Every;
+use crate::telemetry::one_line;
+use deadpool_postgres::Pool;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Attachments per transaction: short enough that no lock is held for long.
+pub const BATCH: i32 = 500;
+
+/// Run until `shutdown`: a pass at start, then every `every`.
+pub async fn run(pool: Pool, every: Duration, shutdown: CancellationToken) {
+    let mut tick = Every::new(every);
+    while tick.next(&shutdown).await {
+        match drop_expired(&pool, &shutdown).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(attachments = n, "dropped the content of attachments past their retention period"),
+            // the server restarting, a lost connection: the next pass tries again
+            Err(e) if e.is_transient() => {
+                tracing::debug!(error = %one_line(&e), "attachment retention pass failed; trying again next pass")
+            }
+            Err(e) => tracing::warn!(error = %one_line(&e), "attachment retention pass failed"),
+        }
+    }
+}
+
+/// Batches until one comes back short (or another daemon holds the lock, or shutdown); how many
+/// attachments lost their content.
+async fn drop_expired(pool: &Pool, shutdown: &CancellationToken) -> Result<i64, DbError> {
+    let mut client = pool.get().await?;
+    let mut total = 0i64;
+    while !shutdown.is_cancelled() {
+        match retention::drop_expired_batch(&mut client, BATCH).await? {
+            Some(n) => {
+                total += i64::from(n);
+                metrics::counter!("pgcourier_attachment_content_dropped_total").increment(n as u64);
+                if n < BATCH {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    Ok(total)
+}

@@ -70,7 +70,7 @@ mkdir -p "$data"
 # (webhook endpoints may also point at loopback, so the seeded one stays on this machine; the
 # provider sessions' secrets are set, so their routes check signatures: 401 rather than 503)
 DATABASE_URL="$db_url" PGCOURIER_DATA_DIR="$data" PGCOURIER_HTTP_ADDR="127.0.0.1:0" \
-  PGCOURIER_POLL_INTERVAL=200ms PGCOURIER_NETWORK_ALLOW=loopback RUST_LOG="${RUST_LOG:-warn}" \
+  PGCOURIER_POLL_INTERVAL=200ms PGCOURIER_NETWORK_ALLOW=loopback RUST_LOG="${RUST_LOG:-info}" \
   PGCOURIER_SECRET_ST_HOOK=st-hook-secret PGCOURIER_SECRET_ST_TWILIO=st-twilio-token \
   "$PGCOURIER_BIN" up >"$log" 2>&1 &
 daemon=$!

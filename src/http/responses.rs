@@ -48,6 +48,18 @@ error_responses! {
         "403" => "The key lacks the scope this route needs, or its tenant is not active",
         "503" => "The database is unavailable; retry later",
     }
+    /// The platform routes (tenants and their sessions): 401, 403, 503.
+    PlatformKey {
+        "401" => "The x-api-key header is missing, or the key is unknown, expired or revoked",
+        "403" => "Not a platform key (a tenant key naming its own tenant; logged)",
+        "503" => "The database is unavailable; retry later",
+    }
+    /// A tenant's key routes: a platform key, or the tenant's own admin key: 401, 403, 503.
+    KeyAdmin {
+        "401" => "The x-api-key header is missing, or the key is unknown, expired or revoked",
+        "403" => "The tenant's own key without the admin scope (logged)",
+        "503" => "The database is unavailable; retry later",
+    }
     /// Every route that reads a JSON body: 400, 413, 415.
     JsonBodyErrors {
         "400" => "The body is not a JSON object, or a field is invalid (named in error.field); nothing was written",

@@ -16,6 +16,7 @@ use super::views::ErrorBody;
 use crate::db::apikeys::{self, Authenticated, KeyError, Scope};
 use crate::http::auth::KeyHolder;
 use crate::http::error::ApiError;
+use crate::http::responses::KeyAdmin;
 use crate::http::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -138,8 +139,7 @@ fn key_error(e: KeyError) -> ApiError {
     params(("id" = String, Path, description = "The tenant's id")),
     responses(
         (status = 200, description = "The keys, oldest first (no secrets)", body = KeyList),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = "The tenant's own key without the admin scope (logged)", body = ErrorBody),
+        KeyAdmin,
         (status = 404, description = "No such tenant (or not the caller's: logged)", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -171,8 +171,7 @@ pub async fn list_keys(State(state): State<AppState>, holder: KeyHolder, Path(id
     responses(
         (status = 201, description = "The key, with its secret (shown once)", body = KeyView),
         (status = 400, description = "A field is invalid (named in error.field)", body = ErrorBody),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = "The tenant's own key without the admin scope (logged)", body = ErrorBody),
+        KeyAdmin,
         (status = 404, description = "No such tenant (or not the caller's: logged)", body = ErrorBody),
         (status = 415, description = "The body is not declared JSON", body = ErrorBody),
     ),
@@ -216,8 +215,7 @@ pub async fn create_key(
     responses(
         (status = 201, description = "The new key, with its secret (shown once)", body = KeyView),
         (status = 400, description = "A field is invalid (named in error.field)", body = ErrorBody),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = "The tenant's own key without the admin scope (logged)", body = ErrorBody),
+        KeyAdmin,
         (status = 404, description = "No such tenant or key (or not the caller's: logged)", body = ErrorBody),
         (status = 409, description = "The key is revoked, expired or already rotated", body = ErrorBody),
         (status = 415, description = "A body that is not declared JSON", body = ErrorBody),
@@ -261,8 +259,7 @@ pub async fn rotate_key(
     params(("id" = String, Path, description = "The tenant's id"), ("prefix" = String, Path, description = "The key's prefix")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = "The tenant's own key without the admin scope (logged)", body = ErrorBody),
+        KeyAdmin,
         (status = 404, description = "No such tenant or live key (or not the caller's: logged)", body = ErrorBody),
     ),
     security(("api_key" = []))

@@ -27,6 +27,7 @@ use crate::domain::vocab::{Channel, Provider, SessionStatus};
 use crate::egress;
 use crate::http::auth::KeyHolder;
 use crate::http::error::ApiError;
+use crate::http::responses::PlatformKey;
 use crate::http::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -317,16 +318,13 @@ fn session_error(e: tokio_postgres::Error) -> ApiError {
 // Tenants
 // ---------------------------------------------------------------------------------------------
 
-const PLATFORM_ONLY: &str = "Not a platform key (a tenant key naming its own tenant; logged)";
-
 /// Create a tenant.
 #[utoipa::path(
     post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
     responses(
         (status = 201, description = "The tenant", body = TenantView),
         (status = 400, description = "A field is invalid (named in error.field)", body = ErrorBody),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = PLATFORM_ONLY, body = ErrorBody),
+        PlatformKey,
         (status = 409, description = "A tenant with this id exists", body = ErrorBody),
         (status = 415, description = "The body is not declared JSON", body = ErrorBody),
     ),
@@ -363,8 +361,7 @@ pub async fn create_tenant(
     responses(
         (status = 200, description = "A page of tenants", body = TenantList),
         (status = 400, description = "A parameter is invalid (named in error.field)", body = ErrorBody),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = PLATFORM_ONLY, body = ErrorBody),
+        PlatformKey,
     ),
     security(("api_key" = []))
 )]
@@ -400,8 +397,7 @@ pub async fn list_tenants(
     params(("id" = String, Path, description = "The tenant's id")),
     responses(
         (status = 200, description = "The tenant", body = TenantView),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = PLATFORM_ONLY, body = ErrorBody),
+        PlatformKey,
         (status = 404, description = "No such tenant (or not the caller's: logged)", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -429,8 +425,7 @@ async fn change_tenant(state: &AppState, holder: &KeyHolder, id: &str, changes: 
     responses(
         (status = 200, description = "The tenant as changed", body = TenantView),
         (status = 400, description = "A field is invalid (named in error.field)", body = ErrorBody),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = PLATFORM_ONLY, body = ErrorBody),
+        PlatformKey,
         (status = 404, description = "No such tenant (or not the caller's: logged)", body = ErrorBody),
         (status = 415, description = "The body is not declared JSON", body = ErrorBody),
     ),
@@ -457,8 +452,7 @@ pub async fn update_tenant(
     params(("id" = String, Path, description = "The tenant's id")),
     responses(
         (status = 200, description = "The tenant, inactive", body = TenantView),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = PLATFORM_ONLY, body = ErrorBody),
+        PlatformKey,
         (status = 404, description = "No such tenant (or not the caller's: logged)", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -478,8 +472,7 @@ pub async fn deactivate_tenant(
     params(("id" = String, Path, description = "The tenant's id")),
     responses(
         (status = 200, description = "The tenant, active", body = TenantView),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = PLATFORM_ONLY, body = ErrorBody),
+        PlatformKey,
         (status = 404, description = "No such tenant (or not the caller's: logged)", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -516,8 +509,7 @@ fn session_id(sid: &str) -> Result<i64, ApiError> {
     responses(
         (status = 201, description = "The session", body = SessionView),
         (status = 400, description = "A field is invalid (named in error.field): a bad address, a secret in config, a URL the SSRF guard refuses", body = ErrorBody),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = PLATFORM_ONLY, body = ErrorBody),
+        PlatformKey,
         (status = 404, description = "No such tenant (or not the caller's: logged)", body = ErrorBody),
         (status = 415, description = "The body is not declared JSON", body = ErrorBody),
     ),
@@ -557,8 +549,7 @@ pub async fn create_session(
     params(("id" = String, Path, description = "The tenant's id")),
     responses(
         (status = 200, description = "The sessions, in id order", body = SessionList),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = PLATFORM_ONLY, body = ErrorBody),
+        PlatformKey,
         (status = 404, description = "No such tenant (or not the caller's: logged)", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -581,8 +572,7 @@ pub async fn list_sessions(
     params(("id" = String, Path, description = "The tenant's id"), ("sid" = i64, Path, description = "The session's id")),
     responses(
         (status = 200, description = "The session", body = SessionView),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = PLATFORM_ONLY, body = ErrorBody),
+        PlatformKey,
         (status = 404, description = "No such tenant or session (or not the caller's: logged)", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -622,8 +612,7 @@ async fn change_session(
     responses(
         (status = 200, description = "The session as changed", body = SessionView),
         (status = 400, description = "A field is invalid (named in error.field)", body = ErrorBody),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = PLATFORM_ONLY, body = ErrorBody),
+        PlatformKey,
         (status = 404, description = "No such tenant or session (or not the caller's: logged)", body = ErrorBody),
         (status = 415, description = "The body is not declared JSON", body = ErrorBody),
     ),
@@ -660,8 +649,7 @@ pub async fn update_session(
     params(("id" = String, Path, description = "The tenant's id"), ("sid" = i64, Path, description = "The session's id")),
     responses(
         (status = 200, description = "The session, disabled", body = SessionView),
-        (status = 401, description = "Missing, unknown, expired or revoked API key", body = ErrorBody),
-        (status = 403, description = PLATFORM_ONLY, body = ErrorBody),
+        PlatformKey,
         (status = 404, description = "No such tenant or session (or not the caller's: logged)", body = ErrorBody),
     ),
     security(("api_key" = []))

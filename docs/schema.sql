@@ -410,6 +410,13 @@ BEGIN
   IF m.direction <> 'outbound' THEN
     RETURN;
   END IF;
+  -- a corrected copy names its original, a message of the same tenant (et_resend writes it)
+  IF m.resent_from IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM et_messages o WHERE o.tenant_id = m.tenant_id AND o.id = m.resent_from AND o.direction = 'outbound') THEN
+    PERFORM et_refuse('resent_from', format('resent_from %s is not an outbound message of tenant %s', m.resent_from, m.tenant_id),
+                      'resent_from links a corrected copy to its original; et_resend (POST /v1/messages/{id}/resend) writes it',
+                      'resend with et_resend, or leave resent_from out of the insert');
+  END IF;
   col := CASE WHEN m.external_message_id IS NOT NULL THEN 'external_message_id'
               WHEN m.attempts <> 0 THEN 'attempts'
               WHEN m.possible_duplicates <> 0 THEN 'possible_duplicates'
@@ -1231,7 +1238,7 @@ BEGIN
      OR (NEW.direction = 'outbound'
          AND (num_nonnulls(NEW.external_message_id, NEW.sent_at, NEW.last_error, NEW.error_class, NEW.rendered_subject,
                            NEW.rendered_text, NEW.rendered_html, NEW.approved_by, NEW.approved_at, NEW.scheduled_at,
-                           NEW.provider_response) > 0
+                           NEW.provider_response, NEW.resent_from) > 0
               OR NEW.attempts <> 0 OR NEW.possible_duplicates <> 0 OR cardinality(NEW.suppressed_recipients) > 0)) THEN
     PERFORM et_check_inserted_fields(NEW);
   END IF;

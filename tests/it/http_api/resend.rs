@@ -150,3 +150,24 @@ async fn another_tenants_message_cannot_be_resent_and_the_attempt_is_logged() {
     assert_eq!((s, v["queued"].as_i64()), (200, Some(0)));
     api.stop().await;
 }
+
+#[tokio::test]
+async fn resent_from_names_a_message_of_the_same_tenant_or_the_insert_is_refused() {
+    let api = Api::start().await;
+    api.db.client.batch_execute("INSERT INTO et_tenants (id, name) VALUES ('globex', 'Globex')").await.unwrap();
+    let theirs_session = api.db.session("globex", "email", "file", "noreply@globex.example").await;
+    let insert = "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, body_text, resent_from)
+                  VALUES ($1, $2, 'outbound', ARRAY['a@example.com'], 'x', $3) RETURNING id";
+    let theirs: i64 = api.db.client.query_one(insert, &[&"globex", &theirs_session, &None::<i64>]).await.unwrap().get(0);
+    let ours: i64 = api.db.client.query_one(insert, &[&"acme", &api.email, &None::<i64>]).await.unwrap().get(0);
+    let before = api.count("SELECT count(*) FROM et_messages").await;
+    for bad in [theirs, 999_999] {
+        let e = api.db.client.query_one(insert, &[&"acme", &api.email, &Some(bad)]).await.expect_err("another tenant's or no message");
+        let db = e.as_db_error().unwrap();
+        assert_eq!(db.column(), Some("resent_from"), "{db:?}");
+        assert!(db.message().contains("is not an outbound message of tenant acme"), "{db:?}");
+    }
+    assert_eq!(api.count("SELECT count(*) FROM et_messages").await, before, "nothing written");
+    api.db.client.query_one(insert, &[&"acme", &api.email, &Some(ours)]).await.expect("a message of the same tenant");
+    api.stop().await;
+}

@@ -18,7 +18,7 @@
 //! Sources: RFC 9110 §10.2.3 (Retry-After: seconds or HTTP-date);
 //! https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/ (Idempotency-Key).
 
-use super::provider_http::{error_chain, excerpt, guarded_client, may_have_arrived, retry_after};
+use super::provider_http::{error_chain, excerpt, guarded_client, retry_after, unanswered};
 use super::{Answer, Channel, Outbound, Receipt, SendError};
 use crate::domain::network::Allow;
 use crate::domain::outcome::ErrorClass;
@@ -83,8 +83,7 @@ impl Channel for HttpBridge {
         }
         let response = request.send().await.map_err(|e| {
             let what = if e.is_timeout() { "timed out" } else { "failed" };
-            SendError::transient(format!("http_bridge: POST {} {what}: {}", self.url, error_chain(&e)))
-                .possibly_delivered(may_have_arrived(&e))
+            unanswered(format!("http_bridge: POST {} {what}: {}", self.url, error_chain(&e)), &e)
         })?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());

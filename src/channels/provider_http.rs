@@ -40,6 +40,16 @@ pub fn may_have_arrived(e: &reqwest::Error) -> bool {
     !e.is_connect() && !e.is_builder()
 }
 
+/// A request that got no answer. Refused by the egress guard (the URL's name resolved to an
+/// address the operator does not allow): permanent, nothing was sent. Otherwise transient, and
+/// possibly delivered when the request may have gone out ([`may_have_arrived`]).
+pub fn unanswered(detail: String, e: &reqwest::Error) -> SendError {
+    if egress::refusal_in(e).is_some() {
+        return SendError::permanent(detail);
+    }
+    SendError::transient(detail).possibly_delivered(may_have_arrived(e))
+}
+
 /// At most `max` characters of `s`, with `…` when cut.
 pub fn excerpt(s: &str, max: usize) -> String {
     if s.chars().count() <= max {

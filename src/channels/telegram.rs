@@ -217,8 +217,9 @@ impl Telegram {
         tracing::debug!(method, chat, "telegram request");
         let result = match request.send().await {
             Err(e) => {
-                let maybe = super::provider_http::may_have_arrived(&e);
-                Err(Failed::from(SendError::transient(format!("{what}: {}", error_chain(&e.without_url()))).possibly_delivered(maybe)))
+                let unanswered = super::provider_http::unanswered(String::new(), &e);
+                // the detail without the URL: the bot token is in it
+                Err(Failed::from(SendError { detail: format!("{what}: {}", error_chain(&e.without_url())), ..unanswered }))
             }
             Ok(response) => {
                 let status = response.status().as_u16();

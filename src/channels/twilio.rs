@@ -27,7 +27,7 @@
 //! - https://www.twilio.com/docs/usage/twilios-response (error body: code, message, more_info, status)
 //! - https://www.twilio.com/docs/api/errors/21610, /20003, /20429, /21211
 
-use super::provider_http::{error_chain, excerpt, may_have_arrived, retry_after};
+use super::provider_http::{error_chain, excerpt, retry_after, unanswered};
 use super::{Answer, Channel, Outbound, Receipt, SendError};
 use crate::domain::network::Allow;
 use crate::domain::outcome::{ErrorClass, SuppressReason};
@@ -103,11 +103,14 @@ impl Twilio {
 
     /// One API call: the created message (`sid`, `status`) or a classified failure.
     async fn send_one(&self, form: &[(&'static str, String)], to: &str) -> Result<serde_json::Value, SendError> {
-        let response =
-            self.client.post(&self.endpoint).basic_auth(&self.user, Some(&self.password)).form(form).send().await.map_err(|e| {
-                SendError::transient(format!("twilio: request to {} failed: {}", self.endpoint, error_chain(&e)))
-                    .possibly_delivered(may_have_arrived(&e))
-            })?;
+        let response = self
+            .client
+            .post(&self.endpoint)
+            .basic_auth(&self.user, Some(&self.password))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| unanswered(format!("twilio: request to {} failed: {}", self.endpoint, error_chain(&e)), &e))?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let text = response.text().await.map_err(|e| {

@@ -86,11 +86,8 @@ impl WhatsappCloud {
     /// Send one request (one attempt, no retries here) and classify a failure.
     async fn post(&self, what: &str, req: reqwest::RequestBuilder) -> Result<Value, SendError> {
         let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
-            SendError::transient(format!(
-                "WhatsApp Cloud API {what}: {}",
-                if e.is_timeout() { format!("timed out: {e}") } else { format!("connection failed: {e}") }
-            ))
-            .possibly_delivered(super::provider_http::may_have_arrived(&e))
+            let how = if e.is_timeout() { format!("timed out: {e}") } else { format!("connection failed: {e}") };
+            super::provider_http::unanswered(format!("WhatsApp Cloud API {what}: {how}"), &e)
         })?;
         let status = resp.status().as_u16();
         let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);

@@ -434,6 +434,7 @@ async fn the_adapters_refuse_non_public_addresses_at_call_time() {
     let msg = crate::fixtures::text_message(Channel::Whatsapp, "+15550001111", &["+15551234567"], "hi");
     let err = bridge.send(&msg).await.expect_err("refused at connect");
     assert!(err.detail.contains("loopback"), "{err:?}");
+    assert!(err.class.is_permanent() && !err.possibly_delivered, "a refused address is not worth a retry, and nothing went out: {err:?}");
     let llm = LlmDecider::new(&json!({ "base_url": format!("http://localhost:{port}"), "model": "m" }), None, none).unwrap();
     let thread = ThreadHistory {
         tenant_id: "acme".into(),

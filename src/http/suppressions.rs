@@ -117,11 +117,11 @@ pub struct AddRequest {
     pub expires_at: Option<String>,
 }
 
-/// Query parameters of `GET /v1/suppressions` (documentation; parsed by hand to name bad ones).
+/// Query parameters of `GET /v1/suppressions`, parsed as documented: an unknown, repeated or
+/// ill-typed one is 400 naming it.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListParams {
     channel: Option<Channel>,
     reason: Option<SuppressReason>,
@@ -148,24 +148,21 @@ fn one_of<T: std::str::FromStr<Err = UnknownValue>>(field: &str, v: &str) -> Res
     v.parse().map_err(|e: UnknownValue| ApiError::field(field, format!("{v:?} is not one of {}", vocab::Listed(e.allowed))))
 }
 
-fn filter(params: Vec<(String, String)>) -> Result<ListFilter, ApiError> {
-    let mut f = ListFilter { limit: DEFAULT_LIMIT, ..ListFilter::default() };
-    let mut seen = std::collections::HashSet::new();
-    for (k, v) in params {
-        if !seen.insert(k.clone()) {
-            return Err(ApiError::field(k, "is given more than once"));
-        }
-        match k.as_str() {
-            "channel" => f.channel = Some(one_of("channel", &v)?),
-            "reason" => f.reason = Some(one_of("reason", &v)?),
-            "address" if v.trim().is_empty() => return Err(ApiError::field("address", "must not be empty")),
-            "address" => f.address_prefix = Some(v.trim().to_owned()),
-            "limit" => f.limit = input::limit(&v, MAX_LIMIT)?,
-            "after" => f.before_id = Some(parse_cursor(&v).ok_or_else(|| ApiError::field("after", "is not a cursor from nextCursor"))?),
-            _ => return Err(ApiError::field(k, "unknown parameter (expected channel, reason, address, limit, after)")),
-        }
-    }
-    Ok(f)
+fn filter(params: &[(String, String)]) -> Result<ListFilter, ApiError> {
+    let p: ListParams = input::query(params, &[("limit", "is not a number from 1 to 500")])?;
+    let address_prefix = match p.address {
+        Some(a) if a.trim().is_empty() => return Err(ApiError::field("address", "must not be empty")),
+        a => a.map(|a| a.trim().to_owned()),
+    };
+    let before_id = match p.after {
+        Some(c) => Some(parse_cursor(&c).ok_or_else(|| ApiError::field("after", "is not a cursor from nextCursor"))?),
+        None => None,
+    };
+    let limit = match p.limit {
+        Some(l) => input::limit(&l.to_string(), MAX_LIMIT)?,
+        None => DEFAULT_LIMIT,
+    };
+    Ok(ListFilter { channel: p.channel, reason: p.reason, address_prefix, before_id, limit })
 }
 
 /// A refusal by the suppression functions, named by the request field (their column).
@@ -205,7 +202,7 @@ pub async fn list_suppressions(
 ) -> Result<Json<SuppressionPage>, ApiError> {
     caller.require(&state, Scope::Admin).await?;
     let QueryParams(params) = query?;
-    let mut f = filter(params)?;
+    let mut f = filter(&params)?;
     let limit = f.limit;
     f.limit += 1;
     let client = state.pool.get().await?;
@@ -350,7 +347,7 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named() {
-        let bad = |k: &str, v: &str| filter(vec![(k.into(), v.into())]).unwrap_err().field;
+        let bad = |k: &str, v: &str| filter(&[(k.into(), v.into())]).unwrap_err().field;
         assert_eq!(bad("channel", "pigeon").as_deref(), Some("channel"));
         assert_eq!(bad("reason", "bored").as_deref(), Some("reason"));
         assert_eq!(bad("limit", "0").as_deref(), Some("limit"));
@@ -358,8 +355,8 @@ mod tests {
         assert_eq!(bad("after", "nope").as_deref(), Some("after"));
         assert_eq!(bad("address", " ").as_deref(), Some("address"));
         assert_eq!(bad("colour", "red").as_deref(), Some("colour"));
-        assert_eq!(filter(vec![]).unwrap().limit, DEFAULT_LIMIT);
-        let twice = filter(vec![("reason".into(), "manual".into()), ("reason".into(), "complaint".into())]).unwrap_err();
+        assert_eq!(filter(&[]).unwrap().limit, DEFAULT_LIMIT);
+        let twice = filter(&[("reason".into(), "manual".into()), ("reason".into(), "complaint".into())]).unwrap_err();
         assert_eq!(twice.field.as_deref(), Some("reason"));
     }
 

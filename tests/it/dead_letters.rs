@@ -141,8 +141,16 @@ async fn dead_letters_give_the_message_as_sent_and_how_it_failed() {
     assert_eq!(second["deadLetters"].as_array().unwrap().len(), 1);
     assert_ne!(first["deadLetters"][0]["id"], second["deadLetters"][0]["id"]);
     assert_eq!(second["nextCursor"], Value::Null);
-    let (s, v) = api.get("/v1/dead-letters?failureType=sad").await;
-    assert_eq!((s, field(&v)), (400, "failureType"), "{v}");
+    for (query, named) in [
+        ("failureType=sad", "failureType"),
+        ("limit=0", "limit"),
+        ("colour=red", "colour"),
+        ("after=nope", "after"),
+        ("channel=email&channel=sms", "channel"),
+    ] {
+        let (s, v) = api.get(&format!("/v1/dead-letters?{query}")).await;
+        assert_eq!((s, field(&v)), (400, named), "{query}: {v}");
+    }
     let row = api
         .db
         .client

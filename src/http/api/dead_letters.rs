@@ -3,7 +3,7 @@
 //! `POST /v1/messages/{id}/retry`.
 
 use super::input::{self, QueryParams};
-use super::messages::{cursor, one_of, parse_cursor, DEFAULT_LIMIT, MAX_LIMIT};
+use super::messages::{cursor, parse_cursor, DEFAULT_LIMIT, MAX_LIMIT};
 use super::views::ErrorBody;
 use crate::db::api::{self as db, DeadLetterFilter, DeadLetterRow};
 use crate::db::apikeys::Scope;
@@ -123,41 +123,39 @@ pub struct DeadLetterPage {
     pub next_cursor: Option<String>,
 }
 
-/// Query parameters of `GET /v1/dead-letters` (documentation; parsed by hand to name bad ones).
+/// Query parameters of `GET /v1/dead-letters`, parsed as documented: an unknown, repeated or
+/// ill-typed one is 400 naming it.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeadLetterParams {
     channel: Option<Channel>,
     failure_type: Option<FailureType>,
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// The `nextCursor` of the previous page.
     after: Option<String>,
 }
 
-fn filter(params: Vec<(String, String)>) -> Result<DeadLetterFilter, ApiError> {
-    let mut f = DeadLetterFilter { limit: DEFAULT_LIMIT, ..DeadLetterFilter::default() };
-    let mut seen = std::collections::HashSet::new();
-    for (k, v) in params {
-        if !seen.insert(k.clone()) {
-            return Err(ApiError::field(k, "is given more than once"));
-        }
-        match k.as_str() {
-            "channel" => f.channel = Some(one_of("channel", &v)?),
-            "failureType" => {
-                let t = FailureType::parse(&v).ok_or_else(|| {
-                    ApiError::field("failureType", format!("{v:?} is not one of permanent, transient, validation, unknown"))
-                })?;
-                f.failure_type = Some(t.as_str().to_owned());
-            }
-            "limit" => f.limit = input::limit(&v, MAX_LIMIT)?,
-            "after" => f.after = Some(parse_cursor(&v).ok_or_else(|| ApiError::field("after", "is not a cursor from nextCursor"))?),
-            _ => return Err(ApiError::field(k, "unknown parameter (expected channel, failureType, limit, after)")),
-        }
-    }
-    Ok(f)
+const HINTS: &[(&str, &str)] =
+    &[("failureType", "is not one of permanent, transient, validation, unknown"), ("limit", "is not a number from 1 to 500")];
+
+fn filter(params: &[(String, String)]) -> Result<DeadLetterFilter, ApiError> {
+    let p: DeadLetterParams = input::query(params, HINTS)?;
+    let after = match p.after {
+        Some(c) => Some(parse_cursor(&c).ok_or_else(|| ApiError::field("after", "is not a cursor from nextCursor"))?),
+        None => None,
+    };
+    Ok(DeadLetterFilter {
+        channel: p.channel,
+        failure_type: p.failure_type.map(|t| t.as_str().to_owned()),
+        after,
+        limit: match p.limit {
+            Some(l) => input::limit(&l.to_string(), MAX_LIMIT)?,
+            None => DEFAULT_LIMIT,
+        },
+    })
 }
 
 /// The caller's dead letters, newest first, with keyset pagination.
@@ -181,7 +179,7 @@ pub async fn list_dead_letters(
 ) -> Result<Json<DeadLetterPage>, ApiError> {
     caller.require(&state, Scope::Read).await?;
     let QueryParams(params) = query?;
-    let mut f = filter(params)?;
+    let mut f = filter(&params)?;
     let limit = f.limit;
     f.limit += 1;
     let client = state.pool.get().await?;

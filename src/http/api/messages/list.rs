@@ -27,15 +27,15 @@ pub const MAX_LIMIT: i64 = 500;
 /// Deeper than this, page with `cursor` (an offset makes the database walk every skipped row).
 pub const MAX_OFFSET: i64 = 10_000;
 
-/// Query parameters of `GET /v1/messages` (documentation; parsed by hand to name bad ones).
+/// Query parameters of `GET /v1/messages`, parsed as documented (`status` and `tags` may be
+/// repeated: their values are joined with commas first).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListParams {
     /// Delivery statuses: repeat the parameter or separate them with commas (any of them).
-    #[param(style = Form, explode)]
-    status: Option<Vec<Status>>,
+    #[param(value_type = Option<Vec<Status>>, style = Form, explode)]
+    status: Option<String>,
     direction: Option<Direction>,
     thread_id: Option<i64>,
     channel: Option<Channel>,
@@ -51,8 +51,8 @@ pub struct ListParams {
     /// `metadata.category` equals this.
     category: Option<String>,
     /// Tags that `metadata.tags` must all hold: repeat the parameter or separate with commas.
-    #[param(style = Form, explode)]
-    tags: Option<Vec<String>>,
+    #[param(value_type = Option<Vec<String>>, style = Form, explode)]
+    tags: Option<String>,
     /// 1 to 500, default 50.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
@@ -66,6 +66,13 @@ pub struct ListParams {
     #[deprecated]
     after: Option<String>,
 }
+
+/// Friendlier rules than serde's for the typed parameters.
+const HINTS: &[(&str, &str)] = &[
+    ("threadId", "is not a thread id (an integer)"),
+    ("limit", "is not a number from 1 to 500"),
+    ("offset", "is not a number from 0 to 10000 (deeper pages: use cursor)"),
+];
 
 pub(crate) fn cursor(at: DateTime<Utc>, id: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.timestamp_micros()))
@@ -115,58 +122,67 @@ fn items<'a>(field: &str, v: &'a str) -> Result<Vec<&'a str>, ApiError> {
 }
 
 /// Parse the filters; a parameter not in `allowed` or unknown is 400 naming it.
+#[allow(deprecated)] // `after`, read as the old name of `cursor`
 pub(super) fn filter(params: Vec<(String, String)>, allowed: &[&str]) -> Result<ListFilter, ApiError> {
-    let mut f = ListFilter { limit: DEFAULT_LIMIT, ..ListFilter::default() };
-    let mut seen = std::collections::HashSet::new();
-    let mut until: Vec<DateTime<Utc>> = Vec::new();
+    // the names this caller takes; repeated status and tags joined into one comma list
+    let mut folded: Vec<(String, String)> = Vec::new();
     for (k, v) in params {
-        let repeatable = matches!(k.as_str(), "status" | "tags");
-        if !seen.insert(k.clone()) && !repeatable {
-            return Err(ApiError::field(k, "is given more than once"));
-        }
         if !allowed.contains(&k.as_str()) {
             return Err(ApiError::field(k.as_str(), format!("unknown parameter (expected {})", allowed.join(", "))));
         }
-        match k.as_str() {
-            "status" => {
-                for s in items("status", &v)? {
-                    f.statuses.push(one_of("status", s)?);
-                }
-            }
-            "direction" => f.direction = Some(one_of("direction", &v)?),
-            "channel" => f.channel = Some(one_of("channel", &v)?),
-            "threadId" => {
-                f.thread_id = Some(v.parse().map_err(|_| ApiError::field("threadId", format!("{v:?} is not a thread id (an integer)")))?)
-            }
-            "to" if date_shaped(&v) => until.push(range_end(&v)?),
-            "to" | "recipient" if v.trim().is_empty() => return Err(ApiError::field(k, "must not be empty")),
-            "to" | "recipient" => {
-                if f.recipient.is_some() {
-                    return Err(ApiError::field(k, "names a second recipient (give one of to= and recipient=)"));
-                }
-                f.recipient = Some(v)
-            }
-            "from" => f.from = Some(input::timestamp("from", &v, true)?),
-            "until" => until.push(input::timestamp("until", &v, true)?),
-            "category" if v.is_empty() => return Err(ApiError::field("category", "must not be empty")),
-            "category" => f.category = Some(v),
-            "tags" => f.tags.extend(items("tags", &v)?.into_iter().map(str::to_owned)),
-            "limit" => f.limit = input::limit(&v, MAX_LIMIT)?,
-            "offset" => {
-                f.offset = v.parse().ok().filter(|o| (0..=MAX_OFFSET).contains(o)).ok_or_else(|| {
-                    ApiError::field("offset", format!("{v:?} is not a number from 0 to {MAX_OFFSET} (deeper pages: use cursor)"))
-                })?
-            }
-            "cursor" | "after" => {
-                if f.after.is_some() {
-                    return Err(ApiError::field(k, "a second cursor (cursor and after are the same parameter)"));
-                }
-                f.after = Some(parse_cursor(&v).ok_or_else(|| ApiError::field(k.as_str(), "is not a cursor from nextCursor"))?)
-            }
-            _ => return Err(ApiError::field(k.as_str(), format!("unknown parameter (expected {})", allowed.join(", ")))),
+        match folded.iter_mut().find(|(seen, _)| *seen == k && matches!(k.as_str(), "status" | "tags")) {
+            Some((_, joined)) => *joined = format!("{joined},{v}"),
+            None => folded.push((k, v)),
         }
     }
+    let p: ListParams = input::query(&folded, HINTS)?;
+    let mut f = ListFilter { limit: DEFAULT_LIMIT, ..ListFilter::default() };
+    if let Some(v) = &p.status {
+        for s in items("status", v)? {
+            f.statuses.push(one_of("status", s)?);
+        }
+    }
+    f.direction = p.direction;
+    f.channel = p.channel;
+    f.thread_id = p.thread_id;
+    let mut until: Vec<DateTime<Utc>> = Vec::new();
+    for (k, v) in [("to", &p.to), ("recipient", &p.recipient)] {
+        match v {
+            Some(v) if k == "to" && date_shaped(v) => until.push(range_end(v)?),
+            Some(v) if v.trim().is_empty() => return Err(ApiError::field(k, "must not be empty")),
+            Some(_) if f.recipient.is_some() => {
+                return Err(ApiError::field(k, "names a second recipient (give one of to= and recipient=)"))
+            }
+            Some(v) => f.recipient = Some(v.clone()),
+            None => {}
+        }
+    }
+    f.from = p.from.as_deref().map(|v| input::timestamp("from", v, true)).transpose()?;
+    if let Some(v) = &p.until {
+        until.push(input::timestamp("until", v, true)?);
+    }
     f.until = until.into_iter().min();
+    f.category = match p.category {
+        Some(c) if c.is_empty() => return Err(ApiError::field("category", "must not be empty")),
+        c => c,
+    };
+    if let Some(v) = &p.tags {
+        f.tags = items("tags", v)?.into_iter().map(str::to_owned).collect();
+    }
+    if let Some(l) = p.limit {
+        f.limit = input::limit(&l.to_string(), MAX_LIMIT)?;
+    }
+    if let Some(o) = p.offset {
+        f.offset = Some(o).filter(|o| (0..=MAX_OFFSET).contains(o)).ok_or_else(|| {
+            ApiError::field("offset", format!("\"{o}\" is not a number from 0 to {MAX_OFFSET} (deeper pages: use cursor)"))
+        })?;
+    }
+    if p.cursor.is_some() && p.after.is_some() {
+        return Err(ApiError::field("after", "a second cursor (cursor and after are the same parameter)"));
+    }
+    if let Some((k, v)) = [("cursor", &p.cursor), ("after", &p.after)].into_iter().find_map(|(k, v)| v.as_ref().map(|v| (k, v))) {
+        f.after = Some(parse_cursor(v).ok_or_else(|| ApiError::field(k, "is not a cursor from nextCursor"))?);
+    }
     Ok(f)
 }
 

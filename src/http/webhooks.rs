@@ -21,11 +21,11 @@
 mod views;
 
 pub use views::{
-    CreateRequest, DeliveriesParams, DeliveryList, DeliveryView, EndpointList, EndpointView, EventName, EventType, ReplaceRequest,
-    RotateRequest, UpdateRequest,
+    CreateRequest, DeliveriesParams, DeliveryList, DeliveryView, EndpointList, EndpointView, EventName, EventType, RotateRequest,
+    UpdateRequest,
 };
 
-use super::api::input::{JsonBody, OptionalJsonBody, QueryParams};
+use super::api::input::{self, JsonBody, OptionalJsonBody, QueryParams};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::responses::{Authenticated, BadRequest, JsonBodyErrors, NotFound};
@@ -39,7 +39,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use utoipa::OpenApi;
 
 pub fn routes() -> Router<AppState> {
@@ -50,59 +50,30 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/webhooks/{id}/deliveries", get(list_deliveries))
 }
 
-/// The fields of a create or update body, type-checked.
-#[derive(Debug, Default)]
-struct Fields {
-    url: Option<String>,
-    events: Option<Vec<String>>,
-    description: Option<String>,
-    enabled: Option<bool>,
-}
+/// Friendlier rules than serde's for the body fields.
+const HINTS: &[(&str, &str)] = &[
+    ("url", "must be a string"),
+    ("events", "must be a list of event types ([] for all)"),
+    ("description", "must be a string"),
+    ("enabled", "must be true or false"),
+];
 
-const FIELDS: &str = "url, events, description, enabled";
-
-fn fields(map: Map<String, Value>) -> Result<Fields, ApiError> {
-    let mut f = Fields::default();
-    for (k, v) in map {
-        match k.as_str() {
-            "url" => match v {
-                Value::String(s) => f.url = Some(s),
-                _ => return Err(ApiError::field("url", "must be a string")),
-            },
-            "events" => match v {
-                Value::Array(items) => {
-                    let mut events = Vec::with_capacity(items.len());
-                    for (i, item) in items.into_iter().enumerate() {
-                        match item {
-                            Value::String(s) => match WebhookEvent::from_name(&s) {
-                                Some(e) => events.push(e.as_str().to_owned()),
-                                None => {
-                                    return Err(ApiError::field(
-                                        "events",
-                                        format!("unknown event type {s:?} (known: {}; [] for all)", WebhookEvent::known()),
-                                    ))
-                                }
-                            },
-                            _ => return Err(ApiError::field(format!("events[{i}]"), "must be an event type (a string)")),
-                        }
-                    }
-                    f.events = Some(events);
-                }
-                _ => return Err(ApiError::field("events", "must be a list of event types ([] for all)")),
-            },
-            "description" => match v {
-                Value::String(s) => f.description = Some(s),
-                Value::Null => f.description = Some(String::new()),
-                _ => return Err(ApiError::field("description", "must be a string")),
-            },
-            "enabled" => match v {
-                Value::Bool(b) => f.enabled = Some(b),
-                _ => return Err(ApiError::field("enabled", "must be true or false")),
-            },
-            _ => return Err(ApiError::field(k, format!("unknown field (expected {FIELDS})"))),
+/// The event types named, canonical (an alias becomes its event); an unknown one is 400.
+fn canonical_events(items: Option<Vec<Value>>) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(items) = items else { return Ok(None) };
+    let mut events = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::String(s) = item else {
+            return Err(ApiError::field(format!("events[{i}]"), "must be an event type (a string)"));
+        };
+        match WebhookEvent::from_name(&s) {
+            Some(e) => events.push(e.as_str().to_owned()),
+            None => {
+                return Err(ApiError::field("events", format!("unknown event type {s:?} (known: {}; [] for all)", WebhookEvent::known())))
+            }
         }
     }
-    Ok(f)
+    Ok(Some(events))
 }
 
 /// The URL as stored (normalised), if the SSRF guard lets it through.
@@ -149,14 +120,12 @@ pub async fn create_endpoint(
     body: Result<JsonBody, ApiError>,
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
     caller.require(&state, Scope::Admin).await?;
-    let f = fields(body?.0)?;
-    let Some(url) = f.url else {
-        return Err(ApiError::field("url", "is required"));
-    };
-    let url = checked_url(&state, &url).await?;
+    let f: CreateRequest = input::json(body?.0, HINTS)?;
+    let url = checked_url(&state, &f.url).await?;
+    let events = canonical_events(f.events)?;
     let secret = sign::new_secret();
     let client = state.pool.get().await?;
-    let events = f.events.unwrap_or_default();
+    let events = events.unwrap_or_default();
     let description = f.description.unwrap_or_default();
     let enabled = f.enabled.unwrap_or(true);
     let endpoint = db::create(&client, &caller.0.tenant_id, &url, &events, &description, enabled, &secret).await.map_err(refused)?;
@@ -220,13 +189,14 @@ pub async fn update_endpoint(
 ) -> Result<Json<EndpointView>, ApiError> {
     caller.require(&state, Scope::Admin).await?;
     let id = parse_id(&id)?;
-    let f = fields(body?.0)?;
+    let f: UpdateRequest = input::json(body?.0, HINTS)?;
+    let events = canonical_events(f.events)?;
     let url = match f.url {
         Some(u) => Some(checked_url(&state, &u).await?),
         None => None,
     };
     let disabled_reason = (f.enabled == Some(false)).then(|| format!("disabled through the API (key {})", caller.0.prefix));
-    let changes = Changes { url, events: f.events, description: f.description, enabled: f.enabled, disabled_reason };
+    let changes = Changes { url, events, description: f.description, enabled: f.enabled, disabled_reason };
     let client = state.pool.get().await?;
     match db::update(&client, &caller.0.tenant_id, id, &changes).await.map_err(refused)? {
         Some(e) => Ok(Json(e.into())),
@@ -236,7 +206,7 @@ pub async fn update_endpoint(
 
 /// Replace an endpoint: `url` is required, absent fields take their create defaults.
 #[utoipa::path(
-    put, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = ReplaceRequest,
+    put, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = CreateRequest,
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint as replaced (its secret unchanged and not shown)", body = EndpointView),
@@ -252,15 +222,17 @@ pub async fn replace_endpoint(
 ) -> Result<Json<EndpointView>, ApiError> {
     caller.require(&state, Scope::Admin).await?;
     let id = parse_id(&id)?;
-    let f = fields(body?.0)?;
-    let Some(url) = f.url else {
-        return Err(ApiError::field("url", "is required (PUT replaces the whole endpoint; PATCH changes some fields)"));
-    };
-    let url = checked_url(&state, &url).await?;
+    let f: CreateRequest = input::json(body?.0, HINTS).map_err(|mut e| {
+        if e.field.as_deref() == Some("url") && e.message.ends_with("is required") {
+            e.message.push_str(" (PUT replaces the whole endpoint; PATCH changes some fields)");
+        }
+        e
+    })?;
+    let url = checked_url(&state, &f.url).await?;
     let enabled = f.enabled.unwrap_or(true);
     let replacement = Replacement {
         url,
-        events: f.events.unwrap_or_default(),
+        events: canonical_events(f.events)?.unwrap_or_default(),
         description: f.description.unwrap_or_default(),
         enabled,
         disabled_reason: (!enabled).then(|| format!("disabled through the API (key {})", caller.0.prefix)),
@@ -295,16 +267,11 @@ pub async fn rotate_secret(
 ) -> Result<Json<EndpointView>, ApiError> {
     caller.require(&state, Scope::Admin).await?;
     let id = parse_id(&id)?;
-    let mut rollover = DEFAULT_ROLLOVER_SECS;
-    for (k, v) in body?.0 {
-        match k.as_str() {
-            "rolloverSeconds" => {
-                rollover = v.as_u64().filter(|s| *s <= MAX_ROLLOVER_SECS).ok_or_else(|| {
-                    ApiError::field("rolloverSeconds", format!("must be a whole number of seconds from 0 to {MAX_ROLLOVER_SECS} (7 days)"))
-                })?
-            }
-            _ => return Err(ApiError::field(k, "unknown field (expected rolloverSeconds)")),
-        }
+    let rule = format!("must be a whole number of seconds from 0 to {MAX_ROLLOVER_SECS} (7 days)");
+    let r: RotateRequest = input::json(body?.0, &[("rolloverSeconds", &rule)])?;
+    let rollover = r.rollover_seconds.unwrap_or(DEFAULT_ROLLOVER_SECS);
+    if rollover > MAX_ROLLOVER_SECS {
+        return Err(ApiError::field("rolloverSeconds", rule));
     }
     let secret = sign::new_secret();
     let actor = format!("apikey:{}", caller.0.prefix);
@@ -364,7 +331,7 @@ pub async fn list_deliveries(
     let id = parse_id(&id)?;
     let QueryParams(params) = query?;
     let rule = "is not a number from 1 to 100";
-    let p: DeliveriesParams = super::api::input::query(&params, &[("limit", rule)])?;
+    let p: DeliveriesParams = input::query(&params, &[("limit", rule)])?;
     let limit = p.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::field("limit", format!("{limit} {rule}")));
@@ -382,7 +349,7 @@ pub async fn list_deliveries(
 #[openapi(
     paths(create_endpoint, list_endpoints, get_endpoint, replace_endpoint, update_endpoint, rotate_secret, delete_endpoint, list_deliveries),
     components(schemas(
-        EndpointView, EndpointList, DeliveryView, DeliveryList, CreateRequest, ReplaceRequest, UpdateRequest, RotateRequest, EventName, EventType,
+        EndpointView, EndpointList, DeliveryView, DeliveryList, CreateRequest, UpdateRequest, RotateRequest, EventName, EventType,
         crate::http::api::views::ErrorBody, crate::http::api::views::ErrorDetail,
     )),
     tags((name = "webhooks", description = "Tenant status webhooks (Standard Webhooks signatures)"))

@@ -4,7 +4,7 @@
 use crate::db::webhooks::{Delivery, Endpoint};
 use crate::domain::vocab::{DeliveryState, WebhookEvent};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -105,40 +105,36 @@ pub struct DeliveryList {
     pub deliveries: Vec<DeliveryView>,
 }
 
-/// Body of `POST /v1/webhooks` (documentation; parsed by hand to name bad fields).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+/// Body of `POST /v1/webhooks`, and of `PUT /v1/webhooks/{id}` (the whole endpoint: absent
+/// fields take the create defaults: every event, no description, enabled; the secret is not part
+/// of it, see rotate-secret).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     /// http:// or https:// URL whose host resolves to public addresses.
-    url: String,
+    pub url: String,
     /// Event types, canonical or the seed's short names (sent, failed, bounced, retrying,
     /// suppressed); stored canonical. Empty or absent = all.
-    events: Option<Vec<EventName>>,
-    description: Option<String>,
-    enabled: Option<bool>,
-}
-
-/// Body of `PUT /v1/webhooks/{id}`: the whole endpoint; absent fields take the create defaults
-/// (every event, no description, enabled). The secret is not part of it (see rotate-secret).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct ReplaceRequest {
-    /// http:// or https:// URL whose host resolves to public addresses.
-    url: String,
-    /// As on create; absent = all.
-    events: Option<Vec<EventName>>,
-    description: Option<String>,
-    enabled: Option<bool>,
+    #[schema(value_type = Option<Vec<EventName>>)]
+    pub events: Option<Vec<Value>>,
+    /// Null is the same as empty.
+    #[serde(default, deserialize_with = "null_is_empty")]
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
 }
 
 /// Body of `POST /v1/webhooks/{id}/rotate-secret` (optional).
-#[derive(Debug, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RotateRequest {
     /// How long the old secret signs along with the new one: 0 to 604800 (7 days), default 86400.
     #[schema(minimum = 0, maximum = 604800)]
-    rollover_seconds: Option<u64>,
+    pub rollover_seconds: Option<u64>,
+}
+
+/// A present `null` as an empty string (absent stays None).
+fn null_is_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Some(Option::<String>::deserialize(d)?.unwrap_or_default()))
 }
 
 /// A webhook event type, as stored and sent (`type` of the payload).
@@ -169,13 +165,15 @@ impl utoipa::ToSchema for EventName {}
 
 /// Body of `PATCH /v1/webhooks/{id}`: absent fields keep their value. Enabling again resets the
 /// failure count.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
-    url: Option<String>,
-    events: Option<Vec<EventName>>,
-    description: Option<String>,
-    enabled: Option<bool>,
+    pub url: Option<String>,
+    #[schema(value_type = Option<Vec<EventName>>)]
+    pub events: Option<Vec<Value>>,
+    #[serde(default, deserialize_with = "null_is_empty")]
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
 }
 
 /// Query of `GET /v1/webhooks/{id}/deliveries` (parsed into this, as documented).

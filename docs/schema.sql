@@ -508,6 +508,33 @@ CREATE FUNCTION public.et_contacts_of(p_address text) RETURNS text[]
     FROM (SELECT et_contact(ch, p_address) AS c FROM unnest(ARRAY['email', 'sms', 'whatsapp', 'telegram', 'webhook']) ch) x
 $$;
 
+CREATE FUNCTION public.et_count_messages(p_deltas jsonb) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+  INSERT INTO et_message_counts AS c (tenant_id, channel_session_id, direction, delivery_status, slot, n)
+  SELECT d.tenant_id, d.channel_session_id, d.direction, d.delivery_status, (pg_backend_pid() % 8)::smallint, d.n
+    FROM jsonb_to_recordset(p_deltas) AS d(tenant_id text, channel_session_id bigint, direction text, delivery_status text, n bigint)
+   ORDER BY 1, 2, 3, 4
+  ON CONFLICT (tenant_id, channel_session_id, direction, delivery_status, slot) DO UPDATE SET n = c.n + EXCLUDED.n
+$$;
+
+COMMENT ON FUNCTION public.et_count_messages(p_deltas jsonb) IS 'adds [{tenant_id, channel_session_id, direction, delivery_status, n}] to et_message_counts (the message triggers'' deltas)';
+
+CREATE FUNCTION public.et_count_minutes(p_deltas jsonb) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+  INSERT INTO et_message_minutes AS m (tenant_id, minute, channel_session_id, slot, sent, failed)
+  SELECT d.tenant_id, date_trunc('minute', now()), d.channel_session_id, (pg_backend_pid() % 8)::smallint, d.sent, d.failed
+    FROM jsonb_to_recordset(p_deltas) AS d(tenant_id text, channel_session_id bigint, sent integer, failed integer)
+   ORDER BY 1, 3
+  ON CONFLICT (tenant_id, minute, channel_session_id, slot)
+  DO UPDATE SET sent = m.sent + EXCLUDED.sent, failed = m.failed + EXCLUDED.failed
+$$;
+
+COMMENT ON FUNCTION public.et_count_minutes(p_deltas jsonb) IS 'adds [{tenant_id, channel_session_id, sent, failed}] to this minute''s row of et_message_minutes';
+
 CREATE FUNCTION public.et_display_name(p_name text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     AS $_$
@@ -893,6 +920,23 @@ CREATE FUNCTION public.et_message_content_columns() RETURNS text[]
     AS $$
   SELECT ARRAY['sender', 'recipients', 'cc', 'bcc', 'reply_to', 'subject', 'body_text', 'body_html', 'variables']
 $$;
+
+CREATE FUNCTION public.et_message_counts_rebuild() RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  total bigint;
+BEGIN
+  LOCK TABLE et_messages IN SHARE MODE;
+  DELETE FROM et_message_counts;
+  INSERT INTO et_message_counts (tenant_id, channel_session_id, direction, delivery_status, slot, n)
+  SELECT tenant_id, channel_session_id, direction, delivery_status, 0, count(*) FROM et_messages GROUP BY 1, 2, 3, 4;
+  SELECT coalesce(sum(n), 0) INTO total FROM et_message_counts;
+  RETURN total;
+END
+$$;
+
+COMMENT ON FUNCTION public.et_message_counts_rebuild() IS 'recounts et_message_counts from et_messages under a SHARE lock (writes wait); returns the number of messages';
 
 CREATE FUNCTION public.et_message_events_check() RETURNS trigger
     LANGUAGE plpgsql
@@ -1434,6 +1478,81 @@ BEGIN
                       'a message may only join a thread of its own tenant and session', NULL, 'foreign_key_violation');
   END IF;
   RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_count_delete() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  deltas jsonb;
+BEGIN
+  SELECT jsonb_agg(d) INTO deltas
+    FROM (SELECT tenant_id, channel_session_id, direction, delivery_status, -count(*) AS n
+            FROM old_rows GROUP BY 1, 2, 3, 4) d;
+  IF deltas IS NOT NULL THEN
+    PERFORM et_count_messages(deltas);
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_count_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  deltas jsonb;
+BEGIN
+  SELECT jsonb_agg(d) INTO deltas
+    FROM (SELECT tenant_id, channel_session_id, direction, delivery_status, count(*) AS n
+            FROM new_rows GROUP BY 1, 2, 3, 4) d;
+  IF deltas IS NOT NULL THEN
+    PERFORM et_count_messages(deltas);
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_count_truncate() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+BEGIN
+  DELETE FROM et_message_counts;
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.et_messages_count_update() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  deltas jsonb;
+  minutes jsonb;
+BEGIN
+  -- the statements that change no status or session (edits, claims' lease columns) stop here
+  -- after one pass over each transition table
+  WITH d AS (
+    SELECT tenant_id, channel_session_id, direction, delivery_status, sum(n)::bigint AS n
+      FROM (SELECT tenant_id, channel_session_id, direction, delivery_status, -1 AS n FROM old_rows
+            UNION ALL
+            SELECT tenant_id, channel_session_id, direction, delivery_status, 1 FROM new_rows) x
+     GROUP BY 1, 2, 3, 4
+    HAVING sum(n) <> 0)
+  SELECT jsonb_agg(d),
+         jsonb_agg(jsonb_build_object('tenant_id', tenant_id, 'channel_session_id', channel_session_id,
+                                      'sent', CASE WHEN delivery_status = 'sent' THEN n ELSE 0 END,
+                                      'failed', CASE WHEN delivery_status = 'failed' THEN n ELSE 0 END))
+           FILTER (WHERE direction = 'outbound' AND delivery_status IN ('sent', 'failed') AND n > 0)
+    INTO deltas, minutes
+    FROM d;
+  IF deltas IS NOT NULL THEN
+    PERFORM et_count_messages(deltas);
+  END IF;
+  IF minutes IS NOT NULL THEN
+    PERFORM et_count_minutes(minutes);
+  END IF;
+  RETURN NULL;
 END
 $$;
 
@@ -2688,6 +2807,45 @@ ALTER TABLE public.et_channel_sessions ALTER COLUMN id ADD GENERATED BY DEFAULT 
     CACHE 1
 );
 
+CREATE TABLE public.et_console_jobs (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    kind text NOT NULL,
+    actor text NOT NULL,
+    filter jsonb NOT NULL,
+    state text DEFAULT 'running'::text NOT NULL,
+    done integer DEFAULT 0 NOT NULL,
+    refused integer DEFAULT 0 NOT NULL,
+    note text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT et_console_jobs_kind_check CHECK ((kind = 'retry_dead_letters'::text)),
+    CONSTRAINT et_console_jobs_state_check CHECK ((state = ANY (ARRAY['running'::text, 'done'::text, 'stopped'::text])))
+);
+
+COMMENT ON TABLE public.et_console_jobs IS 'bulk actions started from the console (retry every dead letter that matches a filter): progress per batch; a running job whose updated_at is old lost its daemon and can be started again (every batch it did is committed)';
+
+ALTER TABLE public.et_console_jobs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.et_console_jobs_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.et_console_sessions (
+    token_sha256 bytea NOT NULL,
+    api_key_id bigint NOT NULL,
+    viewing_tenant text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_seen_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT et_console_sessions_token_sha256_check CHECK ((octet_length(token_sha256) = 32))
+);
+
+COMMENT ON TABLE public.et_console_sessions IS 'console sign-ins: the SHA-256 of the cookie''s random token (never the token), the API key signed in with (re-checked on every request), expiry. Expired rows are deleted by the maintenance task';
+
 CREATE TABLE public.et_message_events (
     tenant_id text NOT NULL,
     id bigint NOT NULL,
@@ -2804,6 +2962,21 @@ CREATE UNLOGGED TABLE public.et_listeners (
 
 COMMENT ON TABLE public.et_listeners IS 'daemons waiting on LISTEN: the message triggers NOTIFY only while some daemon listens. Unlogged: a hint, not data (a crash empties it; daemons register again when they reconnect)';
 
+CREATE TABLE public.et_message_counts (
+    tenant_id text NOT NULL,
+    channel_session_id bigint NOT NULL,
+    direction text NOT NULL,
+    delivery_status text NOT NULL,
+    slot smallint NOT NULL,
+    n bigint NOT NULL,
+    CONSTRAINT et_message_counts_slot_check CHECK (((slot >= 0) AND (slot <= 7)))
+)
+WITH (fillfactor='50');
+
+COMMENT ON TABLE public.et_message_counts IS 'messages per tenant, session, direction and status, kept exact by the statement triggers of triggers/095 in the writing transaction; sum n over slot. No foreign key to the session: sessions are not deleted while messages name them. fillfactor 50: updated by every statement that writes messages, HOT. et_message_counts_rebuild() recounts from et_messages';
+
+COMMENT ON COLUMN public.et_message_counts.slot IS 'the writing backend''s pid mod 8: concurrent writers of the same count add to different rows';
+
 ALTER TABLE public.et_message_events ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     SEQUENCE NAME public.et_message_events_id_seq
     START WITH 1
@@ -2812,6 +2985,19 @@ ALTER TABLE public.et_message_events ALTER COLUMN id ADD GENERATED BY DEFAULT AS
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE TABLE public.et_message_minutes (
+    tenant_id text NOT NULL,
+    minute timestamp with time zone NOT NULL,
+    channel_session_id bigint NOT NULL,
+    slot smallint NOT NULL,
+    sent integer DEFAULT 0 NOT NULL,
+    failed integer DEFAULT 0 NOT NULL,
+    CONSTRAINT et_message_minutes_slot_check CHECK (((slot >= 0) AND (slot <= 7)))
+)
+WITH (fillfactor='50');
+
+COMMENT ON TABLE public.et_message_minutes IS 'outbound messages that reached sent or failed, per tenant, minute (transaction time) and session, kept by triggers/095; the console charts the last hour. Kept two days (the maintenance task deletes older rows)';
 
 ALTER TABLE public.et_messages ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     SEQUENCE NAME public.et_messages_id_seq
@@ -3161,6 +3347,12 @@ ALTER TABLE ONLY public.et_bounce_counts
 ALTER TABLE ONLY public.et_channel_sessions
     ADD CONSTRAINT et_channel_sessions_pkey PRIMARY KEY (tenant_id, id);
 
+ALTER TABLE ONLY public.et_console_jobs
+    ADD CONSTRAINT et_console_jobs_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_console_sessions
+    ADD CONSTRAINT et_console_sessions_pkey PRIMARY KEY (token_sha256);
+
 ALTER TABLE ONLY public.et_dispatch_busy
     ADD CONSTRAINT et_dispatch_busy_pkey PRIMARY KEY (worker_id);
 
@@ -3170,8 +3362,14 @@ ALTER TABLE ONLY public.et_inbound_rules
 ALTER TABLE ONLY public.et_listeners
     ADD CONSTRAINT et_listeners_pkey PRIMARY KEY (worker_id);
 
+ALTER TABLE ONLY public.et_message_counts
+    ADD CONSTRAINT et_message_counts_pkey PRIMARY KEY (tenant_id, channel_session_id, direction, delivery_status, slot);
+
 ALTER TABLE ONLY public.et_message_events
     ADD CONSTRAINT et_message_events_pkey PRIMARY KEY (tenant_id, id);
+
+ALTER TABLE ONLY public.et_message_minutes
+    ADD CONSTRAINT et_message_minutes_pkey PRIMARY KEY (tenant_id, minute, channel_session_id, slot);
 
 ALTER TABLE ONLY public.et_messages
     ADD CONSTRAINT et_messages_pkey PRIMARY KEY (tenant_id, id);
@@ -3239,6 +3437,14 @@ CREATE INDEX et_attachments_message ON public.et_attachments USING btree (tenant
 CREATE INDEX et_channel_sessions_id ON public.et_channel_sessions USING btree (id);
 
 COMMENT ON INDEX public.et_channel_sessions_id IS 'ids are unique across tenants (one identity sequence): finds a session by id alone';
+
+CREATE INDEX et_console_sessions_expiry ON public.et_console_sessions USING btree (expires_at);
+
+COMMENT ON INDEX public.et_console_sessions_expiry IS 'the maintenance task deletes expired sessions oldest first';
+
+CREATE INDEX et_console_sessions_key ON public.et_console_sessions USING btree (api_key_id);
+
+COMMENT ON INDEX public.et_console_sessions_key IS 'revoking or deleting a key finds its sessions';
 
 CREATE INDEX et_message_events_message ON public.et_message_events USING btree (tenant_id, message_id, id);
 
@@ -3352,6 +3558,14 @@ CREATE TRIGGER et_messages_before_update_content BEFORE UPDATE ON public.et_mess
 
 CREATE TRIGGER et_messages_check_thread BEFORE UPDATE OF thread_id ON public.et_messages FOR EACH ROW WHEN ((new.thread_id IS DISTINCT FROM old.thread_id)) EXECUTE FUNCTION public.et_messages_check_thread();
 
+CREATE TRIGGER et_messages_count_delete AFTER DELETE ON public.et_messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_count_delete();
+
+CREATE TRIGGER et_messages_count_insert AFTER INSERT ON public.et_messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_count_insert();
+
+CREATE TRIGGER et_messages_count_truncate AFTER TRUNCATE ON public.et_messages FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_count_truncate();
+
+CREATE TRIGGER et_messages_count_update AFTER UPDATE ON public.et_messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_count_update();
+
 CREATE TRIGGER et_messages_delete_dependents AFTER DELETE ON public.et_messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.et_messages_delete_dependents();
 
 CREATE TRIGGER et_messages_requeue_attachments BEFORE UPDATE ON public.et_messages FOR EACH ROW WHEN (((old.delivery_status = 'failed'::text) AND (new.delivery_status = 'queued'::text))) EXECUTE FUNCTION public.et_messages_requeue_attachments();
@@ -3402,8 +3616,23 @@ ALTER TABLE ONLY public.et_channel_sessions
 ALTER TABLE ONLY public.et_channel_sessions
     ADD CONSTRAINT et_channel_sessions_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
 
+ALTER TABLE ONLY public.et_console_jobs
+    ADD CONSTRAINT et_console_jobs_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.et_console_sessions
+    ADD CONSTRAINT et_console_sessions_api_key_id_fkey FOREIGN KEY (api_key_id) REFERENCES public.et_api_keys(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.et_console_sessions
+    ADD CONSTRAINT et_console_sessions_viewing_tenant_fkey FOREIGN KEY (viewing_tenant) REFERENCES public.et_tenants(id) ON DELETE SET NULL;
+
 ALTER TABLE ONLY public.et_inbound_rules
     ADD CONSTRAINT et_inbound_rules_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id);
+
+ALTER TABLE ONLY public.et_message_counts
+    ADD CONSTRAINT et_message_counts_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.et_message_minutes
+    ADD CONSTRAINT et_message_minutes_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.et_tenants(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.et_rate_buckets
     ADD CONSTRAINT et_rate_buckets_tenant_id_channel_session_id_fkey FOREIGN KEY (tenant_id, channel_session_id) REFERENCES public.et_channel_sessions(tenant_id, id) ON DELETE CASCADE;
@@ -3451,7 +3680,11 @@ ALTER TABLE public.et_channel_sessions ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_inbound_rules ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.et_message_counts ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.et_message_events ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.et_message_minutes ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_messages ENABLE ROW LEVEL SECURITY;
 
@@ -3489,9 +3722,17 @@ CREATE POLICY et_tenant_isolation ON public.et_inbound_rules USING ((tenant_id =
 
 COMMENT ON POLICY et_tenant_isolation ON public.et_inbound_rules IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
 
+CREATE POLICY et_tenant_isolation ON public.et_message_counts USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_message_counts IS 'a role granted SELECT sees only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) is not subject to it';
+
 CREATE POLICY et_tenant_isolation ON public.et_message_events USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 
 COMMENT ON POLICY et_tenant_isolation ON public.et_message_events IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_message_minutes USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_message_minutes IS 'a role granted SELECT sees only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) is not subject to it';
 
 CREATE POLICY et_tenant_isolation ON public.et_messages USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 

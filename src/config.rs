@@ -99,6 +99,12 @@ pub struct Config {
     /// travel base64-encoded, 4/3 of their size, so 25 MiB of files need about 34 MiB).
     #[arg(long, env = "PGCOURIER_HTTP_MAX_BODY", default_value = "31457280", value_parser = count, value_name = "BYTES", help_heading = "HTTP")]
     pub http_max_body: usize,
+    /// The operator console at /console (and / redirecting there); `off` leaves only the API.
+    #[arg(long, env = "PGCOURIER_CONSOLE", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set, value_name = "on|off", help_heading = "HTTP")]
+    pub console: bool,
+    /// How long a console sign-in lasts before the operator signs in again.
+    #[arg(long, env = "PGCOURIER_CONSOLE_SESSION_TTL", default_value = "12h", value_parser = duration, value_name = "DURATION", help_heading = "HTTP")]
+    pub console_session_ttl: Duration,
 
     /// SSRF exceptions for every URL a tenant makes the daemon call (status webhooks, http_bridge
     /// URLs, providers' api_base, the LLM's base_url), comma-separated: loopback, private,

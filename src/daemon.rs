@@ -88,7 +88,12 @@ pub async fn run_with(
     // the HTTP surface failing later stops the daemon, and `run` returns its error
     let http_failed = Arc::new(std::sync::Mutex::new(None));
     if let (Some(listener), Some(addr)) = (http, config.http_addr) {
-        let state = crate::http::AppState { pool: pool.clone(), config: config.clone(), listener: handles.listener.clone() };
+        let state = crate::http::AppState {
+            pool: pool.clone(),
+            config: config.clone(),
+            listener: handles.listener.clone(),
+            shutdown: shutdown.clone(),
+        };
         let (bound, stop, failed) = (handles.http_addr.clone(), shutdown.clone(), http_failed.clone());
         tasks.spawn(async move {
             if let Err(source) = crate::http::serve_on(listener, state, bound, stop.clone()).await {

@@ -47,6 +47,7 @@
 pub mod channels;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod db;
 pub mod domain;

@@ -1,5 +1,5 @@
-//! The maintenance task: housekeeping that no request and no claim does. Today that is attachment
-//! retention (seed 002 §9): every `PGCOURIER_MAINTENANCE_INTERVAL` the content of attachments
+//! The maintenance task: housekeeping that no request and no claim does: the console's expired
+//! sessions and old chart minutes, and attachment retention (seed 002 §9): every `PGCOURIER_MAINTENANCE_INTERVAL` the content of attachments
 //! whose message has been final for longer than the tenant's `attachment_retention_days`
 //! (default 30) is dropped, metadata kept, in batches of [`BATCH`] rows, each its own short
 //! transaction (`et_drop_expired_attachment_content`, triggers/060_attachments.sql). With several
@@ -28,7 +28,19 @@ pub async fn run(pool: Pool, every: Duration, shutdown: CancellationToken) {
             }
             Err(e) => tracing::warn!(error = %one_line(&e), "attachment retention pass failed"),
         }
+        if let Err(e) = console_upkeep(&pool).await {
+            tracing::debug!(error = %one_line(&e), "console upkeep failed; trying again next pass");
+        }
     }
+}
+
+/// The console's leftovers: expired sign-in sessions and chart minutes past two days, in
+/// batches (plain deletes of rows nobody reads any more: safe on every daemon at once).
+async fn console_upkeep(pool: &Pool) -> Result<(), DbError> {
+    let client = pool.get().await?;
+    while crate::db::console::delete_expired_sessions(&client, 1000).await? == 1000 {}
+    while crate::db::console::delete_old_minutes(&client, 1000).await? == 1000 {}
+    Ok(())
 }
 
 /// Batches until one comes back short (or another daemon holds the lock, or shutdown); how many

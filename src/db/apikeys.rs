@@ -238,37 +238,50 @@ pub async fn authenticate(client: &impl GenericClient, key: &str) -> Result<Resu
     };
     let Some(row) = client
         .query_opt(
-            "SELECT k.tenant_id, k.id, k.key_sha256, k.scopes, k.expires_at <= now(), k.revoked_at <= now(),
-                    k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute', t.active
-               FROM et_api_keys k LEFT JOIN et_tenants t ON t.id = k.tenant_id WHERE k.prefix = $1",
+            &format!(
+                "SELECT {KEY_STATE}, k.key_sha256, k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute'
+                   FROM et_api_keys k LEFT JOIN et_tenants t ON t.id = k.tenant_id WHERE k.prefix = $1"
+            ),
             &[&prefix],
         )
         .await?
     else {
         return Ok(Err(Rejected::Unknown));
     };
-    let stored: Vec<u8> = row.get(2);
+    let stored: Vec<u8> = row.get(7);
     if stored != sha256(key) {
         return Ok(Err(Rejected::Unknown));
     }
-    if row.get::<_, Option<bool>>(5) == Some(true) {
-        return Ok(Err(Rejected::Revoked));
-    }
-    if row.get::<_, Option<bool>>(4) == Some(true) {
-        return Ok(Err(Rejected::Expired));
-    }
-    let tenant: Option<String> = row.get(0);
-    let key_id: i64 = row.get(1);
-    if tenant.is_some() && row.get::<_, Option<bool>>(7) != Some(true) {
-        return Ok(Err(Rejected::TenantInactive));
-    }
-    if row.get::<_, bool>(6) {
+    let judged = judge(&row);
+    if judged.is_ok() && row.get::<_, bool>(8) {
+        let key_id: i64 = row.get(1);
         client.execute("UPDATE et_api_keys SET last_used_at = now() WHERE id = $1", &[&key_id]).await?;
     }
-    Ok(Ok(match tenant {
-        Some(tenant_id) => Authenticated::Tenant(Principal { tenant_id, key_id, prefix: prefix.to_owned(), scopes: row.get(3) }),
-        None => Authenticated::Platform(PlatformKey { key_id, prefix: prefix.to_owned() }),
-    }))
+    Ok(judged)
+}
+
+/// The columns [`judge`] reads, first in a query over
+/// `et_api_keys k LEFT JOIN et_tenants t ON t.id = k.tenant_id`.
+pub(crate) const KEY_STATE: &str = "k.tenant_id, k.id, k.prefix, k.scopes, k.expires_at <= now(), k.revoked_at <= now(), t.active";
+
+/// Whether a found key may act now, and as whom: the one rule for the API's keys and the
+/// console's sessions (which re-check the key they were opened with on every request).
+pub(crate) fn judge(row: &tokio_postgres::Row) -> Result<Authenticated, Rejected> {
+    if row.get::<_, Option<bool>>(5) == Some(true) {
+        return Err(Rejected::Revoked);
+    }
+    if row.get::<_, Option<bool>>(4) == Some(true) {
+        return Err(Rejected::Expired);
+    }
+    let tenant: Option<String> = row.get(0);
+    let (key_id, prefix): (i64, String) = (row.get(1), row.get(2));
+    if tenant.is_some() && row.get::<_, Option<bool>>(6) != Some(true) {
+        return Err(Rejected::TenantInactive);
+    }
+    Ok(match tenant {
+        Some(tenant_id) => Authenticated::Tenant(Principal { tenant_id, key_id, prefix, scopes: row.get(3) }),
+        None => Authenticated::Platform(PlatformKey { key_id, prefix }),
+    })
 }
 
 /// (id, name, prefix, scopes, expires_at, revoked_at, last_used_at) of a tenant's keys.

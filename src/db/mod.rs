@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod api;
 pub mod apikeys;
 pub mod audit;
+pub mod console;
 pub mod demo;
 pub mod error;
 pub mod health;

@@ -32,6 +32,9 @@ pub struct AppState {
     pub config: Config,
     /// For `/ready`: is the LISTEN connection up?
     pub listener: Arc<ListenerState>,
+    /// Cancelled when the daemon stops: long-lived responses (the console's event stream) end
+    /// with it, so that the graceful shutdown does not wait on them.
+    pub shutdown: CancellationToken,
 }
 
 /// Request headers larger than this in total (names and values) are refused with 431 and the
@@ -42,8 +45,10 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Every route.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.http_max_body;
+    let console = if state.config.console { crate::console::routes() } else { Router::new() };
     Router::new()
         .merge(api::routes())
+        .merge(console)
         .merge(webhooks::routes())
         .merge(suppressions::routes())
         .merge(providers::routes())

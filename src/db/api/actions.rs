@@ -16,6 +16,18 @@ pub enum Action {
     Cancel,
 }
 
+impl Action {
+    /// The key scope an action needs, for the API and the console alike: deciding what is sent
+    /// (approve, reject) is an administrator's; retrying or cancelling one's sends is a sender's.
+    pub fn scope(self) -> crate::db::apikeys::Scope {
+        use crate::db::apikeys::Scope;
+        match self {
+            Action::Approve | Action::Reject => Scope::Admin,
+            Action::Retry | Action::Cancel => Scope::Send,
+        }
+    }
+}
+
 /// Run the action's SQL function on a message of `tenant` as `actor`. `Ok(None)`: no such
 /// message for this tenant. A refused transition is the function's error (SQLSTATE 23514).
 pub async fn act(

@@ -231,6 +231,23 @@ pub async fn attachments(c: &impl GenericClient, tenant: &str, message_id: i64) 
         .collect())
 }
 
+/// One attachment's file name and content (`None` once dropped after the retention period), of
+/// a message of `tenant`.
+pub async fn attachment_content(
+    c: &impl GenericClient,
+    tenant: &str,
+    message_id: i64,
+    attachment_id: i64,
+) -> Result<Option<(String, Option<Vec<u8>>)>, Error> {
+    let row = c
+        .query_opt(
+            "SELECT filename, content FROM et_attachments WHERE tenant_id = $1 AND message_id = $2 AND id = $3",
+            &[&tenant, &message_id, &attachment_id],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
 /// Filters of `GET /v1/messages` (already validated).
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -250,10 +267,22 @@ pub struct ListFilter {
     pub category: Option<String>,
     /// metadata.tags holds every one of these.
     pub tags: Vec<String>,
+    /// Sent from this channel session.
+    pub session: Option<i64>,
+    /// The sender contains this, ignoring case.
+    pub sender: Option<String>,
+    /// The subject contains this, ignoring case.
+    pub subject: Option<String>,
     /// Keyset: rows strictly after this (created_at, id) in (created_at desc, id desc) order.
     pub after: Option<(DateTime<Utc>, i64)>,
     pub offset: i64,
     pub limit: i64,
+}
+
+/// `%text%` for ILIKE, with the pattern characters in `text` taken literally.
+fn like_pattern(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
 }
 
 /// A page of messages, newest first: a backward walk of et_messages_tenant_created (tenant,
@@ -297,6 +326,17 @@ pub async fn list_messages(c: &impl GenericClient, tenant: &str, f: &ListFilter)
     }
     if !f.tags.is_empty() {
         conds.push(format!("m.metadata -> 'tags' @> ${}::jsonb", push(&mut params, &tags)));
+    }
+    if let Some(session) = &f.session {
+        conds.push(format!("m.channel_session_id = ${}", push(&mut params, session)));
+    }
+    let sender = f.sender.as_deref().map(like_pattern);
+    if let Some(sender) = &sender {
+        conds.push(format!("m.sender ILIKE ${}", push(&mut params, sender)));
+    }
+    let subject = f.subject.as_deref().map(like_pattern);
+    if let Some(subject) = &subject {
+        conds.push(format!("m.subject ILIKE ${}", push(&mut params, subject)));
     }
     if let Some((at, id)) = &f.after {
         let (a, b) = (push(&mut params, at), push(&mut params, id));

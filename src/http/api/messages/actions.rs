@@ -41,11 +41,7 @@ async fn act(
     action: Action,
     body: Result<OptionalJsonBody, ApiError>,
 ) -> Result<Json<MessageView>, ApiError> {
-    let scope = match action {
-        Action::Approve | Action::Reject => Scope::Admin,
-        Action::Retry | Action::Cancel => Scope::Send,
-    };
-    caller.require(&state, scope).await?;
+    caller.require(&state, action.scope()).await?;
     let req: ActionRequest = input::json(body?.0, &[])?;
     let message = resolve(&state, &caller, &id).await?;
     let client = state.pool.get().await?;

@@ -123,7 +123,7 @@ fn items<'a>(field: &str, v: &'a str) -> Result<Vec<&'a str>, ApiError> {
 
 /// Parse the filters; a parameter not in `allowed` or unknown is 400 naming it.
 #[allow(deprecated)] // `after`, read as the old name of `cursor`
-pub(super) fn filter(params: Vec<(String, String)>, allowed: &[&str]) -> Result<ListFilter, ApiError> {
+pub(crate) fn filter(params: Vec<(String, String)>, allowed: &[&str]) -> Result<ListFilter, ApiError> {
     // the names this caller takes; repeated status and tags joined into one comma list
     let mut folded: Vec<(String, String)> = Vec::new();
     for (k, v) in params {
@@ -187,7 +187,7 @@ pub(super) fn filter(params: Vec<(String, String)>, allowed: &[&str]) -> Result<
 }
 
 /// Every parameter of the list.
-const LIST: &[&str] = &[
+pub(crate) const LIST: &[&str] = &[
     "status",
     "direction",
     "threadId",

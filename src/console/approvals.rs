@@ -1,0 +1,150 @@
+//! The approvals inbox: messages waiting for an operator (`pending_approval`), oldest at the
+//! bottom as everywhere; approve or reject one or a selection, with a reason recorded on each.
+
+use super::page;
+use super::session::{failed, unavailable, Console};
+use crate::db::api::{self as db, Action, ListFilter, MessageRef};
+use crate::domain::vocab::Status;
+use crate::http::AppState;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::Form;
+use maud::html;
+use serde::Deserialize;
+
+/// Messages shown at once (approve a page, the next ones follow).
+pub const PAGE: i64 = 100;
+
+#[derive(Deserialize, Default)]
+pub struct Notice {
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /console/approvals`.
+pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<Notice>) -> Response {
+    let tenant = match c.tenant() {
+        Ok(t) => t.to_owned(),
+        Err(r) => return r,
+    };
+    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let f = ListFilter { statuses: vec![Status::PendingApproval], limit: PAGE, ..ListFilter::default() };
+    let rows = async {
+        let tx = crate::db::console::bounded(&mut client).await?;
+        let rows = db::list_messages(&tx, &tenant, &f).await?;
+        tx.commit().await?;
+        Ok::<_, tokio_postgres::Error>(rows)
+    };
+    let rows = match rows.await {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    let may = c.can(Action::Approve.scope());
+    let body = html! {
+        (page::flash(n.notice.as_deref(), n.error.as_deref()))
+        @if rows.is_empty() {
+            (page::empty("Nothing waits for approval.", html! {
+                "Messages wait here when their session or tenant requires approval (requires_approval), "
+                "or when they are inserted with delivery_status 'pending_approval'." }))
+        } @else {
+            form method="post" action="/console/approvals" {
+                input type="hidden" name="csrf" value=(c.csrf());
+                div #rows hx-get="/console/approvals" hx-select="#rows" hx-swap="outerHTML" hx-trigger="sse:changed" {
+                    table.messages {
+                        thead { tr { @if may { th { span.sr { "select" } } } th { "Created" } th { "Channel" } th { "From" } th { "To" } th { "Subject" } } }
+                        tbody {
+                            @for m in &rows {
+                                tr {
+                                    @if may { td { input type="checkbox" name="id" value=(m.public_id) aria-label="select"; } }
+                                    td { a href={ "/console/messages/" (m.public_id) } { (page::time(m.created_at)) } }
+                                    td { (m.channel.as_str()) }
+                                    td { (m.sender.as_deref().unwrap_or("")) }
+                                    td { (m.recipients.join(", ")) }
+                                    td { a href={ "/console/messages/" (m.public_id) } { (m.subject.as_deref().unwrap_or("(no subject)")) } }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if may {
+                    div.bulk {
+                        input name="reason" placeholder="reason (recorded; for a rejection)" aria-label="reason";
+                        button type="submit" name="action" value="approve" { "Approve selected" }
+                        button type="submit" name="action" value="reject" { "Reject selected" }
+                    }
+                } @else {
+                    p.muted { "This key lacks the admin scope: it can see what waits, not decide." }
+                }
+            }
+        }
+    };
+    page::page(&c, "/approvals", "Approvals", body)
+}
+
+#[derive(Deserialize)]
+pub struct Decide {
+    csrf: String,
+    action: String,
+    reason: Option<String>,
+    #[serde(default, rename = "id")]
+    ids: Vec<String>,
+}
+
+/// `POST /console/approvals`: approve or reject the selection, each in its own transaction.
+pub async fn decide(State(state): State<AppState>, c: Console, Form(f): Form<Decide>) -> Response {
+    if let Err(r) = c.check(&f.csrf) {
+        return r;
+    }
+    let tenant = match c.tenant() {
+        Ok(t) => t.to_owned(),
+        Err(r) => return r,
+    };
+    let action = match f.action.as_str() {
+        "approve" => Action::Approve,
+        "reject" => Action::Reject,
+        other => return page::error(StatusCode::BAD_REQUEST, &format!("action: {other:?} is not approve or reject")),
+    };
+    if let Err(r) = c.require(&state, action.scope()).await {
+        return r;
+    }
+    let back = |q: (&str, String)| {
+        Redirect::to(&format!("/console/approvals?{}", serde_urlencoded::to_string([q]).unwrap_or_default())).into_response()
+    };
+    if f.ids.is_empty() {
+        return back(("error", "Select the messages first.".into()));
+    }
+    let reason = f.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let (mut done, mut refused, mut last) = (0, 0, None::<String>);
+    for id in &f.ids {
+        let Some(m) = MessageRef::parse(id) else {
+            refused += 1;
+            continue;
+        };
+        let one = async {
+            let tx = crate::db::console::bounded(&mut client).await?;
+            let Some(id) = db::message_id(&tx, &tenant, m).await? else { return Ok(None) };
+            let r = db::act(&tx, &tenant, id, action, &c.actor(), reason).await?;
+            tx.commit().await?;
+            Ok::<_, tokio_postgres::Error>(r)
+        };
+        match one.await {
+            Ok(Some(_)) => done += 1,
+            Ok(None) => refused += 1,
+            Err(e) => match super::message::refusal(&e) {
+                Some(why) => {
+                    refused += 1;
+                    last = Some(why);
+                }
+                None => return failed(e),
+            },
+        }
+    }
+    let verb = if action == Action::Approve { "approved" } else { "rejected" };
+    let mut notice = format!("{done} {verb}.");
+    if refused > 0 {
+        notice.push_str(&format!(" {refused} refused{}", last.map(|w| format!(": {w}")).unwrap_or_default()));
+    }
+    back(if done > 0 { ("notice", notice) } else { ("error", notice) })
+}

@@ -1,0 +1,63 @@
+//! The operator console: server-rendered pages at `/console` on the daemon's HTTP port (and `/`
+//! redirecting there), on unless `PGCOURIER_CONSOLE=off`.
+//!
+//! Pages are maud templates (every value escaped), read without JavaScript; htmx (vendored,
+//! embedded) refreshes the parts that change, driven by one Server-Sent Events stream per open
+//! console ([`live`]) that costs the database one small query a second. Actions are plain
+//! forms that post, run the same SQL function the API runs as `console:<key prefix>`, and
+//! redirect back with a notice: there is no second copy of a lifecycle rule or of a scope check.
+//!
+//! # Layout
+//!
+//! - [`session`]: sign-in with an API key, server-side sessions, CSRF and same-origin checks
+//! - [`page`]: the page frame, error pages and the small drawing helpers
+//! - [`assets`]: htmx, its SSE extension and the stylesheet, under content-hashed names
+//! - [`overview`]: counts by state per tenant and session, the last hour's sends, queue health
+//! - [`messages`]: the message list with its search and filters
+//! - [`message`]: one message with its timeline, preview, attachments and actions
+//! - [`approvals`]: the pending-approval inbox
+//! - [`dead_letters`]: the dead-letter queue, retried one at a time, by selection, or all that
+//!   match the filter as a job
+//! - [`live`]: the event stream
+
+// A handler answers a refusal with the page that says why, returned early as `Err(Response)`:
+// the response is the error, and boxing it would only add noise at every call.
+#![allow(clippy::result_large_err)]
+
+pub mod approvals;
+pub mod assets;
+pub mod dead_letters;
+pub mod live;
+pub mod message;
+pub mod messages;
+pub mod overview;
+pub mod page;
+pub mod session;
+
+use crate::http::AppState;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use axum::Router;
+
+/// The console's routes (merged by [`crate::http::router`] when the console is on).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console") }))
+        .route("/console", get(overview::show))
+        .route("/console/sign-in", get(session::sign_in_form).post(session::sign_in))
+        .route("/console/sign-out", post(session::sign_out))
+        .route("/console/tenant", post(session::switch_tenant))
+        .route("/console/assets/{file}", get(assets::serve))
+        .route("/console/live", get(live::stream))
+        .route("/console/messages", get(messages::list))
+        .route("/console/messages/{id}", get(message::show))
+        .route("/console/messages/{id}/preview", get(message::preview))
+        .route("/console/messages/{id}/attachments/{attachment}", get(message::attachment))
+        .route("/console/messages/{id}/act", post(message::act))
+        .route("/console/messages/{id}/resend", post(message::resend))
+        .route("/console/approvals", get(approvals::list).post(approvals::decide))
+        .route("/console/dead-letters", get(dead_letters::list))
+        .route("/console/dead-letters/retry", post(dead_letters::retry))
+        .route("/console/jobs/{id}", get(dead_letters::job))
+        .layer(axum::middleware::from_fn(session::same_origin))
+}

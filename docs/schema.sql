@@ -3678,6 +3678,8 @@ ALTER TABLE public.et_bounce_counts ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_channel_sessions ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.et_console_jobs ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.et_inbound_rules ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.et_message_counts ENABLE ROW LEVEL SECURITY;
@@ -3717,6 +3719,10 @@ COMMENT ON POLICY et_tenant_isolation ON public.et_bounce_counts IS 'application
 CREATE POLICY et_tenant_isolation ON public.et_channel_sessions USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 
 COMMENT ON POLICY et_tenant_isolation ON public.et_channel_sessions IS 'application roles see and write only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) and BYPASSRLS roles are not subject to it';
+
+CREATE POLICY et_tenant_isolation ON public.et_console_jobs USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
+
+COMMENT ON POLICY et_tenant_isolation ON public.et_console_jobs IS 'a role granted SELECT sees only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) is not subject to it';
 
 CREATE POLICY et_tenant_isolation ON public.et_inbound_rules USING ((tenant_id = current_setting('pgcourier.tenant_id'::text, true))) WITH CHECK ((tenant_id = current_setting('pgcourier.tenant_id'::text, true)));
 

@@ -81,13 +81,18 @@ INSERT INTO et_message_counts (tenant_id, channel_session_id, direction, deliver
 SELECT tenant_id, channel_session_id, direction, delivery_status, 0, count(*)
   FROM et_messages GROUP BY 1, 2, 3, 4;
 
--- Row-level security as on every tenant table. Application roles get no grant on either table:
+-- Row-level security as on every tenant table. Application roles get no grant on these tables:
 -- the message triggers write them through SECURITY DEFINER functions (triggers/095), so an
 -- application cannot make its own counts lie.
 ALTER TABLE et_message_counts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY et_tenant_isolation ON et_message_counts
     USING (tenant_id = current_setting('pgcourier.tenant_id', true));
 COMMENT ON POLICY et_tenant_isolation ON et_message_counts IS
+    'a role granted SELECT sees only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) is not subject to it';
+ALTER TABLE et_console_jobs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY et_tenant_isolation ON et_console_jobs
+    USING (tenant_id = current_setting('pgcourier.tenant_id', true));
+COMMENT ON POLICY et_tenant_isolation ON et_console_jobs IS
     'a role granted SELECT sees only the rows of the tenant named by the setting pgcourier.tenant_id (unset: nothing); the owner (the daemon) is not subject to it';
 ALTER TABLE et_message_minutes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY et_tenant_isolation ON et_message_minutes

@@ -96,7 +96,8 @@ pub async fn run_with(
         };
         let (bound, stop, failed) = (handles.http_addr.clone(), shutdown.clone(), http_failed.clone());
         tasks.spawn(async move {
-            if let Err(source) = crate::http::serve_on(listener, state, bound, stop.clone()).await {
+            let pages = if config.console { crate::console::routes() } else { axum::Router::new() };
+            if let Err(source) = crate::http::serve_on(listener, state, pages, bound, stop.clone()).await {
                 tracing::error!(error = %source, %addr, "the HTTP surface stopped; stopping");
                 *failed.lock().expect("not poisoned") = Some(DaemonError::Http { addr, source });
                 stop.cancel();

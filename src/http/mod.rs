@@ -42,13 +42,13 @@ pub struct AppState {
 /// read buffer, about 400 KiB, or to more than 100 headers.)
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// Every route.
-pub fn router(state: AppState) -> Router {
+/// Every route: the API, provider webhooks and operations, plus `pages` (the operator console,
+/// which the daemon passes in: it is built on this module, not the other way round).
+pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     let max_body = state.config.http_max_body;
-    let console = if state.config.console { crate::console::routes() } else { Router::new() };
     Router::new()
         .merge(api::routes())
-        .merge(console)
+        .merge(pages)
         .merge(webhooks::routes())
         .merge(suppressions::routes())
         .merge(providers::routes())
@@ -115,21 +115,23 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 pub async fn serve(
     addr: SocketAddr,
     state: AppState,
+    pages: Router<AppState>,
     bound: Arc<std::sync::OnceLock<SocketAddr>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_on(bind(addr).await?, state, bound, shutdown).await
+    serve_on(bind(addr).await?, state, pages, bound, shutdown).await
 }
 
 /// [`serve`] on a listener already bound.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: AppState,
+    pages: Router<AppState>,
     bound: Arc<std::sync::OnceLock<SocketAddr>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     let _ = bound.set(local);
     tracing::info!(addr = %local, "HTTP surface listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    axum::serve(listener, router(state, pages)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }

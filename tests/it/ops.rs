@@ -41,7 +41,7 @@ fn listener(connected: bool) -> Arc<ListenerState> {
 async fn serve(state: AppState) -> (String, CancellationToken) {
     let bound = Arc::new(std::sync::OnceLock::new());
     let stop = CancellationToken::new();
-    tokio::spawn(pgcourier::http::serve("127.0.0.1:0".parse().unwrap(), state, bound.clone(), stop.clone()));
+    tokio::spawn(pgcourier::http::serve("127.0.0.1:0".parse().unwrap(), state, Default::default(), bound.clone(), stop.clone()));
     let deadline = std::time::Instant::now() + SECS;
     loop {
         if let Some(addr) = bound.get() {

@@ -361,6 +361,17 @@ async fn up(mut config: Config) -> anyhow::Result<()> {
         ),
         None => String::new(),
     };
+    let demo_key = std::fs::read_to_string(&key_file).unwrap_or_default().trim().to_owned();
+    let console_on = config.console;
+    // the console's address and the demo key to sign in with (this is the demo tenant of a
+    // private development cluster: the key is printed here, never logged)
+    let console_line = move |http: Option<std::net::SocketAddr>| match http {
+        Some(a) if console_on => format!(
+            "The operator console is at http://{}/console; sign in with the demo tenant's key:\n\n  {demo_key}\n\n",
+            if a.ip().is_unspecified() { std::net::SocketAddr::new([127, 0, 0, 1].into(), a.port()) } else { a }
+        ),
+        _ => String::new(),
+    };
     let banner = move |http: Option<std::net::SocketAddr>| {
         println!(
             "\npgcourier is up. Send a first message from another terminal:\n\n  \
@@ -373,6 +384,7 @@ async fn up(mut config: Config) -> anyhow::Result<()> {
              curl -s -H \"x-api-key: $(cat {})\" -H 'content-type: application/json' \\\n    \
              -d '{{\"to\": [\"you@example.com\"], \"subject\": \"Hi\", \"textBody\": \"Sent over HTTP\", \"channelSessionId\": {}}}' \\\n    \
              http://{}/v1/messages\n\n\
+             {}\
              {}Ctrl-C stops everything.\n",
             demo.email_session,
             outbox.display(),
@@ -382,6 +394,7 @@ async fn up(mut config: Config) -> anyhow::Result<()> {
             key_file.display(),
             demo.email_session,
             http.map(|a| a.to_string()).unwrap_or_else(|| "127.0.0.1:8080".into()),
+            console_line(http),
             others,
         );
     };

@@ -85,6 +85,27 @@ async fn run_and_up_exit_non_zero_naming_the_address_when_the_http_port_is_taken
     assert_ne!(bound.port(), 0, "{listening}");
     let health = reqwest::get(format!("http://{bound}/health")).await.unwrap();
     assert_eq!(health.status().as_u16(), 200);
+    // the banner names the console and the key to sign in with, and that key signs in
+    let console = loop {
+        let line = rx.recv_timeout(Duration::from_secs(5)).expect("the console line of the banner");
+        if let Some(rest) = line.strip_prefix("The operator console is at ") {
+            break rest.split(';').next().unwrap().to_owned();
+        }
+    };
+    assert_eq!(console, format!("http://{bound}/console"));
+    let key = loop {
+        let line = rx.recv_timeout(Duration::from_secs(5)).expect("the demo key");
+        if !line.trim().is_empty() {
+            break line.trim().to_owned();
+        }
+    };
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let signed = http.post(format!("{console}/sign-in")).form(&[("key", key.as_str())]).send().await.unwrap();
+    assert_eq!(signed.status().as_u16(), 303, "the printed key signs in");
+    let cookie = signed.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = http.get(&console).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("tenant <strong>demo</strong>"));
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let out = wait_output(child, Duration::from_secs(20)).await;
     assert_eq!(out.status.code(), Some(0));

@@ -21,10 +21,13 @@
 //! - [`webhooks`]: signed status webhook delivery to tenants.
 //! - [`egress`]: the SSRF guard of every URL a tenant makes the daemon call.
 //! - [`http`]: the axum surface: API v1, provider webhooks, health / ready / metrics.
+//! - [`console`]: the operator console's pages on that surface (sign-in, overview, messages,
+//!   approvals, dead letters, the live stream); it runs the API's own queries and functions.
 //! - [`lease`]: the leases a daemon holds on claimed work, renewed in batches until recorded.
 //! - [`wakeup`]: the LISTEN connection that turns NOTIFY into wake-ups for the workers.
 //! - [`statistics`]: the statistics keeper (ANALYZE of the hot tables when autovacuum is off).
-//! - [`maintenance`]: the maintenance task (attachment content dropped after its retention period).
+//! - [`maintenance`]: the maintenance task (attachment content dropped after its retention period,
+//!   the console's expired sessions and old chart minutes).
 //! - [`every`]: the pass timer of the periodic workers.
 //! - [`daemon`]: wires the workers together under one shutdown token.
 //! - [`cluster`]: the private PostgreSQL that `pgcourier up` starts.

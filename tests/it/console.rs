@@ -429,3 +429,36 @@ async fn dead_letters_retry_by_selection_and_all_matching_as_a_job() {
     );
     api.stop().await;
 }
+
+#[tokio::test]
+async fn the_counters_stay_exact_under_concurrent_writers_and_a_sending_daemon() {
+    let api = Api::start().await;
+    let exact = "SELECT (SELECT count(*) FROM et_messages) = (SELECT coalesce(sum(n), 0) FROM et_message_counts)
+                    AND NOT EXISTS (SELECT tenant_id, channel_session_id, direction, delivery_status, count(*) FROM et_messages GROUP BY 1, 2, 3, 4
+                                    EXCEPT
+                                    SELECT tenant_id, channel_session_id, direction, delivery_status, sum(n) FROM et_message_counts GROUP BY 1, 2, 3, 4)";
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let client = api.db.connect().await;
+        let session = api.email;
+        writers.push(tokio::spawn(async move {
+            for i in 0..60 {
+                client
+                    .execute(
+                        "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+                         VALUES ('acme', $1, 'outbound', ARRAY[$2], 's', 'b')",
+                        &[&session, &format!("w{w}-{i}@example.com")],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    until(&api, "SELECT count(*) = 480 FROM et_messages WHERE delivery_status = 'sent'").await;
+    assert!(api.db.client.query_one(exact, &[]).await.unwrap().get::<_, bool>(0), "counts equal the rows");
+    assert_eq!(api.db.count("SELECT coalesce(sum(sent), 0) FROM et_message_minutes").await, 480);
+    api.stop().await;
+}

@@ -2,13 +2,13 @@
 //! bottom as everywhere; approve or reject one or a selection, with a reason recorded on each.
 
 use super::page;
-use super::session::{failed, unavailable, Console};
+use super::session::{conn, failed, Console, Page};
 use crate::db::api::{self as db, Action, ListFilter, MessageRef};
 use crate::domain::vocab::Status;
 use crate::http::AppState;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use axum_extra::extract::Form;
 use maud::html;
 use serde::Deserialize;
@@ -16,19 +16,10 @@ use serde::Deserialize;
 /// Messages shown at once (approve a page, the next ones follow).
 pub const PAGE: i64 = 100;
 
-#[derive(Deserialize, Default)]
-pub struct Notice {
-    notice: Option<String>,
-    error: Option<String>,
-}
-
 /// `GET /console/approvals`.
-pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<Notice>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<page::Flash>) -> Page {
+    let tenant = c.tenant()?.to_owned();
+    let mut client = conn(&state).await?;
     let f = ListFilter { statuses: vec![Status::PendingApproval], limit: PAGE, ..ListFilter::default() };
     let rows = async {
         let tx = crate::db::console::bounded(&mut client).await?;
@@ -36,10 +27,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<Not
         tx.commit().await?;
         Ok::<_, tokio_postgres::Error>(rows)
     };
-    let rows = match rows.await {
-        Ok(r) => r,
-        Err(e) => return failed(e),
-    };
+    let rows = rows.await.map_err(failed)?;
     let may = c.can(Action::Approve.scope());
     let body = html! {
         (page::flash(n.notice.as_deref(), n.error.as_deref()))
@@ -79,7 +67,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<Not
             }
         }
     };
-    page::page(&c, "/approvals", "Approvals", body)
+    Ok(page::page(&c, "/approvals", "Approvals", body))
 }
 
 #[derive(Deserialize)]
@@ -92,30 +80,21 @@ pub struct Decide {
 }
 
 /// `POST /console/approvals`: approve or reject the selection, each in its own transaction.
-pub async fn decide(State(state): State<AppState>, c: Console, Form(f): Form<Decide>) -> Response {
-    if let Err(r) = c.check(&f.csrf) {
-        return r;
-    }
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    let action = match f.action.as_str() {
-        "approve" => Action::Approve,
-        "reject" => Action::Reject,
-        other => return page::error(StatusCode::BAD_REQUEST, &format!("action: {other:?} is not approve or reject")),
-    };
-    if let Err(r) = c.require(&state, action.scope()).await {
-        return r;
-    }
+pub async fn decide(State(state): State<AppState>, c: Console, Form(f): Form<Decide>) -> Page {
+    c.check(&f.csrf)?;
+    let tenant = c.tenant()?.to_owned();
+    let action = Action::parse(&f.action)
+        .filter(|a| matches!(a, Action::Approve | Action::Reject))
+        .ok_or_else(|| page::error(StatusCode::BAD_REQUEST, &format!("action: {:?} is not approve or reject", f.action)))?;
+    c.require(&state, action.scope()).await?;
     let back = |q: (&str, String)| {
         Redirect::to(&format!("/console/approvals?{}", serde_urlencoded::to_string([q]).unwrap_or_default())).into_response()
     };
     if f.ids.is_empty() {
-        return back(("error", "Select the messages first.".into()));
+        return Ok(back(("error", "Select the messages first.".into())));
     }
     let reason = f.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let mut client = conn(&state).await?;
     let (mut done, mut refused, mut last) = (0, 0, None::<String>);
     for id in &f.ids {
         let Some(m) = MessageRef::parse(id) else {
@@ -137,7 +116,7 @@ pub async fn decide(State(state): State<AppState>, c: Console, Form(f): Form<Dec
                     refused += 1;
                     last = Some(why);
                 }
-                None => return failed(e),
+                None => return Err(failed(e)),
             },
         }
     }
@@ -146,5 +125,5 @@ pub async fn decide(State(state): State<AppState>, c: Console, Form(f): Form<Dec
     if refused > 0 {
         notice.push_str(&format!(" {refused} refused{}", last.map(|w| format!(": {w}")).unwrap_or_default()));
     }
-    back(if done > 0 { ("notice", notice) } else { ("error", notice) })
+    Ok(back(if done > 0 { ("notice", notice) } else { ("error", notice) }))
 }

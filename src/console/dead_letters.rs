@@ -4,7 +4,7 @@
 //! with its progress in `et_console_jobs` for the page that follows it.
 
 use super::page::{self, count};
-use super::session::{failed, unavailable, Console};
+use super::session::{conn, failed, Console, Page};
 use crate::db::api::{self as db, Action, DeadLetterFilter, DeadLetterRow};
 use crate::db::console as jobs;
 use crate::domain::vocab::Channel;
@@ -65,26 +65,20 @@ impl Filter {
 }
 
 /// `GET /console/dead-letters`.
-pub async fn list(State(state): State<AppState>, c: Console, Query(f): Query<Filter>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
+pub async fn list(State(state): State<AppState>, c: Console, Query(f): Query<Filter>) -> Page {
+    let tenant = c.tenant()?.to_owned();
     let filter = match f.parse(PAGE + 1) {
         Ok(x) => x,
-        Err(why) => return page::error(StatusCode::BAD_REQUEST, &why),
+        Err(why) => return Err(page::error(StatusCode::BAD_REQUEST, &why)),
     };
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let mut client = conn(&state).await?;
     let rows = async {
         let tx = jobs::bounded(&mut client).await?;
         let rows = db::dead_letters(&tx, &tenant, &filter).await?;
         tx.commit().await?;
         Ok::<_, tokio_postgres::Error>(rows)
     };
-    let rows = match rows.await {
-        Ok(r) => r,
-        Err(e) => return failed(e),
-    };
+    let rows = rows.await.map_err(failed)?;
     let (rows, next) = crate::http::api::input::page(rows, PAGE, |d: &DeadLetterRow| cursor(d.dead_since, d.message_id));
     let only = f.only_filter();
     let query: Vec<(String, String)> =
@@ -122,7 +116,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(f): Query<Fil
         }
         (page::next_link("/console/dead-letters", &query, next))
     };
-    page::page(&c, "/dead-letters", "Dead letters", body)
+    Ok(page::page(&c, "/dead-letters", "Dead letters", body))
 }
 
 fn table(rows: &[DeadLetterRow], selectable: bool) -> Markup {
@@ -163,25 +157,18 @@ pub struct RetryForm {
 }
 
 /// `POST /console/dead-letters/retry`.
-pub async fn retry(State(state): State<AppState>, c: Console, Form(f): Form<RetryForm>) -> Response {
-    if let Err(r) = c.check(&f.csrf) {
-        return r;
-    }
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, Action::Retry.scope()).await {
-        return r;
-    }
+pub async fn retry(State(state): State<AppState>, c: Console, Form(f): Form<RetryForm>) -> Page {
+    c.check(&f.csrf)?;
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, Action::Retry.scope()).await?;
     let filter = Filter { channel: f.channel, failure_type: f.failure_type, ..Filter::default() };
     if let Err(why) = filter.parse(BATCH) {
-        return page::error(StatusCode::BAD_REQUEST, &why);
+        return Err(page::error(StatusCode::BAD_REQUEST, &why));
     }
     match f.scope.as_str() {
         "selected" => retry_selected(&state, &c, &tenant, &f.ids, &filter).await,
         "all" => start(&state, &c, &tenant, filter).await,
-        other => page::error(StatusCode::BAD_REQUEST, &format!("scope: {other:?} is not selected or all")),
+        other => Err(page::error(StatusCode::BAD_REQUEST, &format!("scope: {other:?} is not selected or all"))),
     }
 }
 
@@ -194,11 +181,11 @@ fn back(filter: &Filter, notice: Result<String, String>) -> Response {
     Redirect::to(&format!("/console/dead-letters?{}", serde_urlencoded::to_string(&f).unwrap_or_default())).into_response()
 }
 
-async fn retry_selected(state: &AppState, c: &Console, tenant: &str, ids: &[String], filter: &Filter) -> Response {
+async fn retry_selected(state: &AppState, c: &Console, tenant: &str, ids: &[String], filter: &Filter) -> Page {
     if ids.is_empty() {
-        return back(filter, Err("Select the dead letters to retry first.".into()));
+        return Ok(back(filter, Err("Select the dead letters to retry first.".into())));
     }
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let mut client = conn(state).await?;
     let (mut done, mut refused, mut last) = (0, 0, None);
     for id in ids {
         let Some(m) = crate::db::api::MessageRef::parse(id) else {
@@ -211,14 +198,14 @@ async fn retry_selected(state: &AppState, c: &Console, tenant: &str, ids: &[Stri
                 refused += 1;
                 last = Some(why);
             }
-            Err(e) => return failed(e),
+            Err(e) => return Err(failed(e)),
         }
     }
     let mut notice = format!("{done} queued again.");
     if refused > 0 {
         notice.push_str(&format!(" {refused} refused{}", last.map(|w| format!(": {w}")).unwrap_or_default()));
     }
-    back(filter, if done > 0 { Ok(notice) } else { Err(notice) })
+    Ok(back(filter, if done > 0 { Ok(notice) } else { Err(notice) }))
 }
 
 /// Retry one message of `tenant` in its own transaction: `Ok(Err(why))` when the function or
@@ -246,15 +233,12 @@ async fn retry_one(
 }
 
 /// Start the job that retries every dead letter matching `filter`, and go to its page.
-async fn start(state: &AppState, c: &Console, tenant: &str, filter: Filter) -> Response {
-    let Ok(client) = state.pool.get().await else { return unavailable() };
+async fn start(state: &AppState, c: &Console, tenant: &str, filter: Filter) -> Page {
+    let client = conn(state).await?;
     let as_json = serde_json::to_value(filter.only_filter()).unwrap_or_default();
-    let id = match jobs::start_job(&client, tenant, "retry_dead_letters", &c.actor(), &as_json).await {
-        Ok(id) => id,
-        Err(e) => return failed(e),
-    };
+    let id = jobs::start_job(&client, tenant, "retry_dead_letters", &c.actor(), &as_json).await.map_err(failed)?;
     tokio::spawn(run_job(state.clone(), tenant.to_owned(), c.actor(), id, filter));
-    Redirect::to(&format!("/console/jobs/{id}")).into_response()
+    Ok(Redirect::to(&format!("/console/jobs/{id}")).into_response())
 }
 
 /// The job: batches of dead letters matching the filter, each retried, until none is left or
@@ -307,16 +291,13 @@ async fn run_job(state: AppState, tenant: String, actor: String, job: i64, filte
 }
 
 /// `GET /console/jobs/{id}`: a job's progress, refreshed every second while it runs.
-pub async fn job(State(state): State<AppState>, c: Console, Path(id): Path<i64>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    let Ok(client) = state.pool.get().await else { return unavailable() };
+pub async fn job(State(state): State<AppState>, c: Console, Path(id): Path<i64>) -> Page {
+    let tenant = c.tenant()?.to_owned();
+    let client = conn(&state).await?;
     let j = match jobs::job(&client, &tenant, id).await {
         Ok(Some(j)) => j,
-        Ok(None) => return page::error(StatusCode::NOT_FOUND, "No such job for this tenant."),
-        Err(e) => return failed(e),
+        Ok(None) => return Err(page::error(StatusCode::NOT_FOUND, "No such job for this tenant.")),
+        Err(e) => return Err(failed(e)),
     };
     let url = format!("/console/jobs/{id}");
     let running = j.state == "running";
@@ -330,5 +311,5 @@ pub async fn job(State(state): State<AppState>, c: Console, Path(id): Path<i64>)
         }
         p { a href="/console/dead-letters" { "Back to the dead letters" } }
     };
-    page::page(&c, "/dead-letters", &format!("Job {id}"), body)
+    Ok(page::page(&c, "/dead-letters", &format!("Job {id}"), body))
 }

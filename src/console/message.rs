@@ -5,7 +5,7 @@
 //! function run as `console:<key prefix>`; a refusal comes back as the page's error notice.
 
 use super::page::{self, count};
-use super::session::{failed, unavailable, Console};
+use super::session::{conn, failed, Console, Page};
 use crate::db::api::{self as db, Action, MessageRef, MessageRow};
 use crate::db::apikeys::{self, Scope};
 use crate::domain::vocab::Status;
@@ -27,45 +27,29 @@ const PREVIEW_CSP: &str = "sandbox; default-src 'none'; style-src 'unsafe-inline
 async fn find(state: &AppState, c: &Console, tenant: &str, id: &str) -> Result<MessageRow, Response> {
     let not_found = || page::error(StatusCode::NOT_FOUND, "No such message for this tenant.");
     let Some(m) = MessageRef::parse(id) else { return Err(not_found()) };
-    let client = state.pool.get().await.map_err(|_| unavailable())?;
+    let client = conn(state).await?;
     if let Some(row) = db::find_message(&client, tenant, m).await.map_err(failed)? {
         return Ok(row);
     }
     if db::message_elsewhere(&client, tenant, m).await.map_err(failed)? {
         let detail = json!({ "resource": "message", "id": id, "via": "console" });
-        let prefix = c.actor().trim_start_matches("console:").to_owned();
-        let _ = apikeys::security_event(&**client, Some(tenant), &prefix, "cross_tenant_access", &detail).await;
+        let _ = apikeys::security_event(&**client, Some(tenant), c.prefix(), "cross_tenant_access", &detail).await;
     }
     Err(not_found())
 }
 
-#[derive(Deserialize, Default)]
-pub struct Notice {
-    notice: Option<String>,
-    error: Option<String>,
-}
-
 /// `GET /console/messages/{id}`.
-pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<String>, Query(n): Query<Notice>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    let m = match find(&state, &c, &tenant, &id).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
-    let Ok(client) = state.pool.get().await else { return unavailable() };
+pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<String>, Query(n): Query<page::Flash>) -> Page {
+    let tenant = c.tenant()?.to_owned();
+    let m = find(&state, &c, &tenant, &id).await?;
+    let client = conn(&state).await?;
     let read = async {
         let events = db::events(&client, &tenant, m.id).await?;
         let files = db::attachments(&client, &tenant, m.id).await?;
         let thread = db::thread_messages(&client, &tenant, m.thread_id, 20).await?;
         Ok::<_, tokio_postgres::Error>((events, files, thread))
     };
-    let (events, files, thread) = match read.await {
-        Ok(r) => r,
-        Err(e) => return failed(e),
-    };
+    let (events, files, thread) = read.await.map_err(failed)?;
     let url = format!("/console/messages/{}", m.public_id);
     let title = m.subject.clone().unwrap_or_else(|| "(no subject)".into());
     let body = html! {
@@ -98,7 +82,7 @@ pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<Stri
         p { "Thread " (m.thread_id) " · " a href={ "/console/messages?threadId=" (m.thread_id) } { "every message of the thread" } }
         (super::messages::table(&thread))
     };
-    page::page(&c, "/messages", &title, body)
+    Ok(page::page(&c, "/messages", &title, body))
 }
 
 fn summary(m: &MessageRow) -> Markup {
@@ -206,38 +190,26 @@ fn content(m: &MessageRow) -> Markup {
 }
 
 /// `GET /console/messages/{id}/preview`: the HTML body as sent, for the sandboxed frame.
-pub async fn preview(State(state): State<AppState>, c: Console, Path(id): Path<String>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    let m = match find(&state, &c, &tenant, &id).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
+pub async fn preview(State(state): State<AppState>, c: Console, Path(id): Path<String>) -> Page {
+    let tenant = c.tenant()?.to_owned();
+    let m = find(&state, &c, &tenant, &id).await?;
     let body = m.rendered_html.or(m.body_html).unwrap_or_default();
     let mut res = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PREVIEW_CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
+    Ok(res)
 }
 
 /// `GET /console/messages/{id}/attachments/{attachment}`: the file, always as a download
 /// (never shown inline: an HTML or SVG file would otherwise run in the console's origin).
-pub async fn attachment(State(state): State<AppState>, c: Console, Path((id, attachment)): Path<(String, i64)>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    let m = match find(&state, &c, &tenant, &id).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
-    let Ok(client) = state.pool.get().await else { return unavailable() };
-    match db::attachment_content(&client, &tenant, m.id, attachment).await {
-        Ok(Some((name, Some(bytes)))) => {
+pub async fn attachment(State(state): State<AppState>, c: Console, Path((id, attachment)): Path<(String, i64)>) -> Page {
+    let tenant = c.tenant()?.to_owned();
+    let m = find(&state, &c, &tenant, &id).await?;
+    let client = conn(&state).await?;
+    match db::attachment_content(&client, &tenant, m.id, attachment).await.map_err(failed)? {
+        Some((name, Some(bytes))) => {
             let safe: String = name.chars().map(|ch| if ch.is_ascii_alphanumeric() || ".-_ ".contains(ch) { ch } else { '_' }).collect();
             let disposition = format!("attachment; filename=\"{safe}\"");
             let mut res = ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response();
@@ -245,11 +217,10 @@ pub async fn attachment(State(state): State<AppState>, c: Console, Path((id, att
                 res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
             }
             res.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            res
+            Ok(res)
         }
-        Ok(Some((_, None))) => page::error(StatusCode::GONE, "This attachment's content was dropped after the retention period."),
-        Ok(None) => page::error(StatusCode::NOT_FOUND, "No such attachment on this message."),
-        Err(e) => failed(e),
+        Some((_, None)) => Err(page::error(StatusCode::GONE, "This attachment's content was dropped after the retention period.")),
+        None => Err(page::error(StatusCode::NOT_FOUND, "No such attachment on this message.")),
     }
 }
 
@@ -275,30 +246,15 @@ pub fn refusal(e: &tokio_postgres::Error) -> Option<String> {
 }
 
 /// `POST /console/messages/{id}/act`: approve, reject, retry or cancel.
-pub async fn act(State(state): State<AppState>, c: Console, Path(id): Path<String>, Form(f): Form<ActForm>) -> Response {
-    if let Err(r) = c.check(&f.csrf) {
-        return r;
-    }
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    let action = match f.action.as_str() {
-        "approve" => Action::Approve,
-        "reject" => Action::Reject,
-        "retry" => Action::Retry,
-        "cancel" => Action::Cancel,
-        other => return page::error(StatusCode::BAD_REQUEST, &format!("action: {other:?} is not approve, reject, retry or cancel")),
-    };
-    if let Err(r) = c.require(&state, action.scope()).await {
-        return r;
-    }
-    let m = match find(&state, &c, &tenant, &id).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
+pub async fn act(State(state): State<AppState>, c: Console, Path(id): Path<String>, Form(f): Form<ActForm>) -> Page {
+    c.check(&f.csrf)?;
+    let tenant = c.tenant()?.to_owned();
+    let action = Action::parse(&f.action)
+        .ok_or_else(|| page::error(StatusCode::BAD_REQUEST, &format!("action: {:?} is not approve, reject, retry or cancel", f.action)))?;
+    c.require(&state, action.scope()).await?;
+    let m = find(&state, &c, &tenant, &id).await?;
     let reason = f.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let mut client = conn(&state).await?;
     let done = async {
         let tx = crate::db::console::bounded(&mut client).await?;
         let r = db::act(&tx, &tenant, m.id, action, &c.actor(), reason).await?;
@@ -307,11 +263,11 @@ pub async fn act(State(state): State<AppState>, c: Console, Path(id): Path<Strin
     };
     let public = m.public_id.to_string();
     match done.await {
-        Ok(Some(_)) => back(&public, Ok(format!("{} done.", f.action))),
-        Ok(None) => page::error(StatusCode::NOT_FOUND, "No such message for this tenant."),
+        Ok(Some(_)) => Ok(back(&public, Ok(format!("{} done.", action.as_str())))),
+        Ok(None) => Err(page::error(StatusCode::NOT_FOUND, "No such message for this tenant.")),
         Err(e) => match refusal(&e) {
-            Some(why) => back(&public, Err(why)),
-            None => failed(e),
+            Some(why) => Ok(back(&public, Err(why))),
+            None => Err(failed(e)),
         },
     }
 }
@@ -325,27 +281,17 @@ pub struct ResendForm {
 }
 
 /// `POST /console/messages/{id}/resend`: a corrected copy through `et_resend`.
-pub async fn resend(State(state): State<AppState>, c: Console, Path(id): Path<String>, Form(f): Form<ResendForm>) -> Response {
-    if let Err(r) = c.check(&f.csrf) {
-        return r;
-    }
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, Scope::Send).await {
-        return r;
-    }
-    let m = match find(&state, &c, &tenant, &id).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
+pub async fn resend(State(state): State<AppState>, c: Console, Path(id): Path<String>, Form(f): Form<ResendForm>) -> Page {
+    c.check(&f.csrf)?;
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, Scope::Send).await?;
+    let m = find(&state, &c, &tenant, &id).await?;
     let to: Vec<Value> = f.to.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(|s| json!(s)).collect();
     let mut changes = Map::new();
     changes.insert("recipients".into(), Value::Array(to));
     changes.insert("subject".into(), json!(f.subject));
     changes.insert("body_text".into(), json!(f.text_body));
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let mut client = conn(&state).await?;
     let done = async {
         let tx = crate::db::console::bounded(&mut client).await?;
         let copy = db::resend(&tx, &tenant, m.id, &Value::Object(changes), &c.actor()).await?;
@@ -355,12 +301,12 @@ pub async fn resend(State(state): State<AppState>, c: Console, Path(id): Path<St
     match done.await {
         Ok(Some(copy)) => {
             let to = format!("/console/messages/{copy}?notice={}", "Resent+as+a+corrected+copy.");
-            Redirect::to(&to).into_response()
+            Ok(Redirect::to(&to).into_response())
         }
-        Ok(None) => page::error(StatusCode::NOT_FOUND, "No such message for this tenant."),
+        Ok(None) => Err(page::error(StatusCode::NOT_FOUND, "No such message for this tenant.")),
         Err(e) => match refusal(&e) {
-            Some(why) => back(&m.public_id.to_string(), Err(why)),
-            None => failed(e),
+            Some(why) => Ok(back(&m.public_id.to_string(), Err(why))),
+            None => Err(failed(e)),
         },
     }
 }

@@ -4,7 +4,7 @@
 //! The first page refreshes itself when the live stream says something changed.
 
 use super::page::{self, count};
-use super::session::{failed, unavailable, Console};
+use super::session::{conn, failed, Console, Page};
 use crate::db::api::{self as db, MessageRef, MessageRow};
 use crate::domain::vocab::{Channel, Status};
 use crate::http::api::messages::{cursor, filter, LIST};
@@ -77,33 +77,27 @@ fn search(params: Vec<(String, String)>) -> Result<Result<Search, Response>, Str
 }
 
 /// `GET /console/messages`.
-pub async fn list(State(state): State<AppState>, c: Console, Query(params): Query<Vec<(String, String)>>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
+pub async fn list(State(state): State<AppState>, c: Console, Query(params): Query<Vec<(String, String)>>) -> Page {
+    let tenant = c.tenant()?.to_owned();
     let notice = params.iter().find(|(k, _)| k == "notice").map(|(_, v)| v.clone());
     let s = match search(params.clone()) {
         Ok(Ok(s)) => s,
-        Ok(Err(redirect)) => return redirect,
+        Ok(Err(redirect)) => return Ok(redirect),
         Err(why) => {
             let body = html! { (page::flash(None, Some(&why))) (form(&params)) };
             let mut r = page::page(&c, "/messages", "Messages", body);
             *r.status_mut() = StatusCode::BAD_REQUEST;
-            return r;
+            return Err(r);
         }
     };
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let mut client = conn(&state).await?;
     let rows = async {
         let tx = crate::db::console::bounded(&mut client).await?;
         let rows = db::list_messages(&tx, &tenant, &s.filter).await?;
         tx.commit().await?;
         Ok::<_, tokio_postgres::Error>(rows)
     };
-    let rows = match rows.await {
-        Ok(r) => r,
-        Err(e) => return failed(e),
-    };
+    let rows = rows.await.map_err(failed)?;
     let (rows, next) = crate::http::api::input::page(rows, PAGE, |m: &MessageRow| cursor(m.created_at, m.id));
     let current = s.given.iter().find(|(k, _)| k == "status").map(|(_, v)| v.as_str()).unwrap_or("");
     let first_page = s.filter.after.is_none();
@@ -127,7 +121,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(params): Quer
         }
         (page::next_link("/console/messages", &s.given, next))
     };
-    page::page(&c, "/messages", "Messages", body)
+    Ok(page::page(&c, "/messages", "Messages", body))
 }
 
 /// The filter form (GET: the filters stay in the URL).

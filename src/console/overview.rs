@@ -4,12 +4,11 @@
 //! breakers, daemons listening, this daemon's LISTEN connection).
 
 use super::page::{self, capped, count};
-use super::session::{failed, unavailable, Console};
+use super::session::{conn, failed, Console, Page};
 use crate::db::console::{self as db, StateCount};
 use crate::domain::vocab::{Direction, Status};
 use crate::http::AppState;
 use axum::extract::State;
-use axum::response::Response;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use std::sync::atomic::Ordering;
@@ -27,8 +26,8 @@ const OUTBOUND: [Status; 8] = [
 ];
 
 /// `GET /console`.
-pub async fn show(State(state): State<AppState>, c: Console) -> Response {
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+pub async fn show(State(state): State<AppState>, c: Console) -> Page {
+    let mut client = conn(&state).await?;
     let tenant = c.tenant.as_deref();
     let read = async {
         let tx = db::bounded(&mut client).await?;
@@ -38,10 +37,7 @@ pub async fn show(State(state): State<AppState>, c: Console) -> Response {
         tx.commit().await?;
         Ok::<_, tokio_postgres::Error>((counts, hour, health))
     };
-    let (counts, hour, health) = match read.await {
-        Ok(r) => r,
-        Err(e) => return failed(e),
-    };
+    let (counts, hour, health) = read.await.map_err(failed)?;
     let listening = state.listener.connected.load(Ordering::Relaxed) || state.listener.poll_only.load(Ordering::Relaxed);
     let body = html! {
         section.cards {
@@ -68,7 +64,7 @@ pub async fn show(State(state): State<AppState>, c: Console) -> Response {
             (table(&counts, c.tenant.is_none()))
         }
     };
-    page::page(&c, "", "Overview", body)
+    Ok(page::page(&c, "", "Overview", body))
 }
 
 fn card(label: &str, value: &str, hint: &str) -> Markup {

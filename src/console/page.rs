@@ -130,6 +130,13 @@ pub fn error(status: StatusCode, message: &str) -> Response {
     )
 }
 
+/// The notice or error an action's redirect carries in the URL (`?notice=` / `?error=`).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Flash {
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
 /// A notice or error carried in the URL after an action (`?notice=` / `?error=`).
 pub fn flash(notice: Option<&str>, error: Option<&str>) -> Markup {
     html! {

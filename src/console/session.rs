@@ -50,13 +50,17 @@ impl Console {
         matches!(self.key, Authenticated::Platform(_))
     }
 
-    /// `console:<key prefix>`: the actor recorded on everything this session does.
-    pub fn actor(&self) -> String {
-        let prefix = match &self.key {
+    /// The prefix of the key the session was opened with (what the security log names).
+    pub fn prefix(&self) -> &str {
+        match &self.key {
             Authenticated::Tenant(p) => &p.prefix,
             Authenticated::Platform(p) => &p.prefix,
-        };
-        format!("console:{prefix}")
+        }
+    }
+
+    /// `console:<key prefix>`: the actor recorded on everything this session does.
+    pub fn actor(&self) -> String {
+        format!("console:{}", self.prefix())
     }
 
     /// Whether the key may do what needs `scope` (a platform key may do everything).
@@ -158,6 +162,15 @@ impl FromRequestParts<AppState> for Console {
     }
 }
 
+/// What a console handler answers: the page, or early, the page that says why not (sign in,
+/// forbidden, not found, the database is away).
+pub type Page = Result<Response, Response>;
+
+/// A pooled connection, or the 503 page.
+pub async fn conn(state: &AppState) -> Result<deadpool_postgres::Object, Response> {
+    state.pool.get().await.map_err(|_| unavailable())
+}
+
 /// 503 page: the database is not answering.
 pub fn unavailable() -> Response {
     page::error(StatusCode::SERVICE_UNAVAILABLE, "The database is not answering; try again in a moment.")
@@ -247,14 +260,11 @@ pub struct SignIn {
 }
 
 /// `POST /console/sign-in`: a session for a good key, the form again (401) for any other.
-pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, jar: CookieJar, Form(form): Form<SignIn>) -> Response {
+pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, jar: CookieJar, Form(form): Form<SignIn>) -> Page {
     let next = safe_next(form.next.as_deref());
     let key = form.key.trim();
-    let Ok(client) = state.pool.get().await else { return unavailable() };
-    let who = match apikeys::authenticate(&**client, key).await {
-        Ok(who) => who,
-        Err(e) => return failed(e),
-    };
+    let client = conn(&state).await?;
+    let who = apikeys::authenticate(&**client, key).await.map_err(failed)?;
     let who = match who {
         Ok(who) => who,
         Err(why) => {
@@ -273,7 +283,7 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, jar: Coo
                 Rejected::Revoked => "This key was revoked.",
                 Rejected::Unknown => "No such API key.",
             };
-            return sign_in_page(StatusCode::UNAUTHORIZED, &next, Some(message));
+            return Ok(sign_in_page(StatusCode::UNAUTHORIZED, &next, Some(message)));
         }
     };
     let key_id = match &who {
@@ -284,7 +294,7 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, jar: Coo
     let ttl = state.config.console_session_ttl;
     let expires = chrono::Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12));
     if let Err(e) = db::open_session(&client, &token, key_id, expires).await {
-        return failed(e);
+        return Err(failed(e));
     }
     let cookie = Cookie::build((COOKIE, token))
         .path("/console")
@@ -292,7 +302,7 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, jar: Coo
         .same_site(SameSite::Strict)
         .secure(over_https(&headers, &state))
         .build();
-    (jar.add(cookie), Redirect::to(&next)).into_response()
+    Ok((jar.add(cookie), Redirect::to(&next)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -301,16 +311,14 @@ pub struct CsrfOnly {
 }
 
 /// `POST /console/sign-out`: the session is deleted and the cookie cleared.
-pub async fn sign_out(State(state): State<AppState>, c: Console, jar: CookieJar, Form(form): Form<CsrfOnly>) -> Response {
-    if let Err(refused) = c.check(&form.csrf) {
-        return refused;
-    }
-    let Ok(client) = state.pool.get().await else { return unavailable() };
+pub async fn sign_out(State(state): State<AppState>, c: Console, jar: CookieJar, Form(form): Form<CsrfOnly>) -> Page {
+    c.check(&form.csrf)?;
+    let client = conn(&state).await?;
     if let Err(e) = db::close_session(&client, &c.token).await {
-        return failed(e);
+        return Err(failed(e));
     }
     let gone = Cookie::build((COOKIE, "")).path("/console").build();
-    (jar.remove(gone), Redirect::to("/console/sign-in?why=Signed+out.")).into_response()
+    Ok((jar.remove(gone), Redirect::to("/console/sign-in?why=Signed+out.")).into_response())
 }
 
 #[derive(Deserialize)]
@@ -320,19 +328,16 @@ pub struct Switch {
 }
 
 /// `POST /console/tenant`: a platform session's tenant switcher.
-pub async fn switch_tenant(State(state): State<AppState>, c: Console, Form(form): Form<Switch>) -> Response {
-    if let Err(refused) = c.check(&form.csrf) {
-        return refused;
-    }
+pub async fn switch_tenant(State(state): State<AppState>, c: Console, Form(form): Form<Switch>) -> Page {
+    c.check(&form.csrf)?;
     if !c.is_platform() {
-        return page::error(StatusCode::FORBIDDEN, "A tenant's key sees only its own tenant.");
+        return Err(page::error(StatusCode::FORBIDDEN, "A tenant's key sees only its own tenant."));
     }
-    let Ok(client) = state.pool.get().await else { return unavailable() };
+    let client = conn(&state).await?;
     let tenant = Some(form.tenant.as_str()).filter(|t| !t.is_empty());
-    match db::view_tenant(&client, &c.token, tenant).await {
-        Ok(true) => Redirect::to("/console").into_response(),
-        Ok(false) => page::error(StatusCode::NOT_FOUND, "No such tenant."),
-        Err(e) => failed(e),
+    match db::view_tenant(&client, &c.token, tenant).await.map_err(failed)? {
+        true => Ok(Redirect::to("/console").into_response()),
+        false => Err(page::error(StatusCode::NOT_FOUND, "No such tenant.")),
     }
 }
 

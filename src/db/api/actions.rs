@@ -17,6 +17,19 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, by the name forms and the API's paths give it.
+    pub const ALL: [(Action, &'static str); 4] =
+        [(Action::Approve, "approve"), (Action::Reject, "reject"), (Action::Retry, "retry"), (Action::Cancel, "cancel")];
+
+    pub fn as_str(self) -> &'static str {
+        Action::ALL.iter().find(|(a, _)| *a == self).map(|(_, name)| *name).unwrap_or_default()
+    }
+
+    /// `"approve"` → [`Action::Approve`]; `None` for any other word.
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.iter().find(|(_, name)| *name == s).map(|(a, _)| *a)
+    }
+
     /// The key scope an action needs, for the API and the console alike: deciding what is sent
     /// (approve, reject) is an administrator's; retrying or cancelling one's sends is a sender's.
     pub fn scope(self) -> crate::db::apikeys::Scope {

@@ -62,9 +62,15 @@ pub async fn run_with(
     // statement the daemon runs is short, and the claim's per-session budgets (a LIMIT the
     // planner cannot see) make its cost estimate large enough to be compiled, which costs
     // several times the claim itself (see BENCHMARKS.md).
+    let options = format!("-c pgcourier.actor={} -c jit=off", config.worker_id.replace(' ', "_"));
     let mut pooled = database.clone();
-    pooled.options(format!("-c pgcourier.actor={} -c jit=off", config.worker_id.replace(' ', "_")));
+    pooled.options(&options);
     let pool = db::pool(pooled, config.pool_size)?;
+    // The console's own small pool: every statement a page runs is bounded by the server
+    // (statement_timeout), so no page can load the database beyond its request.
+    let mut paged = database.clone();
+    paged.options(format!("{options} -c statement_timeout={}", crate::console::STATEMENT_TIMEOUT));
+    let console_pool = db::pool(paged, crate::console::POOL_SIZE)?;
     tracing::info!(worker = %config.worker_id, "pgcourier daemon started");
 
     let wakers = wakeup::Wakers::default();
@@ -96,7 +102,10 @@ pub async fn run_with(
         };
         let (bound, stop, failed) = (handles.http_addr.clone(), shutdown.clone(), http_failed.clone());
         tasks.spawn(async move {
-            let pages = if config.console { crate::console::routes() } else { axum::Router::new() };
+            let pages = match config.console {
+                true => crate::console::routes(crate::http::AppState { pool: console_pool, ..state.clone() }),
+                false => axum::Router::new(),
+            };
             if let Err(source) = crate::http::serve_on(listener, state, pages, bound, stop.clone()).await {
                 tracing::error!(error = %source, %addr, "the HTTP surface stopped; stopping");
                 *failed.lock().expect("not poisoned") = Some(DaemonError::Http { addr, source });

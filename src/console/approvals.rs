@@ -19,15 +19,9 @@ pub const PAGE: i64 = 100;
 /// `GET /console/approvals`.
 pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<page::Flash>) -> Page {
     let tenant = c.tenant()?.to_owned();
-    let mut client = conn(&state).await?;
+    let client = conn(&state).await?;
     let f = ListFilter { statuses: vec![Status::PendingApproval], limit: PAGE, ..ListFilter::default() };
-    let rows = async {
-        let tx = crate::db::console::bounded(&mut client).await?;
-        let rows = db::list_messages(&tx, &tenant, &f).await?;
-        tx.commit().await?;
-        Ok::<_, tokio_postgres::Error>(rows)
-    };
-    let rows = rows.await.map_err(failed)?;
+    let rows = db::list_messages(&client, &tenant, &f).await.map_err(failed)?;
     let may = c.can(Action::Approve.scope());
     let body = html! {
         (page::flash(n.notice.as_deref(), n.error.as_deref()))
@@ -94,7 +88,7 @@ pub async fn decide(State(state): State<AppState>, c: Console, Form(f): Form<Dec
         return Ok(back(("error", "Select the messages first.".into())));
     }
     let reason = f.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    let mut client = conn(&state).await?;
+    let client = conn(&state).await?;
     let (mut done, mut refused, mut last) = (0, 0, None::<String>);
     for id in &f.ids {
         let Some(m) = MessageRef::parse(id) else {
@@ -102,11 +96,8 @@ pub async fn decide(State(state): State<AppState>, c: Console, Form(f): Form<Dec
             continue;
         };
         let one = async {
-            let tx = crate::db::console::bounded(&mut client).await?;
-            let Some(id) = db::message_id(&tx, &tenant, m).await? else { return Ok(None) };
-            let r = db::act(&tx, &tenant, id, action, &c.actor(), reason).await?;
-            tx.commit().await?;
-            Ok::<_, tokio_postgres::Error>(r)
+            let Some(id) = db::message_id(&client, &tenant, m).await? else { return Ok(None) };
+            db::act(&client, &tenant, id, action, &c.actor(), reason).await
         };
         match one.await {
             Ok(Some(_)) => done += 1,

@@ -71,14 +71,8 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(f): Query<Fil
         Ok(x) => x,
         Err(why) => return Err(page::error(StatusCode::BAD_REQUEST, &why)),
     };
-    let mut client = conn(&state).await?;
-    let rows = async {
-        let tx = jobs::bounded(&mut client).await?;
-        let rows = db::dead_letters(&tx, &tenant, &filter).await?;
-        tx.commit().await?;
-        Ok::<_, tokio_postgres::Error>(rows)
-    };
-    let rows = rows.await.map_err(failed)?;
+    let client = conn(&state).await?;
+    let rows = db::dead_letters(&client, &tenant, &filter).await.map_err(failed)?;
     let (rows, next) = crate::http::api::input::page(rows, PAGE, |d: &DeadLetterRow| cursor(d.dead_since, d.message_id));
     let only = f.only_filter();
     let query: Vec<(String, String)> =
@@ -185,14 +179,14 @@ async fn retry_selected(state: &AppState, c: &Console, tenant: &str, ids: &[Stri
     if ids.is_empty() {
         return Ok(back(filter, Err("Select the dead letters to retry first.".into())));
     }
-    let mut client = conn(state).await?;
+    let client = conn(state).await?;
     let (mut done, mut refused, mut last) = (0, 0, None);
     for id in ids {
         let Some(m) = crate::db::api::MessageRef::parse(id) else {
             refused += 1;
             continue;
         };
-        match retry_one(&mut client, tenant, m, &c.actor()).await {
+        match retry_one(&client, tenant, m, &c.actor()).await {
             Ok(Ok(())) => done += 1,
             Ok(Err(why)) => {
                 refused += 1;
@@ -211,20 +205,16 @@ async fn retry_selected(state: &AppState, c: &Console, tenant: &str, ids: &[Stri
 /// Retry one message of `tenant` in its own transaction: `Ok(Err(why))` when the function or
 /// the message's tenant refused it.
 async fn retry_one(
-    client: &mut deadpool_postgres::Object,
+    client: &deadpool_postgres::Object,
     tenant: &str,
     m: crate::db::api::MessageRef,
     actor: &str,
 ) -> Result<Result<(), String>, tokio_postgres::Error> {
-    let tx = jobs::bounded(client).await?;
-    let Some(id) = db::message_id(&tx, tenant, m).await? else {
+    let Some(id) = db::message_id(client, tenant, m).await? else {
         return Ok(Err("no such message for this tenant".into()));
     };
-    match db::act(&tx, tenant, id, Action::Retry, actor, None).await {
-        Ok(_) => {
-            tx.commit().await?;
-            Ok(Ok(()))
-        }
+    match db::act(client, tenant, id, Action::Retry, actor, None).await {
+        Ok(_) => Ok(Ok(())),
         Err(e) => match super::message::refusal(&e) {
             Some(why) => Ok(Err(why)),
             None => Err(e),
@@ -250,7 +240,7 @@ async fn run_job(state: AppState, tenant: String, actor: String, job: i64, filte
         if state.shutdown.is_cancelled() {
             break Some("stopped: the daemon shut down; start the job again to go on");
         }
-        let Ok(mut client) = state.pool.get().await else { break Some("stopped: the database is not answering") };
+        let Ok(client) = state.pool.get().await else { break Some("stopped: the database is not answering") };
         let mut f = match filter.parse(BATCH) {
             Ok(f) => f,
             Err(_) => break Some("stopped: bad filter"),
@@ -265,7 +255,7 @@ async fn run_job(state: AppState, tenant: String, actor: String, job: i64, filte
         }
         let (mut done, mut refused, mut last) = (0, 0, None);
         for d in &batch {
-            match retry_one(&mut client, &tenant, crate::db::api::MessageRef::Id(d.message_id), &actor).await {
+            match retry_one(&client, &tenant, crate::db::api::MessageRef::Id(d.message_id), &actor).await {
                 Ok(Ok(())) => done += 1,
                 Ok(Err(why)) => {
                     refused += 1;

@@ -254,15 +254,9 @@ pub async fn act(State(state): State<AppState>, c: Console, Path(id): Path<Strin
     c.require(&state, action.scope()).await?;
     let m = find(&state, &c, &tenant, &id).await?;
     let reason = f.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    let mut client = conn(&state).await?;
-    let done = async {
-        let tx = crate::db::console::bounded(&mut client).await?;
-        let r = db::act(&tx, &tenant, m.id, action, &c.actor(), reason).await?;
-        tx.commit().await?;
-        Ok::<_, tokio_postgres::Error>(r)
-    };
+    let client = conn(&state).await?;
     let public = m.public_id.to_string();
-    match done.await {
+    match db::act(&client, &tenant, m.id, action, &c.actor(), reason).await {
         Ok(Some(_)) => Ok(back(&public, Ok(format!("{} done.", action.as_str())))),
         Ok(None) => Err(page::error(StatusCode::NOT_FOUND, "No such message for this tenant.")),
         Err(e) => match refusal(&e) {
@@ -291,14 +285,8 @@ pub async fn resend(State(state): State<AppState>, c: Console, Path(id): Path<St
     changes.insert("recipients".into(), Value::Array(to));
     changes.insert("subject".into(), json!(f.subject));
     changes.insert("body_text".into(), json!(f.text_body));
-    let mut client = conn(&state).await?;
-    let done = async {
-        let tx = crate::db::console::bounded(&mut client).await?;
-        let copy = db::resend(&tx, &tenant, m.id, &Value::Object(changes), &c.actor()).await?;
-        tx.commit().await?;
-        Ok::<_, tokio_postgres::Error>(copy)
-    };
-    match done.await {
+    let client = conn(&state).await?;
+    match db::resend(&client, &tenant, m.id, &Value::Object(changes), &c.actor()).await {
         Ok(Some(copy)) => {
             let to = format!("/console/messages/{copy}?notice={}", "Resent+as+a+corrected+copy.");
             Ok(Redirect::to(&to).into_response())

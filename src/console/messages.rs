@@ -90,14 +90,8 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(params): Quer
             return Err(r);
         }
     };
-    let mut client = conn(&state).await?;
-    let rows = async {
-        let tx = crate::db::console::bounded(&mut client).await?;
-        let rows = db::list_messages(&tx, &tenant, &s.filter).await?;
-        tx.commit().await?;
-        Ok::<_, tokio_postgres::Error>(rows)
-    };
-    let rows = rows.await.map_err(failed)?;
+    let client = conn(&state).await?;
+    let rows = db::list_messages(&client, &tenant, &s.filter).await.map_err(failed)?;
     let (rows, next) = crate::http::api::input::page(rows, PAGE, |m: &MessageRow| cursor(m.created_at, m.id));
     let current = s.given.iter().find(|(k, _)| k == "status").map(|(_, v)| v.as_str()).unwrap_or("");
     let first_page = s.filter.after.is_none();

@@ -39,8 +39,17 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::Router;
 
-/// The console's routes (merged by [`crate::http::router`] when the console is on).
-pub fn routes() -> Router<AppState> {
+/// Statements of a console request give up after this (the console's pool sets it for every
+/// statement): a page that asks too much is an error page, never a load on the database that
+/// outlives the request.
+pub const STATEMENT_TIMEOUT: &str = "5s";
+
+/// Connections of the console's pool.
+pub const POOL_SIZE: usize = 4;
+
+/// The console's routes, served with `state` (whose pool is the console's own, with
+/// [`STATEMENT_TIMEOUT`]); the daemon merges them into [`crate::http::router`].
+pub fn routes<S>(state: AppState) -> Router<S> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(overview::show))
@@ -60,4 +69,5 @@ pub fn routes() -> Router<AppState> {
         .route("/console/dead-letters/retry", post(dead_letters::retry))
         .route("/console/jobs/{id}", get(dead_letters::job))
         .layer(axum::middleware::from_fn(session::same_origin))
+        .with_state(state)
 }

@@ -27,17 +27,11 @@ const OUTBOUND: [Status; 8] = [
 
 /// `GET /console`.
 pub async fn show(State(state): State<AppState>, c: Console) -> Page {
-    let mut client = conn(&state).await?;
+    let client = conn(&state).await?;
     let tenant = c.tenant.as_deref();
-    let read = async {
-        let tx = db::bounded(&mut client).await?;
-        let counts = db::state_counts(&tx, tenant).await?;
-        let hour = db::last_hour(&tx, tenant).await?;
-        let health = db::health(&tx, tenant).await?;
-        tx.commit().await?;
-        Ok::<_, tokio_postgres::Error>((counts, hour, health))
-    };
-    let (counts, hour, health) = read.await.map_err(failed)?;
+    let counts = db::state_counts(&client, tenant).await.map_err(failed)?;
+    let hour = db::last_hour(&client, tenant).await.map_err(failed)?;
+    let health = db::health(&client, tenant).await.map_err(failed)?;
     let listening = state.listener.connected.load(Ordering::Relaxed) || state.listener.poll_only.load(Ordering::Relaxed);
     let body = html! {
         section.cards {

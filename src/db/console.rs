@@ -230,18 +230,6 @@ pub async fn live_counts(c: &impl GenericClient, tenant: Option<&str>) -> Result
     rows.iter().map(|r| Ok((r.try_get(0)?, r.get(1)))).collect()
 }
 
-/// Statements of a console request give up after this: a page that asks too much is an error
-/// page, never a load on the database that outlives the request.
-pub const STATEMENT_TIMEOUT: &str = "5s";
-
-/// A transaction whose statements are bounded by [`STATEMENT_TIMEOUT`] (SET LOCAL: the pooled
-/// connection is unchanged afterwards).
-pub async fn bounded(c: &mut deadpool_postgres::Object) -> Result<deadpool_postgres::Transaction<'_>, Error> {
-    let tx = c.transaction().await?;
-    tx.batch_execute(&format!("SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'")).await?;
-    Ok(tx)
-}
-
 /// A console job's progress.
 #[derive(Debug, Clone)]
 pub struct Job {

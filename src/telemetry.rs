@@ -126,7 +126,9 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(SEND_DURATION.to_owned()), SEND_DURATION_BUCKETS)
-            .expect("the send duration buckets are not empty");
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), REQUEST_DURATION_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WEBHOOK_DURATION.to_owned()), REQUEST_DURATION_BUCKETS))
+            .expect("the bucket lists are not empty");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         if let Err(e) = metrics::set_global_recorder(recorder) {
@@ -165,6 +167,60 @@ fn describe() {
         "pgcourier_attachment_content_dropped_total",
         "Attachments whose content this daemon dropped after the retention period (tenant setting attachment_retention_days)."
     );
+    metrics::describe_counter!(
+        "pgcourier_possible_duplicates_total",
+        "Send attempts flagged possible_duplicate (an earlier attempt's outcome is unknown), per channel and tenant."
+    );
+    metrics::describe_counter!(
+        "pgcourier_sends_abandoned_total",
+        "Sends abandoned because their lease ran out during the send (the next attempt is flagged possible_duplicate), per provider."
+    );
+    metrics::describe_counter!(
+        "pgcourier_webhook_attempts_total",
+        "Status webhook delivery attempts, per outcome (delivered, retry, dead, gone)."
+    );
+    metrics::describe_histogram!(
+        WEBHOOK_DURATION,
+        metrics::Unit::Seconds,
+        "Time a tenant's webhook endpoint took to answer one delivery, per outcome."
+    );
+    metrics::describe_counter!(
+        "pgcourier_lease_renewals_total",
+        "Leases renewed in batches, per kind of work (outbound, inbound, insights)."
+    );
+    metrics::describe_counter!(
+        "pgcourier_leases_lost_total",
+        "Leases found lost at renewal (rescued or changed meanwhile; their work is dropped), per kind of work."
+    );
+    metrics::describe_counter!(
+        "pgcourier_provider_webhooks_total",
+        "Provider webhook calls (inbound messages and delivery statuses), per provider and outcome."
+    );
+    metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests served, per method, matched route and status code.");
+    metrics::describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "Time to serve an HTTP request, per method and matched route.");
+    metrics::describe_gauge!(BUILD_INFO, "Always 1; the labels say which pgcourier this is.");
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    process_collector().describe();
+}
+
+/// The build info gauge (labelled `version`).
+pub const BUILD_INFO: &str = "pgcourier_build_info";
+/// HTTP requests (labelled `method`, `route`, `status`).
+pub const HTTP_REQUESTS: &str = "pgcourier_http_requests_total";
+/// HTTP request latency (labelled `method`, `route`).
+pub const HTTP_DURATION: &str = "pgcourier_http_request_duration_seconds";
+/// Status webhook delivery latency (labelled `outcome`).
+pub const WEBHOOK_DURATION: &str = "pgcourier_webhook_delivery_duration_seconds";
+
+/// Bucket bounds of the HTTP and webhook latencies: from a cached page (a millisecond) to a
+/// request that hits the statement or delivery timeout.
+pub const REQUEST_DURATION_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The process metrics (CPU seconds, resident memory, open file descriptors, threads, start
+/// time: `process_*`, as the Prometheus client libraries name them), read at each scrape.
+pub fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
 }
 
 #[cfg(test)]

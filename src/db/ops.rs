@@ -9,11 +9,6 @@ use crate::domain::breaker::BreakerState;
 use crate::domain::vocab::{Channel, QueueState, Status};
 use tokio_postgres::Client;
 
-/// Above this many rows (the planner's estimate), `pgcourier_messages` is not computed: the
-/// `GROUP BY` over `et_messages` would scan the whole table on every scrape. The outcome counter
-/// `pgcourier_messages_total` (recorded by the dispatcher) covers the rate at any size.
-pub const MESSAGES_GAUGE_MAX_ROWS: f64 = 1_000_000.0;
-
 /// How long one scrape's queries may take in total, per statement.
 const SCRAPE_STATEMENT_TIMEOUT: &str = "5s";
 
@@ -58,11 +53,21 @@ pub struct Gauges {
     pub breakers: Vec<Breaker>,
     /// Rows in the dead-letter queue.
     pub dead_letters: i64,
-    /// The planner's estimate of `et_messages` rows (or the statistics' live-row count, when
-    /// larger: a freshly loaded table may not have been analysed yet).
-    pub messages_estimate: f64,
-    /// `None` when `messages_estimate` is over [`MESSAGES_GAUGE_MAX_ROWS`].
-    pub messages: Option<Vec<MessageCount>>,
+    /// Messages per tenant, channel and status, from the counters the message triggers keep
+    /// (`et_message_counts`): exact, and as cheap at a billion rows as at ten.
+    pub messages: Vec<MessageCount>,
+    /// Per pgcourier table: (name, live rows, dead rows, bytes with indexes and TOAST), from the
+    /// statistics collector: what bloat and retention watch.
+    pub tables: Vec<TableSize>,
+}
+
+/// One table's size as the server's statistics see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSize {
+    pub table: String,
+    pub live_rows: i64,
+    pub dead_rows: i64,
+    pub bytes: i64,
 }
 
 const QUEUE: &str = r#"
@@ -77,10 +82,18 @@ SELECT c.channel, s.state, coalesce(q.depth, 0)::bigint,
  ORDER BY c.channel, s.state
 "#;
 
-const MESSAGES_ESTIMATE: &str = r#"
-SELECT greatest(c.reltuples, coalesce(s.n_live_tup, 0))::float8
-  FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
- WHERE c.oid = 'et_messages'::regclass
+const MESSAGES: &str = r#"
+SELECT c.tenant_id, s.channel, c.delivery_status, sum(c.n)::bigint
+  FROM et_message_counts c
+  JOIN et_channel_sessions s ON s.tenant_id = c.tenant_id AND s.id = c.channel_session_id
+ GROUP BY 1, 2, 3 HAVING sum(c.n) <> 0 ORDER BY 1, 2, 3
+"#;
+
+const TABLES: &str = r#"
+SELECT s.relname::text, s.n_live_tup, s.n_dead_tup, pg_total_relation_size(s.relid)
+  FROM pg_stat_user_tables s
+ WHERE s.schemaname = current_schema() AND s.relname LIKE 'et\_%'
+ ORDER BY 1
 "#;
 
 /// Read every gauge in one read-only transaction.
@@ -103,17 +116,18 @@ pub async fn gauges(client: &mut Client) -> Result<Gauges, tokio_postgres::Error
         .map(|r| Ok(Breaker { tenant_id: r.get(0), session_id: r.get(1), state: r.try_get(2)? }))
         .collect::<Result<_, tokio_postgres::Error>>()?;
     g.dead_letters = tx.query_one("SELECT count(*) FROM et_outbound_queue WHERE state = 'dead'", &[]).await?.get(0);
-    g.messages_estimate = tx.query_one(MESSAGES_ESTIMATE, &[]).await?.get(0);
-    if g.messages_estimate < MESSAGES_GAUGE_MAX_ROWS {
-        let rows = tx
-            .query("SELECT tenant_id, channel, delivery_status, count(*) FROM et_messages GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", &[])
-            .await?;
-        g.messages = Some(
-            rows.iter()
-                .map(|r| Ok(MessageCount { tenant_id: r.get(0), channel: r.try_get(1)?, status: r.try_get(2)?, count: r.get(3) }))
-                .collect::<Result<_, tokio_postgres::Error>>()?,
-        );
-    }
+    g.messages = tx
+        .query(MESSAGES, &[])
+        .await?
+        .iter()
+        .map(|r| Ok(MessageCount { tenant_id: r.get(0), channel: r.try_get(1)?, status: r.try_get(2)?, count: r.get(3) }))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    g.tables = tx
+        .query(TABLES, &[])
+        .await?
+        .iter()
+        .map(|r| TableSize { table: r.get(0), live_rows: r.get(1), dead_rows: r.get(2), bytes: r.get(3) })
+        .collect();
     tx.commit().await?;
     Ok(g)
 }

@@ -63,6 +63,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         // request bodies over PGCOURIER_HTTP_MAX_BODY are refused with 413
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(limit_headers))
+        .layer(axum::middleware::from_fn(count_request))
         // every request gets an id (the caller's X-Request-Id, else a new UUID), on the log
         // lines about it and on its response
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -88,6 +89,29 @@ async fn no_route(uri: axum::http::Uri) -> ApiError {
 /// 405 for a method a route does not take.
 async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{} does not take {method}", uri.path()))
+}
+
+/// Count every request by method, matched route (the route's pattern, so the label stays
+/// bounded whatever paths clients send) and status, and time it to its response head.
+async fn count_request(req: Request, next: Next) -> Response {
+    use crate::telemetry::{HTTP_DURATION, HTTP_REQUESTS};
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method: &'static str = match *req.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::HEAD => "HEAD",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::PATCH => "PATCH",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!(HTTP_DURATION, "method" => method, "route" => route).record(started.elapsed().as_secs_f64());
+    res
 }
 
 /// 431 for a request whose headers are over [`MAX_HEADER_BYTES`].

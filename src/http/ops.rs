@@ -201,6 +201,7 @@ pub async fn readiness(pool: &Pool, listener: &ListenerState) -> Readiness {
     security(())
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    crate::telemetry::process_collector().collect();
     let mut out = crate::telemetry::metrics_handle().render();
     render_listener(&mut out, &state.listener);
     let gauges = match tokio::time::timeout(SCRAPE_CONNECT_TIMEOUT, state.pool.get()).await {
@@ -261,22 +262,24 @@ fn render_database(out: &mut String, g: &Gauges) {
     );
 
     single(out, "pgcourier_dead_letters", "gauge", "Rows in the dead-letter queue (et_dead_letters).", g.dead_letters as f64);
-    single(
+    let counts: Vec<(Labels, f64)> = g
+        .messages
+        .iter()
+        .map(|m| (vec![("status", m.status.as_str()), ("channel", m.channel.as_str()), ("tenant", m.tenant_id.as_str())], m.count as f64))
+        .collect();
+    family(
         out,
-        "pgcourier_messages_rows_estimate",
+        "pgcourier_message_rows",
         "gauge",
-        "The planner's estimate of et_messages rows; pgcourier_messages is exported only below 1e6.",
-        g.messages_estimate,
+        "Rows of et_messages per delivery status, channel and tenant (the counters the message triggers keep).",
+        &counts,
     );
-    if let Some(messages) = &g.messages {
-        let counts: Vec<(Labels, f64)> = messages
-            .iter()
-            .map(|m| {
-                (vec![("status", m.status.as_str()), ("channel", m.channel.as_str()), ("tenant", m.tenant_id.as_str())], m.count as f64)
-            })
-            .collect();
-        family(out, "pgcourier_messages", "gauge", "Messages in et_messages per delivery status, channel and tenant.", &counts);
-    }
+    let live: Vec<(Labels, f64)> = g.tables.iter().map(|t| (vec![("table", t.table.as_str())], t.live_rows as f64)).collect();
+    family(out, "pgcourier_table_live_rows", "gauge", "Live rows per pgcourier table (statistics collector).", &live);
+    let dead: Vec<(Labels, f64)> = g.tables.iter().map(|t| (vec![("table", t.table.as_str())], t.dead_rows as f64)).collect();
+    family(out, "pgcourier_table_dead_rows", "gauge", "Dead rows not yet vacuumed per pgcourier table (statistics collector).", &dead);
+    let bytes: Vec<(Labels, f64)> = g.tables.iter().map(|t| (vec![("table", t.table.as_str())], t.bytes as f64)).collect();
+    family(out, "pgcourier_table_bytes", "gauge", "Bytes per pgcourier table with its indexes and TOAST.", &bytes);
 }
 
 /// A family with one unlabelled sample.

@@ -26,7 +26,7 @@ use crate::db::DbError;
 use crate::domain::breaker::{Admit, State};
 use crate::domain::outcome::{decide, Decision};
 use crate::domain::retry::RetryPolicy;
-use crate::domain::vocab::Status;
+use crate::domain::vocab::{Provider, Status};
 use crate::lease::{self, Leases};
 use crate::rows::SessionRow;
 use deadpool_postgres::Pool;
@@ -312,7 +312,7 @@ impl Dispatcher {
         let all = m.recipients.len() + m.cc.len() + m.bcc.len();
         if !m.suppressed_now.is_empty() && m.suppressed_now.len() >= all {
             tracing::info!(suppressed = ?m.suppressed_now, "every recipient is suppressed; not sending");
-            return self.finish(&m, row(&m, Status::Suppressed, None, None));
+            return self.finish(&m, m.session.provider, row(&m, Status::Suppressed, None, None));
         }
         let via = match self.route(&m) {
             Ok(via) => via,
@@ -340,7 +340,7 @@ impl Dispatcher {
             outcome.rendered_text = out.text.filter(|t| m.body_text.as_ref() != Some(t));
             outcome.rendered_html = out.html.filter(|h| m.body_html.as_ref() != Some(h));
         }
-        self.finish(&m, outcome)
+        self.finish(&m, via.provider, outcome)
     }
 
     /// The session to send through: the message's own, or its fallback while the own session's
@@ -413,9 +413,11 @@ impl Dispatcher {
         }
     }
 
-    /// Count the outcome and hand it to the writer.
-    fn finish(&self, m: &Claimed, outcome: OutcomeRow) -> Finished {
-        metrics::counter!("pgcourier_messages_total", "status" => outcome.status.as_str(), "channel" => m.session.channel.as_str(), "tenant" => m.tenant_id.clone()).increment(1);
+    /// Count the outcome (by the provider that carried it) and hand it to the writer.
+    fn finish(&self, m: &Claimed, provider: Provider, outcome: OutcomeRow) -> Finished {
+        metrics::counter!("pgcourier_messages_total", "status" => outcome.status.as_str(), "channel" => m.session.channel.as_str(),
+                          "provider" => provider.as_str(), "tenant" => m.tenant_id.clone())
+        .increment(1);
         Finished::Outcome(outcome)
     }
 

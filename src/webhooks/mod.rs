@@ -212,7 +212,9 @@ async fn record(pool: &Pool, pending: &mut Vec<Outcome>, disable_after: i32) {
 /// Send one delivery and decide what becomes of it.
 async fn attempt(sender: &Sender, delivery: &Claimed, retry: &RetryPolicy) -> Outcome {
     let now = chrono::Utc::now().timestamp();
+    let started = std::time::Instant::now();
     let result = sender.attempt(delivery, now).await;
+    let took = started.elapsed().as_secs_f64();
     let (verdict, status, error) = verdict(&result, delivery.attempts, retry, rand::random::<f64>());
     let outcome = match verdict {
         Verdict::Delivered => "delivered",
@@ -221,6 +223,7 @@ async fn attempt(sender: &Sender, delivery: &Claimed, retry: &RetryPolicy) -> Ou
         Verdict::Gone => "gone",
     };
     metrics::counter!("pgcourier_webhook_attempts_total", "outcome" => outcome).increment(1);
+    metrics::histogram!(crate::telemetry::WEBHOOK_DURATION, "outcome" => outcome).record(took);
     tracing::debug!(tenant = %delivery.tenant_id, endpoint = delivery.endpoint_id, event_id = %delivery.event_id,
                     event = %delivery.event_type, attempt = delivery.attempts, outcome, ?status, "webhook attempt");
     Outcome { tenant_id: delivery.tenant_id.clone(), id: delivery.id, attempts: delivery.attempts, verdict, status, error }

@@ -11,6 +11,7 @@ mod ch_twilio;
 mod ch_whatsapp_cloud;
 mod cli;
 mod config_cli;
+mod console_views;
 mod daemon;
 mod db_errors;
 mod dead_letters;

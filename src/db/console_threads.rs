@@ -50,6 +50,13 @@ pub struct ThreadFilter {
 /// A page of `tenant`'s threads, newest activity first.
 pub async fn list_threads(c: &impl GenericClient, tenant: &str, f: &ThreadFilter) -> Result<Vec<ThreadListRow>, Error> {
     let (after_at, after_id) = f.after.map_or((None, None), |(at, id)| (Some(at), Some(id)));
+    // the keyset condition is written only when there is a cursor, so that even a generic plan
+    // starts the index scan at the cursor instead of filtering the rows before it
+    let keyset = if f.after.is_some() {
+        format!("({ACTIVITY}, t.id) < ($4::timestamptz, $5::bigint)")
+    } else {
+        "$4::timestamptz IS NULL AND $5::bigint IS NULL".to_owned()
+    };
     let sql = format!(
         "SELECT t.id, t.channel_session_id, coalesce(nullif(s.name, ''), s.address), t.channel, t.contact, t.subject, t.handling,
                 t.handling_by, t.state, t.message_count, {ACTIVITY}, i.summary, i.label, i.next_step, i.follow_up_at
@@ -57,7 +64,7 @@ pub async fn list_threads(c: &impl GenericClient, tenant: &str, f: &ThreadFilter
            JOIN et_channel_sessions s ON s.tenant_id = t.tenant_id AND s.id = t.channel_session_id
            LEFT JOIN et_thread_insights i ON i.tenant_id = t.tenant_id AND i.thread_id = t.id
           WHERE t.tenant_id = $1 AND ($2::text IS NULL OR t.handling = $2) AND ($3::bigint IS NULL OR t.channel_session_id = $3)
-            AND ($4::timestamptz IS NULL OR ({ACTIVITY}, t.id) < ($4, $5::bigint))
+            AND {keyset}
           ORDER BY {ACTIVITY} DESC, t.id DESC
           LIMIT $6"
     );

@@ -18,6 +18,12 @@
 //! - [`approvals`]: the pending-approval inbox
 //! - [`dead_letters`]: the dead-letter queue, retried one at a time, by selection, or all that
 //!   match the filter as a job
+//! - [`conversations`]: threads newest activity first, with handling and CRM insight
+//! - [`conversation`]: one thread as a chat, its insight; take over, hand back, reply as a human
+//! - [`suppressions`]: the suppression list; add and remove an address
+//! - [`sessions`]: channel sessions with rate limits and breakers; pause and resume
+//! - [`webhooks`]: webhook endpoints (no secrets) and their newest deliveries
+//! - [`keys`]: the tenant's API keys; create (shown once) and revoke
 //! - [`live`]: the event stream
 
 // A handler answers a refusal with the page that says why, returned early as `Err(Response)`:
@@ -26,13 +32,19 @@
 
 pub mod approvals;
 pub mod assets;
+pub mod conversation;
+pub mod conversations;
 pub mod dead_letters;
+pub mod keys;
 pub mod live;
 pub mod message;
 pub mod messages;
 pub mod overview;
 pub mod page;
 pub mod session;
+pub mod sessions;
+pub mod suppressions;
+pub mod webhooks;
 
 use crate::http::AppState;
 use axum::response::Redirect;
@@ -68,6 +80,18 @@ pub fn routes<S>(state: AppState) -> Router<S> {
         .route("/console/dead-letters", get(dead_letters::list))
         .route("/console/dead-letters/retry", post(dead_letters::retry))
         .route("/console/jobs/{id}", get(dead_letters::job))
+        .route("/console/conversations", get(conversations::list))
+        .route("/console/conversations/{id}", get(conversation::show))
+        .route("/console/conversations/{id}/handling", post(conversation::handoff))
+        .route("/console/conversations/{id}/reply", post(conversation::reply))
+        .route("/console/suppressions", get(suppressions::list).post(suppressions::add))
+        .route("/console/suppressions/remove", post(suppressions::remove))
+        .route("/console/sessions", get(sessions::list))
+        .route("/console/sessions/{id}/status", post(sessions::set_status))
+        .route("/console/webhooks", get(webhooks::list))
+        .route("/console/webhooks/{id}", get(webhooks::show))
+        .route("/console/keys", get(keys::list).post(keys::create))
+        .route("/console/keys/{prefix}/revoke", post(keys::revoke))
         .layer(axum::middleware::from_fn(session::same_origin))
         .with_state(state)
 }

@@ -18,12 +18,16 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
                        frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The views, in navigation order: (path under /console, label).
-const NAV: [(&str, &str); 5] = [
+const NAV: [(&str, &str); 9] = [
     ("", "Overview"),
     ("/messages", "Messages"),
     ("/approvals", "Approvals"),
     ("/dead-letters", "Dead letters"),
     ("/conversations", "Conversations"),
+    ("/suppressions", "Suppressions"),
+    ("/sessions", "Sessions"),
+    ("/webhooks", "Webhooks"),
+    ("/keys", "API keys"),
 ];
 
 /// An HTML response with the console's headers.

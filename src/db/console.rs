@@ -1,5 +1,6 @@
-//! The SQL of the operator console (`src/console/`): its sign-in sessions and the cheap reads
-//! behind its overview. Its message, thread and dead-letter pages and its actions use the API's
+//! The SQL of the operator console (`src/console/`): its sign-in sessions, the cheap reads
+//! behind its overview and the breakers of its sessions page (its conversation list is in
+//! [`super::console_threads`]). Its message, thread and dead-letter pages and its actions use the API's
 //! own queries and functions ([`crate::db::api`]).
 //!
 //! Every read here is bounded whatever the table sizes: counts come from the counters that the
@@ -215,6 +216,32 @@ pub async fn health(c: &impl GenericClient, tenant: Option<&str>) -> Result<Heal
         open_breakers: breakers.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect(),
         daemons: daemons.get(0),
     })
+}
+
+/// A session's circuit breaker as the daemons last reported it (`et_session_health`).
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    pub session_id: i64,
+    pub state: crate::domain::breaker::BreakerState,
+    /// The error rate that opened it, when it is open.
+    pub failure_rate: Option<f64>,
+    pub since: DateTime<Utc>,
+    /// The daemon that reported it.
+    pub reported_by: String,
+}
+
+/// The breakers of `tenant`'s sessions (a row per session a daemon has reported on).
+pub async fn breakers(c: &impl GenericClient, tenant: &str) -> Result<Vec<Breaker>, Error> {
+    let rows = c
+        .query(
+            "SELECT channel_session_id, breaker_state, failure_rate, since, reported_by FROM et_session_health
+              WHERE tenant_id = $1 ORDER BY channel_session_id",
+            &[&tenant],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok(Breaker { session_id: r.get(0), state: r.try_get(1)?, failure_rate: r.get(2), since: r.get(3), reported_by: r.get(4) }))
+        .collect()
 }
 
 /// The live stream's one query per tick: a fingerprint of the tenant's counts (it changes when

@@ -5,6 +5,7 @@ pub mod api;
 pub mod apikeys;
 pub mod audit;
 pub mod console;
+pub mod console_threads;
 pub mod demo;
 pub mod error;
 pub mod health;

@@ -12,6 +12,7 @@ mod ch_whatsapp_cloud;
 mod cli;
 mod config_cli;
 mod console;
+mod console_views;
 mod daemon;
 mod db_errors;
 mod dead_letters;

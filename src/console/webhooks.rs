@@ -1,0 +1,163 @@
+//! The tenant's webhook endpoints (never their secrets) and, per endpoint, its newest
+//! deliveries: state, attempts, the endpoint's last answer. Read with the API's scope for
+//! `/v1/webhooks` (`admin`) and its SQL ([`crate::db::webhooks`]); another tenant's endpoint is
+//! a 404 and a security event, as in the API.
+//!
+//! There is no redeliver: the API has none, and a delivery's lifecycle (its attempts fence the
+//! worker's outcome) belongs to the webhook worker; endpoints are changed through `/v1/webhooks`.
+
+use super::page::{self, count};
+use super::session::{failed, unavailable, Console};
+use crate::db::apikeys::{self, Scope};
+use crate::db::webhooks::{self as db, Delivery, Endpoint};
+use crate::http::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{html, Markup};
+use serde_json::json;
+
+/// The scope of every `/v1/webhooks` route.
+pub const SCOPE: Scope = Scope::Admin;
+/// Deliveries an endpoint's page shows, newest first.
+pub const DELIVERIES: i64 = 50;
+
+/// `GET /console/webhooks`.
+pub async fn list(State(state): State<AppState>, c: Console) -> Response {
+    let tenant = match c.tenant() {
+        Ok(t) => t.to_owned(),
+        Err(r) => return r,
+    };
+    if let Err(r) = c.require(&state, SCOPE).await {
+        return r;
+    }
+    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let rows = async {
+        let tx = client.transaction().await?;
+        let rows = db::list(&tx, &tenant).await?;
+        tx.commit().await?;
+        Ok::<_, tokio_postgres::Error>(rows)
+    };
+    let rows = match rows.await {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    let body = html! {
+        @if rows.is_empty() {
+            (page::empty("No webhook endpoints.", html! {
+                "Register a URL to receive this tenant's status events: POST /v1/webhooks with an admin key. "
+                "Its signing secret is shown once, in that answer." }))
+        } @else {
+            table.webhooks {
+                thead { tr { th.num { "Id" } th { "URL" } th { "Events" } th { "State" } th.num { "Failures in a row" } th { "Secret rotated" } th { "Created" } } }
+                tbody {
+                    @for e in &rows {
+                        tr {
+                            td.num { a href={ "/console/webhooks/" (e.id) } { (e.id) } }
+                            td { a href={ "/console/webhooks/" (e.id) } { (e.url) } @if !e.description.is_empty() { br; span.muted { (e.description) } } }
+                            td { (events(e)) }
+                            td { (enabled(e)) }
+                            td.num { (count(i64::from(e.failure_count))) }
+                            td { (page::opt_time(e.secret_rotated_at)) }
+                            td { (page::time(e.created_at)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page::page(&c, "/webhooks", "Webhooks", body)
+}
+
+fn events(e: &Endpoint) -> Markup {
+    html! { @if e.events.is_empty() { span.muted { "every event" } } @else { (e.events.join(", ")) } }
+}
+
+fn enabled(e: &Endpoint) -> Markup {
+    html! {
+        @if e.enabled { span.badge.on { "enabled" } }
+        @else {
+            span.badge.off { "disabled" }
+            @if let Some(r) = &e.disabled_reason { br; span.muted { (r) } }
+        }
+    }
+}
+
+/// `GET /console/webhooks/{id}`: one endpoint and its newest deliveries.
+pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<String>) -> Response {
+    let tenant = match c.tenant() {
+        Ok(t) => t.to_owned(),
+        Err(r) => return r,
+    };
+    if let Err(r) = c.require(&state, SCOPE).await {
+        return r;
+    }
+    let not_found = || page::error(StatusCode::NOT_FOUND, "No such webhook endpoint for this tenant.");
+    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else { return not_found() };
+    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let read = async {
+        let tx = client.transaction().await?;
+        let Some(e) = db::get(&tx, &tenant, id).await? else {
+            let elsewhere = db::exists_elsewhere(&tx, &tenant, id).await?;
+            tx.commit().await?;
+            return Ok(Err(elsewhere));
+        };
+        let deliveries = db::deliveries(&tx, &tenant, id, DELIVERIES).await?;
+        tx.commit().await?;
+        Ok::<_, tokio_postgres::Error>(Ok((e, deliveries)))
+    };
+    let (e, deliveries) = match read.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(elsewhere)) => {
+            if elsewhere {
+                let detail = json!({ "resource": "webhook_endpoint", "id": id, "via": "console" });
+                let prefix = c.actor().trim_start_matches("console:").to_owned();
+                let _ = apikeys::security_event(&**client, Some(&tenant), &prefix, "cross_tenant_access", &detail).await;
+            }
+            return not_found();
+        }
+        Err(e) => return failed(e),
+    };
+    let row = |k: &str, v: Markup| html! { tr { th { (k) } td { (v) } } };
+    let body = html! {
+        table.fields {
+            (row("URL", html! { (e.url) }))
+            (row("Description", html! { (e.description) }))
+            (row("Events", events(&e)))
+            (row("State", enabled(&e)))
+            (row("Failures in a row", html! { (e.failure_count) }))
+            (row("Secret", html! { span.muted { "never shown again after it was made; rotate it with POST /v1/webhooks/" (e.id) "/rotate-secret" }
+                @if let Some(t) = e.previous_secret_expires_at { br; "the previous secret signs too until " (page::time(t)) } }))
+            (row("Created", page::time(e.created_at)))
+        }
+        h2 { "Newest deliveries" }
+        (deliveries_table(&deliveries))
+        p { a href="/console/webhooks" { "Back to the endpoints" } }
+    };
+    page::page(&c, "/webhooks", &format!("Webhook {}", e.id), body)
+}
+
+fn deliveries_table(rows: &[Delivery]) -> Markup {
+    if rows.is_empty() {
+        return page::empty("No deliveries yet.", html! { "A delivery is made for each status event the endpoint subscribes to." });
+    }
+    html! {
+        table.deliveries {
+            thead { tr { th { "Created" } th { "Event" } th { "State" } th.num { "Attempts" } th { "Next try" } th { "Last answer" } th { "Delivered" } th { "Payload" } } }
+            tbody {
+                @for d in rows {
+                    tr {
+                        td { (page::time(d.created_at)) }
+                        td { (d.event_type) br; code.muted { (d.event_id) } }
+                        td { span class={ "badge d-" (d.state.as_str()) } { (d.state.as_str()) } }
+                        td.num { (d.attempts) }
+                        td { @if d.state.as_str() == "ready" { (page::time(d.run_at)) } @else { span.muted { "—" } } }
+                        td { @if let Some(s) = d.last_status { "HTTP " (s) " " } @if let Some(e) = &d.last_error { span.error { (e) } } }
+                        td { (page::opt_time(d.delivered_at)) }
+                        td { details { summary { "payload" } (page::json(&d.payload)) } }
+                    }
+                }
+            }
+        }
+    }
+}

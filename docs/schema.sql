@@ -3508,10 +3508,6 @@ CREATE INDEX et_suppression_log_address ON public.et_suppression_log USING btree
 
 CREATE UNIQUE INDEX et_suppressions_id ON public.et_suppressions USING btree (tenant_id, id);
 
-CREATE INDEX et_threads_activity ON public.et_threads USING btree (tenant_id, COALESCE(GREATEST(last_inbound_at, last_outbound_at), created_at) DESC, id DESC);
-
-COMMENT ON INDEX public.et_threads_activity IS 'a tenant''s threads by last activity (the newest message, else creation), newest first: the console''s conversation list reads a page along it (src/db/console_threads.rs uses the same expression)';
-
 CREATE INDEX et_threads_follow_up ON public.et_threads USING btree (follow_up_at) WHERE (follow_up_at IS NOT NULL);
 
 COMMENT ON INDEX public.et_threads_follow_up IS 'partial: only threads with a scheduled follow-up, by due time (the follow-up sweep)';

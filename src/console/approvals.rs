@@ -4,6 +4,7 @@
 use super::page;
 use super::session::{conn, failed, Console, Page};
 use crate::db::api::{self as db, Action, ListFilter, MessageRef};
+use crate::db::apikeys::Scope;
 use crate::domain::vocab::Status;
 use crate::http::AppState;
 use axum::extract::{Query, State};
@@ -19,6 +20,7 @@ pub const PAGE: i64 = 100;
 /// `GET /console/approvals`.
 pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<page::Flash>) -> Page {
     let tenant = c.tenant()?.to_owned();
+    c.require(&state, Scope::Read).await?;
     let client = conn(&state).await?;
     let f = ListFilter { statuses: vec![Status::PendingApproval], limit: PAGE, ..ListFilter::default() };
     let rows = db::list_messages(&client, &tenant, &f).await.map_err(failed)?;
@@ -64,7 +66,10 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<pag
     Ok(page::page(&c, "/approvals", "Approvals", body))
 }
 
-#[derive(Deserialize)]
+/// Every field defaults (empty), so that a missing one is refused by the checks that name it
+/// (a missing CSRF token is a wrong one: 403), never by the form parser.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct Decide {
     csrf: String,
     action: String,

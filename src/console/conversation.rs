@@ -8,7 +8,7 @@
 
 use super::conversations::handling_badge;
 use super::page;
-use super::session::{failed, unavailable, Console};
+use super::session::{conn, failed, Console, Page};
 use crate::db::api::{self as api, InsightRow, MessageRow, NewMessage, ThreadRow};
 use crate::db::apikeys::{self, Scope};
 use crate::db::console_threads as db;
@@ -33,38 +33,26 @@ pub const HANDOFF_SCOPE: Scope = Scope::Admin;
 async fn find(state: &AppState, c: &Console, tenant: &str, id: &str) -> Result<ThreadRow, Response> {
     let not_found = || page::error(StatusCode::NOT_FOUND, "No such conversation for this tenant.");
     let Ok(thread) = id.parse::<i64>() else { return Err(not_found()) };
-    let client = state.pool.get().await.map_err(|_| unavailable())?;
+    let client = conn(state).await?;
     if let Some(row) = api::find_thread(&client, tenant, thread).await.map_err(failed)? {
         return Ok(row);
     }
     if api::thread_elsewhere(&client, tenant, thread).await.map_err(failed)? {
         let detail = json!({ "resource": "thread", "id": id, "via": "console" });
-        let prefix = c.actor().trim_start_matches("console:").to_owned();
-        let _ = apikeys::security_event(&**client, Some(tenant), &prefix, "cross_tenant_access", &detail).await;
+        let _ = apikeys::security_event(&**client, Some(tenant), c.prefix(), "cross_tenant_access", &detail).await;
     }
     Err(not_found())
 }
 
-#[derive(Deserialize, Default)]
-pub struct Notice {
-    notice: Option<String>,
-    error: Option<String>,
-}
-
 /// `GET /console/conversations/{id}`.
-pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<String>, Query(n): Query<Notice>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, Scope::Read).await {
-        return r;
-    }
+pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<String>, Query(n): Query<page::Flash>) -> Page {
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, Scope::Read).await?;
     let t = match find(&state, &c, &tenant, &id).await {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return Err(r),
     };
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let mut client = conn(&state).await?;
     let read = async {
         let tx = client.transaction().await?;
         let messages = api::thread_messages(&tx, &tenant, t.id, MESSAGES).await?;
@@ -72,10 +60,7 @@ pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<Stri
         tx.commit().await?;
         Ok::<_, tokio_postgres::Error>((messages, insight))
     };
-    let (messages, insight) = match read.await {
-        Ok(r) => r,
-        Err(e) => return failed(e),
-    };
+    let (messages, insight) = read.await.map_err(failed)?;
     let url = format!("/console/conversations/{}", t.id);
     let title = format!("{} · {}", t.contact, t.subject.as_deref().unwrap_or(t.channel.as_str()));
     let body = html! {
@@ -94,7 +79,7 @@ pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<Stri
         }
         (actions(&c, &t))
     };
-    page::page(&c, "/conversations", &title, body)
+    Ok(page::page(&c, "/conversations", &title, body))
 }
 
 fn summary(t: &ThreadRow) -> Markup {
@@ -205,32 +190,25 @@ pub struct HandlingForm {
 }
 
 /// `POST /console/conversations/{id}/handling`: take over (`human`) or hand back (`ai`).
-pub async fn handoff(State(state): State<AppState>, c: Console, Path(id): Path<String>, Form(f): Form<HandlingForm>) -> Response {
-    if let Err(r) = c.check(&f.csrf) {
-        return r;
-    }
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, HANDOFF_SCOPE).await {
-        return r;
-    }
+pub async fn handoff(State(state): State<AppState>, c: Console, Path(id): Path<String>, Form(f): Form<HandlingForm>) -> Page {
+    c.check(&f.csrf)?;
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, HANDOFF_SCOPE).await?;
     let Ok(handling) = f.handling.parse::<Handling>() else {
-        return page::error(StatusCode::BAD_REQUEST, &format!("handling: {:?} is not ai or human", f.handling));
+        return Err(page::error(StatusCode::BAD_REQUEST, &format!("handling: {:?} is not ai or human", f.handling)));
     };
     let t = match find(&state, &c, &tenant, &id).await {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return Err(r),
     };
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let mut client = conn(&state).await?;
     let done = async {
         let tx = client.transaction().await?;
         let r = api::handoff(&tx, &tenant, t.id, handling, &c.actor()).await?;
         tx.commit().await?;
         Ok::<_, tokio_postgres::Error>(r)
     };
-    match done.await {
+    Ok(match done.await {
         Ok(Some(_)) => back(
             t.id,
             Ok(if handling == Handling::Human { "Taken over: the AI will not answer." } else { "Handed back to the AI." }.into()),
@@ -240,7 +218,7 @@ pub async fn handoff(State(state): State<AppState>, c: Console, Path(id): Path<S
             Some(why) => back(t.id, Err(why)),
             None => failed(e),
         },
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -264,26 +242,19 @@ impl From<tokio_postgres::Error> for NotSent {
 
 /// `POST /console/conversations/{id}/reply`: an outbound message on the conversation, written as
 /// `POST /v1/messages` writes one (actor, insert, the tenant's send limits) in one transaction.
-pub async fn reply(State(state): State<AppState>, c: Console, Path(id): Path<String>, Form(f): Form<ReplyForm>) -> Response {
-    if let Err(r) = c.check(&f.csrf) {
-        return r;
-    }
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, Scope::Send).await {
-        return r;
-    }
+pub async fn reply(State(state): State<AppState>, c: Console, Path(id): Path<String>, Form(f): Form<ReplyForm>) -> Page {
+    c.check(&f.csrf)?;
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, Scope::Send).await?;
     let t = match find(&state, &c, &tenant, &id).await {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return Err(r),
     };
     let text = f.text.trim();
     if text.is_empty() {
-        return back(t.id, Err("Write the reply first.".into()));
+        return Ok(back(t.id, Err("Write the reply first.".into())));
     }
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let mut client = conn(&state).await?;
     let done = async {
         let tx = client.transaction().await?;
         crate::db::audit::set_actor(&tx, &c.actor()).await?;
@@ -321,14 +292,14 @@ pub async fn reply(State(state): State<AppState>, c: Console, Path(id): Path<Str
         tx.commit().await?;
         Ok(ins)
     };
-    match done.await {
+    Ok(match done.await {
         Ok(ins) => back(t.id, Ok(format!("Reply {} ({}).", ins.status.as_str().replace('_', " "), ins.public_id))),
         Err(NotSent::Refused(why)) => back(t.id, Err(why)),
         Err(NotSent::Db(e)) => match super::message::refusal(&e).or_else(|| invalid(&e)) {
             Some(why) => back(t.id, Err(why)),
             None => failed(e),
         },
-    }
+    })
 }
 
 /// The words of an insert the trigger refused for its content (22xxx: a bad value, too long).

@@ -3,7 +3,7 @@
 //! follow-up date). Filtered by handling and session in the URL, in keyset pages.
 
 use super::page;
-use super::session::{failed, unavailable, Console};
+use super::session::{conn, failed, Console, Page};
 use crate::db::apikeys::Scope;
 use crate::db::console_threads::{self as db, ThreadFilter, ThreadListRow};
 use crate::db::tenants;
@@ -12,7 +12,6 @@ use crate::http::api::messages::{cursor, parse_cursor};
 use crate::http::AppState;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use maud::{html, Markup};
 use serde::{Deserialize, Serialize};
 
@@ -50,19 +49,14 @@ impl Filter {
 }
 
 /// `GET /console/conversations`.
-pub async fn list(State(state): State<AppState>, c: Console, Query(f): Query<Filter>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, Scope::Read).await {
-        return r;
-    }
+pub async fn list(State(state): State<AppState>, c: Console, Query(f): Query<Filter>) -> Page {
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, Scope::Read).await?;
     let filter = match f.parse(PAGE + 1) {
         Ok(x) => x,
-        Err(why) => return page::error(StatusCode::BAD_REQUEST, &why),
+        Err(why) => return Err(page::error(StatusCode::BAD_REQUEST, &why)),
     };
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let mut client = conn(&state).await?;
     let read = async {
         let tx = client.transaction().await?;
         let rows = db::list_threads(&tx, &tenant, &filter).await?;
@@ -70,10 +64,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(f): Query<Fil
         tx.commit().await?;
         Ok::<_, tokio_postgres::Error>((rows, sessions))
     };
-    let (rows, sessions) = match read.await {
-        Ok(r) => r,
-        Err(e) => return failed(e),
-    };
+    let (rows, sessions) = read.await.map_err(failed)?;
     let (rows, next) = crate::http::api::input::page(rows, PAGE, |t: &ThreadListRow| cursor(t.last_activity, t.id));
     let only = Filter { cursor: None, ..f.clone() };
     let query: Vec<(String, String)> =
@@ -99,7 +90,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(f): Query<Fil
         (table(&rows))
         (page::next_link("/console/conversations", &query, next))
     };
-    page::page(&c, "/conversations", "Conversations", body)
+    Ok(page::page(&c, "/conversations", "Conversations", body))
 }
 
 fn table(rows: &[ThreadListRow]) -> Markup {

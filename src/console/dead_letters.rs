@@ -6,6 +6,7 @@
 use super::page::{self, count};
 use super::session::{conn, failed, Console, Page};
 use crate::db::api::{self as db, Action, DeadLetterFilter, DeadLetterRow};
+use crate::db::apikeys::Scope;
 use crate::db::console as jobs;
 use crate::domain::vocab::Channel;
 use crate::http::api::messages::{cursor, parse_cursor};
@@ -67,6 +68,7 @@ impl Filter {
 /// `GET /console/dead-letters`.
 pub async fn list(State(state): State<AppState>, c: Console, Query(f): Query<Filter>) -> Page {
     let tenant = c.tenant()?.to_owned();
+    c.require(&state, Scope::Read).await?;
     let filter = match f.parse(PAGE + 1) {
         Ok(x) => x,
         Err(why) => return Err(page::error(StatusCode::BAD_REQUEST, &why)),
@@ -139,7 +141,10 @@ fn table(rows: &[DeadLetterRow], selectable: bool) -> Markup {
     }
 }
 
-#[derive(Deserialize)]
+/// Every field defaults (empty), so that a missing one is refused by the checks that name it
+/// (a missing CSRF token is a wrong one: 403), never by the form parser.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct RetryForm {
     csrf: String,
     /// `selected` (the ids) or `all` (everything matching the filter, as a job).
@@ -283,6 +288,7 @@ async fn run_job(state: AppState, tenant: String, actor: String, job: i64, filte
 /// `GET /console/jobs/{id}`: a job's progress, refreshed every second while it runs.
 pub async fn job(State(state): State<AppState>, c: Console, Path(id): Path<i64>) -> Page {
     let tenant = c.tenant()?.to_owned();
+    c.require(&state, Scope::Read).await?;
     let client = conn(&state).await?;
     let j = match jobs::job(&client, &tenant, id).await {
         Ok(Some(j)) => j,

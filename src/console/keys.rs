@@ -4,7 +4,7 @@
 //! the tenant's own `admin` key; another tenant's key prefix is a 404 and a security event.
 
 use super::page;
-use super::session::{failed, unavailable, Console};
+use super::session::{conn, failed, Console, Page};
 use crate::db::apikeys::{self, KeyError, KeyRow, Scope};
 use crate::http::AppState;
 use axum::extract::{Path, Query, State};
@@ -21,12 +21,6 @@ pub const SCOPE: Scope = Scope::Admin;
 /// The scopes a new key may get, in the form's order.
 const SCOPES: [Scope; 3] = [Scope::Read, Scope::Send, Scope::Admin];
 
-#[derive(Deserialize, Default)]
-pub struct Notice {
-    notice: Option<String>,
-    error: Option<String>,
-}
-
 fn key_failed(e: KeyError) -> Response {
     match e {
         KeyError::Db(e) => failed(e),
@@ -37,19 +31,11 @@ fn key_failed(e: KeyError) -> Response {
 }
 
 /// `GET /console/keys`.
-pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<Notice>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, SCOPE).await {
-        return r;
-    }
-    let Ok(client) = state.pool.get().await else { return unavailable() };
-    let keys = match apikeys::list(&**client, &tenant).await {
-        Ok(k) => k,
-        Err(e) => return key_failed(e),
-    };
+pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<page::Flash>) -> Page {
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, SCOPE).await?;
+    let client = conn(&state).await?;
+    let keys = apikeys::list(&**client, &tenant).await.map_err(key_failed)?;
     let body = html! {
         (page::flash(n.notice.as_deref(), n.error.as_deref()))
         details.add {
@@ -64,7 +50,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<Not
         }
         (table(&c, &keys))
     };
-    page::page(&c, "/keys", "API keys", body)
+    Ok(page::page(&c, "/keys", "API keys", body))
 }
 
 fn table(c: &Console, keys: &[KeyRow]) -> Markup {
@@ -121,44 +107,34 @@ fn back(notice: Result<String, String>) -> Response {
 }
 
 /// `POST /console/keys`: a new key, shown on the page this answers with and never again.
-pub async fn create(State(state): State<AppState>, c: Console, Form(f): Form<CreateForm>) -> Response {
-    if let Err(r) = c.check(&f.csrf) {
-        return r;
-    }
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, SCOPE).await {
-        return r;
-    }
+pub async fn create(State(state): State<AppState>, c: Console, Form(f): Form<CreateForm>) -> Page {
+    c.check(&f.csrf)?;
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, SCOPE).await?;
     let mut scopes = Vec::new();
     for s in &f.scopes {
         match Scope::parse(s) {
             Some(s) if !scopes.contains(&s) => scopes.push(s),
             Some(_) => {}
-            None => return page::error(StatusCode::BAD_REQUEST, &format!("scope: {s:?} is not send, read or admin")),
+            None => return Err(page::error(StatusCode::BAD_REQUEST, &format!("scope: {s:?} is not send, read or admin"))),
         }
     }
     if scopes.is_empty() {
-        return back(Err("Choose at least one scope.".into()));
+        return Ok(back(Err("Choose at least one scope.".into())));
     }
     let expires_at = match f.expires.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
         None => None,
         Some(d) => match NaiveDate::parse_from_str(d, "%Y-%m-%d") {
             Ok(d) => Some(d.and_time(chrono::NaiveTime::MIN).and_utc()),
-            Err(_) => return back(Err(format!("expires: {d:?} is not a date (YYYY-MM-DD)"))),
+            Err(_) => return Ok(back(Err(format!("expires: {d:?} is not a date (YYYY-MM-DD)")))),
         },
     };
     if expires_at.is_some_and(|t| t <= Utc::now()) {
-        return back(Err("expires: must be in the future".into()));
+        return Ok(back(Err("expires: must be in the future".into())));
     }
     let name = f.name.trim();
-    let Ok(client) = state.pool.get().await else { return unavailable() };
-    let new = match apikeys::create_as(&**client, &tenant, name, &scopes, expires_at, &c.actor()).await {
-        Ok(k) => k,
-        Err(e) => return key_failed(e),
-    };
+    let client = conn(&state).await?;
+    let new = apikeys::create_as(&**client, &tenant, name, &scopes, expires_at, &c.actor()).await.map_err(key_failed)?;
     let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     let body = html! {
         p.notice role="status" { "Key " code { (new.prefix) } " created with " (scopes.join(", ")) "." }
@@ -167,7 +143,7 @@ pub async fn create(State(state): State<AppState>, c: Console, Form(f): Form<Cre
         p { "Send it as the " code { "x-api-key" } " header, or sign in to this console with it." }
         p { a href="/console/keys" { "Back to the keys" } }
     };
-    page::page(&c, "/keys", "New API key", body)
+    Ok(page::page(&c, "/keys", "New API key", body))
 }
 
 #[derive(Deserialize)]
@@ -177,19 +153,12 @@ pub struct RevokeForm {
 }
 
 /// `POST /console/keys/{prefix}/revoke`: the key stops working now (`et_api_key_revoke`).
-pub async fn revoke(State(state): State<AppState>, c: Console, Path(prefix): Path<String>, Form(f): Form<RevokeForm>) -> Response {
-    if let Err(r) = c.check(&f.csrf) {
-        return r;
-    }
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, SCOPE).await {
-        return r;
-    }
-    let Ok(client) = state.pool.get().await else { return unavailable() };
-    match apikeys::revoke_as(&**client, Some(&tenant), &prefix, &c.actor()).await {
+pub async fn revoke(State(state): State<AppState>, c: Console, Path(prefix): Path<String>, Form(f): Form<RevokeForm>) -> Page {
+    c.check(&f.csrf)?;
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, SCOPE).await?;
+    let client = conn(&state).await?;
+    Ok(match apikeys::revoke_as(&**client, Some(&tenant), &prefix, &c.actor()).await {
         Ok(true) if c.actor() == format!("console:{prefix}") => {
             // the session's own key: the session ends with it
             Redirect::to("/console/sign-in?why=This+session%27s+key+was+revoked.").into_response()
@@ -203,10 +172,10 @@ pub async fn revoke(State(state): State<AppState>, c: Console, Path(prefix): Pat
                     let _ = apikeys::security_event(&**client, Some(&tenant), &me, "cross_tenant_access", &detail).await;
                 }
                 Ok(false) => {}
-                Err(e) => return failed(e),
+                Err(e) => return Err(failed(e)),
             }
             page::error(StatusCode::NOT_FOUND, "No such live API key for this tenant.")
         }
         Err(e) => key_failed(e),
-    }
+    })
 }

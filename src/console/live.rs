@@ -10,11 +10,13 @@
 
 use super::page::count;
 use super::session::Console;
+use crate::db::apikeys::Scope;
 use crate::db::console as db;
 use crate::domain::vocab::Status;
 use crate::http::AppState;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::Response;
 use futures_util::Stream;
 use maud::{html, Markup};
 use std::convert::Infallible;
@@ -40,7 +42,8 @@ pub fn counts_line(counts: &[(Status, i64)]) -> Markup {
 }
 
 /// `GET /console/live`.
-pub async fn stream(State(state): State<AppState>, c: Console) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn stream(State(state): State<AppState>, c: Console) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Response> {
+    c.require(&state, Scope::Read).await?;
     let tenant = c.tenant.clone();
     let token = c.token().to_owned();
     let stop = state.shutdown.clone();
@@ -78,7 +81,7 @@ pub async fn stream(State(state): State<AppState>, c: Console) -> Sse<impl Strea
             }
         }
     });
-    Sse::new(events).keep_alive(KeepAlive::default())
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 /// A stream fed by `produce` through a small channel; it ends when `produce` returns or the

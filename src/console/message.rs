@@ -41,6 +41,7 @@ async fn find(state: &AppState, c: &Console, tenant: &str, id: &str) -> Result<M
 /// `GET /console/messages/{id}`.
 pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<String>, Query(n): Query<page::Flash>) -> Page {
     let tenant = c.tenant()?.to_owned();
+    c.require(&state, Scope::Read).await?;
     let m = find(&state, &c, &tenant, &id).await?;
     let client = conn(&state).await?;
     let read = async {
@@ -192,6 +193,7 @@ fn content(m: &MessageRow) -> Markup {
 /// `GET /console/messages/{id}/preview`: the HTML body as sent, for the sandboxed frame.
 pub async fn preview(State(state): State<AppState>, c: Console, Path(id): Path<String>) -> Page {
     let tenant = c.tenant()?.to_owned();
+    c.require(&state, Scope::Read).await?;
     let m = find(&state, &c, &tenant, &id).await?;
     let body = m.rendered_html.or(m.body_html).unwrap_or_default();
     let mut res = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
@@ -206,6 +208,7 @@ pub async fn preview(State(state): State<AppState>, c: Console, Path(id): Path<S
 /// (never shown inline: an HTML or SVG file would otherwise run in the console's origin).
 pub async fn attachment(State(state): State<AppState>, c: Console, Path((id, attachment)): Path<(String, i64)>) -> Page {
     let tenant = c.tenant()?.to_owned();
+    c.require(&state, Scope::Read).await?;
     let m = find(&state, &c, &tenant, &id).await?;
     let client = conn(&state).await?;
     match db::attachment_content(&client, &tenant, m.id, attachment).await.map_err(failed)? {
@@ -224,7 +227,10 @@ pub async fn attachment(State(state): State<AppState>, c: Console, Path((id, att
     }
 }
 
-#[derive(Deserialize)]
+/// Every field defaults (empty), so that a missing one is refused by the checks that name it
+/// (a missing CSRF token is a wrong one: 403), never by the form parser.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct ActForm {
     csrf: String,
     action: String,
@@ -266,7 +272,10 @@ pub async fn act(State(state): State<AppState>, c: Console, Path(id): Path<Strin
     }
 }
 
-#[derive(Deserialize)]
+/// Every field defaults (empty), so that a missing one is refused by the checks that name it
+/// (a missing CSRF token is a wrong one: 403), never by the form parser.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct ResendForm {
     csrf: String,
     to: String,

@@ -6,6 +6,7 @@
 use super::page::{self, count};
 use super::session::{conn, failed, Console, Page};
 use crate::db::api::{self as db, MessageRef, MessageRow};
+use crate::db::apikeys::Scope;
 use crate::domain::vocab::{Channel, Status};
 use crate::http::api::messages::{cursor, filter, LIST};
 use crate::http::AppState;
@@ -79,6 +80,7 @@ fn search(params: Vec<(String, String)>) -> Result<Result<Search, Response>, Str
 /// `GET /console/messages`.
 pub async fn list(State(state): State<AppState>, c: Console, Query(params): Query<Vec<(String, String)>>) -> Page {
     let tenant = c.tenant()?.to_owned();
+    c.require(&state, Scope::Read).await?;
     let notice = params.iter().find(|(k, _)| k == "notice").map(|(_, v)| v.clone());
     let s = match search(params.clone()) {
         Ok(Ok(s)) => s,

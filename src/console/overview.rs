@@ -5,6 +5,7 @@
 
 use super::page::{self, capped, count};
 use super::session::{conn, failed, Console, Page};
+use crate::db::apikeys::Scope;
 use crate::db::console::{self as db, StateCount};
 use crate::domain::vocab::{Direction, Status};
 use crate::http::AppState;
@@ -27,6 +28,7 @@ const OUTBOUND: [Status; 8] = [
 
 /// `GET /console`.
 pub async fn show(State(state): State<AppState>, c: Console) -> Page {
+    c.require(&state, Scope::Read).await?;
     let client = conn(&state).await?;
     let tenant = c.tenant.as_deref();
     let counts = db::state_counts(&client, tenant).await.map_err(failed)?;

@@ -97,7 +97,20 @@ impl Console {
             let detail = serde_json::json!({ "needed": scope.as_str(), "has": p.scopes, "via": "console" });
             let _ = apikeys::security_event(&**client, Some(&p.tenant_id), &p.prefix, "missing_scope", &detail).await;
         }
-        Err(page::error(StatusCode::FORBIDDEN, &format!("This API key lacks the {} scope.", scope.as_str())))
+        // the refusal keeps a way out: a key without read is otherwise stuck on this page
+        let csrf = self.csrf();
+        Err(page::bare(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            maud::html! {
+                p.error { "This API key lacks the " (scope.as_str()) " scope." }
+                p { a href="/console" { "Back to the console" } }
+                form method="post" action="/console/sign-out" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button type="submit" { "Sign in with another key" }
+                }
+            },
+        ))
     }
 
     /// Check a form's CSRF token; a mismatch is 403.
@@ -242,7 +255,7 @@ fn sign_in_page(status: StatusCode, next: &str, message: Option<&str>) -> Respon
             }
             p.muted {
                 "Sign in with a tenant's API key (its scopes decide what you may do) or a platform key (every tenant). "
-                "`pgcourier up` prints where the demo tenant's key is; `pgcourier apikey create` makes one."
+                "pgcourier up prints the demo tenant's key; pgcourier apikey create makes one."
             }
         },
     )
@@ -253,7 +266,10 @@ pub async fn sign_in_form(Query(q): Query<SignInQuery>) -> Response {
     sign_in_page(StatusCode::OK, &safe_next(q.next.as_deref()), q.why.as_deref())
 }
 
-#[derive(Deserialize)]
+/// Every field defaults (empty), so that a missing one is refused by the checks that name it
+/// (a missing CSRF token is a wrong one: 403), never by the form parser.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct SignIn {
     key: String,
     next: Option<String>,
@@ -305,7 +321,10 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, jar: Coo
     Ok((jar.add(cookie), Redirect::to(&next)).into_response())
 }
 
-#[derive(Deserialize)]
+/// Every field defaults (empty), so that a missing one is refused by the checks that name it
+/// (a missing CSRF token is a wrong one: 403), never by the form parser.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct CsrfOnly {
     csrf: String,
 }
@@ -321,7 +340,10 @@ pub async fn sign_out(State(state): State<AppState>, c: Console, jar: CookieJar,
     Ok((jar.remove(gone), Redirect::to("/console/sign-in?why=Signed+out.")).into_response())
 }
 
-#[derive(Deserialize)]
+/// Every field defaults (empty), so that a missing one is refused by the checks that name it
+/// (a missing CSRF token is a wrong one: 403), never by the form parser.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct Switch {
     csrf: String,
     tenant: String,

@@ -5,7 +5,7 @@
 //! (a tenant key is refused 403 for its own sessions, 404 for another tenant's; both logged).
 
 use super::page;
-use super::session::{failed, unavailable, Console};
+use super::session::{conn, failed, Console, Page};
 use crate::db::apikeys::{self, Authenticated, Scope, PLATFORM_SCOPE};
 use crate::db::console::{self as console_db, Breaker};
 use crate::db::tenants::{self, SessionChanges, SessionRow};
@@ -20,22 +20,11 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Deserialize, Default)]
-pub struct Notice {
-    notice: Option<String>,
-    error: Option<String>,
-}
-
 /// `GET /console/sessions`.
-pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<Notice>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, Scope::Read).await {
-        return r;
-    }
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<page::Flash>) -> Page {
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, Scope::Read).await?;
+    let mut client = conn(&state).await?;
     let read = async {
         let tx = client.transaction().await?;
         let sessions = tenants::list_sessions(&*tx, &tenant).await?;
@@ -43,10 +32,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<Not
         tx.commit().await?;
         Ok::<_, tokio_postgres::Error>((sessions, breakers))
     };
-    let (sessions, breakers) = match read.await {
-        Ok(r) => r,
-        Err(e) => return failed(e),
-    };
+    let (sessions, breakers) = read.await.map_err(failed)?;
     let body = html! {
         (page::flash(n.notice.as_deref(), n.error.as_deref()))
         @if sessions.is_empty() {
@@ -57,7 +43,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<Not
             (table(&c, &sessions, &breakers))
         }
     };
-    page::page(&c, "/sessions", "Sessions", body)
+    Ok(page::page(&c, "/sessions", "Sessions", body))
 }
 
 fn table(c: &Console, sessions: &[SessionRow], breakers: &[Breaker]) -> Markup {
@@ -140,52 +126,46 @@ fn back(notice: Result<String, String>) -> Response {
 }
 
 /// `POST /console/sessions/{id}/status`: pause (`paused`) or resume (`active`) a session.
-pub async fn set_status(State(state): State<AppState>, c: Console, Path(id): Path<String>, Form(f): Form<StatusForm>) -> Response {
-    if let Err(r) = c.check(&f.csrf) {
-        return r;
-    }
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
+pub async fn set_status(State(state): State<AppState>, c: Console, Path(id): Path<String>, Form(f): Form<StatusForm>) -> Page {
+    c.check(&f.csrf)?;
+    let tenant = c.tenant()?.to_owned();
     let status = match f.status.parse::<SessionStatus>() {
         Ok(s @ (SessionStatus::Active | SessionStatus::Paused)) => s,
-        _ => return page::error(StatusCode::BAD_REQUEST, &format!("status: {:?} is not active or paused", f.status)),
+        _ => return Err(page::error(StatusCode::BAD_REQUEST, &format!("status: {:?} is not active or paused", f.status))),
     };
     let not_found = || page::error(StatusCode::NOT_FOUND, "No such session for this tenant.");
-    let Some(sid) = id.parse::<i64>().ok().filter(|i| *i > 0) else { return not_found() };
-    let Ok(client) = state.pool.get().await else { return unavailable() };
-    let prefix = c.actor().trim_start_matches("console:").to_owned();
+    let Some(sid) = id.parse::<i64>().ok().filter(|i| *i > 0) else { return Err(not_found()) };
+    let client = conn(&state).await?;
     let own = match tenants::get_session(&**client, &tenant, sid).await {
         Ok(s) => s.is_some(),
-        Err(e) => return failed(e),
+        Err(e) => return Err(failed(e)),
     };
     if !own {
         match tenants::session_elsewhere(&**client, &tenant, sid).await {
             Ok(true) => {
                 let detail = json!({ "resource": "channel_session", "id": sid, "via": "console" });
-                let _ = apikeys::security_event(&**client, Some(&tenant), &prefix, "cross_tenant_access", &detail).await;
+                let _ = apikeys::security_event(&**client, Some(&tenant), c.prefix(), "cross_tenant_access", &detail).await;
             }
             Ok(false) => {}
-            Err(e) => return failed(e),
+            Err(e) => return Err(failed(e)),
         }
-        return not_found();
+        return Err(not_found());
     }
     if let Authenticated::Tenant(p) = &c.key {
         let detail = json!({ "needed": PLATFORM_SCOPE, "has": p.scopes, "via": "console" });
-        let _ = apikeys::security_event(&**client, Some(&tenant), &prefix, "missing_scope", &detail).await;
-        return page::error(
+        let _ = apikeys::security_event(&**client, Some(&tenant), c.prefix(), "missing_scope", &detail).await;
+        return Err(page::error(
             StatusCode::FORBIDDEN,
             "Pausing and resuming a session needs a platform key (pgcourier apikey create --platform).",
-        );
+        ));
     }
     let changes = SessionChanges { status: Some(status.as_str().to_owned()), ..SessionChanges::default() };
-    match tenants::update_session(&**client, &tenant, sid, &changes, &c.actor()).await {
+    Ok(match tenants::update_session(&**client, &tenant, sid, &changes, &c.actor()).await {
         Ok(Some(s)) => back(Ok(format!("Session {} is {}.", s.id, s.status))),
         Ok(None) => not_found(),
         Err(e) => match super::message::refusal(&e) {
             Some(why) => back(Err(why)),
             None => failed(e),
         },
-    }
+    })
 }

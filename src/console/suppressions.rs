@@ -8,7 +8,7 @@
 //! suppressed is a plain 404 (nothing of another tenant was named).
 
 use super::page;
-use super::session::{failed, unavailable, Console};
+use super::session::{conn, failed, Console, Page};
 use crate::db::apikeys::Scope;
 use crate::db::suppressions::{self as db, ListFilter, NewSuppression, Suppression};
 use crate::domain::outcome::SuppressReason;
@@ -71,29 +71,21 @@ impl Filter {
 }
 
 /// `GET /console/suppressions`.
-pub async fn list(State(state): State<AppState>, c: Console, Query(f): Query<Filter>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, SCOPE).await {
-        return r;
-    }
+pub async fn list(State(state): State<AppState>, c: Console, Query(f): Query<Filter>) -> Page {
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, SCOPE).await?;
     let filter = match f.parse(PAGE + 1) {
         Ok(x) => x,
-        Err(why) => return page::error(StatusCode::BAD_REQUEST, &why),
+        Err(why) => return Err(page::error(StatusCode::BAD_REQUEST, &why)),
     };
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let mut client = conn(&state).await?;
     let rows = async {
         let tx = client.transaction().await?;
         let rows = db::list(&tx, &tenant, &filter).await?;
         tx.commit().await?;
         Ok::<_, tokio_postgres::Error>(rows)
     };
-    let rows = match rows.await {
-        Ok(r) => r,
-        Err(e) => return failed(e),
-    };
+    let rows = rows.await.map_err(failed)?;
     let (rows, next) = crate::http::api::input::page(rows, PAGE, |s: &Suppression| s.id.to_string());
     let only = f.only_filter();
     let mut query: Vec<(String, String)> =
@@ -134,7 +126,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(f): Query<Fil
             p.pager { a href={ "/console/suppressions?" (serde_urlencoded::to_string(&q).unwrap_or_default()) } { "Older →" } }
         }
     };
-    page::page(&c, "/suppressions", "Suppressions", body)
+    Ok(page::page(&c, "/suppressions", "Suppressions", body))
 }
 
 fn table(c: &Console, rows: &[Suppression]) -> Markup {
@@ -201,44 +193,40 @@ pub struct AddForm {
 }
 
 /// `POST /console/suppressions`: suppress an address (`et_suppress`).
-pub async fn add(State(state): State<AppState>, c: Console, Form(f): Form<AddForm>) -> Response {
-    if let Err(r) = c.check(&f.csrf) {
-        return r;
-    }
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, SCOPE).await {
-        return r;
-    }
+pub async fn add(State(state): State<AppState>, c: Console, Form(f): Form<AddForm>) -> Page {
+    c.check(&f.csrf)?;
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, SCOPE).await?;
     let Ok(channel) = f.channel.parse::<Channel>() else {
-        return page::error(StatusCode::BAD_REQUEST, &format!("channel: {:?} is not a channel", f.channel));
+        return Err(page::error(StatusCode::BAD_REQUEST, &format!("channel: {:?} is not a channel", f.channel)));
     };
     let reason = match f.reason.as_deref().filter(|r| !r.is_empty()) {
         None => SuppressReason::Manual,
         Some(r) => match r.parse::<SuppressReason>() {
             Ok(r) => r,
             Err(_) => {
-                return page::error(StatusCode::BAD_REQUEST, &format!("reason: {r:?} is not one of {}", SuppressReason::NAMES.join(", ")))
+                return Err(page::error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("reason: {r:?} is not one of {}", SuppressReason::NAMES.join(", ")),
+                ))
             }
         },
     };
     let address = f.address.trim();
     if address.is_empty() {
-        return back(Err("address: must not be empty".into()));
+        return Ok(back(Err("address: must not be empty".into())));
     }
     let detail = f.detail.as_deref().map(str::trim).filter(|d| !d.is_empty());
     if detail.is_some_and(|d| d.chars().count() > MAX_DETAIL_CHARS) {
-        return back(Err(format!("detail: at most {MAX_DETAIL_CHARS} characters")));
+        return Ok(back(Err(format!("detail: at most {MAX_DETAIL_CHARS} characters"))));
     }
     let new = NewSuppression { channel, address, reason, detail, expires_at: None };
-    let Ok(client) = state.pool.get().await else { return unavailable() };
-    match db::suppress(&client, &tenant, &new, &c.actor()).await {
+    let client = conn(&state).await?;
+    Ok(match db::suppress(&client, &tenant, &new, &c.actor()).await {
         Ok((s, true)) => back(Ok(format!("{} is suppressed on {}.", s.address, s.channel))),
         Ok((s, false)) => back(Ok(format!("{} was suppressed on {} already ({}); left as it was.", s.address, s.channel, s.reason))),
         Err(e) => refused(e),
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -251,24 +239,17 @@ pub struct RemoveForm {
 
 /// `POST /console/suppressions/remove`: remove a suppression (`et_unsuppress`: logged, the
 /// address's hard-bounce count reset); 404 when this tenant has not suppressed the address.
-pub async fn remove(State(state): State<AppState>, c: Console, Form(f): Form<RemoveForm>) -> Response {
-    if let Err(r) = c.check(&f.csrf) {
-        return r;
-    }
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, SCOPE).await {
-        return r;
-    }
+pub async fn remove(State(state): State<AppState>, c: Console, Form(f): Form<RemoveForm>) -> Page {
+    c.check(&f.csrf)?;
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, SCOPE).await?;
     let Ok(channel) = f.channel.parse::<Channel>() else {
-        return page::error(StatusCode::BAD_REQUEST, &format!("channel: {:?} is not a channel", f.channel));
+        return Err(page::error(StatusCode::BAD_REQUEST, &format!("channel: {:?} is not a channel", f.channel)));
     };
-    let Ok(client) = state.pool.get().await else { return unavailable() };
-    match db::unsuppress(&client, &tenant, channel, &f.address, &c.actor(), "removed in the console").await {
+    let client = conn(&state).await?;
+    Ok(match db::unsuppress(&client, &tenant, channel, &f.address, &c.actor(), "removed in the console").await {
         Ok(true) => back(Ok(format!("{} may be sent to again on {channel}.", f.address))),
         Ok(false) => page::error(StatusCode::NOT_FOUND, "This address is not suppressed for this tenant."),
         Err(e) => refused(e),
-    }
+    })
 }

@@ -7,13 +7,12 @@
 //! worker's outcome) belongs to the webhook worker; endpoints are changed through `/v1/webhooks`.
 
 use super::page::{self, count};
-use super::session::{failed, unavailable, Console};
+use super::session::{conn, failed, Console, Page};
 use crate::db::apikeys::{self, Scope};
 use crate::db::webhooks::{self as db, Delivery, Endpoint};
 use crate::http::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use maud::{html, Markup};
 use serde_json::json;
 
@@ -23,25 +22,17 @@ pub const SCOPE: Scope = Scope::Admin;
 pub const DELIVERIES: i64 = 50;
 
 /// `GET /console/webhooks`.
-pub async fn list(State(state): State<AppState>, c: Console) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, SCOPE).await {
-        return r;
-    }
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+pub async fn list(State(state): State<AppState>, c: Console) -> Page {
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, SCOPE).await?;
+    let mut client = conn(&state).await?;
     let rows = async {
         let tx = client.transaction().await?;
         let rows = db::list(&tx, &tenant).await?;
         tx.commit().await?;
         Ok::<_, tokio_postgres::Error>(rows)
     };
-    let rows = match rows.await {
-        Ok(r) => r,
-        Err(e) => return failed(e),
-    };
+    let rows = rows.await.map_err(failed)?;
     let body = html! {
         @if rows.is_empty() {
             (page::empty("No webhook endpoints.", html! {
@@ -66,7 +57,7 @@ pub async fn list(State(state): State<AppState>, c: Console) -> Response {
             }
         }
     };
-    page::page(&c, "/webhooks", "Webhooks", body)
+    Ok(page::page(&c, "/webhooks", "Webhooks", body))
 }
 
 fn events(e: &Endpoint) -> Markup {
@@ -84,17 +75,12 @@ fn enabled(e: &Endpoint) -> Markup {
 }
 
 /// `GET /console/webhooks/{id}`: one endpoint and its newest deliveries.
-pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<String>) -> Response {
-    let tenant = match c.tenant() {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    if let Err(r) = c.require(&state, SCOPE).await {
-        return r;
-    }
+pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<String>) -> Page {
+    let tenant = c.tenant()?.to_owned();
+    c.require(&state, SCOPE).await?;
     let not_found = || page::error(StatusCode::NOT_FOUND, "No such webhook endpoint for this tenant.");
-    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else { return not_found() };
-    let Ok(mut client) = state.pool.get().await else { return unavailable() };
+    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else { return Err(not_found()) };
+    let mut client = conn(&state).await?;
     let read = async {
         let tx = client.transaction().await?;
         let Some(e) = db::get(&tx, &tenant, id).await? else {
@@ -111,12 +97,11 @@ pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<Stri
         Ok(Err(elsewhere)) => {
             if elsewhere {
                 let detail = json!({ "resource": "webhook_endpoint", "id": id, "via": "console" });
-                let prefix = c.actor().trim_start_matches("console:").to_owned();
-                let _ = apikeys::security_event(&**client, Some(&tenant), &prefix, "cross_tenant_access", &detail).await;
+                let _ = apikeys::security_event(&**client, Some(&tenant), c.prefix(), "cross_tenant_access", &detail).await;
             }
-            return not_found();
+            return Err(not_found());
         }
-        Err(e) => return failed(e),
+        Err(e) => return Err(failed(e)),
     };
     let row = |k: &str, v: Markup| html! { tr { th { (k) } td { (v) } } };
     let body = html! {
@@ -134,7 +119,7 @@ pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<Stri
         (deliveries_table(&deliveries))
         p { a href="/console/webhooks" { "Back to the endpoints" } }
     };
-    page::page(&c, "/webhooks", &format!("Webhook {}", e.id), body)
+    Ok(page::page(&c, "/webhooks", &format!("Webhook {}", e.id), body))
 }
 
 fn deliveries_table(rows: &[Delivery]) -> Markup {

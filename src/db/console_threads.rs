@@ -1,5 +1,5 @@
-//! The console's conversation reads: a tenant's threads newest activity first (keyset pages
-//! along `et_threads_activity`, filtered by handling and session) with each one's insight, and
+//! The console's conversation reads: a tenant's threads newest activity first (keyset pages,
+//! filtered by handling and session) with each one's insight, and
 //! the addressing of a human reply on a thread. One thread's page, its messages and the handoff
 //! use the API's own SQL ([`crate::db::api`]); the reply is inserted by the API's
 //! [`crate::db::api::insert_message`].
@@ -9,8 +9,10 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Error;
 
-/// A thread's last activity: its newest message, else its creation. The same expression as the
-/// index `et_threads_activity` (sql/V11), so the list's order and keyset come from the index.
+/// A thread's last activity: its newest message, else its creation. No index serves this order:
+/// an index led by `tenant_id` on et_threads is what the insert trigger's generic plan for the
+/// thread lookup (tenant, session, contact) picks while the table has no statistics, and it kept
+/// that plan for a whole 50,000-row insert (a scan per row). A tenant's list sorts its threads.
 const ACTIVITY: &str = "coalesce(greatest(t.last_inbound_at, t.last_outbound_at), t.created_at)";
 
 /// One row of the conversation list.
@@ -50,8 +52,6 @@ pub struct ThreadFilter {
 /// A page of `tenant`'s threads, newest activity first.
 pub async fn list_threads(c: &impl GenericClient, tenant: &str, f: &ThreadFilter) -> Result<Vec<ThreadListRow>, Error> {
     let (after_at, after_id) = f.after.map_or((None, None), |(at, id)| (Some(at), Some(id)));
-    // the keyset condition is written only when there is a cursor, so that even a generic plan
-    // starts the index scan at the cursor instead of filtering the rows before it
     let keyset = if f.after.is_some() {
         format!("({ACTIVITY}, t.id) < ($4::timestamptz, $5::bigint)")
     } else {

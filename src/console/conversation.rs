@@ -10,7 +10,7 @@ use super::conversations::handling_badge;
 use super::page;
 use super::session::{conn, failed, Console, Page};
 use crate::db::api::{self as api, InsightRow, MessageRow, NewMessage, ThreadRow};
-use crate::db::apikeys::{self, Scope};
+use crate::db::apikeys::Scope;
 use crate::db::console_threads as db;
 use crate::domain::vocab::{Direction, Handling};
 use crate::http::AppState;
@@ -38,8 +38,7 @@ async fn find(state: &AppState, c: &Console, tenant: &str, id: &str) -> Result<T
         return Ok(row);
     }
     if api::thread_elsewhere(&client, tenant, thread).await.map_err(failed)? {
-        let detail = json!({ "resource": "thread", "id": id, "via": "console" });
-        let _ = apikeys::security_event(&**client, Some(tenant), c.prefix(), "cross_tenant_access", &detail).await;
+        c.log_cross_tenant(&**client, tenant, "thread", "id", id).await;
     }
     Err(not_found())
 }

@@ -14,7 +14,6 @@ use axum_extra::extract::Form;
 use chrono::{NaiveDate, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
-use serde_json::json;
 
 /// The scope `/v1/tenants/{id}/keys` asks of a tenant key.
 pub const SCOPE: Scope = Scope::Admin;
@@ -159,18 +158,14 @@ pub async fn revoke(State(state): State<AppState>, c: Console, Path(prefix): Pat
     c.require(&state, SCOPE).await?;
     let client = conn(&state).await?;
     Ok(match apikeys::revoke_as(&**client, Some(&tenant), &prefix, &c.actor()).await {
-        Ok(true) if c.actor() == format!("console:{prefix}") => {
+        Ok(true) if c.prefix() == prefix => {
             // the session's own key: the session ends with it
             Redirect::to("/console/sign-in?why=This+session%27s+key+was+revoked.").into_response()
         }
         Ok(true) => back(Ok(format!("Key {prefix} revoked."))),
         Ok(false) => {
             match apikeys::key_elsewhere(&**client, &tenant, &prefix).await {
-                Ok(true) => {
-                    let detail = json!({ "resource": "api_key", "prefix": prefix, "via": "console" });
-                    let me = c.actor().trim_start_matches("console:").to_owned();
-                    let _ = apikeys::security_event(&**client, Some(&tenant), &me, "cross_tenant_access", &detail).await;
-                }
+                Ok(true) => c.log_cross_tenant(&**client, &tenant, "api_key", "prefix", prefix.as_str()).await,
                 Ok(false) => {}
                 Err(e) => return Err(failed(e)),
             }

@@ -7,7 +7,7 @@
 use super::page::{self, count};
 use super::session::{conn, failed, Console, Page};
 use crate::db::api::{self as db, Action, MessageRef, MessageRow};
-use crate::db::apikeys::{self, Scope};
+use crate::db::apikeys::Scope;
 use crate::domain::vocab::Status;
 use crate::http::AppState;
 use axum::extract::{Path, Query, State};
@@ -32,8 +32,7 @@ async fn find(state: &AppState, c: &Console, tenant: &str, id: &str) -> Result<M
         return Ok(row);
     }
     if db::message_elsewhere(&client, tenant, m).await.map_err(failed)? {
-        let detail = json!({ "resource": "message", "id": id, "via": "console" });
-        let _ = apikeys::security_event(&**client, Some(tenant), c.prefix(), "cross_tenant_access", &detail).await;
+        c.log_cross_tenant(&**client, tenant, "message", "id", id).await;
     }
     Err(not_found())
 }

@@ -89,10 +89,7 @@ pub fn page(c: &Console, active: &str, title: &str, body: Markup) -> Response {
                             span.tenant { "tenant " strong { (c.tenant.as_deref().unwrap_or("")) } }
                         }
                         span.key title="the API key this console is signed in with" { (c.actor()) }
-                        form method="post" action="/console/sign-out" {
-                            input type="hidden" name="csrf" value=(c.csrf());
-                            button type="submit" { "Sign out" }
-                        }
+                        (sign_out_form(&c.csrf(), "Sign out"))
                     }
                 }
                 main {
@@ -120,6 +117,16 @@ pub fn bare(status: StatusCode, title: &str, body: Markup) -> Response {
         }
     };
     html_response(status, markup)
+}
+
+/// The sign-out form (a POST with the session's CSRF token), labelled `label`.
+pub fn sign_out_form(csrf: &str, label: &str) -> Markup {
+    html! {
+        form method="post" action="/console/sign-out" {
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" { (label) }
+        }
+    }
 }
 
 /// An error page: what went wrong and where to go.

@@ -88,6 +88,21 @@ impl Console {
             .ok_or_else(|| page::error(StatusCode::BAD_REQUEST, "Choose a tenant with the switcher at the top of the page first."))
     }
 
+    /// Record that this console asked for another tenant's `resource` (found by `field` =
+    /// `value`): the API's `cross_tenant_access` security event, `via: console`. The caller
+    /// answers 404 either way.
+    pub async fn log_cross_tenant(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+        tenant: &str,
+        resource: &str,
+        field: &str,
+        value: impl Into<serde_json::Value>,
+    ) {
+        let detail = serde_json::json!({ "resource": resource, field: value.into(), "via": "console" });
+        let _ = apikeys::security_event(client, Some(tenant), self.prefix(), "cross_tenant_access", &detail).await;
+    }
+
     /// 403 unless the key has `scope`; logged as the API logs a missing scope.
     pub async fn require(&self, state: &AppState, scope: Scope) -> Result<(), Response> {
         if self.can(scope) {
@@ -105,10 +120,7 @@ impl Console {
             maud::html! {
                 p.error { "This API key lacks the " (scope.as_str()) " scope." }
                 p { a href="/console" { "Back to the console" } }
-                form method="post" action="/console/sign-out" {
-                    input type="hidden" name="csrf" value=(csrf);
-                    button type="submit" { "Sign in with another key" }
-                }
+                (page::sign_out_form(&csrf, "Sign in with another key"))
             },
         ))
     }

@@ -142,10 +142,7 @@ pub async fn set_status(State(state): State<AppState>, c: Console, Path(id): Pat
     };
     if !own {
         match tenants::session_elsewhere(&**client, &tenant, sid).await {
-            Ok(true) => {
-                let detail = json!({ "resource": "channel_session", "id": sid, "via": "console" });
-                let _ = apikeys::security_event(&**client, Some(&tenant), c.prefix(), "cross_tenant_access", &detail).await;
-            }
+            Ok(true) => c.log_cross_tenant(&**client, &tenant, "channel_session", "id", sid).await,
             Ok(false) => {}
             Err(e) => return Err(failed(e)),
         }

@@ -8,13 +8,12 @@
 
 use super::page::{self, count};
 use super::session::{conn, failed, Console, Page};
-use crate::db::apikeys::{self, Scope};
+use crate::db::apikeys::Scope;
 use crate::db::webhooks::{self as db, Delivery, Endpoint};
 use crate::http::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use maud::{html, Markup};
-use serde_json::json;
 
 /// The scope of every `/v1/webhooks` route.
 pub const SCOPE: Scope = Scope::Admin;
@@ -96,8 +95,7 @@ pub async fn show(State(state): State<AppState>, c: Console, Path(id): Path<Stri
         Ok(Ok(r)) => r,
         Ok(Err(elsewhere)) => {
             if elsewhere {
-                let detail = json!({ "resource": "webhook_endpoint", "id": id, "via": "console" });
-                let _ = apikeys::security_event(&**client, Some(&tenant), c.prefix(), "cross_tenant_access", &detail).await;
+                c.log_cross_tenant(&**client, &tenant, "webhook_endpoint", "id", id).await;
             }
             return Err(not_found());
         }

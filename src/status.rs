@@ -47,3 +47,40 @@ pub async fn render(client: &tokio_postgres::Client) -> Result<String, tokio_pos
     }
     Ok(out)
 }
+
+/// `pgcourier health`: ask the daemon listening on `addr` (an unspecified address, as a
+/// container's 0.0.0.0, is asked on loopback) whether it is ready. `Ok` with its status line when
+/// `/ready` answers 200; an error naming what failed otherwise (not listening, not ready and
+/// which checks fail, no answer within `timeout`).
+pub async fn health(addr: std::net::SocketAddr, timeout: std::time::Duration) -> anyhow::Result<String> {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    let url = format!("http://{addr}/ready");
+    let http = reqwest::Client::builder().timeout(timeout).build()?;
+    let response = http.get(&url).send().await.map_err(|e| {
+        anyhow::anyhow!("{url} did not answer ({}): is the daemon running with PGCOURIER_HTTP_ADDR={addr}?", crate::telemetry::one_line(&e))
+    })?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let role = body.get("role").and_then(|r| r.as_str()).map(|r| format!(" (role {r})")).unwrap_or_default();
+    if status.is_success() {
+        return Ok(format!("ready{role}: {url}"));
+    }
+    let failing: Vec<String> = body
+        .get("checks")
+        .and_then(|c| c.as_object())
+        .map(|checks| {
+            checks
+                .iter()
+                .filter(|(_, c)| c.get("ok") == Some(&serde_json::Value::Bool(false)))
+                .map(|(name, c)| format!("{name}: {}", c.get("error").and_then(|e| e.as_str()).unwrap_or("failing")))
+                .collect()
+        })
+        .unwrap_or_default();
+    anyhow::bail!(
+        "not ready{role} ({url} answered {status}): {}",
+        if failing.is_empty() { "no checks reported".into() } else { failing.join("; ") }
+    )
+}

@@ -25,6 +25,40 @@ pub enum LogFormat {
     Json,
 }
 
+/// What a daemon does (`PGCOURIER_ROLE`): every role may run on many nodes against one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The HTTP surface and every worker.
+    All,
+    /// Claims and sends, decides inbound, delivers webhooks, keeps insights, runs the periodic
+    /// work (maintenance and statistics under one leader); its HTTP surface serves only
+    /// `/health`, `/ready` and `/metrics`.
+    Worker,
+    /// The API, provider webhooks, the console, `/health`, `/ready`, `/metrics`; never claims,
+    /// never runs periodic work, holds no LISTEN connection.
+    Web,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Worker => "worker",
+            Role::Web => "web",
+        }
+    }
+
+    /// Claims work and may lead the periodic work.
+    pub fn works(self) -> bool {
+        self != Role::Web
+    }
+
+    /// Serves the API, provider webhooks and the console.
+    pub fn serves(self) -> bool {
+        self != Role::Worker
+    }
+}
+
 /// The file under the data directory where `pgcourier up` writes the URL of its private
 /// PostgreSQL while it runs; the other commands use it when `DATABASE_URL` is not set.
 pub const UP_URL_FILE: &str = "database_url";
@@ -50,6 +84,10 @@ pub struct Config {
     #[arg(long, env = "PGCOURIER_LISTEN", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set, value_name = "on|off", help_heading = "Database")]
     pub listen: bool,
 
+    /// What this daemon does: `all`; `worker` (claims, sends, periodic work; HTTP only for
+    /// /health, /ready, /metrics); `web` (API, provider webhooks, console; never claims).
+    #[arg(long, env = "PGCOURIER_ROLE", default_value = "all", value_parser = role, value_name = "all|worker|web", help_heading = "Sending")]
+    pub role: Role,
     /// Claim at least this often, NOTIFY or not.
     #[arg(long, env = "PGCOURIER_POLL_INTERVAL", default_value = "1s", value_parser = duration, value_name = "DURATION", help_heading = "Sending")]
     pub poll_interval: Duration,
@@ -412,6 +450,15 @@ fn on_off(v: &str) -> Result<bool, String> {
         "" | "on" => Ok(true),
         "off" => Ok(false),
         _ => Err("expected on or off".into()),
+    }
+}
+
+fn role(v: &str) -> Result<Role, String> {
+    match v.trim() {
+        "" | "all" => Ok(Role::All),
+        "worker" => Ok(Role::Worker),
+        "web" => Ok(Role::Web),
+        _ => Err("expected all, worker or web".into()),
     }
 }
 

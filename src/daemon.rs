@@ -4,6 +4,23 @@
 //! worker, the status webhook worker and the outbound dispatcher; all stopped by one
 //! cancellation token (soft stop: no new claims; in-flight work finishes up to the shutdown
 //! timeout, its leases renewed meanwhile).
+//!
+//! Which tasks run depends on the role (`PGCOURIER_ROLE`); many daemons of any roles may share
+//! one database. Each task, and why it is correct on many nodes:
+//!
+//! | task | `all` | `worker` | `web` | with many daemons |
+//! | --- | --- | --- | --- | --- |
+//! | HTTP: API, provider webhooks, console | yes | no | yes | stateless over the database (console sessions are rows) |
+//! | HTTP: /health, /ready, /metrics | yes | yes | yes | per process |
+//! | LISTEN connection | yes | yes | no | per process: it wakes this daemon's workers (a web node has none) |
+//! | outbound dispatcher, inbound worker, insights worker, webhook worker | yes | yes | no | safe everywhere: claims with `FOR UPDATE SKIP LOCKED` and leases, outcomes fenced on the lease |
+//! | outbound rescuer | yes | yes | no | safe everywhere: one `UPDATE` of expired leases whose rows it locks (a row is rescued once; the attempt is fenced) |
+//! | leader election ([`crate::leader`]) | yes | yes | no | one session-level advisory lock |
+//! | maintenance (attachment retention, console upkeep) | leader | leader | no | leader-elected; retention batches also take a transaction-level lock |
+//! | statistics keeper (ANALYZE when autovacuum is off) | leader | leader | no | leader-elected (ANALYZE twice is only wasted work) |
+//!
+//! Follow-ups are due dates in `et_thread_insights`, written by the insights worker under its
+//! thread claims; partition upkeep does not exist yet (nothing is partitioned).
 
 use crate::config::Config;
 use crate::db;
@@ -36,6 +53,8 @@ pub struct Handles {
     pub listener: Arc<wakeup::ListenerState>,
     /// The HTTP surface's bound address, once it listens.
     pub http_addr: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
+    /// Whether this daemon leads the periodic work now.
+    pub leader: Arc<crate::leader::LeaderState>,
 }
 
 /// Run the daemon against `database` until `shutdown` is cancelled.
@@ -65,19 +84,25 @@ pub async fn run_with(
     let options = format!("-c pgcourier.actor={} -c jit=off", config.worker_id.replace(' ', "_"));
     let mut pooled = database.clone();
     pooled.options(&options);
+    // what `pgcourier status` lists as this daemon, with its role
+    pooled.application_name(format!("pgcourier {} {}", config.role.as_str(), config.worker_id));
     let pool = db::pool(pooled, config.pool_size)?;
     // The console's own small pool: every statement a page runs is bounded by the server
     // (statement_timeout), so no page can load the database beyond its request.
     let mut paged = database.clone();
     paged.options(format!("{options} -c statement_timeout={}", crate::console::STATEMENT_TIMEOUT));
     let console_pool = db::pool(paged, crate::console::POOL_SIZE)?;
-    tracing::info!(worker = %config.worker_id, "pgcourier daemon started");
+    tracing::info!(worker = %config.worker_id, role = config.role.as_str(), "pgcourier daemon started");
 
     let wakers = wakeup::Wakers::default();
     let tasks = TaskTracker::new();
-    if config.listen {
+    let role = config.role;
+    if !role.works() {
+        tracing::info!(worker = %config.worker_id, "role web: serving the HTTP surface only; no claims, no periodic work, no LISTEN");
+        handles.listener.poll_only.store(true, std::sync::atomic::Ordering::SeqCst);
+    } else if config.listen {
         tasks.spawn(wakeup::run(
-            database,
+            database.clone(),
             config.worker_id.clone(),
             wakers.clone(),
             handles.listener.clone(),
@@ -88,9 +113,12 @@ pub async fn run_with(
         tracing::info!(poll_interval = ?config.poll_interval, "PGCOURIER_LISTEN=off: no LISTEN connection; finding work by polling");
         handles.listener.poll_only.store(true, std::sync::atomic::Ordering::SeqCst);
     }
-    tasks.spawn(rescuer::run(pool.clone(), config.rescue_interval, config.lease, wakers.outbound.clone(), shutdown.clone()));
-    tasks.spawn(crate::statistics::run(pool.clone(), Duration::from_secs(1), shutdown.clone()));
-    tasks.spawn(crate::maintenance::run(pool.clone(), config.maintenance_interval, shutdown.clone()));
+    if role.works() {
+        tasks.spawn(crate::leader::run(database.clone(), config.worker_id.clone(), handles.leader.clone(), shutdown.clone()));
+        tasks.spawn(rescuer::run(pool.clone(), config.rescue_interval, config.lease, wakers.outbound.clone(), shutdown.clone()));
+        tasks.spawn(crate::statistics::run(pool.clone(), Duration::from_secs(1), handles.leader.clone(), shutdown.clone()));
+        tasks.spawn(crate::maintenance::run(pool.clone(), config.maintenance_interval, handles.leader.clone(), shutdown.clone()));
+    }
     // the HTTP surface failing later stops the daemon, and `run` returns its error
     let http_failed = Arc::new(std::sync::Mutex::new(None));
     if let (Some(listener), Some(addr)) = (http, config.http_addr) {
@@ -98,11 +126,12 @@ pub async fn run_with(
             pool: pool.clone(),
             config: config.clone(),
             listener: handles.listener.clone(),
+            leader: handles.leader.clone(),
             shutdown: shutdown.clone(),
         };
         let (bound, stop, failed) = (handles.http_addr.clone(), shutdown.clone(), http_failed.clone());
         tasks.spawn(async move {
-            let pages = match config.console {
+            let pages = match config.console && role.serves() {
                 true => crate::console::routes(crate::http::AppState { pool: console_pool, ..state.clone() }),
                 false => axum::Router::new(),
             };
@@ -113,10 +142,12 @@ pub async fn run_with(
             }
         });
     }
-    tasks.spawn(crate::inbound::worker::run(pool.clone(), config.clone(), wakers.inbound.clone(), shutdown.clone()));
-    tasks.spawn(crate::insights::run(pool.clone(), config.clone(), shutdown.clone()));
-    tasks.spawn(crate::webhooks::run(pool.clone(), config.clone(), wakers.webhooks.clone(), shutdown.clone()));
-    tasks.spawn(Dispatcher::new(pool.clone(), config, wakers.outbound.clone()).run(shutdown.clone()));
+    if role.works() {
+        tasks.spawn(crate::inbound::worker::run(pool.clone(), config.clone(), wakers.inbound.clone(), shutdown.clone()));
+        tasks.spawn(crate::insights::run(pool.clone(), config.clone(), shutdown.clone()));
+        tasks.spawn(crate::webhooks::run(pool.clone(), config.clone(), wakers.webhooks.clone(), shutdown.clone()));
+        tasks.spawn(Dispatcher::new(pool.clone(), config, wakers.outbound.clone()).run(shutdown.clone()));
+    }
     tasks.close();
     tasks.wait().await;
     pool.close();

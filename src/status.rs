@@ -1,4 +1,5 @@
-//! `pgcourier status`: the queue health table an operator reads first.
+//! `pgcourier status`: the queue health table an operator reads first, and the daemons connected
+//! (role, worker id, leader); `pgcourier health`: the container's health check.
 
 use crate::db::health;
 use std::fmt::Write;
@@ -36,6 +37,15 @@ pub async fn render(client: &tokio_postgres::Client) -> Result<String, tokio_pos
     for (tenant, session, state, rate, since, by) in breakers {
         let rate = rate.map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_default();
         let _ = writeln!(out, "{tenant:<16} session {session:<6} {state:<10} failures {rate:>5} since {since} ({by})");
+    }
+    let _ = writeln!(out, "\nDAEMONS (connected now: pool connections by role and worker id; the leader runs the periodic work)");
+    let daemons = crate::db::leader::daemons(client).await?;
+    if daemons.is_empty() {
+        let _ = writeln!(out, "(none)");
+    }
+    for (name, connections, leads) in daemons {
+        let name = name.strip_prefix("pgcourier ").unwrap_or(&name);
+        let _ = writeln!(out, "{name:<56} {connections:>4} connection(s){}", if leads { "  LEADER" } else { "" });
     }
     let dead = health::dead_letters(client, 10).await?;
     let _ = writeln!(out, "\nDEAD LETTERS (newest 10; retry with SELECT et_retry(id, 'you'))");

@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod inbound;
 pub mod insights;
+pub mod leader;
 pub mod listener;
 pub mod migrate;
 pub mod ops;

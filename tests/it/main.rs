@@ -35,6 +35,7 @@ mod payload_limits;
 mod process;
 mod provider_webhooks;
 mod refusals;
+mod roles;
 mod schema;
 mod smtp_sink;
 mod support;

@@ -76,11 +76,21 @@ pub struct Config {
     /// --bindir`, else the newest /usr/lib/postgresql/*/bin, else /usr/local/pgsql/bin].
     #[arg(long, env = "PGCOURIER_PG_BIN", value_name = "DIR", help_heading = "Database")]
     pub pg_bin: Option<PathBuf>,
+    /// The session connections (LISTEN, the leader lock, migrations) go here when set, e.g.
+    /// straight to PostgreSQL while DATABASE_URL points at a transaction pooler [default: DATABASE_URL].
+    #[arg(long, env = "PGCOURIER_LISTEN_URL", value_name = "URL", hide_env_values = true, help_heading = "Database")]
+    pub listen_url: Option<String>,
+    /// `transaction`: DATABASE_URL is a transaction-mode pooler (PgBouncer pool_mode = transaction):
+    /// the pool's statements go unnamed (re-parsed per execution), no session settings are sent,
+    /// and the session connections need PGCOURIER_LISTEN_URL (or PGCOURIER_LISTEN=off).
+    #[arg(long, env = "PGCOURIER_DB_POOLER", default_value = "none", value_parser = pooler, action = clap::ArgAction::Set, value_name = "none|transaction", help_heading = "Database")]
+    pub db_pooler: bool,
     /// Database connections in the pool.
     #[arg(long, env = "PGCOURIER_POOL_SIZE", default_value = "8", value_parser = count, value_name = "N", help_heading = "Database")]
     pub pool_size: usize,
-    /// `off`: no LISTEN connection (for poolers without session-level connections); work is then
-    /// found by polling every poll interval.
+    /// `off`: poll-only mode, no session connection at all (no LISTEN, no leader lock: every
+    /// worker runs the periodic passes, each safe on many nodes); work is found by polling every
+    /// poll interval.
     #[arg(long, env = "PGCOURIER_LISTEN", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set, value_name = "on|off", help_heading = "Database")]
     pub listen: bool,
 
@@ -357,6 +367,7 @@ impl Config {
         let matches = command.try_get_matches_from(&argv).map_err(|e| explain(&e, &given))?;
         let mut config = Config::from_arg_matches(&matches).map_err(|e| explain(&e, &given))?;
         config.database_url = config.database_url.filter(|u| !u.trim().is_empty());
+        config.listen_url = config.listen_url.filter(|u| !u.trim().is_empty());
         Ok(config)
     }
 
@@ -450,6 +461,14 @@ fn on_off(v: &str) -> Result<bool, String> {
         "" | "on" => Ok(true),
         "off" => Ok(false),
         _ => Err("expected on or off".into()),
+    }
+}
+
+fn pooler(v: &str) -> Result<bool, String> {
+    match v.trim() {
+        "" | "none" => Ok(false),
+        "transaction" => Ok(true),
+        _ => Err("expected none or transaction".into()),
     }
 }
 

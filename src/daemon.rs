@@ -37,6 +37,14 @@ pub enum DaemonError {
     Connect(#[source] tokio_postgres::Error),
     #[error(transparent)]
     Migrate(#[from] db::migrate::MigrateError),
+    #[error("PGCOURIER_LISTEN_URL is not a valid PostgreSQL connection string: {0}")]
+    ListenUrl(#[source] tokio_postgres::Error),
+    #[error("PGCOURIER_DB_POOLER=transaction: LISTEN needs a session connection, which a transaction pooler does not keep; set PGCOURIER_LISTEN_URL to PostgreSQL itself (or to a session-mode pool), or PGCOURIER_LISTEN=off to find work by polling alone")]
+    ListenThroughPooler,
+    #[error("the database is behind this binary and PGCOURIER_DB_POOLER=transaction without PGCOURIER_LISTEN_URL leaves no session connection to migrate on: run `pgcourier migrate` against PostgreSQL itself")]
+    NotMigrated,
+    #[error("cannot check the migrations through the pooler: {0}")]
+    Check(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot build the connection pool: {0}")]
     Pool(#[from] deadpool_postgres::BuildError),
     #[error("cannot listen on {addr} for the HTTP surface ({source}); set PGCOURIER_HTTP_ADDR to a free address, or to off")]
@@ -69,9 +77,20 @@ pub async fn run_with(
     shutdown: CancellationToken,
     handles: Handles,
 ) -> Result<(), DaemonError> {
-    let mut client = db::connect(&database).await.map_err(DaemonError::Connect)?;
-    db::migrate::migrate(&mut client).await?;
-    drop(client);
+    // The session connections (LISTEN, the leader lock, migrations): PGCOURIER_LISTEN_URL, else
+    // DATABASE_URL unless that is a transaction pooler (then there are none: poll-only mode).
+    let session: Option<tokio_postgres::Config> = match &config.listen_url {
+        Some(url) => Some(url.parse().map_err(DaemonError::ListenUrl)?),
+        None if !config.db_pooler => Some(database.clone()),
+        None => None,
+    };
+    if session.is_none() && config.listen && config.role.works() {
+        return Err(DaemonError::ListenThroughPooler);
+    }
+    if let Some(session) = &session {
+        let mut client = db::connect(session).await.map_err(DaemonError::Connect)?;
+        db::migrate::migrate(&mut client).await?;
+    }
     // bound before any work starts: a taken port is an error of `run`, not a quiet stop
     let http = match config.http_addr {
         Some(addr) => Some(crate::http::bind(addr).await.map_err(|source| DaemonError::Http { addr, source })?),
@@ -80,18 +99,40 @@ pub async fn run_with(
     // Events written by this daemon's connections name it as the actor. JIT is off: every
     // statement the daemon runs is short, and the claim's per-session budgets (a LIMIT the
     // planner cannot see) make its cost estimate large enough to be compiled, which costs
-    // several times the claim itself (see BENCHMARKS.md).
+    // several times the claim itself (see BENCHMARKS.md). A transaction pooler keeps no session
+    // settings (and PgBouncer refuses the `options` startup parameter): there the role's or
+    // database's settings apply (ALTER ROLE ... SET jit = off), and events name the database user.
     let options = format!("-c pgcourier.actor={} -c jit=off", config.worker_id.replace(' ', "_"));
     let mut pooled = database.clone();
-    pooled.options(&options);
+    if !config.db_pooler {
+        pooled.options(&options);
+    }
     // what `pgcourier status` lists as this daemon, with its role
     pooled.application_name(format!("pgcourier {} {}", config.role.as_str(), config.worker_id));
-    let pool = db::pool(pooled, config.pool_size)?;
+    let pool = match config.db_pooler {
+        true => db::pool_through_pooler(pooled, config.pool_size)?,
+        false => db::pool(pooled, config.pool_size)?,
+    };
+    if session.is_none() {
+        let current = async {
+            db::migrate::is_current(&*pool.get().await.map_err(|e| DaemonError::Check(e.into()))?)
+                .await
+                .map_err(|e| DaemonError::Check(e.into()))
+        };
+        if !current.await? {
+            return Err(DaemonError::NotMigrated);
+        }
+    }
     // The console's own small pool: every statement a page runs is bounded by the server
     // (statement_timeout), so no page can load the database beyond its request.
     let mut paged = database.clone();
-    paged.options(format!("{options} -c statement_timeout={}", crate::console::STATEMENT_TIMEOUT));
-    let console_pool = db::pool(paged, crate::console::POOL_SIZE)?;
+    let console_pool = match config.db_pooler {
+        true => db::pool_through_pooler(paged, crate::console::POOL_SIZE)?,
+        false => {
+            paged.options(format!("{options} -c statement_timeout={}", crate::console::STATEMENT_TIMEOUT));
+            db::pool(paged, crate::console::POOL_SIZE)?
+        }
+    };
     tracing::info!(worker = %config.worker_id, role = config.role.as_str(), "pgcourier daemon started");
 
     let wakers = wakeup::Wakers::default();
@@ -100,9 +141,9 @@ pub async fn run_with(
     if !role.works() {
         tracing::info!(worker = %config.worker_id, "role web: serving the HTTP surface only; no claims, no periodic work, no LISTEN");
         handles.listener.poll_only.store(true, std::sync::atomic::Ordering::SeqCst);
-    } else if config.listen {
+    } else if let (true, Some(session)) = (config.listen, &session) {
         tasks.spawn(wakeup::run(
-            database.clone(),
+            session.clone(),
             config.worker_id.clone(),
             wakers.clone(),
             handles.listener.clone(),
@@ -114,7 +155,17 @@ pub async fn run_with(
         handles.listener.poll_only.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     if role.works() {
-        tasks.spawn(crate::leader::run(database.clone(), config.worker_id.clone(), handles.leader.clone(), shutdown.clone()));
+        match &session {
+            Some(session) => {
+                tasks.spawn(crate::leader::run(session.clone(), config.worker_id.clone(), handles.leader.clone(), shutdown.clone()));
+            }
+            None => {
+                tracing::info!(
+                    "poll-only behind a transaction pooler: no leader lock; this daemon runs the periodic passes, each safe on many nodes"
+                );
+                handles.leader.without_election();
+            }
+        }
         tasks.spawn(rescuer::run(pool.clone(), config.rescue_interval, config.lease, wakers.outbound.clone(), shutdown.clone()));
         tasks.spawn(crate::statistics::run(pool.clone(), Duration::from_secs(1), handles.leader.clone(), shutdown.clone()));
         tasks.spawn(crate::maintenance::run(pool.clone(), config.maintenance_interval, handles.leader.clone(), shutdown.clone()));

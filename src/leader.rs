@@ -33,6 +33,12 @@ impl LeaderState {
         self.leads.load(Ordering::SeqCst)
     }
 
+    /// No election possible (poll-only mode behind a transaction pooler: no session connection
+    /// to hold a lock on): this daemon runs the periodic passes, as every other does.
+    pub fn without_election(&self) {
+        self.leads.store(true, Ordering::SeqCst);
+    }
+
     fn set(&self, leads: bool, worker: &str) {
         if self.leads.swap(leads, Ordering::SeqCst) != leads {
             match leads {

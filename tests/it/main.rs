@@ -32,6 +32,7 @@ mod messages;
 mod mock_http;
 mod ops;
 mod payload_limits;
+mod pooler;
 mod process;
 mod provider_webhooks;
 mod refusals;

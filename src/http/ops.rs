@@ -237,7 +237,17 @@ type Labels<'a> = Vec<(&'static str, &'a str)>;
 fn render_listener(out: &mut String, listener: &ListenerState) {
     let connected = if listener.connected.load(Ordering::SeqCst) { 1.0 } else { 0.0 };
     let reconnects = listener.reconnects.load(Ordering::Relaxed) as f64;
-    single(out, "pgcourier_listener_connected", "gauge", "1 while the LISTEN connection is up.", connected);
+    // no LISTEN connection by design (poll-only mode, a web node): no series, so that the
+    // listener-down alert does not fire for a connection that is not meant to exist
+    if !listener.poll_only.load(Ordering::SeqCst) {
+        single(
+            out,
+            "pgcourier_listener_connected",
+            "gauge",
+            "1 while the LISTEN connection is up (absent in poll-only mode and on web nodes).",
+            connected,
+        );
+    }
     single(
         out,
         "pgcourier_listener_reconnects_total",

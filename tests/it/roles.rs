@@ -27,6 +27,8 @@ async fn a_web_node_and_two_workers_deliver_each_message_once_with_one_leader() 
     assert_eq!((ready["role"].as_str(), ready["leader"].as_bool()), (Some("web"), Some(false)), "{ready}");
     let ready: serde_json::Value = w1.http.get(w1.url("/ready")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["role"], "worker", "{ready}");
+    let metrics = web.http.get(web.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("pgcourier_listener_connected"), "a web node has no LISTEN connection to report down");
     let refused = w1.http.get(w1.url("/v1/messages")).header("x-api-key", &key).send().await.unwrap();
     assert_eq!(refused.status(), 404, "a worker node serves no API");
 

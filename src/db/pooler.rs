@@ -319,3 +319,76 @@ fn filter_backend(input: &mut BytesMut, batches: &Mutex<Batches>, started: &mut 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let len = i32::from_be_bytes(b[1..5].try_into().unwrap()) as usize;
+            out.push((b[0], b[5..1 + len].to_vec()));
+            b = &b[1 + len..];
+        }
+        out
+    }
+
+    fn frame(tag: u8, body: &[u8]) -> BytesMut {
+        let mut b = BytesMut::new();
+        message(&mut b, tag, body);
+        b
+    }
+
+    /// A prepare then, in a later batch, an execution of the named statement: the name is gone
+    /// from the wire, the execution's batch re-parses the text, and its ParseComplete is dropped.
+    #[test]
+    fn named_statements_become_unnamed_and_are_reparsed_in_the_batch_that_runs_them() {
+        let batches = Mutex::new(Batches { pending: VecDeque::from([VecDeque::new()]) });
+        let mut front = Frontend { started: true, ..Frontend::default() };
+        let mut input = frame(b'P', &parse_body(b"s7", b"SELECT $1::int8", &[0, 0]));
+        input.extend_from_slice(&frame(b'D', b"Ss7\0"));
+        input.extend_from_slice(&frame(b'S', b""));
+        let out = messages(&front.rewrite(&mut input, &batches));
+        assert_eq!(out[0], (b'P', parse_body(b"", b"SELECT $1::int8", &[0, 0])));
+        assert_eq!(out[1], (b'D', b"S\0".to_vec()), "described unnamed, in the batch of its parse");
+        let mut input = frame(b'B', b"\0s7\0rest");
+        input.extend_from_slice(&frame(b'E', b"\0\0\0\0\0"));
+        input.extend_from_slice(&frame(b'S', b""));
+        let out = messages(&front.rewrite(&mut input, &batches));
+        assert_eq!(out.iter().map(|(t, _)| *t).collect::<Vec<_>>(), b"PBES");
+        assert_eq!(out[0].1, parse_body(b"", b"SELECT $1::int8", &[0, 0]));
+        assert_eq!(out[1].1, b"\0\0rest".to_vec());
+        assert_eq!(batches.lock().unwrap().pending, [vec![false], vec![true], vec![]].map(VecDeque::from));
+
+        // the server's answers: startup's ReadyForQuery, the prepare's, then the execution's
+        let mut started = false;
+        let mut back = frame(b'Z', b"I");
+        for (tag, body) in
+            [(b'1', &b""[..]), (b't', b"\0\0"), (b'n', b""), (b'Z', b"I"), (b'1', b""), (b'2', b""), (b'C', b"SELECT 1\0"), (b'Z', b"I")]
+        {
+            back.extend_from_slice(&frame(tag, body));
+        }
+        let tags: Vec<u8> = messages(&filter_backend(&mut back, &batches, &mut started)).iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, b"Z1tnZ2CZ", "the added parse's ParseComplete is dropped, the client's kept");
+        assert_eq!(batches.lock().unwrap().pending, [VecDeque::new()]);
+
+        // a Close of the named statement closes the unnamed one and forgets the text
+        let mut input = frame(b'C', b"Ss7\0");
+        let out = messages(&front.rewrite(&mut input, &batches));
+        assert_eq!(out[0], (b'C', b"S\0".to_vec()));
+        assert!(front.statements.is_empty());
+    }
+
+    /// After an error the server skips to Sync: the batch's remaining added parses never answer.
+    #[test]
+    fn an_error_ends_the_batch_s_expected_parses() {
+        let batches = Mutex::new(Batches { pending: VecDeque::from([VecDeque::from([true, true]), VecDeque::from([true])]) });
+        let mut started = true;
+        let mut back = frame(b'E', b"SERROR\0\0");
+        back.extend_from_slice(&frame(b'Z', b"I"));
+        back.extend_from_slice(&frame(b'1', b""));
+        let tags: Vec<u8> = messages(&filter_backend(&mut back, &batches, &mut started)).iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, b"EZ", "the next batch's added ParseComplete is still recognised");
+    }
+}

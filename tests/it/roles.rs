@@ -84,6 +84,25 @@ async fn a_web_node_and_two_workers_deliver_each_message_once_with_one_leader() 
     let status = pgcourier::status::render(&db.client).await.unwrap();
     assert!(status.contains("web node-web") && status.lines().filter(|l| l.ends_with("LEADER")).count() == 1, "{status}");
 
+    // the election connections die (as with a crashed daemon, PostgreSQL releases the lock):
+    // within seconds there is again exactly one leader, holding the lock (a leader notices a lost
+    // connection at its next check, a second at most: the overlap src/leader.rs documents)
+    let killed: i64 = db
+        .count("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pgcourier leader %') t")
+        .await;
+    assert_eq!(killed, 2, "both workers hold an election connection");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = leaders();
+        assert!(!l[0], "the web node never leads");
+        let held = pgcourier::db::leader::daemons(&db.client).await.unwrap().iter().filter(|(_, _, leads)| *leads).count();
+        if l.iter().filter(|l| **l).count() == 1 && held == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no leader again after the loss: {l:?}, {held} lock holders");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // the leader stops: the other worker takes over, the web node still never leads
     let (w2_leads, w1_leads) = (w2.handles.leader.clone(), w1.daemon.handles.leader.clone());
     let (still, survivor) = if w1_leads.leads() {

@@ -5,9 +5,13 @@
 # runtime image needs nothing but the binary and CA certificates.
 #
 #   docker build -t pgcourier .
-#   docker run --rm -e DATABASE_URL=postgres://user:pass@host:5432/db pgcourier
+#   docker run --rm -e DATABASE_URL=postgres://user:pass@host:5432/db -p 127.0.0.1:8080:8080 pgcourier
+#
+# Base images are pinned to exact versions (the toolchain the project is tested with, and a
+# Debian point release); bump them deliberately. Pin by digest too where the registry is
+# reachable: `docker buildx imagetools inspect rust:1.95.0-bookworm` prints it.
 
-FROM rust:1-bookworm AS build
+FROM rust:1.95.0-bookworm AS build
 WORKDIR /build
 COPY . .
 # Cache mounts keep the crate registry and compiled dependencies between builds (BuildKit);
@@ -19,7 +23,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p pgcourier --bin pgcourier \
     && install -m 0755 target/release/pgcourier /usr/local/bin/pgcourier
 
-FROM debian:bookworm-slim
+FROM debian:12.11-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
@@ -29,8 +33,14 @@ RUN apt-get update \
 COPY --from=build /usr/local/bin/pgcourier /usr/local/bin/pgcourier
 USER 10001:10001
 WORKDIR /var/lib/pgcourier
-# The HTTP surface (PGCOURIER_HTTP_ADDR), once it lands.
+# The HTTP surface (API, console, /ready, /metrics): on every interface inside the container,
+# so that a published port reaches it (publish it on 127.0.0.1 unless a proxy fronts it).
+ENV PGCOURIER_HTTP_ADDR=0.0.0.0:8080
 EXPOSE 8080
+# `pgcourier health` asks the daemon's own /ready (database reachable, migrations current,
+# listener up): exit 0 when ready, 1 with the failing checks otherwise.
+HEALTHCHECK --interval=10s --timeout=6s --start-period=30s --retries=3 \
+    CMD ["pgcourier", "health", "--timeout", "5s"]
 # pgcourier handles SIGTERM itself: in-flight sends get PGCOURIER_SHUTDOWN_TIMEOUT (30s) to finish.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["pgcourier"]

@@ -25,6 +25,40 @@ pub enum LogFormat {
     Json,
 }
 
+/// What a daemon does (`PGCOURIER_ROLE`): every role may run on many nodes against one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The HTTP surface and every worker.
+    All,
+    /// Claims and sends, decides inbound, delivers webhooks, keeps insights, runs the periodic
+    /// work (maintenance and statistics under one leader); its HTTP surface serves only
+    /// `/health`, `/ready` and `/metrics`.
+    Worker,
+    /// The API, provider webhooks, the console, `/health`, `/ready`, `/metrics`; never claims,
+    /// never runs periodic work, holds no LISTEN connection.
+    Web,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Worker => "worker",
+            Role::Web => "web",
+        }
+    }
+
+    /// Claims work and may lead the periodic work.
+    pub fn works(self) -> bool {
+        self != Role::Web
+    }
+
+    /// Serves the API, provider webhooks and the console.
+    pub fn serves(self) -> bool {
+        self != Role::Worker
+    }
+}
+
 /// The file under the data directory where `pgcourier up` writes the URL of its private
 /// PostgreSQL while it runs; the other commands use it when `DATABASE_URL` is not set.
 pub const UP_URL_FILE: &str = "database_url";
@@ -42,14 +76,28 @@ pub struct Config {
     /// --bindir`, else the newest /usr/lib/postgresql/*/bin, else /usr/local/pgsql/bin].
     #[arg(long, env = "PGCOURIER_PG_BIN", value_name = "DIR", help_heading = "Database")]
     pub pg_bin: Option<PathBuf>,
+    /// The session connections (LISTEN, the leader lock, migrations) go here when set, e.g.
+    /// straight to PostgreSQL while DATABASE_URL points at a transaction pooler [default: DATABASE_URL].
+    #[arg(long, env = "PGCOURIER_LISTEN_URL", value_name = "URL", hide_env_values = true, help_heading = "Database")]
+    pub listen_url: Option<String>,
+    /// `transaction`: DATABASE_URL is a transaction-mode pooler (PgBouncer pool_mode = transaction):
+    /// the pool's statements go unnamed (re-parsed per execution), no session settings are sent,
+    /// and the session connections need PGCOURIER_LISTEN_URL (or PGCOURIER_LISTEN=off).
+    #[arg(long, env = "PGCOURIER_DB_POOLER", default_value = "none", value_parser = pooler, action = clap::ArgAction::Set, value_name = "none|transaction", help_heading = "Database")]
+    pub db_pooler: bool,
     /// Database connections in the pool.
     #[arg(long, env = "PGCOURIER_POOL_SIZE", default_value = "8", value_parser = count, value_name = "N", help_heading = "Database")]
     pub pool_size: usize,
-    /// `off`: no LISTEN connection (for poolers without session-level connections); work is then
-    /// found by polling every poll interval.
+    /// `off`: poll-only mode, no session connection at all (no LISTEN, no leader lock: every
+    /// worker runs the periodic passes, each safe on many nodes); work is found by polling every
+    /// poll interval.
     #[arg(long, env = "PGCOURIER_LISTEN", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set, value_name = "on|off", help_heading = "Database")]
     pub listen: bool,
 
+    /// What this daemon does: `all`; `worker` (claims, sends, periodic work; HTTP only for
+    /// /health, /ready, /metrics); `web` (API, provider webhooks, console; never claims).
+    #[arg(long, env = "PGCOURIER_ROLE", default_value = "all", value_parser = role, value_name = "all|worker|web", help_heading = "Sending")]
+    pub role: Role,
     /// Claim at least this often, NOTIFY or not.
     #[arg(long, env = "PGCOURIER_POLL_INTERVAL", default_value = "1s", value_parser = duration, value_name = "DURATION", help_heading = "Sending")]
     pub poll_interval: Duration,
@@ -319,6 +367,7 @@ impl Config {
         let matches = command.try_get_matches_from(&argv).map_err(|e| explain(&e, &given))?;
         let mut config = Config::from_arg_matches(&matches).map_err(|e| explain(&e, &given))?;
         config.database_url = config.database_url.filter(|u| !u.trim().is_empty());
+        config.listen_url = config.listen_url.filter(|u| !u.trim().is_empty());
         Ok(config)
     }
 
@@ -412,6 +461,23 @@ fn on_off(v: &str) -> Result<bool, String> {
         "" | "on" => Ok(true),
         "off" => Ok(false),
         _ => Err("expected on or off".into()),
+    }
+}
+
+fn pooler(v: &str) -> Result<bool, String> {
+    match v.trim() {
+        "" | "none" => Ok(false),
+        "transaction" => Ok(true),
+        _ => Err("expected none or transaction".into()),
+    }
+}
+
+fn role(v: &str) -> Result<Role, String> {
+    match v.trim() {
+        "" | "all" => Ok(Role::All),
+        "worker" => Ok(Role::Worker),
+        "web" => Ok(Role::Web),
+        _ => Err("expected all, worker or web".into()),
     }
 }
 

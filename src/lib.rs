@@ -25,6 +25,7 @@
 //!   approvals, dead letters, the live stream); it runs the API's own queries and functions.
 //! - [`lease`]: the leases a daemon holds on claimed work, renewed in batches until recorded.
 //! - [`wakeup`]: the LISTEN connection that turns NOTIFY into wake-ups for the workers.
+//! - [`leader`]: which one daemon runs the periodic work (a session-level advisory lock).
 //! - [`statistics`]: the statistics keeper (ANALYZE of the hot tables when autovacuum is off).
 //! - [`maintenance`]: the maintenance task (attachment content dropped after its retention period,
 //!   the console's expired sessions and old chart minutes).
@@ -59,6 +60,7 @@ pub mod every;
 pub mod http;
 pub mod inbound;
 pub mod insights;
+pub mod leader;
 pub mod lease;
 pub mod maintenance;
 pub mod outbound;

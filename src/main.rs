@@ -36,6 +36,13 @@ enum Command {
     Migrate,
     /// Queue health per channel and state, message counts and the newest dead letters.
     Status,
+    /// Ask the local daemon's /ready (at PGCOURIER_HTTP_ADDR; 0.0.0.0 is asked on 127.0.0.1):
+    /// exit 0 when it answers ready, 1 with the reason otherwise (the container's HEALTHCHECK).
+    Health {
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "5s")]
+        timeout: String,
+    },
     /// One message with its timeline, by id or public id (every tenant's, unless --tenant).
     Show {
         /// The message's id (et_messages.id) or public id (the API's messageId).
@@ -197,6 +204,11 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         Command::Status => {
             let client = connect(&config).await?;
             print!("{}", status::render(&client).await?);
+        }
+        Command::Health { timeout } => {
+            let timeout = humantime::parse_duration(&timeout).with_context(|| format!("--timeout {timeout:?}"))?;
+            let addr = config.http_addr.context("PGCOURIER_HTTP_ADDR is off: the daemon serves no /ready to ask")?;
+            println!("{}", status::health(addr, timeout).await?);
         }
         Command::Show { message, tenant } => {
             let client = connect(&config).await?;

@@ -3,12 +3,15 @@
 //! whose message has been final for longer than the tenant's `attachment_retention_days`
 //! (default 30) is dropped, metadata kept, in batches of [`BATCH`] rows, each its own short
 //! transaction (`et_drop_expired_attachment_content`, triggers/060_attachments.sql). With several
-//! daemons one does it at a time (a transaction-level advisory lock; the others skip the pass).
+//! daemons only the leader ([`crate::leader`]) runs the pass, and each retention batch also takes a
+//! transaction-level advisory lock (so a pass overlapping a change of leader stays one at a time).
 
 use crate::db::{retention, DbError};
 use crate::every::Every;
+use crate::leader::LeaderState;
 use crate::telemetry::one_line;
 use deadpool_postgres::Pool;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -16,9 +19,12 @@ use tokio_util::sync::CancellationToken;
 pub const BATCH: i32 = 500;
 
 /// Run until `shutdown`: a pass at start, then every `every`.
-pub async fn run(pool: Pool, every: Duration, shutdown: CancellationToken) {
+pub async fn run(pool: Pool, every: Duration, leader: Arc<LeaderState>, shutdown: CancellationToken) {
     let mut tick = Every::new(every);
     while tick.next(&shutdown).await {
+        if !leader.leads() {
+            continue;
+        }
         match drop_expired(&pool, &shutdown).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(attachments = n, "dropped the content of attachments past their retention period"),

@@ -11,18 +11,20 @@
 //! analyses a table filling up many times over in one drain), and no table more often than once a minute
 //! (autovacuum's naptime): an `ANALYZE` invalidates every cached plan on the table in every
 //! session, and a table filling from empty would otherwise be analysed at 100, 200, 400... rows.
-//! With autovacuum on it does nothing. The measurements behind this are in BENCHMARKS.md.
+//! With autovacuum on it does nothing. With many daemons only the leader ([`crate::leader`]) analyses. The measurements behind this are in BENCHMARKS.md.
 
 use crate::db::{analyze, DbError};
 use crate::every::Every;
+use crate::leader::LeaderState;
 use crate::telemetry::one_line;
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Run until `shutdown`: every `every`, analyse what is stale, if and only if autovacuum is off.
-pub async fn run(pool: Pool, every: Duration, shutdown: CancellationToken) {
+pub async fn run(pool: Pool, every: Duration, leader: Arc<LeaderState>, shutdown: CancellationToken) {
     let autovacuum_on: Result<bool, DbError> = async {
         let client = pool.get().await?;
         Ok(analyze::autovacuum_on(&client).await?)
@@ -39,6 +41,9 @@ pub async fn run(pool: Pool, every: Duration, shutdown: CancellationToken) {
     let mut last: HashMap<String, Instant> = HashMap::new();
     let mut tick = Every::new(every);
     while tick.next(&shutdown).await {
+        if !leader.leads() {
+            continue;
+        }
         let result: Result<_, DbError> = async {
             let client = pool.get().await?;
             Ok(analyze::analyze_stale(&client, &mut last).await?)

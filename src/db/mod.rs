@@ -11,10 +11,12 @@ pub mod error;
 pub mod health;
 pub mod inbound;
 pub mod insights;
+pub mod leader;
 pub mod listener;
 pub mod migrate;
 pub mod ops;
 pub mod outbound;
+pub mod pooler;
 pub mod provider_inbound;
 pub mod retention;
 pub mod show;
@@ -30,6 +32,13 @@ use tokio_postgres::NoTls;
 /// A pool of connections to the database named by `config`.
 pub fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, deadpool_postgres::BuildError> {
     let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager).max_size(size).build()
+}
+
+/// A pool of connections through a transaction-mode pooler: [`pooler`] turns the client's named
+/// statements into unnamed ones, re-parsed in each `Sync` batch.
+pub fn pool_through_pooler(config: tokio_postgres::Config, size: usize) -> Result<Pool, deadpool_postgres::BuildError> {
+    let manager = Manager::from_connect(config, pooler::ThroughPooler, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager).max_size(size).build()
 }
 

@@ -32,6 +32,8 @@ pub struct AppState {
     pub config: Config,
     /// For `/ready`: is the LISTEN connection up?
     pub listener: Arc<ListenerState>,
+    /// For `/ready`: does this daemon lead the periodic work?
+    pub leader: Arc<crate::leader::LeaderState>,
     /// Cancelled when the daemon stops: long-lived responses (the console's event stream) end
     /// with it, so that the graceful shutdown does not wait on them.
     pub shutdown: CancellationToken,
@@ -46,12 +48,17 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// which the daemon passes in: it is built on this module, not the other way round).
 pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     let max_body = state.config.http_max_body;
-    Router::new()
-        .merge(api::routes())
-        .merge(pages)
-        .merge(webhooks::routes())
-        .merge(suppressions::routes())
-        .merge(providers::routes())
+    // a worker node serves only /health, /ready and /metrics (below)
+    let serves = match state.config.role.serves() {
+        true => Router::new()
+            .merge(api::routes())
+            .merge(pages)
+            .merge(webhooks::routes())
+            .merge(suppressions::routes())
+            .merge(providers::routes()),
+        false => Router::new(),
+    };
+    serves
         // an unknown path is a JSON 404, like every other refusal
         .fallback(no_route)
         // one log line per request (health checks and scrapes below are not logged)

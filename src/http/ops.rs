@@ -71,6 +71,11 @@ pub struct ReadyBody {
     pub checks: BTreeMap<&'static str, CheckView>,
     /// The names of the failing checks.
     pub failing: Vec<&'static str>,
+    /// This daemon's role (`PGCOURIER_ROLE`): `all`, `worker` or `web`.
+    #[schema(pattern = "^(all|worker|web)$")]
+    pub role: &'static str,
+    /// Whether this daemon leads the periodic work now (maintenance, statistics); a `web` node never does.
+    pub leader: bool,
 }
 
 /// One readiness check's outcome.
@@ -96,7 +101,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     if !r.is_ready() {
         tracing::warn!(failing = ?r.failing(), "not ready");
     }
-    (status, Json(r.body())).into_response()
+    let mut body = r.body();
+    body.role = state.config.role.as_str();
+    body.leader = state.leader.leads();
+    (status, Json(body)).into_response()
 }
 
 /// One readiness check: its name, and why it failed.
@@ -144,6 +152,8 @@ impl Readiness {
             status: if self.is_ready() { "ready" } else { "unavailable" },
             checks: self.checks.iter().map(|c| (c.name, CheckView { ok: c.ok, error: c.error.clone() })).collect(),
             failing: self.failing(),
+            role: "all",
+            leader: false,
         }
     }
 }
@@ -227,7 +237,17 @@ type Labels<'a> = Vec<(&'static str, &'a str)>;
 fn render_listener(out: &mut String, listener: &ListenerState) {
     let connected = if listener.connected.load(Ordering::SeqCst) { 1.0 } else { 0.0 };
     let reconnects = listener.reconnects.load(Ordering::Relaxed) as f64;
-    single(out, "pgcourier_listener_connected", "gauge", "1 while the LISTEN connection is up.", connected);
+    // no LISTEN connection by design (poll-only mode, a web node): no series, so that the
+    // listener-down alert does not fire for a connection that is not meant to exist
+    if !listener.poll_only.load(Ordering::SeqCst) {
+        single(
+            out,
+            "pgcourier_listener_connected",
+            "gauge",
+            "1 while the LISTEN connection is up (absent in poll-only mode and on web nodes).",
+            connected,
+        );
+    }
     single(
         out,
         "pgcourier_listener_reconnects_total",

@@ -293,3 +293,25 @@ async fn json_logs_carry_the_request_id_and_the_message_public_id_at_the_top_lev
     assert!(!about.is_empty(), "no line carries public_id {public_id} at the top level:\n{stderr}");
     assert!(about.iter().all(|l| l["tenant"] == "acme" && l["timestamp"].is_string() && l["level"].is_string()), "{about:?}");
 }
+
+/// `pgcourier health` (the container's HEALTHCHECK): exit 0 while the local daemon's /ready
+/// answers ready, asking 127.0.0.1 when PGCOURIER_HTTP_ADDR is the container's 0.0.0.0; exit 1
+/// with one line naming the URL once nothing answers there.
+#[tokio::test]
+async fn health_exits_zero_while_the_daemon_is_ready_and_one_when_it_is_gone() {
+    let db = TestDb::new().await;
+    let (child, base) = daemon(&db, &[]).await;
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    for addr in [format!("127.0.0.1:{port}"), format!("0.0.0.0:{port}")] {
+        let out = pgcourier(&db).args(["health"]).env("PGCOURIER_HTTP_ADDR", &addr).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{addr}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.starts_with("ready"), "{stdout}");
+    }
+    stop(child).await;
+    let out = pgcourier(&db).args(["health", "--timeout", "2s"]).env("PGCOURIER_HTTP_ADDR", format!("127.0.0.1:{port}")).output().unwrap();
+    let line = one_line_error("health", &out);
+    assert!(line.contains(&format!("http://127.0.0.1:{port}/ready did not answer")), "{line}");
+    let out = pgcourier(&db).args(["health"]).env("PGCOURIER_HTTP_ADDR", "off").output().unwrap();
+    assert!(one_line_error("health", &out).contains("PGCOURIER_HTTP_ADDR is off"));
+}

@@ -90,7 +90,9 @@ async fn ready_is_503_naming_the_database_when_it_is_unreachable() {
     assert!(r.check("listener").unwrap().ok);
 
     // The same through HTTP.
-    let (base, stop) = serve(AppState { pool, config: config(), listener: listener(true), shutdown: Default::default() }).await;
+    let (base, stop) =
+        serve(AppState { pool, config: config(), listener: listener(true), leader: Default::default(), shutdown: Default::default() })
+            .await;
     let resp = reqwest::get(format!("{base}/ready")).await.unwrap();
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();

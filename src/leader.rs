@@ -1,0 +1,88 @@
+//! The leader of the periodic work: one daemon at a time runs the maintenance pass (attachment
+//! retention, console upkeep) and the statistics keeper; the others stand by and take over when
+//! it stops (it gives the lock up) or dies (its connection closes and PostgreSQL releases the
+//! lock). Only `all` and `worker` daemons stand for election; `web` daemons never lead.
+//!
+//! Leadership is a session-level advisory lock ([`crate::db::leader::LEADER_LOCK`]) held on a
+//! connection of its own, outside the pool (named `pgcourier leader <worker id>` in
+//! `pg_stat_activity`), checked every [`ELECTION_INTERVAL`]: the leader confirms it still holds
+//! the lock (a lost connection is noticed within the interval), the others try to take it.
+//! A leader that loses its connection mid-pass may overlap the next leader's first pass by up to
+//! one interval: every periodic pass is correct run twice at once (retention batches take their
+//! own transaction-level lock; analyses and console upkeep are idempotent), the lock only keeps
+//! N daemons from doing the same work N times.
+
+use crate::db::leader as q;
+use crate::telemetry::one_line;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often the leader confirms its lock and the others try to take it.
+pub const ELECTION_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether this daemon leads now (read by the periodic tasks and tests).
+#[derive(Default)]
+pub struct LeaderState {
+    leads: AtomicBool,
+}
+
+impl LeaderState {
+    pub fn leads(&self) -> bool {
+        self.leads.load(Ordering::SeqCst)
+    }
+
+    /// No election possible (poll-only mode behind a transaction pooler: no session connection
+    /// to hold a lock on): this daemon runs the periodic passes, as every other does.
+    pub fn without_election(&self) {
+        self.leads.store(true, Ordering::SeqCst);
+    }
+
+    fn set(&self, leads: bool, worker: &str) {
+        if self.leads.swap(leads, Ordering::SeqCst) != leads {
+            match leads {
+                true => tracing::info!(worker, "this daemon leads the periodic work"),
+                false => tracing::info!(worker, "this daemon no longer leads the periodic work"),
+            }
+        }
+    }
+}
+
+/// Stand for election until `shutdown`; then resign.
+pub async fn run(config: tokio_postgres::Config, worker: String, state: Arc<LeaderState>, shutdown: CancellationToken) {
+    let mut config = config;
+    config.application_name(format!("pgcourier leader {worker}"));
+    while !shutdown.is_cancelled() {
+        if let Err(e) = stand(&config, &worker, &state, &shutdown).await {
+            tracing::debug!(error = %one_line(&e), "leader election connection failed; trying again");
+        }
+        state.set(false, &worker);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(ELECTION_INTERVAL) => {}
+        }
+    }
+}
+
+async fn stand(
+    config: &tokio_postgres::Config,
+    worker: &str,
+    state: &LeaderState,
+    shutdown: &CancellationToken,
+) -> Result<(), tokio_postgres::Error> {
+    let client = crate::db::connect(config).await?;
+    let mut tick = crate::every::Every::new(ELECTION_INTERVAL);
+    while tick.next(shutdown).await {
+        let leads = match state.leads() {
+            true => q::holds(&client).await?,
+            false => q::try_lead(&client).await?,
+        };
+        state.set(leads, worker);
+    }
+    if state.leads() {
+        state.set(false, worker);
+        q::resign(&client).await?;
+    }
+    Ok(())
+}

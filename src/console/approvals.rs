@@ -27,20 +27,22 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<pag
     let may = c.can(Action::Approve.scope());
     let body = html! {
         (page::flash(n.notice.as_deref(), n.error.as_deref()))
-        @if rows.is_empty() {
-            (page::empty("Nothing waits for approval.", html! {
-                "Messages wait here when their session or tenant requires approval (requires_approval), "
-                "or when they are inserted with delivery_status 'pending_approval'." }))
-        } @else {
-            form method="post" action="/console/approvals" {
-                input type="hidden" name="csrf" value=(c.csrf());
-                div #rows hx-get="/console/approvals" hx-select="#rows" hx-swap="outerHTML" hx-trigger="sse:changed" {
+        // the whole inbox follows the live stream, empty or not; what the operator ticked and
+        // typed stays (hx-preserve keeps the elements of the same id across the refresh)
+        div #inbox hx-get="/console/approvals" hx-select="#inbox" hx-swap="outerHTML" hx-trigger="sse:changed" {
+            @if rows.is_empty() {
+                (page::empty("Nothing waits for approval.", html! {
+                    "Messages wait here when their session or tenant requires approval (requires_approval), "
+                    "or when they are inserted with delivery_status 'pending_approval'." }))
+            } @else {
+                form method="post" action="/console/approvals" {
+                    input type="hidden" name="csrf" value=(c.csrf());
                     table.messages {
                         thead { tr { @if may { th { span.sr { "select" } } } th { "Created" } th { "Channel" } th { "From" } th { "To" } th { "Subject" } } }
                         tbody {
                             @for m in &rows {
                                 tr {
-                                    @if may { td { input type="checkbox" name="id" value=(m.public_id) aria-label="select"; } }
+                                    @if may { td { input #{ "pick-" (m.public_id) } type="checkbox" name="id" value=(m.public_id) aria-label="select" hx-preserve; } }
                                     td { a href={ "/console/messages/" (m.public_id) } { (page::time(m.created_at)) } }
                                     td { (m.channel.as_str()) }
                                     td { (m.sender.as_deref().unwrap_or("")) }
@@ -50,15 +52,15 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(n): Query<pag
                             }
                         }
                     }
-                }
-                @if may {
-                    div.bulk {
-                        input name="reason" placeholder="reason (recorded; for a rejection)" aria-label="reason";
-                        button type="submit" name="action" value="approve" { "Approve selected" }
-                        button type="submit" name="action" value="reject" { "Reject selected" }
+                    @if may {
+                        div.bulk {
+                            input #reason name="reason" placeholder="reason (recorded; for a rejection)" aria-label="reason" hx-preserve;
+                            button type="submit" name="action" value="approve" { "Approve selected" }
+                            button type="submit" name="action" value="reject" { "Reject selected" }
+                        }
+                    } @else {
+                        p.muted { "This key lacks the admin scope: it can see what waits, not decide." }
                     }
-                } @else {
-                    p.muted { "This key lacks the admin scope: it can see what waits, not decide." }
                 }
             }
         }

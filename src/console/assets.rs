@@ -1,6 +1,7 @@
 //! The console's static files, embedded in the binary and served under names that carry a hash
 //! of their content, so that a browser may keep them for a year: a new build with changed files
-//! links new names. htmx and its SSE extension are vendored as released (licences beside them).
+//! links new names. htmx and its SSE extension are vendored as released (licences beside them);
+//! `console.js`, the console's own, closes a page's live stream when the page is left.
 
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
@@ -9,10 +10,11 @@ use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
 /// (name pages link by, content type, content).
-const FILES: [(&str, &str, &[u8]); 3] = [
+const FILES: [(&str, &str, &[u8]); 4] = [
     ("htmx.js", "text/javascript; charset=utf-8", include_bytes!("assets/htmx-2.0.11.min.js")),
     ("htmx-sse.js", "text/javascript; charset=utf-8", include_bytes!("assets/htmx-ext-sse-2.2.4.min.js")),
     ("console.css", "text/css; charset=utf-8", include_bytes!("assets/console.css")),
+    ("console.js", "text/javascript; charset=utf-8", include_bytes!("assets/console.js")),
 ];
 
 /// `htmx.js` → `htmx.3f2a9c1d.js`, computed once.

@@ -1,10 +1,11 @@
 //! The console's live stream: `GET /console/live`, one Server-Sent Events stream per open page.
 //!
 //! Once a second it reads the tenant's counts by status from `et_message_counts` (one small
-//! indexed query, whatever the size of et_messages). When they changed since the last tick it
-//! sends two events: `counts`, the counts line as HTML that the page swaps in, and `changed`,
-//! on which the parts of a page that show messages (a list, a message's state) fetch themselves
-//! again. A page with nothing changing costs the database that one query a second.
+//! indexed query, whatever the size of et_messages). On the first reading, and whenever they
+//! changed since the last one, it sends two events: `counts`, the counts line as HTML that the
+//! page swaps in, and `changed`, on which the parts of a page that show messages (a list, a
+//! message's state) fetch themselves again. A page with nothing changing costs the database
+//! that one query a second (and one refresh of its live part when its stream connects).
 //!
 //! The stream ends when the session expires or the daemon stops.
 
@@ -69,14 +70,15 @@ pub async fn stream(State(state): State<AppState>, c: Console) -> Result<Sse<imp
             if last.as_ref() == Some(&counts) {
                 continue;
             }
-            let first = last.is_none();
             let line = counts_line(&counts).into_string();
             last = Some(counts);
             if tx.send(Event::default().event("counts").data(line)).await.is_err() {
                 return;
             }
-            // the page was drawn from the same rows a moment ago: only later changes refresh it
-            if !first && tx.send(Event::default().event("changed").data("1")).await.is_err() {
+            // on the first tick too: the page was drawn before this reading, and what changed in
+            // between (a send right after an action's redirect, everything while a stream was cut
+            // and reconnects) would otherwise show only after the next change
+            if tx.send(Event::default().event("changed").data("1")).await.is_err() {
                 return;
             }
         }

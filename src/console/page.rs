@@ -52,6 +52,7 @@ fn head(title: &str) -> Markup {
             link rel="stylesheet" href=(assets::href("console.css"));
             script src=(assets::href("htmx.js")) defer {}
             script src=(assets::href("htmx-sse.js")) defer {}
+            script src=(assets::href("console.js")) defer {}
         }
     }
 }

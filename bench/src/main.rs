@@ -2,7 +2,7 @@
 //! PostgreSQL, a peer comparison with graphile-worker, and the issue's targets.
 //!
 //! ```text
-//! cargo run --release -p pgcourier-bench -- [--json] [--scenario drain|steady|ingest|smtp|inbound|peer|all]
+//! cargo run --release -p pgcourier-bench -- [--json] [--scenario drain|steady|ingest|smtp|inbound|console|peer|all]
 //!     [--drain-messages 100000] [--rates 1000,5000] [--seconds 10] [--connections 8]
 //!     [--steady-provider log|smtp] [--ingest-rows 100000] [--ingest-single-rows 20000]
 //!     [--messages 20000] [--inbound-messages 50000] [--inbound-threads 5000]
@@ -45,10 +45,14 @@
 //! - `inbound` — `--inbound-messages` inbound rows from `--inbound-threads` senders in ONE
 //!   statement, decided by the rules decider (takeover / auto-reply / follow-up rules); msgs/s
 //!   until all are decided, and the time until every thread has its insight.
+//! - `console` — `--console-messages` (1,000,000) over `--console-tenants` (20), sent and decided
+//!   by the daemon; every console page fetched `--console-samples` times by signed-in tenants
+//!   (p50 / p95 / max), and the queries per second one open live stream costs (see `console`).
 //!
 //! Then the targets: "target | measured | goal | met?" for drain vs graphile-worker, steady p99
 //! at 1,000/s and 5,000/s (with the share of this machine the rate needs, estimated from the
-//! ingest and drain figures), trigger ingest share, smtp rate, inbound rate and the drain's peak RSS.
+//! ingest and drain figures), trigger ingest share, smtp rate, inbound rate, the drain's peak RSS,
+//! the console's slowest page at p95 and its live stream's queries per console.
 //!
 //! Output: the tables on stdout (progress on stderr), or with `--json` one JSON object with every
 //! figure, the targets and the machine (`nproc`, `SHOW server_version`). The exit status is
@@ -61,6 +65,7 @@
 //! the SMTP client's Nagle stall costs), `--log` (the daemon logs to stderr; `RUST_LOG`).
 
 mod child;
+mod console;
 mod drain;
 mod inbound;
 mod ingest;
@@ -137,6 +142,21 @@ struct Cli {
     /// inbound: distinct senders, hence threads.
     #[arg(long, default_value_t = 5_000)]
     inbound_threads: usize,
+    /// console: messages over all tenants.
+    #[arg(long, default_value_t = 1_000_000)]
+    console_messages: usize,
+    /// console: tenants, each with its own key and session.
+    #[arg(long, default_value_t = 20)]
+    console_tenants: usize,
+    /// console: requests per page (rotating over the tenants).
+    #[arg(long, default_value_t = 40)]
+    console_samples: usize,
+    /// console: open live streams while their cost is measured.
+    #[arg(long, default_value_t = 10)]
+    console_streams: usize,
+    /// console: how long each live-stream measurement window lasts.
+    #[arg(long, default_value_t = 20.0)]
+    console_stream_seconds: f64,
     /// Skip the graphile-worker comparison (in `all`).
     #[arg(long)]
     no_peer: bool,
@@ -181,6 +201,7 @@ enum Which {
     Ingest,
     Smtp,
     Inbound,
+    Console,
     Peer,
     All,
 }
@@ -199,6 +220,7 @@ struct Results {
     smtp: Option<anyhow::Result<smtp::Report>>,
     steady: Vec<anyhow::Result<steady::Report>>,
     inbound: Option<anyhow::Result<inbound::Report>>,
+    console: Option<anyhow::Result<console::Report>>,
 }
 
 #[tokio::main]
@@ -212,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
         max_in_flight: cli.max_in_flight,
         db_pool_size: cli.db_pool_size,
         poll_interval: "1s".to_owned(),
+        http_addr: "127.0.0.1:0".to_owned(),
         log: cli.log,
     };
     let admin = setup::connect(&setup::admin_url()).await?;
@@ -271,13 +294,25 @@ async fn main() -> anyhow::Result<()> {
         let params = inbound::Params { messages: cli.inbound_messages, threads: cli.inbound_threads, daemon: daemon.clone() };
         r.inbound = Some(in_fresh_db!(|db| inbound::run(&db, &params)));
     }
+    if wants(Which::Console) {
+        let params = console::Params {
+            messages: cli.console_messages,
+            tenants: cli.console_tenants,
+            samples: cli.console_samples,
+            streams: cli.console_streams,
+            stream_seconds: cli.console_stream_seconds,
+            daemon: daemon.clone(),
+        };
+        r.console = Some(in_fresh_db!(|db| console::run(&db, &params)));
+    }
 
     let (drain, peer, smtp, ingest, inbound) = (ok(&r.drain), ok(&r.peer), ok(&r.smtp), ok(&r.ingest), ok(&r.inbound));
+    let console = ok(&r.console);
     let steady: Vec<&steady::Report> = r.steady.iter().filter_map(|s| s.as_ref().ok()).collect();
-    let targets = targets::evaluate(&targets::Inputs { drain, peer, steady: steady.clone(), ingest, smtp, inbound });
+    let targets = targets::evaluate(&targets::Inputs { drain, peer, steady: steady.clone(), ingest, smtp, inbound, console });
     let errors = [r.ingest.as_ref().map(|x| x.is_err()), r.drain.as_ref().map(|x| x.is_err()), r.peer.as_ref().map(|x| x.is_err())]
         .into_iter()
-        .chain([r.smtp.as_ref().map(|x| x.is_err()), r.inbound.as_ref().map(|x| x.is_err())])
+        .chain([r.smtp.as_ref().map(|x| x.is_err()), r.inbound.as_ref().map(|x| x.is_err()), r.console.as_ref().map(|x| x.is_err())])
         .chain(r.steady.iter().map(|x| Some(x.is_err())))
         .flatten()
         .filter(|&e| e)
@@ -300,6 +335,7 @@ async fn main() -> anyhow::Result<()> {
             "smtp": r.smtp.as_ref().map(as_json),
             "steady": r.steady.iter().map(as_json).collect::<Vec<_>>(),
             "inbound": r.inbound.as_ref().map(as_json),
+            "console": r.console.as_ref().map(as_json),
             "targets": targets,
             "problems": problems,
         });
@@ -318,6 +354,7 @@ async fn main() -> anyhow::Result<()> {
             print::or_fail("steady", Some(s), print::steady);
         }
         print::or_fail("inbound", r.inbound.as_ref(), print::inbound);
+        print::or_fail("console", r.console.as_ref(), print::console);
         targets::print(&targets);
         for p in &problems {
             println!("\nPROBLEM: {p}");

@@ -3,7 +3,7 @@
 use crate::child::Memory;
 use crate::setup::DaemonSettings;
 use crate::targets::n0;
-use crate::{drain, inbound, ingest, peer, smtp, steady};
+use crate::{console, drain, inbound, ingest, peer, smtp, steady};
 
 /// A scenario's block, or its failure.
 pub fn or_fail<T>(name: &str, r: Option<&anyhow::Result<T>>, print: impl Fn(&T)) {
@@ -178,4 +178,26 @@ pub fn inbound(r: &inbound::Report) {
     line("replies created / sent / duplicate", format!("{} / {} / {}", r.replies_created, r.replies_sent, r.duplicate_replies));
     line("extra claims (decided twice)", r.extra_claims.to_string());
     memory(&r.memory);
+}
+
+pub fn console(r: &console::Report) {
+    let l = &r.live;
+    println!();
+    println!(
+        "console: {} messages over {} tenants ({} threads), one daemon process, a signed-in browser per tenant",
+        n0(r.messages as f64),
+        r.tenants,
+        n0(r.threads as f64)
+    );
+    line("load (triggers) / daemon sends and decides all", format!("{:.0} s / {:.0} s", r.load_s, r.settle_s));
+    println!("  {:<52}{:>10}{:>10}{:>10}", "page (ms, whole response)", "p50", "p95", "max");
+    for p in &r.pages {
+        println!("  {:<52}{:>10.1}{:>10.1}{:>10.1}", p.page, p.p50_ms, p.p95_ms, p.max_ms);
+    }
+    line(
+        "live: transactions/s idle → with consoles open",
+        format!("{:.1} → {:.1} ({} consoles, {:.0} s windows)", l.idle_xacts_per_s, l.with_streams_xacts_per_s, l.streams, l.seconds),
+    );
+    line("live: the stream's queries per second per console", format!("{:.2}", l.counts_scans_per_s_per_console));
+    line("live: the stream's query alone, p95", format!("{:.2} ms", l.counts_query_p95_ms));
 }

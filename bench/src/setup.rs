@@ -161,6 +161,9 @@ pub struct DaemonSettings {
     pub max_in_flight: usize,
     pub db_pool_size: usize,
     pub poll_interval: String,
+    /// PGCOURIER_HTTP_ADDR: `127.0.0.1:0` (a port nobody else holds) unless a scenario talks to
+    /// the HTTP surface and needs to know its port.
+    pub http_addr: String,
     /// `--log`: the child installs the daemon's log subscriber (stderr).
     #[serde(skip)]
     pub log: bool,
@@ -177,8 +180,8 @@ impl DaemonSettings {
             ("PGCOURIER_MAX_IN_FLIGHT", self.max_in_flight.to_string()),
             ("PGCOURIER_POOL_SIZE", self.db_pool_size.to_string()),
             ("PGCOURIER_WORKER_ID", "bench".to_owned()),
-            // The HTTP surface runs as in production, on a port nobody else holds.
-            ("PGCOURIER_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+            // The HTTP surface runs as in production.
+            ("PGCOURIER_HTTP_ADDR", self.http_addr.clone()),
         ]
     }
 }

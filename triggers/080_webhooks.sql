@@ -177,7 +177,7 @@ BEGIN
     FROM typed t
     JOIN et_webhook_endpoints w ON w.tenant_id = t.tenant_id AND w.enabled
                                AND (cardinality(w.events) = 0 OR t.type = ANY (w.events))
-  ON CONFLICT ON CONSTRAINT et_webhook_deliveries_event DO NOTHING;
+  ON CONFLICT (tenant_id, endpoint_id, event_id) WHERE requested_by IS NULL DO NOTHING;
   GET DIAGNOSTICS created = ROW_COUNT;
 
   IF created > 0 AND et_wakeup_wanted('et_webhooks') THEN
@@ -226,6 +226,46 @@ BEGIN
     RAISE EXCEPTION 'et_webhook_rotate_secret: no webhook endpoint % for tenant %', p_endpoint_id, p_tenant_id
       USING ERRCODE = 'no_data_found';
   END IF;
+  RETURN fresh;
+END
+$$;
+
+-- Deliver again what delivery p_delivery_id of endpoint p_endpoint_id delivered, or failed to
+-- deliver (for psql users, the API's POST /v1/webhooks/{id}/deliveries/{delivery}/redeliver and
+-- the console). A new delivery of the same event (same event_id: the `webhook-id` a receiver
+-- deduplicates on, same payload) to the same endpoint, due now, with its own attempts and
+-- requested_by = p_actor; the one it repeats stays as it was. Returns the new delivery's id.
+-- Refused (object_not_in_prerequisite_state): a delivery still waiting or being retried (it
+-- will be tried anyway), and an endpoint that is disabled (it would receive nothing: enable it
+-- first). An unknown delivery is no_data_found.
+CREATE OR REPLACE FUNCTION et_webhook_redeliver(p_tenant_id text, p_endpoint_id bigint, p_delivery_id bigint, p_actor text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  d et_webhook_deliveries%ROWTYPE;
+  on_endpoint boolean;
+  fresh bigint;
+BEGIN
+  IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+    RAISE EXCEPTION 'et_webhook_redeliver: actor is required (who is doing this?)' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT * INTO d FROM et_webhook_deliveries
+   WHERE tenant_id = p_tenant_id AND endpoint_id = p_endpoint_id AND id = p_delivery_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'et_webhook_redeliver: no delivery % of webhook endpoint % for tenant %', p_delivery_id, p_endpoint_id, p_tenant_id
+      USING ERRCODE = 'no_data_found';
+  END IF;
+  IF d.state = 'ready' THEN
+    RAISE EXCEPTION 'delivery % is still waiting to be delivered (attempt % of its own); it needs no redelivery', d.id, d.attempts + 1
+      USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
+  SELECT enabled INTO on_endpoint FROM et_webhook_endpoints WHERE tenant_id = p_tenant_id AND id = p_endpoint_id FOR SHARE;
+  IF NOT on_endpoint THEN
+    RAISE EXCEPTION 'webhook endpoint % is disabled; enable it before asking for a redelivery', p_endpoint_id
+      USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
+  INSERT INTO et_webhook_deliveries (tenant_id, endpoint_id, event_id, event_type, message_event_id, payload, redelivery_of, requested_by)
+  VALUES (d.tenant_id, d.endpoint_id, d.event_id, d.event_type, d.message_event_id, d.payload, d.id, p_actor)
+  RETURNING id INTO fresh;
   RETURN fresh;
 END
 $$;

@@ -90,6 +90,7 @@ pub fn routes<S>(state: AppState) -> Router<S> {
         .route("/console/sessions/{id}/status", post(sessions::set_status))
         .route("/console/webhooks", get(webhooks::list))
         .route("/console/webhooks/{id}", get(webhooks::show))
+        .route("/console/webhooks/{id}/deliveries/{delivery}/redeliver", post(webhooks::redeliver))
         .route("/console/keys", get(keys::list).post(keys::create))
         .route("/console/keys/{prefix}/revoke", post(keys::revoke))
         .layer(axum::middleware::from_fn(session::same_origin))

@@ -12,6 +12,7 @@ use crate::domain::vocab::DeliveryState;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use std::time::Duration;
+use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 /// An endpoint as the API shows it (never with its secret).
@@ -207,7 +208,14 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub payload: serde_json::Value,
+    /// The delivery this one repeats, when someone asked for it again.
+    pub redelivery_of: Option<i64>,
+    /// Who asked for this redelivery.
+    pub requested_by: Option<String>,
 }
+
+const DELIVERY_COLUMNS: &str =
+    "id, event_id, event_type, state, attempts, run_at, last_status, last_error, created_at, delivered_at, payload, redelivery_of, requested_by";
 
 /// An endpoint's newest deliveries, newest first.
 pub async fn deliveries(
@@ -218,29 +226,70 @@ pub async fn deliveries(
 ) -> Result<Vec<Delivery>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT id, event_id, event_type, state, attempts, run_at, last_status, last_error, created_at, delivered_at, payload
-               FROM et_webhook_deliveries WHERE tenant_id = $1 AND endpoint_id = $2
-              ORDER BY id DESC LIMIT $3",
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM et_webhook_deliveries WHERE tenant_id = $1 AND endpoint_id = $2 ORDER BY id DESC LIMIT $3"
+            ),
             &[&tenant_id, &endpoint_id, &limit],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Delivery {
-                id: r.get(0),
-                event_id: r.get(1),
-                event_type: r.get(2),
-                state: r.try_get(3)?,
-                attempts: r.get(4),
-                run_at: r.get(5),
-                last_status: r.get(6),
-                last_error: r.get(7),
-                created_at: r.get(8),
-                delivered_at: r.get(9),
-                payload: r.get(10),
+    rows.iter().map(delivery).collect()
+}
+
+fn delivery(r: &tokio_postgres::Row) -> Result<Delivery, tokio_postgres::Error> {
+    Ok(Delivery {
+        id: r.get(0),
+        event_id: r.get(1),
+        event_type: r.get(2),
+        state: r.try_get(3)?,
+        attempts: r.get(4),
+        run_at: r.get(5),
+        last_status: r.get(6),
+        last_error: r.get(7),
+        created_at: r.get(8),
+        delivered_at: r.get(9),
+        payload: r.get(10),
+        redelivery_of: r.get(11),
+        requested_by: r.get(12),
+    })
+}
+
+/// Why a redelivery was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum RedeliverError {
+    /// No such delivery of this endpoint for this tenant.
+    #[error("no such delivery")]
+    NotFound,
+    /// The delivery is still pending, or the endpoint is disabled (the database's reason).
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// Deliver `delivery_id` of endpoint `endpoint_id` again, as `actor` (`et_webhook_redeliver`):
+/// the new delivery, due now.
+pub async fn redeliver(
+    client: &impl GenericClient,
+    tenant_id: &str,
+    endpoint_id: i64,
+    delivery_id: i64,
+    actor: &str,
+) -> Result<Delivery, RedeliverError> {
+    let made = client.query_one("SELECT et_webhook_redeliver($1, $2, $3, $4)", &[&tenant_id, &endpoint_id, &delivery_id, &actor]).await;
+    let id: i64 = match made {
+        Ok(row) => row.get(0),
+        Err(e) => {
+            return Err(match e.as_db_error().map(|d| (d.code().clone(), d.message().to_owned())) {
+                Some((SqlState::NO_DATA_FOUND, _)) => RedeliverError::NotFound,
+                Some((SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE, message)) => RedeliverError::Refused(message),
+                _ => e.into(),
             })
-        })
-        .collect()
+        }
+    };
+    let row = client
+        .query_one(&format!("SELECT {DELIVERY_COLUMNS} FROM et_webhook_deliveries WHERE tenant_id = $1 AND id = $2"), &[&tenant_id, &id])
+        .await?;
+    Ok(delivery(&row)?)
 }
 
 /// A claimed delivery, with what it takes to send it.

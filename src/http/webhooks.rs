@@ -11,6 +11,9 @@
 //!   (shown once); the old secret signs along until `previousSecretExpiresAt` (default 24 h)
 //! - `DELETE /v1/webhooks/{id}` → 204 (its deliveries go with it)
 //! - `GET /v1/webhooks/{id}/deliveries?limit=` → `{deliveries: [delivery]}`, newest first
+//! - `POST /v1/webhooks/{id}/deliveries/{delivery}/redeliver` → 202 the new delivery: the same
+//!   event (same `webhook-id`) sent again with its own attempts (`et_webhook_redeliver`); 409 while
+//!   the delivery is still pending or the endpoint is disabled
 //!
 //! Event types are the canonical names (`message.sent`) or the seed's short ones (`sent`,
 //! [`WebhookEvent::alias`]), stored canonical. The URL must be http(s) and resolve to public addresses only (the SSRF guard,
@@ -28,10 +31,10 @@ pub use views::{
 use super::api::input::{self, JsonBody, OptionalJsonBody, QueryParams};
 use super::auth::Caller;
 use super::error::ApiError;
-use super::responses::{Authenticated, BadRequest, JsonBodyErrors, NotFound};
+use super::responses::{Authenticated, BadRequest, Conflict, JsonBodyErrors, NotFound};
 use super::AppState;
 use crate::db::apikeys::Scope;
-use crate::db::webhooks::{self as db, Changes, Replacement};
+use crate::db::webhooks::{self as db, Changes, RedeliverError, Replacement};
 use crate::domain::vocab::WebhookEvent;
 use crate::egress as guard;
 use crate::webhooks::sign;
@@ -48,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/webhooks/{id}", get(get_endpoint).put(replace_endpoint).patch(update_endpoint).delete(delete_endpoint))
         .route("/v1/webhooks/{id}/rotate-secret", post(rotate_secret))
         .route("/v1/webhooks/{id}/deliveries", get(list_deliveries))
+        .route("/v1/webhooks/{id}/deliveries/{delivery}/redeliver", post(redeliver))
 }
 
 /// Friendlier rules than serde's for the body fields.
@@ -344,10 +348,44 @@ pub async fn list_deliveries(
     Ok(Json(DeliveryList { deliveries: rows.into_iter().map(DeliveryView::from).collect() }))
 }
 
+/// Send a delivery's event to its endpoint again: a new delivery, due now.
+#[utoipa::path(
+    post, path = "/v1/webhooks/{id}/deliveries/{delivery}/redeliver", tag = "webhooks",
+    params(("id" = i64, Path, description = "The endpoint's id"), ("delivery" = i64, Path, description = "The delivery to repeat")),
+    responses(
+        (status = 202, description = "The new delivery (state ready); the webhook worker sends it", body = DeliveryView),
+        Authenticated, NotFound, Conflict,
+    ),
+    security(("api_key" = []))
+)]
+pub async fn redeliver(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, delivery)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
+    caller.require(&state, Scope::Admin).await?;
+    let id = parse_id(&id)?;
+    let delivery = delivery.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| ApiError::not_found("webhook delivery"))?;
+    let actor = format!("apikey:{}", caller.0.prefix);
+    let client = state.pool.get().await?;
+    match db::redeliver(&client, &caller.0.tenant_id, id, delivery, &actor).await {
+        Ok(d) => {
+            tracing::info!(tenant = %caller.0.tenant_id, endpoint = id, delivery, redelivery = d.id, key = %caller.0.prefix, "webhook redelivery requested");
+            Ok((StatusCode::ACCEPTED, Json(DeliveryView::from(d))))
+        }
+        Err(RedeliverError::Refused(why)) => Err(ApiError::conflict(why)),
+        Err(RedeliverError::NotFound) => match db::get(&client, &caller.0.tenant_id, id).await.map_err(ApiError::internal)? {
+            Some(_) => Err(ApiError::not_found("webhook delivery")),
+            None => Err(missing(&state, &caller, &client, id).await),
+        },
+        Err(RedeliverError::Db(e)) => Err(ApiError::from_db(e)),
+    }
+}
+
 /// The OpenAPI paths and schemas of these routes (to merge into the API's document).
 #[derive(OpenApi)]
 #[openapi(
-    paths(create_endpoint, list_endpoints, get_endpoint, replace_endpoint, update_endpoint, rotate_secret, delete_endpoint, list_deliveries),
+    paths(create_endpoint, list_endpoints, get_endpoint, replace_endpoint, update_endpoint, rotate_secret, delete_endpoint, list_deliveries, redeliver),
     components(schemas(
         EndpointView, EndpointList, DeliveryView, DeliveryList, CreateRequest, UpdateRequest, RotateRequest, EventName, EventType,
         crate::http::api::views::ErrorBody, crate::http::api::views::ErrorDetail,
@@ -365,7 +403,13 @@ mod tests {
     #[test]
     fn the_openapi_document_lists_every_route() {
         let doc = super::openapi();
-        for path in ["/v1/webhooks", "/v1/webhooks/{id}", "/v1/webhooks/{id}/deliveries", "/v1/webhooks/{id}/rotate-secret"] {
+        for path in [
+            "/v1/webhooks",
+            "/v1/webhooks/{id}",
+            "/v1/webhooks/{id}/deliveries",
+            "/v1/webhooks/{id}/rotate-secret",
+            "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+        ] {
             assert!(doc.paths.paths.contains_key(path), "{path} missing");
         }
         let item = &doc.paths.paths["/v1/webhooks/{id}"];

@@ -488,6 +488,36 @@ async fn webhooks_show_endpoints_without_secrets_and_their_deliveries() {
     let r = Browser::sign_in(&app, &read).await;
     assert_eq!(r.get("/console/webhooks").await.status, 403);
     assert_eq!(r.get(&format!("/console/webhooks/{ours}")).await.status, 403);
+
+    // redeliver the dead delivery: a new delivery of the same event, with the console's actor
+    let dead: i64 = db.client.query_one("SELECT id FROM et_webhook_deliveries", &[]).await.unwrap().get(0);
+    let path = format!("/console/webhooks/{ours}/deliveries/{dead}/redeliver");
+    assert!(one.body.contains(&path), "a Redeliver button on the dead delivery");
+    assert_eq!(b.post_raw(&path, &[("csrf", "forged")]).await.status, 403, "no redelivery without the session's token");
+    assert_eq!(r.post(&path, &[]).await.status, 403, "a read key cannot redeliver");
+    let seen = security_events(&db, "cross_tenant_access").await;
+    assert_eq!(g.post(&path, &[]).await.status, 404, "another tenant cannot redeliver");
+    assert_eq!(security_events(&db, "cross_tenant_access").await, seen + 1);
+    assert_eq!(db.count("SELECT count(*) FROM et_webhook_deliveries").await, 1, "refusals make nothing");
+    let done = b.post(&path, &[]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let back = b.get(done.location.as_deref().unwrap()).await;
+    assert!(back.body.contains("will be sent again as delivery"), "{}", back.body);
+    assert!(back.body.contains(&format!("redelivery of {dead} by {}", b.actor)), "{}", back.body);
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM et_webhook_deliveries d JOIN et_webhook_deliveries o ON o.id = d.redelivery_of AND o.event_id = d.event_id
+              WHERE d.state = 'ready' AND d.requested_by = '{}' AND o.id = {dead}",
+            b.actor
+        ))
+        .await,
+        1
+    );
+    // the new one is pending: no button on it, and a second request for it is refused with the reason
+    let fresh: i64 = db.client.query_one("SELECT max(id) FROM et_webhook_deliveries", &[]).await.unwrap().get(0);
+    let again = b.post(&format!("/console/webhooks/{ours}/deliveries/{fresh}/redeliver"), &[]).await;
+    let back = b.get(again.location.as_deref().unwrap()).await;
+    assert!(back.body.contains("still waiting to be delivered"), "{}", back.body);
     app.stop().await;
 }
 

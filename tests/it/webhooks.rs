@@ -11,6 +11,7 @@
 
 mod crud;
 mod delivery;
+mod redeliver;
 mod ssrf;
 
 use crate::app::{api_key, spawn_app, App};

@@ -80,6 +80,10 @@ pub struct DeliveryView {
     /// The body sent: `{type, event, timestamp, tenantId, messageId, data}`.
     #[schema(value_type = Object)]
     pub payload: Value,
+    /// The delivery this one repeats, when someone asked for a redelivery.
+    pub redelivery_of: Option<i64>,
+    /// Who asked for that redelivery (`apikey:<prefix>`, `console:<prefix>`, a database user).
+    pub requested_by: Option<String>,
 }
 
 impl From<Delivery> for DeliveryView {
@@ -96,6 +100,8 @@ impl From<Delivery> for DeliveryView {
             created_at: d.created_at,
             delivered_at: d.delivered_at,
             payload: d.payload,
+            redelivery_of: d.redelivery_of,
+            requested_by: d.requested_by,
         }
     }
 }

@@ -150,6 +150,7 @@ async fn keys_scopes_and_tenants() {
     let one = format!("/v1/webhooks/{id}");
     let deliveries = format!("/v1/webhooks/{id}/deliveries");
     let rotate = format!("/v1/webhooks/{id}/rotate-secret");
+    let redeliver = format!("/v1/webhooks/{id}/deliveries/1/redeliver");
     let routes: Vec<(Method, &str, Option<Value>)> = vec![
         (Method::POST, "/v1/webhooks", Some(json!({ "url": mock.url() }))),
         (Method::GET, "/v1/webhooks", None),
@@ -158,6 +159,7 @@ async fn keys_scopes_and_tenants() {
         (Method::PUT, &one, Some(json!({ "url": mock.url(), "description": "taken" }))),
         (Method::POST, &rotate, None),
         (Method::GET, &deliveries, None),
+        (Method::POST, &redeliver, None),
         (Method::DELETE, &one, None),
     ];
 
@@ -183,10 +185,10 @@ async fn keys_scopes_and_tenants() {
     let denied = db
         .count("SELECT count(*) FROM et_security_events WHERE tenant_id = 'beta' AND action = 'cross_tenant_access' AND detail->>'resource' = 'webhook_endpoint'")
         .await;
-    assert_eq!(denied, 6);
+    assert_eq!(denied, 7);
     // an id that exists nowhere is a plain 404
     assert_eq!(call(&app, Method::GET, "/v1/webhooks/999999", Some(&beta), None).await.0, 404);
-    assert_eq!(db.count("SELECT count(*) FROM et_security_events WHERE action = 'cross_tenant_access'").await, 6);
+    assert_eq!(db.count("SELECT count(*) FROM et_security_events WHERE action = 'cross_tenant_access'").await, 7);
     // beta sees none of acme's endpoints, and acme's endpoint is untouched
     let (_, list) = call(&app, Method::GET, "/v1/webhooks", Some(&beta), None).await;
     assert_eq!(list["webhooks"], json!([]));

@@ -2,7 +2,7 @@
 //! same webhook-id and payload, signed, with who asked; a pending delivery or a disabled endpoint
 //! is a 409 that changes nothing; an unknown delivery is a 404.
 
-use super::{endpoint, inbound, setup, verify, SECS};
+use super::{inbound, setup, verify, SECS};
 use crate::mock_http::{Answer, MockHttp};
 use crate::support::{until, TestDb};
 use serde_json::{json, Value};
@@ -12,15 +12,32 @@ async fn post(app: &crate::app::App, key: &str, path: &str) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// One endpoint on a mock that answers 200, and one event delivered to it.
+struct Delivered {
+    mock: MockHttp,
+    app: crate::app::App,
+    key: String,
+    worker: super::Worker,
+    endpoint: i64,
+    secret: String,
+    /// The delivery made.
+    first: i64,
+}
+
+async fn delivered_once(db: &TestDb) -> Delivered {
+    let mock = MockHttp::start(|_, _| Answer::json(200, json!({}))).await;
+    let (app, key, wa, worker) = setup(db).await;
+    let (endpoint, secret) = super::endpoint(&app, &key, &mock.url(), &["inbound.received"]).await;
+    inbound(db, wa, "wamid.again").await;
+    until(db, "SELECT count(*) = 1 FROM et_webhook_deliveries WHERE state = 'delivered'", SECS).await;
+    let first: i64 = db.client.query_one("SELECT id FROM et_webhook_deliveries", &[]).await.unwrap().get(0);
+    Delivered { mock, app, key, worker, endpoint, secret, first }
+}
+
 #[tokio::test]
 async fn a_delivery_is_sent_again_as_a_new_delivery_of_the_same_event() {
     let db = TestDb::new().await;
-    let mock = MockHttp::start(|_, _| Answer::json(200, json!({}))).await;
-    let (app, key, wa, worker) = setup(&db).await;
-    let (ep, secret) = endpoint(&app, &key, &mock.url(), &["inbound.received"]).await;
-    inbound(&db, wa, "wamid.again").await;
-    until(&db, "SELECT count(*) = 1 FROM et_webhook_deliveries WHERE state = 'delivered'", SECS).await;
-    let first: i64 = db.client.query_one("SELECT id FROM et_webhook_deliveries", &[]).await.unwrap().get(0);
+    let Delivered { mock, app, key, worker, endpoint: ep, secret, first } = delivered_once(&db).await;
 
     let (status, body) = post(&app, &key, &format!("/v1/webhooks/{ep}/deliveries/{first}/redeliver")).await;
     assert_eq!(status, 202, "{body}");
@@ -83,12 +100,7 @@ async fn a_delivery_is_sent_again_as_a_new_delivery_of_the_same_event() {
 #[tokio::test]
 async fn psql_users_redeliver_with_the_function_and_must_name_themselves() {
     let db = TestDb::new().await;
-    let mock = MockHttp::start(|_, _| Answer::json(200, json!({}))).await;
-    let (app, key, wa, worker) = setup(&db).await;
-    let (ep, _) = endpoint(&app, &key, &mock.url(), &["inbound.received"]).await;
-    inbound(&db, wa, "wamid.psql").await;
-    until(&db, "SELECT count(*) = 1 FROM et_webhook_deliveries WHERE state = 'delivered'", SECS).await;
-    let first: i64 = db.client.query_one("SELECT id FROM et_webhook_deliveries", &[]).await.unwrap().get(0);
+    let Delivered { mock, app, key, worker, endpoint: ep, first, .. } = delivered_once(&db).await;
 
     let e = db.client.query_one("SELECT et_webhook_redeliver('acme', $1, $2, ' ')", &[&ep, &first]).await.unwrap_err();
     assert!(e.as_db_error().unwrap().message().contains("actor is required"), "{e}");

@@ -100,8 +100,11 @@ struct Tenant {
     page2: String,
 }
 
+/// A page's path for a tenant.
+type PathOf = fn(&Tenant) -> String;
+
 /// The pages: (name, path for a tenant).
-const PAGES: [(&str, fn(&Tenant) -> String); 22] = [
+const PAGES: [(&str, PathOf); 22] = [
     ("overview", |_| "/console".into()),
     ("messages", |_| "/console/messages".into()),
     ("messages, page 2", |t| t.page2.clone()),

@@ -100,7 +100,7 @@ async fn a_delivery_is_sent_again_as_a_new_delivery_of_the_same_event() {
 #[tokio::test]
 async fn psql_users_redeliver_with_the_function_and_must_name_themselves() {
     let db = TestDb::new().await;
-    let Delivered { mock, app, key, worker, endpoint: ep, first, .. } = delivered_once(&db).await;
+    let Delivered { mock, app, worker, endpoint: ep, first, .. } = delivered_once(&db).await;
 
     let e = db.client.query_one("SELECT et_webhook_redeliver('acme', $1, $2, ' ')", &[&ep, &first]).await.unwrap_err();
     assert!(e.as_db_error().unwrap().message().contains("actor is required"), "{e}");

@@ -645,6 +645,78 @@ CREATE FUNCTION public.et_email_labels_fit(p_domain text) RETURNS boolean
   SELECT NOT EXISTS (SELECT 1 FROM unnest(string_to_array(p_domain, '.')) l WHERE octet_length(l) > 63)
 $$;
 
+CREATE FUNCTION public.et_event_partition_name(p_day date) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT 'et_message_events_p_' || to_char(p_day, 'YYYYMMDD')
+$$;
+
+CREATE FUNCTION public.et_event_partitions() RETURNS TABLE(name text, upper_bound timestamp with time zone, rows_estimate bigint)
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT c.relname::text,
+         (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz,
+         greatest(c.reltuples, 0)::bigint
+    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+   WHERE i.inhparent = 'et_message_events'::regclass
+   ORDER BY 2 NULLS LAST
+$$;
+
+CREATE FUNCTION public.et_event_partitions_upkeep(p_days_ahead integer DEFAULT 7, OUT created integer, OUT dropped integer) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  today date := (now() AT TIME ZONE 'UTC')::date;
+  horizon timestamptz := now() - make_interval(days => et_event_retention_longest());
+  covered timestamptz;
+  d date;
+  lo timestamptz;
+  hi timestamptz;
+  p record;
+BEGIN
+  created := 0;
+  dropped := 0;
+  IF p_days_ahead IS NULL OR p_days_ahead NOT BETWEEN 0 AND 366 THEN
+    RAISE EXCEPTION 'et_event_partitions_upkeep: p_days_ahead must be 0 to 366 (got %)', p_days_ahead
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  PERFORM set_config('lock_timeout', '250ms', true);
+  -- the latest upper bound of a partition made so far: days before it exist (or were dropped)
+  SELECT max(upper_bound) INTO covered FROM et_event_partitions();
+  FOR d IN SELECT g::date FROM generate_series(today, today + p_days_ahead, interval '1 day') g LOOP
+    lo := d::timestamp AT TIME ZONE 'UTC';
+    hi := (d + 1)::timestamp AT TIME ZONE 'UTC';
+    CONTINUE WHEN covered IS NOT NULL AND lo < covered;
+    BEGIN
+      EXECUTE format('CREATE TABLE %I (LIKE et_message_events INCLUDING DEFAULTS)', et_event_partition_name(d));
+      EXECUTE format('WITH moved AS (DELETE FROM et_message_events_default WHERE created_at >= %L AND created_at < %L RETURNING *)
+                      INSERT INTO %I SELECT * FROM moved', lo, hi, et_event_partition_name(d));
+      EXECUTE format('ALTER TABLE et_message_events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', et_event_partition_name(d), lo, hi);
+      created := created + 1;
+    EXCEPTION WHEN lock_not_available THEN
+      EXIT; -- later days must not be made before this one: next pass
+    END;
+  END LOOP;
+  FOR p IN SELECT * FROM et_event_partitions() WHERE upper_bound IS NOT NULL AND upper_bound <= horizon LOOP
+    BEGIN
+      EXECUTE format('DROP TABLE %I', p.name);
+      dropped := dropped + 1;
+    EXCEPTION WHEN lock_not_available THEN
+      EXIT;
+    END;
+  END LOOP;
+  DELETE FROM et_message_events_default WHERE created_at < horizon;
+END
+$$;
+
+CREATE FUNCTION public.et_event_retention_longest() RETURNS integer
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT coalesce(max(et_retention_days(settings, 'event_retention_days')),
+                  (et_retention_defaults() ->> 'event_retention_days')::integer)
+    FROM et_tenants
+$$;
+
 CREATE FUNCTION public.et_grant_app_role(p_role name DEFAULT 'pgcourier_app'::name) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -1559,6 +1631,8 @@ $$;
 CREATE FUNCTION public.et_messages_delete_dependents() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
+DECLARE
+  since timestamptz;
 BEGIN
   IF TG_OP = 'TRUNCATE' THEN
     IF EXISTS (SELECT 1 FROM et_message_events) THEN
@@ -1568,7 +1642,9 @@ BEGIN
       TRUNCATE et_outbound_queue;
     END IF;
   ELSE
-    DELETE FROM et_message_events e USING old_rows o WHERE e.tenant_id = o.tenant_id AND e.message_id = o.id;
+    SELECT min(created_at) INTO since FROM old_rows;
+    DELETE FROM et_message_events e USING old_rows o
+     WHERE e.tenant_id = o.tenant_id AND e.message_id = o.id AND e.created_at >= since;
     DELETE FROM et_outbound_queue q USING old_rows o WHERE q.tenant_id = o.tenant_id AND q.message_id = o.id;
   END IF;
   RETURN NULL;
@@ -1777,6 +1853,135 @@ CREATE FUNCTION public.et_payload_limit_defaults() RETURNS jsonb
            "sms_max_recipients": 10, "sms_max_body_chars": 1600,
            "whatsapp_max_recipients": 100, "whatsapp_max_body_bytes": 4096,
            "metadata_max_entries": 50, "metadata_max_key_chars": 128, "metadata_max_value_chars": 1024}'::jsonb
+$$;
+
+CREATE FUNCTION public.et_prune_events(p_limit integer DEFAULT 5000) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  t record;
+  n integer;
+  total integer := 0;
+  longest integer := et_event_retention_longest();
+BEGIN
+  PERFORM et_prune_limit_check('et_prune_events', p_limit);
+  FOR t IN SELECT id, now() - make_interval(days => et_retention_days(settings, 'event_retention_days')) AS cutoff
+             FROM et_tenants
+            WHERE et_retention_days(settings, 'event_retention_days') < longest ORDER BY id LOOP
+    EXIT WHEN total >= p_limit;
+    -- t.cutoff is a parameter of the plan: only the days before it are read
+    DELETE FROM et_message_events e
+     WHERE (e.tenant_id, e.id, e.created_at) IN
+           (SELECT x.tenant_id, x.id, x.created_at FROM et_message_events x
+             WHERE x.tenant_id = t.id AND x.created_at < t.cutoff
+             LIMIT p_limit - total);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    total := total + n;
+  END LOOP;
+  RETURN total;
+END
+$$;
+
+CREATE FUNCTION public.et_prune_limit_check(p_function text, p_limit integer) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+BEGIN
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 100000 THEN
+    RAISE EXCEPTION '%: p_limit must be 1 to 100000 (got %)', p_function, p_limit
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+END
+$$;
+
+CREATE FUNCTION public.et_prune_messages(p_limit integer DEFAULT 1000) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  t record;
+  n integer;
+  total integer := 0;
+BEGIN
+  PERFORM et_prune_limit_check('et_prune_messages', p_limit);
+  FOR t IN SELECT id,
+                  now() - make_interval(days => et_retention_days(settings, 'message_retention_days')) AS kept_since,
+                  now() - make_interval(days => et_retention_days(settings, 'dead_letter_retention_days')) AS dead_since
+             FROM et_tenants ORDER BY id LOOP
+    EXIT WHEN total >= p_limit;
+    WITH due AS (
+      SELECT m.id
+        FROM et_messages m
+        LEFT JOIN et_outbound_queue q ON q.tenant_id = m.tenant_id AND q.message_id = m.id
+       WHERE m.tenant_id = t.id AND m.created_at < greatest(t.kept_since, t.dead_since)
+         AND CASE WHEN q.state = 'dead' THEN q.updated_at < t.dead_since
+                  WHEN q.state IS NOT NULL THEN false
+                  -- the two statuses whose only way out is an operator's retry: dead letters
+                  WHEN m.delivery_status IN ('failed', 'inbound_error') THEN m.updated_at < t.dead_since
+                  ELSE m.updated_at < t.kept_since
+                       AND NOT EXISTS (SELECT 1 FROM et_status_transitions s
+                                        WHERE s.direction = m.direction AND s.from_status = m.delivery_status)
+             END
+       ORDER BY m.created_at
+       LIMIT p_limit - total
+         FOR UPDATE OF m SKIP LOCKED)
+    DELETE FROM et_messages m USING due WHERE m.tenant_id = t.id AND m.id = due.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    total := total + n;
+  END LOOP;
+  RETURN total;
+END
+$$;
+
+CREATE FUNCTION public.et_prune_security_events(p_limit integer DEFAULT 1000) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  t record;
+  n integer;
+  total integer := 0;
+BEGIN
+  PERFORM et_prune_limit_check('et_prune_security_events', p_limit);
+  FOR t IN SELECT id, now() - make_interval(days => et_retention_days(settings, 'security_event_retention_days')) AS cutoff
+             FROM et_tenants
+           UNION ALL
+           SELECT NULL, now() - make_interval(days => (et_retention_defaults() ->> 'security_event_retention_days')::integer)
+           ORDER BY 1 NULLS LAST LOOP
+    EXIT WHEN total >= p_limit;
+    DELETE FROM et_security_events s
+     WHERE s.id IN (SELECT x.id FROM et_security_events x
+                     WHERE x.tenant_id IS NOT DISTINCT FROM t.id AND x.created_at < t.cutoff
+                     ORDER BY x.tenant_id, x.created_at
+                     LIMIT p_limit - total);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    total := total + n;
+  END LOOP;
+  RETURN total;
+END
+$$;
+
+CREATE FUNCTION public.et_prune_webhook_deliveries(p_limit integer DEFAULT 1000) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  t record;
+  n integer;
+  total integer := 0;
+BEGIN
+  PERFORM et_prune_limit_check('et_prune_webhook_deliveries', p_limit);
+  FOR t IN SELECT id, now() - make_interval(days => et_retention_days(settings, 'webhook_delivery_retention_days')) AS cutoff
+             FROM et_tenants ORDER BY id LOOP
+    EXIT WHEN total >= p_limit;
+    WITH due AS (
+      SELECT d.id FROM et_webhook_deliveries d
+       WHERE d.tenant_id = t.id AND d.created_at < t.cutoff AND d.state <> 'ready'
+       ORDER BY d.created_at
+       LIMIT p_limit - total
+         FOR UPDATE SKIP LOCKED)
+    DELETE FROM et_webhook_deliveries d USING due WHERE d.tenant_id = t.id AND d.id = due.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    total := total + n;
+  END LOOP;
+  RETURN total;
+END
 $$;
 
 CREATE FUNCTION public.et_punycode(p_label text) RETURNS text
@@ -2026,6 +2231,44 @@ CREATE FUNCTION public.et_resend_columns() RETURNS text[]
     AS $$
   SELECT ARRAY['sender', 'recipients', 'cc', 'bcc', 'reply_to', 'subject', 'body_text', 'body_html', 'variables',
                'metadata', 'priority', 'scheduled_at', 'idempotency_key']
+$$;
+
+CREATE FUNCTION public.et_retention_days(p_settings jsonb, p_key text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $_$
+  SELECT CASE WHEN jsonb_typeof(p_settings -> p_key) = 'number' AND (p_settings ->> p_key) ~ '^[0-9]{1,5}$'
+              THEN (p_settings ->> p_key)::integer
+              ELSE (et_retention_defaults() ->> p_key)::integer END
+$_$;
+
+CREATE FUNCTION public.et_retention_defaults() RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT '{"message_retention_days": 90, "dead_letter_retention_days": 90, "event_retention_days": 90,
+           "webhook_delivery_retention_days": 30, "security_event_retention_days": 365}'::jsonb
+$$;
+
+COMMENT ON FUNCTION public.et_retention_defaults() IS 'the retention settings and their defaults in days: message_retention_days (a finished message, with its events, attachments and queue row, after its last change), dead_letter_retention_days (a dead letter or an inbound_error message, after it died), event_retention_days (status events, by their time), webhook_delivery_retention_days (finished webhook deliveries), security_event_retention_days; attachment_retention_days (30, content only) is in triggers/060_attachments.sql';
+
+CREATE FUNCTION public.et_retention_settings_valid(p_settings jsonb) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+DECLARE
+  k text;
+  v jsonb;
+BEGIN
+  FOR k IN SELECT jsonb_object_keys(et_retention_defaults()) LOOP
+    v := p_settings -> k;
+    CONTINUE WHEN v IS NULL;
+    IF jsonb_typeof(v) <> 'number' OR (v #>> '{}')::numeric NOT BETWEEN 0 AND 36500
+       OR (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
+      RAISE EXCEPTION 'et_tenants.settings.%: a whole number of days from 0 to 36500 (got %)', k, v
+        USING ERRCODE = 'check_violation', COLUMN = 'settings', TABLE = 'et_tenants',
+              CONSTRAINT = 'et_tenants_retention_settings';
+    END IF;
+  END LOOP;
+  RETURN true;
+END
 $$;
 
 CREATE FUNCTION public.et_retry(p_message_id bigint, p_actor text) RETURNS text
@@ -2888,9 +3131,10 @@ CREATE TABLE public.et_message_events (
     actor text NOT NULL,
     detail jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL
-);
+)
+PARTITION BY RANGE (created_at);
 
-COMMENT ON TABLE public.et_message_events IS 'The audit trail: one row per status change, written by the message triggers. No foreign key to et_messages: triggers/035_message_keys.sql checks writers outside our triggers and cascades deletes and truncates, because the key paid a query and a row lock per event (two per sent message) for rows our triggers copy from the statement that wrote the message';
+COMMENT ON TABLE public.et_message_events IS 'The audit trail: one row per status change, written by the message triggers. Partitioned by created_at, one partition per UTC day (et_message_events_p_YYYYMMDD, made ahead by et_event_partitions_upkeep; the history from before partitioning is et_message_events_p_legacy; et_message_events_default catches a day not made yet and is emptied into its day''s partition when that is made); a day is dropped whole once every tenant''s event_retention_days has passed it. The primary key includes created_at because a partitioned table''s unique keys must; id alone comes from one sequence. No foreign key to et_messages: triggers/035_message_keys.sql checks writers outside our triggers and cascades deletes and truncates, because the key paid a query and a row lock per event (two per sent message) for rows our triggers copy from the statement that wrote the message';
 
 CREATE TABLE public.et_outbound_queue (
     tenant_id text NOT NULL,
@@ -3009,6 +3253,17 @@ WITH (fillfactor='50');
 COMMENT ON TABLE public.et_message_counts IS 'messages per tenant, session, direction and status, kept exact by the statement triggers of triggers/095 in the writing transaction; sum n over slot. No foreign key to the session: sessions are not deleted while messages name them. fillfactor 50: updated by every statement that writes messages, HOT. et_message_counts_rebuild() recounts from et_messages';
 
 COMMENT ON COLUMN public.et_message_counts.slot IS 'the writing backend''s pid mod 8: concurrent writers of the same count add to different rows';
+
+CREATE TABLE public.et_message_events_default (
+    tenant_id text NOT NULL,
+    id bigint NOT NULL,
+    message_id bigint NOT NULL,
+    from_status text,
+    to_status text NOT NULL,
+    actor text NOT NULL,
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
 
 ALTER TABLE public.et_message_events ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     SEQUENCE NAME public.et_message_events_id_seq
@@ -3368,6 +3623,8 @@ CREATE TABLE public.et_webhook_event_types (
 
 COMMENT ON COLUMN public.et_webhook_event_types.alias IS 'the short name seed 002 uses (sent, failed, bounced, retrying), accepted wherever an event type is written and stored as the canonical type; src/domain/vocab.rs WebhookEvent keeps the same list (a test compares them)';
 
+ALTER TABLE ONLY public.et_message_events ATTACH PARTITION public.et_message_events_default DEFAULT;
+
 ALTER TABLE ONLY public.et_api_keys
     ADD CONSTRAINT et_api_keys_pkey PRIMARY KEY (id);
 
@@ -3405,7 +3662,10 @@ ALTER TABLE ONLY public.et_message_counts
     ADD CONSTRAINT et_message_counts_pkey PRIMARY KEY (tenant_id, channel_session_id, direction, delivery_status, slot);
 
 ALTER TABLE ONLY public.et_message_events
-    ADD CONSTRAINT et_message_events_pkey PRIMARY KEY (tenant_id, id);
+    ADD CONSTRAINT et_message_events_pkey PRIMARY KEY (tenant_id, id, created_at);
+
+ALTER TABLE ONLY public.et_message_events_default
+    ADD CONSTRAINT et_message_events_default_pkey PRIMARY KEY (tenant_id, id, created_at);
 
 ALTER TABLE ONLY public.et_message_minutes
     ADD CONSTRAINT et_message_minutes_pkey PRIMARY KEY (tenant_id, minute, channel_session_id, slot);
@@ -3442,6 +3702,11 @@ ALTER TABLE ONLY public.et_suppressions
 
 ALTER TABLE ONLY public.et_tenants
     ADD CONSTRAINT et_tenants_pkey PRIMARY KEY (id);
+
+ALTER TABLE public.et_tenants
+    ADD CONSTRAINT et_tenants_retention_settings CHECK (public.et_retention_settings_valid(settings)) NOT VALID;
+
+COMMENT ON CONSTRAINT et_tenants_retention_settings ON public.et_tenants IS 'settings.message_retention_days, dead_letter_retention_days, event_retention_days, webhook_delivery_retention_days and security_event_retention_days, when present, are whole numbers of days from 0 to 36500 (et_retention_defaults)';
 
 ALTER TABLE ONLY public.et_thread_insights
     ADD CONSTRAINT et_thread_insights_pkey PRIMARY KEY (tenant_id, thread_id);
@@ -3482,7 +3747,11 @@ CREATE INDEX et_console_sessions_key ON public.et_console_sessions USING btree (
 
 COMMENT ON INDEX public.et_console_sessions_key IS 'revoking or deleting a key finds its sessions';
 
-CREATE INDEX et_message_events_message ON public.et_message_events USING btree (tenant_id, message_id, id);
+CREATE INDEX et_message_events_message ON ONLY public.et_message_events USING btree (tenant_id, message_id, id);
+
+COMMENT ON INDEX public.et_message_events_message IS 'a message''s events in order (its history, the cascade when a message is deleted)';
+
+CREATE INDEX et_message_events_default_tenant_id_message_id_id_idx ON public.et_message_events_default USING btree (tenant_id, message_id, id);
 
 CREATE INDEX et_messages_external_id ON public.et_messages USING btree (tenant_id, channel_session_id, external_message_id) WHERE (external_message_id IS NOT NULL);
 
@@ -3544,6 +3813,14 @@ CREATE INDEX et_suppression_log_address ON public.et_suppression_log USING btree
 
 CREATE UNIQUE INDEX et_suppressions_id ON public.et_suppressions USING btree (tenant_id, id);
 
+CREATE INDEX et_suppressions_source_message ON public.et_suppressions USING btree (tenant_id, source_message_id) WHERE (source_message_id IS NOT NULL);
+
+COMMENT ON INDEX public.et_suppressions_source_message IS 'partial: the foreign key''s ON DELETE SET NULL finds the suppressions a deleted message caused';
+
+CREATE INDEX et_thread_insights_source_message ON public.et_thread_insights USING btree (tenant_id, source_message_id) WHERE (source_message_id IS NOT NULL);
+
+COMMENT ON INDEX public.et_thread_insights_source_message IS 'partial: the foreign key''s ON DELETE SET NULL finds the insight of a message that retention deletes';
+
 CREATE INDEX et_threads_follow_up ON public.et_threads USING btree (follow_up_at) WHERE (follow_up_at IS NOT NULL);
 
 COMMENT ON INDEX public.et_threads_follow_up IS 'partial: only threads with a scheduled follow-up, by due time (the follow-up sweep)';
@@ -3555,6 +3832,10 @@ COMMENT ON INDEX public.et_threads_id IS 'ids are unique across tenants (one ide
 CREATE INDEX et_threads_insights_due_id ON public.et_threads USING btree (insights_due_at, id) WHERE (insights_due_at IS NOT NULL);
 
 COMMENT ON INDEX public.et_threads_insights_due_id IS 'partial: only threads whose insights are due, in the insights worker''s claim order with a unique tie-break (id), so the claim walks on from the last thread it took (keyset) instead of re-reading every thread already taken (a bulk insert gives thousands of threads one insights_due_at)';
+
+CREATE INDEX et_webhook_deliveries_created ON public.et_webhook_deliveries USING btree (tenant_id, created_at);
+
+COMMENT ON INDEX public.et_webhook_deliveries_created IS 'retention: a tenant''s deliveries oldest first (et_prune_webhook_deliveries)';
 
 CREATE INDEX et_webhook_deliveries_endpoint ON public.et_webhook_deliveries USING btree (tenant_id, endpoint_id, id);
 
@@ -3577,6 +3858,10 @@ COMMENT ON INDEX public.et_webhook_endpoints_enabled IS 'partial: a tenant''s en
 CREATE INDEX et_webhook_endpoints_id ON public.et_webhook_endpoints USING btree (id);
 
 COMMENT ON INDEX public.et_webhook_endpoints_id IS 'ids are unique across tenants (one identity sequence): lets the API tell "another tenant''s" from "none"';
+
+ALTER INDEX public.et_message_events_pkey ATTACH PARTITION public.et_message_events_default_pkey;
+
+ALTER INDEX public.et_message_events_message ATTACH PARTITION public.et_message_events_default_tenant_id_message_id_id_idx;
 
 CREATE TRIGGER et_attachments_before_insert BEFORE INSERT ON public.et_attachments FOR EACH ROW EXECUTE FUNCTION public.et_attachments_before_insert();
 

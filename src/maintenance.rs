@@ -1,12 +1,19 @@
-//! The maintenance task: housekeeping that no request and no claim does: the console's expired
-//! sessions and old chart minutes, and attachment retention (seed 002 §9): every `PGCOURIER_MAINTENANCE_INTERVAL` the content of attachments
-//! whose message has been final for longer than the tenant's `attachment_retention_days`
-//! (default 30) is dropped, metadata kept, in batches of [`BATCH`] rows, each its own short
-//! transaction (`et_drop_expired_attachment_content`, triggers/060_attachments.sql). With several
-//! daemons only the leader ([`crate::leader`]) runs the pass, and each retention batch also takes a
-//! transaction-level advisory lock (so a pass overlapping a change of leader stays one at a time).
+//! The maintenance task: housekeeping that no request and no claim does. Every
+//! `PGCOURIER_MAINTENANCE_INTERVAL` (and once at start) the leader ([`crate::leader`]):
+//! - keeps the audit trail's daily partitions: the next days made ahead, expired days dropped
+//!   whole ([`retention::partitions_upkeep`]);
+//! - deletes history past each tenant's retention periods ([`retention::Prune`]: finished
+//!   messages and dead letters with their events, events, webhook deliveries, security events,
+//!   attachment content), in batches that are each one short transaction, until a batch comes
+//!   back short; each batch also takes a transaction-level advisory lock, so a pass overlapping
+//!   a change of leader stays one at a time;
+//! - removes the console's expired sessions and old chart minutes.
+//!
+//! The periods are tenant settings (`message_retention_days`, ...; their defaults in
+//! `et_retention_defaults()`, sql/V12__retention.sql).
 
-use crate::db::{retention, DbError};
+use crate::db::retention::{self, Prune};
+use crate::db::DbError;
 use crate::every::Every;
 use crate::leader::LeaderState;
 use crate::telemetry::one_line;
@@ -15,9 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Attachments per transaction: short enough that no lock is held for long.
-pub const BATCH: i32 = 500;
-
 /// Run until `shutdown`: a pass at start, then every `every`.
 pub async fn run(pool: Pool, every: Duration, leader: Arc<LeaderState>, shutdown: CancellationToken) {
     let mut tick = Every::new(every);
@@ -25,45 +29,50 @@ pub async fn run(pool: Pool, every: Duration, leader: Arc<LeaderState>, shutdown
         if !leader.leads() {
             continue;
         }
-        match drop_expired(&pool, &shutdown).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(attachments = n, "dropped the content of attachments past their retention period"),
-            // the server restarting, a lost connection: the next pass tries again
-            Err(e) if e.is_transient() => {
-                tracing::debug!(error = %one_line(&e), "attachment retention pass failed; trying again next pass")
+        if let Err(e) = pass(&pool, &shutdown).await {
+            if e.is_transient() {
+                // the server restarting, a lost connection: the next pass tries again
+                tracing::debug!(error = %one_line(&e), "maintenance pass failed; trying again next pass");
+            } else {
+                tracing::warn!(error = %one_line(&e), "maintenance pass failed");
             }
-            Err(e) => tracing::warn!(error = %one_line(&e), "attachment retention pass failed"),
-        }
-        if let Err(e) = console_upkeep(&pool).await {
-            tracing::debug!(error = %one_line(&e), "console upkeep failed; trying again next pass");
         }
     }
 }
 
-/// The console's leftovers: expired sign-in sessions and chart minutes past two days, in
-/// batches (plain deletes of rows nobody reads any more: safe on every daemon at once).
-async fn console_upkeep(pool: &Pool) -> Result<(), DbError> {
-    let client = pool.get().await?;
+/// One pass: partitions, retention, console upkeep. What it removed is logged and counted.
+pub async fn pass(pool: &Pool, shutdown: &CancellationToken) -> Result<(), DbError> {
+    let mut client = pool.get().await?;
+    let upkeep = retention::partitions_upkeep(&client).await?;
+    if upkeep != retention::PartitionUpkeep::default() {
+        tracing::info!(created = upkeep.created, dropped = upkeep.dropped, "event partitions made ahead and expired days dropped");
+        metrics::counter!("pgcourier_event_partitions_created_total").increment(upkeep.created.max(0) as u64);
+        metrics::counter!("pgcourier_event_partitions_dropped_total").increment(upkeep.dropped.max(0) as u64);
+    }
+    for kind in Prune::ALL {
+        let n = prune(&mut client, kind, shutdown).await?;
+        if n > 0 {
+            tracing::info!(kind = kind.label(), rows = n, "deleted history past its retention period");
+        }
+    }
     while crate::db::console::delete_expired_sessions(&client, 1000).await? == 1000 {}
     while crate::db::console::delete_old_minutes(&client, 1000).await? == 1000 {}
     Ok(())
 }
 
-/// Batches until one comes back short (or another daemon holds the lock, or shutdown); how many
-/// attachments lost their content.
-async fn drop_expired(pool: &Pool, shutdown: &CancellationToken) -> Result<i64, DbError> {
-    let mut client = pool.get().await?;
+/// Batches of `kind` until one comes back short (or another daemon holds the lock, or
+/// shutdown); how many rows it removed.
+async fn prune(client: &mut deadpool_postgres::Client, kind: Prune, shutdown: &CancellationToken) -> Result<i64, DbError> {
     let mut total = 0i64;
     while !shutdown.is_cancelled() {
-        match retention::drop_expired_batch(&mut client, BATCH).await? {
-            Some(n) => {
-                total += i64::from(n);
-                metrics::counter!("pgcourier_attachment_content_dropped_total").increment(n as u64);
-                if n < BATCH {
-                    break;
-                }
-            }
-            None => break,
+        let Some(n) = retention::prune_batch(client, kind).await? else { break };
+        total += i64::from(n);
+        metrics::counter!("pgcourier_retention_deleted_total", "kind" => kind.label()).increment(n.max(0) as u64);
+        if kind == Prune::AttachmentContent {
+            metrics::counter!("pgcourier_attachment_content_dropped_total").increment(n.max(0) as u64);
+        }
+        if n < kind.batch() {
+            break;
         }
     }
     Ok(total)

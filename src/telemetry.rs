@@ -168,6 +168,15 @@ fn describe() {
         "Attachments whose content this daemon dropped after the retention period (tenant setting attachment_retention_days)."
     );
     metrics::describe_counter!(
+        "pgcourier_retention_deleted_total",
+        "Rows this daemon deleted past their tenant's retention period, per kind (messages, events, webhook_deliveries, security_events, attachment_content)."
+    );
+    metrics::describe_counter!("pgcourier_event_partitions_created_total", "Daily partitions of et_message_events this daemon made ahead.");
+    metrics::describe_counter!(
+        "pgcourier_event_partitions_dropped_total",
+        "Daily partitions of et_message_events this daemon dropped once every tenant's event retention had passed them."
+    );
+    metrics::describe_counter!(
         "pgcourier_possible_duplicates_total",
         "Send attempts flagged possible_duplicate (an earlier attempt's outcome is unknown), per channel and tenant."
     );

@@ -118,9 +118,15 @@ $$;
 
 -- Deleted messages take their events and queue rows along. On TRUNCATE a dependent table that
 -- the same TRUNCATE already emptied is left alone (truncating it again here would fail, the
--- table being in use by that statement).
+-- table being in use by that statement). A message's events are never older than the message
+-- (they are written by its insert and later changes), so the events' delete reads only the daily
+-- partitions from the oldest deleted message on (`since` is a parameter: the plan prunes the
+-- older days); an event a writer outside our triggers dated before its message is left to
+-- event retention.
 CREATE OR REPLACE FUNCTION et_messages_delete_dependents() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+  since timestamptz;
 BEGIN
   IF TG_OP = 'TRUNCATE' THEN
     IF EXISTS (SELECT 1 FROM et_message_events) THEN
@@ -130,7 +136,9 @@ BEGIN
       TRUNCATE et_outbound_queue;
     END IF;
   ELSE
-    DELETE FROM et_message_events e USING old_rows o WHERE e.tenant_id = o.tenant_id AND e.message_id = o.id;
+    SELECT min(created_at) INTO since FROM old_rows;
+    DELETE FROM et_message_events e USING old_rows o
+     WHERE e.tenant_id = o.tenant_id AND e.message_id = o.id AND e.created_at >= since;
     DELETE FROM et_outbound_queue q USING old_rows o WHERE q.tenant_id = o.tenant_id AND q.message_id = o.id;
   END IF;
   RETURN NULL;

@@ -7,11 +7,17 @@ use std::time::{Duration, Instant};
 /// The tables whose plans matter on the hot paths.
 pub const TABLES: &[&str] = &["et_messages", "et_outbound_queue", "et_message_events", "et_threads", "et_thread_insights"];
 
+/// A partitioned table (et_message_events) has no statistics row of its own: its changes are
+/// the sum of its partitions' (which autovacuum analyses on their own, but never the parent,
+/// whose statistics plan the joins over it).
 const STALE: &str = "SELECT c.relname::text
                        FROM pg_class c
-                       JOIN pg_stat_user_tables s ON s.relid = c.oid
+                      CROSS JOIN LATERAL (SELECT sum(s.n_mod_since_analyze) AS changed
+                                            FROM pg_stat_user_tables s
+                                           WHERE s.relid = c.oid
+                                              OR s.relid IN (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = c.oid)) m
                       WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY ($1)
-                        AND s.n_mod_since_analyze > 50 + greatest(c.reltuples, 0)
+                        AND m.changed > 50 + greatest(c.reltuples, 0)
                       ORDER BY c.relname";
 
 /// The tables of [`TABLES`] with more changes since their last analyze than rows then (+ 50).

@@ -31,6 +31,7 @@ pub const TRIGGER_FILES: &[(&str, &str)] = &[
     ("080_webhooks.sql", include_str!("../../triggers/080_webhooks.sql")),
     ("090_tenants_and_keys.sql", include_str!("../../triggers/090_tenants_and_keys.sql")),
     ("095_message_counts.sql", include_str!("../../triggers/095_message_counts.sql")),
+    ("098_retention.sql", include_str!("../../triggers/098_retention.sql")),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.

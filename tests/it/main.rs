@@ -36,6 +36,7 @@ mod pooler;
 mod process;
 mod provider_webhooks;
 mod refusals;
+mod retention;
 mod roles;
 mod schema;
 mod smtp_sink;

@@ -205,7 +205,7 @@ async fn every_tenant_table_has_row_level_security() {
             "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
                     EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)
                FROM pg_class c
-              WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace
+              WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relnamespace = current_schema()::regnamespace
                 AND (c.relname = 'et_tenants'
                      OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped))
               ORDER BY 1",
@@ -219,6 +219,23 @@ async fn every_tenant_table_has_row_level_security() {
         assert!(rls && policy, "{table}: row-level security {rls}, policy {policy}: add it in a new migration (see the row-level security of sql/V1__baseline.sql)");
         assert!(!force, "{table}: FORCE would hide the rows from the daemon, which owns the tables");
     }
+    // A partition (a day of et_message_events) is reached only through its parent, whose
+    // policy applies: nobody but the owner holds a privilege on it.
+    db.client.batch_execute("SELECT et_event_partitions_upkeep()").await.unwrap();
+    let granted: Vec<String> = db
+        .client
+        .query(
+            "SELECT c.relname::text FROM pg_class c
+              WHERE c.relispartition AND c.relnamespace = current_schema()::regnamespace
+                AND EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(granted.is_empty(), "partitions with privileges of their own: {granted:?}");
     // Views read by application roles apply the reader's policies.
     let plain: Vec<String> = db
         .client

@@ -1,0 +1,358 @@
+//! Retention (triggers/098_retention.sql, src/maintenance.rs): each kind of history leaves after
+//! its tenant's period and nothing still moving is touched; the audit trail's daily partitions
+//! are made ahead and dropped whole; the leader daemon runs it all on its maintenance pass.
+
+use crate::support::daemon::{spawn, until};
+use crate::support::db::TestDb;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const SECS: Duration = Duration::from_secs(10);
+
+/// Insert an outbound message of `tenant` (queued, or `status` as its first status).
+async fn message(db: &TestDb, tenant: &str, session: i64, status: &str) -> i64 {
+    let scheduled = if status == "queued" { "now() + interval '1 year'" } else { "NULL" };
+    db.client
+        .query_one(
+            &format!(
+                "INSERT INTO et_messages (tenant_id, channel_session_id, direction, delivery_status, recipients, subject, body_text, scheduled_at)
+                 VALUES ($1, $2, 'outbound', $3, ARRAY['ann@example.com'], 'Hello', 'Body', {scheduled}) RETURNING id"
+            ),
+            &[&tenant, &session, &status],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Take a queued message through `statuses` the way the daemon does (its queue row leaves when
+/// it is sent, and turns dead when it fails).
+async fn walk(db: &TestDb, id: i64, statuses: &[&str]) {
+    for s in statuses {
+        db.client.execute("UPDATE et_messages SET delivery_status = $2 WHERE id = $1", &[&id, s]).await.unwrap();
+        match *s {
+            "sent" | "cancelled" => {
+                db.client.execute("DELETE FROM et_outbound_queue WHERE message_id = $1", &[&id]).await.unwrap();
+            }
+            "failed" => {
+                db.client.execute("UPDATE et_outbound_queue SET state = 'dead' WHERE message_id = $1", &[&id]).await.unwrap();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Move a message and everything about it `days` into the past (triggers off, as a restore of old
+/// history would be).
+async fn backdate(db: &TestDb, id: i64, days: i32) {
+    let mut c = db.connect().await;
+    let tx = c.transaction().await.unwrap();
+    tx.batch_execute("SET LOCAL session_replication_role = replica").await.unwrap();
+    for sql in [
+        "UPDATE et_messages SET created_at = created_at - make_interval(days => $2), updated_at = updated_at - make_interval(days => $2) WHERE id = $1",
+        "UPDATE et_message_events SET created_at = created_at - make_interval(days => $2) WHERE message_id = $1",
+        "UPDATE et_outbound_queue SET updated_at = updated_at - make_interval(days => $2), created_at = created_at - make_interval(days => $2) WHERE message_id = $1",
+        "UPDATE et_webhook_deliveries SET created_at = created_at - make_interval(days => $2) WHERE payload -> 'data' ->> 'id' = $1::bigint::text",
+    ] {
+        tx.execute(sql, &[&id, &days]).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn exists(db: &TestDb, id: i64) -> bool {
+    db.count(&format!("SELECT count(*) FROM et_messages WHERE id = {id}")).await == 1
+}
+
+async fn pass(db: &TestDb) {
+    let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();
+    pgcourier::maintenance::pass(&pool, &CancellationToken::new()).await.unwrap();
+}
+
+#[tokio::test]
+async fn each_kind_of_history_leaves_after_its_tenants_period_and_nothing_still_moving_is_touched() {
+    let db = TestDb::new().await;
+    let (acme, _) = db.seed_acme().await;
+    db.client.batch_execute("INSERT INTO et_tenants (id, name) VALUES ('beta', 'Beta')").await.unwrap();
+    let beta = db.session("beta", "email", "file", "beta@beta.example").await;
+    db.client
+        .batch_execute(
+            "UPDATE et_tenants SET settings = '{\"message_retention_days\": 30, \"dead_letter_retention_days\": 10,
+                                               \"webhook_delivery_retention_days\": 5, \"security_event_retention_days\": 20}'
+              WHERE id = 'acme';
+             INSERT INTO et_webhook_endpoints (tenant_id, url, secret)
+             VALUES ('acme', 'https://hooks.example/x', 'whsec_' || repeat('A', 32))",
+        )
+        .await
+        .unwrap();
+
+    let sent_old = message(&db, "acme", acme, "queued").await;
+    let sent_recent = message(&db, "acme", acme, "queued").await;
+    let cancelled_old = message(&db, "acme", acme, "queued").await;
+    let dead_old = message(&db, "acme", acme, "queued").await;
+    let dead_recent = message(&db, "acme", acme, "queued").await;
+    let pending_old = message(&db, "acme", acme, "pending_approval").await;
+    let scheduled_old = message(&db, "acme", acme, "queued").await;
+    let beta_sent = message(&db, "beta", beta, "queued").await;
+    let sent_today = message(&db, "acme", acme, "queued").await;
+    for id in [sent_old, sent_recent, beta_sent, sent_today] {
+        walk(&db, id, &["sending", "sent"]).await;
+    }
+    walk(&db, cancelled_old, &["cancelled"]).await;
+    for id in [dead_old, dead_recent] {
+        walk(&db, id, &["sending", "failed"]).await;
+    }
+    // the thread's insight names the message that goes
+    db.client
+        .execute(
+            "INSERT INTO et_thread_insights (tenant_id, thread_id, summary, source_message_id)
+             SELECT tenant_id, thread_id, 'asked for an invoice', id FROM et_messages WHERE id = $1",
+            &[&sent_old],
+        )
+        .await
+        .unwrap();
+    for (id, days) in [
+        (sent_old, 31),
+        (sent_recent, 29),
+        (cancelled_old, 31),
+        (dead_old, 11),
+        (dead_recent, 9),
+        (pending_old, 400),
+        (scheduled_old, 400),
+        (beta_sent, 31),
+    ] {
+        backdate(&db, id, days).await;
+    }
+    db.client
+        .batch_execute(
+            "UPDATE et_webhook_deliveries SET state = 'delivered';
+             INSERT INTO et_security_events (tenant_id, actor, action, created_at) VALUES
+               ('acme', 'test', 'old', now() - interval '21 days'), ('acme', 'test', 'recent', now() - interval '19 days'),
+               (NULL, 'test', 'system, recent', now() - interval '300 days'), (NULL, 'test', 'system, old', now() - interval '366 days')",
+        )
+        .await
+        .unwrap();
+    let threads = db.count("SELECT count(*) FROM et_threads").await;
+    let deliveries_of_gone = db
+        .count(&format!(
+            "SELECT count(*) FROM et_webhook_deliveries WHERE payload -> 'data' ->> 'id' IN ('{sent_old}', '{cancelled_old}', '{dead_old}')"
+        ))
+        .await;
+    assert!(deliveries_of_gone > 0, "the endpoint got deliveries to prune");
+
+    pass(&db).await;
+
+    for (id, kept, what) in [
+        (sent_old, false, "sent 31 days ago (30)"),
+        (sent_recent, true, "sent 29 days ago"),
+        (cancelled_old, false, "cancelled 31 days ago"),
+        (dead_old, false, "dead letter of 11 days (10)"),
+        (dead_recent, true, "dead letter of 9 days"),
+        (pending_old, true, "pending approval: still moving"),
+        (scheduled_old, true, "scheduled: still moving"),
+        (beta_sent, true, "beta keeps 90 days (the default)"),
+    ] {
+        assert_eq!(exists(&db, id).await, kept, "{what}");
+        let events = db.count(&format!("SELECT count(*) FROM et_message_events WHERE message_id = {id}")).await;
+        assert_eq!(events > 0, kept, "{what}: its events go with it ({events})");
+    }
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_outbound_queue WHERE message_id = {dead_old}")).await, 0, "the dead queue row");
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_outbound_queue WHERE message_id = {scheduled_old}")).await, 1);
+    // what a thread keeps: its row, and its insight without the reference
+    assert_eq!(db.count("SELECT count(*) FROM et_threads").await, threads);
+    assert_eq!(
+        db.count("SELECT count(*) FROM et_thread_insights WHERE summary = 'asked for an invoice' AND source_message_id IS NULL").await,
+        1
+    );
+    // the console's counters follow: acme has two sent messages left, beta one
+    assert_eq!(
+        db.count("SELECT coalesce(sum(n), 0)::bigint FROM et_message_counts WHERE tenant_id = 'acme' AND delivery_status = 'sent'").await,
+        2
+    );
+    assert_eq!(
+        db.count("SELECT coalesce(sum(n), 0)::bigint FROM et_message_counts WHERE tenant_id = 'beta' AND delivery_status = 'sent'").await,
+        1
+    );
+    // webhook deliveries older than 5 days went (those of every message backdated past it)
+    assert_eq!(db.count("SELECT count(*) FROM et_webhook_deliveries WHERE created_at < now() - interval '5 days'").await, 0);
+    assert!(
+        db.count(&format!("SELECT count(*) FROM et_webhook_deliveries WHERE payload -> 'data' ->> 'id' = '{sent_today}'")).await > 0,
+        "recent deliveries stay"
+    );
+    let security: Vec<String> =
+        db.client.query("SELECT action FROM et_security_events ORDER BY action", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(security, ["recent", "system, recent"]);
+
+    // a second pass finds nothing more
+    let before = db.count("SELECT count(*) FROM et_messages").await;
+    pass(&db).await;
+    assert_eq!(db.count("SELECT count(*) FROM et_messages").await, before);
+}
+
+#[tokio::test]
+async fn message_batches_are_bounded_and_a_tenant_with_a_shorter_event_period_loses_only_its_events() {
+    let db = TestDb::new().await;
+    let (acme, _) = db.seed_acme().await;
+    let ids: Vec<i64> = db
+        .client
+        .query(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, delivery_status, recipients, body_text)
+             SELECT 'acme', $1, 'outbound', 'pending_approval', ARRAY['ann@example.com'], 'x' FROM generate_series(1, 2500)
+             RETURNING id",
+            &[&acme],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    db.client.batch_execute("UPDATE et_messages SET delivery_status = 'cancelled'").await.unwrap();
+    let mut c = db.connect().await;
+    let tx = c.transaction().await.unwrap();
+    tx.batch_execute(
+        "SET LOCAL session_replication_role = replica;
+         UPDATE et_messages SET created_at = now() - interval '100 days', updated_at = now() - interval '100 days';",
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // one call deletes at most its limit; the pass goes on until a batch comes back short
+    let n: i32 = db.client.query_one("SELECT et_prune_messages(1000)", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1000);
+    pass(&db).await;
+    assert_eq!(db.count("SELECT count(*) FROM et_messages").await, 0, "{} messages", ids.len());
+    assert_eq!(db.count("SELECT count(*) FROM et_message_events").await, 0);
+
+    // events alone: acme keeps them 1 day, beta 90; acme's messages stay (their own period)
+    db.client.batch_execute("INSERT INTO et_tenants (id, name) VALUES ('beta', 'Beta')").await.unwrap();
+    let beta = db.session("beta", "email", "file", "beta@beta.example").await;
+    db.client.batch_execute("UPDATE et_tenants SET settings = '{\"event_retention_days\": 1}' WHERE id = 'acme'").await.unwrap();
+    let a = message(&db, "acme", acme, "pending_approval").await;
+    let b = message(&db, "beta", beta, "pending_approval").await;
+    let tx = c.transaction().await.unwrap();
+    tx.batch_execute(
+        "SET LOCAL session_replication_role = replica; UPDATE et_message_events SET created_at = created_at - interval '2 days'",
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    pass(&db).await;
+    assert!(exists(&db, a).await && exists(&db, b).await);
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_message_events WHERE message_id = {a}")).await, 0);
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_message_events WHERE message_id = {b}")).await, 1);
+}
+
+#[tokio::test]
+async fn event_partitions_are_made_ahead_moved_out_of_the_default_and_dropped_whole_when_expired() {
+    let db = TestDb::new().await;
+    let (acme, _) = db.seed_acme().await;
+    db.client.batch_execute("UPDATE et_tenants SET settings = '{\"event_retention_days\": 30}'").await.unwrap();
+    pass(&db).await;
+    // today and the next seven days have their partition
+    let uncovered = "SELECT count(*) FROM generate_series(0, 7) d
+                      WHERE NOT EXISTS (SELECT 1 FROM et_event_partitions() p
+                                         WHERE p.upper_bound > now() + make_interval(days => d)
+                                           AND p.name <> 'et_message_events_default'
+                                           AND (p.name = 'et_message_events_p_legacy'
+                                                OR p.upper_bound - interval '1 day' <= now() + make_interval(days => d)))";
+    assert_eq!(db.count(uncovered).await, 0);
+
+    // history from long ago: the partitioned table as it is after months, old days included
+    let id = message(&db, "acme", acme, "pending_approval").await;
+    db.client
+        .batch_execute(
+            "ALTER TABLE et_message_events DETACH PARTITION et_message_events_p_legacy;
+             DROP TABLE et_message_events_p_legacy;
+             CREATE TABLE et_message_events_p_old40 PARTITION OF et_message_events
+               FOR VALUES FROM (date_trunc('day', now() - interval '40 days')) TO (date_trunc('day', now() - interval '39 days'));
+             CREATE TABLE et_message_events_p_old20 PARTITION OF et_message_events
+               FOR VALUES FROM (date_trunc('day', now() - interval '20 days')) TO (date_trunc('day', now() - interval '19 days'));",
+        )
+        .await
+        .unwrap();
+    let event = |days: i32| {
+        format!(
+            "INSERT INTO et_message_events (tenant_id, message_id, to_status, actor, created_at)
+             VALUES ('acme', {id}, 'pending_approval', 'test', now() - interval '{days} days')"
+        )
+    };
+    for days in [40, 20, 35] {
+        db.client.batch_execute(&event(days)).await.unwrap();
+    }
+    // a day the daemons did not make in time (they were down): its events wait in the default
+    let last = db.client.query_one("SELECT max(name) FROM et_event_partitions() WHERE name ~ '_p_[0-9]{8}$'", &[]).await.unwrap();
+    let last: String = last.get(0);
+    db.client.batch_execute(&format!("DROP TABLE {last}")).await.unwrap();
+    db.client
+        .batch_execute(&format!(
+            "INSERT INTO et_message_events (tenant_id, message_id, to_status, actor, created_at)
+             VALUES ('acme', {id}, 'pending_approval', 'ahead', now() + interval '7 days')"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM et_message_events_default").await, 2, "the 35-day-old event and the one ahead");
+
+    pass(&db).await;
+    let names: Vec<String> =
+        db.client.query("SELECT name FROM et_event_partitions()", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert!(!names.contains(&"et_message_events_p_old40".to_owned()), "40 days > 30: dropped whole: {names:?}");
+    assert!(names.contains(&"et_message_events_p_old20".to_owned()), "{names:?}");
+    assert!(names.contains(&last), "the missing day made again: {names:?}");
+    assert_eq!(db.count("SELECT count(*) FROM et_message_events_default").await, 0, "moved to its day, or expired");
+    let actors: Vec<String> = db
+        .client
+        .query(&format!("SELECT actor || '@' || tableoid::regclass FROM et_message_events WHERE message_id = {id} AND actor <> 'trigger' ORDER BY created_at"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(actors.len(), 2, "{actors:?}");
+    assert_eq!(actors[1], format!("ahead@{last}"), "{actors:?}");
+}
+
+#[tokio::test]
+async fn retention_settings_are_whole_days_and_a_refusal_names_the_setting() {
+    let db = TestDb::new().await;
+    db.seed_acme().await;
+    for bad in ["-1", "2.5", "\"30d\"", "36501", "null"] {
+        let key = "dead_letter_retention_days";
+        let r = db.client.batch_execute(&format!("UPDATE et_tenants SET settings = '{{\"{key}\": {bad}}}' WHERE id = 'acme'")).await;
+        if bad == "null" {
+            // a JSON null is not a number either
+            let e = r.expect_err(bad);
+            assert!(e.as_db_error().unwrap().message().contains(key), "{e}");
+            continue;
+        }
+        let e = r.expect_err(bad);
+        let d = e.as_db_error().unwrap();
+        assert_eq!((d.code().code(), d.constraint()), ("23514", Some("et_tenants_retention_settings")), "{bad}: {e}");
+        assert!(d.message().contains(&format!("settings.{key}")) && d.message().contains("0 to 36500"), "{}", d.message());
+    }
+    db.client
+        .batch_execute("UPDATE et_tenants SET settings = '{\"message_retention_days\": 7, \"event_retention_days\": 0}'")
+        .await
+        .unwrap();
+    let days: i32 =
+        db.client.query_one("SELECT et_retention_days(settings, 'message_retention_days') FROM et_tenants", &[]).await.unwrap().get(0);
+    assert_eq!(days, 7);
+    let days: i32 = db
+        .client
+        .query_one("SELECT et_retention_days(settings, 'webhook_delivery_retention_days') FROM et_tenants", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(days, 30, "the default");
+}
+
+#[tokio::test]
+async fn the_leader_daemon_prunes_on_its_maintenance_pass() {
+    let db = TestDb::new().await;
+    let (acme, _) = db.seed_acme().await;
+    let daemon = spawn(&db, &[("PGCOURIER_MAINTENANCE_INTERVAL", "200ms")]);
+    let id = message(&db, "acme", acme, "queued").await;
+    walk(&db, id, &["cancelled"]).await;
+    backdate(&db, id, 91).await;
+    until(&db, &format!("SELECT NOT EXISTS (SELECT 1 FROM et_messages WHERE id = {id})"), SECS).await;
+    assert_eq!(db.count(&format!("SELECT count(*) FROM et_message_events WHERE message_id = {id}")).await, 0);
+    daemon.stop().await;
+}

@@ -71,7 +71,9 @@ async fn stand(
     state: &LeaderState,
     shutdown: &CancellationToken,
 ) -> Result<(), tokio_postgres::Error> {
-    let client = crate::db::connect(config).await?;
+    // closed by its driver when the server turns read-only (a failover): the lock is given up
+    // with it, and the next round connects to the new primary
+    let client = crate::db::primary::connect(config, "leader").await?;
     let mut tick = crate::every::Every::new(ELECTION_INTERVAL);
     while tick.next(shutdown).await {
         let leads = match state.leads() {

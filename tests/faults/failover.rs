@@ -1,0 +1,179 @@
+//! Failover (issue 19 item 3): a primary and a streaming replica (two private clusters), the
+//! real daemon on a multi-host URL with `target_session_attrs=read-write`; mid-drain the primary
+//! is fenced (read-only), stopped, and the replica promoted. The daemon must move to the new
+//! primary by itself and finish with nothing lost and nothing sent twice unflagged.
+
+use crate::crash::{Daemon, TempDir};
+use crate::outbox::{self, settled, sink_quiet, sink_reaches};
+use crate::smtp_sink::{Reply, SmtpSink};
+use crate::tally::{note, Copies, Tally};
+use pgcourier::cluster::{Cluster, ClusterConfig};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
+
+/// Poll `sql` (one boolean) on `client` every 50 ms until it is true or `timeout` passes.
+async fn until(client: &Client, sql: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if client.query_one(sql, &[]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The daemon's connections to the server of `client`, by application name (pool, leader, listener).
+async fn daemon_connections(client: &Client) -> Vec<String> {
+    let rows = client
+        .query(
+            "SELECT application_name FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name LIKE 'pgcourier %' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("pg_stat_activity");
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// 3,000 messages at a sink taking 3 ms each, synchronous replication to the standby, a 10 s
+/// lease. At 1,000 received the primary is fenced (`default_transaction_read_only = on`,
+/// reloaded: its sessions now answer writes with 25006), and the daemon must drop its
+/// connections to it; then it is stopped (`-m immediate`) and the standby promoted. The daemon
+/// (never restarted) must reconnect to the new primary through the multi-host URL, its leader
+/// lock and LISTEN with it, and finish: LOST 0, DUP 0 beyond flagged attempts.
+pub async fn primary_fenced_stopped_and_replica_promoted() {
+    const N: i32 = 3000;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let tmp = TempDir(PathBuf::from(format!("/tmp/pgcourier-failover-{}-{nanos}", std::process::id())));
+    let t_init = Instant::now();
+    let primary =
+        Cluster::start(ClusterConfig { data_dir: tmp.0.join("primary"), ..ClusterConfig::default() }).await.expect("the primary");
+    let client = outbox::connect(&primary.url(), Duration::from_secs(10)).await;
+    // fsync off (a postmaster crash loses nothing in the page cache; the standby's copy is what
+    // counts here): in the base backup's postgresql.auto.conf, so the standby has it too
+    client.batch_execute("ALTER SYSTEM SET fsync = off; SELECT pg_reload_conf()").await.expect("fsync off");
+    let mut migrating = outbox::connect(&primary.url(), Duration::from_secs(10)).await;
+    pgcourier::db::migrate::migrate(&mut migrating).await.expect("migrate the primary");
+    drop(migrating);
+    let sink = SmtpSink::with_rule(|_, _| Reply::Delay(Duration::from_millis(3))).await;
+    let session = outbox::smtp_session(&client, "acme", &sink, serde_json::json!({ "concurrency": 16, "pool_size": 16 })).await;
+    outbox::queue(&client, "acme", session, "f", N).await;
+
+    let standby = primary
+        .replica(ClusterConfig { data_dir: tmp.0.join("standby"), ..ClusterConfig::default() }, "pgcourier_standby")
+        .await
+        .expect("a streaming replica (pg_basebackup -R)");
+    // synchronous from here on: a commit returns once the standby has flushed it. Set after the
+    // base backup, so the standby, once promoted, does not wait for a standby of its own.
+    client.batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'; SELECT pg_reload_conf()").await.expect("synchronous");
+    let streaming = until(
+        &client,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND sync_state = 'sync')
+            AND current_setting('synchronous_standby_names') = '*'",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(streaming, "the standby did not stream synchronously within 20 s");
+    note(format!(
+        "failover: primary on {}, synchronous standby on {} streaming after {:.1} s",
+        primary.port(),
+        standby.port(),
+        t_init.elapsed().as_secs_f64()
+    ));
+
+    let url =
+        format!("postgres://postgres@127.0.0.1:{},127.0.0.1:{}/pgcourier?target_session_attrs=read-write", primary.port(), standby.port());
+    let env = [
+        ("PGCOURIER_LEASE", "10s"),
+        ("PGCOURIER_RESCUE_INTERVAL", "200ms"),
+        ("PGCOURIER_POLL_INTERVAL", "1s"),
+        ("PGCOURIER_SHUTDOWN_TIMEOUT", "5s"),
+    ];
+    let t0 = Instant::now();
+    let mut daemon = Daemon::start(&url, &env);
+    let reached = sink_reaches(&sink, 1000, Duration::from_secs(30)).await;
+    assert!(reached, "the drain did not reach 1,000 received before the failover ({} received)", sink.count());
+
+    // 1. Fence the primary, as a failover manager does before promoting: every session of it now
+    // answers writes with 25006 (and reports itself read-only). The daemon must drop its
+    // connections to it, the leader's included, without being restarted.
+    let before = daemon_connections(&client).await;
+    let at_fence = sink.count();
+    let t_fence = Instant::now();
+    client.batch_execute("ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf()").await.expect("fence");
+    let dropped = until(
+        &client,
+        "SELECT count(*) FILTER (WHERE application_name LIKE 'pgcourier leader %') = 0
+                AND count(*) FILTER (WHERE application_name LIKE 'pgcourier all %') = 0
+           FROM pg_stat_activity WHERE datname = current_database()",
+        Duration::from_secs(15),
+    )
+    .await;
+    let after = daemon_connections(&client).await;
+    note(format!(
+        "fenced at {at_fence} received: the daemon's connections to the read-only primary went from {} to {} ({:?}) in {:.1} s",
+        before.len(),
+        after.len(),
+        after,
+        t_fence.elapsed().as_secs_f64()
+    ));
+    assert!(dropped, "the daemon kept pool or leader connections to the read-only primary: {after:?} (before: {before:?})");
+
+    // 2. Stop the old primary hard and promote the standby.
+    drop(client);
+    let t_stop = Instant::now();
+    primary.stop_immediate().await.expect("pg_ctl stop -m immediate (the primary)");
+    standby.promote().await.expect("pg_ctl promote (the standby)");
+    let at_promote = sink.count();
+    let promoted_after = t_stop.elapsed();
+    let client = outbox::connect(&standby.url(), Duration::from_secs(10)).await;
+    let resumed = sink_reaches(&sink, at_promote + 100, Duration::from_secs(30)).await;
+    let recovered = t_stop.elapsed();
+    assert!(resumed, "no delivery resumed within 30 s of the promotion ({} received)", sink.count());
+    let led = until(
+        &client,
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                             WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int8 = {} AND l.objid::int8 = {}
+                               AND a.application_name LIKE 'pgcourier leader %')",
+            pgcourier::db::leader::LEADER_LOCK >> 32,
+            pgcourier::db::leader::LEADER_LOCK & 0xffff_ffff
+        ),
+        Duration::from_secs(10),
+    )
+    .await;
+    let listening =
+        until(&client, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgcourier listener')", Duration::from_secs(40))
+            .await;
+    let done = settled(&client, "true", Duration::from_secs(40)).await;
+    note(format!(
+        "stopped and promoted in {:.1} s at {at_promote} received; deliveries resumed {:.1} s after the stop; leader on the new \
+         primary {led}, LISTEN on it {listening}; settled {done} after {:.1} s in all",
+        promoted_after.as_secs_f64(),
+        recovered.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    ));
+    sink_quiet(&sink, Duration::from_millis(500), Duration::from_secs(5)).await;
+    let alive = daemon.alive();
+    drop(daemon);
+    let tally = Tally::count(
+        "failover: primary fenced, stopped -m immediate, synchronous standby promoted (3,000 msgs)",
+        &client,
+        "true",
+        Copies::Sink(sink.message_ids()),
+    )
+    .await;
+    drop(client);
+    standby.stop().await.expect("stop the promoted standby");
+    primary.stop().await.expect("the old primary is down");
+    assert!(alive, "the daemon exited during the failover");
+    assert_eq!(tally.expected, N as usize, "messages were lost with the old primary (synchronous replication) — {}", tally.line());
+    assert!(done, "not every message reached a final status — {}", tally.line());
+    tally.assert_clean();
+    assert!(led, "the leader lock was not taken again on the new primary");
+    assert!(listening, "the LISTEN connection did not come back on the new primary");
+}

@@ -26,6 +26,12 @@ async fn until(client: &Client, sql: &str, timeout: Duration) -> bool {
     }
 }
 
+/// `ALTER SYSTEM SET {setting}` and a reload (two statements: ALTER SYSTEM takes no transaction block).
+async fn alter_system(client: &Client, setting: &str) {
+    client.batch_execute(&format!("ALTER SYSTEM SET {setting}")).await.unwrap_or_else(|e| panic!("ALTER SYSTEM SET {setting}: {e}"));
+    client.batch_execute("SELECT pg_reload_conf()").await.expect("pg_reload_conf()");
+}
+
 /// The daemon's connections to the server of `client`, by application name (pool, leader, listener).
 async fn daemon_connections(client: &Client) -> Vec<String> {
     let rows = client
@@ -55,7 +61,7 @@ pub async fn primary_fenced_stopped_and_replica_promoted() {
     let client = outbox::connect(&primary.url(), Duration::from_secs(10)).await;
     // fsync off (a postmaster crash loses nothing in the page cache; the standby's copy is what
     // counts here): in the base backup's postgresql.auto.conf, so the standby has it too
-    client.batch_execute("ALTER SYSTEM SET fsync = off; SELECT pg_reload_conf()").await.expect("fsync off");
+    alter_system(&client, "fsync = off").await;
     let mut migrating = outbox::connect(&primary.url(), Duration::from_secs(10)).await;
     pgcourier::db::migrate::migrate(&mut migrating).await.expect("migrate the primary");
     drop(migrating);
@@ -69,7 +75,7 @@ pub async fn primary_fenced_stopped_and_replica_promoted() {
         .expect("a streaming replica (pg_basebackup -R)");
     // synchronous from here on: a commit returns once the standby has flushed it. Set after the
     // base backup, so the standby, once promoted, does not wait for a standby of its own.
-    client.batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'; SELECT pg_reload_conf()").await.expect("synchronous");
+    alter_system(&client, "synchronous_standby_names = '*'").await;
     let streaming = until(
         &client,
         "SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND sync_state = 'sync')
@@ -104,7 +110,7 @@ pub async fn primary_fenced_stopped_and_replica_promoted() {
     let before = daemon_connections(&client).await;
     let at_fence = sink.count();
     let t_fence = Instant::now();
-    client.batch_execute("ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf()").await.expect("fence");
+    alter_system(&client, "default_transaction_read_only = on").await;
     let dropped = until(
         &client,
         "SELECT count(*) FILTER (WHERE application_name LIKE 'pgcourier leader %') = 0

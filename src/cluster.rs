@@ -184,7 +184,25 @@ impl Cluster {
             succeed("chown -R", chown).await?;
         }
         let (pgdata, port) = (path_arg(&data_dir.join("data")), self.port.to_string());
-        let args = ["-D", &pgdata, "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-R", "-X", "stream", "-c", "fast", "-C", "-S", slot, "--no-sync"];
+        let args = [
+            "-D",
+            &pgdata,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "-C",
+            "-S",
+            slot,
+            "--no-sync",
+        ];
         self.pg.run_ok("pg_basebackup", &args.map(String::from), &data_dir).await?;
         Cluster::start(ClusterConfig { data_dir, pg_bin: Some(self.pg.bin.clone()), ..cfg }).await
     }

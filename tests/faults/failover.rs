@@ -1,7 +1,10 @@
-//! Failover (issue 19 item 3): a primary and a streaming replica (two private clusters), the
-//! real daemon on a multi-host URL with `target_session_attrs=read-write`; mid-drain the primary
-//! is fenced (read-only), stopped, and the replica promoted. The daemon must move to the new
-//! primary by itself and finish with nothing lost and nothing sent twice unflagged.
+//! Failover (issue 19 item 3): a primary and a synchronous streaming replica (two private
+//! clusters), the real daemon on a multi-host URL with `target_session_attrs=read-write`, and an
+//! application inserting a message per transaction through the same URL. Mid-drain the primary
+//! is stopped (`-m immediate`) and the replica promoted, once after fencing the primary
+//! (read-only: its sessions answer 25006) and once without. The daemon, never restarted, must
+//! move to the new primary by itself (pool, leader lock, LISTEN) and finish with nothing lost and
+//! nothing sent twice unflagged; every insert the application saw commit must be there.
 
 use crate::crash::{Daemon, TempDir};
 use crate::outbox::{self, settled, sink_quiet, sink_reaches};
@@ -9,21 +12,59 @@ use crate::smtp_sink::{Reply, SmtpSink};
 use crate::tally::{note, Copies, Tally};
 use pgcourier::cluster::{Cluster, ClusterConfig};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
 
-/// Poll `sql` (one boolean) on `client` every 50 ms until it is true or `timeout` passes.
-async fn until(client: &Client, sql: &str, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if client.query_one(sql, &[]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false) {
-            return true;
+/// An application sending through the multi-host URL: one message per transaction, each with its
+/// own idempotency key, every 10 ms until `stop`. A failed insert is retried (same key, `ON
+/// CONFLICT DO NOTHING`: its commit may have happened) on a new connection; the keys whose commit
+/// was acknowledged are returned.
+fn application(url: String, session: i64, stop: CancellationToken) -> tokio::task::JoinHandle<(Vec<String>, usize)> {
+    tokio::spawn(async move {
+        let (mut acked, mut failures, mut i) = (Vec::new(), 0usize, 0u32);
+        let mut client: Option<Client> = None;
+        while !stop.is_cancelled() {
+            let key = format!("app-{i}");
+            let c = match &client {
+                Some(c) if !c.is_closed() => c,
+                _ => match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                    Ok((c, conn)) => {
+                        tokio::spawn(conn);
+                        client.insert(c)
+                    }
+                    Err(_) => {
+                        failures += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                },
+            };
+            let insert = c
+                .execute(
+                    "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text, idempotency_key)
+                     VALUES ('acme', $1, 'outbound', ARRAY[$2 || '@example.com'], 'From the app', 'Body', $2)
+                     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+                    &[&session, &key],
+                )
+                .await;
+            match insert {
+                Ok(_) => {
+                    acked.push(key);
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(_) => {
+                    // 25006 from a fenced primary, or the connection is gone: a new one
+                    failures += 1;
+                    client = None;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
         }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (acked, failures)
+    })
 }
 
 /// `ALTER SYSTEM SET {setting}` and a reload (two statements: ALTER SYSTEM takes no transaction block).
@@ -45,19 +86,30 @@ async fn daemon_connections(client: &Client) -> Vec<String> {
     rows.iter().map(|r| r.get(0)).collect()
 }
 
-/// 3,000 messages at a sink taking 3 ms each, synchronous replication to the standby, a 10 s
-/// lease. At 1,000 received the primary is fenced (`default_transaction_read_only = on`,
-/// reloaded: its sessions now answer writes with 25006), and the daemon must drop its
-/// connections to it; then it is stopped (`-m immediate`) and the standby promoted. The daemon
-/// (never restarted) must reconnect to the new primary through the multi-host URL, its leader
-/// lock and LISTEN with it, and finish: LOST 0, DUP 0 beyond flagged attempts.
+/// At 1,000 received the primary is fenced (`default_transaction_read_only = on`, reloaded: its
+/// sessions now answer writes with 25006 and report themselves read-only), and the daemon must
+/// drop its pool and leader connections to it; then it is stopped and the standby promoted.
 pub async fn primary_fenced_stopped_and_replica_promoted() {
+    failover(true).await
+}
+
+/// At 1,000 received the primary is stopped (`-m immediate`) with no warning, commits in flight,
+/// and the standby promoted.
+pub async fn primary_crashed_and_replica_promoted() {
+    failover(false).await
+}
+
+/// 3,000 messages queued (and the application's, ~100 a second) at a sink taking 5 ms each,
+/// synchronous replication to the standby, a 10 s lease; the failover at 1,000 received. The
+/// daemon (never restarted) must reconnect to the new primary through the multi-host URL, its
+/// leader lock and LISTEN with it, and finish: LOST 0, DUP 0 beyond flagged attempts.
+async fn failover(fence: bool) {
     const N: i32 = 3000;
+    let what = if fence { "fenced, stopped -m immediate" } else { "stopped -m immediate, unfenced" };
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let tmp = TempDir(PathBuf::from(format!("/tmp/pgcourier-failover-{}-{nanos}", std::process::id())));
     let t_init = Instant::now();
-    let primary =
-        Cluster::start(ClusterConfig { data_dir: tmp.0.join("primary"), ..ClusterConfig::default() }).await.expect("the primary");
+    let primary = Cluster::start(ClusterConfig { data_dir: tmp.0.join("primary"), ..ClusterConfig::default() }).await.expect("the primary");
     let client = outbox::connect(&primary.url(), Duration::from_secs(10)).await;
     // fsync off (a postmaster crash loses nothing in the page cache; the standby's copy is what
     // counts here): in the base backup's postgresql.auto.conf, so the standby has it too
@@ -65,7 +117,7 @@ pub async fn primary_fenced_stopped_and_replica_promoted() {
     let mut migrating = outbox::connect(&primary.url(), Duration::from_secs(10)).await;
     pgcourier::db::migrate::migrate(&mut migrating).await.expect("migrate the primary");
     drop(migrating);
-    let sink = SmtpSink::with_rule(|_, _| Reply::Delay(Duration::from_millis(3))).await;
+    let sink = SmtpSink::with_rule(|_, _| Reply::Delay(Duration::from_millis(5))).await;
     let session = outbox::smtp_session(&client, "acme", &sink, serde_json::json!({ "concurrency": 16, "pool_size": 16 })).await;
     outbox::queue(&client, "acme", session, "f", N).await;
 
@@ -76,7 +128,7 @@ pub async fn primary_fenced_stopped_and_replica_promoted() {
     // synchronous from here on: a commit returns once the standby has flushed it. Set after the
     // base backup, so the standby, once promoted, does not wait for a standby of its own.
     alter_system(&client, "synchronous_standby_names = '*'").await;
-    let streaming = until(
+    let streaming = outbox::wait(
         &client,
         "SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND sync_state = 'sync')
             AND current_setting('synchronous_standby_names') = '*'",
@@ -101,33 +153,37 @@ pub async fn primary_fenced_stopped_and_replica_promoted() {
     ];
     let t0 = Instant::now();
     let mut daemon = Daemon::start(&url, &env);
+    let app_stop = CancellationToken::new();
+    let app = application(url.clone(), session, app_stop.clone());
     let reached = sink_reaches(&sink, 1000, Duration::from_secs(30)).await;
     assert!(reached, "the drain did not reach 1,000 received before the failover ({} received)", sink.count());
 
-    // 1. Fence the primary, as a failover manager does before promoting: every session of it now
-    // answers writes with 25006 (and reports itself read-only). The daemon must drop its
-    // connections to it, the leader's included, without being restarted.
-    let before = daemon_connections(&client).await;
-    let at_fence = sink.count();
-    let t_fence = Instant::now();
-    alter_system(&client, "default_transaction_read_only = on").await;
-    let dropped = until(
-        &client,
-        "SELECT count(*) FILTER (WHERE application_name LIKE 'pgcourier leader %') = 0
+    if fence {
+        // 1. Fence the primary, as a failover manager does before promoting: every session of it now
+        // answers writes with 25006 (and reports itself read-only). The daemon must drop its
+        // connections to it, the leader's included, without being restarted.
+        let before = daemon_connections(&client).await;
+        let at_fence = sink.count();
+        let t_fence = Instant::now();
+        alter_system(&client, "default_transaction_read_only = on").await;
+        let dropped = outbox::wait(
+            &client,
+            "SELECT count(*) FILTER (WHERE application_name LIKE 'pgcourier leader %') = 0
                 AND count(*) FILTER (WHERE application_name LIKE 'pgcourier all %') = 0
            FROM pg_stat_activity WHERE datname = current_database()",
-        Duration::from_secs(15),
-    )
-    .await;
-    let after = daemon_connections(&client).await;
-    note(format!(
-        "fenced at {at_fence} received: the daemon's connections to the read-only primary went from {} to {} ({:?}) in {:.1} s",
-        before.len(),
-        after.len(),
-        after,
-        t_fence.elapsed().as_secs_f64()
-    ));
-    assert!(dropped, "the daemon kept pool or leader connections to the read-only primary: {after:?} (before: {before:?})");
+            Duration::from_secs(15),
+        )
+        .await;
+        let after = daemon_connections(&client).await;
+        note(format!(
+            "fenced at {at_fence} received: the daemon's connections to the read-only primary went from {} to {} ({:?}) in {:.1} s",
+            before.len(),
+            after.len(),
+            after,
+            t_fence.elapsed().as_secs_f64()
+        ));
+        assert!(dropped, "the daemon kept pool or leader connections to the read-only primary: {after:?} (before: {before:?})");
+    }
 
     // 2. Stop the old primary hard and promote the standby.
     drop(client);
@@ -140,7 +196,20 @@ pub async fn primary_fenced_stopped_and_replica_promoted() {
     let resumed = sink_reaches(&sink, at_promote + 100, Duration::from_secs(30)).await;
     let recovered = t_stop.elapsed();
     assert!(resumed, "no delivery resumed within 30 s of the promotion ({} received)", sink.count());
-    let led = until(
+    // the application keeps writing for a second on the new primary, then stops
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    app_stop.cancel();
+    let (acked, app_failures) = app.await.expect("the application task");
+    let kept: i64 = client
+        .query_one("SELECT count(*) FROM et_messages WHERE tenant_id = 'acme' AND idempotency_key = ANY($1)", &[&acked])
+        .await
+        .expect("count the application's messages")
+        .get(0);
+    note(format!(
+        "the application's inserts: {} acknowledged, {kept} of them on the new primary; {app_failures} failed tries (retried)",
+        acked.len()
+    ));
+    let led = outbox::wait(
         &client,
         &format!(
             "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -152,9 +221,12 @@ pub async fn primary_fenced_stopped_and_replica_promoted() {
         Duration::from_secs(10),
     )
     .await;
-    let listening =
-        until(&client, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgcourier listener')", Duration::from_secs(40))
-            .await;
+    let listening = outbox::wait(
+        &client,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgcourier listener')",
+        Duration::from_secs(40),
+    )
+    .await;
     let done = settled(&client, "true", Duration::from_secs(40)).await;
     note(format!(
         "stopped and promoted in {:.1} s at {at_promote} received; deliveries resumed {:.1} s after the stop; leader on the new \
@@ -167,7 +239,7 @@ pub async fn primary_fenced_stopped_and_replica_promoted() {
     let alive = daemon.alive();
     drop(daemon);
     let tally = Tally::count(
-        "failover: primary fenced, stopped -m immediate, synchronous standby promoted (3,000 msgs)",
+        &format!("failover: primary {what}, synchronous standby promoted (3,000 msgs + the application's)"),
         &client,
         "true",
         Copies::Sink(sink.message_ids()),
@@ -177,7 +249,8 @@ pub async fn primary_fenced_stopped_and_replica_promoted() {
     standby.stop().await.expect("stop the promoted standby");
     primary.stop().await.expect("the old primary is down");
     assert!(alive, "the daemon exited during the failover");
-    assert_eq!(tally.expected, N as usize, "messages were lost with the old primary (synchronous replication) — {}", tally.line());
+    assert_eq!(kept as usize, acked.len(), "inserts acknowledged by the old primary are missing on the new one (synchronous replication)");
+    assert!(tally.expected >= N as usize + acked.len(), "messages were lost with the old primary — {}", tally.line());
     assert!(done, "not every message reached a final status — {}", tally.line());
     tally.assert_clean();
     assert!(led, "the leader lock was not taken again on the new primary");

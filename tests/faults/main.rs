@@ -61,6 +61,7 @@ fn cases() -> Vec<Case> {
         case!(crash::every_connection_terminated_five_times, 75),
         case!(crash::cluster_restarted_immediate_twice, 90),
         case!(failover::primary_fenced_stopped_and_replica_promoted, 90),
+        case!(failover::primary_crashed_and_replica_promoted, 90),
         case!(lease::sink_resets_after_data_for_one_in_ten, 60),
         case!(many::four_daemons_on_one_database, 75),
         case!(wakeups::one_50000_row_transaction, 120),

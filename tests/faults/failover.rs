@@ -193,9 +193,20 @@ async fn failover(fence: bool) {
     let at_promote = sink.count();
     let promoted_after = t_stop.elapsed();
     let client = outbox::connect(&standby.url(), Duration::from_secs(10)).await;
-    let resumed = sink_reaches(&sink, at_promote + 100, Duration::from_secs(30)).await;
+    // recovered: the daemon claims and records outcomes on the new primary (events written after
+    // the promotion), not merely finishes sends it had claimed before
+    let last: i64 = client.query_one("SELECT coalesce(max(id), 0) FROM et_message_events", &[]).await.expect("last event").get(0);
+    let resumed = outbox::wait(
+        &client,
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM et_message_events WHERE id > {last} AND to_status = 'sending')
+                AND EXISTS (SELECT 1 FROM et_message_events WHERE id > {last} AND to_status = 'sent')"
+        ),
+        Duration::from_secs(30),
+    )
+    .await;
     let recovered = t_stop.elapsed();
-    assert!(resumed, "no delivery resumed within 30 s of the promotion ({} received)", sink.count());
+    assert!(resumed, "the daemon did not claim and record on the new primary within 30 s ({} received)", sink.count());
     // the application keeps writing for a second on the new primary, then stops
     tokio::time::sleep(Duration::from_secs(1)).await;
     app_stop.cancel();
@@ -229,7 +240,7 @@ async fn failover(fence: bool) {
     .await;
     let done = settled(&client, "true", Duration::from_secs(40)).await;
     note(format!(
-        "stopped and promoted in {:.1} s at {at_promote} received; deliveries resumed {:.1} s after the stop; leader on the new \
+        "stopped and promoted in {:.1} s at {at_promote} received; claims and outcomes on the new primary {:.1} s after the stop; leader on the new \
          primary {led}, LISTEN on it {listening}; settled {done} after {:.1} s in all",
         promoted_after.as_secs_f64(),
         recovered.as_secs_f64(),

@@ -12,7 +12,6 @@ use crate::smtp_sink::{Reply, SmtpSink};
 use crate::tally::{note, Copies, Tally};
 use pgcourier::cluster::{Cluster, ClusterConfig};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;

@@ -1,5 +1,5 @@
 //! The fault suite: the daemon under faults (a provider slower than the lease, crashes, killed
-//! connections, a database restart, resets after DATA, many daemons, a huge transaction, polling
+//! connections, a database restart, a failover to a promoted replica, resets after DATA, many daemons, a huge transaction, polling
 //! alone, one tenant's backlog beside another's login code), every delivery counted at a real
 //! SMTP sink by Message-ID ([`tally`]): LOST = expected − distinct Message-IDs received, DUP =
 //! copies beyond the first that no `possible_duplicate` flag owns up to.

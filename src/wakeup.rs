@@ -5,6 +5,11 @@
 //! While LISTEN is up the daemon keeps a row in `et_listeners` (refreshed every
 //! [`REGISTRATION_TTL`] / 3, deleted on shutdown): the message triggers notify only while some
 //! daemon listens there. The statements are in [`crate::db::listener`].
+//!
+//! LISTEN needs the primary (a standby refuses it, and a fenced old primary hears no new rows):
+//! the connection ends when its server reports itself read-only, which it does with the answer
+//! to the connection's next statement (the registration refresh), and the reconnect goes through
+//! the multi-host URL to the new primary ([`crate::db::primary`]).
 
 use crate::db::listener::{self as q, REGISTRATION_TTL};
 use crate::telemetry::one_line;

@@ -66,6 +66,41 @@ fn application(url: String, session: i64, stop: CancellationToken) -> tokio::tas
     })
 }
 
+/// A primary and its streaming replica (two private clusters under one temporary directory,
+/// dropped last), migrated, with `n` messages queued on an SMTP session at a sink taking 5 ms a
+/// message. Replication is asynchronous until a case says otherwise.
+struct Pair {
+    _tmp: TempDir,
+    primary: Cluster,
+    standby: Cluster,
+    client: Client,
+    sink: SmtpSink,
+    session: i64,
+}
+
+async fn pair(n: i32) -> Pair {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let _tmp = TempDir(PathBuf::from(format!("/tmp/pgcourier-failover-{}-{nanos}", std::process::id())));
+    let primary =
+        Cluster::start(ClusterConfig { data_dir: _tmp.0.join("primary"), ..ClusterConfig::default() }).await.expect("the primary");
+    let client = outbox::connect(&primary.url(), Duration::from_secs(10)).await;
+    // fsync off (a postmaster crash loses nothing in the page cache; the standby's copy is what
+    // counts here): in the base backup's postgresql.auto.conf, so the standby has it too
+    alter_system(&client, "fsync = off").await;
+    let mut migrating = outbox::connect(&primary.url(), Duration::from_secs(10)).await;
+    pgcourier::db::migrate::migrate(&mut migrating).await.expect("migrate the primary");
+    drop(migrating);
+    let sink = SmtpSink::with_rule(|_, _| Reply::Delay(Duration::from_millis(5))).await;
+    let session = outbox::smtp_session(&client, "acme", &sink, serde_json::json!({ "concurrency": 16, "pool_size": 16 })).await;
+    outbox::queue(&client, "acme", session, "f", n).await;
+
+    let standby = primary
+        .replica(ClusterConfig { data_dir: _tmp.0.join("standby"), ..ClusterConfig::default() }, "pgcourier_standby")
+        .await
+        .expect("a streaming replica (pg_basebackup -R)");
+    Pair { _tmp, primary, standby, client, sink, session }
+}
+
 /// `ALTER SYSTEM SET {setting}` and a reload (two statements: ALTER SYSTEM takes no transaction block).
 async fn alter_system(client: &Client, setting: &str) {
     client.batch_execute(&format!("ALTER SYSTEM SET {setting}")).await.unwrap_or_else(|e| panic!("ALTER SYSTEM SET {setting}: {e}"));
@@ -98,6 +133,66 @@ pub async fn primary_crashed_and_replica_promoted() {
     failover(false).await
 }
 
+/// Asynchronous replication, as the README describes it: what the old primary committed after
+/// the standby's last received WAL is gone after the promotion. Here the standby stops receiving
+/// (`primary_conninfo = ''`) before the daemon starts, so every claim and outcome of the drain
+/// before the failover is lost: the new primary has every message `queued`, never tried, and
+/// the daemon sends again, unflagged, each one delivered before the failover. The case asserts
+/// exactly that (nothing lost, the re-sends unflagged: DUP = what the sink had at the stop, or
+/// more with sends in flight), the behaviour that a synchronous standby rules out.
+pub async fn asynchronous_replica_promoted_resends_unflagged() {
+    const N: i32 = 1000;
+    let Pair { _tmp, primary, standby, client, sink, session: _ } = pair(N).await;
+    let caught_up = outbox::wait(
+        &client,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND replay_lsn >= pg_current_wal_lsn())",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(caught_up, "the standby did not catch up within 20 s");
+    let replica = outbox::connect(&standby.url(), Duration::from_secs(10)).await;
+    alter_system(&replica, "primary_conninfo = ''").await;
+    let cut = outbox::wait(&client, "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_replication)", Duration::from_secs(20)).await;
+    assert!(cut, "the standby kept streaming");
+    drop(replica);
+
+    let url =
+        format!("postgres://postgres@127.0.0.1:{},127.0.0.1:{}/pgcourier?target_session_attrs=read-write", primary.port(), standby.port());
+    let env = [("PGCOURIER_LEASE", "10s"), ("PGCOURIER_RESCUE_INTERVAL", "200ms"), ("PGCOURIER_POLL_INTERVAL", "1s")];
+    let t0 = Instant::now();
+    let mut daemon = Daemon::start(&url, &env);
+    let reached = sink_reaches(&sink, 300, Duration::from_secs(30)).await;
+    assert!(reached, "the drain did not reach 300 received before the failover ({} received)", sink.count());
+    drop(client);
+    primary.stop_immediate().await.expect("pg_ctl stop -m immediate (the primary)");
+    let at_stop = sink.count();
+    standby.promote().await.expect("pg_ctl promote (the standby)");
+    let client = outbox::connect(&standby.url(), Duration::from_secs(10)).await;
+    let done = settled(&client, "true", Duration::from_secs(40)).await;
+    note(format!(
+        "asynchronous standby cut off before the drain; primary stopped at {at_stop} received; settled {done} after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
+    sink_quiet(&sink, Duration::from_millis(500), Duration::from_secs(5)).await;
+    let alive = daemon.alive();
+    drop(daemon);
+    let tally = Tally::count(
+        "failover to an asynchronous standby that missed the drain (1,000 msgs; re-sends expected, unflagged)",
+        &client,
+        "true",
+        Copies::Sink(sink.message_ids()),
+    )
+    .await;
+    drop(client);
+    standby.stop().await.expect("stop the promoted standby");
+    primary.stop().await.expect("the old primary is down");
+    assert!(alive, "the daemon exited during the failover");
+    assert!(done, "not every message reached a final status — {}", tally.line());
+    assert_eq!(tally.lost, 0, "LOST — {}", tally.line());
+    assert_eq!(tally.flagged, 0, "the lost claims leave nothing to flag — {}", tally.line());
+    assert!(tally.dup >= at_stop, "every message delivered before the failover is sent again, unflagged — {}", tally.line());
+}
+
 /// 3,000 messages queued (and the application's, ~100 a second) at a sink taking 5 ms each,
 /// synchronous replication to the standby, a 10 s lease; the failover at 1,000 received. The
 /// daemon (never restarted) must reconnect to the new primary through the multi-host URL, its
@@ -105,25 +200,8 @@ pub async fn primary_crashed_and_replica_promoted() {
 async fn failover(fence: bool) {
     const N: i32 = 3000;
     let what = if fence { "fenced, stopped -m immediate" } else { "stopped -m immediate, unfenced" };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let tmp = TempDir(PathBuf::from(format!("/tmp/pgcourier-failover-{}-{nanos}", std::process::id())));
+    let Pair { _tmp, primary, standby, client, sink, session } = pair(N).await;
     let t_init = Instant::now();
-    let primary = Cluster::start(ClusterConfig { data_dir: tmp.0.join("primary"), ..ClusterConfig::default() }).await.expect("the primary");
-    let client = outbox::connect(&primary.url(), Duration::from_secs(10)).await;
-    // fsync off (a postmaster crash loses nothing in the page cache; the standby's copy is what
-    // counts here): in the base backup's postgresql.auto.conf, so the standby has it too
-    alter_system(&client, "fsync = off").await;
-    let mut migrating = outbox::connect(&primary.url(), Duration::from_secs(10)).await;
-    pgcourier::db::migrate::migrate(&mut migrating).await.expect("migrate the primary");
-    drop(migrating);
-    let sink = SmtpSink::with_rule(|_, _| Reply::Delay(Duration::from_millis(5))).await;
-    let session = outbox::smtp_session(&client, "acme", &sink, serde_json::json!({ "concurrency": 16, "pool_size": 16 })).await;
-    outbox::queue(&client, "acme", session, "f", N).await;
-
-    let standby = primary
-        .replica(ClusterConfig { data_dir: tmp.0.join("standby"), ..ClusterConfig::default() }, "pgcourier_standby")
-        .await
-        .expect("a streaming replica (pg_basebackup -R)");
     // synchronous from here on: a commit returns once the standby has flushed it. Set after the
     // base backup, so the standby, once promoted, does not wait for a standby of its own.
     alter_system(&client, "synchronous_standby_names = '*'").await;
@@ -136,7 +214,7 @@ async fn failover(fence: bool) {
     .await;
     assert!(streaming, "the standby did not stream synchronously within 20 s");
     note(format!(
-        "failover: primary on {}, synchronous standby on {} streaming after {:.1} s",
+        "failover: primary on {}, standby on {}, streaming synchronously {:.1} s after the base backup",
         primary.port(),
         standby.port(),
         t_init.elapsed().as_secs_f64()

@@ -62,6 +62,7 @@ fn cases() -> Vec<Case> {
         case!(crash::cluster_restarted_immediate_twice, 90),
         case!(failover::primary_fenced_stopped_and_replica_promoted, 90),
         case!(failover::primary_crashed_and_replica_promoted, 90),
+        case!(failover::asynchronous_replica_promoted_resends_unflagged, 90),
         case!(lease::sink_resets_after_data_for_one_in_ten, 60),
         case!(many::four_daemons_on_one_database, 75),
         case!(wakeups::one_50000_row_transaction, 120),

@@ -158,10 +158,59 @@ impl Cluster {
     /// the same start as [`Cluster::start`] (port and options kept). That is `pg_ctl restart -m
     /// immediate` with the time the server is away made explicit.
     pub async fn restart_immediate(&self, down: Duration) -> Result<(), ClusterError> {
-        let args = ["-D", &path_arg(&self.pgdata()), "-m", "immediate", "-w", "-t", "60", "stop"].map(String::from);
-        self.pg.run_ok("pg_ctl", &args, &self.data_dir).await?;
+        self.stop_immediate().await?;
         tokio::time::sleep(down).await;
         self.pg_ctl_start().await
+    }
+
+    /// A crash, for fault tests: `pg_ctl stop -m immediate` (no shutdown checkpoint, every client
+    /// cut off). The server stays down.
+    pub async fn stop_immediate(&self) -> Result<(), ClusterError> {
+        let args = ["-D", &path_arg(&self.pgdata()), "-m", "immediate", "-w", "-t", "60", "stop"].map(String::from);
+        self.pg.run_ok("pg_ctl", &args, &self.data_dir).await.map(drop)
+    }
+
+    /// A streaming replica of this cluster, for failover tests: `pg_basebackup -R` (a standby
+    /// with `primary_conninfo` pointing here) through a new physical replication slot `slot`,
+    /// into `cfg.data_dir`, then started as [`Cluster::start`] starts a cluster (as a hot
+    /// standby: read-only until [`Cluster::promote`]). The primary must allow replication
+    /// connections from 127.0.0.1 (initdb's defaults do: `wal_level = replica`, trust).
+    pub async fn replica(&self, cfg: ClusterConfig, slot: &str) -> Result<Cluster, ClusterError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(io(&cfg.data_dir))?;
+        let data_dir = cfg.data_dir.canonicalize().map_err(io(&cfg.data_dir))?;
+        if self.pg.as_postgres {
+            let mut chown = Command::new("chown");
+            chown.arg("-R").arg(format!("{OS_USER}:")).arg(&data_dir);
+            succeed("chown -R", chown).await?;
+        }
+        let (pgdata, port) = (path_arg(&data_dir.join("data")), self.port.to_string());
+        let args = [
+            "-D",
+            &pgdata,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "-C",
+            "-S",
+            slot,
+            "--no-sync",
+        ];
+        self.pg.run_ok("pg_basebackup", &args.map(String::from), &data_dir).await?;
+        Cluster::start(ClusterConfig { data_dir, pg_bin: Some(self.pg.bin.clone()), ..cfg }).await
+    }
+
+    /// `pg_ctl promote`: a standby becomes a primary (waits until it takes writes).
+    pub async fn promote(&self) -> Result<(), ClusterError> {
+        let args = ["-D", &path_arg(&self.pgdata()), "-w", "-t", "60", "promote"].map(String::from);
+        self.pg.run_ok("pg_ctl", &args, &self.data_dir).await.map(drop)
     }
 
     fn url_for(&self, database: &str) -> String {

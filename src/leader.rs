@@ -11,6 +11,11 @@
 //! one interval: every periodic pass is correct run twice at once (retention batches take their
 //! own transaction-level lock; analyses and console upkeep are idempotent), the lock only keeps
 //! N daemons from doing the same work N times.
+//!
+//! Failover: the election's connection is closed by its driver as soon as its server reports
+//! itself read-only ([`crate::db::primary`]), which gives the lock up there; the next round
+//! connects through the (multi-host, `target_session_attrs=read-write`) URL to the new primary
+//! and takes the lock on it. A server that is gone closes the connection by itself.
 
 use crate::db::leader as q;
 use crate::telemetry::one_line;
@@ -71,7 +76,9 @@ async fn stand(
     state: &LeaderState,
     shutdown: &CancellationToken,
 ) -> Result<(), tokio_postgres::Error> {
-    let client = crate::db::connect(config).await?;
+    // closed by its driver when the server turns read-only (a failover): the lock is given up
+    // with it, and the next round connects to the new primary
+    let client = crate::db::primary::connect(config, "leader").await?;
     let mut tick = crate::every::Every::new(ELECTION_INTERVAL);
     while tick.next(shutdown).await {
         let leads = match state.leads() {

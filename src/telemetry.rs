@@ -185,6 +185,10 @@ fn describe() {
         "Sends abandoned because their lease ran out during the send (the next attempt is flagged possible_duplicate), per provider."
     );
     metrics::describe_counter!(
+        "pgcourier_outcomes_discarded_total",
+        "Send outcomes not recorded because the row was no longer under that attempt's lease (rescued, moved by an operator, or its claim lost in a failover to an asynchronous standby)."
+    );
+    metrics::describe_counter!(
         "pgcourier_webhook_attempts_total",
         "Status webhook delivery attempts, per outcome (delivered, retry, dead, gone)."
     );

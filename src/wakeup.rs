@@ -5,6 +5,11 @@
 //! While LISTEN is up the daemon keeps a row in `et_listeners` (refreshed every
 //! [`REGISTRATION_TTL`] / 3, deleted on shutdown): the message triggers notify only while some
 //! daemon listens there. The statements are in [`crate::db::listener`].
+//!
+//! LISTEN needs the primary (a standby refuses it, and a fenced old primary hears no new rows):
+//! the connection ends when its server reports itself read-only, which it does with the answer
+//! to the connection's next statement (the registration refresh), and the reconnect goes through
+//! the multi-host URL to the new primary ([`crate::db::primary`]).
 
 use crate::db::listener::{self as q, REGISTRATION_TTL};
 use crate::telemetry::one_line;
@@ -107,7 +112,15 @@ async fn listen_once(
     let (client, mut connection) = config.connect(NoTls).await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let driver = tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        // LISTEN needs the primary: a server that turns read-only (fenced, demoted) ends the
+        // connection, and the reconnect goes through the multi-host string to the new primary
+        let mut messages = futures_util::stream::poll_fn(move |cx| {
+            let polled = connection.poll_message(cx);
+            match crate::db::primary::reports_read_only(&connection) {
+                true => std::task::Poll::Ready(Some(Err(None))),
+                false => polled.map(|m| m.map(|r| r.map_err(Some))),
+            }
+        });
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(n)) => {
@@ -116,8 +129,12 @@ async fn listen_once(
                     }
                 }
                 Ok(_) => {}
-                Err(e) => {
+                Err(Some(e)) => {
                     tracing::warn!(error = %one_line(&e), "LISTEN connection lost");
+                    break;
+                }
+                Err(None) => {
+                    tracing::warn!("the LISTEN connection's server is read-only now (fenced, demoted or a standby); reconnecting");
                     break;
                 }
             }

@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod ops;
 pub mod outbound;
 pub mod pooler;
+pub mod primary;
 pub mod provider_inbound;
 pub mod retention;
 pub mod show;
@@ -29,9 +30,10 @@ pub use error::DbError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-/// A pool of connections to the database named by `config`.
+/// A pool of connections to the database named by `config`. A connection whose server turns
+/// read-only (a failover: see [`primary`]) is closed and never handed out again.
 pub fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, deadpool_postgres::BuildError> {
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_connect(config, primary::Writable, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager).max_size(size).build()
 }
 

@@ -76,9 +76,16 @@ pub async fn write(
             match write_once(&pool, &worker, &outcomes, &releases).await {
                 Ok((held, released)) => {
                     if held < outcomes.len() as u64 {
+                        // the rows are no longer under these attempts' leases: rescued after
+                        // they expired, moved by an operator, or, after a failover to an
+                        // asynchronous standby, never claimed on this server at all (then the
+                        // row is queued again and its next send is an unflagged re-send)
+                        let discarded = outcomes.len() as u64 - held;
+                        metrics::counter!("pgcourier_outcomes_discarded_total").increment(discarded);
                         tracing::warn!(
-                            lost = outcomes.len() as u64 - held,
-                            "outcomes for expired leases were discarded (the rows were rescued)"
+                            discarded,
+                            "outcomes discarded: their leases are no longer these attempts' (rescued, moved by an operator, or \
+                             lost in a failover to an asynchronous standby)"
                         );
                     }
                     if released > 0 {

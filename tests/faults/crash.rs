@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// The pgcourier binary as a child process; killed (SIGKILL) if still running when dropped.
-struct Daemon(Child);
+pub(crate) struct Daemon(Child);
 
 impl Daemon {
-    fn start(url: &str, env: &[(&str, &str)]) -> Daemon {
+    pub(crate) fn start(url: &str, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgcourier"));
         cmd.arg("run").env("DATABASE_URL", url).env("PGCOURIER_HTTP_ADDR", "off").env("RUST_LOG", "error");
         cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
@@ -26,6 +26,11 @@ impl Daemon {
             cmd.env(k, v);
         }
         Daemon(cmd.spawn().expect("start the pgcourier binary"))
+    }
+
+    /// Still running (not exited)?
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
     }
 
     /// SIGKILL, and reap it (bounded).
@@ -117,7 +122,7 @@ pub async fn every_connection_terminated_five_times() {
 }
 
 /// Removes a directory when dropped (declared before the cluster in it, so dropped after it).
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {

@@ -1,5 +1,5 @@
 //! The fault suite: the daemon under faults (a provider slower than the lease, crashes, killed
-//! connections, a database restart, resets after DATA, many daemons, a huge transaction, polling
+//! connections, a database restart, a failover to a promoted replica, resets after DATA, many daemons, a huge transaction, polling
 //! alone, one tenant's backlog beside another's login code), every delivery counted at a real
 //! SMTP sink by Message-ID ([`tally`]): LOST = expected − distinct Message-IDs received, DUP =
 //! copies beyond the first that no `possible_duplicate` flag owns up to.
@@ -24,6 +24,7 @@ mod fixtures;
 mod smtp_sink;
 
 mod crash;
+mod failover;
 mod fairness;
 mod lease;
 mod llm_mock;
@@ -59,6 +60,9 @@ fn cases() -> Vec<Case> {
         case!(crash::sigkill_three_times_mid_drain, 90),
         case!(crash::every_connection_terminated_five_times, 75),
         case!(crash::cluster_restarted_immediate_twice, 90),
+        case!(failover::primary_fenced_stopped_and_replica_promoted, 90),
+        case!(failover::primary_crashed_and_replica_promoted, 90),
+        case!(failover::asynchronous_replica_promoted_resends_unflagged, 90),
         case!(lease::sink_resets_after_data_for_one_in_ten, 60),
         case!(many::four_daemons_on_one_database, 75),
         case!(wakeups::one_50000_row_transaction, 120),

@@ -48,3 +48,31 @@ async fn a_server_that_is_not_there_is_transient() {
     assert!(e.is_transient(), "{e}");
     assert!(e.to_string().starts_with("no database connection"), "{e}");
 }
+
+/// Failover: a pooled connection whose server turns read-only (here one session told so, as a
+/// fenced primary tells every session at its reload) is closed by its driver and discarded; the
+/// next checkout opens a new connection, which writes.
+#[tokio::test]
+async fn a_pooled_connection_whose_server_turns_read_only_is_discarded() {
+    let db = TestDb::new().await;
+    db.client.batch_execute("CREATE TABLE failover_probe (v int)").await.unwrap();
+    let pool = pgcourier::db::pool(db.config.clone(), 1).unwrap();
+    let first = pool.get().await.unwrap();
+    let old: i32 = first.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    first.batch_execute("INSERT INTO failover_probe VALUES (1)").await.unwrap();
+    // the server reports the change with its answer; whether that answer still reaches us or
+    // the connection is closed first does not matter
+    let _ = first.batch_execute("SET default_transaction_read_only = on").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !first.is_closed() {
+        assert!(std::time::Instant::now() < deadline, "the read-only connection was not closed within 5 s");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let e = DbError::from(first.batch_execute("INSERT INTO failover_probe VALUES (2)").await.unwrap_err());
+    assert!(e.is_transient(), "{e}");
+    drop(first);
+    let second = pool.get().await.expect("a new connection");
+    let new: i32 = second.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert_ne!(new, old, "the read-only connection was handed out again");
+    second.batch_execute("INSERT INTO failover_probe VALUES (3)").await.expect("the new connection writes");
+}

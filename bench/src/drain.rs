@@ -11,8 +11,10 @@
 //! Like the peer's runs, it starts after a `CHECKPOINT` (best effort).
 //! Memory: the daemon's `VmHWM` (peak resident set) read when the drain is done, and the largest
 //! `VmRSS` of the 50 ms sampler.
+//! `--pooler` chooses how the daemon's pool reaches the database (see [`crate::pgbouncer`]).
 
 use crate::child::{ChildDaemon, Memory};
+use crate::pgbouncer::{Pooler, Route};
 use crate::setup::{db_clock_offset_ms, epoch_ms, ms, BenchDb, DaemonSettings, QUEUE_SETTLED, SENDER};
 use serde::Serialize;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +24,8 @@ pub struct Params {
     pub daemon: DaemonSettings,
     /// `ANALYZE` after the bulk insert, before the daemon starts.
     pub analyze: bool,
+    /// How the daemon's pool reaches the database.
+    pub pooler: Pooler,
 }
 
 /// What the rows look like after the drain.
@@ -44,6 +48,7 @@ pub struct Lifecycle {
 pub struct Report {
     pub messages: usize,
     pub daemon: DaemonSettings,
+    pub pooler: Pooler,
     pub analyzed_before_start: bool,
     pub bulk_insert_s: f64,
     /// Daemon spawn → its LISTEN connection is up (process start, schema check, pool).
@@ -97,10 +102,13 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         db.client.batch_execute("ANALYZE").await?;
     }
     let offset_ms = db_clock_offset_ms(&db.client).await?;
-    eprintln!("drain: {n} rows queued in {:.2} s; starting the daemon", bulk_insert.as_secs_f64());
+    // held until the function returns: the daemon has stopped by then
+    let route = Route::open(db, p.pooler, p.daemon.db_pool_size).await?;
+    let settings = DaemonSettings { pool_url: route.pool_url.clone(), ..p.daemon.clone() };
+    eprintln!("drain: {n} rows queued in {:.2} s; starting the daemon (pool: {})", bulk_insert.as_secs_f64(), p.pooler.as_str());
 
     let wall0 = SystemTime::now();
-    let mut daemon = ChildDaemon::spawn(db, &p.daemon).await?;
+    let mut daemon = ChildDaemon::spawn(db, &settings).await?;
     let t0 = daemon.started;
     let ready = daemon.ready(Duration::from_secs(30)).await?;
     let done = db.until_or_fail(QUEUE_SETTLED, &mut daemon, Duration::from_secs(60) + Duration::from_millis(n as u64 * 5)).await?;
@@ -119,6 +127,7 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     Ok(Report {
         messages: n,
         daemon: p.daemon.clone(),
+        pooler: p.pooler,
         analyzed_before_start: p.analyze,
         bulk_insert_s: bulk_insert.as_secs_f64(),
         ready_ms: ms(ready),

@@ -63,7 +63,8 @@
 //! (the default), through its own pooler relay alone (`PGCOURIER_DB_POOLER=transaction`), or
 //! through the relay and a private PgBouncer in transaction mode (see `pgbouncer`). With more
 //! than one, every drain run is a round of one run per mode, in the order given (alternating),
-//! each mode's runs are listed, and the first mode's fastest run is the one the targets judge.
+//! each mode's runs are listed with the CPU seconds PostgreSQL's backends, the daemon and PgBouncer
+//! used in them, and the first mode's fastest run is the one the targets judge.
 //!
 //! Daemon knobs: `--batch-size`, `--max-in-flight`, `--db-pool-size`. Diagnostics: `--analyze`
 //! (drain, smtp: `ANALYZE` before the daemon starts, as autovacuum would soon do),
@@ -226,7 +227,7 @@ struct Results {
     /// msgs/s of every drain run of the first `--pooler` mode, in order.
     drain_rates: Vec<f64>,
     /// With several `--pooler` modes: each mode and its runs' msgs/s, in order.
-    drain_by_pooler: Vec<(pgbouncer::Pooler, Vec<f64>)>,
+    drain_by_pooler: Vec<(pgbouncer::Pooler, Vec<(f64, drain::Cpu)>)>,
     /// What went wrong in any drain run (a message lost, sent twice, a gap in its history).
     drain_problems: Vec<String>,
     peer: Option<anyhow::Result<peer::Report>>,
@@ -279,7 +280,17 @@ async fn main() -> anyhow::Result<()> {
         if poolers.len() > 1 {
             r.drain_by_pooler = poolers
                 .iter()
-                .map(|&m| (m, drains.iter().filter(|(p, _)| *p == m).filter_map(|(_, d)| d.as_ref().ok()).map(|d| d.msgs_per_s).collect()))
+                .map(|&m| {
+                    (
+                        m,
+                        drains
+                            .iter()
+                            .filter(|(p, _)| *p == m)
+                            .filter_map(|(_, d)| d.as_ref().ok())
+                            .map(|d| (d.msgs_per_s, d.cpu))
+                            .collect(),
+                    )
+                })
                 .collect();
         }
         let first: Vec<anyhow::Result<drain::Report>> = drains.into_iter().filter(|(p, _)| *p == poolers[0]).map(|(_, d)| d).collect();
@@ -351,7 +362,7 @@ async fn main() -> anyhow::Result<()> {
             "ingest": r.ingest.as_ref().map(as_json),
             "drain": r.drain.as_ref().map(as_json),
             "drain_runs_msgs_per_s": &r.drain_rates,
-            "drain_runs_msgs_per_s_by_pooler": r.drain_by_pooler.iter().map(|(m, rates)| serde_json::json!({ "pooler": m, "msgs_per_s": rates })).collect::<Vec<_>>(),
+            "drain_runs_msgs_per_s_by_pooler": r.drain_by_pooler.iter().map(|(m, runs)| serde_json::json!({ "pooler": m, "msgs_per_s": runs.iter().map(|r| r.0).collect::<Vec<_>>(), "cpu": runs.iter().map(|r| r.1).collect::<Vec<_>>() })).collect::<Vec<_>>(),
             "memory": drain.map(|d| &d.memory),
             "peer": r.peer.as_ref().map(as_json),
             "peer_ratio": targets::peer_ratio(drain, peer),

@@ -43,7 +43,7 @@ impl Pooler {
 pub struct Route {
     /// DATABASE_URL for the pool when it goes through the relay (`None`: direct).
     pub pool_url: Option<String>,
-    _bouncer: Option<Bouncer>,
+    bouncer: Option<Bouncer>,
 }
 
 impl Route {
@@ -51,17 +51,23 @@ impl Route {
     /// connections).
     pub async fn open(db: &BenchDb, mode: Pooler, pool_size: usize) -> anyhow::Result<Route> {
         if mode == Pooler::Direct {
-            return Ok(Route { pool_url: None, _bouncer: None });
+            return Ok(Route { pool_url: None, bouncer: None });
         }
         db.client
             .batch_execute("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET jit = off', current_database()); END $$")
             .await
             .context("ALTER DATABASE ... SET jit = off")?;
         if mode == Pooler::Relay {
-            return Ok(Route { pool_url: Some(db.url().to_owned()), _bouncer: None });
+            return Ok(Route { pool_url: Some(db.url().to_owned()), bouncer: None });
         }
         let bouncer = Bouncer::start(db.url(), pool_size).await?;
-        Ok(Route { pool_url: Some(bouncer.url.clone()), _bouncer: Some(bouncer) })
+        Ok(Route { pool_url: Some(bouncer.url.clone()), bouncer: Some(bouncer) })
+    }
+
+    /// CPU seconds the PgBouncer process has used so far (`None` without one).
+    pub fn pgbouncer_cpu_seconds(&self) -> Option<f64> {
+        let pid = std::fs::read_to_string(self.bouncer.as_ref()?.dir.join("pgbouncer.pid")).ok()?;
+        crate::child::cpu_seconds(pid.trim().parse().ok()?)
     }
 }
 

@@ -208,16 +208,22 @@ pub fn console(r: &console::Report) {
     line("live: the stream's query alone, p95", format!("{:.2} ms", l.counts_query_p95_ms));
 }
 
-/// With several `--pooler` modes: each mode's drain runs.
-pub fn drain_by_pooler(runs: &[(Pooler, Vec<f64>)]) {
+/// With several `--pooler` modes: each mode's drain runs (rate, and CPU seconds of PostgreSQL's
+/// backends + the daemon + PgBouncer).
+pub fn drain_by_pooler(runs: &[(Pooler, Vec<(f64, drain::Cpu)>)]) {
     if runs.is_empty() {
         return;
     }
     println!();
     println!("drain by pool route (runs alternate: one per mode in each round)");
-    for (mode, rates) in runs {
-        let mean = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
-        let listed: Vec<String> = rates.iter().map(|&x| n0(x)).collect();
+    for (mode, runs) in runs {
+        let mean = runs.iter().map(|r| r.0).sum::<f64>() / runs.len().max(1) as f64;
+        let listed: Vec<String> = runs.iter().map(|r| n0(r.0)).collect();
         line(&format!("{} (msgs/s)", mode.as_str()), format!("{}   mean {}", listed.join(" / "), n0(mean)));
+        let cpu: Vec<String> = runs
+            .iter()
+            .map(|(_, c)| format!("{:.1}+{:.1}{}", c.postgres_s, c.daemon_s, c.pgbouncer_s.map(|b| format!("+{b:.1}")).unwrap_or_default()))
+            .collect();
+        line(&format!("{} (CPU s: postgres+daemon[+pgbouncer])", mode.as_str()), cpu.join(" / "));
     }
 }

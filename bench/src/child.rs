@@ -137,6 +137,11 @@ impl ChildDaemon {
         }
     }
 
+    /// The daemon process's id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// The memory figures so far.
     pub fn memory(&self) -> Memory {
         let hwm = read_status(self.pid).map(|s| s.hwm_kib).unwrap_or(0);
@@ -183,6 +188,24 @@ fn terminate(pid: u32) {
     const SIGTERM: i32 = 15;
     // SAFETY: kill(2) takes plain integers; `pid` is our own child, not yet reaped.
     unsafe { kill(pid as i32, SIGTERM) };
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from `/proc/<pid>/stat`; `None`
+/// when it is gone or unreadable.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    extern "C" {
+        fn sysconf(name: i32) -> i64;
+    }
+    const SC_CLK_TCK: i32 = 2;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // fields after the command (which may hold spaces) in parentheses: state is field 3,
+    // utime field 14, stime field 15
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf(3) takes and returns plain integers.
+    let hz = unsafe { sysconf(SC_CLK_TCK) };
+    Some(ticks as f64 / hz.max(1) as f64)
 }
 
 struct Status {

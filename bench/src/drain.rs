@@ -11,8 +11,12 @@
 //! Like the peer's runs, it starts after a `CHECKPOINT` (best effort).
 //! Memory: the daemon's `VmHWM` (peak resident set) read when the drain is done, and the largest
 //! `VmRSS` of the 50 ms sampler.
+//! `--pooler` chooses how the daemon's pool reaches the database (see [`crate::pgbouncer`]).
+//! CPU: the seconds PostgreSQL's backends serving the daemon, the daemon and PgBouncer used,
+//! read from `/proc` just before the daemon stops (see [`Cpu`]).
 
 use crate::child::{ChildDaemon, Memory};
+use crate::pgbouncer::{Pooler, Route};
 use crate::setup::{db_clock_offset_ms, epoch_ms, ms, BenchDb, DaemonSettings, QUEUE_SETTLED, SENDER};
 use serde::Serialize;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +26,8 @@ pub struct Params {
     pub daemon: DaemonSettings,
     /// `ANALYZE` after the bulk insert, before the daemon starts.
     pub analyze: bool,
+    /// How the daemon's pool reaches the database.
+    pub pooler: Pooler,
 }
 
 /// What the rows look like after the drain.
@@ -40,10 +46,23 @@ pub struct Lifecycle {
     pub complete_lifecycles: i64,
 }
 
+/// CPU seconds used during the drain, read just before the daemon stops: the database's
+/// backends that served it (every backend connected to the benchmark database except the
+/// bench's own: the daemon's pool, listener and leader, or PgBouncer's server connections; they
+/// started with the daemon), the daemon process, and PgBouncer when there is one. Less noisy
+/// than wall time on a shared machine: it counts work done, not time waited.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Cpu {
+    pub postgres_s: f64,
+    pub daemon_s: f64,
+    pub pgbouncer_s: Option<f64>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub messages: usize,
     pub daemon: DaemonSettings,
+    pub pooler: Pooler,
     pub analyzed_before_start: bool,
     pub bulk_insert_s: f64,
     /// Daemon spawn → its LISTEN connection is up (process start, schema check, pool).
@@ -54,6 +73,7 @@ pub struct Report {
     pub all_sent_s: f64,
     pub msgs_per_s: f64,
     pub lifecycle: Lifecycle,
+    pub cpu: Cpu,
     /// The daemon process during the drain.
     pub memory: Memory,
     /// `et_messages` row updates during the drain, and how many were HOT (no index entry
@@ -97,14 +117,24 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         db.client.batch_execute("ANALYZE").await?;
     }
     let offset_ms = db_clock_offset_ms(&db.client).await?;
-    eprintln!("drain: {n} rows queued in {:.2} s; starting the daemon", bulk_insert.as_secs_f64());
+    // held until the function returns: the daemon has stopped by then
+    let route = Route::open(db, p.pooler, p.daemon.db_pool_size).await?;
+    let settings = DaemonSettings { pool_url: route.pool_url.clone(), ..p.daemon.clone() };
+    eprintln!("drain: {n} rows queued in {:.2} s; starting the daemon (pool: {})", bulk_insert.as_secs_f64(), p.pooler.as_str());
 
     let wall0 = SystemTime::now();
-    let mut daemon = ChildDaemon::spawn(db, &p.daemon).await?;
+    let mut daemon = ChildDaemon::spawn(db, &settings).await?;
     let t0 = daemon.started;
     let ready = daemon.ready(Duration::from_secs(30)).await?;
     let done = db.until_or_fail(QUEUE_SETTLED, &mut daemon, Duration::from_secs(60) + Duration::from_millis(n as u64 * 5)).await?;
     let all_sent = done.duration_since(t0);
+    let backends =
+        db.client.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()", &[]).await?;
+    let cpu = Cpu {
+        postgres_s: backends.iter().filter_map(|r| crate::child::cpu_seconds(r.get::<_, i32>(0) as u32)).sum(),
+        daemon_s: crate::child::cpu_seconds(daemon.pid()).unwrap_or(f64::NAN),
+        pgbouncer_s: route.pgbouncer_cpu_seconds(),
+    };
     let memory = daemon.memory();
     daemon.stop().await?;
     eprintln!("drain: {n} sent in {:.2} s; checking every row", all_sent.as_secs_f64());
@@ -119,6 +149,7 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
     Ok(Report {
         messages: n,
         daemon: p.daemon.clone(),
+        pooler: p.pooler,
         analyzed_before_start: p.analyze,
         bulk_insert_s: bulk_insert.as_secs_f64(),
         ready_ms: ms(ready),
@@ -126,6 +157,7 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         all_sent_s: all_sent.as_secs_f64(),
         msgs_per_s: n as f64 / all_sent.as_secs_f64(),
         lifecycle,
+        cpu,
         memory,
         message_updates: upd.get(0),
         message_hot_updates: upd.get(1),

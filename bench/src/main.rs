@@ -59,6 +59,13 @@
 //! non-zero when a scenario failed or a message was lost, delivered twice or left half-done
 //! (listed as problems); a missed target is printed MISSED but is not a failure.
 //!
+//! `--pooler direct,relay,pgbouncer` (drain): how the daemon's pool reaches the database — directly
+//! (the default), through its own pooler relay alone (`PGCOURIER_DB_POOLER=transaction`), or
+//! through the relay and a private PgBouncer in transaction mode (see `pgbouncer`). With more
+//! than one, every drain run is a round of one run per mode, in the order given (alternating),
+//! each mode's runs are listed with the CPU seconds PostgreSQL's backends, the daemon and PgBouncer
+//! used in them, and the first mode's fastest run is the one the targets judge.
+//!
 //! Daemon knobs: `--batch-size`, `--max-in-flight`, `--db-pool-size`. Diagnostics: `--analyze`
 //! (drain, smtp: `ANALYZE` before the daemon starts, as autovacuum would soon do),
 //! `--sink-quickack` (the sink ACKs at once instead of with the kernel's delayed ACK: shows what
@@ -70,6 +77,7 @@ mod drain;
 mod inbound;
 mod ingest;
 mod peer;
+mod pgbouncer;
 mod print;
 mod setup;
 mod sink;
@@ -111,6 +119,10 @@ struct Cli {
     /// after the peer, so the two sides' runs bracket each other in time.
     #[arg(long, default_value_t = 2)]
     drain_runs: usize,
+    /// drain: how the daemon's pool reaches the database, one or more (comma-separated); with
+    /// several, each drain run runs every mode in turn, and the first mode's runs count.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [pgbouncer::Pooler::Direct])]
+    pooler: Vec<pgbouncer::Pooler>,
     /// smtp: messages in the backlog.
     #[arg(long, default_value_t = 20_000)]
     messages: usize,
@@ -212,8 +224,10 @@ struct Results {
     ingest: Option<anyhow::Result<ingest::Report>>,
     /// The drain run that counts: the fastest, or the first that failed.
     drain: Option<anyhow::Result<drain::Report>>,
-    /// msgs/s of every drain run, in order.
+    /// msgs/s of every drain run of the first `--pooler` mode, in order.
     drain_rates: Vec<f64>,
+    /// With several `--pooler` modes: each mode and its runs' msgs/s, in order.
+    drain_by_pooler: Vec<(pgbouncer::Pooler, Vec<(f64, drain::Cpu)>)>,
     /// What went wrong in any drain run (a message lost, sent twice, a gap in its history).
     drain_problems: Vec<String>,
     peer: Option<anyhow::Result<peer::Report>>,
@@ -236,6 +250,7 @@ async fn main() -> anyhow::Result<()> {
         poll_interval: "1s".to_owned(),
         http_addr: "127.0.0.1:0".to_owned(),
         log: cli.log,
+        pool_url: None,
     };
     let admin = setup::connect(&setup::admin_url()).await?;
     let server_version: String = admin.query_one("SHOW server_version", &[]).await?.get(0);
@@ -248,21 +263,39 @@ async fn main() -> anyhow::Result<()> {
         let params = ingest::Params { rows: cli.ingest_rows, single_rows: cli.ingest_single_rows, connections: cli.connections };
         r.ingest = Some(in_fresh_db!(|db| ingest::run(&db, &params)));
     }
-    let drain_params = drain::Params { messages: cli.drain_messages, daemon: daemon.clone(), analyze: cli.analyze };
+    let poolers = cli.pooler.clone();
+    let drain_params = |pooler| drain::Params { messages: cli.drain_messages, daemon: daemon.clone(), analyze: cli.analyze, pooler };
     let mut drains = Vec::new();
     if wants(Which::Drain) && cli.drain_runs > 0 {
-        drains.push(in_fresh_db!(|db| drain::run(&db, &drain_params)));
+        drain_round(&poolers, &drain_params, &mut drains).await;
     }
     if cli.scenario == Which::Peer || (cli.scenario == Which::All && !cli.no_peer) {
         r.peer = Some(interruptible(peer::run(cli.drain_messages, cli.peer_skip_default)).await);
     }
     if wants(Which::Drain) {
         for _ in 1..cli.drain_runs {
-            drains.push(in_fresh_db!(|db| drain::run(&db, &drain_params)));
+            drain_round(&poolers, &drain_params, &mut drains).await;
         }
-        r.drain_rates = drains.iter().filter_map(|d| d.as_ref().ok()).map(|d| d.msgs_per_s).collect();
-        r.drain_problems = drains.iter().filter_map(|d| d.as_ref().ok()).flat_map(|d| d.problems()).collect();
-        r.drain = kept(drains);
+        r.drain_problems = drains.iter().filter_map(|(_, d)| d.as_ref().ok()).flat_map(|d| d.problems()).collect();
+        if poolers.len() > 1 {
+            r.drain_by_pooler = poolers
+                .iter()
+                .map(|&m| {
+                    (
+                        m,
+                        drains
+                            .iter()
+                            .filter(|(p, _)| *p == m)
+                            .filter_map(|(_, d)| d.as_ref().ok())
+                            .map(|d| (d.msgs_per_s, d.cpu))
+                            .collect(),
+                    )
+                })
+                .collect();
+        }
+        let first: Vec<anyhow::Result<drain::Report>> = drains.into_iter().filter(|(p, _)| *p == poolers[0]).map(|(_, d)| d).collect();
+        r.drain_rates = first.iter().filter_map(|d| d.as_ref().ok()).map(|d| d.msgs_per_s).collect();
+        r.drain = kept(first);
     }
     if wants(Which::Smtp) {
         let params = smtp::Params {
@@ -329,6 +362,7 @@ async fn main() -> anyhow::Result<()> {
             "ingest": r.ingest.as_ref().map(as_json),
             "drain": r.drain.as_ref().map(as_json),
             "drain_runs_msgs_per_s": &r.drain_rates,
+            "drain_runs_msgs_per_s_by_pooler": r.drain_by_pooler.iter().map(|(m, runs)| serde_json::json!({ "pooler": m, "msgs_per_s": runs.iter().map(|r| r.0).collect::<Vec<_>>(), "cpu": runs.iter().map(|r| r.1).collect::<Vec<_>>() })).collect::<Vec<_>>(),
             "memory": drain.map(|d| &d.memory),
             "peer": r.peer.as_ref().map(as_json),
             "peer_ratio": targets::peer_ratio(drain, peer),
@@ -344,6 +378,7 @@ async fn main() -> anyhow::Result<()> {
         println!("pgcourier bench: {nproc} CPUs, PostgreSQL {server_version}");
         print::or_fail("ingest", r.ingest.as_ref(), print::ingest);
         print::or_fail("drain", r.drain.as_ref(), |d| print::drain(d, &r.drain_rates));
+        print::drain_by_pooler(&r.drain_by_pooler);
         match &r.peer {
             Some(Ok(p)) => print::peer(p, drain),
             Some(Err(e)) => println!("\npeer: FAILED: {e:#}"),
@@ -363,6 +398,18 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(errors == 0, "{errors} scenario(s) failed");
     anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
     Ok(())
+}
+
+/// One drain run per `--pooler` mode, in the order given, each in a fresh database.
+async fn drain_round(
+    poolers: &[pgbouncer::Pooler],
+    params: &impl Fn(pgbouncer::Pooler) -> drain::Params,
+    drains: &mut Vec<(pgbouncer::Pooler, anyhow::Result<drain::Report>)>,
+) {
+    for &pooler in poolers {
+        let params = params(pooler);
+        drains.push((pooler, in_fresh_db!(|db| drain::run(&db, &params))));
+    }
 }
 
 /// Of several runs of one scenario: the first that failed, else the fastest drain.

@@ -1,6 +1,7 @@
 //! The human-readable table: one block per scenario, in the order they ran.
 
 use crate::child::Memory;
+use crate::pgbouncer::Pooler;
 use crate::setup::DaemonSettings;
 use crate::targets::n0;
 use crate::{console, drain, inbound, ingest, peer, smtp, steady};
@@ -59,7 +60,12 @@ pub fn drain(r: &drain::Report, runs: &[f64]) {
         let rates: Vec<String> = runs.iter().map(|&x| n0(x)).collect();
         line("runs (msgs/s; the fastest is shown)", rates.join(" / "));
     }
-    println!("  settings: {}{}", settings(&r.daemon), if r.analyzed_before_start { "; ANALYZE before start" } else { "" });
+    println!(
+        "  settings: {}; pool {}{}",
+        settings(&r.daemon),
+        r.pooler.as_str(),
+        if r.analyzed_before_start { "; ANALYZE before start" } else { "" }
+    );
     line("bulk insert (one statement, no daemon)", format!("{:.2} s", r.bulk_insert_s));
     line("daemon start → ready (LISTEN up)", format!("{:.0} ms", r.ready_ms));
     line("daemon start → first sent (settle)", format!("{:.0} ms", r.first_sent_ms));
@@ -200,4 +206,24 @@ pub fn console(r: &console::Report) {
     );
     line("live: the stream's queries per second per console", format!("{:.2}", l.counts_scans_per_s_per_console));
     line("live: the stream's query alone, p95", format!("{:.2} ms", l.counts_query_p95_ms));
+}
+
+/// With several `--pooler` modes: each mode's drain runs (rate, and CPU seconds of PostgreSQL's
+/// backends + the daemon + PgBouncer).
+pub fn drain_by_pooler(runs: &[(Pooler, Vec<(f64, drain::Cpu)>)]) {
+    if runs.is_empty() {
+        return;
+    }
+    println!();
+    println!("drain by pool route (runs alternate: one per mode in each round)");
+    for (mode, runs) in runs {
+        let mean = runs.iter().map(|r| r.0).sum::<f64>() / runs.len().max(1) as f64;
+        let listed: Vec<String> = runs.iter().map(|r| n0(r.0)).collect();
+        line(&format!("{} (msgs/s)", mode.as_str()), format!("{}   mean {}", listed.join(" / "), n0(mean)));
+        let cpu: Vec<String> = runs
+            .iter()
+            .map(|(_, c)| format!("{:.1}+{:.1}{}", c.postgres_s, c.daemon_s, c.pgbouncer_s.map(|b| format!("+{b:.1}")).unwrap_or_default()))
+            .collect();
+        line(&format!("{} (CPU s: postgres+daemon[+pgbouncer])", mode.as_str()), cpu.join(" / "));
+    }
 }

@@ -167,13 +167,25 @@ pub struct DaemonSettings {
     /// `--log`: the child installs the daemon's log subscriber (stderr).
     #[serde(skip)]
     pub log: bool,
+    /// `PGCOURIER_DB_POOLER=transaction` with the pool on this URL (PostgreSQL itself, or a
+    /// PgBouncer in front of it: see [`crate::pgbouncer`]); LISTEN and the leader lock then go
+    /// to the database directly (`PGCOURIER_LISTEN_URL`). `None`: the pool connects directly.
+    #[serde(skip)]
+    pub pool_url: Option<String>,
 }
 
 impl DaemonSettings {
     /// The daemon's environment for `db`.
     pub fn env(&self, db: &BenchDb) -> Vec<(&'static str, String)> {
-        vec![
-            ("DATABASE_URL", db.url().to_owned()),
+        let mut env = match &self.pool_url {
+            None => vec![("DATABASE_URL", db.url().to_owned())],
+            Some(url) => vec![
+                ("DATABASE_URL", url.clone()),
+                ("PGCOURIER_DB_POOLER", "transaction".to_owned()),
+                ("PGCOURIER_LISTEN_URL", db.url().to_owned()),
+            ],
+        };
+        env.extend([
             ("PGCOURIER_POLL_INTERVAL", self.poll_interval.clone()),
             ("PGCOURIER_SHUTDOWN_TIMEOUT", "10s".to_owned()),
             ("PGCOURIER_BATCH_SIZE", self.batch_size.to_string()),
@@ -182,7 +194,8 @@ impl DaemonSettings {
             ("PGCOURIER_WORKER_ID", "bench".to_owned()),
             // The HTTP surface runs as in production.
             ("PGCOURIER_HTTP_ADDR", self.http_addr.clone()),
-        ]
+        ]);
+        env
     }
 }
 

@@ -178,8 +178,9 @@ pub struct Config {
     #[arg(long, env = "PGCOURIER_WEBHOOK_DISABLE_AFTER", default_value = "20", value_parser = count32, value_name = "N", help_heading = "Status webhooks")]
     pub webhook_disable_after: u32,
 
-    /// How often a daemon drops the content of attachments past their tenant's retention period
-    /// (`attachment_retention_days`, default 30 days after the message is final); one daemon at a time.
+    /// How often the leader runs its maintenance pass: the audit trail's daily partitions, and each
+    /// tenant's history past its retention periods (messages, dead letters, events, webhook
+    /// deliveries, security events, attachment content); one daemon at a time.
     #[arg(long, env = "PGCOURIER_MAINTENANCE_INTERVAL", default_value = "5m", value_parser = duration, value_name = "DURATION", help_heading = "Maintenance")]
     pub maintenance_interval: Duration,
 

@@ -2,7 +2,7 @@
 //! PostgreSQL, a peer comparison with graphile-worker, and the issue's targets.
 //!
 //! ```text
-//! cargo run --release -p pgcourier-bench -- [--json] [--scenario drain|steady|ingest|smtp|inbound|console|peer|all]
+//! cargo run --release -p pgcourier-bench -- [--json] [--scenario drain|steady|ingest|smtp|inbound|console|retention|peer|all]
 //!     [--drain-messages 100000] [--rates 1000,5000] [--seconds 10] [--connections 8]
 //!     [--steady-provider log|smtp] [--ingest-rows 100000] [--ingest-single-rows 20000]
 //!     [--messages 20000] [--inbound-messages 50000] [--inbound-threads 5000]
@@ -49,6 +49,12 @@
 //!   by the daemon; every console page fetched `--console-samples` times by signed-in tenants
 //!   (p50 / p95 / max), and the queries per second one open live stream costs (see `console`).
 //!
+//! - `retention` — `--retention-days` (14) days of history, `--retention-per-day` (25,000) sent
+//!   messages a day in daily event partitions, a tenant that keeps 7 days; a `--drain-messages`
+//!   drain with nothing to prune, then one while the leader prunes every second: both rates, how
+//!   fast the history past the window leaves, table sizes and live rows sampled every second
+//!   (see `retention`).
+//!
 //! Then the targets: "target | measured | goal | met?" for drain vs graphile-worker, steady p99
 //! at 1,000/s and 5,000/s (with the share of this machine the rate needs, estimated from the
 //! ingest and drain figures), trigger ingest share, smtp rate, inbound rate, the drain's peak RSS,
@@ -79,6 +85,7 @@ mod ingest;
 mod peer;
 mod pgbouncer;
 mod print;
+mod retention;
 mod setup;
 mod sink;
 mod smtp;
@@ -169,6 +176,12 @@ struct Cli {
     /// console: how long each live-stream measurement window lasts.
     #[arg(long, default_value_t = 20.0)]
     console_stream_seconds: f64,
+    /// retention: days of history before the drains (the tenant keeps 7).
+    #[arg(long, default_value_t = 14)]
+    retention_days: usize,
+    /// retention: history messages per day (10M over 14 days: 714286).
+    #[arg(long, default_value_t = 25_000)]
+    retention_per_day: usize,
     /// Skip the graphile-worker comparison (in `all`).
     #[arg(long)]
     no_peer: bool,
@@ -214,6 +227,7 @@ enum Which {
     Smtp,
     Inbound,
     Console,
+    Retention,
     Peer,
     All,
 }
@@ -235,6 +249,7 @@ struct Results {
     steady: Vec<anyhow::Result<steady::Report>>,
     inbound: Option<anyhow::Result<inbound::Report>>,
     console: Option<anyhow::Result<console::Report>>,
+    retention: Option<anyhow::Result<retention::Report>>,
 }
 
 #[tokio::main]
@@ -251,6 +266,7 @@ async fn main() -> anyhow::Result<()> {
         http_addr: "127.0.0.1:0".to_owned(),
         log: cli.log,
         pool_url: None,
+        maintenance_interval: None,
     };
     let admin = setup::connect(&setup::admin_url()).await?;
     let server_version: String = admin.query_one("SHOW server_version", &[]).await?.get(0);
@@ -338,6 +354,15 @@ async fn main() -> anyhow::Result<()> {
         };
         r.console = Some(in_fresh_db!(|db| console::run(&db, &params)));
     }
+    if wants(Which::Retention) {
+        let params = retention::Params {
+            days: cli.retention_days,
+            per_day: cli.retention_per_day,
+            drain: cli.drain_messages,
+            daemon: daemon.clone(),
+        };
+        r.retention = Some(in_fresh_db!(|db| retention::run(&db, &params)));
+    }
 
     let (drain, peer, smtp, ingest, inbound) = (ok(&r.drain), ok(&r.peer), ok(&r.smtp), ok(&r.ingest), ok(&r.inbound));
     let console = ok(&r.console);
@@ -345,7 +370,12 @@ async fn main() -> anyhow::Result<()> {
     let targets = targets::evaluate(&targets::Inputs { drain, peer, steady: steady.clone(), ingest, smtp, inbound, console });
     let errors = [r.ingest.as_ref().map(|x| x.is_err()), r.drain.as_ref().map(|x| x.is_err()), r.peer.as_ref().map(|x| x.is_err())]
         .into_iter()
-        .chain([r.smtp.as_ref().map(|x| x.is_err()), r.inbound.as_ref().map(|x| x.is_err()), r.console.as_ref().map(|x| x.is_err())])
+        .chain([
+            r.smtp.as_ref().map(|x| x.is_err()),
+            r.inbound.as_ref().map(|x| x.is_err()),
+            r.console.as_ref().map(|x| x.is_err()),
+            r.retention.as_ref().map(|x| x.is_err()),
+        ])
         .chain(r.steady.iter().map(|x| Some(x.is_err())))
         .flatten()
         .filter(|&e| e)
@@ -355,6 +385,7 @@ async fn main() -> anyhow::Result<()> {
     problems.extend(smtp.map(|s| s.problems()).unwrap_or_default());
     problems.extend(steady.iter().flat_map(|s| s.problems()));
     problems.extend(inbound.map(|i| i.problems()).unwrap_or_default());
+    problems.extend(ok(&r.retention).map(|x| x.problems.clone()).unwrap_or_default());
 
     if cli.json {
         let all = serde_json::json!({
@@ -370,6 +401,7 @@ async fn main() -> anyhow::Result<()> {
             "steady": r.steady.iter().map(as_json).collect::<Vec<_>>(),
             "inbound": r.inbound.as_ref().map(as_json),
             "console": r.console.as_ref().map(as_json),
+            "retention": r.retention.as_ref().map(as_json),
             "targets": targets,
             "problems": problems,
         });
@@ -390,6 +422,7 @@ async fn main() -> anyhow::Result<()> {
         }
         print::or_fail("inbound", r.inbound.as_ref(), print::inbound);
         print::or_fail("console", r.console.as_ref(), print::console);
+        print::or_fail("retention", r.retention.as_ref(), print::retention);
         targets::print(&targets);
         for p in &problems {
             println!("\nPROBLEM: {p}");

@@ -4,7 +4,7 @@ use crate::child::Memory;
 use crate::pgbouncer::Pooler;
 use crate::setup::DaemonSettings;
 use crate::targets::n0;
-use crate::{console, drain, inbound, ingest, peer, smtp, steady};
+use crate::{console, drain, inbound, ingest, peer, retention, smtp, steady};
 
 /// A scenario's block, or its failure.
 pub fn or_fail<T>(name: &str, r: Option<&anyhow::Result<T>>, print: impl Fn(&T)) {
@@ -206,6 +206,29 @@ pub fn console(r: &console::Report) {
     );
     line("live: the stream's queries per second per console", format!("{:.2}", l.counts_scans_per_s_per_console));
     line("live: the stream's query alone, p95", format!("{:.2} ms", l.counts_query_p95_ms));
+}
+
+pub fn retention(r: &retention::Report) {
+    println!();
+    println!(
+        "retention: {} days of history, {} sent messages a day, the tenant keeps 7; two drains of {} on a log session",
+        r.days,
+        n0(r.per_day as f64),
+        n0(r.drain_messages as f64)
+    );
+    line("history made (insert, two status changes, moved back)", format!("{:.0} s", r.history_load_s));
+    line("drain, nothing to prune / while pruning", format!("{} / {} msgs/s", n0(r.control_msgs_per_s), n0(r.pruning_msgs_per_s)));
+    line(
+        "pruned: messages past the window / until none left",
+        format!("{} / {:.1} s ({} msgs/s)", n0(r.pruned_messages as f64), r.prune_s, n0(r.pruned_messages_per_s)),
+    );
+    println!("  {:<10}{:>12}{:>12}{:>14}{:>14}{:>12}", "at (s)", "messages", "events", "messages MB", "events MB", "partitions");
+    for s in &r.samples {
+        println!(
+            "  {:<10.1}{:>12}{:>12}{:>14.1}{:>14.1}{:>12}",
+            s.at_s, s.messages, s.events, s.messages_mb, s.events_mb, s.event_partitions
+        );
+    }
 }
 
 /// With several `--pooler` modes: each mode's drain runs (rate, and CPU seconds of PostgreSQL's

@@ -172,6 +172,8 @@ pub struct DaemonSettings {
     /// to the database directly (`PGCOURIER_LISTEN_URL`). `None`: the pool connects directly.
     #[serde(skip)]
     pub pool_url: Option<String>,
+    /// PGCOURIER_MAINTENANCE_INTERVAL (the retention scenario prunes every second); `None`: the default.
+    pub maintenance_interval: Option<String>,
 }
 
 impl DaemonSettings {
@@ -195,6 +197,9 @@ impl DaemonSettings {
             // The HTTP surface runs as in production.
             ("PGCOURIER_HTTP_ADDR", self.http_addr.clone()),
         ]);
+        if let Some(every) = &self.maintenance_interval {
+            env.push(("PGCOURIER_MAINTENANCE_INTERVAL", every.clone()));
+        }
         env
     }
 }

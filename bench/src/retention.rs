@@ -1,0 +1,229 @@
+//! `retention`: does pruning keep the tables bounded, keep up with the drain, and leave the
+//! drain as fast as without it?
+//!
+//! 1. History: `--retention-days` (14) days of sent messages, `--retention-per-day` (25,000) a
+//!    day, each with its three events, in daily partitions (as a database partitioned that long
+//!    ago would hold them): one bulk insert with triggers, the two status changes the daemon
+//!    makes, then each message and its events moved back 1 to N days (triggers off). The tenant
+//!    keeps 7 days (`message_retention_days`, `event_retention_days`).
+//! 2. A drain of `--drain-messages` with nothing to prune (periods of 3,650 days): the control.
+//! 3. The same drain with the 7-day periods and `PGCOURIER_MAINTENANCE_INTERVAL=1s`: the leader
+//!    prunes while it sends. Table sizes and live rows are sampled every second until nothing
+//!    older than the window is left.
+//! 4. Checked: every drained message sent with its full history, nothing older than the window
+//!    left, nothing inside it lost (messages and events of the kept days counted before and after).
+
+use crate::child::ChildDaemon;
+use crate::setup::{BenchDb, DaemonSettings, QUEUE_SETTLED, SENDER};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+pub struct Params {
+    pub days: usize,
+    pub per_day: usize,
+    pub drain: usize,
+    pub daemon: DaemonSettings,
+}
+
+/// The window the tenant keeps, in days.
+const WINDOW_DAYS: i32 = 7;
+
+/// Sizes and live rows at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since the pruning daemon started.
+    pub at_s: f64,
+    pub messages: i64,
+    pub events: i64,
+    pub messages_mb: f64,
+    pub events_mb: f64,
+    pub event_partitions: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub days: usize,
+    pub per_day: usize,
+    pub history_load_s: f64,
+    pub drain_messages: usize,
+    /// msgs/s of the control drain (nothing to prune).
+    pub control_msgs_per_s: f64,
+    /// msgs/s of the drain while the pruner runs.
+    pub pruning_msgs_per_s: f64,
+    /// From the pruning daemon's start until nothing older than the window was left.
+    pub prune_s: f64,
+    /// Messages deleted by the pruner, and per second of `prune_s`.
+    pub pruned_messages: i64,
+    pub pruned_messages_per_s: f64,
+    pub samples: Vec<Sample>,
+    /// What is wrong (empty: every check passed).
+    pub problems: Vec<String>,
+}
+
+async fn sample(db: &BenchDb, t0: Instant) -> anyhow::Result<Sample> {
+    let r = db
+        .client
+        .query_one(
+            "SELECT (SELECT count(*) FROM et_messages),
+                    (SELECT count(*) FROM et_message_events),
+                    (pg_total_relation_size('et_messages') / 1048576.0)::float8,
+                    ((SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits
+                       WHERE inhparent = 'et_message_events'::regclass) / 1048576.0)::float8,
+                    (SELECT count(*) FROM pg_inherits WHERE inhparent = 'et_message_events'::regclass)",
+            &[],
+        )
+        .await?;
+    Ok(Sample {
+        at_s: t0.elapsed().as_secs_f64(),
+        messages: r.get(0),
+        events: r.get(1),
+        messages_mb: r.get(2),
+        events_mb: r.get(3),
+        event_partitions: r.get(4),
+    })
+}
+
+async fn set_window(db: &BenchDb, days: i32) -> anyhow::Result<()> {
+    db.client
+        .execute(
+            "UPDATE et_tenants SET settings = settings || jsonb_build_object('message_retention_days', $1::int, 'event_retention_days', $1::int)",
+            &[&days],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The history: `days` days of sent messages in daily partitions, `per_day` a day; how long
+/// making it took.
+async fn history(db: &BenchDb, session: i64, p: &Params) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let days = p.days as i32;
+    // the partitions of a database partitioned `days` ago: one per past day (the new database's
+    // empty first partition goes), then today and the week ahead
+    db.client
+        .batch_execute(&format!(
+            "DO $$ DECLARE d int; BEGIN
+               ALTER TABLE et_message_events DETACH PARTITION et_message_events_p_legacy;
+               DROP TABLE et_message_events_p_legacy;
+               FOR d IN REVERSE {days} .. 1 LOOP
+                 EXECUTE format('CREATE TABLE %I PARTITION OF et_message_events FOR VALUES FROM (%L) TO (%L)',
+                                et_event_partition_name(current_date - d),
+                                (current_date - d)::timestamp AT TIME ZONE 'UTC', (current_date - d + 1)::timestamp AT TIME ZONE 'UTC');
+               END LOOP;
+             END $$;
+             SELECT et_event_partitions_upkeep();"
+        ))
+        .await?;
+    db.bulk_outbound(session, p.days * p.per_day).await?;
+    eprintln!("retention: {} messages queued; sending them by hand and moving them back 1 to {days} days", p.days * p.per_day);
+    db.client
+        .batch_execute(
+            "UPDATE et_messages SET delivery_status = 'sending', attempts = 1;
+             UPDATE et_messages SET delivery_status = 'sent', sent_at = now();
+             DELETE FROM et_outbound_queue;",
+        )
+        .await?;
+    // message i is (i % days) + 1 days old, a little less than whole days so that none sits on
+    // the window's edge; its events move with it (triggers off: this is a restore of old history)
+    let shift = format!("(make_interval(days => (MOD_ID % {days})::int + 1) - interval '6 hours')");
+    db.client
+        .batch_execute(&format!(
+            "BEGIN;
+             SET LOCAL session_replication_role = replica;
+             UPDATE et_messages SET created_at = created_at - {m}, updated_at = updated_at - {m}, sent_at = sent_at - {m};
+             UPDATE et_message_events SET created_at = created_at - {e};
+             COMMIT;",
+            m = shift.replace("MOD_ID", "id"),
+            e = shift.replace("MOD_ID", "message_id"),
+        ))
+        .await?;
+    // (one statement each: VACUUM refuses to run in the implicit transaction of a batch)
+    db.client.batch_execute("VACUUM ANALYZE et_messages").await?;
+    db.client.batch_execute("VACUUM ANALYZE et_message_events").await?;
+    Ok(t.elapsed())
+}
+
+/// One drain of `n` fresh messages by a daemon that prunes on `maintenance_interval`; msgs/s,
+/// the daemon, and when it started.
+async fn drain(db: &BenchDb, session: i64, n: usize, daemon: &DaemonSettings) -> anyhow::Result<(f64, ChildDaemon, Instant)> {
+    db.client.batch_execute("CHECKPOINT").await.ok();
+    db.bulk_outbound(session, n).await?;
+    let mut d = ChildDaemon::spawn(db, daemon).await?;
+    let t0 = d.started;
+    d.ready(Duration::from_secs(30)).await?;
+    let done = db.until_or_fail(QUEUE_SETTLED, &mut d, Duration::from_secs(60) + Duration::from_millis(n as u64 * 5)).await?;
+    Ok((n as f64 / done.duration_since(t0).as_secs_f64(), d, t0))
+}
+
+pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
+    let session = db.log_session("email", SENDER).await?;
+    set_window(db, 3650).await?;
+    let history_load = history(db, session, p).await?;
+    let expired_sql = format!("SELECT count(*) FROM et_messages WHERE created_at < now() - interval '{WINDOW_DAYS} days'");
+    let expired = db.count(&expired_sql).await?;
+    let kept_events_sql = format!(
+        "SELECT count(*) FROM et_message_events e JOIN et_messages m ON m.tenant_id = e.tenant_id AND m.id = e.message_id
+          WHERE m.created_at >= now() - interval '{WINDOW_DAYS} days' AND m.created_at < now() - interval '1 hour'"
+    );
+    let kept_messages_sql = format!(
+        "SELECT count(*) FROM et_messages WHERE created_at >= now() - interval '{WINDOW_DAYS} days' AND created_at < now() - interval '1 hour'"
+    );
+    let (kept_messages, kept_events) = (db.count(&kept_messages_sql).await?, db.count(&kept_events_sql).await?);
+    let start = sample(db, Instant::now()).await?;
+    eprintln!("retention: history of {} messages ({expired} past the window) made in {:.0} s", start.messages, history_load.as_secs_f64());
+
+    // the control: nothing to prune
+    let (control, d, _) = drain(db, session, p.drain, &p.daemon).await?;
+    d.stop().await?;
+    eprintln!("retention: control drain {control:.0} msgs/s; now with the {WINDOW_DAYS}-day window");
+
+    set_window(db, WINDOW_DAYS).await?;
+    let pruning_daemon = DaemonSettings { maintenance_interval: Some("1s".to_owned()), ..p.daemon.clone() };
+    let (pruning, mut d, t0) = drain(db, session, p.drain, &pruning_daemon).await?;
+    let mut samples = vec![Sample { at_s: 0.0, ..start }];
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last_sample = Instant::now() - Duration::from_secs(1);
+    loop {
+        if last_sample.elapsed() >= Duration::from_secs(1) {
+            samples.push(sample(db, t0).await?);
+            last_sample = Instant::now();
+        }
+        let left = db.count(&expired_sql).await?;
+        let old_days = db
+            .count(&format!("SELECT count(*) FROM et_event_partitions() WHERE upper_bound <= now() - interval '{WINDOW_DAYS} days'"))
+            .await?;
+        if left == 0 && old_days == 0 {
+            break;
+        }
+        d.check_alive()?;
+        anyhow::ensure!(Instant::now() < deadline, "the pruner left {left} messages and {old_days} days past the window after 600 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let prune_s = t0.elapsed().as_secs_f64();
+    samples.push(sample(db, t0).await?);
+    d.stop().await?;
+
+    let mut problems = Vec::new();
+    let sent =
+        db.count("SELECT count(*) FROM et_messages WHERE created_at >= now() - interval '1 hour' AND delivery_status = 'sent'").await?;
+    if sent as usize != 2 * p.drain {
+        problems.push(format!("retention: {sent} of {} drained messages sent", 2 * p.drain));
+    }
+    let (m, e) = (db.count(&kept_messages_sql).await?, db.count(&kept_events_sql).await?);
+    if (m, e) != (kept_messages, kept_events) {
+        problems.push(format!("retention: inside the window {kept_messages} messages / {kept_events} events before, {m} / {e} after"));
+    }
+    Ok(Report {
+        days: p.days,
+        per_day: p.per_day,
+        history_load_s: history_load.as_secs_f64(),
+        drain_messages: p.drain,
+        control_msgs_per_s: control,
+        pruning_msgs_per_s: pruning,
+        prune_s,
+        pruned_messages: expired,
+        pruned_messages_per_s: expired as f64 / prune_s,
+        samples,
+        problems,
+    })
+}

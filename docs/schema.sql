@@ -1632,7 +1632,7 @@ CREATE FUNCTION public.et_messages_delete_dependents() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 DECLARE
-  since timestamptz;
+  t record;
 BEGIN
   IF TG_OP = 'TRUNCATE' THEN
     IF EXISTS (SELECT 1 FROM et_message_events) THEN
@@ -1642,9 +1642,10 @@ BEGIN
       TRUNCATE et_outbound_queue;
     END IF;
   ELSE
-    SELECT min(created_at) INTO since FROM old_rows;
-    DELETE FROM et_message_events e USING old_rows o
-     WHERE e.tenant_id = o.tenant_id AND e.message_id = o.id AND e.created_at >= since;
+    FOR t IN SELECT tenant_id, array_agg(id) AS ids, min(created_at) AS since FROM old_rows GROUP BY tenant_id LOOP
+      DELETE FROM et_message_events e
+       WHERE e.tenant_id = t.tenant_id AND e.message_id = ANY (t.ids) AND e.created_at >= t.since;
+    END LOOP;
     DELETE FROM et_outbound_queue q USING old_rows o WHERE q.tenant_id = o.tenant_id AND q.message_id = o.id;
   END IF;
   RETURN NULL;

@@ -120,13 +120,14 @@ $$;
 -- the same TRUNCATE already emptied is left alone (truncating it again here would fail, the
 -- table being in use by that statement). A message's events are never older than the message
 -- (they are written by its insert and later changes), so the events' delete reads only the daily
--- partitions from the oldest deleted message on (`since` is a parameter: the plan prunes the
+-- partitions from the oldest deleted message on (`t.since` is a parameter: the plan prunes the
 -- older days); an event a writer outside our triggers dated before its message is left to
--- event retention.
+-- event retention. Per tenant, by an array of ids: the index finds them, where a join with the
+-- transition table (which has no statistics) was planned as a hash join over every kept day.
 CREATE OR REPLACE FUNCTION et_messages_delete_dependents() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-  since timestamptz;
+  t record;
 BEGIN
   IF TG_OP = 'TRUNCATE' THEN
     IF EXISTS (SELECT 1 FROM et_message_events) THEN
@@ -136,9 +137,10 @@ BEGIN
       TRUNCATE et_outbound_queue;
     END IF;
   ELSE
-    SELECT min(created_at) INTO since FROM old_rows;
-    DELETE FROM et_message_events e USING old_rows o
-     WHERE e.tenant_id = o.tenant_id AND e.message_id = o.id AND e.created_at >= since;
+    FOR t IN SELECT tenant_id, array_agg(id) AS ids, min(created_at) AS since FROM old_rows GROUP BY tenant_id LOOP
+      DELETE FROM et_message_events e
+       WHERE e.tenant_id = t.tenant_id AND e.message_id = ANY (t.ids) AND e.created_at >= t.since;
+    END LOOP;
     DELETE FROM et_outbound_queue q USING old_rows o WHERE q.tenant_id = o.tenant_id AND q.message_id = o.id;
   END IF;
   RETURN NULL;

@@ -16,7 +16,7 @@
 //! | outbound dispatcher, inbound worker, insights worker, webhook worker | yes | yes | no | safe everywhere: claims with `FOR UPDATE SKIP LOCKED` and leases, outcomes fenced on the lease |
 //! | outbound rescuer | yes | yes | no | safe everywhere: one `UPDATE` of expired leases whose rows it locks (a row is rescued once; the attempt is fenced) |
 //! | leader election ([`crate::leader`]) | yes | yes | no | one session-level advisory lock |
-//! | maintenance (attachment retention, console upkeep) | leader | leader | no | leader-elected; retention batches also take a transaction-level lock |
+//! | maintenance (retention, event partitions, console upkeep) | leader | leader | no | leader-elected; retention batches also take a transaction-level lock |
 //! | statistics keeper (ANALYZE when autovacuum is off) | leader | leader | no | leader-elected (ANALYZE twice is only wasted work) |
 //!
 //! Follow-ups are due dates in `et_thread_insights`, written by the insights worker under its

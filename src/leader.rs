@@ -1,5 +1,5 @@
-//! The leader of the periodic work: one daemon at a time runs the maintenance pass (attachment
-//! retention, console upkeep) and the statistics keeper; the others stand by and take over when
+//! The leader of the periodic work: one daemon at a time runs the maintenance pass (retention,
+//! event partitions, console upkeep) and the statistics keeper; the others stand by and take over when
 //! it stops (it gives the lock up) or dies (its connection closes and PostgreSQL releases the
 //! lock). Only `all` and `worker` daemons stand for election; `web` daemons never lead.
 //!
@@ -19,7 +19,6 @@
 
 use crate::db::leader as q;
 use crate::telemetry::one_line;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -28,24 +27,42 @@ use tokio_util::sync::CancellationToken;
 pub const ELECTION_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Whether this daemon leads now (read by the periodic tasks and tests).
-#[derive(Default)]
 pub struct LeaderState {
-    leads: AtomicBool,
+    /// A watch, not a flag: the maintenance task waits on it to run its first pass the moment
+    /// leadership is won instead of at its next interval (minutes away).
+    leads: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for LeaderState {
+    fn default() -> LeaderState {
+        LeaderState { leads: tokio::sync::watch::Sender::new(false) }
+    }
 }
 
 impl LeaderState {
     pub fn leads(&self) -> bool {
-        self.leads.load(Ordering::SeqCst)
+        *self.leads.borrow()
+    }
+
+    /// Wait until this daemon leads: true, or false once `shutdown` is cancelled first.
+    pub async fn until_leads(&self, shutdown: &CancellationToken) -> bool {
+        let mut leads = self.leads.subscribe();
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => false,
+            // the sender lives as long as `self`: wait_for only fails if it is dropped
+            r = leads.wait_for(|l| *l) => r.is_ok(),
+        }
     }
 
     /// No election possible (poll-only mode behind a transaction pooler: no session connection
     /// to hold a lock on): this daemon runs the periodic passes, as every other does.
     pub fn without_election(&self) {
-        self.leads.store(true, Ordering::SeqCst);
+        self.leads.send_replace(true);
     }
 
     fn set(&self, leads: bool, worker: &str) {
-        if self.leads.swap(leads, Ordering::SeqCst) != leads {
+        if self.leads.send_replace(leads) != leads {
             match leads {
                 true => tracing::info!(worker, "this daemon leads the periodic work"),
                 false => tracing::info!(worker, "this daemon no longer leads the periodic work"),

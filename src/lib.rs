@@ -27,8 +27,8 @@
 //! - [`wakeup`]: the LISTEN connection that turns NOTIFY into wake-ups for the workers.
 //! - [`leader`]: which one daemon runs the periodic work (a session-level advisory lock).
 //! - [`statistics`]: the statistics keeper (ANALYZE of the hot tables when autovacuum is off).
-//! - [`maintenance`]: the maintenance task (attachment content dropped after its retention period,
-//!   the console's expired sessions and old chart minutes).
+//! - [`maintenance`]: the leader's maintenance pass: history past each tenant's retention periods
+//!   deleted in throttled batches, the audit trail's daily partitions, the console's upkeep.
 //! - [`every`]: the pass timer of the periodic workers.
 //! - [`daemon`]: wires the workers together under one shutdown token.
 //! - [`cluster`]: the private PostgreSQL that `pgcourier up` starts.

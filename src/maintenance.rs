@@ -1,12 +1,14 @@
-//! The maintenance task: housekeeping that no request and no claim does. Every
-//! `PGCOURIER_MAINTENANCE_INTERVAL` (and once at start) the leader ([`crate::leader`]):
+//! The maintenance task: housekeeping that no request and no claim does. As soon as this daemon
+//! becomes the leader ([`crate::leader`]), and then every `PGCOURIER_MAINTENANCE_INTERVAL` while it
+//! leads, it:
 //! - keeps the audit trail's daily partitions: the next days made ahead, expired days dropped
 //!   whole ([`retention::partitions_upkeep`]);
 //! - deletes history past each tenant's retention periods ([`retention::Prune`]: finished
 //!   messages and dead letters with their events, events, webhook deliveries, security events,
 //!   attachment content), in batches that are each one short transaction, until a batch comes
 //!   back short; each batch also takes a transaction-level advisory lock, so a pass overlapping
-//!   a change of leader stays one at a time;
+//!   a change of leader stays one at a time; while sends or decisions are due it rests between
+//!   batches ([`rest_after`]), so that pruning takes little from them;
 //! - removes the console's expired sessions and old chart minutes.
 //!
 //! The periods are tenant settings (`message_retention_days`, ...; their defaults in
@@ -22,50 +24,80 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Run until `shutdown`: a pass at start, then every `every`.
+/// Run until `shutdown`: whenever this daemon becomes the leader a pass at once, then one every
+/// `every` for as long as it leads.
 pub async fn run(pool: Pool, every: Duration, leader: Arc<LeaderState>, shutdown: CancellationToken) {
-    let mut tick = Every::new(every);
-    while tick.next(&shutdown).await {
-        if !leader.leads() {
-            continue;
+    while leader.until_leads(&shutdown).await {
+        // an interval's first tick is immediate: the pass runs as leadership is won
+        let mut tick = Every::new(every);
+        while tick.next(&shutdown).await && leader.leads() {
+            one_pass(&pool, &shutdown).await;
         }
-        if let Err(e) = pass(&pool, &shutdown).await {
-            if e.is_transient() {
-                // the server restarting, a lost connection: the next pass tries again
-                tracing::debug!(error = %one_line(&e), "maintenance pass failed; trying again next pass");
-            } else {
-                tracing::warn!(error = %one_line(&e), "maintenance pass failed");
-            }
+    }
+}
+
+async fn one_pass(pool: &Pool, shutdown: &CancellationToken) {
+    if let Err(e) = pass(pool, shutdown).await {
+        if e.is_transient() {
+            // the server restarting, a lost connection: the next pass tries again
+            tracing::debug!(error = %one_line(&e), "maintenance pass failed; trying again next pass");
+        } else {
+            tracing::warn!(error = %one_line(&e), "maintenance pass failed");
         }
+    }
+}
+
+/// While work is due, the pruner rests this many times as long as its last batch took, so it
+/// takes at most 1 / (1 + BUSY_REST_FACTOR) of one connection's time (5%) from the sends and
+/// decisions that are waiting; with nothing due it runs its batches back to back.
+const BUSY_REST_FACTOR: u32 = 19;
+
+/// How long to rest after a batch that took `took`, given whether work is due: the pruner's
+/// throttle as a pure function.
+pub fn rest_after(took: Duration, work_due: bool) -> Duration {
+    match work_due {
+        true => took * BUSY_REST_FACTOR,
+        false => Duration::ZERO,
     }
 }
 
 /// One pass: partitions, retention, console upkeep. What it removed is logged and counted.
 pub async fn pass(pool: &Pool, shutdown: &CancellationToken) -> Result<(), DbError> {
-    let mut client = pool.get().await?;
-    let upkeep = retention::partitions_upkeep(&client).await?;
+    let upkeep = retention::partitions_upkeep(&pool.get().await?).await?;
     if upkeep != retention::PartitionUpkeep::default() {
         tracing::info!(created = upkeep.created, dropped = upkeep.dropped, "event partitions made ahead and expired days dropped");
         metrics::counter!("pgcourier_event_partitions_created_total").increment(upkeep.created.max(0) as u64);
         metrics::counter!("pgcourier_event_partitions_dropped_total").increment(upkeep.dropped.max(0) as u64);
     }
     for kind in Prune::ALL {
-        let n = prune(&mut client, kind, shutdown).await?;
+        let n = prune(pool, kind, shutdown).await?;
         if n > 0 {
             tracing::info!(kind = kind.label(), rows = n, "deleted history past its retention period");
         }
     }
+    let client = pool.get().await?;
     while crate::db::console::delete_expired_sessions(&client, 1000).await? == 1000 {}
     while crate::db::console::delete_old_minutes(&client, 1000).await? == 1000 {}
     Ok(())
 }
 
 /// Batches of `kind` until one comes back short (or another daemon holds the lock, or
-/// shutdown); how many rows it removed.
-async fn prune(client: &mut deadpool_postgres::Client, kind: Prune, shutdown: &CancellationToken) -> Result<i64, DbError> {
+/// shutdown), each followed by its rest ([`rest_after`]), which holds no connection; how many
+/// rows it removed.
+async fn prune(pool: &Pool, kind: Prune, shutdown: &CancellationToken) -> Result<i64, DbError> {
     let mut total = 0i64;
-    while !shutdown.is_cancelled() {
-        let Some(n) = retention::prune_batch(client, kind).await? else { break };
+    let mut rest = Duration::ZERO;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(rest) => {}
+        }
+        let mut client = pool.get().await?;
+        let started = std::time::Instant::now();
+        let Some(n) = retention::prune_batch(&mut client, kind).await? else { break };
+        rest = rest_after(started.elapsed(), retention::work_due(&client).await?);
+        drop(client);
         total += i64::from(n);
         metrics::counter!("pgcourier_retention_deleted_total", "kind" => kind.label()).increment(n.max(0) as u64);
         if kind == Prune::AttachmentContent {
@@ -76,4 +108,18 @@ async fn prune(client: &mut deadpool_postgres::Client, kind: Prune, shutdown: &C
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pruner_rests_only_while_work_is_due() {
+        let batch = Duration::from_millis(80);
+        assert_eq!(rest_after(batch, false), Duration::ZERO);
+        // 80 ms of work in every 1.6 s: 5% of the connection's time
+        assert_eq!(rest_after(batch, true), Duration::from_millis(1520));
+        assert_eq!(batch.as_secs_f64() / (batch + rest_after(batch, true)).as_secs_f64(), 0.05);
+    }
 }

@@ -216,14 +216,32 @@ pub fn retention(r: &retention::Report) {
         n0(r.per_day as f64),
         n0(r.drain_messages as f64)
     );
-    line("history made (insert, two status changes, moved back)", format!("{:.0} s", r.history_load_s));
-    line("drain, nothing to prune / while pruning", format!("{} / {} msgs/s", n0(r.control_msgs_per_s), n0(r.pruning_msgs_per_s)));
+    line("history made (insert, sent, moved back)", format!("{:.0} s", r.history_load_s));
+    line("drain: nothing to prune / while pruning", format!("{} / {} msgs/s", n0(r.control_msgs_per_s), n0(r.pruning_msgs_per_s)));
     line(
-        "pruned: messages past the window / until none left",
+        "pruned: past the window / until none left",
         format!("{} / {:.1} s ({} msgs/s)", n0(r.pruned_messages as f64), r.prune_s, n0(r.pruned_messages_per_s)),
     );
+    line(
+        "pruned while sends due (throttled) / after",
+        format!(
+            "{} in {:.1} s ({} msgs/s) / {} msgs/s",
+            n0(r.pruned_while_draining as f64),
+            r.pruning_drain_s,
+            n0(r.throttled_msgs_per_s),
+            n0(r.unthrottled_msgs_per_s)
+        ),
+    );
+    line("the daily volume needs", format!("{:.1} msgs/s", r.needed_msgs_per_s));
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    // within 5%: the noise between two drains of one run on these machines
+    line("target: drain no slower while pruning (5%)", verdict(r.pruning_msgs_per_s >= 0.95 * r.control_msgs_per_s).to_owned());
+    line("target: throttled pruner keeps up with a day", verdict(r.throttled_msgs_per_s >= r.needed_msgs_per_s).to_owned());
     println!("  {:<10}{:>12}{:>12}{:>14}{:>14}{:>12}", "at (s)", "messages", "events", "messages MB", "events MB", "partitions");
-    for s in &r.samples {
+    // at most about 25 rows: every k-th sample, and the last
+    let k = r.samples.len().div_ceil(25).max(1);
+    let last = r.samples.len().saturating_sub(1);
+    for s in r.samples.iter().enumerate().filter(|(i, _)| i % k == 0 || *i == last).map(|(_, s)| s) {
         println!(
             "  {:<10.1}{:>12}{:>12}{:>14.1}{:>14.1}{:>12}",
             s.at_s, s.messages, s.events, s.messages_mb, s.events_mb, s.event_partitions

@@ -78,6 +78,19 @@ pub async fn prune_batch(client: &mut Client, kind: Prune) -> Result<Option<i32>
     Ok(Some(removed))
 }
 
+/// Whether sends or inbound decisions are due now, on any daemon: the pruner slows down while
+/// they are ([`crate::maintenance::rest_after`]). Two probes of the claims' own partial indexes.
+pub async fn work_due(client: &Client) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM et_outbound_queue WHERE state = 'ready' AND run_at <= now())
+                 OR EXISTS (SELECT 1 FROM et_messages WHERE inbound_state = 'received')",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// How many days of partitions are made ahead of today: a week of daemons down before events
 /// go to the default partition.
 pub const PARTITION_DAYS_AHEAD: i32 = 7;

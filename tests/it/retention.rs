@@ -356,3 +356,69 @@ async fn the_leader_daemon_prunes_on_its_maintenance_pass() {
     assert_eq!(db.count(&format!("SELECT count(*) FROM et_message_events WHERE message_id = {id}")).await, 0);
     daemon.stop().await;
 }
+
+/// The first pass runs as leadership is won, not an interval later: with an hour between passes,
+/// history already past its period goes within seconds of the start, and again within seconds of
+/// a hand-over to a second daemon.
+#[tokio::test]
+async fn a_new_leader_runs_its_first_pass_at_once() {
+    let db = TestDb::new().await;
+    let (acme, _) = db.seed_acme().await;
+    let expired = |n: usize| {
+        let db = &db;
+        async move {
+            let mut ids = Vec::new();
+            for _ in 0..n {
+                let id = message(db, "acme", acme, "queued").await;
+                walk(db, id, &["cancelled"]).await;
+                backdate(db, id, 91).await;
+                ids.push(id);
+            }
+            ids
+        }
+    };
+    let first = expired(1).await[0];
+    let hourly = [("PGCOURIER_MAINTENANCE_INTERVAL", "1h")];
+    let a = spawn(&db, &hourly);
+    until(&db, &format!("SELECT NOT EXISTS (SELECT 1 FROM et_messages WHERE id = {first})"), SECS).await;
+
+    // a second daemon stands by; once the first stops, it leads and prunes at once
+    let b = spawn(&db, &hourly);
+    let second = expired(1).await[0];
+    assert!(exists(&db, second).await, "the leader's next pass is an hour away");
+    a.stop().await;
+    until(&db, &format!("SELECT NOT EXISTS (SELECT 1 FROM et_messages WHERE id = {second})"), SECS).await;
+    b.stop().await;
+}
+
+/// While sends are due the pruner slows down ([`pgcourier::db::retention::work_due`]): the probe
+/// sees a due queue row and a waiting inbound row, and nothing once they are handled.
+#[tokio::test]
+async fn the_pruner_sees_when_work_is_due() {
+    let db = TestDb::new().await;
+    let (acme, wa) = db.seed_acme().await;
+    let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();
+    let due = || async { pgcourier::db::retention::work_due(&pool.get().await.unwrap()).await.unwrap() };
+    assert!(!due().await, "an empty database has nothing due");
+    let later = message(&db, "acme", acme, "queued").await;
+    assert!(!due().await, "a send scheduled a year ahead is not due");
+    let now = db
+        .client
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Hi', 'Now') RETURNING id",
+            &[&acme],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert!(due().await, "a send due now");
+    walk(&db, now, &["sending", "sent"]).await;
+    walk(&db, later, &["cancelled"]).await;
+    assert!(!due().await, "nothing due once it is sent");
+
+    let inbound = crate::webhooks::inbound(&db, wa, "wamid.1").await;
+    assert!(due().await, "an inbound message waiting for its decision");
+    walk(&db, inbound, &["inbound_processing", "inbound_ai_replied"]).await;
+    assert!(!due().await, "nothing due once it is decided");
+}

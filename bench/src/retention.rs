@@ -73,18 +73,22 @@ pub struct Report {
 async fn sample(db: &BenchDb, t0: Instant, exact: bool) -> anyhow::Result<Sample> {
     let counts = match exact {
         true => "(SELECT count(*) FROM et_messages), (SELECT count(*) FROM et_message_events),",
-        false => "(SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'et_messages'::regclass),
+        false => {
+            "(SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'et_messages'::regclass),
                   (SELECT coalesce(sum(n_live_tup), 0)::int8 FROM pg_stat_user_tables s JOIN pg_inherits i ON i.inhrelid = s.relid
-                    WHERE i.inhparent = 'et_message_events'::regclass),",
+                    WHERE i.inhparent = 'et_message_events'::regclass),"
+        }
     };
     let r = db
         .client
         .query_one(
-            &format!("SELECT {counts}
+            &format!(
+                "SELECT {counts}
                     (pg_total_relation_size('et_messages') / 1048576.0)::float8,
                     ((SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits
                        WHERE inhparent = 'et_message_events'::regclass) / 1048576.0)::float8,
-                    (SELECT count(*) FROM pg_inherits WHERE inhparent = 'et_message_events'::regclass)"),
+                    (SELECT count(*) FROM pg_inherits WHERE inhparent = 'et_message_events'::regclass)"
+            ),
             &[],
         )
         .await?;

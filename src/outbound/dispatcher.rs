@@ -127,13 +127,16 @@ impl BusyMark {
 
     /// Wait until one of the transactions in [`BusyMark::handing_over`] has ended (its rows, if
     /// any, can be claimed now), looking every [`BUSY_POLL`] and less often, up to
-    /// [`HANDOVER_POLL`], while none does; or until `wake` or `shutdown`.
-    async fn one_ended(&mut self, pool: &Pool, wake: &Notify, shutdown: &CancellationToken) {
+    /// [`HANDOVER_POLL`], while none does; or until `wake`, `shutdown` or `wait` has passed (the
+    /// next scheduled row falls due, or the poll interval).
+    async fn one_ended(&mut self, pool: &Pool, wake: &Notify, shutdown: &CancellationToken, wait: Duration) {
+        let until = Instant::now() + wait;
         let mut every = BUSY_POLL;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = wake.notified() => return,
+                _ = tokio::time::sleep_until(until) => return,
                 _ = tokio::time::sleep(every) => {}
             }
             let result: Result<_, DbError> = async {
@@ -284,8 +287,10 @@ impl Dispatcher {
             }
             if !busy.handing_over.is_empty() {
                 // Neither will the transactions that read the mark and commit after that claim:
-                // claim again each time some of those open when it went have ended.
-                busy.one_ended(&this.pool, &this.wake, &shutdown).await;
+                // claim again each time some of those open when it went have ended. (The snapshot
+                // is the cluster's: transactions of other databases are waited for too.)
+                let wait = this.until_next_due().await;
+                busy.one_ended(&this.pool, &this.wake, &shutdown, wait).await;
                 continue;
             }
             let wait = this.until_next_due().await;

@@ -513,13 +513,16 @@ CREATE FUNCTION public.et_count_messages(p_deltas jsonb) RETURNS void
     SET search_path TO 'pg_catalog', 'public'
     AS $$
   INSERT INTO et_message_counts AS c (tenant_id, channel_session_id, direction, delivery_status, slot, n)
-  SELECT d.tenant_id, d.channel_session_id, d.direction, d.delivery_status, (pg_backend_pid() % 8)::smallint, d.n
+  SELECT d.tenant_id, d.channel_session_id, d.direction, d.delivery_status,
+         CASE WHEN p_deltas @> '[{"delivery_status": "sending"}]' THEN 6 + pg_backend_pid() % 2
+              ELSE pg_backend_pid() % 6 END::smallint,
+         d.n
     FROM jsonb_to_recordset(p_deltas) AS d(tenant_id text, channel_session_id bigint, direction text, delivery_status text, n bigint)
    ORDER BY 1, 2, 3, 4
   ON CONFLICT (tenant_id, channel_session_id, direction, delivery_status, slot) DO UPDATE SET n = c.n + EXCLUDED.n
 $$;
 
-COMMENT ON FUNCTION public.et_count_messages(p_deltas jsonb) IS 'adds [{tenant_id, channel_session_id, direction, delivery_status, n}] to et_message_counts (the message triggers'' deltas)';
+COMMENT ON FUNCTION public.et_count_messages(p_deltas jsonb) IS 'adds [{tenant_id, channel_session_id, direction, delivery_status, n}] to et_message_counts (the message triggers'' deltas); statements that move messages into or out of sending count in slots 6-7, all others in 0-5, so a claim never waits for an application''s open transaction';
 
 CREATE FUNCTION public.et_count_minutes(p_deltas jsonb) RETURNS void
     LANGUAGE sql SECURITY DEFINER

@@ -10,17 +10,28 @@
 --
 -- SECURITY DEFINER: an application role that inserts or retries messages writes the counters
 -- through these functions alone; it has no grant on the tables, so it cannot make them lie.
+--
+-- A counter row stays locked until the writing transaction ends, and an application may keep
+-- one open long after its INSERT. The daemon's dispatch statements (whatever moves messages into
+-- or out of `sending`: claims, outcomes, rescues, releases) therefore count in slots 6 and 7 and
+-- every other writer in slots 0 to 5: a claim never waits for an application's transaction
+-- (with shared slots it waited, 1 in 8 times, until the application committed, and every row
+-- that became due meanwhile waited with it).
 
 CREATE OR REPLACE FUNCTION et_count_messages(p_deltas jsonb) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
   INSERT INTO et_message_counts AS c (tenant_id, channel_session_id, direction, delivery_status, slot, n)
-  SELECT d.tenant_id, d.channel_session_id, d.direction, d.delivery_status, (pg_backend_pid() % 8)::smallint, d.n
+  SELECT d.tenant_id, d.channel_session_id, d.direction, d.delivery_status,
+         CASE WHEN p_deltas @> '[{"delivery_status": "sending"}]' THEN 6 + pg_backend_pid() % 2
+              ELSE pg_backend_pid() % 6 END::smallint,
+         d.n
     FROM jsonb_to_recordset(p_deltas) AS d(tenant_id text, channel_session_id bigint, direction text, delivery_status text, n bigint)
    ORDER BY 1, 2, 3, 4
   ON CONFLICT (tenant_id, channel_session_id, direction, delivery_status, slot) DO UPDATE SET n = c.n + EXCLUDED.n
 $$;
 COMMENT ON FUNCTION et_count_messages(jsonb) IS
-    'adds [{tenant_id, channel_session_id, direction, delivery_status, n}] to et_message_counts (the message triggers'' deltas)';
+    'adds [{tenant_id, channel_session_id, direction, delivery_status, n}] to et_message_counts (the message triggers'' deltas); '
+    'statements that move messages into or out of sending count in slots 6-7, all others in 0-5, so a claim never waits for an application''s open transaction';
 
 CREATE OR REPLACE FUNCTION et_count_minutes(p_deltas jsonb) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$

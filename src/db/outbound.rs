@@ -584,9 +584,24 @@ pub async fn mark_busy(client: &impl GenericClient, worker: &str, ttl: Duration)
     Ok(())
 }
 
-/// Remove `worker`'s mark: inserts notify again.
-pub async fn clear_busy(client: &impl GenericClient, worker: &str) -> Result<(), tokio_postgres::Error> {
+/// Remove `worker`'s mark: inserts notify again. Returns the transactions in progress once it
+/// is gone (the in-progress ids of a snapshot taken after the delete committed): a transaction
+/// that read the mark, and so will commit without a NOTIFY, is among them or has committed.
+pub async fn clear_busy(client: &impl GenericClient, worker: &str) -> Result<Vec<i64>, tokio_postgres::Error> {
     let stmt = client.prepare_cached("DELETE FROM et_dispatch_busy WHERE worker_id = $1").await?;
     client.execute(&stmt, &[&worker]).await?;
-    Ok(())
+    // (a statement of its own: the DELETE's transaction must have committed before the snapshot)
+    let stmt =
+        client.prepare_cached("SELECT coalesce(array_agg(x::text::bigint), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) x").await?;
+    Ok(client.query_one(&stmt, &[]).await?.get(0))
+}
+
+/// Which of the transactions `xids` (from [`clear_busy`]) are still in progress.
+pub async fn still_running(client: &impl GenericClient, xids: &[i64]) -> Result<Vec<i64>, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT coalesce(array_agg(x), '{}') FROM unnest($1::bigint[]) x WHERE pg_xact_status(x::text::xid8) = 'in progress'",
+        )
+        .await?;
+    Ok(client.query_one(&stmt, &[&xids]).await?.get(0))
 }

@@ -5,9 +5,13 @@
 //! marked busy and looks again every [`BUSY_POLL`], and it keeps doing so for [`BUSY_LINGER`]
 //! after the last claim that found work: under a steady trickle inserts then send no NOTIFY at
 //! all (a NOTIFY serialises committing transactions cluster-wide). Once idle that long it drops
-//! the mark, claims once more, and waits for a NOTIFY, the next scheduled row falling due, or the
-//! poll interval, whichever comes first. On shutdown it stops claiming, lets started sends finish
-//! (up to the shutdown timeout) and gives back the leases of sends that never started.
+//! the mark and claims once more. An insert decides whether to notify when it runs, not when it
+//! commits: a transaction that read the mark before it went may commit after that last claim,
+//! with no NOTIFY to come. So the dispatcher then claims again each time some of the
+//! transactions in progress when the mark went have ended (any that read the mark is among
+//! them), and only once none is left waits for a NOTIFY, the next scheduled row falling due, or
+//! the poll interval, whichever comes first. On shutdown it stops claiming, lets started sends
+//! finish (up to the shutdown timeout) and gives back the leases of sends that never started.
 //!
 //! Every claimed row's lease is held in [`Leases`] and renewed by [`lease::keep`] until its
 //! outcome is recorded. A send starts only while at least half a lease is left; a send still
@@ -52,6 +56,10 @@ const LEASE_START_BY: f64 = 0.5;
 /// How long a busy mark lasts unless refreshed (a daemon that dies stops suppressing NOTIFYs
 /// after this); it is refreshed once half of it has passed.
 const BUSY_TTL: Duration = Duration::from_secs(2);
+/// While transactions that may have read a deleted mark are still open, how often the dispatcher
+/// looks whether one has ended, at most: from [`BUSY_POLL`], doubling while none ends, so a
+/// session left idle in a transaction costs a few queries a second.
+const HANDOVER_POLL: Duration = Duration::from_millis(50);
 
 /// This daemon's entry in `et_dispatch_busy`: set while claims find work, so inserts skip their
 /// NOTIFY; deleted when a claim comes back empty.
@@ -61,11 +69,14 @@ struct BusyMark {
     written: Option<Instant>,
     /// When a claim last found work: the mark stands until [`BUSY_LINGER`] after it.
     last_work: Option<Instant>,
+    /// The transactions in progress when the mark was deleted that have not ended yet: any of
+    /// them may have read the mark and will commit without a NOTIFY.
+    handing_over: Vec<i64>,
 }
 
 impl BusyMark {
     fn new(worker: &str) -> BusyMark {
-        BusyMark { worker: worker.to_owned(), written: None, last_work: None }
+        BusyMark { worker: worker.to_owned(), written: None, last_work: None, handing_over: Vec::new() }
     }
 
     /// A mark stands and a claim found work less than [`BUSY_LINGER`] ago: keep polling.
@@ -85,7 +96,11 @@ impl BusyMark {
         }
         .await;
         match result {
-            Ok(()) => self.written = Some(Instant::now()),
+            Ok(()) => {
+                self.written = Some(Instant::now());
+                // inserts skip their NOTIFY again; the next deletion looks at what is open then
+                self.handing_over.clear();
+            }
             // without the mark inserts keep notifying: slower, never wrong
             Err(e) => tracing::debug!(error = %e, "could not mark the dispatcher busy"),
         }
@@ -101,12 +116,48 @@ impl BusyMark {
             Ok(q::clear_busy(&client, &self.worker).await?)
         }
         .await;
-        if let Err(e) = result {
+        match result {
+            Ok(open) => self.handing_over = open,
             // the mark expires by itself within BUSY_TTL
-            tracing::warn!(error = %e, "could not clear the dispatcher's busy mark");
+            Err(e) => tracing::warn!(error = %e, "could not clear the dispatcher's busy mark"),
         }
         self.written = None;
         true
+    }
+
+    /// Wait until one of the transactions in [`BusyMark::handing_over`] has ended (its rows, if
+    /// any, can be claimed now), looking every [`BUSY_POLL`] and less often, up to
+    /// [`HANDOVER_POLL`], while none does; or until `wake`, `shutdown` or `wait` has passed (the
+    /// next scheduled row falls due, or the poll interval).
+    async fn one_ended(&mut self, pool: &Pool, wake: &Notify, shutdown: &CancellationToken, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut every = BUSY_POLL;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = wake.notified() => return,
+                _ = tokio::time::sleep_until(until) => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let result: Result<_, DbError> = async {
+                let client = pool.get().await?;
+                Ok(q::still_running(&client, &self.handing_over).await?)
+            }
+            .await;
+            match result {
+                Ok(open) if open.len() == self.handing_over.len() => every = (every * 2).min(HANDOVER_POLL),
+                Ok(open) => {
+                    self.handing_over = open;
+                    return;
+                }
+                Err(e) => {
+                    // claim once more and leave the rest to NOTIFYs and the poll interval
+                    tracing::warn!(error = %e, "could not look up the transactions open when the busy mark went");
+                    self.handing_over.clear();
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -232,6 +283,14 @@ impl Dispatcher {
             }
             if busy.went_idle(&this.pool).await {
                 // Inserts made while the mark stood sent no NOTIFY: claim once more before sleeping.
+                continue;
+            }
+            if !busy.handing_over.is_empty() {
+                // Neither will the transactions that read the mark and commit after that claim:
+                // claim again each time some of those open when it went have ended. (The snapshot
+                // is the cluster's: transactions of other databases are waited for too.)
+                let wait = this.until_next_due().await;
+                busy.one_ended(&this.pool, &this.wake, &shutdown, wait).await;
                 continue;
             }
             let wait = this.until_next_due().await;

@@ -67,6 +67,7 @@ fn cases() -> Vec<Case> {
         case!(many::four_daemons_on_one_database, 75),
         case!(wakeups::one_50000_row_transaction, 120),
         case!(wakeups::polling_alone, 60),
+        case!(wakeups::every_row_claimed_within_250_ms_of_its_commit, 60),
         case!(fairness::newsletter_beside_a_login_code, 75),
     ]
 }

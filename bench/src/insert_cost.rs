@@ -85,12 +85,24 @@ pub async fn run() -> anyhow::Result<Report> {
     report.seconds = t.elapsed().as_secs_f64();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     anyhow::ensure!(out.status.success(), "one-row-instructions.sh ended with {}: {}", out.status, stderr.trim());
-    // "one single-row insert: 812345 instructions (callgrind, PostgreSQL 15.20)"
-    let line = stdout.lines().find(|l| l.starts_with("one single-row insert:")).with_context(|| format!("no figure in {stdout:?}"))?;
-    let figure = line.split_whitespace().nth(3).context("no figure")?;
-    report.instructions = Some(figure.parse().with_context(|| format!("{figure:?} is not a count, in {line:?}"))?);
-    report.postgres = line.rsplit_once("PostgreSQL ").map(|(_, v)| v.trim_end_matches(')').to_owned());
-    report.ran = true;
-    eprintln!("insert-cost: {line}");
+    let (instructions, postgres) = figure(&stdout)?;
+    (report.instructions, report.postgres, report.ran) = (Some(instructions), postgres, true);
+    eprintln!("insert-cost: {instructions} instructions per one-row insert");
     Ok(report)
+}
+
+/// The count and PostgreSQL's version from the script's line
+/// "one single-row insert: 812345 instructions (callgrind, PostgreSQL 15.20)".
+fn figure(stdout: &str) -> anyhow::Result<(u64, Option<String>)> {
+    let line = stdout.lines().find(|l| l.starts_with("one single-row insert:")).with_context(|| format!("no figure in {stdout:?}"))?;
+    let count = line.split_whitespace().nth(3).context("no figure")?;
+    let count = count.parse().with_context(|| format!("{count:?} is not a count, in {line:?}"))?;
+    Ok((count, line.rsplit_once("PostgreSQL ").map(|(_, v)| v.trim_end_matches(')').to_owned())))
+}
+
+#[test]
+fn reads_the_scripts_figure() {
+    let out = "one single-row insert: 2517559 instructions (callgrind, PostgreSQL 15.20)\n";
+    assert_eq!(figure(out).unwrap(), (2_517_559, Some("15.20".to_owned())));
+    assert!(figure("nothing").is_err());
 }

@@ -57,8 +57,7 @@ const INSTRUCTIONS_LIMIT: u64 = 900_000;
 fn peer_missing(p: Option<&peer::Report>) -> String {
     match p {
         Some(p) if !p.ran => format!("peer not run: {}", p.reason.as_deref().unwrap_or("?")),
-        Some(_) => "the peer gave no enqueue figures".to_owned(),
-        None => "peer not run".to_owned(),
+        _ => "peer not run or failed".to_owned(),
     }
 }
 

@@ -9,15 +9,22 @@
 # completeJobBatchDelay=0, failJobBatchDelay=0) at concurrency 4 and 24 (best
 # kept), plus graphile-worker's default settings at concurrency 4 on min(N, 20000)
 # jobs (fsync-bound, so capped; reported separately as default_config).
+# Then enqueue alone (no worker, one more fresh database), measured as pgcourier's
+# ingest is: add_jobs() of --enqueue-jobs N (default --jobs) jobs in one call, then
+# add_job() one job per transaction from --enqueue-connections C (8) connections,
+# closed loop, --enqueue-single-jobs M (20000) in all; --skip-enqueue skips it.
 # Databases are dropped afterwards. Details in graphile/bench.mjs.
 #
 # Usage: bench/peer/graphile.sh [--jobs N] [--default-jobs M] [--skip-default]
+#          [--enqueue-jobs N] [--enqueue-single-jobs M] [--enqueue-connections C] [--skip-enqueue]
 #   DATABASE_URL: admin connection (needs CREATEDB); default
 #   postgres://postgres@127.0.0.1:5432/postgres
 # Progress goes to stderr; stdout gets exactly one JSON line, e.g.
 #   {"peer":"graphile-worker","version":"0.17.3","jobs":100000,"runs":[{"concurrency":4,
 #    "seconds":..,"jobs_per_s":..},{"concurrency":24,..}],"best_jobs_per_s":..,
-#    "best_concurrency":4,"default_config":{"jobs":20000,"concurrency":4,..},...}
+#    "best_concurrency":4,"default_config":{"jobs":20000,"concurrency":4,..},
+#    "enqueue":{"add_jobs_bulk":{"jobs":100000,"seconds":..,"jobs_per_s":..},
+#               "add_job_single":{"connections":8,"jobs":20000,"seconds":..,"jobs_per_s":..}},...}
 set -euo pipefail
 
 dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/graphile" && pwd)"

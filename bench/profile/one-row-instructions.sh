@@ -9,28 +9,39 @@
 # transaction each) 50 times and 250 times under callgrind; the difference ÷ 200 is the cost of
 # one transaction, start-up excluded.
 #
-# Usage: bench/profile/one-row-instructions.sh [--keep] [--sql FILE]
+# Usage: bench/profile/one-row-instructions.sh [--keep] [--sql FILE] [--migrate-with BENCH]
 #   --sql FILE  run FILE against the database after migrating (try a trigger or constraint
 #               change without writing a migration)
 #   --keep      keep the directory with the callgrind outputs (callgrind_annotate --inclusive=yes)
+#   --migrate-with BENCH  migrate with `BENCH --migrate-child` (the benchmark binary, which runs
+#               the same migrations; `bench --scenario insert-cost` passes itself) instead of
+#               target/release/pgcourier migrate
 # Needs valgrind, PostgreSQL's server binaries (pg_config --bindir or /usr/lib/postgresql/*/bin)
-# and target/release/pgcourier (cargo build --release). Run as root: the cluster runs as postgres.
+# and target/release/pgcourier (cargo build --release) unless --migrate-with. Run as root: the
+# cluster runs as postgres.
 set -euo pipefail
 
 die() { echo "one-row-instructions.sh: error: $*" >&2; exit 1; }
-keep=0 sql=""
+keep=0 sql="" bench=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1 ;;
     --sql) sql="$(realpath "${2:?--sql needs a file}")"; shift ;;
+    --migrate-with) bench="${2:?--migrate-with needs the bench binary}"; shift ;;
     *) die "unknown argument $1" ;;
   esac
   shift
 done
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-pgcourier="$root/target/release/pgcourier"
-[ -x "$pgcourier" ] || die "$pgcourier not found: cargo build --release first"
+if [ -n "$bench" ]; then
+  [ -x "$bench" ] || die "$bench is not an executable"
+  migrate=("$bench" --migrate-child)
+else
+  pgcourier="$root/target/release/pgcourier"
+  [ -x "$pgcourier" ] || die "$pgcourier not found: cargo build --release first"
+  migrate=("$pgcourier" migrate)
+fi
 command -v valgrind >/dev/null || die "valgrind not found"
 bin="$(pg_config --bindir 2>/dev/null || true)"
 [ -x "$bin/postgres" ] || bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
@@ -51,7 +62,7 @@ as_pg "'$bin/initdb' -D '$dir/data' -A trust -U postgres" >/dev/null
 as_pg "'$bin/pg_ctl' -D '$dir/data' -o '-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off' -l '$dir/log' -w start" >/dev/null
 url="postgres://postgres@127.0.0.1:$port"
 psql "$url/postgres" -qc "CREATE DATABASE cg" >/dev/null
-DATABASE_URL="$url/cg" "$pgcourier" migrate >/dev/null
+DATABASE_URL="$url/cg" "${migrate[@]}" >/dev/null
 session=$(psql "$url/cg" -qAt -c "INSERT INTO et_tenants (id, name) VALUES ('bench', 'Benchmark')" \
   -c "INSERT INTO et_channel_sessions (tenant_id, channel, provider, address, config)
       VALUES ('bench', 'email', 'log', 'Bench <noreply@bench.example>', '{}') RETURNING id")

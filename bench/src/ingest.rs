@@ -18,9 +18,12 @@
 //!    the common start to the last commit. Into `et_messages` every such transaction also
 //!    queues, audits and NOTIFYs, which is exactly what this measures.
 //!
-//! Each run starts after a `CHECKPOINT` (best effort). The target compares rates against
-//! `plain_indexed` (same indexes, no trigger); `plain` is shown too.
+//! Each run starts after a `CHECKPOINT` (best effort). Shares are of `plain_indexed` (same
+//! indexes, no trigger); `plain` is shown too. The targets judge `et_messages` against the
+//! lifecycle rows (the floor) and against graphile-worker's `add_jobs` / `add_job` measured by
+//! the peer in the same run ([`Ratios`]).
 
+use crate::peer;
 use crate::setup::{BenchDb, ROW_VALUES, TENANT};
 use anyhow::Context;
 use serde::Serialize;
@@ -90,10 +93,28 @@ impl Tables {
             ("lifecycle rows + one session lookup per row", &self.lifecycle_rows_one_lookup, share(&self.lifecycle_rows_one_lookup)),
         ]
     }
+}
 
-    /// The target's figure: the `et_messages` rate as a share of `plain_indexed`'s.
-    pub fn share(&self) -> f64 {
-        self.et_messages.rows_per_s / self.plain_indexed.rows_per_s
+/// `et_messages`' rates as ratios: to the lifecycle rows (the floor, same run, same shape) and to
+/// graphile-worker's enqueue of the same count (`add_jobs` in one call for bulk; `add_job` one
+/// per transaction from as many connections for single rows), when the peer ran.
+#[derive(Debug, Serialize)]
+pub struct Ratios {
+    pub bulk_vs_lifecycle_rows: f64,
+    pub bulk_vs_add_jobs: Option<f64>,
+    pub single_vs_lifecycle_rows: f64,
+    pub single_vs_add_job: Option<f64>,
+}
+
+impl Report {
+    pub fn ratios(&self, peer: Option<&peer::Enqueue>) -> Ratios {
+        let (bulk, single) = (&self.bulk, &self.single.tables);
+        Ratios {
+            bulk_vs_lifecycle_rows: bulk.et_messages.rows_per_s / bulk.lifecycle_rows.rows_per_s,
+            bulk_vs_add_jobs: peer.map(|p| bulk.et_messages.rows_per_s / p.add_jobs_bulk.jobs_per_s),
+            single_vs_lifecycle_rows: single.et_messages.rows_per_s / single.lifecycle_rows.rows_per_s,
+            single_vs_add_job: peer.map(|p| single.et_messages.rows_per_s / p.add_job_single.jobs_per_s),
+        }
     }
 }
 

@@ -2,11 +2,13 @@
 //! PostgreSQL, a peer comparison with graphile-worker, and the issue's targets.
 //!
 //! ```text
-//! cargo run --release -p pgcourier-bench -- [--json] [--scenario drain|steady|ingest|smtp|inbound|console|retention|peer|all]
-//!     [--drain-messages 100000] [--rates 1000,5000] [--seconds 10] [--connections 8]
+//! cargo run --release -p pgcourier-bench -- [--json]
+//!     [--scenario drain|steady|ingest|smtp|inbound|console|retention|peer|insert-cost|all]
+//!     [--drain-messages 100000] [--rates 1000] [--seconds 10] [--connections 8]
+//!     [--steady-search-budget 300] [--steady-search-start 1000]
 //!     [--steady-provider log|smtp] [--ingest-rows 100000] [--ingest-single-rows 20000]
 //!     [--messages 20000] [--inbound-messages 50000] [--inbound-threads 5000]
-//!     [--no-peer] [--peer-skip-default] [--analyze] [--log] ...
+//!     [--no-peer] [--peer-skip-default] [--no-insert-cost] [--analyze] [--log] ...
 //! ```
 //!
 //! The server is `DATABASE_URL`, else `postgres://postgres@127.0.0.1:5432/postgres`; the user must
@@ -24,7 +26,8 @@
 //!   indexes), then `--connections` connections inserting one row per transaction until
 //!   `--ingest-single-rows` rows are in, into each table; rows/s and shares. Beside them, what
 //!   no trigger design goes below: each message's lifecycle rows (message, queue row, `queued`
-//!   event) into trigger-less copies, alone and with one session lookup per row.
+//!   event) into trigger-less copies, alone and with one session lookup per row. Printed with
+//!   `et_messages`' rates as ratios to that floor and to graphile-worker's enqueue (the peer).
 //! - `drain` (+ `memory`) — `--drain-messages` outbound emails on a provider `log` session
 //!   (zero latency) in ONE statement with no daemon; then one daemon process; msgs/s from its
 //!   start until every row is sent, the full lifecycle checked (status, `sent_at`, one attempt,
@@ -33,15 +36,22 @@
 //!   In `all` the first runs before the peer and the rest after it.
 //! - `peer` — `bench/peer/graphile.sh --jobs <drain-messages>` (graphile-worker's no-op job
 //!   drain on the same server; `--peer-skip-default` skips its default-settings run) and the
-//!   ratio pgcourier drain msgs/s ÷ graphile-worker's best jobs/s. "Not run" (with the reason)
-//!   without the script or Node.js; `--no-peer` skips it.
+//!   ratio pgcourier drain msgs/s ÷ graphile-worker's best jobs/s. The same script run then
+//!   times graphile-worker's enqueue as ingest times ours, with ingest's counts: `add_jobs` of
+//!   `--ingest-rows` jobs in one call, and `add_job` one job per transaction from `--connections`
+//!   connections, `--ingest-single-rows` in all. "Not run" (with the reason) without the script
+//!   or Node.js; `--no-peer` skips it.
 //! - `smtp` — `--messages` emails drained to an SMTP sink inside this process (127.0.0.1,
 //!   ephemeral port) through the session's pooled connections (`--smtp-pool-size`,
 //!   `--smtp-concurrency`); msgs/s in the database and at the sink, every Message-ID once.
 //! - `steady` — for each of `--rates` (rows/s; `--rate` gives one), an open-loop load from
 //!   `--connections` connections, one row per transaction, for `--seconds`, against an idle
 //!   daemon; commit → sent latency p50 / p99 / max (`--steady-provider log`: the row's `sent_at`;
-//!   `smtp`: the sink's accept), achieved rate, rows never delivered.
+//!   `smtp`: the sink's accept), achieved rate, rows never delivered. Then the highest rate
+//!   sustained (p99 ≤ 100 ms, ≥ 95% of the offered rate achieved, none lost): steady runs from
+//!   `--steady-search-start` rising ×1.5, then bisecting to within 5%, within
+//!   `--steady-search-budget` seconds (0 skips it), reported as a share of ingest's plain
+//!   single-row insert rate in the same run (see `steady_search`).
 //! - `inbound` — `--inbound-messages` inbound rows from `--inbound-threads` senders in ONE
 //!   statement, decided by the rules decider (takeover / auto-reply / follow-up rules); msgs/s
 //!   until all are decided, and the time until every thread has its insight.
@@ -54,11 +64,16 @@
 //!   drain with nothing to prune, then one while the leader prunes every second: both rates, how
 //!   fast the history past the window leaves, table sizes and live rows sampled every second
 //!   (see `retention`).
+//! - `insert-cost` — instructions PostgreSQL spends on one prepared one-row insert into
+//!   `et_messages`, counted by callgrind (`bench/profile/one-row-instructions.sh` on a private
+//!   cluster; needs valgrind and root, else "not measured"); `--no-insert-cost` skips it in `all`.
 //!
-//! Then the targets: "target | measured | goal | met?" for drain vs graphile-worker, steady p99
-//! at 1,000/s and 5,000/s (with the share of this machine the rate needs, estimated from the
-//! ingest and drain figures), trigger ingest share, smtp rate, inbound rate, the drain's peak RSS,
-//! the console's slowest page at p95 and its live stream's queries per console.
+//! Then the targets: "target | measured | goal | met?" for drain vs graphile-worker (≥ 1.5×, the
+//! lifecycle checked), steady p99 at 1,000/s (with the share of this machine the rate needs,
+//! estimated from the ingest and drain figures), bulk ingest vs the lifecycle-rows floor,
+//! single-row ingest vs graphile-worker's `add_job` and vs the floor, instructions per insert,
+//! smtp rate, inbound rate, the drain's peak RSS, the console's slowest page at p95 and its live
+//! stream's queries per console.
 //!
 //! Output: the tables on stdout (progress on stderr), or with `--json` one JSON object with every
 //! figure, the targets and the machine (`nproc`, `SHOW server_version`). The exit status is
@@ -78,10 +93,12 @@
 //! the SMTP client's Nagle stall costs), `--log` (the daemon logs to stderr; `RUST_LOG`).
 
 mod child;
+mod cli;
 mod console;
 mod drain;
 mod inbound;
 mod ingest;
+mod insert_cost;
 mod peer;
 mod pgbouncer;
 mod print;
@@ -90,9 +107,11 @@ mod setup;
 mod sink;
 mod smtp;
 mod steady;
+mod steady_search;
 mod targets;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use cli::{Cli, Which};
 use setup::{BenchDb, DaemonSettings};
 use std::future::Future;
 
@@ -110,128 +129,6 @@ macro_rules! in_fresh_db {
     };
 }
 
-#[derive(Parser)]
-#[command(name = "bench", about = "Benchmark the pgcourier daemon against a real PostgreSQL")]
-struct Cli {
-    /// Print one JSON object instead of the tables.
-    #[arg(long)]
-    json: bool,
-    #[arg(long, value_enum, default_value_t = Which::All)]
-    scenario: Which,
-    /// drain: outbound rows in the backlog (also the peer's job count).
-    #[arg(long, default_value_t = 100_000)]
-    drain_messages: usize,
-    /// drain: how many times the drain runs, each in a fresh database; the faster run counts, as
-    /// graphile-worker's faster of its two tuned runs does. In `all` the runs after the first come
-    /// after the peer, so the two sides' runs bracket each other in time.
-    #[arg(long, default_value_t = 2)]
-    drain_runs: usize,
-    /// drain: how the daemon's pool reaches the database, one or more (comma-separated); with
-    /// several, each drain run runs every mode in turn, and the first mode's runs count.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [pgbouncer::Pooler::Direct])]
-    pooler: Vec<pgbouncer::Pooler>,
-    /// smtp: messages in the backlog.
-    #[arg(long, default_value_t = 20_000)]
-    messages: usize,
-    /// steady: the rates to run (rows per second, all connections together), each in a fresh
-    /// database with a fresh daemon.
-    #[arg(long, value_delimiter = ',', default_values_t = [1000.0, 5000.0])]
-    rates: Vec<f64>,
-    /// steady: one rate instead of --rates.
-    #[arg(long)]
-    rate: Option<f64>,
-    /// steady: how long the load runs at each rate.
-    #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
-    /// steady and ingest: inserting connections.
-    #[arg(long, default_value_t = 8)]
-    connections: usize,
-    /// steady: where messages go (log: latency to sent_at; smtp: to the sink's accept).
-    #[arg(long, value_enum, default_value_t = steady::Provider::Log)]
-    steady_provider: steady::Provider,
-    /// ingest: rows per bulk insert.
-    #[arg(long, default_value_t = 100_000)]
-    ingest_rows: usize,
-    /// ingest: rows per single-row run (all connections together).
-    #[arg(long, default_value_t = 20_000)]
-    ingest_single_rows: usize,
-    /// inbound: inbound rows in the backlog.
-    #[arg(long, default_value_t = 50_000)]
-    inbound_messages: usize,
-    /// inbound: distinct senders, hence threads.
-    #[arg(long, default_value_t = 5_000)]
-    inbound_threads: usize,
-    /// console: messages over all tenants.
-    #[arg(long, default_value_t = 1_000_000)]
-    console_messages: usize,
-    /// console: tenants, each with its own key and session.
-    #[arg(long, default_value_t = 20)]
-    console_tenants: usize,
-    /// console: requests per page (rotating over the tenants).
-    #[arg(long, default_value_t = 40)]
-    console_samples: usize,
-    /// console: open live streams while their cost is measured.
-    #[arg(long, default_value_t = 10)]
-    console_streams: usize,
-    /// console: how long each live-stream measurement window lasts.
-    #[arg(long, default_value_t = 20.0)]
-    console_stream_seconds: f64,
-    /// retention: days of history before the drains (the tenant keeps 7).
-    #[arg(long, default_value_t = 14)]
-    retention_days: usize,
-    /// retention: history messages per day (10M over 14 days: 714286).
-    #[arg(long, default_value_t = 25_000)]
-    retention_per_day: usize,
-    /// Skip the graphile-worker comparison (in `all`).
-    #[arg(long)]
-    no_peer: bool,
-    /// peer: skip graphile-worker's default-settings run (only the tuned runs count as best).
-    #[arg(long)]
-    peer_skip_default: bool,
-    /// The SMTP session's `config.pool_size`: at most this many connections; sends beyond it
-    /// wait for one. (128 with the session concurrency 128 was among the fastest tried.)
-    #[arg(long, default_value_t = 128)]
-    smtp_pool_size: usize,
-    /// The SMTP session's `config.concurrency` (sends in progress at once).
-    #[arg(long, default_value_t = 128)]
-    smtp_concurrency: usize,
-    /// PGCOURIER_BATCH_SIZE (the daemon's default).
-    #[arg(long, default_value_t = 500)]
-    batch_size: usize,
-    /// PGCOURIER_MAX_IN_FLIGHT (the daemon's default).
-    #[arg(long, default_value_t = 1000)]
-    max_in_flight: usize,
-    /// PGCOURIER_POOL_SIZE (the daemon's database connections).
-    #[arg(long, default_value_t = 8)]
-    db_pool_size: usize,
-    /// drain, smtp: ANALYZE after the bulk insert, before the daemon starts.
-    #[arg(long)]
-    analyze: bool,
-    /// Diagnostic: the sink acknowledges at once (TCP_QUICKACK) instead of with the kernel's
-    /// delayed ACK, which a client writing with Nagle's algorithm on otherwise waits for.
-    #[arg(long)]
-    sink_quickack: bool,
-    /// The daemon process installs its log subscriber (RUST_LOG, default info) on stderr.
-    #[arg(long)]
-    log: bool,
-    /// Internal: run only the daemon (the process the scenarios start).
-    #[arg(long = "daemon-child", hide = true)]
-    daemon_child: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Which {
-    Drain,
-    Steady,
-    Ingest,
-    Smtp,
-    Inbound,
-    Console,
-    Retention,
-    Peer,
-    All,
-}
-
 /// Every scenario's outcome (None: not run).
 #[derive(Default)]
 struct Results {
@@ -247,9 +144,11 @@ struct Results {
     peer: Option<anyhow::Result<peer::Report>>,
     smtp: Option<anyhow::Result<smtp::Report>>,
     steady: Vec<anyhow::Result<steady::Report>>,
+    steady_search: Option<anyhow::Result<steady_search::Report>>,
     inbound: Option<anyhow::Result<inbound::Report>>,
     console: Option<anyhow::Result<console::Report>>,
     retention: Option<anyhow::Result<retention::Report>>,
+    insert_cost: Option<anyhow::Result<insert_cost::Report>>,
 }
 
 #[tokio::main]
@@ -257,6 +156,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.daemon_child {
         return child::run_child(cli.log).await;
+    }
+    if cli.migrate_child {
+        return insert_cost::migrate_child().await;
     }
     let daemon = DaemonSettings {
         batch_size: cli.batch_size,
@@ -286,7 +188,15 @@ async fn main() -> anyhow::Result<()> {
         drain_round(&poolers, &drain_params, &mut drains).await;
     }
     if cli.scenario == Which::Peer || (cli.scenario == Which::All && !cli.no_peer) {
-        r.peer = Some(interruptible(peer::run(cli.drain_messages, cli.peer_skip_default)).await);
+        // graphile-worker's enqueue gets ingest's counts and connections, for the ratios
+        let params = peer::Params {
+            jobs: cli.drain_messages,
+            skip_default: cli.peer_skip_default,
+            enqueue_jobs: cli.ingest_rows,
+            enqueue_single_jobs: cli.ingest_single_rows,
+            enqueue_connections: cli.connections,
+        };
+        r.peer = Some(interruptible(peer::run(&params)).await);
     }
     if wants(Which::Drain) {
         for _ in 1..cli.drain_runs {
@@ -325,18 +235,33 @@ async fn main() -> anyhow::Result<()> {
         r.smtp = Some(in_fresh_db!(|db| smtp::run(&db, &params)));
     }
     if wants(Which::Steady) {
+        let steady_params = |rate| steady::Params {
+            rate,
+            seconds: cli.seconds,
+            connections: cli.connections,
+            provider: cli.steady_provider,
+            smtp_pool_size: cli.smtp_pool_size,
+            smtp_concurrency: cli.smtp_concurrency,
+            daemon: daemon.clone(),
+            sink_quickack: cli.sink_quickack,
+        };
         for rate in cli.rate.map_or(cli.rates.clone(), |r| vec![r]) {
-            let params = steady::Params {
-                rate,
-                seconds: cli.seconds,
-                connections: cli.connections,
-                provider: cli.steady_provider,
-                smtp_pool_size: cli.smtp_pool_size,
-                smtp_concurrency: cli.smtp_concurrency,
-                daemon: daemon.clone(),
-                sink_quickack: cli.sink_quickack,
-            };
+            let params = steady_params(rate);
             r.steady.push(in_fresh_db!(|db| steady::run(&db, &params)));
+        }
+        if cli.steady_search_budget > 0.0 {
+            let params = steady_search::Params {
+                start: cli.steady_search_start,
+                budget: std::time::Duration::from_secs_f64(cli.steady_search_budget),
+                plain_single_rows_per_s: ok(&r.ingest).map(|i| i.single.tables.plain.rows_per_s),
+            };
+            let done: Vec<&steady::Report> = r.steady.iter().filter_map(|s| s.as_ref().ok()).collect();
+            let search = steady_search::run(&params, &done, |rate| {
+                let params = steady_params(rate);
+                async move { in_fresh_db!(|db| steady::run(&db, &params)) }
+            })
+            .await;
+            r.steady_search = Some(search);
         }
     }
     if wants(Which::Inbound) {
@@ -363,11 +288,15 @@ async fn main() -> anyhow::Result<()> {
         };
         r.retention = Some(in_fresh_db!(|db| retention::run(&db, &params)));
     }
+    if cli.scenario == Which::InsertCost || (cli.scenario == Which::All && !cli.no_insert_cost) {
+        r.insert_cost = Some(interruptible(insert_cost::run()).await);
+    }
 
     let (drain, peer, smtp, ingest, inbound) = (ok(&r.drain), ok(&r.peer), ok(&r.smtp), ok(&r.ingest), ok(&r.inbound));
     let console = ok(&r.console);
     let steady: Vec<&steady::Report> = r.steady.iter().filter_map(|s| s.as_ref().ok()).collect();
-    let targets = targets::evaluate(&targets::Inputs { drain, peer, steady: steady.clone(), ingest, smtp, inbound, console });
+    let insert_cost = ok(&r.insert_cost);
+    let targets = targets::evaluate(&targets::Inputs { drain, peer, steady: steady.clone(), ingest, smtp, inbound, console, insert_cost });
     let errors = [r.ingest.as_ref().map(|x| x.is_err()), r.drain.as_ref().map(|x| x.is_err()), r.peer.as_ref().map(|x| x.is_err())]
         .into_iter()
         .chain([
@@ -375,6 +304,8 @@ async fn main() -> anyhow::Result<()> {
             r.inbound.as_ref().map(|x| x.is_err()),
             r.console.as_ref().map(|x| x.is_err()),
             r.retention.as_ref().map(|x| x.is_err()),
+            r.steady_search.as_ref().map(|x| x.is_err()),
+            r.insert_cost.as_ref().map(|x| x.is_err()),
         ])
         .chain(r.steady.iter().map(|x| Some(x.is_err())))
         .flatten()
@@ -384,6 +315,7 @@ async fn main() -> anyhow::Result<()> {
     problems.extend(r.drain_problems.iter().cloned());
     problems.extend(smtp.map(|s| s.problems()).unwrap_or_default());
     problems.extend(steady.iter().flat_map(|s| s.problems()));
+    problems.extend(ok(&r.steady_search).map(|x| x.problems.clone()).unwrap_or_default());
     problems.extend(inbound.map(|i| i.problems()).unwrap_or_default());
     problems.extend(ok(&r.retention).map(|x| x.problems.clone()).unwrap_or_default());
 
@@ -391,6 +323,7 @@ async fn main() -> anyhow::Result<()> {
         let all = serde_json::json!({
             "machine": { "nproc": nproc, "server_version": server_version },
             "ingest": r.ingest.as_ref().map(as_json),
+            "ingest_ratios": ingest.map(|i| i.ratios(peer.and_then(|p| p.enqueue.as_ref()))),
             "drain": r.drain.as_ref().map(as_json),
             "drain_runs_msgs_per_s": &r.drain_rates,
             "drain_runs_msgs_per_s_by_pooler": r.drain_by_pooler.iter().map(|(m, runs)| serde_json::json!({ "pooler": m, "msgs_per_s": runs.iter().map(|r| r.0).collect::<Vec<_>>(), "cpu": runs.iter().map(|r| r.1).collect::<Vec<_>>() })).collect::<Vec<_>>(),
@@ -399,16 +332,18 @@ async fn main() -> anyhow::Result<()> {
             "peer_ratio": targets::peer_ratio(drain, peer),
             "smtp": r.smtp.as_ref().map(as_json),
             "steady": r.steady.iter().map(as_json).collect::<Vec<_>>(),
+            "steady_search": r.steady_search.as_ref().map(as_json),
             "inbound": r.inbound.as_ref().map(as_json),
             "console": r.console.as_ref().map(as_json),
             "retention": r.retention.as_ref().map(as_json),
+            "insert_cost": r.insert_cost.as_ref().map(as_json),
             "targets": targets,
             "problems": problems,
         });
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
         println!("pgcourier bench: {nproc} CPUs, PostgreSQL {server_version}");
-        print::or_fail("ingest", r.ingest.as_ref(), print::ingest);
+        print::or_fail("ingest", r.ingest.as_ref(), |i| print::ingest(i, peer.and_then(|p| p.enqueue.as_ref())));
         print::or_fail("drain", r.drain.as_ref(), |d| print::drain(d, &r.drain_rates));
         print::drain_by_pooler(&r.drain_by_pooler);
         match &r.peer {
@@ -420,9 +355,11 @@ async fn main() -> anyhow::Result<()> {
         for s in &r.steady {
             print::or_fail("steady", Some(s), print::steady);
         }
+        print::or_fail("steady search", r.steady_search.as_ref(), print::steady_search);
         print::or_fail("inbound", r.inbound.as_ref(), print::inbound);
         print::or_fail("console", r.console.as_ref(), print::console);
         print::or_fail("retention", r.retention.as_ref(), print::retention);
+        print::or_fail("insert-cost", r.insert_cost.as_ref(), print::insert_cost);
         targets::print(&targets);
         for p in &problems {
             println!("\nPROBLEM: {p}");

@@ -7,12 +7,56 @@
 //! stdout is one JSON line with `best_jobs_per_s`, `best_concurrency`, `version` and the runs, kept
 //! whole in the report. Without the script or without `node` the peer is "not run" (with the
 //! reason), not a failure; a script that fails is.
+//!
+//! The same script run also measures graphile-worker's enqueue as our `ingest` measures our
+//! inserts (`--enqueue-jobs`, `--enqueue-single-jobs`, `--enqueue-connections`): `add_jobs` of
+//! the bulk row count in one call, and `add_job` one job per transaction from the same number
+//! of connections, closed loop, the same count in all. `main` passes ingest's counts, so the
+//! ratios compare like with like.
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// What the peer is asked to run.
+pub struct Params {
+    /// Jobs per drain run.
+    pub jobs: usize,
+    /// Skip the default-settings drain run.
+    pub skip_default: bool,
+    /// Jobs in the one `add_jobs` call (our bulk ingest's rows).
+    pub enqueue_jobs: usize,
+    /// `add_job` calls in all (our single-row ingest's rows).
+    pub enqueue_single_jobs: usize,
+    /// Connections calling `add_job` (our single-row ingest's connections).
+    pub enqueue_connections: usize,
+}
+
+/// graphile-worker's `add_jobs` of many jobs in one call.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BulkEnqueue {
+    pub jobs: usize,
+    pub seconds: f64,
+    pub jobs_per_s: f64,
+}
+
+/// graphile-worker's `add_job`, one job per transaction from several connections.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SingleEnqueue {
+    pub connections: usize,
+    pub jobs: usize,
+    pub seconds: f64,
+    pub jobs_per_s: f64,
+}
+
+/// The enqueue measurements of the script's run.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Enqueue {
+    pub add_jobs_bulk: BulkEnqueue,
+    pub add_job_single: SingleEnqueue,
+}
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -25,6 +69,8 @@ pub struct Report {
     pub best_jobs_per_s: Option<f64>,
     pub best_concurrency: Option<u64>,
     pub seconds: f64,
+    /// Enqueue alone, no worker running (None when the script gave none).
+    pub enqueue: Option<Enqueue>,
     /// The script's JSON line as printed.
     pub output: Option<serde_json::Value>,
 }
@@ -33,8 +79,8 @@ pub fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peer/graphile.sh")
 }
 
-pub async fn run(jobs: usize, skip_default: bool) -> anyhow::Result<Report> {
-    let script = script();
+pub async fn run(p: &Params) -> anyhow::Result<Report> {
+    let (script, jobs) = (script(), p.jobs);
     let mut report = Report {
         ran: false,
         reason: None,
@@ -44,6 +90,7 @@ pub async fn run(jobs: usize, skip_default: bool) -> anyhow::Result<Report> {
         best_jobs_per_s: None,
         best_concurrency: None,
         seconds: 0.0,
+        enqueue: None,
         output: None,
     };
     if !script.is_file() {
@@ -58,7 +105,14 @@ pub async fn run(jobs: usize, skip_default: bool) -> anyhow::Result<Report> {
     eprintln!("peer: {} --jobs {jobs}", script.display());
     let mut cmd = tokio::process::Command::new("bash");
     cmd.arg(&script).arg("--jobs").arg(jobs.to_string());
-    if skip_default {
+    for (flag, n) in [
+        ("--enqueue-jobs", p.enqueue_jobs),
+        ("--enqueue-single-jobs", p.enqueue_single_jobs),
+        ("--enqueue-connections", p.enqueue_connections),
+    ] {
+        cmd.arg(flag).arg(n.to_string());
+    }
+    if p.skip_default {
         cmd.arg("--skip-default");
     }
     cmd.env("DATABASE_URL", crate::setup::admin_url()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -88,6 +142,8 @@ pub async fn run(jobs: usize, skip_default: bool) -> anyhow::Result<Report> {
     anyhow::ensure!(report.best_jobs_per_s.is_some_and(|r| r > 0.0), "graphile.sh gave no best_jobs_per_s: {line}");
     report.best_concurrency = json["best_concurrency"].as_u64();
     report.version = json["version"].as_str().map(str::to_owned);
+    let enqueue = json.get("enqueue").context("graphile.sh gave no enqueue figures")?;
+    report.enqueue = Some(Enqueue::deserialize(enqueue).with_context(|| format!("graphile.sh's enqueue figures: {enqueue}"))?);
     report.output = Some(json);
     report.ran = true;
     Ok(report)

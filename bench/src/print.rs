@@ -4,7 +4,7 @@ use crate::child::Memory;
 use crate::pgbouncer::Pooler;
 use crate::setup::DaemonSettings;
 use crate::targets::n0;
-use crate::{console, drain, inbound, ingest, peer, retention, smtp, steady};
+use crate::{console, drain, inbound, ingest, insert_cost, peer, retention, smtp, steady, steady_search};
 
 /// A scenario's block, or its failure.
 pub fn or_fail<T>(name: &str, r: Option<&anyhow::Result<T>>, print: impl Fn(&T)) {
@@ -30,7 +30,8 @@ fn memory(m: &Memory) {
     );
 }
 
-pub fn ingest(r: &ingest::Report) {
+/// The ingest block; `enqueue`: graphile-worker's enqueue in the same run, for the ratios.
+pub fn ingest(r: &ingest::Report, enqueue: Option<&peer::Enqueue>) {
     println!();
     println!("ingest: what the triggers cost (no daemon); shares are of plain_indexed's rate");
     println!("  bulk: INSERT ... SELECT generate_series(1, {}) in one statement", n0(r.rows as f64));
@@ -38,6 +39,27 @@ pub fn ingest(r: &ingest::Report) {
     let s = &r.single;
     println!("  single-row: {} connections, one row per transaction, {} rows in all", s.connections, n0(s.rows as f64));
     ingest_tables(&s.tables);
+    let x = r.ratios(enqueue);
+    let peer = |ratio: Option<f64>, what: String| match ratio {
+        Some(ratio) => format!("{ratio:.2}× {what}"),
+        None => "- (peer not run)".to_owned(),
+    };
+    println!("  et_messages as ratios (same run)");
+    line("    bulk ÷ lifecycle rows (the floor)", format!("{:.1}%", x.bulk_vs_lifecycle_rows * 100.0));
+    line(
+        "    bulk ÷ graphile-worker add_jobs (one call)",
+        peer(x.bulk_vs_add_jobs, enqueue.map_or(String::new(), |e| format!("({} jobs)", n0(e.add_jobs_bulk.jobs as f64)))),
+    );
+    line("    single-row ÷ lifecycle rows (the floor)", format!("{:.1}%", x.single_vs_lifecycle_rows * 100.0));
+    line(
+        "    single-row ÷ graphile-worker add_job",
+        peer(
+            x.single_vs_add_job,
+            enqueue.map_or(String::new(), |e| {
+                format!("({} connections, {} jobs)", e.add_job_single.connections, n0(e.add_job_single.jobs as f64))
+            }),
+        ),
+    );
 }
 
 fn ingest_tables(t: &ingest::Tables) {
@@ -104,6 +126,17 @@ pub fn peer(r: &peer::Report, drain: Option<&drain::Report>) {
         );
     }
     line("best", format!("{} jobs/s (concurrency {})", n0(r.best_jobs_per_s.unwrap_or(f64::NAN)), r.best_concurrency.unwrap_or(0)));
+    if let Some(e) = &r.enqueue {
+        let (b, s) = (&e.add_jobs_bulk, &e.add_job_single);
+        line(
+            &format!("enqueue: add_jobs of {} in one call", n0(b.jobs as f64)),
+            format!("{:.2} s {:>10} jobs/s", b.seconds, n0(b.jobs_per_s)),
+        );
+        line(
+            &format!("enqueue: add_job × {}, {} connections", n0(s.jobs as f64), s.connections),
+            format!("{:.2} s {:>10} jobs/s", s.seconds, n0(s.jobs_per_s)),
+        );
+    }
     match crate::targets::peer_ratio(drain, Some(r)) {
         Some(ratio) => line("pgcourier drain ÷ graphile-worker best", format!("{ratio:.2}×")),
         None => line("pgcourier drain ÷ graphile-worker best", "- (drain not run)".to_owned()),
@@ -158,6 +191,66 @@ pub fn steady(r: &steady::Report) {
     }
     line("missing / duplicates", format!("{} / {}", r.missing, r.duplicates));
     memory(&r.memory);
+}
+
+pub fn steady_search(r: &steady_search::Report) {
+    println!();
+    println!(
+        "steady: the highest rate sustained (p99 commit → send ≤ {} ms, ≥ {:.0}% of the offered rate, none lost)",
+        r.p99_limit_ms,
+        r.achieved_share * 100.0
+    );
+    println!("  {:<14}{:>14}{:>12}{:>10}{:>10}  sustained?", "offered /s", "achieved /s", "p99 ms", "missing", "probe s");
+    let mut probes: Vec<&steady_search::Probe> = r.probes.iter().collect();
+    probes.sort_by(|a, b| a.rate_per_s.total_cmp(&b.rate_per_s));
+    for p in probes {
+        println!(
+            "  {:<14}{:>14}{:>12}{:>10}{:>10}  {}",
+            n0(p.rate_per_s),
+            n0(p.achieved_rate_per_s),
+            p.p99_ms.map_or("-".to_owned(), |x| format!("{x:.1}")),
+            p.missing,
+            p.seconds.map_or("(--rates)".to_owned(), |x| format!("{x:.0}")),
+            if p.passed { "yes" } else { "no" }
+        );
+    }
+    let ended = match r.ended {
+        steady_search::Ended::Converged => "bracketed within 5%",
+        steady_search::Ended::Budget => "time budget spent",
+        steady_search::Ended::BelowLowest => "even the lowest rate failed",
+    };
+    line(
+        "highest sustained (lowest not sustained)",
+        format!(
+            "{} rows/s ({}); {ended} in {:.0} of {:.0} s",
+            r.highest_rate_per_s.map_or("-".to_owned(), n0),
+            r.lowest_failed_rate_per_s.map_or("none".to_owned(), n0),
+            r.elapsed_s,
+            r.budget_s
+        ),
+    );
+    line(
+        "as a share of plain single-row inserts (ingest)",
+        match (r.share_of_plain_single, r.plain_single_rows_per_s) {
+            (Some(share), Some(plain)) => format!("{:.1}% of {} rows/s", share * 100.0, n0(plain)),
+            (None, Some(_)) => "- (no rate sustained)".to_owned(),
+            _ => "- (ingest not run)".to_owned(),
+        },
+    );
+}
+
+pub fn insert_cost(r: &insert_cost::Report) {
+    println!();
+    match r.instructions {
+        Some(n) if r.ran => {
+            println!("insert-cost: one prepared one-row insert into et_messages, counted by callgrind");
+            line(
+                &format!("instructions (PostgreSQL {})", r.postgres.as_deref().unwrap_or("?")),
+                format!("{n} ({:.3} M; counted in {:.0} s)", n as f64 / 1e6, r.seconds),
+            );
+        }
+        _ => println!("insert-cost: not measured ({}); run {}", r.reason.as_deref().unwrap_or("?"), r.script),
+    }
 }
 
 pub fn inbound(r: &inbound::Report) {

@@ -21,7 +21,19 @@
 //   Every run uses maxPoolSize = concurrency + 1 (as perfTest does) and
 //   NO_LOG_SUCCESS=1 (graphile-worker otherwise formats a log line per job).
 //
+// Enqueue, measured the way pgcourier's ingest measures its inserts, after the
+// drain runs, in one more fresh database and with no worker running:
+//   add_jobs_bulk: ONE call of graphile_worker.add_jobs(job_spec[]) with
+//   --enqueue-jobs jobs (like pgcourier's one INSERT ... SELECT generate_series);
+//   add_job_single: --enqueue-connections connections (8) each calling
+//   graphile_worker.add_job(...) once per transaction (autocommit, a prepared
+//   statement), back to back (closed loop), ceil(M / C) each for
+//   M = --enqueue-single-jobs; jobs/s from the common start to the last commit.
+//   The single-row calls follow the bulk call in the same database, as
+//   pgcourier's single-row inserts follow its bulk insert. --skip-enqueue skips both.
+//
 // Usage: node bench.mjs [--jobs N] [--default-jobs M] [--skip-default]
+//          [--enqueue-jobs N] [--enqueue-single-jobs M] [--enqueue-connections C] [--skip-enqueue]
 //   Admin connection from DATABASE_URL (default
 //   postgres://postgres@127.0.0.1:5432/postgres); needs CREATEDB.
 // Output: progress on stderr, exactly one JSON line on stdout.
@@ -48,7 +60,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const usageError = (msg) => Object.assign(new Error(msg), { usage: true });
 
 function parseArgs(argv) {
-  const opts = { jobs: 100000, defaultJobs: null };
+  const opts = { jobs: 100000, defaultJobs: null, enqueueJobs: null, enqueueSingleJobs: 20000, enqueueConnections: 8, skipEnqueue: false };
   const intArg = (a, i, min) => {
     const v = a.includes("=") ? a.slice(a.indexOf("=") + 1) : argv[i];
     const n = Number(v);
@@ -63,11 +75,23 @@ function parseArgs(argv) {
       opts.defaultJobs = intArg(a, a.includes("=") ? i : ++i, 0);
     } else if (a === "--skip-default") {
       opts.defaultJobs = 0;
+    } else if (a === "--enqueue-jobs" || a.startsWith("--enqueue-jobs=")) {
+      opts.enqueueJobs = intArg(a, a.includes("=") ? i : ++i, 1);
+    } else if (a === "--enqueue-single-jobs" || a.startsWith("--enqueue-single-jobs=")) {
+      opts.enqueueSingleJobs = intArg(a, a.includes("=") ? i : ++i, 1);
+    } else if (a === "--enqueue-connections" || a.startsWith("--enqueue-connections=")) {
+      opts.enqueueConnections = intArg(a, a.includes("=") ? i : ++i, 1);
+    } else if (a === "--skip-enqueue") {
+      opts.skipEnqueue = true;
     } else {
-      throw usageError(`unknown argument: ${a} (usage: [--jobs N] [--default-jobs M] [--skip-default])`);
+      throw usageError(
+        `unknown argument: ${a} (usage: [--jobs N] [--default-jobs M] [--skip-default] ` +
+          `[--enqueue-jobs N] [--enqueue-single-jobs M] [--enqueue-connections C] [--skip-enqueue])`,
+      );
     }
   }
   if (opts.defaultJobs === null) opts.defaultJobs = Math.min(opts.jobs, DEFAULT_RUN_MAX_JOBS);
+  if (opts.enqueueJobs === null) opts.enqueueJobs = opts.jobs;
   return opts;
 }
 
@@ -205,6 +229,78 @@ async function oneRun({ label, concurrency, workerPreset, jobs }) {
   }
 }
 
+// The enqueue measurements (see the header): one fresh database, no worker.
+async function enqueueRuns({ bulkJobs, singleJobs, connections }) {
+  const db = await createDb();
+  const connectionString = dbUrl(db);
+  const client = new pg.Client({ connectionString });
+  client.on("error", (e) => stopping || log(`bench connection error: ${e.message}`));
+  current.client = client;
+  const singles = [];
+  try {
+    await runMigrations({ connectionString, logger });
+    await client.connect();
+    const checkpoint = () => client.query("checkpoint").catch((e) => log(`checkpoint skipped: ${e.message}`));
+    const queued = async () => (await client.query("select count(*)::int as n from graphile_worker._private_jobs")).rows[0].n;
+
+    await checkpoint();
+    const t0 = process.hrtime.bigint();
+    await client.query(
+      `select count(*) from graphile_worker.add_jobs(array(
+         select json_populate_record(null::graphile_worker.job_spec,
+                  json_build_object('identifier', 'noop', 'payload', json_build_object('id', i)))
+         from generate_series(1, $1::int) i))`,
+      [bulkJobs],
+    );
+    const bulkSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    if ((await queued()) !== bulkJobs) throw new Error(`add_jobs: expected ${bulkJobs} queued jobs`);
+    log(`enqueue: add_jobs of ${bulkJobs} jobs in one call in ${bulkSeconds.toFixed(3)}s`);
+
+    // ids continue after the bulk jobs; connection c takes bulkJobs + 1 + c, + C, + 2C, ...
+    const perConn = Math.ceil(singleJobs / connections);
+    const total = perConn * connections;
+    for (let c = 0; c < connections; c++) {
+      const s = new pg.Client({ connectionString });
+      s.on("error", (e) => stopping || log(`enqueue connection error: ${e.message}`));
+      singles.push(s);
+      await s.connect();
+    }
+    const addJob = (id) => ({
+      name: "add_job",
+      text: "select id from graphile_worker.add_job('noop', json_build_object('id', $1::int))",
+      values: [id],
+    });
+    // pg prepares a named statement on its first use: once per connection, inside the timing
+    // (pgcourier's bench prepares before it; 8 parses are noise beside thousands of calls)
+    await checkpoint();
+    const t1 = process.hrtime.bigint();
+    const ends = await Promise.all(
+      singles.map(async (s, c) => {
+        for (let k = 0; k < perConn; k++) await s.query(addJob(bulkJobs + 1 + c + k * connections));
+        return process.hrtime.bigint();
+      }),
+    );
+    const singleSeconds = Number(ends.reduce((a, b) => (b > a ? b : a)) - t1) / 1e9;
+    if ((await queued()) !== bulkJobs + total) throw new Error(`add_job: expected ${bulkJobs + total} queued jobs`);
+    log(`enqueue: ${total} add_job calls, one per transaction, from ${connections} connections in ${singleSeconds.toFixed(3)}s`);
+    return {
+      add_jobs_bulk: { jobs: bulkJobs, seconds: +bulkSeconds.toFixed(3), jobs_per_s: Math.round(bulkJobs / bulkSeconds) },
+      add_job_single: {
+        connections,
+        jobs: total,
+        seconds: +singleSeconds.toFixed(3),
+        jobs_per_s: Math.round(total / singleSeconds),
+      },
+    };
+  } finally {
+    current.client = null;
+    dropping = true;
+    for (const s of singles) await s.end().catch(() => {});
+    await client.end().catch(() => {});
+    await dropDb(db).catch((e) => log(`could not drop ${db}: ${e.message}`));
+  }
+}
+
 async function dropAllLive() {
   for (const db of [...liveDbs]) await dropDb(db).catch((e) => log(`could not drop ${db}: ${e.message}`));
 }
@@ -222,7 +318,7 @@ for (const sig of ["SIGINT", "SIGTERM"]) {
 }
 
 async function main() {
-  const { jobs, defaultJobs } = parseArgs(process.argv.slice(2));
+  const { jobs, defaultJobs, enqueueJobs, enqueueSingleJobs, enqueueConnections, skipEnqueue } = parseArgs(process.argv.slice(2));
   log(`graphile-worker ${GW_VERSION}, node ${process.version}, ${jobs} no-op jobs per run, admin connection ${adminUrl}`);
 
   const runs = [];
@@ -237,6 +333,10 @@ async function main() {
     defaultConfig = { jobs: defaultJobs, ...r };
   }
 
+  const enqueue = skipEnqueue
+    ? null
+    : await enqueueRuns({ bulkJobs: enqueueJobs, singleJobs: enqueueSingleJobs, connections: enqueueConnections });
+
   const result = {
     peer: "graphile-worker",
     version: GW_VERSION,
@@ -247,6 +347,7 @@ async function main() {
     best_jobs_per_s: best.jobs_per_s,
     best_concurrency: best.concurrency,
     ...(defaultConfig ? { default_config: defaultConfig } : {}),
+    ...(enqueue ? { enqueue } : {}),
   };
   process.stdout.write(JSON.stringify(result) + "\n");
 }

@@ -121,6 +121,12 @@ process.on("uncaughtException", (e) => {
   dropAllLive().finally(() => process.exit(1));
 });
 
+// $1 no-op jobs in one add_jobs call: how the drain runs fill the queue and what the bulk enqueue times.
+const ADD_JOBS_SQL = `select count(*) from graphile_worker.add_jobs(array(
+         select json_populate_record(null::graphile_worker.job_spec,
+                  json_build_object('identifier', 'noop', 'payload', json_build_object('id', i)))
+         from generate_series(1, $1::int) i))`;
+
 async function adminQuery(sql) {
   const c = new pg.Client({ connectionString: adminUrl });
   await c.connect();
@@ -168,10 +174,7 @@ async function oneRun({ label, concurrency, workerPreset, jobs }) {
 
     const t0 = process.hrtime.bigint();
     await client.query(
-      `select count(*) from graphile_worker.add_jobs(array(
-         select json_populate_record(null::graphile_worker.job_spec,
-                  json_build_object('identifier', 'noop', 'payload', json_build_object('id', i)))
-         from generate_series(1, $1::int) i))`,
+      ADD_JOBS_SQL,
       [jobs],
     );
     const enqueueSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -246,10 +249,7 @@ async function enqueueRuns({ bulkJobs, singleJobs, connections }) {
     await checkpoint();
     const t0 = process.hrtime.bigint();
     await client.query(
-      `select count(*) from graphile_worker.add_jobs(array(
-         select json_populate_record(null::graphile_worker.job_spec,
-                  json_build_object('identifier', 'noop', 'payload', json_build_object('id', i)))
-         from generate_series(1, $1::int) i))`,
+      ADD_JOBS_SQL,
       [bulkJobs],
     );
     const bulkSeconds = Number(process.hrtime.bigint() - t0) / 1e9;

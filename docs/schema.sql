@@ -648,6 +648,27 @@ CREATE FUNCTION public.et_email_labels_fit(p_domain text) RETURNS boolean
   SELECT NOT EXISTS (SELECT 1 FROM unnest(string_to_array(p_domain, '.')) l WHERE octet_length(l) > 63)
 $$;
 
+CREATE FUNCTION public.et_event_partition_drop_expired() RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  horizon timestamptz := now() - make_interval(days => et_event_retention_longest());
+  oldest text;
+BEGIN
+  PERFORM set_config('lock_timeout', '50ms', true);
+  SELECT name INTO oldest FROM et_event_partitions() WHERE upper_bound IS NOT NULL AND upper_bound <= horizon
+   ORDER BY upper_bound LIMIT 1;
+  IF oldest IS NULL THEN
+    DELETE FROM et_message_events_default WHERE created_at < horizon;
+    RETURN NULL;
+  END IF;
+  EXECUTE format('DROP TABLE %I', oldest);
+  RETURN oldest;
+EXCEPTION WHEN lock_not_available THEN
+  RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION public.et_event_partition_name(p_day date) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
@@ -665,22 +686,19 @@ CREATE FUNCTION public.et_event_partitions() RETURNS TABLE(name text, upper_boun
    ORDER BY 2 NULLS LAST
 $$;
 
-CREATE FUNCTION public.et_event_partitions_upkeep(p_days_ahead integer DEFAULT 7, OUT created integer, OUT dropped integer) RETURNS record
+CREATE FUNCTION public.et_event_partitions_make_ahead(p_days_ahead integer DEFAULT 7) RETURNS integer
     LANGUAGE plpgsql
     AS $$
 DECLARE
   today date := (now() AT TIME ZONE 'UTC')::date;
-  horizon timestamptz := now() - make_interval(days => et_event_retention_longest());
   covered timestamptz;
+  created integer := 0;
   d date;
   lo timestamptz;
   hi timestamptz;
-  p record;
 BEGIN
-  created := 0;
-  dropped := 0;
   IF p_days_ahead IS NULL OR p_days_ahead NOT BETWEEN 0 AND 366 THEN
-    RAISE EXCEPTION 'et_event_partitions_upkeep: p_days_ahead must be 0 to 366 (got %)', p_days_ahead
+    RAISE EXCEPTION 'et_event_partitions_make_ahead: p_days_ahead must be 0 to 366 (got %)', p_days_ahead
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   PERFORM set_config('lock_timeout', '250ms', true);
@@ -700,15 +718,19 @@ BEGIN
       EXIT; -- later days must not be made before this one: next pass
     END;
   END LOOP;
-  FOR p IN SELECT * FROM et_event_partitions() WHERE upper_bound IS NOT NULL AND upper_bound <= horizon LOOP
-    BEGIN
-      EXECUTE format('DROP TABLE %I', p.name);
-      dropped := dropped + 1;
-    EXCEPTION WHEN lock_not_available THEN
-      EXIT;
-    END;
+  RETURN created;
+END
+$$;
+
+CREATE FUNCTION public.et_event_partitions_upkeep(p_days_ahead integer DEFAULT 7, OUT created integer, OUT dropped integer) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  created := et_event_partitions_make_ahead(p_days_ahead);
+  dropped := 0;
+  WHILE et_event_partition_drop_expired() IS NOT NULL LOOP
+    dropped := dropped + 1;
   END LOOP;
-  DELETE FROM et_message_events_default WHERE created_at < horizon;
 END
 $$;
 

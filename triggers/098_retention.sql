@@ -8,6 +8,7 @@
 --   SELECT et_prune_webhook_deliveries(1000);
 --   SELECT et_prune_security_events(1000);
 --   SELECT * FROM et_event_partitions_upkeep();   -- days made ahead, expired days dropped
+--   SELECT et_event_partition_drop_expired();     -- one expired day dropped (the leader's way)
 --
 -- What a thread keeps when its old messages are gone: the et_threads row (contact, subject,
 -- handling, open/closed, message counters, last_inbound_at / last_outbound_at) and its
@@ -190,29 +191,32 @@ LANGUAGE sql STABLE AS $$
    ORDER BY 2 NULLS LAST
 $$;
 
--- Partition upkeep, run by the leader at start and every maintenance pass:
---   * makes the partitions of today and the next p_days_ahead days (UTC), so that inserts never
---     wait for one; a day whose events went to the default partition meanwhile (the daemons
---     were down that long) has them moved into its new partition;
---   * drops the days (and the history from before partitioning) that ended before the longest
---     event period of any tenant, and deletes such events from the default partition.
--- Attaching and dropping take a brief exclusive lock; each waits at most lock_timeout (250 ms)
--- for the drain's short transactions, and a day that could not get it is tried next pass.
-CREATE OR REPLACE FUNCTION et_event_partitions_upkeep(p_days_ahead integer DEFAULT 7, OUT created integer, OUT dropped integer)
+-- Partition upkeep, run by the leader at start and every maintenance pass, in two steps that are
+-- each their own transaction:
+--   * et_event_partitions_make_ahead makes the partitions of today and the next p_days_ahead
+--     days (UTC), so that inserts never wait for one; a day whose events went to the default
+--     partition meanwhile (the daemons were down that long) has them moved into its new partition;
+--   * et_event_partition_drop_expired drops one day (the oldest) that ended before the longest
+--     event period of any tenant (the history from before partitioning too), and once none is
+--     left deletes such events from the default partition. One day per call because a drop
+--     holds an exclusive lock on et_message_events, which every status change writes to, until
+--     its transaction ends: the leader drops the days one at a time and gives way to sends
+--     between them as between pruning batches (src/maintenance.rs).
+-- Attaching and dropping wait at most lock_timeout for the drain's short transactions (250 ms to
+-- make a day, 50 ms to drop one: no statement touching the audit trail queues longer behind a
+-- drop); a day that could not get its lock is tried next pass.
+CREATE OR REPLACE FUNCTION et_event_partitions_make_ahead(p_days_ahead integer DEFAULT 7) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
   today date := (now() AT TIME ZONE 'UTC')::date;
-  horizon timestamptz := now() - make_interval(days => et_event_retention_longest());
   covered timestamptz;
+  created integer := 0;
   d date;
   lo timestamptz;
   hi timestamptz;
-  p record;
 BEGIN
-  created := 0;
-  dropped := 0;
   IF p_days_ahead IS NULL OR p_days_ahead NOT BETWEEN 0 AND 366 THEN
-    RAISE EXCEPTION 'et_event_partitions_upkeep: p_days_ahead must be 0 to 366 (got %)', p_days_ahead
+    RAISE EXCEPTION 'et_event_partitions_make_ahead: p_days_ahead must be 0 to 366 (got %)', p_days_ahead
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   PERFORM set_config('lock_timeout', '250ms', true);
@@ -232,14 +236,41 @@ BEGIN
       EXIT; -- later days must not be made before this one: next pass
     END;
   END LOOP;
-  FOR p IN SELECT * FROM et_event_partitions() WHERE upper_bound IS NOT NULL AND upper_bound <= horizon LOOP
-    BEGIN
-      EXECUTE format('DROP TABLE %I', p.name);
-      dropped := dropped + 1;
-    EXCEPTION WHEN lock_not_available THEN
-      EXIT;
-    END;
+  RETURN created;
+END
+$$;
+
+-- Drops the oldest expired day and returns its name; NULL when no day is expired (the default
+-- partition's expired events deleted then) or the day's lock was not had within 50 ms.
+CREATE OR REPLACE FUNCTION et_event_partition_drop_expired() RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  horizon timestamptz := now() - make_interval(days => et_event_retention_longest());
+  oldest text;
+BEGIN
+  PERFORM set_config('lock_timeout', '50ms', true);
+  SELECT name INTO oldest FROM et_event_partitions() WHERE upper_bound IS NOT NULL AND upper_bound <= horizon
+   ORDER BY upper_bound LIMIT 1;
+  IF oldest IS NULL THEN
+    DELETE FROM et_message_events_default WHERE created_at < horizon;
+    RETURN NULL;
+  END IF;
+  EXECUTE format('DROP TABLE %I', oldest);
+  RETURN oldest;
+EXCEPTION WHEN lock_not_available THEN
+  RETURN NULL;
+END
+$$;
+
+-- Both steps at once, for a DBA at psql (the leader runs them apart): the days made, the days
+-- dropped. All the drops are one transaction here, so the audit trail is locked until it ends.
+CREATE OR REPLACE FUNCTION et_event_partitions_upkeep(p_days_ahead integer DEFAULT 7, OUT created integer, OUT dropped integer)
+LANGUAGE plpgsql AS $$
+BEGIN
+  created := et_event_partitions_make_ahead(p_days_ahead);
+  dropped := 0;
+  WHILE et_event_partition_drop_expired() IS NOT NULL LOOP
+    dropped := dropped + 1;
   END LOOP;
-  DELETE FROM et_message_events_default WHERE created_at < horizon;
 END
 $$;

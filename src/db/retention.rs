@@ -95,15 +95,15 @@ pub async fn work_due(client: &Client) -> Result<bool, tokio_postgres::Error> {
 /// go to the default partition.
 pub const PARTITION_DAYS_AHEAD: i32 = 7;
 
-/// The partitions made and dropped by one upkeep (`et_event_partitions_upkeep`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PartitionUpkeep {
-    pub created: i32,
-    pub dropped: i32,
+/// Make the partitions of the audit trail's coming days; how many were made
+/// (`et_event_partitions_make_ahead`).
+pub async fn make_partitions_ahead(client: &Client) -> Result<i32, tokio_postgres::Error> {
+    Ok(client.query_one("SELECT et_event_partitions_make_ahead($1)", &[&PARTITION_DAYS_AHEAD]).await?.get(0))
 }
 
-/// Make the coming days' partitions of the audit trail and drop the expired ones.
-pub async fn partitions_upkeep(client: &Client) -> Result<PartitionUpkeep, tokio_postgres::Error> {
-    let row = client.query_one("SELECT created, dropped FROM et_event_partitions_upkeep($1)", &[&PARTITION_DAYS_AHEAD]).await?;
-    Ok(PartitionUpkeep { created: row.get(0), dropped: row.get(1) })
+/// Drop the audit trail's oldest expired day, in its own transaction (the drop locks the whole
+/// trail until it ends); the partition dropped, `None` when none is expired or its lock was not
+/// had at once (`et_event_partition_drop_expired`).
+pub async fn drop_expired_day(client: &Client) -> Result<Option<String>, tokio_postgres::Error> {
+    Ok(client.query_one("SELECT et_event_partition_drop_expired()", &[]).await?.get(0))
 }

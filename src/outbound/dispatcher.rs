@@ -49,6 +49,14 @@ const BUSY_POLL: Duration = Duration::from_millis(5);
 /// the last claim that found work: long enough to span the gaps of a steady load, short enough
 /// that an idle daemon soon goes back to waiting on LISTEN (at most 200 empty claims per burst).
 const BUSY_LINGER: Duration = Duration::from_secs(1);
+/// How long to wait before claiming again after `failures` failed claims in a row: from
+/// [`BUSY_POLL`] doubling up to the poll interval, so one failure costs the waiting rows a few
+/// milliseconds and a database that stays away is asked at the poll interval.
+pub fn claim_backoff(failures: u32, poll_interval: Duration) -> Duration {
+    let doubled = BUSY_POLL.saturating_mul(1u32.checked_shl(failures.saturating_sub(1)).unwrap_or(u32::MAX));
+    doubled.min(poll_interval)
+}
+
 /// A send starts only while at least this share of its lease is left (renewals keep it above
 /// two thirds while the database answers); a message whose lease ran down while it waited is
 /// given back unsent.
@@ -221,6 +229,8 @@ impl Dispatcher {
         let sends = TaskTracker::new();
         let worker = this.config.worker_id.as_str();
         let mut busy = BusyMark::new(worker);
+        // claims failed in a row (the database away, a statement cancelled): sets the backoff
+        let mut claim_failures = 0u32;
 
         while !shutdown.is_cancelled() {
             let free = in_flight.available_permits();
@@ -237,12 +247,20 @@ impl Dispatcher {
             // (before the claim: the lease runs from the claim's now())
             let claimed_at = Instant::now();
             let batch = match this.claim(want).await {
-                Ok(batch) => batch,
+                Ok(batch) => {
+                    claim_failures = 0;
+                    batch
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "claim failed; retrying after the poll interval");
+                    // Soon at first: rows committed meanwhile may have sent no NOTIFY (the busy
+                    // mark stands until its TTL), so a one-off failure must not cost them a poll.
+                    claim_failures += 1;
+                    let backoff = claim_backoff(claim_failures, this.config.poll_interval);
+                    tracing::warn!(error = %e, failures = claim_failures, ?backoff, "claim failed; claiming again after a backoff");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(this.config.poll_interval) => continue,
+                        _ = this.wake.notified() => continue,
+                        _ = tokio::time::sleep(backoff) => continue,
                     }
                 }
             };
@@ -576,4 +594,19 @@ fn released(m: &Claimed, run_at: Option<chrono::DateTime<chrono::Utc>>, reason: 
 
 fn row(m: &Claimed, status: Status, error: Option<String>, class: Option<&'static str>) -> OutcomeRow {
     OutcomeRow { error, error_class: class, ..OutcomeRow::bare(m.tenant_id.clone(), m.id, m.attempt, status) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_claim_is_tried_again_soon_then_at_the_poll_interval() {
+        let poll = Duration::from_secs(1);
+        assert_eq!(claim_backoff(1, poll), Duration::from_millis(5));
+        assert_eq!(claim_backoff(2, poll), Duration::from_millis(10));
+        assert_eq!(claim_backoff(8, poll), Duration::from_millis(640));
+        assert_eq!(claim_backoff(9, poll), poll);
+        assert_eq!(claim_backoff(u32::MAX, poll), poll);
+    }
 }

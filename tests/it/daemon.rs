@@ -116,6 +116,36 @@ async fn rows_inserted_with_no_daemon_or_while_listen_is_killed_are_all_delivere
 }
 
 #[tokio::test]
+async fn a_claim_that_fails_is_tried_again_within_moments_not_after_the_poll_interval() {
+    let db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let session = smtp_session(&db, &sink, serde_json::json!({})).await;
+    // A 60 s poll interval: after a failed claim, only the dispatcher's own retry can send soon.
+    let daemon = spawn(&db, &[("PGCOURIER_POLL_INTERVAL", "60s")]);
+    daemon.listening().await;
+    // every claim fails while this trigger stands (the claim updates the queue row it leases)
+    db.client
+        .batch_execute(
+            "CREATE FUNCTION test_claim_fails() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN RAISE EXCEPTION 'test: the claim fails'; END $$;
+             CREATE TRIGGER test_claim_fails BEFORE UPDATE ON et_outbound_queue
+               FOR EACH ROW EXECUTE FUNCTION test_claim_fails();",
+        )
+        .await
+        .unwrap();
+    send(&db, session, "ann@example.com").await;
+    // the NOTIFY wakes the dispatcher, whose claims fail until the trigger goes
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.count(), 0);
+    db.client.batch_execute("DROP TRIGGER test_claim_fails ON et_outbound_queue").await.unwrap();
+    let fixed = Instant::now();
+    sink.wait_for(1, SECS).await;
+    assert!(fixed.elapsed() < Duration::from_secs(5), "sent {:?} after the claims could succeed", fixed.elapsed());
+    until(&db, "SELECT count(*) = 1 FROM et_messages WHERE delivery_status = 'sent'", SECS).await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
 async fn a_listening_daemon_registers_in_et_listeners_and_deregisters_when_it_stops() {
     let db = TestDb::new().await;
     let daemon = spawn(&db, &[("PGCOURIER_WORKER_ID", "w-listen")]);

@@ -311,6 +311,46 @@ async fn event_partitions_are_made_ahead_moved_out_of_the_default_and_dropped_wh
 }
 
 #[tokio::test]
+async fn expired_days_are_dropped_one_per_call_oldest_first_and_a_busy_trail_is_left_for_later() {
+    let db = TestDb::new().await;
+    db.seed_acme().await;
+    db.client.batch_execute("UPDATE et_tenants SET settings = '{\"event_retention_days\": 30}'").await.unwrap();
+    db.client
+        .batch_execute(
+            "ALTER TABLE et_message_events DETACH PARTITION et_message_events_p_legacy;
+             DROP TABLE et_message_events_p_legacy;
+             CREATE TABLE et_message_events_p_old40 PARTITION OF et_message_events
+               FOR VALUES FROM (date_trunc('day', now() - interval '40 days')) TO (date_trunc('day', now() - interval '39 days'));
+             CREATE TABLE et_message_events_p_old35 PARTITION OF et_message_events
+               FOR VALUES FROM (date_trunc('day', now() - interval '35 days')) TO (date_trunc('day', now() - interval '34 days'));
+             CREATE TABLE et_message_events_p_old20 PARTITION OF et_message_events
+               FOR VALUES FROM (date_trunc('day', now() - interval '20 days')) TO (date_trunc('day', now() - interval '19 days'));",
+        )
+        .await
+        .unwrap();
+    let drop_one =
+        || async { db.client.query_one("SELECT et_event_partition_drop_expired()", &[]).await.unwrap().get::<_, Option<String>>(0) };
+
+    // a transaction that read the audit trail holds a lock the drop needs: the drop gives up
+    // within its 50 ms lock wait instead of queueing every status change behind it
+    let mut reader = db.connect().await;
+    let tx = reader.transaction().await.unwrap();
+    tx.query_one("SELECT count(*) FROM et_message_events", &[]).await.unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(drop_one().await, None);
+    assert!(t.elapsed() < Duration::from_secs(2), "gave up after {:?}", t.elapsed());
+    tx.commit().await.unwrap();
+
+    // then one day per call (each its own transaction), the oldest first; the day inside the
+    // period stays
+    assert_eq!(drop_one().await.as_deref(), Some("et_message_events_p_old40"));
+    assert_eq!(db.count("SELECT count(*) FROM et_event_partitions() WHERE name = 'et_message_events_p_old35'").await, 1);
+    assert_eq!(drop_one().await.as_deref(), Some("et_message_events_p_old35"));
+    assert_eq!(drop_one().await, None);
+    assert_eq!(db.count("SELECT count(*) FROM et_event_partitions() WHERE name = 'et_message_events_p_old20'").await, 1);
+}
+
+#[tokio::test]
 async fn retention_settings_are_whole_days_and_a_refusal_names_the_setting() {
     let db = TestDb::new().await;
     db.seed_acme().await;

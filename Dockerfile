@@ -7,11 +7,14 @@
 #   docker build -t pgcourier .
 #   docker run --rm -e DATABASE_URL=postgres://user:pass@host:5432/db -p 127.0.0.1:8080:8080 pgcourier
 #
-# Base images are pinned to exact versions (the toolchain the project is tested with, and a
-# Debian point release); bump them deliberately. Pin by digest too where the registry is
-# reachable: `docker buildx imagetools inspect rust:1.95.0-bookworm` prints it.
+# Base images are pinned to an exact version (the toolchain the project is tested with, and a
+# Debian point release) and to the digest of that tag's multi-platform index, so that a rebuilt
+# tag cannot change the image under us; bump both deliberately. The project's build machines
+# cannot reach a registry: the digests are the ones other projects pin for these tags, not yet
+# pulled from here. `docker buildx imagetools inspect rust:1.95.0-bookworm` prints a tag's
+# current digest; a digest the registry no longer has fails the build at its FROM line.
 
-FROM rust:1.95.0-bookworm AS build
+FROM rust:1.95.0-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS build
 WORKDIR /build
 COPY . .
 # Cache mounts keep the crate registry and compiled dependencies between builds (BuildKit);
@@ -23,7 +26,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p pgcourier --bin pgcourier \
     && install -m 0755 target/release/pgcourier /usr/local/bin/pgcourier
 
-FROM debian:12.11-slim
+FROM debian:12.11-slim@sha256:2424c1850714a4d94666ec928e24d86de958646737b1d113f5b2207be44d37d8
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \

@@ -509,9 +509,10 @@ CREATE FUNCTION public.et_contacts_of(p_address text) RETURNS text[]
 $$;
 
 CREATE FUNCTION public.et_count_messages(p_deltas jsonb) RETURNS void
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public'
     AS $$
+BEGIN
   INSERT INTO et_message_counts AS c (tenant_id, channel_session_id, direction, delivery_status, slot, n)
   SELECT d.tenant_id, d.channel_session_id, d.direction, d.delivery_status,
          CASE WHEN p_deltas @> '[{"delivery_status": "sending"}]' THEN 6 + pg_backend_pid() % 2
@@ -519,21 +520,24 @@ CREATE FUNCTION public.et_count_messages(p_deltas jsonb) RETURNS void
          d.n
     FROM jsonb_to_recordset(p_deltas) AS d(tenant_id text, channel_session_id bigint, direction text, delivery_status text, n bigint)
    ORDER BY 1, 2, 3, 4
-  ON CONFLICT (tenant_id, channel_session_id, direction, delivery_status, slot) DO UPDATE SET n = c.n + EXCLUDED.n
+  ON CONFLICT (tenant_id, channel_session_id, direction, delivery_status, slot) DO UPDATE SET n = c.n + EXCLUDED.n;
+END
 $$;
 
 COMMENT ON FUNCTION public.et_count_messages(p_deltas jsonb) IS 'adds [{tenant_id, channel_session_id, direction, delivery_status, n}] to et_message_counts (the message triggers'' deltas); statements that move messages into or out of sending count in slots 6-7, all others in 0-5, so a claim never waits for an application''s open transaction';
 
 CREATE FUNCTION public.et_count_minutes(p_deltas jsonb) RETURNS void
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public'
     AS $$
+BEGIN
   INSERT INTO et_message_minutes AS m (tenant_id, minute, channel_session_id, slot, sent, failed)
   SELECT d.tenant_id, date_trunc('minute', now()), d.channel_session_id, (pg_backend_pid() % 8)::smallint, d.sent, d.failed
     FROM jsonb_to_recordset(p_deltas) AS d(tenant_id text, channel_session_id bigint, sent integer, failed integer)
    ORDER BY 1, 3
   ON CONFLICT (tenant_id, minute, channel_session_id, slot)
-  DO UPDATE SET sent = m.sent + EXCLUDED.sent, failed = m.failed + EXCLUDED.failed
+  DO UPDATE SET sent = m.sent + EXCLUDED.sent, failed = m.failed + EXCLUDED.failed;
+END
 $$;
 
 COMMENT ON FUNCTION public.et_count_minutes(p_deltas jsonb) IS 'adds [{tenant_id, channel_session_id, sent, failed}] to this minute''s row of et_message_minutes';
@@ -1518,8 +1522,10 @@ BEGIN
   SELECT th.id INTO NEW.thread_id FROM et_threads th
    WHERE th.tenant_id = NEW.tenant_id AND th.channel_session_id = NEW.channel_session_id AND th.contact = v_contact;
   IF NEW.thread_id IS NULL THEN
-    INSERT INTO et_threads (tenant_id, channel_session_id, channel, contact, subject)
-    VALUES (NEW.tenant_id, NEW.channel_session_id, NEW.channel, v_contact,
+    -- insights due at once, as the statement trigger's counter update would make them: that
+    -- update then changes no indexed column and can be a HOT update (no new index entries)
+    INSERT INTO et_threads (tenant_id, channel_session_id, channel, contact, insights_due_at, subject)
+    VALUES (NEW.tenant_id, NEW.channel_session_id, NEW.channel, v_contact, now(),
             nullif(regexp_replace(NEW.subject, '^\s*((re|fwd?|aw|sv)\s*:\s*)+', '', 'i'), ''))
     ON CONFLICT ON CONSTRAINT et_threads_contact DO NOTHING
     RETURNING id INTO NEW.thread_id;

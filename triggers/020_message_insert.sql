@@ -539,8 +539,10 @@ BEGIN
   SELECT th.id INTO NEW.thread_id FROM et_threads th
    WHERE th.tenant_id = NEW.tenant_id AND th.channel_session_id = NEW.channel_session_id AND th.contact = v_contact;
   IF NEW.thread_id IS NULL THEN
-    INSERT INTO et_threads (tenant_id, channel_session_id, channel, contact, subject)
-    VALUES (NEW.tenant_id, NEW.channel_session_id, NEW.channel, v_contact,
+    -- insights due at once, as the statement trigger's counter update would make them: that
+    -- update then changes no indexed column and can be a HOT update (no new index entries)
+    INSERT INTO et_threads (tenant_id, channel_session_id, channel, contact, insights_due_at, subject)
+    VALUES (NEW.tenant_id, NEW.channel_session_id, NEW.channel, v_contact, now(),
             nullif(regexp_replace(NEW.subject, '^\s*((re|fwd?|aw|sv)\s*:\s*)+', '', 'i'), ''))
     ON CONFLICT ON CONSTRAINT et_threads_contact DO NOTHING
     RETURNING id INTO NEW.thread_id;

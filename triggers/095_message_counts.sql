@@ -18,8 +18,12 @@
 -- (with shared slots it waited, 1 in 8 times, until the application committed, and every row
 -- that became due meanwhile waited with it).
 
+-- PL/pgSQL, not SQL: a SQL function with SECURITY DEFINER and SET is never inlined, and was
+-- parsed and planned again on every call (a quarter of a one-row insert's instructions, and paid
+-- by every claim and outcome); PL/pgSQL keeps the plan for the session.
 CREATE OR REPLACE FUNCTION et_count_messages(p_deltas jsonb) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
   INSERT INTO et_message_counts AS c (tenant_id, channel_session_id, direction, delivery_status, slot, n)
   SELECT d.tenant_id, d.channel_session_id, d.direction, d.delivery_status,
          CASE WHEN p_deltas @> '[{"delivery_status": "sending"}]' THEN 6 + pg_backend_pid() % 2
@@ -27,20 +31,23 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
          d.n
     FROM jsonb_to_recordset(p_deltas) AS d(tenant_id text, channel_session_id bigint, direction text, delivery_status text, n bigint)
    ORDER BY 1, 2, 3, 4
-  ON CONFLICT (tenant_id, channel_session_id, direction, delivery_status, slot) DO UPDATE SET n = c.n + EXCLUDED.n
+  ON CONFLICT (tenant_id, channel_session_id, direction, delivery_status, slot) DO UPDATE SET n = c.n + EXCLUDED.n;
+END
 $$;
 COMMENT ON FUNCTION et_count_messages(jsonb) IS
     'adds [{tenant_id, channel_session_id, direction, delivery_status, n}] to et_message_counts (the message triggers'' deltas); '
     'statements that move messages into or out of sending count in slots 6-7, all others in 0-5, so a claim never waits for an application''s open transaction';
 
 CREATE OR REPLACE FUNCTION et_count_minutes(p_deltas jsonb) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
   INSERT INTO et_message_minutes AS m (tenant_id, minute, channel_session_id, slot, sent, failed)
   SELECT d.tenant_id, date_trunc('minute', now()), d.channel_session_id, (pg_backend_pid() % 8)::smallint, d.sent, d.failed
     FROM jsonb_to_recordset(p_deltas) AS d(tenant_id text, channel_session_id bigint, sent integer, failed integer)
    ORDER BY 1, 3
   ON CONFLICT (tenant_id, minute, channel_session_id, slot)
-  DO UPDATE SET sent = m.sent + EXCLUDED.sent, failed = m.failed + EXCLUDED.failed
+  DO UPDATE SET sent = m.sent + EXCLUDED.sent, failed = m.failed + EXCLUDED.failed;
+END
 $$;
 COMMENT ON FUNCTION et_count_minutes(jsonb) IS
     'adds [{tenant_id, channel_session_id, sent, failed}] to this minute''s row of et_message_minutes';

@@ -256,3 +256,25 @@ async fn a_partial_old_history_is_left_to_refinery() {
         db.client.query("SELECT name FROM refinery_schema_history", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(names, vec!["schema"], "left as it was");
 }
+
+/// A SQL-language function with SECURITY DEFINER or a SET clause is never inlined and is parsed
+/// and planned again on every call (PostgreSQL 15 caches no plan for SQL functions); the
+/// counters' upserts were such functions and cost a quarter of a one-row insert. Every such
+/// function of ours is PL/pgSQL, which keeps its plans for the session.
+#[tokio::test]
+async fn no_definer_or_set_function_is_written_in_sql() {
+    let db = TestDb::new().await;
+    let rows = db
+        .client
+        .query(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+              WHERE p.pronamespace = 'public'::regnamespace AND l.lanname = 'sql'
+                AND (p.prosecdef OR p.proconfig IS NOT NULL)
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert!(names.is_empty(), "SQL functions planned on every call (write them in PL/pgSQL): {names:?}");
+}

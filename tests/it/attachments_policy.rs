@@ -288,7 +288,11 @@ async fn a_message_whose_files_are_gone_is_neither_retried_nor_resent() {
     }
     let (gone, kept) = (ids[0], ids[1]);
     backdate(db, gone, 31).await;
-    assert_eq!(drop_expired(db, 100).await, 1);
+    // this daemon leads the periodic work, and its first pass may still be running on a loaded
+    // machine: it or this call drops the content, and which of them does is no matter here
+    drop_expired(db, 100).await;
+    let dropped = |id: i64| format!("SELECT count(*) FROM et_attachments WHERE message_id = {id} AND content IS NULL");
+    assert_eq!((db.count(&dropped(gone)).await, db.count(&dropped(kept)).await), (1, 0));
 
     let send = api.key(&[Scope::Send]).await;
     let (s, v) = api.call(Method::POST, &format!("/v1/messages/{gone}/retry"), Some(&send), None).await;

@@ -3,13 +3,14 @@
 //! leads, it:
 //! - keeps the audit trail's daily partitions: the next days made ahead
 //!   ([`retention::make_partitions_ahead`]), expired days dropped whole, one transaction each
-//!   ([`retention::drop_expired_day`]);
+//!   ([`retention::drop_expired_day`]), and while work is due at most one a minute
+//!   ([`may_drop_day`]);
 //! - deletes history past each tenant's retention periods ([`retention::Prune`]: finished
 //!   messages and dead letters with their events, events, webhook deliveries, security events,
 //!   attachment content), in batches that are each one short transaction, until a batch comes
 //!   back short; each batch also takes a transaction-level advisory lock, so a pass overlapping
 //!   a change of leader stays one at a time; while sends or decisions are due it rests between
-//!   batches and between dropped days ([`rest_after`]), so that pruning takes little from them;
+//!   batches ([`rest_after`]), so that pruning takes little from them;
 //! - removes the console's expired sessions and old chart minutes.
 //!
 //! The periods are tenant settings (`message_retention_days`, ...; their defaults in
@@ -22,23 +23,24 @@ use crate::leader::LeaderState;
 use crate::telemetry::one_line;
 use deadpool_postgres::Pool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Run until `shutdown`: whenever this daemon becomes the leader a pass at once, then one every
 /// `every` for as long as it leads.
 pub async fn run(pool: Pool, every: Duration, leader: Arc<LeaderState>, shutdown: CancellationToken) {
+    let mut days = DayDrops::default();
     while leader.until_leads(&shutdown).await {
         // an interval's first tick is immediate: the pass runs as leadership is won
         let mut tick = Every::new(every);
         while tick.next(&shutdown).await && leader.leads() {
-            one_pass(&pool, &shutdown).await;
+            one_pass(&pool, &mut days, &shutdown).await;
         }
     }
 }
 
-async fn one_pass(pool: &Pool, shutdown: &CancellationToken) {
-    if let Err(e) = pass(pool, shutdown).await {
+async fn one_pass(pool: &Pool, days: &mut DayDrops, shutdown: &CancellationToken) {
+    if let Err(e) = pass(pool, days, shutdown).await {
         if e.is_transient() {
             // the server restarting, a lost connection: the next pass tries again
             tracing::debug!(error = %one_line(&e), "maintenance pass failed; trying again next pass");
@@ -48,8 +50,8 @@ async fn one_pass(pool: &Pool, shutdown: &CancellationToken) {
     }
 }
 
-/// While work is due, the pruner rests this many times as long as its last batch (or dropped
-/// day) took, so it takes at most 1 / (1 + BUSY_REST_FACTOR) of one connection's time (2.5%)
+/// While work is due, the pruner rests this many times as long as its last batch took, so it
+/// takes at most 1 / (1 + BUSY_REST_FACTOR) of one connection's time (2.5%)
 /// from the sends and decisions that are waiting; with nothing due it runs back to back.
 const BUSY_REST_FACTOR: u32 = 39;
 
@@ -62,14 +64,36 @@ pub fn rest_after(took: Duration, work_due: bool) -> Duration {
     }
 }
 
+/// While work is due, at most one expired day of the audit trail is dropped in this time. A
+/// drop is short but stops the whole trail: every status change writes to it and waits for the
+/// drop's lock (up to its 50 ms lock wait and the drop itself), and every connection then plans
+/// its statements on the trail again: a backlog of days dropped during a drain slowed it more
+/// than all the pruning batches did (BENCHMARKS.md). A day a minute is still far ahead of the one
+/// day a day that expires.
+pub const BUSY_DAY_SPACING: Duration = Duration::from_secs(60);
+
+/// Whether an expired day may be dropped now, given whether work is due and how long ago the
+/// last day was dropped while work was due: the day drops' pace as a pure function.
+pub fn may_drop_day(work_due: bool, since_last_busy_drop: Option<Duration>) -> bool {
+    !work_due || since_last_busy_drop.is_none_or(|since| since >= BUSY_DAY_SPACING)
+}
+
+/// What the leader remembers between passes about its day drops.
+#[derive(Debug, Default)]
+pub struct DayDrops {
+    /// When it last dropped a day while work was due ([`may_drop_day`]'s spacing).
+    last_busy_drop: Option<Instant>,
+}
+
 /// One pass: partitions, retention, console upkeep. What it removed is logged and counted.
-pub async fn pass(pool: &Pool, shutdown: &CancellationToken) -> Result<(), DbError> {
+/// `days` is carried from pass to pass by the leader (a new one for a pass on its own).
+pub async fn pass(pool: &Pool, days: &mut DayDrops, shutdown: &CancellationToken) -> Result<(), DbError> {
     let created = retention::make_partitions_ahead(&pool.get().await?).await?;
     if created > 0 {
         tracing::info!(created, "event partitions made ahead");
         metrics::counter!("pgcourier_event_partitions_created_total").increment(created as u64);
     }
-    drop_expired_days(pool, shutdown).await?;
+    drop_expired_days(pool, days, shutdown).await?;
     for kind in Prune::ALL {
         let n = prune(pool, kind, shutdown).await?;
         if n > 0 {
@@ -91,15 +115,20 @@ async fn rested(rest: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
-/// The audit trail's expired days, one transaction each, each followed by its rest
-/// ([`rest_after`]): every day's drop locks the trail that each status change writes to.
-async fn drop_expired_days(pool: &Pool, shutdown: &CancellationToken) -> Result<(), DbError> {
-    let mut rest = Duration::ZERO;
-    while rested(rest, shutdown).await {
+/// The audit trail's expired days, one transaction each: back to back while nothing is due,
+/// else one per [`BUSY_DAY_SPACING`]; the days left wait for a later pass.
+async fn drop_expired_days(pool: &Pool, days: &mut DayDrops, shutdown: &CancellationToken) -> Result<(), DbError> {
+    while !shutdown.is_cancelled() {
         let client = pool.get().await?;
-        let started = std::time::Instant::now();
+        let due = retention::work_due(&client).await?;
+        if !may_drop_day(due, days.last_busy_drop.map(|at| at.elapsed())) {
+            tracing::debug!("expired days of the audit trail left for a later pass: work is due");
+            break;
+        }
         let Some(day) = retention::drop_expired_day(&client).await? else { break };
-        rest = rest_after(started.elapsed(), retention::work_due(&client).await?);
+        if due {
+            days.last_busy_drop = Some(Instant::now());
+        }
         tracing::info!(partition = %day, "expired day of the audit trail dropped");
         metrics::counter!("pgcourier_event_partitions_dropped_total").increment(1);
     }
@@ -141,5 +170,17 @@ mod tests {
         // 80 ms of work in every 3.2 s: 2.5% of the connection's time
         assert_eq!(rest_after(batch, true), Duration::from_millis(3120));
         assert_eq!(batch + rest_after(batch, true), batch * 40);
+    }
+
+    #[test]
+    fn expired_days_go_back_to_back_when_idle_and_one_a_minute_while_work_is_due() {
+        let never = None;
+        let just_now = Some(Duration::from_secs(1));
+        let a_minute_ago = Some(BUSY_DAY_SPACING);
+        assert!(may_drop_day(false, never) && may_drop_day(false, just_now));
+        assert!(may_drop_day(true, never), "the first day goes at once");
+        assert!(!may_drop_day(true, just_now), "the next waits");
+        assert!(!may_drop_day(true, Some(BUSY_DAY_SPACING - Duration::from_millis(1))));
+        assert!(may_drop_day(true, a_minute_ago));
     }
 }

@@ -200,8 +200,8 @@ $$;
 --     event period of any tenant (the history from before partitioning too), and once none is
 --     left deletes such events from the default partition. One day per call because a drop
 --     holds an exclusive lock on et_message_events, which every status change writes to, until
---     its transaction ends: the leader drops the days one at a time and gives way to sends
---     between them as between pruning batches (src/maintenance.rs).
+--     its transaction ends: the leader drops the days one at a time, and while sends or
+--     decisions are due at most one a minute (src/maintenance.rs).
 -- Attaching and dropping wait at most lock_timeout for the drain's short transactions (250 ms to
 -- make a day, 50 ms to drop one: no statement touching the audit trail queues longer behind a
 -- drop); a day that could not get its lock is tried next pass.

@@ -65,7 +65,7 @@ async fn exists(db: &TestDb, id: i64) -> bool {
 
 async fn pass(db: &TestDb) {
     let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();
-    pgcourier::maintenance::pass(&pool, &CancellationToken::new()).await.unwrap();
+    pgcourier::maintenance::pass(&pool, &mut Default::default(), &CancellationToken::new()).await.unwrap();
 }
 
 #[tokio::test]
@@ -461,4 +461,53 @@ async fn the_pruner_sees_when_work_is_due() {
     assert!(due().await, "an inbound message waiting for its decision");
     walk(&db, inbound, &["inbound_processing", "inbound_ai_replied"]).await;
     assert!(!due().await, "nothing due once it is decided");
+}
+
+/// A day's drop stops the whole audit trail for a moment, so while a send is due the leader
+/// drops one expired day, then one a minute (`maintenance::BUSY_DAY_SPACING`); with nothing due
+/// the rest go at once.
+#[tokio::test]
+async fn while_a_send_is_due_a_pass_drops_one_expired_day_and_leaves_the_rest_for_later() {
+    let db = TestDb::new().await;
+    let (acme, _) = db.seed_acme().await;
+    db.client.batch_execute("UPDATE et_tenants SET settings = '{\"event_retention_days\": 30}'").await.unwrap();
+    db.client
+        .batch_execute(
+            "ALTER TABLE et_message_events DETACH PARTITION et_message_events_p_legacy;
+             DROP TABLE et_message_events_p_legacy;
+             CREATE TABLE et_message_events_p_old40 PARTITION OF et_message_events
+               FOR VALUES FROM (date_trunc('day', now() - interval '40 days')) TO (date_trunc('day', now() - interval '39 days'));
+             CREATE TABLE et_message_events_p_old35 PARTITION OF et_message_events
+               FOR VALUES FROM (date_trunc('day', now() - interval '35 days')) TO (date_trunc('day', now() - interval '34 days'));
+             CREATE TABLE et_message_events_p_old32 PARTITION OF et_message_events
+               FOR VALUES FROM (date_trunc('day', now() - interval '32 days')) TO (date_trunc('day', now() - interval '31 days'));",
+        )
+        .await
+        .unwrap();
+    let old_days = "SELECT count(*) FROM et_event_partitions() WHERE name LIKE 'et_message_events_p_old%'";
+    // a send due now, and no daemon to take it
+    let due = db
+        .client
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Hi', 'Now') RETURNING id",
+            &[&acme],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+
+    let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();
+    let mut days = pgcourier::maintenance::DayDrops::default();
+    let t = std::time::Instant::now();
+    pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
+    assert_eq!(db.count(old_days).await, 2, "one day dropped, the oldest");
+    assert_eq!(db.count("SELECT count(*) FROM et_event_partitions() WHERE name = 'et_message_events_p_old40'").await, 0);
+    assert!(t.elapsed() < Duration::from_secs(10), "the pass does not wait for the next day's turn: {:?}", t.elapsed());
+    pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
+    assert_eq!(db.count(old_days).await, 2, "the next day waits its minute while the send is due");
+
+    walk(&db, due, &["sending", "sent"]).await;
+    pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
+    assert_eq!(db.count(old_days).await, 0, "nothing due: the rest go at once");
 }

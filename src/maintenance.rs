@@ -93,8 +93,13 @@ pub async fn pass(pool: &Pool, days: &mut DayDrops, shutdown: &CancellationToken
         tracing::info!(created, "event partitions made ahead");
         metrics::counter!("pgcourier_event_partitions_created_total").increment(created as u64);
     }
-    drop_expired_days(pool, days, shutdown).await?;
+    let days_waiting = drop_expired_days(pool, days, shutdown).await?;
     for kind in Prune::ALL {
+        // while an expired day waits for its turn, the batches that delete events wait with it:
+        // they would delete row by row what the day's drop removes whole
+        if days_waiting && matches!(kind, Prune::Messages | Prune::Events) {
+            continue;
+        }
         let n = prune(pool, kind, shutdown).await?;
         if n > 0 {
             tracing::info!(kind = kind.label(), rows = n, "deleted history past its retention period");
@@ -115,15 +120,38 @@ async fn rested(rest: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
+/// Sleep `rest` unless shutdown comes first, and end it early once no work is due (asked every
+/// [`REST_PROBE`], no connection held between): whether to go on.
+async fn rested_while_due(pool: &Pool, rest: Duration, shutdown: &CancellationToken) -> Result<bool, DbError> {
+    let until = Instant::now() + rest;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(!shutdown.is_cancelled());
+        }
+        if !rested(left.min(REST_PROBE), shutdown).await {
+            return Ok(false);
+        }
+        if !retention::work_due(&pool.get().await?).await? {
+            return Ok(true);
+        }
+    }
+}
+
+/// How often a rest asks whether work is still due: a rest computed while the queue was busy
+/// ends within this long of the queue going idle.
+const REST_PROBE: Duration = Duration::from_secs(1);
+
 /// The audit trail's expired days, one transaction each: back to back while nothing is due,
-/// else one per [`BUSY_DAY_SPACING`]; the days left wait for a later pass.
-async fn drop_expired_days(pool: &Pool, days: &mut DayDrops, shutdown: &CancellationToken) -> Result<(), DbError> {
+/// else one per [`BUSY_DAY_SPACING`]; the days left wait for a later pass. Whether some were
+/// left waiting.
+async fn drop_expired_days(pool: &Pool, days: &mut DayDrops, shutdown: &CancellationToken) -> Result<bool, DbError> {
     while !shutdown.is_cancelled() {
         let client = pool.get().await?;
         let due = retention::work_due(&client).await?;
         if !may_drop_day(due, days.last_busy_drop.map(|at| at.elapsed())) {
             tracing::debug!("expired days of the audit trail left for a later pass: work is due");
-            break;
+            return Ok(true);
         }
         let Some(day) = retention::drop_expired_day(&client).await? else { break };
         if due {
@@ -132,16 +160,16 @@ async fn drop_expired_days(pool: &Pool, days: &mut DayDrops, shutdown: &Cancella
         tracing::info!(partition = %day, "expired day of the audit trail dropped");
         metrics::counter!("pgcourier_event_partitions_dropped_total").increment(1);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Batches of `kind` until one comes back short (or another daemon holds the lock, or
-/// shutdown), each followed by its rest ([`rest_after`]), which holds no connection; how many
-/// rows it removed.
+/// shutdown), each followed by its rest ([`rest_after`], ended early when the work is done),
+/// which holds no connection; how many rows it removed.
 async fn prune(pool: &Pool, kind: Prune, shutdown: &CancellationToken) -> Result<i64, DbError> {
     let mut total = 0i64;
     let mut rest = Duration::ZERO;
-    while rested(rest, shutdown).await {
+    while rested_while_due(pool, rest, shutdown).await? {
         let mut client = pool.get().await?;
         let started = std::time::Instant::now();
         let Some(n) = retention::prune_batch(&mut client, kind).await? else { break };

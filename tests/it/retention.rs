@@ -465,12 +465,15 @@ async fn the_pruner_sees_when_work_is_due() {
 
 /// A day's drop stops the whole audit trail for a moment, so while a send is due the leader
 /// drops one expired day, then one a minute (`maintenance::BUSY_DAY_SPACING`); with nothing due
-/// the rest go at once.
+/// the rest go at once. Expired messages wait while days do (their events go with the days).
 #[tokio::test]
 async fn while_a_send_is_due_a_pass_drops_one_expired_day_and_leaves_the_rest_for_later() {
     let db = TestDb::new().await;
     let (acme, _) = db.seed_acme().await;
-    db.client.batch_execute("UPDATE et_tenants SET settings = '{\"event_retention_days\": 30}'").await.unwrap();
+    db.client
+        .batch_execute("UPDATE et_tenants SET settings = '{\"event_retention_days\": 30, \"message_retention_days\": 30}'")
+        .await
+        .unwrap();
     db.client
         .batch_execute(
             "ALTER TABLE et_message_events DETACH PARTITION et_message_events_p_legacy;
@@ -485,6 +488,9 @@ async fn while_a_send_is_due_a_pass_drops_one_expired_day_and_leaves_the_rest_fo
         .await
         .unwrap();
     let old_days = "SELECT count(*) FROM et_event_partitions() WHERE name LIKE 'et_message_events_p_old%'";
+    let expired = message(&db, "acme", acme, "queued").await;
+    walk(&db, expired, &["cancelled"]).await;
+    backdate(&db, expired, 40).await;
     // a send due now, and no daemon to take it
     let due = db
         .client
@@ -506,8 +512,10 @@ async fn while_a_send_is_due_a_pass_drops_one_expired_day_and_leaves_the_rest_fo
     assert!(t.elapsed() < Duration::from_secs(10), "the pass does not wait for the next day's turn: {:?}", t.elapsed());
     pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
     assert_eq!(db.count(old_days).await, 2, "the next day waits its minute while the send is due");
+    assert!(exists(&db, expired).await, "the expired message waits with the days");
 
     walk(&db, due, &["sending", "sent"]).await;
     pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
     assert_eq!(db.count(old_days).await, 0, "nothing due: the rest go at once");
+    assert!(!exists(&db, expired).await, "and the expired message after them");
 }

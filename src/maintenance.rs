@@ -10,7 +10,7 @@
 //!   attachment content), in batches that are each one short transaction, until a batch comes
 //!   back short; each batch also takes a transaction-level advisory lock, so a pass overlapping
 //!   a change of leader stays one at a time; while sends or decisions are due it rests between
-//!   batches ([`rest_after`]), so that pruning takes little from them;
+//!   batches ([`rest_after`], ended once nothing is due), so that pruning takes little from them;
 //! - removes the console's expired sessions and old chart minutes.
 //!
 //! The periods are tenant settings (`message_retention_days`, ...; their defaults in
@@ -93,13 +93,8 @@ pub async fn pass(pool: &Pool, days: &mut DayDrops, shutdown: &CancellationToken
         tracing::info!(created, "event partitions made ahead");
         metrics::counter!("pgcourier_event_partitions_created_total").increment(created as u64);
     }
-    let days_waiting = drop_expired_days(pool, days, shutdown).await?;
+    drop_expired_days(pool, days, shutdown).await?;
     for kind in Prune::ALL {
-        // while an expired day waits for its turn, the batches that delete events wait with it:
-        // they would delete row by row what the day's drop removes whole
-        if days_waiting && matches!(kind, Prune::Messages | Prune::Events) {
-            continue;
-        }
         let n = prune(pool, kind, shutdown).await?;
         if n > 0 {
             tracing::info!(kind = kind.label(), rows = n, "deleted history past its retention period");
@@ -143,15 +138,15 @@ async fn rested_while_due(pool: &Pool, rest: Duration, shutdown: &CancellationTo
 const REST_PROBE: Duration = Duration::from_secs(1);
 
 /// The audit trail's expired days, one transaction each: back to back while nothing is due,
-/// else one per [`BUSY_DAY_SPACING`]; the days left wait for a later pass. Whether some were
-/// left waiting.
-async fn drop_expired_days(pool: &Pool, days: &mut DayDrops, shutdown: &CancellationToken) -> Result<bool, DbError> {
+/// else one per [`BUSY_DAY_SPACING`]; the days left wait for a later pass. (The batches after
+/// it run meanwhile: throttled, they keep the pruning going while the queue is never idle.)
+async fn drop_expired_days(pool: &Pool, days: &mut DayDrops, shutdown: &CancellationToken) -> Result<(), DbError> {
     while !shutdown.is_cancelled() {
         let client = pool.get().await?;
         let due = retention::work_due(&client).await?;
         if !may_drop_day(due, days.last_busy_drop.map(|at| at.elapsed())) {
             tracing::debug!("expired days of the audit trail left for a later pass: work is due");
-            return Ok(true);
+            return Ok(());
         }
         let Some(day) = retention::drop_expired_day(&client).await? else { break };
         if due {
@@ -160,7 +155,7 @@ async fn drop_expired_days(pool: &Pool, days: &mut DayDrops, shutdown: &Cancella
         tracing::info!(partition = %day, "expired day of the audit trail dropped");
         metrics::counter!("pgcourier_event_partitions_dropped_total").increment(1);
     }
-    Ok(false)
+    Ok(())
 }
 
 /// Batches of `kind` until one comes back short (or another daemon holds the lock, or

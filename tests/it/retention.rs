@@ -59,6 +59,22 @@ async fn backdate(db: &TestDb, id: i64, days: i32) {
     tx.commit().await.unwrap();
 }
 
+/// The partitioned audit trail as it is after months: the first (legacy) partition gone, and one
+/// day's partition `days` ago for each of `days` (named `et_message_events_p_old<days>`).
+async fn old_days(db: &TestDb, days: &[i32]) {
+    let mut sql = "ALTER TABLE et_message_events DETACH PARTITION et_message_events_p_legacy;
+                   DROP TABLE et_message_events_p_legacy;"
+        .to_owned();
+    for d in days {
+        sql += &format!(
+            "CREATE TABLE et_message_events_p_old{d} PARTITION OF et_message_events
+               FOR VALUES FROM (date_trunc('day', now() - interval '{d} days')) TO (date_trunc('day', now() - interval '{} days'));",
+            d - 1
+        );
+    }
+    db.client.batch_execute(&sql).await.unwrap();
+}
+
 async fn exists(db: &TestDb, id: i64) -> bool {
     db.count(&format!("SELECT count(*) FROM et_messages WHERE id = {id}")).await == 1
 }
@@ -258,17 +274,7 @@ async fn event_partitions_are_made_ahead_moved_out_of_the_default_and_dropped_wh
 
     // history from long ago: the partitioned table as it is after months, old days included
     let id = message(&db, "acme", acme, "pending_approval").await;
-    db.client
-        .batch_execute(
-            "ALTER TABLE et_message_events DETACH PARTITION et_message_events_p_legacy;
-             DROP TABLE et_message_events_p_legacy;
-             CREATE TABLE et_message_events_p_old40 PARTITION OF et_message_events
-               FOR VALUES FROM (date_trunc('day', now() - interval '40 days')) TO (date_trunc('day', now() - interval '39 days'));
-             CREATE TABLE et_message_events_p_old20 PARTITION OF et_message_events
-               FOR VALUES FROM (date_trunc('day', now() - interval '20 days')) TO (date_trunc('day', now() - interval '19 days'));",
-        )
-        .await
-        .unwrap();
+    old_days(&db, &[40, 20]).await;
     let event = |days: i32| {
         format!(
             "INSERT INTO et_message_events (tenant_id, message_id, to_status, actor, created_at)
@@ -315,19 +321,7 @@ async fn expired_days_are_dropped_one_per_call_oldest_first_and_a_busy_trail_is_
     let db = TestDb::new().await;
     db.seed_acme().await;
     db.client.batch_execute("UPDATE et_tenants SET settings = '{\"event_retention_days\": 30}'").await.unwrap();
-    db.client
-        .batch_execute(
-            "ALTER TABLE et_message_events DETACH PARTITION et_message_events_p_legacy;
-             DROP TABLE et_message_events_p_legacy;
-             CREATE TABLE et_message_events_p_old40 PARTITION OF et_message_events
-               FOR VALUES FROM (date_trunc('day', now() - interval '40 days')) TO (date_trunc('day', now() - interval '39 days'));
-             CREATE TABLE et_message_events_p_old35 PARTITION OF et_message_events
-               FOR VALUES FROM (date_trunc('day', now() - interval '35 days')) TO (date_trunc('day', now() - interval '34 days'));
-             CREATE TABLE et_message_events_p_old20 PARTITION OF et_message_events
-               FOR VALUES FROM (date_trunc('day', now() - interval '20 days')) TO (date_trunc('day', now() - interval '19 days'));",
-        )
-        .await
-        .unwrap();
+    old_days(&db, &[40, 35, 20]).await;
     let drop_one =
         || async { db.client.query_one("SELECT et_event_partition_drop_expired()", &[]).await.unwrap().get::<_, Option<String>>(0) };
 
@@ -474,20 +468,8 @@ async fn while_a_send_is_due_a_pass_drops_one_expired_day_and_leaves_the_rest_fo
         .batch_execute("UPDATE et_tenants SET settings = '{\"event_retention_days\": 30, \"message_retention_days\": 30}'")
         .await
         .unwrap();
-    db.client
-        .batch_execute(
-            "ALTER TABLE et_message_events DETACH PARTITION et_message_events_p_legacy;
-             DROP TABLE et_message_events_p_legacy;
-             CREATE TABLE et_message_events_p_old40 PARTITION OF et_message_events
-               FOR VALUES FROM (date_trunc('day', now() - interval '40 days')) TO (date_trunc('day', now() - interval '39 days'));
-             CREATE TABLE et_message_events_p_old35 PARTITION OF et_message_events
-               FOR VALUES FROM (date_trunc('day', now() - interval '35 days')) TO (date_trunc('day', now() - interval '34 days'));
-             CREATE TABLE et_message_events_p_old32 PARTITION OF et_message_events
-               FOR VALUES FROM (date_trunc('day', now() - interval '32 days')) TO (date_trunc('day', now() - interval '31 days'));",
-        )
-        .await
-        .unwrap();
-    let old_days = "SELECT count(*) FROM et_event_partitions() WHERE name LIKE 'et_message_events_p_old%'";
+    old_days(&db, &[40, 35, 32]).await;
+    let old_left = "SELECT count(*) FROM et_event_partitions() WHERE name LIKE 'et_message_events_p_old%'";
     let expired = message(&db, "acme", acme, "queued").await;
     walk(&db, expired, &["cancelled"]).await;
     backdate(&db, expired, 40).await;
@@ -507,14 +489,14 @@ async fn while_a_send_is_due_a_pass_drops_one_expired_day_and_leaves_the_rest_fo
     let mut days = pgcourier::maintenance::DayDrops::default();
     let t = std::time::Instant::now();
     pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
-    assert_eq!(db.count(old_days).await, 2, "one day dropped, the oldest");
+    assert_eq!(db.count(old_left).await, 2, "one day dropped, the oldest");
     assert_eq!(db.count("SELECT count(*) FROM et_event_partitions() WHERE name = 'et_message_events_p_old40'").await, 0);
     assert!(t.elapsed() < Duration::from_secs(10), "the pass does not wait for the next day's turn: {:?}", t.elapsed());
     pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
-    assert_eq!(db.count(old_days).await, 2, "the next day waits its minute while the send is due");
+    assert_eq!(db.count(old_left).await, 2, "the next day waits its minute while the send is due");
     assert!(!exists(&db, expired).await, "the throttled batches go on meanwhile: the expired message is gone");
 
     walk(&db, due, &["sending", "sent"]).await;
     pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
-    assert_eq!(db.count(old_days).await, 0, "nothing due: the rest go at once");
+    assert_eq!(db.count(old_left).await, 0, "nothing due: the rest go at once");
 }

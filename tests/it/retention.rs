@@ -25,6 +25,19 @@ async fn message(db: &TestDb, tenant: &str, session: i64, status: &str) -> i64 {
         .get(0)
 }
 
+/// Insert an outbound message of acme due now (nothing scheduled).
+async fn due_now(db: &TestDb, session: i64) -> i64 {
+    db.client
+        .query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Hi', 'Now') RETURNING id",
+            &[&session],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// Take a queued message through `statuses` the way the daemon does (its queue row leaves when
 /// it is sent, and turns dead when it fails).
 async fn walk(db: &TestDb, id: i64, statuses: &[&str]) {
@@ -436,16 +449,7 @@ async fn the_pruner_sees_when_work_is_due() {
     assert!(!due().await, "an empty database has nothing due");
     let later = message(&db, "acme", acme, "queued").await;
     assert!(!due().await, "a send scheduled a year ahead is not due");
-    let now = db
-        .client
-        .query_one(
-            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
-             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Hi', 'Now') RETURNING id",
-            &[&acme],
-        )
-        .await
-        .unwrap()
-        .get::<_, i64>(0);
+    let now = due_now(&db, acme).await;
     assert!(due().await, "a send due now");
     walk(&db, now, &["sending", "sent"]).await;
     walk(&db, later, &["cancelled"]).await;
@@ -474,16 +478,7 @@ async fn while_a_send_is_due_a_pass_drops_one_expired_day_and_leaves_the_rest_fo
     walk(&db, expired, &["cancelled"]).await;
     backdate(&db, expired, 40).await;
     // a send due now, and no daemon to take it
-    let due = db
-        .client
-        .query_one(
-            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
-             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Hi', 'Now') RETURNING id",
-            &[&acme],
-        )
-        .await
-        .unwrap()
-        .get::<_, i64>(0);
+    let due = due_now(&db, acme).await;
 
     let pool = pgcourier::db::pool(db.url.parse().unwrap(), 1).unwrap();
     let mut days = pgcourier::maintenance::DayDrops::default();

@@ -18,9 +18,9 @@
 -- (with shared slots it waited, 1 in 8 times, until the application committed, and every row
 -- that became due meanwhile waited with it).
 
--- PL/pgSQL, not SQL: a SQL function with SECURITY DEFINER and SET is never inlined, and was
--- parsed and planned again on every call (a quarter of a one-row insert's instructions, and paid
--- by every claim and outcome); PL/pgSQL keeps the plan for the session.
+-- PL/pgSQL, not SQL: a SQL function with SECURITY DEFINER and SET is never inlined and is
+-- planned again on every call, and every insert, claim and outcome calls these; PL/pgSQL keeps
+-- the plan for the session.
 CREATE OR REPLACE FUNCTION et_count_messages(p_deltas jsonb) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN

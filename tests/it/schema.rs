@@ -258,8 +258,8 @@ async fn a_partial_old_history_is_left_to_refinery() {
 }
 
 /// A SQL-language function with SECURITY DEFINER or a SET clause is never inlined and is parsed
-/// and planned again on every call (PostgreSQL 15 caches no plan for SQL functions); the
-/// counters' upserts were such functions and cost a quarter of a one-row insert. Every such
+/// and planned again on every call (PostgreSQL 15 caches no plan for SQL functions), and the
+/// counters' upserts, called by every insert, claim and outcome, were such functions. Every such
 /// function of ours is PL/pgSQL, which keeps its plans for the session.
 #[tokio::test]
 async fn no_definer_or_set_function_is_written_in_sql() {

@@ -33,7 +33,9 @@
 //!   start until every row is sent, the full lifecycle checked (status, `sent_at`, one attempt,
 //!   no queue row, events queued→sending→sent for each); the daemon's peak RSS (`VmHWM`).
 //!   `--drain-runs` times (2), each checked; the fastest is reported, the others' rates beside it.
-//!   In `all` the first runs before the peer and the rest after it.
+//!   In `all` the first runs before the peer and the rest after it. Then the drain's floor
+//!   ([`drain_floor`]): the same backlog's lifecycle writes alone (claim, lease, `sending`, event;
+//!   delete, `sent`, event) on trigger-less copies from 4 connections, no daemon.
 //! - `peer` — `bench/peer/graphile.sh --jobs <drain-messages>` (graphile-worker's no-op job
 //!   drain on the same server; `--peer-skip-default` skips its default-settings run) and the
 //!   ratio pgcourier drain msgs/s ÷ graphile-worker's best jobs/s. The same script run then
@@ -96,6 +98,7 @@ mod child;
 mod cli;
 mod console;
 mod drain;
+mod drain_floor;
 mod inbound;
 mod ingest;
 mod insert_cost;
@@ -141,6 +144,8 @@ struct Results {
     drain_by_pooler: Vec<(pgbouncer::Pooler, Vec<(f64, drain::Cpu)>)>,
     /// What went wrong in any drain run (a message lost, sent twice, a gap in its history).
     drain_problems: Vec<String>,
+    /// The lifecycle's writes alone, drained from trigger-less copies (the drain's floor).
+    drain_floor: Option<anyhow::Result<drain_floor::Report>>,
     peer: Option<anyhow::Result<peer::Report>>,
     smtp: Option<anyhow::Result<smtp::Report>>,
     steady: Vec<anyhow::Result<steady::Report>>,
@@ -222,6 +227,8 @@ async fn main() -> anyhow::Result<()> {
         let first: Vec<anyhow::Result<drain::Report>> = drains.into_iter().filter(|(p, _)| *p == poolers[0]).map(|(_, d)| d).collect();
         r.drain_rates = first.iter().filter_map(|d| d.as_ref().ok()).map(|d| d.msgs_per_s).collect();
         r.drain = kept(first);
+        let params = drain_floor::Params { messages: cli.drain_messages, connections: 4, batch: cli.batch_size };
+        r.drain_floor = Some(in_fresh_db!(|db| drain_floor::run(&db, &params)));
     }
     if wants(Which::Smtp) {
         let params = smtp::Params {
@@ -296,10 +303,22 @@ async fn main() -> anyhow::Result<()> {
     let console = ok(&r.console);
     let steady: Vec<&steady::Report> = r.steady.iter().filter_map(|s| s.as_ref().ok()).collect();
     let insert_cost = ok(&r.insert_cost);
-    let targets = targets::evaluate(&targets::Inputs { drain, peer, steady: steady.clone(), ingest, smtp, inbound, console, insert_cost });
+    let drain_floor = ok(&r.drain_floor);
+    let targets = targets::evaluate(&targets::Inputs {
+        drain,
+        drain_floor,
+        peer,
+        steady: steady.clone(),
+        ingest,
+        smtp,
+        inbound,
+        console,
+        insert_cost,
+    });
     let errors = [r.ingest.as_ref().map(|x| x.is_err()), r.drain.as_ref().map(|x| x.is_err()), r.peer.as_ref().map(|x| x.is_err())]
         .into_iter()
         .chain([
+            r.drain_floor.as_ref().map(|x| x.is_err()),
             r.smtp.as_ref().map(|x| x.is_err()),
             r.inbound.as_ref().map(|x| x.is_err()),
             r.console.as_ref().map(|x| x.is_err()),
@@ -326,6 +345,7 @@ async fn main() -> anyhow::Result<()> {
             "ingest_ratios": ingest.map(|i| i.ratios(peer.and_then(|p| p.enqueue.as_ref()))),
             "drain": r.drain.as_ref().map(as_json),
             "drain_runs_msgs_per_s": &r.drain_rates,
+            "drain_floor": r.drain_floor.as_ref().map(as_json),
             "drain_runs_msgs_per_s_by_pooler": r.drain_by_pooler.iter().map(|(m, runs)| serde_json::json!({ "pooler": m, "msgs_per_s": runs.iter().map(|r| r.0).collect::<Vec<_>>(), "cpu": runs.iter().map(|r| r.1).collect::<Vec<_>>() })).collect::<Vec<_>>(),
             "memory": drain.map(|d| &d.memory),
             "peer": r.peer.as_ref().map(as_json),
@@ -346,6 +366,7 @@ async fn main() -> anyhow::Result<()> {
         print::or_fail("ingest", r.ingest.as_ref(), |i| print::ingest(i, peer.and_then(|p| p.enqueue.as_ref())));
         print::or_fail("drain", r.drain.as_ref(), |d| print::drain(d, &r.drain_rates));
         print::drain_by_pooler(&r.drain_by_pooler);
+        print::or_fail("drain floor", r.drain_floor.as_ref(), |f| print::drain_floor(f, drain, peer));
         match &r.peer {
             Some(Ok(p)) => print::peer(p, drain),
             Some(Err(e)) => println!("\npeer: FAILED: {e:#}"),

@@ -4,7 +4,7 @@ use crate::child::Memory;
 use crate::pgbouncer::Pooler;
 use crate::setup::DaemonSettings;
 use crate::targets::n0;
-use crate::{console, drain, inbound, ingest, insert_cost, peer, retention, smtp, steady, steady_search};
+use crate::{console, drain, drain_floor, inbound, ingest, insert_cost, peer, retention, smtp, steady, steady_search};
 
 /// A scenario's block, or its failure.
 pub fn or_fail<T>(name: &str, r: Option<&anyhow::Result<T>>, print: impl Fn(&T)) {
@@ -339,6 +339,25 @@ pub fn retention(r: &retention::Report) {
             "  {:<10.1}{:>12}{:>12}{:>14.1}{:>14.1}{:>12}",
             s.at_s, s.messages, s.events, s.messages_mb, s.events_mb, s.event_partitions
         );
+    }
+}
+
+/// The drain's floor: the lifecycle's writes alone, against the daemon's drain and the peer.
+pub fn drain_floor(f: &drain_floor::Report, drain: Option<&drain::Report>, peer: Option<&peer::Report>) {
+    println!();
+    println!(
+        "drain floor: the lifecycle's writes alone for {} messages (trigger-less copies, no daemon), {} connections, batches of {}",
+        n0(f.messages as f64),
+        f.connections,
+        f.batch
+    );
+    line("backlog insert (message + queue row + event)", format!("{:.2} s", f.insert_s));
+    line("claim + outcome until empty", format!("{:.2} s   {} msgs/s", f.drain_s, n0(f.msgs_per_s)));
+    if let Some(d) = drain {
+        line("pgcourier drain ÷ floor", format!("{:.0}%", d.msgs_per_s / f.msgs_per_s * 100.0));
+    }
+    if let Some(best) = peer.and_then(|p| p.best_jobs_per_s) {
+        line("floor ÷ graphile-worker best", format!("{:.2}×", f.msgs_per_s / best));
     }
 }
 

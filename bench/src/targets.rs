@@ -2,7 +2,7 @@
 //! met?" and the same rows in the JSON. A target whose scenario did not run (or failed) is
 //! "not measured"; a missed target is printed MISSED but does not change the exit status.
 
-use crate::{console, drain, inbound, ingest, insert_cost, peer, smtp, steady};
+use crate::{console, drain, drain_floor, inbound, ingest, insert_cost, peer, smtp, steady};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -17,6 +17,8 @@ pub struct Target {
 /// This run's successful reports.
 pub struct Inputs<'a> {
     pub drain: Option<&'a drain::Report>,
+    /// The lifecycle's writes alone (trigger-less copies, no daemon): what the drain cannot beat.
+    pub drain_floor: Option<&'a drain_floor::Report>,
     pub peer: Option<&'a peer::Report>,
     pub steady: Vec<&'a steady::Report>,
     pub ingest: Option<&'a ingest::Report>,
@@ -125,11 +127,19 @@ pub fn evaluate(i: &Inputs) -> Vec<Target> {
             Target {
                 target: "drain vs graphile-worker",
                 measured: format!(
-                    "{r:.2}× ({} vs {} jobs/s; 2× {}; {})",
+                    "{r:.2}× ({} vs {} jobs/s; 2× {}; {}){}",
                     n0(d.msgs_per_s),
                     n0(p.best_jobs_per_s.unwrap_or(0.0)),
                     if r >= 2.0 { "reached" } else { "not reached" },
-                    if problems.is_empty() { "every lifecycle complete" } else { "LIFECYCLE INCOMPLETE" }
+                    if problems.is_empty() { "every lifecycle complete" } else { "LIFECYCLE INCOMPLETE" },
+                    match (i.drain_floor, p.best_jobs_per_s) {
+                        (Some(f), Some(best)) => format!(
+                            ". Floor: the lifecycle's writes alone, no trigger or daemon, {} msgs/s = {:.2}×",
+                            n0(f.msgs_per_s),
+                            f.msgs_per_s / best
+                        ),
+                        _ => String::new(),
+                    }
                 ),
                 goal,
                 met: Some(r >= 1.5 && problems.is_empty()),

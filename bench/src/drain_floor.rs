@@ -42,6 +42,9 @@ pub struct Report {
     /// First claim → last outcome.
     pub drain_s: f64,
     pub msgs_per_s: f64,
+    /// CPU seconds the draining connections' backends used (from `/proc`, as the drain's
+    /// `cpu.postgres_s`): steadier than the wall time on a shared machine.
+    pub postgres_cpu_s: f64,
 }
 
 const TABLES: &str = "
@@ -125,17 +128,19 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         let client = db.connect().await?;
         let claim = client.prepare(CLAIM).await.context("preparing the floor's claim")?;
         let outcome = client.prepare(OUTCOME).await.context("preparing the floor's outcome")?;
-        workers.push((format!("floor-{w}"), client, claim, outcome));
+        let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        workers.push((format!("floor-{w}"), client, claim, outcome, pid as u32));
     }
     let batch = p.batch as i64;
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(p.connections);
-    for (worker, client, claim, outcome) in workers {
+    for (worker, client, claim, outcome, pid) in workers {
         tasks.push(tokio::spawn(async move {
             loop {
                 let rows = client.query(&claim, &[&worker, &batch]).await?;
                 if rows.is_empty() {
-                    return anyhow::Ok(Instant::now());
+                    // (the connection stays open until its backend's CPU time is read)
+                    return anyhow::Ok((Instant::now(), client, pid));
                 }
                 let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
                 client.execute(&outcome, &[&worker, &ids, &TENANT]).await?;
@@ -143,10 +148,15 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         }));
     }
     let mut last = start;
+    let mut done = Vec::with_capacity(p.connections);
     for t in tasks {
-        last = last.max(t.await.context("a floor worker panicked")?.context("the floor's drain")?);
+        let (at, client, pid) = t.await.context("a floor worker panicked")?.context("the floor's drain")?;
+        last = last.max(at);
+        done.push((client, pid));
     }
     let drain_s = last.duration_since(start).as_secs_f64();
+    let postgres_cpu_s = done.iter().filter_map(|(_, pid)| crate::child::cpu_seconds(*pid)).sum();
+    drop(done);
 
     let checked = db
         .client
@@ -171,5 +181,6 @@ pub async fn run(db: &BenchDb, p: &Params) -> anyhow::Result<Report> {
         insert_s,
         drain_s,
         msgs_per_s: p.messages as f64 / drain_s,
+        postgres_cpu_s,
     })
 }

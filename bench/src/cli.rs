@@ -83,6 +83,9 @@ pub struct Cli {
     /// retention: history messages per day (10M over 14 days: 714286).
     #[arg(long, default_value_t = 25_000)]
     pub retention_per_day: usize,
+    /// retention: rounds of a drain with nothing to prune and one while pruning, alternating.
+    #[arg(long, default_value_t = 3)]
+    pub retention_rounds: usize,
     /// Skip the graphile-worker comparison (in `all`).
     #[arg(long)]
     pub no_peer: bool,

@@ -62,8 +62,9 @@
 //!   (p50 / p95 / max), and the queries per second one open live stream costs (see `console`).
 //!
 //! - `retention` — `--retention-days` (14) days of history, `--retention-per-day` (25,000) sent
-//!   messages a day in daily event partitions, a tenant that keeps 7 days; a `--drain-messages`
-//!   drain with nothing to prune, then one while the leader prunes every second: both rates, how
+//!   messages a day in daily event partitions, a tenant that keeps 7 days; `--retention-rounds` (3)
+//!   rounds of a `--drain-messages` drain with nothing to prune and one while the leader prunes
+//!   every second, alternating: the rates, how
 //!   fast the history past the window leaves, table sizes and live rows sampled every second
 //!   (see `retention`).
 //! - `insert-cost` — instructions PostgreSQL spends on one prepared one-row insert into
@@ -291,6 +292,7 @@ async fn main() -> anyhow::Result<()> {
             days: cli.retention_days,
             per_day: cli.retention_per_day,
             drain: cli.drain_messages,
+            rounds: cli.retention_rounds,
             daemon: daemon.clone(),
         };
         r.retention = Some(in_fresh_db!(|db| retention::run(&db, &params)));

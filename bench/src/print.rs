@@ -304,13 +304,16 @@ pub fn console(r: &console::Report) {
 pub fn retention(r: &retention::Report) {
     println!();
     println!(
-        "retention: {} days of history, {} sent messages a day, the tenant keeps 7; two drains of {} on a log session",
+        "retention: {} days of history, {} sent messages a day, the tenant keeps 7; {} rounds of two drains of {} on a log session",
         r.days,
         n0(r.per_day as f64),
+        r.rounds,
         n0(r.drain_messages as f64)
     );
     line("history made (insert, sent, moved back)", format!("{:.0} s", r.history_load_s));
-    line("drain: nothing to prune / while pruning", format!("{} / {} msgs/s", n0(r.control_msgs_per_s), n0(r.pruning_msgs_per_s)));
+    let runs = |v: &[f64]| v.iter().map(|&x| n0(x)).collect::<Vec<_>>().join(", ");
+    line("drains with nothing to prune", format!("{} msgs/s ({})", n0(r.control_msgs_per_s), runs(&r.control_runs_msgs_per_s)));
+    line("drains while pruning", format!("{} msgs/s ({})", n0(r.pruning_msgs_per_s), runs(&r.pruning_runs_msgs_per_s)));
     line(
         "pruned: past the window / until none left",
         format!("{} / {:.1} s ({} msgs/s)", n0(r.pruned_messages as f64), r.prune_s, n0(r.pruned_messages_per_s)),

@@ -356,18 +356,13 @@ pub fn drain_floor(f: &drain_floor::Report, drain: Option<&drain::Report>, peer:
     );
     line("backlog insert (message + queue row + event)", format!("{:.2} s", f.insert_s));
     line("claim + outcome until empty", format!("{:.2} s   {} msgs/s", f.drain_s, n0(f.msgs_per_s)));
-    let per_100k = |s: f64| s / f.messages as f64 * 100_000.0;
-    line("PostgreSQL CPU per 100,000 messages", format!("{:.2} s", per_100k(f.postgres_cpu_s)));
+    let per_100k = |seconds: f64, messages: usize| seconds / messages as f64 * 100_000.0;
+    let floor_cpu = per_100k(f.postgres_cpu_s, f.messages);
+    line("PostgreSQL CPU per 100,000 messages", format!("{floor_cpu:.2} s"));
     if let Some(d) = drain {
         line("pgcourier drain ÷ floor", format!("{:.0}%", d.msgs_per_s / f.msgs_per_s * 100.0));
-        line(
-            "the drain's PostgreSQL CPU per 100,000 messages",
-            format!(
-                "{:.2} s ({:.1}× the floor's)",
-                d.cpu.postgres_s / d.messages as f64 * 100_000.0,
-                d.cpu.postgres_s / d.messages as f64 / (f.postgres_cpu_s / f.messages as f64)
-            ),
-        );
+        let drain_cpu = per_100k(d.cpu.postgres_s, d.messages);
+        line("the drain's PostgreSQL CPU per 100,000 messages", format!("{drain_cpu:.2} s ({:.1}× the floor's)", drain_cpu / floor_cpu));
     }
     if let Some(best) = peer.and_then(|p| p.best_jobs_per_s) {
         line("floor ÷ graphile-worker best", format!("{:.2}×", f.msgs_per_s / best));

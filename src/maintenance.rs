@@ -4,7 +4,8 @@
 //! - keeps the audit trail's daily partitions: the next days made ahead
 //!   ([`retention::make_partitions_ahead`]), expired days dropped whole, one transaction each
 //!   ([`retention::drop_expired_day`]), and while work is due at most one a minute
-//!   ([`may_drop_day`]);
+//!   ([`may_drop_day`]); days left waiting are offered again between the pruning batches, so
+//!   they go whole as soon as they may rather than row by row with their messages;
 //! - deletes history past each tenant's retention periods ([`retention::Prune`]: finished
 //!   messages and dead letters with their events, events, webhook deliveries, security events,
 //!   attachment content), in batches that are each one short transaction, until a batch comes
@@ -95,7 +96,7 @@ pub async fn pass(pool: &Pool, days: &mut DayDrops, shutdown: &CancellationToken
     }
     drop_expired_days(pool, days, shutdown).await?;
     for kind in Prune::ALL {
-        let n = prune(pool, kind, shutdown).await?;
+        let n = prune(pool, kind, days, shutdown).await?;
         if n > 0 {
             tracing::info!(kind = kind.label(), rows = n, "deleted history past its retention period");
         }
@@ -138,8 +139,8 @@ async fn rested_while_due(pool: &Pool, rest: Duration, shutdown: &CancellationTo
 const REST_PROBE: Duration = Duration::from_secs(1);
 
 /// The audit trail's expired days, one transaction each: back to back while nothing is due,
-/// else one per [`BUSY_DAY_SPACING`]; the days left wait for a later pass. (The batches after
-/// it run meanwhile: throttled, they keep the pruning going while the queue is never idle.)
+/// else one per [`BUSY_DAY_SPACING`]; the days left wait for the next call, which [`prune`]
+/// makes between its batches.
 async fn drop_expired_days(pool: &Pool, days: &mut DayDrops, shutdown: &CancellationToken) -> Result<(), DbError> {
     while !shutdown.is_cancelled() {
         let client = pool.get().await?;
@@ -160,11 +161,16 @@ async fn drop_expired_days(pool: &Pool, days: &mut DayDrops, shutdown: &Cancella
 
 /// Batches of `kind` until one comes back short (or another daemon holds the lock, or
 /// shutdown), each followed by its rest ([`rest_after`], ended early when the work is done),
-/// which holds no connection; how many rows it removed.
-async fn prune(pool: &Pool, kind: Prune, shutdown: &CancellationToken) -> Result<i64, DbError> {
+/// which holds no connection, and by the expired days that may go now
+/// ([`drop_expired_days`]): a day left while work was due would otherwise lose its rows one
+/// by one to these batches before the next pass dropped it; how many rows it removed.
+async fn prune(pool: &Pool, kind: Prune, days: &mut DayDrops, shutdown: &CancellationToken) -> Result<i64, DbError> {
     let mut total = 0i64;
     let mut rest = Duration::ZERO;
     while rested_while_due(pool, rest, shutdown).await? {
+        if total > 0 {
+            drop_expired_days(pool, days, shutdown).await?;
+        }
         let mut client = pool.get().await?;
         let started = std::time::Instant::now();
         let Some(n) = retention::prune_batch(&mut client, kind).await? else { break };

@@ -495,3 +495,52 @@ async fn while_a_send_is_due_a_pass_drops_one_expired_day_and_leaves_the_rest_fo
     pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
     assert_eq!(db.count(old_left).await, 0, "nothing due: the rest go at once");
 }
+
+/// Days left behind while a send was due go as soon as nothing is due, in the same pass: the
+/// message batches that follow offer them again, so that they are not deleted row by row with
+/// their messages while they wait for the next pass.
+#[tokio::test]
+async fn days_left_while_a_send_was_due_go_between_the_batches_once_it_is_sent() {
+    let db = TestDb::new().await;
+    let (acme, _) = db.seed_acme().await;
+    db.client
+        .batch_execute("UPDATE et_tenants SET settings = '{\"event_retention_days\": 30, \"message_retention_days\": 30}'")
+        .await
+        .unwrap();
+    old_days(&db, &[40, 35]).await;
+    let old_left = "SELECT count(*) FROM et_event_partitions() WHERE name LIKE 'et_message_events_p_old%'";
+    // three batches of expired messages (`Prune::Messages` takes 1,000 at a time)
+    db.client
+        .execute(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, delivery_status, recipients, body_text)
+             SELECT 'acme', $1, 'outbound', 'pending_approval', ARRAY['ann@example.com'], 'x' FROM generate_series(1, 2500)",
+            &[&acme],
+        )
+        .await
+        .unwrap();
+    db.client.batch_execute("UPDATE et_messages SET delivery_status = 'cancelled'").await.unwrap();
+    let mut c = db.connect().await;
+    let tx = c.transaction().await.unwrap();
+    tx.batch_execute(
+        "SET LOCAL session_replication_role = replica;
+         UPDATE et_messages SET created_at = now() - interval '40 days', updated_at = now() - interval '40 days';",
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let due = due_now(&db, acme).await;
+
+    let pool = pgcourier::db::pool(db.url.parse().unwrap(), 2).unwrap();
+    let running = tokio::spawn(async move {
+        let mut days = pgcourier::maintenance::DayDrops::default();
+        pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
+    });
+    // the pass starts while the send is due: one day goes, then the first batch of messages
+    until(&db, "SELECT count(*) <= 1500 FROM et_messages WHERE created_at < now() - interval '30 days'", SECS).await;
+    assert_eq!(db.count(old_left).await, 1, "while the send is due, one day goes and the other waits");
+    // the send goes out during the throttled batches' rest
+    walk(&db, due, &["sending", "sent"]).await;
+    running.await.unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE created_at < now() - interval '30 days'").await, 0);
+    assert_eq!(db.count(old_left).await, 0, "the waiting day went between the batches, in the same pass");
+}

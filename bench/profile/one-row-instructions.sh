@@ -9,7 +9,13 @@
 # transaction each) 50 times and 250 times under callgrind; the difference ÷ 200 is the cost of
 # one transaction, start-up excluded.
 #
-# Usage: bench/profile/one-row-instructions.sh [--keep] [--sql FILE] [--migrate-with BENCH]
+# With `--bulk` it counts a row of a bulk insert instead: one `INSERT ... SELECT generate_series`
+# of 1,000 rows and one of 5,000, the difference ÷ 4,000. Both make the same 1,000 threads (the
+# bench's rows go to 1,000 recipients), so the rows counted are rows joining a thread that exists,
+# as nearly all of the bench's bulk insert of 100,000 are.
+#
+# Usage: bench/profile/one-row-instructions.sh [--keep] [--sql FILE] [--migrate-with BENCH] [--bulk]
+#   --bulk      a row of a bulk insert instead of a one-row insert
 #   --sql FILE  run FILE against the database after migrating (try a trigger or constraint
 #               change without writing a migration)
 #   --keep      keep the directory with the callgrind outputs (callgrind_annotate --inclusive=yes)
@@ -22,12 +28,13 @@
 set -euo pipefail
 
 die() { echo "one-row-instructions.sh: error: $*" >&2; exit 1; }
-keep=0 sql="" bench=""
+keep=0 sql="" bench="" bulk=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1 ;;
     --sql) sql="$(realpath "${2:?--sql needs a file}")"; shift ;;
     --migrate-with) bench="${2:?--migrate-with needs the bench binary}"; shift ;;
+    --bulk) bulk=1 ;;
     *) die "unknown argument $1" ;;
   esac
   shift
@@ -69,13 +76,22 @@ session=$(psql "$url/cg" -qAt -c "INSERT INTO et_tenants (id, name) VALUES ('ben
 [ -z "$sql" ] || psql "$url/cg" -q -v ON_ERROR_STOP=1 -f "$sql" >/dev/null
 as_pg "'$bin/pg_ctl' -D '$dir/data' -w stop" >/dev/null
 
-# the statement and rows of the bench's single-row ingest (bench/src/setup.rs ROW_VALUES)
-for n in 50 250; do
-  {
-    echo "PREPARE ins(int) AS INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text) SELECT 'bench', $session, 'outbound', ARRAY['r' || (g % 1000) || '@example.com'], 'Benchmark ' || g, 'Hello from the pgcourier benchmark, message ' || g || '.' FROM (SELECT \$1 AS g) s;"
-    seq 1 "$n" | sed 's/.*/EXECUTE ins(&);/'
-  } > "$dir/in$n.sql"
-done
+# the statement and rows of the bench's ingest (bench/src/setup.rs ROW_VALUES)
+insert="INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text) SELECT 'bench', $session, 'outbound', ARRAY['r' || (g % 1000) || '@example.com'], 'Benchmark ' || g, 'Hello from the pgcourier benchmark, message ' || g || '.'"
+if [ -n "$bulk" ]; then
+  small=1000 large=5000
+  for n in $small $large; do
+    echo "PREPARE ins(int) AS $insert FROM generate_series(1, \$1) g; EXECUTE ins($n);" > "$dir/in$n.sql"
+  done
+else
+  small=50 large=250
+  for n in $small $large; do
+    {
+      echo "PREPARE ins(int) AS $insert FROM (SELECT \$1 AS g) s;"
+      seq 1 "$n" | sed 's/.*/EXECUTE ins(&);/'
+    } > "$dir/in$n.sql"
+  done
+fi
 chown postgres "$dir"/in*.sql
 
 total() {
@@ -85,6 +101,11 @@ total() {
   ! grep -q "ERROR" "$dir/single.$1.log" || die "an insert failed: $(grep -m1 ERROR "$dir/single.$1.log")"
   awk '/^(summary|totals):/ { print $2; exit }' "$dir/callgrind.$1"
 }
-a=$(total 50)
-b=$(total 250)
-echo "one single-row insert: $(( (b - a) / 200 )) instructions (callgrind, PostgreSQL $("$bin/postgres" --version | awk '{print $3}'))"
+a=$(total "$small")
+b=$(total "$large")
+version="$("$bin/postgres" --version | awk '{print $3}')"
+if [ -n "$bulk" ]; then
+  echo "one row of a bulk insert: $(( (b - a) / (large - small) )) instructions (callgrind, $large against $small rows, PostgreSQL $version)"
+else
+  echo "one single-row insert: $(( (b - a) / (large - small) )) instructions (callgrind, PostgreSQL $version)"
+fi

@@ -190,8 +190,10 @@ pub async fn asynchronous_replica_promoted_resends_unflagged() {
     assert!(done, "not every message reached a final status — {}", tally.line());
     assert_eq!(tally.lost, 0, "LOST — {}", tally.line());
     // The standby knows nothing of the old claims, so the re-sends go unflagged. A few may be
-    // flagged all the same: a lease taken on the new primary has been seen to expire unsent (why
-    // is not yet known), and the rescue flags the next attempt, itself a re-send. So a flag must
+    // flagged all the same. The daemon claims a row again on the new primary under the same
+    // lease key (worker, message, attempt) as a send whose outcome it is still trying to record;
+    // if it gives that outcome up first, the key is forgotten, the new claim is dropped unsent,
+    // its lease expires and the rescue flags the next attempt, itself a re-send. So a flag must
     // be owned by a copy that was in fact received again.
     assert!(tally.flagged as usize <= tally.multi, "a flag on a message received once — {}", tally.line());
     assert!(tally.dup >= at_stop, "every message delivered before the failover is sent again, unflagged — {}", tally.line());

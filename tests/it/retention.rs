@@ -72,6 +72,37 @@ async fn backdate(db: &TestDb, id: i64, days: i32) {
     tx.commit().await.unwrap();
 }
 
+/// `n` finished (cancelled) messages of acme on `session`, made `days` old (triggers off, as a
+/// restore of old history would be); their ids.
+async fn expired_messages(db: &TestDb, session: i64, n: i32, days: i32) -> Vec<i64> {
+    let ids = db
+        .client
+        .query(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, delivery_status, recipients, body_text)
+             SELECT 'acme', $1, 'outbound', 'pending_approval', ARRAY['ann@example.com'], 'x' FROM generate_series(1, $2)
+             RETURNING id",
+            &[&session, &n],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Vec<i64>>();
+    db.client.execute("UPDATE et_messages SET delivery_status = 'cancelled' WHERE id = ANY($1)", &[&ids]).await.unwrap();
+    let mut c = db.connect().await;
+    let tx = c.transaction().await.unwrap();
+    tx.batch_execute("SET LOCAL session_replication_role = replica").await.unwrap();
+    tx.execute(
+        "UPDATE et_messages SET created_at = now() - make_interval(days => $2), updated_at = now() - make_interval(days => $2)
+          WHERE id = ANY($1)",
+        &[&ids, &days],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    ids
+}
+
 /// The partitioned audit trail as it is after months: the first (legacy) partition gone, and one
 /// day's partition `days` ago for each of `days` (named `et_message_events_p_old<days>`).
 async fn old_days(db: &TestDb, days: &[i32]) {
@@ -221,29 +252,8 @@ async fn each_kind_of_history_leaves_after_its_tenants_period_and_nothing_still_
 async fn message_batches_are_bounded_and_a_tenant_with_a_shorter_event_period_loses_only_its_events() {
     let db = TestDb::new().await;
     let (acme, _) = db.seed_acme().await;
-    let ids: Vec<i64> = db
-        .client
-        .query(
-            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, delivery_status, recipients, body_text)
-             SELECT 'acme', $1, 'outbound', 'pending_approval', ARRAY['ann@example.com'], 'x' FROM generate_series(1, 2500)
-             RETURNING id",
-            &[&acme],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    db.client.batch_execute("UPDATE et_messages SET delivery_status = 'cancelled'").await.unwrap();
+    let ids = expired_messages(&db, acme, 2500, 100).await;
     let mut c = db.connect().await;
-    let tx = c.transaction().await.unwrap();
-    tx.batch_execute(
-        "SET LOCAL session_replication_role = replica;
-         UPDATE et_messages SET created_at = now() - interval '100 days', updated_at = now() - interval '100 days';",
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
     // one call deletes at most its limit; the pass goes on until a batch comes back short
     let n: i32 = db.client.query_one("SELECT et_prune_messages(1000)", &[]).await.unwrap().get(0);
     assert_eq!(n, 1000);
@@ -510,24 +520,7 @@ async fn days_left_while_a_send_was_due_go_between_the_batches_once_it_is_sent()
     old_days(&db, &[40, 35]).await;
     let old_left = "SELECT count(*) FROM et_event_partitions() WHERE name LIKE 'et_message_events_p_old%'";
     // three batches of expired messages (`Prune::Messages` takes 1,000 at a time)
-    db.client
-        .execute(
-            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, delivery_status, recipients, body_text)
-             SELECT 'acme', $1, 'outbound', 'pending_approval', ARRAY['ann@example.com'], 'x' FROM generate_series(1, 2500)",
-            &[&acme],
-        )
-        .await
-        .unwrap();
-    db.client.batch_execute("UPDATE et_messages SET delivery_status = 'cancelled'").await.unwrap();
-    let mut c = db.connect().await;
-    let tx = c.transaction().await.unwrap();
-    tx.batch_execute(
-        "SET LOCAL session_replication_role = replica;
-         UPDATE et_messages SET created_at = now() - interval '40 days', updated_at = now() - interval '40 days';",
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    expired_messages(&db, acme, 2500, 40).await;
     let due = due_now(&db, acme).await;
 
     let pool = pgcourier::db::pool(db.url.parse().unwrap(), 2).unwrap();

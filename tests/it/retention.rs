@@ -119,6 +119,22 @@ async fn old_days(db: &TestDb, days: &[i32]) {
     db.client.batch_execute(&sql).await.unwrap();
 }
 
+/// Tenant acme keeping messages and events 30 days, and the audit trail with a day `days` ago for
+/// each of `days` ([`old_days`]); the database and acme's email session.
+async fn thirty_days_and_old_days(days: &[i32]) -> (TestDb, i64) {
+    let db = TestDb::new().await;
+    let (acme, _) = db.seed_acme().await;
+    db.client
+        .batch_execute("UPDATE et_tenants SET settings = '{\"event_retention_days\": 30, \"message_retention_days\": 30}'")
+        .await
+        .unwrap();
+    old_days(&db, days).await;
+    (db, acme)
+}
+
+/// How many of [`old_days`]' days are left.
+const OLD_LEFT: &str = "SELECT count(*) FROM et_event_partitions() WHERE name LIKE 'et_message_events_p_old%'";
+
 async fn exists(db: &TestDb, id: i64) -> bool {
     db.count(&format!("SELECT count(*) FROM et_messages WHERE id = {id}")).await == 1
 }
@@ -476,14 +492,7 @@ async fn the_pruner_sees_when_work_is_due() {
 /// the rest go at once.
 #[tokio::test]
 async fn while_a_send_is_due_a_pass_drops_one_expired_day_and_leaves_the_rest_for_later() {
-    let db = TestDb::new().await;
-    let (acme, _) = db.seed_acme().await;
-    db.client
-        .batch_execute("UPDATE et_tenants SET settings = '{\"event_retention_days\": 30, \"message_retention_days\": 30}'")
-        .await
-        .unwrap();
-    old_days(&db, &[40, 35, 32]).await;
-    let old_left = "SELECT count(*) FROM et_event_partitions() WHERE name LIKE 'et_message_events_p_old%'";
+    let (db, acme) = thirty_days_and_old_days(&[40, 35, 32]).await;
     let expired = message(&db, "acme", acme, "queued").await;
     walk(&db, expired, &["cancelled"]).await;
     backdate(&db, expired, 40).await;
@@ -494,16 +503,16 @@ async fn while_a_send_is_due_a_pass_drops_one_expired_day_and_leaves_the_rest_fo
     let mut days = pgcourier::maintenance::DayDrops::default();
     let t = std::time::Instant::now();
     pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
-    assert_eq!(db.count(old_left).await, 2, "one day dropped, the oldest");
+    assert_eq!(db.count(OLD_LEFT).await, 2, "one day dropped, the oldest");
     assert_eq!(db.count("SELECT count(*) FROM et_event_partitions() WHERE name = 'et_message_events_p_old40'").await, 0);
     assert!(t.elapsed() < Duration::from_secs(10), "the pass does not wait for the next day's turn: {:?}", t.elapsed());
     pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
-    assert_eq!(db.count(old_left).await, 2, "the next day waits its minute while the send is due");
+    assert_eq!(db.count(OLD_LEFT).await, 2, "the next day waits its minute while the send is due");
     assert!(!exists(&db, expired).await, "the throttled batches go on meanwhile: the expired message is gone");
 
     walk(&db, due, &["sending", "sent"]).await;
     pgcourier::maintenance::pass(&pool, &mut days, &CancellationToken::new()).await.unwrap();
-    assert_eq!(db.count(old_left).await, 0, "nothing due: the rest go at once");
+    assert_eq!(db.count(OLD_LEFT).await, 0, "nothing due: the rest go at once");
 }
 
 /// Days left behind while a send was due go as soon as nothing is due, in the same pass: the
@@ -511,14 +520,7 @@ async fn while_a_send_is_due_a_pass_drops_one_expired_day_and_leaves_the_rest_fo
 /// their messages while they wait for the next pass.
 #[tokio::test]
 async fn days_left_while_a_send_was_due_go_between_the_batches_once_it_is_sent() {
-    let db = TestDb::new().await;
-    let (acme, _) = db.seed_acme().await;
-    db.client
-        .batch_execute("UPDATE et_tenants SET settings = '{\"event_retention_days\": 30, \"message_retention_days\": 30}'")
-        .await
-        .unwrap();
-    old_days(&db, &[40, 35]).await;
-    let old_left = "SELECT count(*) FROM et_event_partitions() WHERE name LIKE 'et_message_events_p_old%'";
+    let (db, acme) = thirty_days_and_old_days(&[40, 35]).await;
     // three batches of expired messages (`Prune::Messages` takes 1,000 at a time)
     expired_messages(&db, acme, 2500, 40).await;
     let due = due_now(&db, acme).await;
@@ -530,10 +532,10 @@ async fn days_left_while_a_send_was_due_go_between_the_batches_once_it_is_sent()
     });
     // the pass starts while the send is due: one day goes, then the first batch of messages
     until(&db, "SELECT count(*) <= 1500 FROM et_messages WHERE created_at < now() - interval '30 days'", SECS).await;
-    assert_eq!(db.count(old_left).await, 1, "while the send is due, one day goes and the other waits");
+    assert_eq!(db.count(OLD_LEFT).await, 1, "while the send is due, one day goes and the other waits");
     // the send goes out during the throttled batches' rest
     walk(&db, due, &["sending", "sent"]).await;
     running.await.unwrap();
     assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE created_at < now() - interval '30 days'").await, 0);
-    assert_eq!(db.count(old_left).await, 0, "the waiting day went between the batches, in the same pass");
+    assert_eq!(db.count(OLD_LEFT).await, 0, "the waiting day went between the batches, in the same pass");
 }

@@ -195,7 +195,9 @@ $$;
 -- each their own transaction:
 --   * et_event_partitions_make_ahead makes the partitions of today and the next p_days_ahead
 --     days (UTC), so that inserts never wait for one; a day whose events went to the default
---     partition meanwhile (the daemons were down that long) has them moved into its new partition;
+--     partition meanwhile (the daemons were down that long, or the database was migrated the
+--     day before) has them moved into its new partition, with inserts locked out until it is
+--     attached;
 --   * et_event_partition_drop_expired drops one day (the oldest) that ended before the longest
 --     event period of any tenant (the history from before partitioning too), and once none is
 --     left deletes such events from the default partition. One day per call because a drop
@@ -227,6 +229,14 @@ BEGIN
     hi := (d + 1)::timestamp AT TIME ZONE 'UTC';
     CONTINUE WHEN covered IS NOT NULL AND lo < covered;
     BEGIN
+      -- A day that has begun may have events routed to the default partition right now.
+      -- ATTACH PARTITION lets inserts run on beside it, and an insert that chose the default
+      -- before the attach committed is then refused ("violates partition constraint"): so first
+      -- lock the inserts out (SHARE conflicts with their ROW EXCLUSIVE; reads go on) until
+      -- this transaction ends. Days ahead hold no events yet and need no such lock.
+      IF lo <= now() THEN
+        LOCK TABLE ONLY et_message_events IN SHARE MODE;
+      END IF;
       EXECUTE format('CREATE TABLE %I (LIKE et_message_events INCLUDING DEFAULTS)', et_event_partition_name(d));
       EXECUTE format('WITH moved AS (DELETE FROM et_message_events_default WHERE created_at >= %L AND created_at < %L RETURNING *)
                       INSERT INTO %I SELECT * FROM moved', lo, hi, et_event_partition_name(d));

@@ -539,3 +539,43 @@ async fn days_left_while_a_send_was_due_go_between_the_batches_once_it_is_sent()
     assert_eq!(db.count("SELECT count(*) FROM et_messages WHERE created_at < now() - interval '30 days'").await, 0);
     assert_eq!(db.count(OLD_LEFT).await, 0, "the waiting day went between the batches, in the same pass");
 }
+
+/// A day made while an application's insert is routing its `created` event to the default
+/// partition (the day had begun without its partition: daemons down, or a database migrated the
+/// day before) must not fail that insert: PostgreSQL's ATTACH PARTITION lets inserts run on
+/// beside it, and one that chose the default partition before the attach committed is refused
+/// after it ("violates partition constraint"), so making a day that has begun first locks the
+/// inserts out.
+#[tokio::test]
+async fn a_day_made_while_an_insert_routes_to_the_default_partition_takes_that_insert() {
+    let db = TestDb::new().await;
+    let (acme, _) = db.seed_acme().await;
+    old_days(&db, &[]).await;
+    let today = "SELECT et_event_partition_name((now() AT TIME ZONE 'UTC')::date)";
+    let today: String = db.client.query_one(today, &[]).await.unwrap().get(0);
+
+    // the leader makes today's partition; its transaction is still open
+    let mut leader = db.connect().await;
+    let made = leader.transaction().await.unwrap();
+    let n: i32 = made.query_one("SELECT et_event_partitions_make_ahead(0)", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1, "today's partition made");
+    // an application inserts meanwhile, and waits for it
+    let app = db.connect().await;
+    let pid: i32 = app.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let insert = tokio::spawn(async move {
+        app.query_one(
+            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Hi', 'Now') RETURNING id",
+            &[&acme],
+        )
+        .await
+        .map(|r| r.get::<_, i64>(0))
+    });
+    until(&db, &format!("SELECT coalesce(bool_or(wait_event_type = 'Lock'), false) FROM pg_stat_activity WHERE pid = {pid}"), SECS).await;
+    made.commit().await.unwrap();
+
+    let id = insert.await.unwrap().expect("the insert goes on once the day is made");
+    let event = format!("SELECT tableoid::regclass::text FROM et_message_events WHERE message_id = {id}");
+    let part: String = db.client.query_one(&event, &[]).await.unwrap().get(0);
+    assert_eq!(part, today, "its event is in today's partition");
+}

@@ -717,8 +717,9 @@ BEGIN
       -- ATTACH PARTITION lets inserts run on beside it, and an insert that chose the default
       -- before the attach committed is then refused ("violates partition constraint"): so first
       -- lock the inserts out (SHARE conflicts with their ROW EXCLUSIVE; reads go on) until
-      -- this transaction ends. Days ahead hold no events yet and need no such lock.
-      IF lo <= now() THEN
+      -- this transaction ends. Days ahead hold no events yet and need no such lock (the hour's
+      -- margin keeps it for a day that begins while this runs).
+      IF lo <= now() + interval '1 hour' THEN
         LOCK TABLE ONLY et_message_events IN SHARE MODE;
       END IF;
       EXECUTE format('CREATE TABLE %I (LIKE et_message_events INCLUDING DEFAULTS)', et_event_partition_name(d));

@@ -25,17 +25,13 @@ async fn message(db: &TestDb, tenant: &str, session: i64, status: &str) -> i64 {
         .get(0)
 }
 
+/// An outbound message of acme on session `$1`, due now (nothing scheduled); its id.
+const DUE_NOW: &str = "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
+                       VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Hi', 'Now') RETURNING id";
+
 /// Insert an outbound message of acme due now (nothing scheduled).
 async fn due_now(db: &TestDb, session: i64) -> i64 {
-    db.client
-        .query_one(
-            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
-             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Hi', 'Now') RETURNING id",
-            &[&session],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    db.client.query_one(DUE_NOW, &[&session]).await.unwrap().get(0)
 }
 
 /// Take a queued message through `statuses` the way the daemon does (its queue row leaves when
@@ -562,15 +558,7 @@ async fn a_day_made_while_an_insert_routes_to_the_default_partition_takes_that_i
     // an application inserts meanwhile, and waits for it
     let app = db.connect().await;
     let pid: i32 = app.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    let insert = tokio::spawn(async move {
-        app.query_one(
-            "INSERT INTO et_messages (tenant_id, channel_session_id, direction, recipients, subject, body_text)
-             VALUES ('acme', $1, 'outbound', ARRAY['ann@example.com'], 'Hi', 'Now') RETURNING id",
-            &[&acme],
-        )
-        .await
-        .map(|r| r.get::<_, i64>(0))
-    });
+    let insert = tokio::spawn(async move { app.query_one(DUE_NOW, &[&acme]).await.map(|r| r.get::<_, i64>(0)) });
     until(&db, &format!("SELECT coalesce(bool_or(wait_event_type = 'Lock'), false) FROM pg_stat_activity WHERE pid = {pid}"), SECS).await;
     made.commit().await.unwrap();
 
